@@ -1,0 +1,35 @@
+# Quick start: `make reproduce` (the default pipeline) and `make test`. Both create .venv if needed.
+VENV ?= .venv
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: reproduce test test-slow test-all lint report clean-results
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## reproduce: run the DVC pipeline (every paper in params.yaml) and render reports/
+reproduce: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+## test: the default test suite (slow tests excluded; `make test-slow` runs them)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ''
+
+lint: $(STAMP)
+	$(BIN)/ruff check repro pipelines tests
+	$(BIN)/ruff format --check repro pipelines tests
+
+## report: re-render reports/ from MLflow alone
+report: $(STAMP)
+	$(BIN)/repro report --from mlflow

@@ -1,0 +1,273 @@
+"""The claims registry: one YAML file per paper under ``repro/papers/``, one entry per table row.
+
+A schema validates every file; errors name the file, the entry and the field at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from repro.errors import ClaimFileError
+
+PAPERS_DIR = Path(__file__).parent / "papers"
+SEEDS_HINT = "../shared/seeds/"
+
+Kind = Literal["analytic", "speed", "accuracy", "dataset"]
+
+# Metrics the analytic suite computes from a built model (see repro/analytic.py).
+ANALYTIC_METRICS = {
+    "params": "trainable parameters, weights and biases",
+    "weights": "parameters excluding biases (tables that say 'not counting biases')",
+    "macs": "multiply-accumulates of conv and linear layers (papers' 'FLOPs'/'ops' columns)",
+    "flops": "floating-point operations as torch.utils.flop_counter counts them (2 per MAC)",
+    "activations": "elements of the input and of every layer output (conv, pool, linear, norm)",
+    "activation_bytes": "activations times the bytes of one element (fp32: 4)",
+    "output_shape": "output shape of one image, (C, H, W) without the batch dimension",
+}
+
+UNIT_SCALE: dict[str, float] = {
+    "count": 1.0,
+    "K": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "x10^9": 1e9,
+    "B": 1.0,
+    "KB": 1e3,
+    "MB": 1e6,
+    "GB": 1e9,
+    "KiB": 2.0**10,
+    "MiB": 2.0**20,
+    "GiB": 2.0**30,
+    "ratio": 1.0,
+    "x": 1.0,
+    "%": 1.0,
+    "s": 1.0,
+    "ms": 1e-3,
+    "fps": 1.0,
+    "shape": 1.0,
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Source(_Strict):
+    seed: str = Field(description="seed file name in ../shared/seeds/")
+    section: str = Field(description="section, slide or heading the number comes from")
+
+
+class Tolerance(_Strict):
+    """Allowed difference between measured and claimed, in the claim's unit.
+
+    ``rel`` is a fraction of the claimed value, ``abs`` an absolute difference; with both,
+    either suffices. Neither (or the string ``exact`` in YAML) means exact equality."""
+
+    rel: float | None = Field(default=None, ge=0)
+    abs: float | None = Field(default=None, ge=0)
+
+    @property
+    def exact(self) -> bool:
+        return not self.rel and not self.abs
+
+    def describe(self) -> str:
+        parts = []
+        if self.rel:
+            parts.append(f"±{self.rel * 100:g}%")
+        if self.abs:
+            parts.append(f"±{self.abs:g}")
+        return " or ".join(parts) if parts else "exact"
+
+
+class ModelRef(_Strict):
+    name: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    input_size: list[int] | None = Field(
+        default=None, description="(C, H, W); defaults to the registered paper input size"
+    )
+
+    def key(self) -> str:
+        """A stable identifier for grouping claims measured on the same built model."""
+        kw = ",".join(f"{k}={v}" for k, v in sorted(self.kwargs.items()))
+        size = "x".join(map(str, self.input_size)) if self.input_size else ""
+        return f"{self.name}({kw})@{size}" if (kw or size) else self.name
+
+
+class Claim(_Strict):
+    id: str = Field(default="", description="unique within the paper; derived when omitted")
+    table: str
+    row: str
+    metric: str
+    unit: str
+    value: float | list[int]
+    kind: Kind
+    tolerance: Tolerance
+    source: Source
+    model: ModelRef | None = None
+    layer: str | None = Field(default=None, description="module path, for per-layer rows")
+    relative_to: ModelRef | None = Field(
+        default=None, description="measure the ratio metric(model) / metric(relative_to)"
+    )
+    dataset: str | None = None
+    protocol: str | None = None
+    hardware: str | None = Field(default=None, description="the paper's hardware, for speed")
+    note: str = ""
+
+    @field_validator("tolerance", mode="before")
+    @classmethod
+    def _exact(cls, v: Any) -> Any:
+        if v == "exact":
+            return {}
+        return v
+
+    @field_validator("model", "relative_to", mode="before")
+    @classmethod
+    def _model_str(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("unit")
+    @classmethod
+    def _unit(cls, v: str) -> str:
+        if v not in UNIT_SCALE:
+            raise ValueError(f"unknown unit {v!r}; use one of {', '.join(UNIT_SCALE)}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Claim:
+        if not self.id:
+            self.id = slug(f"{self.table}-{self.row}-{self.metric}")
+        if self.kind == "analytic":
+            if self.metric not in ANALYTIC_METRICS:
+                raise ValueError(
+                    f"analytic metric {self.metric!r} is not computed by the analytic suite; "
+                    f"use one of {', '.join(ANALYTIC_METRICS)}"
+                )
+            if self.model is None:
+                raise ValueError("an analytic claim needs `model` (a registered model name)")
+        if (self.metric == "output_shape") != isinstance(self.value, list):
+            raise ValueError("`value` is a list (C, H, W) exactly when metric is output_shape")
+        if self.kind in ("accuracy", "dataset") and not self.dataset:
+            raise ValueError(f"a {self.kind} claim needs `dataset`")
+        return self
+
+    @property
+    def scale(self) -> float:
+        return UNIT_SCALE[self.unit]
+
+
+class Paper(_Strict):
+    paper: str = Field(description="key; must equal the file name without .yaml")
+    title: str
+    authors: str
+    year: int
+    venue: str = ""
+    claims: list[Claim]
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Paper:
+        seen: set[str] = set()
+        for c in self.claims:
+            if c.id in seen:
+                raise ValueError(f"claim id {c.id!r} appears twice; give each entry a unique `id`")
+            seen.add(c.id)
+        return self
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _locate(data: Any, loc: tuple[Any, ...]) -> str:
+    """Turn a pydantic error location into 'claims[3] (id: table2-a-params) field tolerance.rel'."""
+    parts: list[str] = []
+    node = data
+    i = 0
+    while i < len(loc):
+        key = loc[i]
+        if key == "claims" and i + 1 < len(loc) and isinstance(loc[i + 1], int):
+            idx = loc[i + 1]
+            entry = node.get("claims", [])[idx] if isinstance(node, dict) else None
+            ident = ""
+            if isinstance(entry, dict):
+                ident = entry.get("id") or f"{entry.get('table')} / {entry.get('row')}"
+            parts.append(f"entry claims[{idx}] ({ident})" if ident else f"entry claims[{idx}]")
+            node = entry
+            i += 2
+            rest = [str(x) for x in loc[i:]]
+            if rest:
+                parts.append("field " + ".".join(rest))
+            break
+        i += 1
+    if not parts:
+        parts.append("field " + ".".join(str(x) for x in loc) if loc else "top level")
+    return ", ".join(parts)
+
+
+def load_paper_file(path: Path) -> Paper:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ClaimFileError(
+            f"paper file {path} does not exist.",
+            f"list the papers with `repro papers`; paper files live in {PAPERS_DIR}.",
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ClaimFileError(
+            f"{path} is not valid YAML: {exc}".replace("\n", " "),
+            "correct the YAML syntax at the line and column given.",
+        ) from None
+    if not isinstance(data, dict):
+        raise ClaimFileError(
+            f"{path} must hold a mapping with keys paper, title, authors, year, claims.",
+            "see repro/papers/README.md for the format.",
+        )
+    try:
+        paper = Paper.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_locate(data, e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
+        raise ClaimFileError(
+            f"{path} does not match the claims schema: {problems}{more}.",
+            "correct the named field; repro/papers/README.md describes every field.",
+        ) from None
+    if paper.paper != path.stem:
+        raise ClaimFileError(
+            f"{path}: `paper: {paper.paper}` differs from the file name {path.stem!r}.",
+            f"rename the file to {paper.paper}.yaml or set `paper: {path.stem}`.",
+        )
+    return paper
+
+
+def paper_path(key: str, papers_dir: Path | None = None) -> Path:
+    return Path(papers_dir or PAPERS_DIR) / f"{key}.yaml"
+
+
+def list_papers(papers_dir: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in Path(papers_dir or PAPERS_DIR).glob("*.yaml"))
+
+
+def load_paper(key: str, papers_dir: Path | None = None) -> Paper:
+    path = paper_path(key, papers_dir)
+    if not path.exists():
+        known = list_papers(papers_dir)
+        raise ClaimFileError(
+            f"no paper {key!r}: {path} does not exist (known: {', '.join(known)}).",
+            "pick one of the known papers, or add a YAML file for it to repro/papers/.",
+        )
+    return load_paper_file(path)
+
+
+@cache
+def _cached(key: str) -> Paper:
+    return load_paper(key)
+
+
+def load_papers(keys: list[str] | None = None, papers_dir: Path | None = None) -> list[Paper]:
+    return [load_paper(k, papers_dir) for k in (keys or list_papers(papers_dir))]

@@ -1,0 +1,188 @@
+"""The `repro` command: list papers and models, measure claims, render the report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from repro import config
+from repro.errors import ReproError
+
+EPILOG = """examples:
+  repro papers                       list papers, their tables and claim counts
+  repro papers vgg --claims          every claim of the VGG paper
+  repro run vgg resnet               measure two papers (local Ray, MLflow in ./mlflow.db)
+  repro run --all --ray-address ray://head:10001 --tracking-uri http://mlflow:5000
+  repro report                       reports/README.md, index.html and results.csv
+  repro report --from mlflow         the same, rebuilt from the MLflow runs alone
+"""
+
+
+def _cmd_papers(args: argparse.Namespace) -> int:
+    from repro.claims import list_papers, load_paper
+
+    keys = args.papers or list_papers()
+    for key in keys:
+        paper = load_paper(key)
+        kinds: dict[str, int] = {}
+        for c in paper.claims:
+            kinds[c.kind] = kinds.get(c.kind, 0) + 1
+        kind_text = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        print(f"{paper.paper}: {paper.title} ({paper.year}) - {len(paper.claims)} claims ({kind_text})")
+        tables: dict[str, list] = {}
+        for c in paper.claims:
+            tables.setdefault(c.table, []).append(c)
+        for table, claims in tables.items():
+            print(f"    {table}: {len(claims)} claims")
+            if args.claims:
+                for c in claims:
+                    value = "x".join(map(str, c.value)) if isinstance(c.value, list) else c.value
+                    model = f" on {c.model.key()}" if c.model else ""
+                    layer = f" [{c.layer}]" if c.layer else ""
+                    print(f"        {c.id}: {c.row} {c.metric} = {value} {c.unit} "
+                          f"({c.kind}{model}{layer})")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from repro.models import build_model, get_model_spec, list_models
+
+    if args.layers:
+        model = build_model(args.layers)
+        for path, module in model.named_modules():
+            if path:
+                print(f"{path}  ({type(module).__name__})")
+        return 0
+    for name in list_models(paper=args.paper):
+        s = get_model_spec(name)
+        size = "x".join(map(str, s.input_size))
+        print(f"{name:22} paper={s.paper:12} input={size:12} {s.task:14} {s.source:11} "
+              f"{s.description}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from repro.claims import list_papers
+    from repro.runner import run_papers
+
+    params = config.load_params(args.params)
+    keys = args.papers or (list_papers() if args.all else None)
+    if not keys:
+        raise ReproError("no papers given.", "name papers (see `repro papers`) or pass --all.")
+    uri = None if args.no_mlflow else config.tracking_uri(args.tracking_uri, params)
+    runs = run_papers(
+        keys,
+        suites=config.suites(args.suite, params),
+        data_roots=config.data_roots(params),
+        out_dir=Path(args.out),
+        tracking_uri=uri,
+        ray_address=None if args.no_ray else config.ray_address(args.ray_address, params),
+        use_ray=not args.no_ray,
+    )
+    for run in runs:
+        counts: dict[str, int] = {}
+        for r in run.results:
+            counts[r.verdict] = counts.get(r.verdict, 0) + 1
+        text = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+        print(f"{run.paper}: {text}")
+        for r in run.results:
+            if r.verdict in ("deviates", "error") and args.verbose:
+                print(f"    {r.verdict}: {r.table} / {r.row} / {r.metric}: {r.note}")
+    print(f"measurements written to {args.out}" + (f"; logged to MLflow at {uri}" if uri else ""))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from repro.report import read_measurements, write_report
+
+    start = time.perf_counter()
+    if args.source == "mlflow":
+        from repro import tracking
+
+        params = config.load_params(args.params)
+        uri = config.tracking_uri(args.tracking_uri, params)
+        tracking.check_tracking_uri(uri)
+        rows = tracking.load_results(uri, args.papers or None)
+        if not rows:
+            raise ReproError(f"MLflow at {uri} holds no repro runs.", "run `repro run` first.")
+        metas: list[dict] = []
+        if Path(args.measurements).is_dir():
+            metas = read_measurements(Path(args.measurements))[1]
+    else:
+        rows, metas = read_measurements(Path(args.measurements))
+        if args.papers:
+            rows = [r for r in rows if r["paper"] in args.papers]
+    paths = write_report(rows, metas, Path(args.out), started=start)
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="repro",
+        description="Reproduce the numeric claims of the classic CNN papers: claims are data, "
+        "measured on the papers' own networks through Ray, logged to MLflow, and judged.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("papers", help="list papers, tables and claims")
+    p.add_argument("papers", nargs="*", help="paper keys (default: all)")
+    p.add_argument("--claims", action="store_true", help="list every claim")
+    p.set_defaults(func=_cmd_papers)
+
+    p = sub.add_parser("models", help="list registered models, or one model's layers")
+    p.add_argument("--paper", help="only this paper's models")
+    p.add_argument("--layers", metavar="MODEL", help="print MODEL's module paths (for `layer:`)")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser(
+        "run",
+        help="measure papers' claims",
+        description="Measure the claims of the given papers: each model is one Ray task; results "
+        "go to OUT/<paper>.csv and MLflow (one experiment per paper, one run per model).",
+    )
+    p.add_argument("papers", nargs="*", help="paper keys (see `repro papers`)")
+    p.add_argument("--all", action="store_true", help="every paper in repro/papers/")
+    p.add_argument("--suite", action="append", choices=["analytic"],
+                   help="suite to run (repeatable; default: params.yaml suites, else analytic)")
+    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, "
+                   "params.yaml ray.address, else a local Ray with this machine's CPUs)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, "
+                   "params.yaml mlflow.tracking_uri, else sqlite:///mlflow.db)")
+    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument("--no-ray", action="store_true", help="measure in this process, without Ray")
+    p.add_argument("--out", default="reports/measurements", help="measurement directory")
+    p.add_argument("--params", help="params file (default: ./params.yaml if present)")
+    p.add_argument("-v", "--verbose", action="store_true", help="print every deviation")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("report", help="render reports/ from measurements or MLflow")
+    p.add_argument("papers", nargs="*", help="only these papers (default: all)")
+    p.add_argument("--from", dest="source", choices=["measurements", "mlflow"],
+                   default="measurements", help="where the results come from")
+    p.add_argument("--measurements", default="reports/measurements", help="measurement directory")
+    p.add_argument("--out", default="reports", help="output directory")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (with --from mlflow)")
+    p.add_argument("--params", help="params file (default: ./params.yaml if present)")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ReproError as exc:
+        print(exc.paragraph(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; measurement files already written are kept.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

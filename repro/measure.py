@@ -1,0 +1,316 @@
+"""From claims to results: plan the measurements of a paper, run them, judge each claim.
+
+Pure library code: no Ray, no MLflow. ``repro.execution`` runs :func:`measure_group` as Ray
+tasks; ``python -m repro.measure PAPER`` runs a paper in-process and prints the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from repro.analytic import ModelProfile, profile_model
+from repro.claims import Claim, ModelRef, Paper, load_paper
+from repro.errors import ReproError
+
+VERDICTS = ("reproduced", "deviates", "not-run", "error")
+SUITES = {"analytic": "analytic"}  # suite name -> claim kind it measures
+
+RESULT_COLUMNS = [
+    "paper",
+    "claim_id",
+    "table",
+    "row",
+    "metric",
+    "unit",
+    "claimed",
+    "measured",
+    "verdict",
+    "note",
+    "kind",
+    "model",
+    "layer",
+    "tolerance",
+    "dataset",
+    "source",
+    "seconds",
+]
+
+
+@dataclass
+class Result:
+    paper: str
+    claim_id: str
+    table: str
+    row: str
+    metric: str
+    unit: str
+    claimed: str
+    measured: str
+    verdict: str
+    note: str
+    kind: str
+    model: str
+    layer: str
+    tolerance: str
+    dataset: str
+    source: str
+    seconds: float = 0.0
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "x".join(_fmt(v) for v in value) if all(
+            not isinstance(v, list) for v in value
+        ) else "; ".join(_fmt(v) for v in value)
+    if isinstance(value, float):
+        if value == int(value) and abs(value) < 1e15:
+            return str(int(value))
+        return f"{value:.6g}"
+    return str(value)
+
+
+def result_for(claim: Claim, paper: str, measured: Any, verdict: str, note: str) -> Result:
+    return Result(
+        paper=paper,
+        claim_id=claim.id,
+        table=claim.table,
+        row=claim.row,
+        metric=claim.metric,
+        unit=claim.unit,
+        claimed=_fmt(claim.value),
+        measured=_fmt(measured),
+        verdict=verdict,
+        note=note,
+        kind=claim.kind,
+        model=claim.model.key() if claim.model else "",
+        layer=claim.layer or "",
+        tolerance=claim.tolerance.describe(),
+        dataset=claim.dataset or "",
+        source=f"{claim.source.seed} / {claim.source.section}",
+    )
+
+
+def judge(claim: Claim, measured: float | list[Any]) -> tuple[str, str]:
+    """Compare a measured value (already in the claim's unit) with the claim."""
+    if claim.metric == "output_shape":
+        if list(measured) == list(claim.value):  # type: ignore[arg-type]
+            return "reproduced", ""
+        return "deviates", _deviation_note(claim, f"shape {_fmt(measured)} vs {_fmt(claim.value)}")
+    assert isinstance(claim.value, (int, float))
+    m, v = float(measured), float(claim.value)  # type: ignore[arg-type]
+    diff = abs(m - v)
+    tol = claim.tolerance
+    if tol.exact:
+        ok = math.isclose(m, v, rel_tol=1e-9, abs_tol=1e-12)
+    else:
+        ok = (tol.rel is not None and diff <= tol.rel * abs(v) + 1e-12) or (
+            tol.abs is not None and diff <= tol.abs + 1e-12
+        )
+    if ok:
+        return "reproduced", ""
+    rel = f" ({(m - v) / v:+.1%})" if v else ""
+    return "deviates", _deviation_note(claim, f"measured {_fmt(m)} vs claimed {_fmt(v)}{rel}")
+
+
+def _deviation_note(claim: Claim, what: str) -> str:
+    return f"{what}. {claim.note}".strip() if claim.note else what
+
+
+def in_unit(claim: Claim, raw: float | list[Any]) -> float | list[Any]:
+    if isinstance(raw, list):
+        return raw
+    value = raw / claim.scale
+    return round(value, 6) if isinstance(value, float) else value
+
+
+def _analytic_value(
+    claim: Claim, profile: ModelProfile, profiles: Mapping[str, ModelProfile]
+) -> float | list[Any]:
+    raw = profile.value(claim.metric, claim.layer)
+    if claim.relative_to is not None:
+        ref = profiles[claim.relative_to.key()].value(claim.metric)
+        return round(float(raw) / float(ref), 6)  # type: ignore[arg-type]
+    return in_unit(claim, raw)
+
+
+@dataclass
+class GroupOutcome:
+    """The results of one measured model: what one Ray task returns and one MLflow run holds."""
+
+    model_key: str
+    model: str
+    kwargs: dict[str, Any]
+    input_size: list[int]
+    summary: dict[str, float]
+    results: list[Result]
+    seconds: float = 0.0
+
+
+def failed_group(paper: str, ref: ModelRef, claims: list[Claim], note: str) -> GroupOutcome:
+    rows = [result_for(c, paper, None, "error", note) for c in claims]
+    return GroupOutcome(ref.key(), ref.name, ref.kwargs, list(ref.input_size or []), {}, rows)
+
+
+def measure_group(paper: str, ref: ModelRef, claims: list[Claim]) -> GroupOutcome:
+    """Measure every analytic claim on one built model. This is one Ray task."""
+    start = time.perf_counter()
+    profiles: dict[str, ModelProfile] = {}
+    try:
+        profiles[ref.key()] = profile_model(ref.name, ref.kwargs, ref.input_size)
+        for c in claims:
+            if c.relative_to is not None and c.relative_to.key() not in profiles:
+                r = c.relative_to
+                profiles[r.key()] = profile_model(r.name, r.kwargs, r.input_size)
+    except ReproError as exc:
+        return failed_group(paper, ref, claims, exc.paragraph())
+    except Exception as exc:  # noqa: BLE001 - one broken model must not lose the others' results
+        msg = f"building or running {ref.key()} failed: {type(exc).__name__}: {exc}"
+        return failed_group(paper, ref, claims, msg)
+    profile = profiles[ref.key()]
+    results = []
+    for c in claims:
+        try:
+            measured = _analytic_value(c, profile, profiles)
+        except KeyError:
+            note = (
+                f"layer {c.layer!r} is not a module of {ref.name}; "
+                "correct `layer` to a path `repro models --layers` lists."
+            )
+            results.append(result_for(c, paper, None, "error", note))
+            continue
+        except ValueError as exc:
+            results.append(result_for(c, paper, None, "error", str(exc)))
+            continue
+        verdict, note = judge(c, measured)
+        results.append(result_for(c, paper, measured, verdict, note))
+    elapsed = time.perf_counter() - start
+    for r in results:
+        r.seconds = round(elapsed / max(len(results), 1), 4)
+    summary = {
+        "params": profile.params,
+        "weights": profile.weights,
+        "macs": profile.macs,
+        "flops": profile.flops,
+        "activations": profile.activations,
+        "activation_bytes": profile.activation_bytes,
+        "measure_seconds": round(elapsed, 3),
+    }
+    return GroupOutcome(
+        ref.key(), ref.name, ref.kwargs, profile.input_size, summary, results, round(elapsed, 3)
+    )
+
+
+@dataclass
+class Plan:
+    paper: Paper
+    groups: dict[str, tuple[ModelRef, list[Claim]]]
+    not_run: list[Result]
+
+
+def data_root(dataset: str, data_roots: Mapping[str, str] | None) -> str | None:
+    env = os.environ.get(f"REPRO_DATA_{dataset.upper()}")
+    return env or (data_roots or {}).get(dataset) or None
+
+
+def not_run_reason(
+    claim: Claim, suites: Iterable[str], data_roots: Mapping[str, str] | None
+) -> str | None:
+    """Why this claim cannot be measured in this run, or None if it can."""
+    kinds = {SUITES[s] for s in suites}
+    if claim.kind in ("accuracy", "dataset"):
+        root = data_root(claim.dataset or "", data_roots)
+        if not root or not Path(root).exists():
+            where = f" at {root}" if root else ""
+            return (
+                f"dataset not present: {claim.dataset}{where} (set data.{claim.dataset} in "
+                f"params.yaml or REPRO_DATA_{(claim.dataset or '').upper()} to its root)"
+            )
+        return f"the {claim.kind} suite is not available in this version of repro"
+    if claim.kind == "speed":
+        return (
+            "speed claims need the speed suite on the paper's class of hardware; the speed "
+            "suite is not available in this version of repro"
+        )
+    if claim.kind not in kinds:
+        return f"kind {claim.kind!r} is outside the selected suites ({', '.join(sorted(suites))})"
+    return None
+
+
+def plan_paper(
+    paper: Paper, suites: Iterable[str] = ("analytic",), data_roots: Mapping[str, str] | None = None
+) -> Plan:
+    suites = list(suites)
+    for s in suites:
+        if s not in SUITES:
+            raise ReproError(
+                f"unknown suite {s!r}.", f"use one of: {', '.join(SUITES)} (e.g. --suite analytic)."
+            )
+    groups: dict[str, tuple[ModelRef, list[Claim]]] = {}
+    not_run: list[Result] = []
+    for claim in paper.claims:
+        reason = not_run_reason(claim, suites, data_roots)
+        if reason is not None:
+            not_run.append(result_for(claim, paper.paper, None, "not-run", reason))
+            continue
+        assert claim.model is not None
+        groups.setdefault(claim.model.key(), (claim.model, []))[1].append(claim)
+    return Plan(paper=paper, groups=groups, not_run=not_run)
+
+
+def order_results(paper: Paper, results: Iterable[Result]) -> list[Result]:
+    """Results in the order the claims appear in the paper file."""
+    index = {c.id: i for i, c in enumerate(paper.claims)}
+    return sorted(results, key=lambda r: index.get(r.claim_id, len(index)))
+
+
+def measure_paper_local(
+    paper: Paper, suites: Iterable[str] = ("analytic",), data_roots: Mapping[str, str] | None = None
+) -> list[Result]:
+    """Measure a paper in this process (no Ray): the reference path tests call directly."""
+    plan = plan_paper(paper, suites, data_roots)
+    results = list(plan.not_run)
+    for ref, claims in plan.groups.values():
+        results.extend(measure_group(paper.paper, ref, claims).results)
+    return order_results(paper, results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m repro.measure",
+        description="Measure a paper's analytic claims in-process (no Ray, no MLflow) and print "
+        "claimed vs measured. For development; `repro run` is the user command.",
+    )
+    parser.add_argument("papers", nargs="+", help="paper keys, e.g. vgg resnet")
+    parser.add_argument("--all", action="store_true", help="also print not-run claims")
+    args = parser.parse_args(argv)
+    for key in args.papers:
+        try:
+            paper = load_paper(key)
+        except ReproError as exc:
+            print(exc.paragraph(), file=sys.stderr)
+            return 2
+        for r in measure_paper_local(paper):
+            if r.verdict == "not-run" and not args.all:
+                continue
+            print(
+                f"{r.paper:12} {r.claim_id:40.40} {r.verdict:10} claimed={r.claimed:>14} "
+                f"measured={r.measured:>14} {r.unit:6} {r.note}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

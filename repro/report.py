@@ -1,0 +1,209 @@
+"""Render the report: reports/results.csv, reports/README.md and a self-contained index.html.
+
+Input is the flat results table (from the measurement files or from MLflow) and, where present,
+the per-paper metadata the measure stage wrote (timings, environment).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import json
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from repro.claims import PAPERS_DIR, list_papers, load_paper
+from repro.errors import ReproError
+from repro.measure import RESULT_COLUMNS, VERDICTS
+from repro.runner import write_results_csv
+
+SHOWN = ["row", "metric", "claimed", "measured", "unit", "tolerance", "verdict", "note"]
+
+
+def read_measurements(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ReproError(
+            f"no measurements at {directory}.",
+            "run `repro run PAPER...` (or `dvc repro`) first, or point --measurements at them.",
+        )
+    rows: list[dict[str, Any]] = []
+    metas: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("*.csv")):
+        with path.open(newline="") as fh:
+            rows.extend(csv.DictReader(fh))
+        meta = path.with_suffix(".json")
+        if meta.exists():
+            metas.append(json.loads(meta.read_text()))
+    return rows, metas
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Counter[str]]:
+    out: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in rows:
+        out[r["paper"]][r["verdict"]] += 1
+    return dict(out)
+
+
+def _titles(papers: Sequence[str]) -> dict[str, str]:
+    titles = {}
+    known = set(list_papers(PAPERS_DIR))
+    for p in papers:
+        if p in known:
+            try:
+                info = load_paper(p)
+                titles[p] = f"{info.title} ({info.authors}, {info.year})"
+            except ReproError:
+                titles[p] = p
+    return titles
+
+
+def _by_paper_table(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for r in rows:
+        grouped.setdefault(r["paper"], {}).setdefault(r["table"], []).append(r)
+    return grouped
+
+
+def _md_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _timings(metas: Sequence[dict[str, Any]], report_seconds: float) -> list[tuple[str, str]]:
+    lines = []
+    for m in sorted(metas, key=lambda m: m["paper"]):
+        lines.append(
+            (
+                f"measure@{m['paper']}",
+                f"{m.get('run_seconds', 0):.1f} s (Ray start-up {m.get('ray_startup_s', 0):.1f} s, "
+                f"measuring {m.get('measure_seconds', 0):.1f} s over {m.get('models', 0)} models)",
+            )
+        )
+    lines.append(("report", f"{report_seconds:.1f} s"))
+    return lines
+
+
+def render_markdown(
+    rows: Sequence[dict[str, Any]], metas: Sequence[dict[str, Any]], report_seconds: float
+) -> str:
+    summary = summarize(rows)
+    titles = _titles(list(summary))
+    env = next((m.get("environment") for m in metas if m.get("environment")), {}) or {}
+    out = ["# Reproduction report", ""]
+    out.append(f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} by repro.")
+    if env:
+        out.append(
+            "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()) + "."
+        )
+    out += ["", "Verdicts: `reproduced` (within the claim's tolerance), `deviates` (outside it; "
+            "the note gives both values and the likely cause), `not-run` (cannot be measured "
+            "here; the note says why), `error` (the measurement failed; the note says how).", ""]
+    out += ["## Summary", "", "| paper | " + " | ".join(VERDICTS) + " | claims |",
+            "|---|" + "---|" * (len(VERDICTS) + 1)]
+    total: Counter[str] = Counter()
+    for paper in sorted(summary):
+        c = summary[paper]
+        total.update(c)
+        out.append(f"| [{paper}](#{paper}) | " + " | ".join(str(c[v]) for v in VERDICTS)
+                   + f" | {sum(c.values())} |")
+    out.append("| **all** | " + " | ".join(f"**{total[v]}**" for v in VERDICTS)
+               + f" | **{sum(total.values())}** |")
+    out += ["", "## Stage timings", "", "| stage | wall time |", "|---|---|"]
+    out += [f"| {s} | {t} |" for s, t in _timings(metas, report_seconds)]
+    for paper, tables in sorted(_by_paper_table(rows).items()):
+        out += ["", f"## {paper}", "", f"*{titles.get(paper, paper)}*"]
+        for table, trs in tables.items():
+            out += ["", f"### {table}", "", "| " + " | ".join(SHOWN) + " |",
+                    "|" + "---|" * len(SHOWN)]
+            out += ["| " + " | ".join(_md_cell(r.get(k, "")) for k in SHOWN) + " |" for r in trs]
+    return "\n".join(out) + "\n"
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}
+th,td{border:1px solid #ccc;padding:0.25em 0.5em;text-align:left;vertical-align:top}
+th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.reproduced{background:#e3f6e3} .deviates{background:#fde8d8} .not-run{background:#eee;color:#666}
+.error{background:#f9d0d0} nav a{margin-right:0.8em} .note{max-width:32em}
+"""
+
+
+def render_html(
+    rows: Sequence[dict[str, Any]], metas: Sequence[dict[str, Any]], report_seconds: float
+) -> str:
+    e = html.escape
+    summary = summarize(rows)
+    titles = _titles(list(summary))
+    env = next((m.get("environment") for m in metas if m.get("environment")), {}) or {}
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>repro: reproduction report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>Reproduction report</h1>",
+        f"<p>Generated {e(datetime.now(UTC).isoformat(timespec='seconds'))}. "
+        + (e("Environment: " + ", ".join(f"{k} {v}" for k, v in env.items())) if env else "")
+        + "</p>",
+        "<nav>" + "".join(f"<a href='#{e(p)}'>{e(p)}</a>" for p in sorted(summary)) + "</nav>",
+        "<h2>Summary</h2><table><tr><th>paper</th>"
+        + "".join(f"<th class='{v}'>{v}</th>" for v in VERDICTS)
+        + "<th>claims</th></tr>",
+    ]
+    for paper in sorted(summary):
+        c = summary[paper]
+        parts.append(
+            f"<tr><td><a href='#{e(paper)}'>{e(paper)}</a></td>"
+            + "".join(f"<td class='num'>{c[v]}</td>" for v in VERDICTS)
+            + f"<td class='num'>{sum(c.values())}</td></tr>"
+        )
+    parts.append("</table><h2>Stage timings</h2><table><tr><th>stage</th><th>wall time</th></tr>")
+    parts += [f"<tr><td>{e(s)}</td><td>{e(t)}</td></tr>" for s, t in _timings(metas, report_seconds)]
+    parts.append("</table>")
+    for paper, tables in sorted(_by_paper_table(rows).items()):
+        parts.append(f"<h2 id='{e(paper)}'>{e(paper)}</h2><p><i>{e(titles.get(paper, paper))}</i></p>")
+        for table, trs in tables.items():
+            parts.append(f"<h3>{e(table)}</h3><table><tr>"
+                         + "".join(f"<th>{k}</th>" for k in SHOWN) + "</tr>")
+            for r in trs:
+                cells = []
+                for k in SHOWN:
+                    cls = "num" if k in ("claimed", "measured") else ("note" if k == "note" else "")
+                    cls = r["verdict"] if k == "verdict" else cls
+                    cells.append(f"<td class='{cls}'>{e(str(r.get(k, '')))}</td>")
+                parts.append("<tr>" + "".join(cells) + "</tr>")
+            parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(
+    rows: Sequence[dict[str, Any]],
+    metas: Sequence[dict[str, Any]],
+    out_dir: Path,
+    started: float | None = None,
+) -> dict[str, Path]:
+    import time
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = sorted(rows, key=lambda r: r["paper"])  # stable: keeps each paper's claim order
+    missing = [c for c in ("paper", "table", "row", "verdict") if rows and c not in rows[0]]
+    if missing:
+        raise ReproError(
+            f"the results table lacks the columns {missing}.",
+            f"regenerate the measurements; the columns are {', '.join(RESULT_COLUMNS)}.",
+        )
+    elapsed = time.perf_counter() - started if started else 0.0
+    paths = {
+        "csv": out_dir / "results.csv",
+        "markdown": out_dir / "README.md",
+        "html": out_dir / "index.html",
+    }
+    write_results_csv(paths["csv"], rows)
+    md = render_markdown(rows, metas, elapsed)
+    paths["markdown"].write_text(md)
+    paths["html"].write_text(render_html(rows, metas, elapsed))
+    return paths

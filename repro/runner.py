@@ -1,0 +1,166 @@
+"""Run papers end to end: load and check everything first, measure through Ray, write the
+measurement files, then log to MLflow. Shared by `repro run` and the DVC measure stage."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import repro
+from repro.claims import load_paper
+from repro.measure import (
+    RESULT_COLUMNS,
+    GroupOutcome,
+    Result,
+    failed_group,
+    measure_group,
+    order_results,
+    plan_paper,
+)
+
+DEFAULT_MEASUREMENTS = Path("reports/measurements")
+
+
+def environment() -> dict[str, Any]:
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return {
+        "device": device,
+        "precision": "fp32",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "repro": repro.__version__,
+        "host_cpus": os.cpu_count() or 0,
+    }
+
+
+@dataclass
+class PaperRun:
+    paper: str
+    results: list[Result]
+    groups: list[GroupOutcome]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        write(fh)
+    tmp.replace(path)
+
+
+def write_results_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    def write(fh: Any) -> None:
+        w = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+    _atomic_write(path, write)
+
+
+def write_paper_outputs(run: PaperRun, out_dir: Path) -> None:
+    write_results_csv(out_dir / f"{run.paper}.csv", [r.as_row() for r in run.results])
+    _atomic_write(out_dir / f"{run.paper}.json", lambda fh: json.dump(run.meta, fh, indent=2))
+
+
+def _mlflow_groups(run: PaperRun) -> list[dict[str, Any]]:
+    """Measured models, plus one group per model (or none) for claims that were not run."""
+    groups: dict[str, dict[str, Any]] = {}
+    for g in run.groups:
+        groups[g.model_key] = {
+            "model_key": g.model_key,
+            "model": g.model,
+            "kwargs": g.kwargs,
+            "input_size": g.input_size,
+            "summary": g.summary,
+            "rows": [],
+        }
+    for r in run.results:
+        key = r.model
+        if key not in groups:
+            groups[key] = {"model_key": key, "model": key.split("(")[0].split("@")[0],
+                           "kwargs": {}, "input_size": [], "summary": {}, "rows": []}
+        groups[key]["rows"].append(r.as_row())
+    return list(groups.values())
+
+
+def run_papers(
+    keys: Sequence[str],
+    *,
+    suites: Sequence[str] = ("analytic",),
+    data_roots: dict[str, str] | None = None,
+    out_dir: Path | None = DEFAULT_MEASUREMENTS,
+    tracking_uri: str | None = None,
+    ray_address: str | None = None,
+    use_ray: bool = True,
+    num_cpus: int | None = None,
+) -> list[PaperRun]:
+    """Measure ``keys``. Nothing is written until every paper file, the tracking store and the
+    Ray cluster have been checked, so a bad input leaves earlier results as they were."""
+    from repro import tracking
+
+    start = time.perf_counter()
+    papers = [load_paper(k) for k in keys]
+    if tracking_uri:
+        tracking.check_tracking_uri(tracking_uri)
+    plans = [plan_paper(p, suites, data_roots) for p in papers]
+    calls = [(pl.paper.paper, ref, claims) for pl in plans for ref, claims in pl.groups.values()]
+
+    ray_info: dict[str, Any] = {"ray_address": "none (nothing to measure)", "ray_startup_s": 0.0}
+    if calls and use_ray:
+        from repro import execution
+
+        ray_info = execution.init_ray(ray_address, num_cpus)
+
+        def on_error(args: tuple[Any, ...], exc: BaseException) -> GroupOutcome:
+            note = f"the Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            return failed_group(*args, note)
+
+        outcomes = execution.run_tasks(measure_group, calls, on_error)
+    else:
+        if calls:
+            ray_info = {"ray_address": "in-process (no Ray)", "ray_startup_s": 0.0}
+        outcomes = [measure_group(*c) for c in calls]
+
+    env = environment()
+    runs: list[PaperRun] = []
+    for plan in plans:
+        key = plan.paper.paper
+        mine = [o for c, o in zip(calls, outcomes, strict=True) if c[0] == key]
+        results = order_results(plan.paper, [*plan.not_run, *(r for o in mine for r in o.results)])
+        meta = {
+            "paper": key,
+            "suites": list(suites),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "measure_seconds": round(sum(o.seconds for o in mine), 3),
+            "models": len(mine),
+            "claims": len(results),
+            **ray_info,
+            "environment": env,
+        }
+        runs.append(PaperRun(key, results, mine, meta))
+
+    total = round(time.perf_counter() - start, 3)
+    for run in runs:
+        run.meta["run_seconds"] = total
+        if out_dir is not None:
+            write_paper_outputs(run, out_dir)
+    if tracking_uri:
+        for run in runs:
+            session = tracking.log_paper(tracking_uri, run.paper, _mlflow_groups(run), env)
+            run.meta["mlflow_session"] = session
+            if out_dir is not None:
+                _atomic_write(
+                    out_dir / f"{run.paper}.json", lambda fh, m=run.meta: json.dump(m, fh, indent=2)
+                )
+    return runs
