@@ -104,13 +104,14 @@ def run_papers(
     ray_address: str | None = None,
     use_ray: bool = True,
     num_cpus: int | None = None,
+    papers_dir: Path | None = None,
 ) -> list[PaperRun]:
     """Measure ``keys``. Nothing is written until every paper file, the tracking store and the
     Ray cluster have been checked, so a bad input leaves earlier results as they were."""
     from repro import tracking
 
     start = time.perf_counter()
-    papers = [load_paper(k) for k in keys]
+    papers = [load_paper(k, papers_dir) for k in keys]
     if tracking_uri:
         tracking.check_tracking_uri(tracking_uri)
     plans = [plan_paper(p, suites, data_roots) for p in papers]

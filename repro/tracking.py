@@ -8,6 +8,7 @@ MLflow alone. Logging happens in the driver, one writer, because sqlite locks un
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 import uuid
@@ -55,6 +56,7 @@ def check_tracking_uri(uri: str) -> None:
 
 
 def _client(uri: str) -> Any:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
     from mlflow.tracking import MlflowClient
 

@@ -1,0 +1,174 @@
+"""End to end: `repro run` through Ray and MLflow, the report from files and from MLflow, and the
+errors a user meets (malformed paper, unknown model, unreachable Ray or MLflow)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from repro.cli import main
+from repro.runner import run_papers
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    yield
+    ray.shutdown()
+
+
+def test_run_through_ray_and_mlflow_then_report(
+    tiny_paper_dir: Path, tmp_path: Path, ray_local: None
+) -> None:
+    out = tmp_path / "measurements"
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = run_papers(
+        ["alpha", "beta"], out_dir=out, tracking_uri=uri, papers_dir=tiny_paper_dir, num_cpus=2
+    )
+    assert [r.paper for r in runs] == ["alpha", "beta"]
+    assert runs[0].meta["ray_address"] == "local"
+    alpha = {r["claim_id"]: r for r in _rows(out / "alpha.csv")}
+    assert alpha["params"]["verdict"] == "reproduced"
+    assert alpha["shape"]["verdict"] == "reproduced" and alpha["shape"]["measured"] == "10"
+    assert alpha["top5"]["verdict"] == "not-run"
+    assert "dataset not present" in alpha["top5"]["note"]
+    beta = _rows(out / "beta.csv")
+    assert beta[0]["verdict"] == "deviates" and "one parameter too many" in beta[0]["note"]
+
+    from repro import tracking
+
+    from_mlflow = tracking.load_results(uri)
+    assert {(r["paper"], r["claim_id"], r["verdict"]) for r in from_mlflow} == {
+        ("alpha", "params", "reproduced"),
+        ("alpha", "shape", "reproduced"),
+        ("alpha", "top5", "not-run"),
+        ("beta", "wrong", "deviates"),
+    }
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(uri)
+    exp = client.get_experiment_by_name("repro/alpha")
+    runs_ = client.search_runs([exp.experiment_id])
+    measured = [r for r in runs_ if r.data.tags["model_key"] == "lenet5"]
+    assert len(measured) == 1
+    assert measured[0].data.metrics["params"] == 60000
+    assert measured[0].data.tags["claim.params.verdict"] == "reproduced"
+    assert measured[0].data.params["model"] == "lenet5"
+
+    report = tmp_path / "report"
+    assert main(["report", "--measurements", str(out), "--out", str(report)]) == 0
+    assert len(_rows(report / "results.csv")) == 4
+    md = (report / "README.md").read_text()
+    assert "| [alpha](#alpha) | 2 | 0 | 1 | 0 | 3 |" in md
+    assert "Stage timings" in md and "measure@alpha" in md
+    html = (report / "index.html").read_text()
+    assert "<style>" in html and "deviates" in html and "http" not in html.split("<body>")[0]
+
+    report2 = tmp_path / "report2"
+    code = main(["report", "--from", "mlflow", "--tracking-uri", uri, "--measurements",
+                 str(tmp_path / "absent"), "--out", str(report2)])  # fmt: skip
+    assert code == 0
+    assert len(_rows(report2 / "results.csv")) == 4
+
+
+def test_malformed_paper_keeps_earlier_results(
+    tiny_paper_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m"
+    run_papers(["alpha"], out_dir=out, papers_dir=tiny_paper_dir, use_ray=False)
+    before = (out / "alpha.csv").read_text()
+    (tiny_paper_dir / "alpha.yaml").write_text("paper: alpha\nclaims: [{table: T1}]\n")
+    with pytest.raises(Exception) as err:
+        run_papers(["alpha"], out_dir=out, papers_dir=tiny_paper_dir, use_ray=False)
+    assert "alpha.yaml" in str(err.value) or "alpha.yaml" in err.value.paragraph()  # type: ignore[attr-defined]
+    assert (out / "alpha.csv").read_text() == before
+
+
+def test_cli_errors_are_one_paragraph(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    port = _free_port()
+    code = main(["run", "lenet", "--no-mlflow", "--ray-address", f"127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"cannot reach the Ray cluster at '127.0.0.1:{port}'" in err and "Fix:" in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "reports").exists()
+
+    code = main(["run", "lenet", "--no-ray", "--tracking-uri", f"http://127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot reach the MLflow tracking server" in err and "Fix:" in err
+
+    code = main(["run", "no_such_paper", "--no-ray", "--no-mlflow"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no paper 'no_such_paper'" in err
+
+    code = main(["models", "--layers", "resnet5O"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown model 'resnet5O'" in err and "resnet50" in err
+
+
+def test_unknown_model_in_paper_is_a_named_error(tiny_paper_dir: Path, tmp_path: Path) -> None:
+    text = (tiny_paper_dir / "beta.yaml").read_text().replace("model: lenet5", "model: lenet6")
+    (tiny_paper_dir / "beta.yaml").write_text(text)
+    (run,) = run_papers(["beta"], out_dir=tmp_path, papers_dir=tiny_paper_dir, use_ray=False)
+    (row,) = run.results
+    assert row.verdict == "error"
+    assert "unknown model 'lenet6'" in row.note and "lenet5" in row.note
+
+
+def test_papers_and_models_listing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["papers", "vgg", "--claims"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("vgg: ") and "Table 2" in out
+    assert main(["models", "--paper", "vgg"]) == 0
+    out = capsys.readouterr().out
+    assert "vgg_d" in out and "vgg_a_lrn" in out
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git needed for dvc")
+def test_dvc_pipeline_two_papers(repo: Path, tmp_path: Path) -> None:
+    """`dvc repro` on a copy of the repository limited to two papers; a second run does nothing."""
+    import subprocess
+    import sys
+
+    work = tmp_path / "clone"
+    files = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True,
+                           check=True).stdout.split()  # fmt: skip
+    for f in files:
+        if f.startswith("reports/"):
+            continue
+        (work / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(repo / f, work / f)
+    params = (work / "params.yaml").read_text()
+    start = params.index("papers:")
+    end = params.index("\n\n", start)
+    (work / "params.yaml").write_text(params[:start] + "papers:\n  - lenet\n  - cnn_basics" + params[end:])
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    subprocess.run(["git", "init", "-q"], cwd=work, check=True, env=env)
+    dvc = str(Path(sys.executable).parent / "dvc")
+    first = subprocess.run([dvc, "repro"], cwd=work, capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    results = _rows(work / "reports" / "results.csv")
+    assert {r["paper"] for r in results} == {"lenet", "cnn_basics"}
+    assert (work / "reports" / "index.html").exists() and (work / "mlflow.db").exists()
+    second = subprocess.run([dvc, "repro"], cwd=work, capture_output=True, text=True, env=env)
+    assert second.returncode == 0
+    assert "didn't change" in second.stdout and "Running stage" not in second.stdout
