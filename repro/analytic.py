@@ -62,7 +62,16 @@ class ModelProfile:
     def activation_bytes(self) -> int:
         return self.activations * BYTES_PER_ELEMENT
 
-    def value(self, metric: str, layer: str | None = None) -> float | list[int] | list[list[int]]:
+    def value(
+        self, metric: str, layer: str | list[str] | None = None
+    ) -> float | list[int] | list[list[int]]:
+        if isinstance(layer, list):
+            return sum(self.value(metric, one) for one in layer)  # type: ignore[misc]
+        if metric in ("output_channels", "output_size"):
+            shape = self.value("output_shape", layer)
+            if not shape or isinstance(shape[0], list):
+                raise ValueError(f"{layer or self.model} has no single tensor output")
+            return shape[0] if metric == "output_channels" else shape[1:]
         if layer is None:
             if metric == "activation_bytes":
                 return self.activation_bytes

@@ -6,7 +6,6 @@ A schema validates every file; errors name the file, the entry and the field at 
 from __future__ import annotations
 
 import re
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,12 +28,17 @@ ANALYTIC_METRICS = {
     "activations": "elements of the input and of every layer output (conv, pool, linear, norm)",
     "activation_bytes": "activations times the bytes of one element (fp32: 4)",
     "output_shape": "output shape of one image, (C, H, W) without the batch dimension",
+    "output_channels": "channels (first dimension) of the output of one image",
+    "output_size": "spatial size (H, W) of the output of one image",
 }
+SHAPE_METRICS = {"output_shape", "output_size"}
 
 UNIT_SCALE: dict[str, float] = {
     "count": 1.0,
     "K": 1e3,
     "M": 1e6,
+    "Ki": 2.0**10,
+    "Mi": 2.0**20,
     "G": 1e9,
     "x10^9": 1e9,
     "B": 1.0,
@@ -49,6 +53,9 @@ UNIT_SCALE: dict[str, float] = {
     "%": 1.0,
     "s": 1.0,
     "ms": 1e-3,
+    "min": 60.0,
+    "h": 3600.0,
+    "px": 1.0,
     "fps": 1.0,
     "shape": 1.0,
 }
@@ -110,7 +117,11 @@ class Claim(_Strict):
     tolerance: Tolerance
     source: Source
     model: ModelRef | None = None
-    layer: str | None = Field(default=None, description="module path, for per-layer rows")
+    layer: str | list[str] | None = Field(
+        default=None,
+        description="module path for per-layer rows; a list sums additive metrics over modules "
+        "(a table row covering several layers)",
+    )
     relative_to: ModelRef | None = Field(
         default=None, description="measure the ratio metric(model) / metric(relative_to)"
     )
@@ -150,8 +161,13 @@ class Claim(_Strict):
                 )
             if self.model is None:
                 raise ValueError("an analytic claim needs `model` (a registered model name)")
-        if (self.metric == "output_shape") != isinstance(self.value, list):
-            raise ValueError("`value` is a list (C, H, W) exactly when metric is output_shape")
+        if (self.metric in SHAPE_METRICS) != isinstance(self.value, list):
+            raise ValueError(
+                "`value` is a list exactly when metric is output_shape (C, H, W) "
+                "or output_size (H, W)"
+            )
+        if isinstance(self.layer, list) and self.metric in (*SHAPE_METRICS, "output_channels"):
+            raise ValueError(f"a list of layers can be summed, but {self.metric} cannot")
         if self.kind in ("accuracy", "dataset") and not self.dataset:
             raise ValueError(f"a {self.kind} claim needs `dataset`")
         return self
@@ -159,6 +175,10 @@ class Claim(_Strict):
     @property
     def scale(self) -> float:
         return UNIT_SCALE[self.unit]
+
+    @property
+    def layer_text(self) -> str:
+        return " + ".join(self.layer) if isinstance(self.layer, list) else (self.layer or "")
 
 
 class Paper(_Strict):
@@ -262,11 +282,6 @@ def load_paper(key: str, papers_dir: Path | None = None) -> Paper:
             "pick one of the known papers, or add a YAML file for it to repro/papers/.",
         )
     return load_paper_file(path)
-
-
-@cache
-def _cached(key: str) -> Paper:
-    return load_paper(key)
 
 
 def load_papers(keys: list[str] | None = None, papers_dir: Path | None = None) -> list[Paper]:

@@ -30,7 +30,10 @@ def _cmd_papers(args: argparse.Namespace) -> int:
         for c in paper.claims:
             kinds[c.kind] = kinds.get(c.kind, 0) + 1
         kind_text = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        print(f"{paper.paper}: {paper.title} ({paper.year}) - {len(paper.claims)} claims ({kind_text})")
+        print(
+            f"{paper.paper}: {paper.title} ({paper.year}) - "
+            f"{len(paper.claims)} claims ({kind_text})"
+        )
         tables: dict[str, list] = {}
         for c in paper.claims:
             tables.setdefault(c.table, []).append(c)
@@ -41,8 +44,10 @@ def _cmd_papers(args: argparse.Namespace) -> int:
                     value = "x".join(map(str, c.value)) if isinstance(c.value, list) else c.value
                     model = f" on {c.model.key()}" if c.model else ""
                     layer = f" [{c.layer}]" if c.layer else ""
-                    print(f"        {c.id}: {c.row} {c.metric} = {value} {c.unit} "
-                          f"({c.kind}{model}{layer})")
+                    print(
+                        f"        {c.id}: {c.row} {c.metric} = {value} {c.unit} "
+                        f"({c.kind}{model}{layer})"
+                    )
     return 0
 
 
@@ -58,8 +63,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
     for name in list_models(paper=args.paper):
         s = get_model_spec(name)
         size = "x".join(map(str, s.input_size))
-        print(f"{name:22} paper={s.paper:12} input={size:12} {s.task:14} {s.source:11} "
-              f"{s.description}")
+        print(
+            f"{name:22} paper={s.paper:12} input={size:12} {s.task:14} {s.source:11} "
+            f"{s.description}"
+        )
     return 0
 
 
@@ -147,12 +154,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("papers", nargs="*", help="paper keys (see `repro papers`)")
     p.add_argument("--all", action="store_true", help="every paper in repro/papers/")
-    p.add_argument("--suite", action="append", choices=["analytic"],
-                   help="suite to run (repeatable; default: params.yaml suites, else analytic)")
-    p.add_argument("--ray-address", help="Ray cluster address (default: RAY_ADDRESS, "
-                   "params.yaml ray.address, else a local Ray with this machine's CPUs)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, "
-                   "params.yaml mlflow.tracking_uri, else sqlite:///mlflow.db)")
+    p.add_argument(
+        "--suite",
+        action="append",
+        choices=["analytic"],
+        help="suite to run (repeatable; default: params.yaml suites, else analytic)",
+    )
+    p.add_argument(
+        "--ray-address",
+        help="Ray cluster address (default: RAY_ADDRESS, "
+        "params.yaml ray.address, else a local Ray with this machine's CPUs)",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, "
+        "params.yaml mlflow.tracking_uri, else sqlite:///mlflow.db)",
+    )
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     p.add_argument("--no-ray", action="store_true", help="measure in this process, without Ray")
     p.add_argument("--out", default="reports/measurements", help="measurement directory")
@@ -162,8 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="render reports/ from measurements or MLflow")
     p.add_argument("papers", nargs="*", help="only these papers (default: all)")
-    p.add_argument("--from", dest="source", choices=["measurements", "mlflow"],
-                   default="measurements", help="where the results come from")
+    p.add_argument(
+        "--from",
+        dest="source",
+        choices=["measurements", "mlflow"],
+        default="measurements",
+        help="where the results come from",
+    )
     p.add_argument("--measurements", default="reports/measurements", help="measurement directory")
     p.add_argument("--out", default="reports", help="output directory")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (with --from mlflow)")

@@ -45,7 +45,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[st
         if not ok:
             raise ReproError(
                 f"cannot reach the Ray cluster at {address!r} ({why}); nothing was measured.",
-                "start the cluster (`ray start --head` on the head node, or `ray up cluster.yaml`), "
+                "start the cluster (`ray start --head` on the head node, or "
+                "`ray up cluster.yaml`), "
                 "check the address with `ray status --address ADDR`, or drop --ray-address / "
                 "unset RAY_ADDRESS to run on a local Ray instance.",
             )

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.analytic import ModelProfile, profile_model
-from repro.claims import Claim, ModelRef, Paper, load_paper
+from repro.claims import SHAPE_METRICS, Claim, ModelRef, Paper, load_paper
 from repro.errors import ReproError
 
 VERDICTS = ("reproduced", "deviates", "not-run", "error")
@@ -72,9 +72,11 @@ def _fmt(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, list):
-        return "x".join(_fmt(v) for v in value) if all(
-            not isinstance(v, list) for v in value
-        ) else "; ".join(_fmt(v) for v in value)
+        return (
+            "x".join(_fmt(v) for v in value)
+            if all(not isinstance(v, list) for v in value)
+            else "; ".join(_fmt(v) for v in value)
+        )
     if isinstance(value, float):
         if value == int(value) and abs(value) < 1e15:
             return str(int(value))
@@ -96,7 +98,7 @@ def result_for(claim: Claim, paper: str, measured: Any, verdict: str, note: str)
         note=note,
         kind=claim.kind,
         model=claim.model.key() if claim.model else "",
-        layer=claim.layer or "",
+        layer=claim.layer_text,
         tolerance=claim.tolerance.describe(),
         dataset=claim.dataset or "",
         source=f"{claim.source.seed} / {claim.source.section}",
@@ -105,7 +107,7 @@ def result_for(claim: Claim, paper: str, measured: Any, verdict: str, note: str)
 
 def judge(claim: Claim, measured: float | list[Any]) -> tuple[str, str]:
     """Compare a measured value (already in the claim's unit) with the claim."""
-    if claim.metric == "output_shape":
+    if claim.metric in SHAPE_METRICS:
         if list(measured) == list(claim.value):  # type: ignore[arg-type]
             return "reproduced", ""
         return "deviates", _deviation_note(claim, f"shape {_fmt(measured)} vs {_fmt(claim.value)}")

@@ -95,29 +95,46 @@ def render_markdown(
     out = ["# Reproduction report", ""]
     out.append(f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} by repro.")
     if env:
-        out.append(
-            "Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()) + "."
-        )
-    out += ["", "Verdicts: `reproduced` (within the claim's tolerance), `deviates` (outside it; "
-            "the note gives both values and the likely cause), `not-run` (cannot be measured "
-            "here; the note says why), `error` (the measurement failed; the note says how).", ""]
-    out += ["## Summary", "", "| paper | " + " | ".join(VERDICTS) + " | claims |",
-            "|---|" + "---|" * (len(VERDICTS) + 1)]
+        out.append("Environment: " + ", ".join(f"{k} {v}" for k, v in env.items()) + ".")
+    out += [
+        "",
+        "Verdicts: `reproduced` (within the claim's tolerance), `deviates` (outside it; "
+        "the note gives both values and the likely cause), `not-run` (cannot be measured "
+        "here; the note says why), `error` (the measurement failed; the note says how).",
+        "",
+    ]
+    out += [
+        "## Summary",
+        "",
+        "| paper | " + " | ".join(VERDICTS) + " | claims |",
+        "|---|" + "---|" * (len(VERDICTS) + 1),
+    ]
     total: Counter[str] = Counter()
     for paper in sorted(summary):
         c = summary[paper]
         total.update(c)
-        out.append(f"| [{paper}](#{paper}) | " + " | ".join(str(c[v]) for v in VERDICTS)
-                   + f" | {sum(c.values())} |")
-    out.append("| **all** | " + " | ".join(f"**{total[v]}**" for v in VERDICTS)
-               + f" | **{sum(total.values())}** |")
+        out.append(
+            f"| [{paper}](#{paper}) | "
+            + " | ".join(str(c[v]) for v in VERDICTS)
+            + f" | {sum(c.values())} |"
+        )
+    out.append(
+        "| **all** | "
+        + " | ".join(f"**{total[v]}**" for v in VERDICTS)
+        + f" | **{sum(total.values())}** |"
+    )
     out += ["", "## Stage timings", "", "| stage | wall time |", "|---|---|"]
     out += [f"| {s} | {t} |" for s, t in _timings(metas, report_seconds)]
     for paper, tables in sorted(_by_paper_table(rows).items()):
         out += ["", f"## {paper}", "", f"*{titles.get(paper, paper)}*"]
         for table, trs in tables.items():
-            out += ["", f"### {table}", "", "| " + " | ".join(SHOWN) + " |",
-                    "|" + "---|" * len(SHOWN)]
+            out += [
+                "",
+                f"### {table}",
+                "",
+                "| " + " | ".join(SHOWN) + " |",
+                "|" + "---|" * len(SHOWN),
+            ]
             out += ["| " + " | ".join(_md_cell(r.get(k, "")) for k in SHOWN) + " |" for r in trs]
     return "\n".join(out) + "\n"
 
@@ -160,13 +177,20 @@ def render_html(
             + f"<td class='num'>{sum(c.values())}</td></tr>"
         )
     parts.append("</table><h2>Stage timings</h2><table><tr><th>stage</th><th>wall time</th></tr>")
-    parts += [f"<tr><td>{e(s)}</td><td>{e(t)}</td></tr>" for s, t in _timings(metas, report_seconds)]
+    parts += [
+        f"<tr><td>{e(s)}</td><td>{e(t)}</td></tr>" for s, t in _timings(metas, report_seconds)
+    ]
     parts.append("</table>")
     for paper, tables in sorted(_by_paper_table(rows).items()):
-        parts.append(f"<h2 id='{e(paper)}'>{e(paper)}</h2><p><i>{e(titles.get(paper, paper))}</i></p>")
+        parts.append(
+            f"<h2 id='{e(paper)}'>{e(paper)}</h2><p><i>{e(titles.get(paper, paper))}</i></p>"
+        )
         for table, trs in tables.items():
-            parts.append(f"<h3>{e(table)}</h3><table><tr>"
-                         + "".join(f"<th>{k}</th>" for k in SHOWN) + "</tr>")
+            parts.append(
+                f"<h3>{e(table)}</h3><table><tr>"
+                + "".join(f"<th>{k}</th>" for k in SHOWN)
+                + "</tr>"
+            )
             for r in trs:
                 cells = []
                 for k in SHOWN:

@@ -88,8 +88,14 @@ def _mlflow_groups(run: PaperRun) -> list[dict[str, Any]]:
     for r in run.results:
         key = r.model
         if key not in groups:
-            groups[key] = {"model_key": key, "model": key.split("(")[0].split("@")[0],
-                           "kwargs": {}, "input_size": [], "summary": {}, "rows": []}
+            groups[key] = {
+                "model_key": key,
+                "model": key.split("(")[0].split("@")[0],
+                "kwargs": {},
+                "input_size": [],
+                "summary": {},
+                "rows": [],
+            }
         groups[key]["rows"].append(r.as_row())
     return list(groups.values())
 

@@ -40,8 +40,17 @@ def test_profile_counts() -> None:
 
 
 def _claim(**kw: object) -> Claim:
-    base = dict(table="T", row="r", metric="params", unit="M", value=138, kind="analytic",
-                tolerance={"abs": 0.5}, source={"seed": "s", "section": "s"}, model="vgg_d")
+    base = dict(
+        table="T",
+        row="r",
+        metric="params",
+        unit="M",
+        value=138,
+        kind="analytic",
+        tolerance={"abs": 0.5},
+        source={"seed": "s", "section": "s"},
+        model="vgg_d",
+    )
     base.update(kw)
     return Claim.model_validate(base)
 

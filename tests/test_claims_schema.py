@@ -48,6 +48,12 @@ def test_params_yaml_lists_every_paper(repo: Path) -> None:
     assert sorted(params["papers"]) == PAPERS
 
 
+def test_params_yaml_names_every_dataset(repo: Path) -> None:
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    used = {c.dataset for k in PAPERS for c in load_paper(k).claims if c.dataset}
+    assert used <= set(params["data"]), sorted(used - set(params["data"]))
+
+
 def _write(tmp_path: Path, text: str, name: str = "bad.yaml") -> Path:
     p = tmp_path / name
     p.write_text(text)

@@ -105,13 +105,24 @@ def test_faster_rcnn_parts(name: str, pool: int, channels: int) -> None:
     assert not any(isinstance(m, RoIAlign | MultiScaleRoIAlign) for m in model.modules())
     assert model.backbone.out_channels == channels
     assert model.rpn.anchor_generator.num_anchors_per_location() == [9]
-    assert model.rpn.head.cls_logits.out_channels == 9
+    assert model.rpn.head.cls_logits.out_channels == 18  # the paper's 2k softmax scores
     assert model.rpn.head.bbox_pred.out_channels == 36
     assert model.roi_heads.box_head.fc6.in_features == channels * pool * pool
     assert model.roi_heads.box_head.fc7.out_features == 4096
     assert model.roi_heads.box_predictor.cls_score.out_features == 21
     assert model.roi_heads.box_predictor.bbox_pred.out_features == 84
     assert model.transform.min_size == (600,) and model.transform.max_size == 1000
+
+
+def test_rpn_softmax_head_matches_two_way_softmax() -> None:
+    head = build_model("faster_rcnn_zf").rpn.head
+    feature = torch.rand(1, 256, 4, 5)
+    (logit,), _ = head([feature])
+    scores = head.cls_logits(head.conv(feature))
+    pair = torch.stack([scores[:, :9], scores[:, 9:]], dim=0)  # (bg, fg) per anchor
+    fg_prob = torch.softmax(pair, dim=0)[1]
+    assert logit.shape == (1, 9, 4, 5)
+    assert torch.allclose(torch.sigmoid(logit), fg_prob, atol=1e-6)
 
 
 def test_faster_rcnn_anchors() -> None:

@@ -25,10 +25,12 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def ray_local():
+    """Ray started by the code under test, shut down afterwards so later tests start clean."""
     import ray
 
+    ray.shutdown()
     yield
     ray.shutdown()
 
@@ -101,7 +103,10 @@ def test_malformed_paper_keeps_earlier_results(
 
 
 def test_cli_errors_are_one_paragraph(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    ray_local: None,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     port = _free_port()
@@ -150,8 +155,10 @@ def test_dvc_pipeline_two_papers(repo: Path, tmp_path: Path) -> None:
     import sys
 
     work = tmp_path / "clone"
-    files = subprocess.run(["git", "ls-files"], cwd=repo, capture_output=True, text=True,
-                           check=True).stdout.split()  # fmt: skip
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=repo, capture_output=True, text=True
+    )
+    files = listed.stdout.split()
     for f in files:
         if f.startswith("reports/"):
             continue
@@ -160,7 +167,9 @@ def test_dvc_pipeline_two_papers(repo: Path, tmp_path: Path) -> None:
     params = (work / "params.yaml").read_text()
     start = params.index("papers:")
     end = params.index("\n\n", start)
-    (work / "params.yaml").write_text(params[:start] + "papers:\n  - lenet\n  - cnn_basics" + params[end:])
+    (work / "params.yaml").write_text(
+        params[:start] + "papers:\n  - lenet\n  - cnn_basics" + params[end:]
+    )
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
     subprocess.run(["git", "init", "-q"], cwd=work, check=True, env=env)
     dvc = str(Path(sys.executable).parent / "dvc")

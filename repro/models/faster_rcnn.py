@@ -10,9 +10,10 @@ paper's. We supply what torchvision's ready-made models replace by later practic
   paper's "60 x 40") and ZF's within-channel LRN.
 - ``rpn``: 9 anchors per position (areas 128^2, 256^2, 512^2 x ratios 0.5, 1, 2) at a fixed
   stride of 16, centred like py-faster-rcnn's; ``rpn.head`` is a 3x3 conv (``conv``, as wide as
-  the backbone: 512-d for VGG, 256-d for ZF) and 1x1 ``cls_logits`` (9) / ``bbox_pred`` (36).
-  The paper's cls layer is a 2-way softmax per anchor (18 outputs); torchvision uses one
-  logistic score per anchor, the alternative the paper itself mentions.
+  the backbone: 512-d for VGG, 256-d for ZF) and 1x1 ``cls_logits`` (2k = 18, the paper's
+  2-way softmax per anchor) / ``bbox_pred`` (4k = 36). :class:`SoftmaxRPNHead` hands
+  torchvision the logit ``fg - bg``, whose sigmoid is exactly the softmax's foreground
+  probability, so torchvision's logistic loss trains the paper's softmax layer.
 - ``roi_heads.box_roi_pool``: :class:`RoIMaxPool`, Fast R-CNN's quantised RoI max pooling
   (7x7 for VGG-16, 6x6 for ZF) instead of torchvision's RoIAlign.
 - ``roi_heads.box_head``: ``fc6``/``fc7`` (4096, ReLU, dropout 0.5); ``roi_heads.box_predictor``:
@@ -81,6 +82,29 @@ class FixedStrideAnchorGenerator(AnchorGenerator):
         per_map = self.grid_anchors(grid_sizes, [[stride, stride] for _ in feature_maps])
         anchors = torch.cat(per_map) + (self.stride - 1) / 2
         return [anchors for _ in image_list.image_sizes]
+
+
+class SoftmaxRPNHead(RPNHead):
+    """The paper's RPN head: 2k objectness scores (background, foreground) per position,
+    laid out as py-faster-rcnn's ``rpn_cls_score`` (k background maps, then k foreground)."""
+
+    def __init__(self, in_channels: int, num_anchors: int) -> None:
+        super().__init__(in_channels, num_anchors)
+        self.num_anchors = num_anchors
+        self.cls_logits = nn.Conv2d(in_channels, 2 * num_anchors, kernel_size=1)
+        nn.init.normal_(self.cls_logits.weight, std=0.01)
+        nn.init.zeros_(self.cls_logits.bias)
+
+    def forward(self, x: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        logits, boxes = [], []
+        k = self.num_anchors
+        for feature in x:
+            t = self.conv(feature)
+            scores = self.cls_logits(t)
+            # softmax([bg, fg])[fg] == sigmoid(fg - bg): one logit per anchor for torchvision.
+            logits.append(scores[:, k:] - scores[:, :k])
+            boxes.append(self.bbox_pred(t))
+        return logits, boxes
 
 
 class RoIMaxPool(nn.Module):
@@ -181,7 +205,7 @@ def _faster_rcnn(backbone: ConvBackbone, pool_size: int, num_classes: int, **kw:
         backbone,
         num_classes=None,
         rpn_anchor_generator=anchors,
-        rpn_head=RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0]),
+        rpn_head=SoftmaxRPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0]),
         box_head=FCHead(backbone.out_channels * pool_size**2),
         box_predictor=FastRCNNPredictor(4096, num_classes),
         **{**PAPER_OPTIONS, **kw},

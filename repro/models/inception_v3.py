@@ -14,9 +14,7 @@ from torchvision.models import inception_v3 as tv_inception_v3
 from repro.models.registry import register_model
 
 
-@register_model(
-    "inception_v3", paper="inception_v3", input_size=(3, 299, 299), source="torchvision"
-)
+@register_model("inception_v3", paper="inception", input_size=(3, 299, 299), source="torchvision")
 def inception_v3(
     num_classes: int = 1000, aux_logits: bool = False, dropout: float = 0.5
 ) -> nn.Module:
