@@ -8,7 +8,7 @@ from pathlib import Path
 
 from repro import config
 from repro.errors import ReproError
-from repro.runner import run_papers
+from repro.runner import failures, run_papers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.paragraph(), file=sys.stderr)
         return 2
     print(f"{run.paper}: {len(run.results)} claims measured in {run.meta['run_seconds']:.1f} s")
+    problem = failures([run])
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from repro.errors import ReproError
@@ -12,14 +11,13 @@ from repro.report import read_measurements, write_report
 
 
 def main(argv: list[str] | None = None) -> int:
-    start = time.perf_counter()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--measurements", default="reports/measurements")
     parser.add_argument("--out", default="reports")
     args = parser.parse_args(argv)
     try:
         rows, metas = read_measurements(Path(args.measurements))
-        paths = write_report(rows, metas, Path(args.out), started=start)
+        paths = write_report(rows, metas, Path(args.out))
     except ReproError as exc:
         print(exc.paragraph(), file=sys.stderr)
         return 2

@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from repro.errors import ClaimFileError
 
@@ -188,6 +196,11 @@ class Paper(_Strict):
     year: int
     venue: str = ""
     claims: list[Claim]
+    _path: Path | None = PrivateAttr(default=None)
+
+    @property
+    def path(self) -> str:
+        return str(self._path) if self._path else f"{self.paper}.yaml"
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Paper:
@@ -262,6 +275,7 @@ def load_paper_file(path: Path) -> Paper:
             f"{path}: `paper: {paper.paper}` differs from the file name {path.stem!r}.",
             f"rename the file to {paper.paper}.yaml or set `paper: {path.stem}`.",
         )
+    paper._path = path
     return paper
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-import time
 from pathlib import Path
 
 from repro import config
@@ -72,10 +72,11 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from repro.claims import list_papers
-    from repro.runner import run_papers
+    from repro.runner import failures, run_papers
 
     params = config.load_params(args.params)
-    keys = args.papers or (list_papers() if args.all else None)
+    papers_dir = Path(args.papers_dir) if args.papers_dir else None
+    keys = args.papers or (list_papers(papers_dir) if args.all else None)
     if not keys:
         raise ReproError("no papers given.", "name papers (see `repro papers`) or pass --all.")
     uri = None if args.no_mlflow else config.tracking_uri(args.tracking_uri, params)
@@ -87,6 +88,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         tracking_uri=uri,
         ray_address=None if args.no_ray else config.ray_address(args.ray_address, params),
         use_ray=not args.no_ray,
+        papers_dir=papers_dir,
     )
     for run in runs:
         counts: dict[str, int] = {}
@@ -98,13 +100,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if r.verdict in ("deviates", "error") and args.verbose:
                 print(f"    {r.verdict}: {r.table} / {r.row} / {r.metric}: {r.note}")
     print(f"measurements written to {args.out}" + (f"; logged to MLflow at {uri}" if uri else ""))
+    problem = failures(runs)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from repro.report import read_measurements, write_report
 
-    start = time.perf_counter()
     if args.source == "mlflow":
         from repro import tracking
 
@@ -121,7 +126,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         rows, metas = read_measurements(Path(args.measurements))
         if args.papers:
             rows = [r for r in rows if r["paper"] in args.papers]
-    paths = write_report(rows, metas, Path(args.out), started=start)
+    paths = write_report(rows, metas, Path(args.out))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
@@ -174,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ray", action="store_true", help="measure in this process, without Ray")
     p.add_argument("--out", default="reports/measurements", help="measurement directory")
     p.add_argument("--params", help="params file (default: ./params.yaml if present)")
+    p.add_argument("--papers-dir", help="directory of paper YAML files (default: repro/papers)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every deviation")
     p.set_defaults(func=_cmd_run)
 
@@ -201,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     except ReproError as exc:
         print(exc.paragraph(), file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `repro papers | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted; measurement files already written are kept.", file=sys.stderr)
         return 130

@@ -72,6 +72,12 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[st
     }
 
 
+def is_initialized() -> bool:
+    import ray
+
+    return ray.is_initialized()
+
+
 def shutdown() -> None:
     import ray
 

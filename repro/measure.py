@@ -18,7 +18,8 @@ from typing import Any
 
 from repro.analytic import ModelProfile, profile_model
 from repro.claims import SHAPE_METRICS, Claim, ModelRef, Paper, load_paper
-from repro.errors import ReproError
+from repro.errors import ReproError, UnknownModelError
+from repro.models import get_model_spec
 
 VERDICTS = ("reproduced", "deviates", "not-run", "error")
 SUITES = {"analytic": "analytic"}  # suite name -> claim kind it measures
@@ -251,6 +252,22 @@ def not_run_reason(
     return None
 
 
+def check_models(paper: Paper) -> None:
+    """Every model an analytic claim names must be registered; say which entry names it."""
+    for i, claim in enumerate(paper.claims):
+        if claim.kind != "analytic":
+            continue
+        for ref in (claim.model, claim.relative_to):
+            if ref is None:
+                continue
+            try:
+                get_model_spec(ref.name)
+            except UnknownModelError as exc:
+                raise UnknownModelError(
+                    f"{paper.path}, entry claims[{i}] ({claim.id}): {exc.cause}", exc.fix
+                ) from None
+
+
 def plan_paper(
     paper: Paper, suites: Iterable[str] = ("analytic",), data_roots: Mapping[str, str] | None = None
 ) -> Plan:
@@ -260,6 +277,7 @@ def plan_paper(
             raise ReproError(
                 f"unknown suite {s!r}.", f"use one of: {', '.join(SUITES)} (e.g. --suite analytic)."
             )
+    check_models(paper)
     groups: dict[str, tuple[ModelRef, list[Claim]]] = {}
     not_run: list[Result] = []
     for claim in paper.claims:

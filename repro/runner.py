@@ -124,9 +124,11 @@ def run_papers(
     calls = [(pl.paper.paper, ref, claims) for pl in plans for ref, claims in pl.groups.values()]
 
     ray_info: dict[str, Any] = {"ray_address": "none (nothing to measure)", "ray_startup_s": 0.0}
+    started_ray = False
     if calls and use_ray:
         from repro import execution
 
+        started_ray = not execution.is_initialized()
         ray_info = execution.init_ray(ray_address, num_cpus)
 
         def on_error(args: tuple[Any, ...], exc: BaseException) -> GroupOutcome:
@@ -161,13 +163,42 @@ def run_papers(
     for run in runs:
         run.meta["run_seconds"] = total
         if out_dir is not None:
-            write_paper_outputs(run, out_dir)
+            write_paper_outputs(run, out_dir)  # before MLflow: a logging failure loses nothing
     if tracking_uri:
+        logging_start = time.perf_counter()
         for run in runs:
-            session = tracking.log_paper(tracking_uri, run.paper, _mlflow_groups(run), env)
-            run.meta["mlflow_session"] = session
-            if out_dir is not None:
-                _atomic_write(
-                    out_dir / f"{run.paper}.json", lambda fh, m=run.meta: json.dump(m, fh, indent=2)
-                )
+            run.meta["mlflow_session"] = tracking.log_paper(
+                tracking_uri, run.paper, _mlflow_groups(run), env
+            )
+        for run in runs:
+            run.meta["mlflow_seconds"] = round(time.perf_counter() - logging_start, 3)
+    if started_ray:
+        execution.shutdown()
+    for run in runs:
+        # The whole process, imports and Ray shut-down included: what a DVC stage costs.
+        run.meta["process_seconds"] = process_seconds()
+        if out_dir is not None:
+            _atomic_write(
+                out_dir / f"{run.paper}.json", lambda fh, m=run.meta: json.dump(m, fh, indent=2)
+            )
     return runs
+
+
+def process_seconds() -> float:
+    import psutil
+
+    return round(time.time() - psutil.Process().create_time(), 3)
+
+
+def failures(runs: Sequence[PaperRun]) -> str | None:
+    """One paragraph about claims whose measurement failed, or None. Their rows are already
+    written with verdict `error`, beside every claim that was measured."""
+    bad = [r for run in runs for r in run.results if r.verdict == "error"]
+    if not bad:
+        return None
+    first = bad[0]
+    return (
+        f"error: {len(bad)} claim(s) could not be measured, e.g. {first.paper}/{first.claim_id}: "
+        f"{first.note} The other results are written; every failed claim has verdict `error` "
+        "and its note says what to correct."
+    )

@@ -80,9 +80,16 @@ def test_resnet_table1_flops_within_2_percent() -> None:
 def test_googlenet_table1_ops_column() -> None:
     rs = results("googlenet")
     ops = {k: r for k, r in rs.items() if k.startswith("t1-") and k.endswith("-ops")}
-    assert len(ops) == 13
-    within = {k for k, r in ops.items() if abs(float(r.measured) / float(r.claimed) - 1) <= 0.02}
+    assert len(ops) == 12  # conv1, conv2, 3a-3b, 4a-4e, 5a-5b, fc
+    # within 2%, or within the printed precision where the table rounds to whole millions
+    within = {
+        k
+        for k, r in ops.items()
+        if abs(float(r.measured) / float(r.claimed) - 1) <= 0.02
+        or abs(float(r.measured) - float(r.claimed)) <= 0.5
+    }
     assert set(ops) - within == {"t1-conv1-ops", "t1-inc5a-ops"}  # the table's own errors
+    assert {k for k, r in ops.items() if r.verdict == "deviates"} == set(ops) - within
 
 
 def test_alexnet_layer_output_shapes_exactly() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from repro.cli import main
+from repro.errors import UnknownModelError
 from repro.runner import run_papers
 
 
@@ -131,12 +132,44 @@ def test_cli_errors_are_one_paragraph(
 
 
 def test_unknown_model_in_paper_is_a_named_error(tiny_paper_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    run_papers(["beta"], out_dir=out, papers_dir=tiny_paper_dir, use_ray=False)
+    before = (out / "beta.csv").read_text()
     text = (tiny_paper_dir / "beta.yaml").read_text().replace("model: lenet5", "model: lenet6")
+    (tiny_paper_dir / "beta.yaml").write_text(text)
+    with pytest.raises(UnknownModelError) as err:
+        run_papers(["beta"], out_dir=out, papers_dir=tiny_paper_dir, use_ray=False)
+    text = err.value.paragraph()
+    assert "beta.yaml, entry claims[0] (wrong)" in text
+    assert "unknown model 'lenet6'" in text and "lenet5" in text and "Fix:" in text
+    assert (out / "beta.csv").read_text() == before
+
+
+def test_unknown_layer_is_an_error_row_and_a_failing_exit(
+    tiny_paper_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (tiny_paper_dir / "beta.yaml").read_text().replace("note:", "layer: C9, note:")
     (tiny_paper_dir / "beta.yaml").write_text(text)
     (run,) = run_papers(["beta"], out_dir=tmp_path, papers_dir=tiny_paper_dir, use_ray=False)
     (row,) = run.results
-    assert row.verdict == "error"
-    assert "unknown model 'lenet6'" in row.note and "lenet5" in row.note
+    assert row.verdict == "error" and "layer 'C9' is not a module of lenet5" in row.note
+    assert (tmp_path / "beta.csv").exists()
+    out = str(tmp_path / "cli")
+    code = main(
+        [
+            "run",
+            "beta",
+            "--no-ray",
+            "--no-mlflow",
+            "--out",
+            out,
+            "--papers-dir",
+            str(tiny_paper_dir),
+        ]
+    )
+    assert code == 1
+    assert "1 claim(s) could not be measured" in capsys.readouterr().err
+    assert (tmp_path / "cli" / "beta.csv").exists()
 
 
 def test_papers_and_models_listing(capsys: pytest.CaptureFixture[str]) -> None:
@@ -160,8 +193,8 @@ def test_dvc_pipeline_two_papers(repo: Path, tmp_path: Path) -> None:
     )
     files = listed.stdout.split()
     for f in files:
-        if f.startswith("reports/"):
-            continue
+        if f.startswith("reports/") or f == "dvc.lock":
+            continue  # a clone that has never been reproduced
         (work / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / f, work / f)
     params = (work / "params.yaml").read_text()
