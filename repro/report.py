@@ -20,7 +20,24 @@ from repro.errors import ReproError
 from repro.measure import RESULT_COLUMNS, VERDICTS
 from repro.runner import process_seconds, write_results_csv
 
-SHOWN = ["row", "metric", "claimed", "measured", "unit", "tolerance", "verdict", "note"]
+SHOWN = [
+    "row",
+    "metric",
+    "claimed",
+    "measured",
+    "unit",
+    "tolerance",
+    "verdict",
+    "measured on",
+    "note",
+]
+
+
+def _cell(row: dict[str, Any], column: str) -> str:
+    if column == "measured on":
+        model, layer = row.get("model", ""), row.get("layer", "")
+        return f"{model} [{layer}]" if layer else model
+    return str(row.get(column, ""))
 
 
 def read_measurements(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -142,7 +159,7 @@ def render_markdown(
                 "| " + " | ".join(SHOWN) + " |",
                 "|" + "---|" * len(SHOWN),
             ]
-            out += ["| " + " | ".join(_md_cell(r.get(k, "")) for k in SHOWN) + " |" for r in trs]
+            out += ["| " + " | ".join(_md_cell(_cell(r, k)) for k in SHOWN) + " |" for r in trs]
     return "\n".join(out) + "\n"
 
 
@@ -203,7 +220,7 @@ def render_html(
                 for k in SHOWN:
                     cls = "num" if k in ("claimed", "measured") else ("note" if k == "note" else "")
                     cls = r["verdict"] if k == "verdict" else cls
-                    cells.append(f"<td class='{cls}'>{e(str(r.get(k, '')))}</td>")
+                    cells.append(f"<td class='{cls}'>{e(_cell(r, k))}</td>")
                 parts.append("<tr>" + "".join(cells) + "</tr>")
             parts.append("</table>")
     parts.append("</body></html>")

@@ -43,17 +43,28 @@ class TowerLRN(nn.Module):
         return torch.cat([self.lrn(t) for t in x.chunk(self.towers, dim=1)], dim=1)
 
 
-def _conv(
+def conv_relu(
     cin: int, cout: int, k: int, stride: int = 1, pad: int = 0, groups: int = 1
 ) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, pad, groups=groups), nn.ReLU(inplace=True))
 
 
-def _fc(cin: int, cout: int, dropout: float) -> nn.Sequential:
+def fc_relu_dropout(cin: int, cout: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(nn.Linear(cin, cout), nn.ReLU(inplace=True), nn.Dropout(dropout))
 
 
-class AlexNet(nn.Module):
+class LayerByLayer(nn.Module):
+    """Runs the children in registration order, flattening before ``fc6`` (AlexNet, ZFNet)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name, layer in self.named_children():
+            if name == "fc6":
+                x = torch.flatten(x, 1)
+            x = layer(x)
+        return x
+
+
+class AlexNet(LayerByLayer):
     """AlexNet on 227x227 input. With ``towers=2`` conv2, conv4 and conv5 are grouped
     convolutions (groups=2, the towers do not communicate), conv3 and the FC layers are fully
     connected, and channel (unit) half t of every layer's output belongs to tower t: conv1 and
@@ -74,16 +85,16 @@ class AlexNet(nn.Module):
         self.towers = towers
         g = towers
         # registered in execution order: forward() runs the children in this order
-        self.conv1 = _conv(3, 96, 11, stride=4)
+        self.conv1 = conv_relu(3, 96, 11, stride=4)
         self._norm_pool(1, norm_before_pool)
-        self.conv2 = _conv(96, 256, 5, pad=2, groups=g)
+        self.conv2 = conv_relu(96, 256, 5, pad=2, groups=g)
         self._norm_pool(2, norm_before_pool)
-        self.conv3 = _conv(256, 384, 3, pad=1)
-        self.conv4 = _conv(384, 384, 3, pad=1, groups=g)
-        self.conv5 = _conv(384, 256, 3, pad=1, groups=g)
+        self.conv3 = conv_relu(256, 384, 3, pad=1)
+        self.conv4 = conv_relu(384, 384, 3, pad=1, groups=g)
+        self.conv5 = conv_relu(384, 256, 3, pad=1, groups=g)
         self.pool5 = nn.MaxPool2d(3, 2)
-        self.fc6 = _fc(256 * 6 * 6, 4096, dropout)
-        self.fc7 = _fc(4096, 4096, dropout)
+        self.fc6 = fc_relu_dropout(256 * 6 * 6, 4096, dropout)
+        self.fc7 = fc_relu_dropout(4096, 4096, dropout)
         self.fc8 = nn.Linear(4096, num_classes)
         self._init_weights()
 
@@ -106,13 +117,6 @@ class AlexNet(nn.Module):
         """The slice of a layer's ``channels`` outputs (or weight rows) held by ``tower``."""
         width = channels // self.towers
         return slice(tower * width, (tower + 1) * width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for name, layer in self.named_children():
-            if name == "fc6":
-                x = torch.flatten(x, 1)
-            x = layer(x)
-        return x
 
 
 @register_model("alexnet", paper="alexnet", input_size=(3, 227, 227))

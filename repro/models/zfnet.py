@@ -8,51 +8,35 @@ conv -> ReLU -> max pool -> contrast normalization across feature maps.
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from repro.models.alexnet import krizhevsky_lrn
+from repro.models.alexnet import LayerByLayer, conv_relu, fc_relu_dropout, krizhevsky_lrn
 from repro.models.registry import register_model
 
 
-def _conv(cin: int, cout: int, k: int, stride: int, pad: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, pad), nn.ReLU(inplace=True))
-
-
-def _fc(cin: int, cout: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(cin, cout), nn.ReLU(inplace=True), nn.Dropout(dropout))
-
-
-class ZFNet(nn.Module):
+class ZFNet(LayerByLayer):
     def __init__(self, num_classes: int = 1000, dropout: float = 0.5) -> None:
         super().__init__()
         # Figure 3 sizes need: conv1 pad 1 (224 -> 110), pools in ceil mode (110 -> 55, 26 -> 13)
         # as Caffe pools; conv2 unpadded (55 -> 26).
-        self.conv1 = _conv(3, 96, 7, stride=2, pad=1)
+        self.conv1 = conv_relu(3, 96, 7, stride=2, pad=1)
         self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.norm1 = krizhevsky_lrn()
-        self.conv2 = _conv(96, 256, 5, stride=2, pad=0)
+        self.conv2 = conv_relu(96, 256, 5, stride=2, pad=0)
         self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
         self.norm2 = krizhevsky_lrn()
-        self.conv3 = _conv(256, 384, 3, stride=1, pad=1)
-        self.conv4 = _conv(384, 384, 3, stride=1, pad=1)
-        self.conv5 = _conv(384, 256, 3, stride=1, pad=1)
+        self.conv3 = conv_relu(256, 384, 3, stride=1, pad=1)
+        self.conv4 = conv_relu(384, 384, 3, stride=1, pad=1)
+        self.conv5 = conv_relu(384, 256, 3, stride=1, pad=1)
         self.pool5 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.fc6 = _fc(256 * 6 * 6, 4096, dropout)
-        self.fc7 = _fc(4096, 4096, dropout)
+        self.fc6 = fc_relu_dropout(256 * 6 * 6, 4096, dropout)
+        self.fc7 = fc_relu_dropout(4096, 4096, dropout)
         self.fc8 = nn.Linear(4096, num_classes)
         # Section 3: weights 1e-2, biases 0 (read as N(0, 0.01) like AlexNet).
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
                 nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for name, layer in self.named_children():
-            if name == "fc6":
-                x = torch.flatten(x, 1)
-            x = layer(x)
-        return x
 
 
 @register_model("zfnet", paper="zfnet", input_size=(3, 224, 224))
