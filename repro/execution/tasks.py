@@ -1,4 +1,4 @@
-"""Ray: every measurement is a Ray task. This is the only module that imports ray.
+"""Ray tasks: every measurement is a Ray task.
 
 Local Ray with the machine's CPU count by default; ``--ray-address``/``RAY_ADDRESS`` for a cluster.
 """

@@ -1,0 +1,1 @@
+"""Benchmarks: how fast and how big each network runs on the hardware at hand."""
