@@ -197,6 +197,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (with --from mlflow)")
     p.add_argument("--params", help="params file (default: ./params.yaml if present)")
     p.set_defaults(func=_cmd_report)
+
+    # Commands that live beside the library parts they drive; each module imports its heavy
+    # dependencies only when its command runs.
+    from repro.bench.cli import add_parsers as add_bench_parsers
+    from repro.submit import add_parsers as add_submit_parsers
+    from repro.train.cli import add_parsers as add_train_parsers
+
+    add_bench_parsers(sub)
+    add_train_parsers(sub)
+    add_submit_parsers(sub)
     return parser
 
 

@@ -1,0 +1,58 @@
+"""What a training run is asked to do and what it reports. Shared by `repro train`, the
+`scaling` suite and `repro bench --mode train --workers N` (the interface between them)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PARALLEL = ("none", "ddp", "fsdp", "pipeline", "towers")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    model: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 32  # global batch: split evenly across data-parallel workers
+    steps: int = 10
+    warmup_steps: int = 2  # excluded from throughput
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    parallel: str = "none"
+    workers: int = 1  # Ray Train workers; 0 runs in-process (unit tests)
+    use_gpu: bool = False
+    microbatches: int = 4  # pipeline parallelism
+    checkpoint_every: int = 0  # steps; 0: no checkpoints
+    max_failures: int = 0  # Ray restarts the worker group this many times
+    storage_path: str | None = None  # where Ray Train keeps checkpoints
+    run_name: str | None = None
+    tracking_uri: str | None = None  # rank 0 logs to MLflow inside the worker when set
+    data_root: str | None = None  # ImageFolder root; None: synthetic batches
+    num_classes: int | None = None
+    input_size: list[int] | None = None  # CxHxW; None: the model's paper input size
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    config: dict[str, Any]
+    history: list[dict[str, Any]]  # one dict per step: step, loss, step_s, images, data_s
+    images_per_s: float  # global, warm-up steps excluded
+    step_s_median: float
+    data_s_fraction: float  # time waiting on the data loader / step time
+    restarts: int = 0
+    resumed_from_step: int | None = None
+    checkpoint: str | None = None
+    environment: dict[str, Any] = field(default_factory=dict)
+    overhead: dict[str, float] = field(default_factory=dict)  # Ray start-up, MLflow: not in images/s
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
