@@ -114,6 +114,37 @@ class ModelRef(_Strict):
         return f"{self.name}({kw})@{size}" if (kw or size) else self.name
 
 
+SPEED_METRICS = {
+    "time_per_image": "seconds per image of the timed pipeline (absolute: hardware-dependent)",
+    "fps": "images per second of the timed pipeline (absolute: hardware-dependent)",
+    "speedup": "time per image of `timing.relative_to` / that of `timing.pipeline`",
+    "time_ratio": "time per image of `timing.pipeline` / that of `timing.relative_to`",
+}
+SPEED_RATIO_METRICS = {"speedup", "time_ratio"}
+SPEED_UNITS = {
+    "time_per_image": ("s", "ms", "min", "h"),
+    "fps": ("fps",),
+    "speedup": ("x", "ratio"),
+    "time_ratio": ("x", "ratio"),
+}
+
+
+class SpeedTiming(_Strict):
+    """What the speed suite times for a speed claim (the pipelines of repro/speed/pipelines.py:
+    R-CNN, Fast R-CNN, or one forward pass of a registered model)."""
+
+    pipeline: str = Field(description="timed pipeline, e.g. fast_rcnn_vgg16 or yolov1")
+    relative_to: str | None = Field(
+        default=None, description="the other pipeline of a ratio claim (speedup, time_ratio)"
+    )
+    proposals: bool = Field(
+        default=False,
+        description="add the region proposal method's time (selective search) to pipelines "
+        "that take external proposals (R-CNN, Fast R-CNN)",
+    )
+    batch: int = Field(default=1, ge=1, description="images per forward pass (per-image time)")
+
+
 class Claim(_Strict):
     id: str = Field(default="", description="unique within the paper; derived when omitted")
     table: str
@@ -136,6 +167,9 @@ class Claim(_Strict):
     dataset: str | None = None
     protocol: str | None = None
     hardware: str | None = Field(default=None, description="the paper's hardware, for speed")
+    timing: SpeedTiming | None = Field(
+        default=None, description="speed claims the speed suite measures: what it times"
+    )
     note: str = ""
 
     @field_validator("tolerance", mode="before")
@@ -176,6 +210,23 @@ class Claim(_Strict):
             )
         if isinstance(self.layer, list) and self.metric in (*SHAPE_METRICS, "output_channels"):
             raise ValueError(f"a list of layers can be summed, but {self.metric} cannot")
+        if self.timing is not None:
+            if self.kind != "speed":
+                raise ValueError("`timing` belongs to speed claims (kind: speed)")
+            if self.metric not in SPEED_METRICS:
+                raise ValueError(
+                    f"a timed speed claim measures one of {', '.join(SPEED_METRICS)}, "
+                    f"not {self.metric!r}"
+                )
+            if self.unit not in SPEED_UNITS[self.metric]:
+                raise ValueError(
+                    f"{self.metric} is in one of {', '.join(SPEED_UNITS[self.metric])}, "
+                    f"not {self.unit!r}"
+                )
+            if (self.metric in SPEED_RATIO_METRICS) != (self.timing.relative_to is not None):
+                raise ValueError(
+                    "`timing.relative_to` is set exactly when metric is speedup or time_ratio"
+                )
         if self.kind in ("accuracy", "dataset") and not self.dataset:
             raise ValueError(f"a {self.kind} claim needs `dataset`")
         return self

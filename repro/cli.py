@@ -80,9 +80,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not keys:
         raise ReproError("no papers given.", "name papers (see `repro papers`) or pass --all.")
     uri = None if args.no_mlflow else config.tracking_uri(args.tracking_uri, params)
+    suites = config.suites(args.suite, params)
+    speed = None
+    if "speed" in suites:  # the --params file's speed: settings, not only ./params.yaml's
+        from repro.speed.settings import SpeedSettings
+
+        speed = SpeedSettings.resolve(params)
     runs = run_papers(
         keys,
-        suites=config.suites(args.suite, params),
+        suites=suites,
+        speed=speed,
         data_roots=config.data_roots(params),
         out_dir=Path(args.out),
         tracking_uri=uri,
@@ -159,10 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("papers", nargs="*", help="paper keys (see `repro papers`)")
     p.add_argument("--all", action="store_true", help="every paper in repro/papers/")
+    from repro.measure import SUITES  # light: torch loads only when something is measured
+
     p.add_argument(
         "--suite",
         action="append",
-        choices=["analytic"],
+        choices=list(SUITES),
         help="suite to run (repeatable; default: params.yaml suites, else analytic)",
     )
     p.add_argument(

@@ -1,7 +1,9 @@
 """From claims to results: plan the measurements of a paper, run them, judge each claim.
 
-Pure library code: no Ray, no MLflow. ``repro.execution`` runs :func:`measure_group` as Ray
-tasks; ``python -m repro.measure PAPER`` runs a paper in-process and prints the results.
+Pure library code: no Ray, no MLflow. ``repro.execution`` runs :func:`measure_group` (analytic)
+and :func:`repro.speed.suite.measure_speed_group` (speed) as Ray tasks; ``python -m
+repro.measure PAPER`` runs a paper in-process and prints the results. Torch and the models are
+imported only when something is measured, so that importing this module (the CLI does) is quick.
 """
 
 from __future__ import annotations
@@ -12,17 +14,22 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from repro.analytic import ModelProfile, profile_model
 from repro.claims import SHAPE_METRICS, Claim, ModelRef, Paper, load_paper
 from repro.errors import ReproError, UnknownModelError
-from repro.models import get_model_spec
 
-VERDICTS = ("reproduced", "deviates", "not-run", "error")
-SUITES = {"analytic": "analytic"}  # suite name -> claim kind it measures
+if TYPE_CHECKING:
+    from repro.analytic import ModelProfile
+    from repro.speed.settings import SpeedSettings
+
+# `measured`: an absolute time or rate measured on other hardware than the paper's, recorded
+# beside the paper's hardware and not judged (the speed suite judges ratios instead).
+VERDICTS = ("reproduced", "deviates", "measured", "not-run", "error")
+CORE_VERDICTS = ("reproduced", "deviates", "not-run", "error")  # always shown in summaries
+SUITES = {"analytic": "analytic", "speed": "speed"}  # suite name -> claim kind it measures
 
 RESULT_COLUMNS = [
     "paper",
@@ -160,15 +167,19 @@ class GroupOutcome:
     summary: dict[str, float]
     results: list[Result]
     seconds: float = 0.0
+    paper: str = ""
 
 
 def failed_group(paper: str, ref: ModelRef, claims: list[Claim], note: str) -> GroupOutcome:
     rows = [result_for(c, paper, None, "error", note) for c in claims]
-    return GroupOutcome(ref.key(), ref.name, ref.kwargs, list(ref.input_size or []), {}, rows)
+    size = list(ref.input_size or [])
+    return GroupOutcome(ref.key(), ref.name, ref.kwargs, size, {}, rows, paper=paper)
 
 
 def measure_group(paper: str, ref: ModelRef, claims: list[Claim]) -> GroupOutcome:
     """Measure every analytic claim on one built model. This is one Ray task."""
+    from repro.analytic import profile_model
+
     start = time.perf_counter()
     profiles: dict[str, ModelProfile] = {}
     try:
@@ -212,7 +223,14 @@ def measure_group(paper: str, ref: ModelRef, claims: list[Claim]) -> GroupOutcom
         "measure_seconds": round(elapsed, 3),
     }
     return GroupOutcome(
-        ref.key(), ref.name, ref.kwargs, profile.input_size, summary, results, round(elapsed, 3)
+        ref.key(),
+        ref.name,
+        ref.kwargs,
+        profile.input_size,
+        summary,
+        results,
+        round(elapsed, 3),
+        paper=paper,
     )
 
 
@@ -221,6 +239,7 @@ class Plan:
     paper: Paper
     groups: dict[str, tuple[ModelRef, list[Claim]]]
     not_run: list[Result]
+    speed: list[Claim] = field(default_factory=list)  # speed claims the speed suite measures
 
 
 def data_root(dataset: str, data_roots: Mapping[str, str] | None) -> str | None:
@@ -232,6 +251,7 @@ def not_run_reason(
     claim: Claim, suites: Iterable[str], data_roots: Mapping[str, str] | None
 ) -> str | None:
     """Why this claim cannot be measured in this run, or None if it can."""
+    suites = list(suites)
     kinds = {SUITES[s] for s in suites}
     if claim.kind in ("accuracy", "dataset"):
         root = data_root(claim.dataset or "", data_roots)
@@ -243,17 +263,28 @@ def not_run_reason(
             )
         return f"the {claim.kind} suite is not available in this version of repro"
     if claim.kind == "speed":
-        return (
-            "speed claims need the speed suite on the paper's class of hardware; the speed "
-            "suite is not available in this version of repro"
-        )
+        if "speed" not in suites:
+            return (
+                "speed claims are measured by the speed suite (`repro run PAPER --suite speed`): "
+                "it times the pipelines here, judges ratios and records absolute times"
+            )
+        from repro.speed.groups import not_run_reason as speed_not_run_reason
+
+        return speed_not_run_reason(claim)
     if claim.kind not in kinds:
         return f"kind {claim.kind!r} is outside the selected suites ({', '.join(sorted(suites))})"
     return None
 
 
 def check_models(paper: Paper) -> None:
-    """Every model an analytic claim names must be registered; say which entry names it."""
+    """Every model an analytic claim names must be registered, and every pipeline a timed speed
+    claim names must exist; say which entry names it."""
+    from repro.models import get_model_spec
+
+    if any(c.timing is not None for c in paper.claims):
+        from repro.speed.groups import check_pipelines
+
+        check_pipelines(paper.path, paper.claims)
     for i, claim in enumerate(paper.claims):
         if claim.kind != "analytic":
             continue
@@ -280,14 +311,18 @@ def plan_paper(
     check_models(paper)
     groups: dict[str, tuple[ModelRef, list[Claim]]] = {}
     not_run: list[Result] = []
+    speed: list[Claim] = []
     for claim in paper.claims:
         reason = not_run_reason(claim, suites, data_roots)
         if reason is not None:
             not_run.append(result_for(claim, paper.paper, None, "not-run", reason))
             continue
+        if claim.kind == "speed":
+            speed.append(claim)
+            continue
         assert claim.model is not None
         groups.setdefault(claim.model.key(), (claim.model, []))[1].append(claim)
-    return Plan(paper=paper, groups=groups, not_run=not_run)
+    return Plan(paper=paper, groups=groups, not_run=not_run, speed=speed)
 
 
 def order_results(paper: Paper, results: Iterable[Result]) -> list[Result]:
@@ -297,24 +332,42 @@ def order_results(paper: Paper, results: Iterable[Result]) -> list[Result]:
 
 
 def measure_paper_local(
-    paper: Paper, suites: Iterable[str] = ("analytic",), data_roots: Mapping[str, str] | None = None
+    paper: Paper,
+    suites: Iterable[str] = ("analytic",),
+    data_roots: Mapping[str, str] | None = None,
+    speed_settings: SpeedSettings | None = None,
 ) -> list[Result]:
-    """Measure a paper in this process (no Ray): the reference path tests call directly."""
+    """Measure a paper in this process (no Ray): the reference path tests call directly.
+    ``speed_settings``: by default params.yaml's ``speed:`` and ``REPRO_SPEED_*`` (the speed
+    suite's knobs, see repro/speed/settings.py)."""
     plan = plan_paper(paper, suites, data_roots)
     results = list(plan.not_run)
     for ref, claims in plan.groups.values():
         results.extend(measure_group(paper.paper, ref, claims).results)
+    if plan.speed:
+        from repro.config import load_params
+        from repro.speed.groups import group_claims
+        from repro.speed.settings import SpeedSettings
+        from repro.speed.suite import measure_speed_group
+
+        settings = speed_settings or SpeedSettings.resolve(load_params())
+        for group in group_claims((paper.paper, c) for c in plan.speed):
+            for outcome in measure_speed_group(group, settings):
+                results.extend(outcome.results)
     return order_results(paper, results)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m repro.measure",
-        description="Measure a paper's analytic claims in-process (no Ray, no MLflow) and print "
+        description="Measure a paper's claims in-process (no Ray, no MLflow) and print "
         "claimed vs measured. For development; `repro run` is the user command.",
     )
     parser.add_argument("papers", nargs="+", help="paper keys, e.g. vgg resnet")
     parser.add_argument("--all", action="store_true", help="also print not-run claims")
+    parser.add_argument(
+        "--suite", action="append", choices=list(SUITES), help="suites (default: analytic)"
+    )
     args = parser.parse_args(argv)
     for key in args.papers:
         try:
@@ -322,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         except ReproError as exc:
             print(exc.paragraph(), file=sys.stderr)
             return 2
-        for r in measure_paper_local(paper):
+        for r in measure_paper_local(paper, args.suite or ["analytic"]):
             if r.verdict == "not-run" and not args.all:
                 continue
             print(

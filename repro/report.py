@@ -17,7 +17,7 @@ from typing import Any
 
 from repro.claims import PAPERS_DIR, list_papers, load_paper
 from repro.errors import ReproError
-from repro.measure import RESULT_COLUMNS, VERDICTS
+from repro.measure import CORE_VERDICTS, RESULT_COLUMNS, VERDICTS
 from repro.runner import process_seconds, write_results_csv
 
 SHOWN = [
@@ -56,6 +56,12 @@ def read_measurements(directory: Path) -> tuple[list[dict[str, Any]], list[dict[
         if meta.exists():
             metas.append(json.loads(meta.read_text()))
     return rows, metas
+
+
+def verdict_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The summary's verdict columns: the core four, and `measured` where a row has it."""
+    present = {r["verdict"] for r in rows}
+    return [v for v in VERDICTS if v in CORE_VERDICTS or v in present]
 
 
 def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Counter[str]]:
@@ -123,15 +129,19 @@ def render_markdown(
     out += [
         "",
         "Verdicts: `reproduced` (within the claim's tolerance), `deviates` (outside it; "
-        "the note gives both values and the likely cause), `not-run` (cannot be measured "
-        "here; the note says why), `error` (the measurement failed; the note says how).",
+        "the note gives both values and the likely cause), `measured` (an absolute time or "
+        "rate measured on other hardware than the paper's: recorded beside the paper's "
+        "hardware, not judged; the ratios between methods are judged instead), `not-run` "
+        "(cannot be measured here; the note says why), `error` (the measurement failed; the "
+        "note says how).",
         "",
     ]
+    columns = verdict_columns(rows)
     out += [
         "## Summary",
         "",
-        "| paper | " + " | ".join(VERDICTS) + " | claims |",
-        "|---|" + "---|" * (len(VERDICTS) + 1),
+        "| paper | " + " | ".join(columns) + " | claims |",
+        "|---|" + "---|" * (len(columns) + 1),
     ]
     total: Counter[str] = Counter()
     for paper in sorted(summary):
@@ -139,12 +149,12 @@ def render_markdown(
         total.update(c)
         out.append(
             f"| [{paper}](#{paper}) | "
-            + " | ".join(str(c[v]) for v in VERDICTS)
+            + " | ".join(str(c[v]) for v in columns)
             + f" | {sum(c.values())} |"
         )
     out.append(
         "| **all** | "
-        + " | ".join(f"**{total[v]}**" for v in VERDICTS)
+        + " | ".join(f"**{total[v]}**" for v in columns)
         + f" | **{sum(total.values())}** |"
     )
     out += ["", "## Stage timings", "", "| stage | wall time |", "|---|---|"]
@@ -169,7 +179,8 @@ table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}
 th,td{border:1px solid #ccc;padding:0.25em 0.5em;text-align:left;vertical-align:top}
 th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .reproduced{background:#e3f6e3} .deviates{background:#fde8d8} .not-run{background:#eee;color:#666}
-.error{background:#f9d0d0} nav a{margin-right:0.8em} .note{max-width:32em}
+.error{background:#f9d0d0} .measured{background:#e3ecf9} nav a{margin-right:0.8em}
+.note{max-width:32em}
 """
 
 
@@ -180,6 +191,7 @@ def render_html(
     summary = summarize(rows)
     titles = _titles(list(summary))
     env = next((m.get("environment") for m in metas if m.get("environment")), {}) or {}
+    columns = verdict_columns(rows)
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<title>repro: reproduction report</title>",
@@ -190,14 +202,14 @@ def render_html(
         + "</p>",
         "<nav>" + "".join(f"<a href='#{e(p)}'>{e(p)}</a>" for p in sorted(summary)) + "</nav>",
         "<h2>Summary</h2><table><tr><th>paper</th>"
-        + "".join(f"<th class='{v}'>{v}</th>" for v in VERDICTS)
+        + "".join(f"<th class='{v}'>{v}</th>" for v in columns)
         + "<th>claims</th></tr>",
     ]
     for paper in sorted(summary):
         c = summary[paper]
         parts.append(
             f"<tr><td><a href='#{e(paper)}'>{e(paper)}</a></td>"
-            + "".join(f"<td class='num'>{c[v]}</td>" for v in VERDICTS)
+            + "".join(f"<td class='num'>{c[v]}</td>" for v in columns)
             + f"<td class='num'>{sum(c.values())}</td></tr>"
         )
     parts.append("</table><h2>Stage timings</h2><table><tr><th>stage</th><th>wall time</th></tr>")

@@ -1,5 +1,8 @@
 """Run papers end to end: load and check everything first, measure through Ray, write the
-measurement files, then log to MLflow. Shared by `repro run` and the DVC measure stage."""
+measurement files, then log to MLflow. Shared by `repro run` and the DVC measure stage.
+
+Analytic groups run as parallel Ray tasks; speed groups run one at a time, each holding a whole
+node's CPUs (or one GPU), so that no other measurement shares the machine while it is timed."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +30,9 @@ from repro.measure import (
     order_results,
     plan_paper,
 )
+
+if TYPE_CHECKING:
+    from repro.speed.settings import SpeedSettings
 
 DEFAULT_MEASUREMENTS = Path("reports/measurements")
 
@@ -74,8 +80,10 @@ def write_paper_outputs(run: PaperRun, out_dir: Path) -> None:
 
 
 def _mlflow_groups(run: PaperRun) -> list[dict[str, Any]]:
-    """Measured models, plus one group per model (or none) for claims that were not run."""
+    """Measured groups (a model, or a speed group) with their own rows, plus one group per model
+    (or none) for claims that were not run."""
     groups: dict[str, dict[str, Any]] = {}
+    measured: set[str] = set()
     for g in run.groups:
         groups[g.model_key] = {
             "model_key": g.model_key,
@@ -83,9 +91,12 @@ def _mlflow_groups(run: PaperRun) -> list[dict[str, Any]]:
             "kwargs": g.kwargs,
             "input_size": g.input_size,
             "summary": g.summary,
-            "rows": [],
+            "rows": [r.as_row() for r in g.results],
         }
+        measured.update(r.claim_id for r in g.results)
     for r in run.results:
+        if r.claim_id in measured:
+            continue
         key = r.model
         if key not in groups:
             groups[key] = {
@@ -111,9 +122,13 @@ def run_papers(
     use_ray: bool = True,
     num_cpus: int | None = None,
     papers_dir: Path | None = None,
+    speed: SpeedSettings | None = None,
 ) -> list[PaperRun]:
     """Measure ``keys``. Nothing is written until every paper file, the tracking store and the
-    Ray cluster have been checked, so a bad input leaves earlier results as they were."""
+    Ray cluster have been checked, so a bad input leaves earlier results as they were.
+
+    ``speed``: the speed suite's settings; by default params.yaml's ``speed:`` and the
+    ``REPRO_SPEED_*`` environment over the papers' values."""
     from repro import tracking
 
     start = time.perf_counter()
@@ -122,30 +137,46 @@ def run_papers(
         tracking.check_tracking_uri(tracking_uri)
     plans = [plan_paper(p, suites, data_roots) for p in papers]
     calls = [(pl.paper.paper, ref, claims) for pl in plans for ref, claims in pl.groups.values()]
+    speed_calls = _speed_calls(plans, speed)
 
     ray_info: dict[str, Any] = {"ray_address": "none (nothing to measure)", "ray_startup_s": 0.0}
     started_ray = False
-    if calls and use_ray:
+    outcomes: list[GroupOutcome] = []
+    if (calls or speed_calls) and use_ray:
         from repro import execution
+        from repro.execution.tasks import TaskCall, run_calls
+        from repro.speed.suite import failed_speed_group, measure_speed_group
 
         started_ray = not execution.is_initialized()
         ray_info = execution.init_ray(ray_address, num_cpus)
 
         def on_error(args: tuple[Any, ...], exc: BaseException) -> GroupOutcome:
-            note = f"the Ray task failed: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-            return failed_group(*args, note)
+            return failed_group(*args, _task_failure(exc))
 
-        outcomes = execution.run_tasks(measure_group, calls, on_error)
+        def on_speed_error(args: tuple[Any, ...], exc: BaseException) -> list[GroupOutcome]:
+            return failed_speed_group(args[0], _task_failure(exc))
+
+        tasks = [TaskCall(measure_group, c, on_error) for c in calls]
+        tasks += [
+            TaskCall(measure_speed_group, c, on_speed_error, exclusive=True) for c in speed_calls
+        ]
+        for out in run_calls(tasks):
+            outcomes.extend(out if isinstance(out, list) else [out])
     else:
-        if calls:
+        if calls or speed_calls:
             ray_info = {"ray_address": "in-process (no Ray)", "ray_startup_s": 0.0}
         outcomes = [measure_group(*c) for c in calls]
+        if speed_calls:
+            from repro.speed.suite import measure_speed_group
+
+            for group, settings in speed_calls:
+                outcomes.extend(measure_speed_group(group, settings))
 
     env = environment()
     runs: list[PaperRun] = []
     for plan in plans:
         key = plan.paper.paper
-        mine = [o for c, o in zip(calls, outcomes, strict=True) if c[0] == key]
+        mine = [o for o in outcomes if o.paper == key]
         results = order_results(plan.paper, [*plan.not_run, *(r for o in mine for r in o.results)])
         meta = {
             "paper": key,
@@ -182,6 +213,27 @@ def run_papers(
                 out_dir / f"{run.paper}.json", lambda fh, m=run.meta: json.dump(m, fh, indent=2)
             )
     return runs
+
+
+def _task_failure(exc: BaseException) -> str:
+    lines = str(exc).splitlines()
+    return f"the Ray task failed: {type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+def _speed_calls(
+    plans: Sequence[Any], speed: SpeedSettings | None
+) -> list[tuple[Any, SpeedSettings]]:
+    """One call per speed group: claims of every paper in this run that share pipelines are
+    timed together, so each pipeline is timed once and every ratio comes from one run."""
+    items = [(pl.paper.paper, c) for pl in plans for c in pl.speed]
+    if not items:
+        return []
+    from repro import config
+    from repro.speed.groups import group_claims
+    from repro.speed.settings import SpeedSettings
+
+    settings = speed or SpeedSettings.resolve(config.load_params())
+    return [(g, settings) for g in group_claims(items)]
 
 
 def process_seconds() -> float:

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from repro.errors import ReproError
 
 EXPERIMENT_PREFIX = "repro/"
-VERDICT_ORDER = ("error", "deviates", "reproduced", "not-run")
+VERDICT_ORDER = ("error", "deviates", "measured", "reproduced", "not-run")
 _BATCH = 90  # MLflow's log_batch takes at most 100 tags or params per call
 
 
@@ -155,7 +155,8 @@ def load_results(uri: str, papers: list[str] | None = None) -> list[dict[str, An
             continue
         runs = client.search_runs(
             [exp.experiment_id],
-            filter_string="attributes.status = 'FINISHED'",
+            # only paper runs carry a session tag; bench/train/scaling runs share the prefix
+            filter_string="attributes.status = 'FINISHED' and tags.`repro.session` != ''",
             order_by=["attributes.start_time DESC"],
             max_results=2000,
         )
@@ -175,3 +176,203 @@ def _load_dict(client: Any, run_id: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(run_id, "results.json", tmp)
         return json.loads(Path(path).read_text())
+
+
+# --- Benchmarks (`repro bench`) ------------------------------------------------------------
+
+BENCH_EXPERIMENT = "bench"  # EXPERIMENT_PREFIX + this = "repro/bench"
+BENCH_PARAMS = (
+    "model",
+    "mode",
+    "batch_size",
+    "batch_requested",
+    "precision",
+    "channels_last",
+    "compile",
+    "device",
+    "torch",
+    "cuda",
+    "parallel",
+    "workers",
+    "data_source",
+)
+
+
+def log_benchmark(
+    uri: str,
+    row: dict[str, Any],
+    series: dict[str, list[tuple[int, float, int]]] | None = None,
+) -> str:
+    """Log one benchmark configuration as one run of experiment "repro/bench": the row's
+    identifying columns as params, its numeric columns as metrics, status and note as tags, and
+    ``series`` (MLflow system-metric name -> [(step, value, timestamp_ms)]) as "system/<name>"
+    metrics with step = sample index, as MLflow's own system-metrics monitor names them.
+    Returns the run id."""
+    import time
+
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = _client(uri)
+    exp_id = _experiment_id(client, uri, BENCH_EXPERIMENT)
+    name = f"{row.get('model')}-{row.get('mode')}-b{row.get('batch_size')}-{row.get('precision')}"
+    run = client.create_run(exp_id, run_name=name)
+    rid = run.info.run_id
+    try:
+        now = int(time.time() * 1000)
+        params = [Param(k, str(row.get(k, ""))[:6000]) for k in BENCH_PARAMS]
+        tags = [
+            RunTag("status", str(row.get("status", ""))),
+            RunTag("note", str(row.get("note", ""))[:7000]),
+            RunTag("device_type", str(row.get("device_type", ""))),
+        ]
+        metrics = [
+            Metric(k, float(v), now, 0)
+            for k, v in row.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and k not in BENCH_PARAMS
+        ]
+        for key, points in (series or {}).items():
+            metrics.extend(Metric(f"system/{key}", float(v), ts, step) for step, v, ts in points)
+        for chunk in _chunks(params):
+            client.log_batch(rid, params=chunk)
+        client.log_batch(rid, tags=tags)
+        for chunk in _chunks(metrics):
+            client.log_batch(rid, metrics=chunk)
+        client.set_terminated(rid, "FINISHED" if row.get("status") == "ok" else "FAILED")
+    except Exception:
+        client.set_terminated(rid, "FAILED")
+        raise
+    return rid
+
+
+# --- Training runs (`repro train`, `repro scaling`) ------------------------------------------
+# Logged from rank 0 inside the Ray Train worker (Train V2 rejects MLflowLoggerCallback), one
+# writer per run. Step metrics are logged only once no restart can re-run the step (committed
+# by a checkpoint, or the run finished), so every step appears exactly once.
+
+TRAIN_EXPERIMENT = "train"  # EXPERIMENT_PREFIX + this = "repro/train"
+SCALING_EXPERIMENT = "scaling"  # "repro/scaling"
+TRAIN_RUN_TAG = "repro.train_run"
+TRAIN_STEP_METRICS = ("loss", "step_s", "data_s", "images_per_s")
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """A relative sqlite path made absolute: Ray workers run in another working directory."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
+    return uri
+
+
+def open_train_run(uri: str, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+    """The MLflow run of training run ``run_name`` in "repro/train": the existing one when the
+    training run resumes (same name), else a new one. Returns its id."""
+    from mlflow.entities import Param, RunTag
+
+    client = _client(uri)
+    exp_id = _experiment_id(client, uri, TRAIN_EXPERIMENT)
+    found = client.search_runs(
+        [exp_id], filter_string=f"tags.`{TRAIN_RUN_TAG}` = '{run_name}'", max_results=1
+    )
+    if found:
+        rid = found[0].info.run_id
+        client.update_run(rid, status="RUNNING")
+    else:
+        rid = client.create_run(exp_id, run_name=run_name).info.run_id
+        for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
+            client.log_batch(rid, params=chunk)
+    all_tags = {TRAIN_RUN_TAG: run_name, **tags}
+    client.log_batch(rid, tags=[RunTag(k, str(v)[:7000]) for k, v in all_tags.items()])
+    return rid
+
+
+def logged_train_steps(uri: str, run_id: str) -> set[int]:
+    return {m.step for m in _client(uri).get_metric_history(run_id, "loss")}
+
+
+def log_train_steps(uri: str, run_id: str, entries: list[dict[str, Any]]) -> None:
+    """Per-step metrics (TRAIN_STEP_METRICS) of history ``entries`` with their step numbers."""
+    from mlflow.entities import Metric
+
+    metrics = [
+        Metric(key, float(e[key]), int(e.get("time", 0) * 1000), int(e["step"]))
+        for e in entries
+        for key in TRAIN_STEP_METRICS
+        if key in e
+    ]
+    client = _client(uri)
+    for chunk in _chunks(metrics):
+        client.log_batch(run_id, metrics=chunk)
+
+
+def close_train_run(
+    uri: str, run_id: str, summary: dict[str, float], tags: dict[str, str], status: str
+) -> None:
+    from mlflow.entities import Metric, RunTag
+
+    client = _client(uri)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), 0, 0) for k, v in summary.items()],
+        tags=[RunTag(k, str(v)[:7000]) for k, v in tags.items()],
+    )
+    client.set_terminated(run_id, status)
+
+
+def find_train_run(uri: str, run_name: str) -> dict[str, Any] | None:
+    """A training run's params, tags, status and per-step metric history, read back."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(EXPERIMENT_PREFIX + TRAIN_EXPERIMENT)
+    if exp is None:
+        return None
+    found = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.`{TRAIN_RUN_TAG}` = '{run_name}'"
+    )
+    if not found:
+        return None
+    run = found[0]
+    history = {
+        key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+        for key in TRAIN_STEP_METRICS
+    }
+    return {
+        "run_id": run.info.run_id,
+        "status": run.info.status,
+        "params": dict(run.data.params),
+        "tags": dict(run.data.tags),
+        "metrics": dict(run.data.metrics),
+        "history": history,
+    }
+
+
+def log_scaling(
+    uri: str,
+    name: str,
+    rows: list[dict[str, Any]],
+    params: dict[str, Any],
+    csv_path: str | None = None,
+) -> str:
+    """One scaling sweep as one run of "repro/scaling": each worker count's numbers as metrics
+    with step = worker count, the CSV as an artifact. Returns the run id."""
+    from mlflow.entities import Metric, Param
+
+    client = _client(uri)
+    exp_id = _experiment_id(client, uri, SCALING_EXPERIMENT)
+    rid = client.create_run(exp_id, run_name=name).info.run_id
+    try:
+        metrics = [
+            Metric(k, float(row[k]), 0, int(row["workers"]))
+            for row in rows
+            for k in ("images_per_s", "step_s_median", "efficiency", "data_s_fraction")
+            if isinstance(row.get(k), int | float)
+        ]
+        for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
+            client.log_batch(rid, params=chunk)
+        for chunk in _chunks(metrics):
+            client.log_batch(rid, metrics=chunk)
+        client.log_dict(rid, {"rows": rows}, "scaling.json")
+        if csv_path:
+            client.log_artifact(rid, csv_path)
+        client.set_terminated(rid, "FINISHED")
+    except Exception:
+        client.set_terminated(rid, "FAILED")
+        raise
+    return rid

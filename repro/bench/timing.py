@@ -89,13 +89,20 @@ def time_step(
     repeats: int = 3,
     items_per_iter: int = 1,
     on_iteration: Callable[[int, float], None] | None = None,
+    on_timed_start: Callable[[], None] | None = None,
 ) -> Timing:
-    """Run ``step`` ``warmup`` times untimed, then ``repeats`` x ``iters`` timed iterations."""
+    """Run ``step`` ``warmup`` times untimed, then ``repeats`` x ``iters`` timed iterations.
+
+    ``on_timed_start`` runs once after the warm-up, with the device synchronised, just before the
+    first timed iteration: where telemetry starts and memory peaks are reset, so that neither
+    sees the warm-up."""
     if iters < 1 or repeats < 1 or warmup < 0:
         raise ValueError("need iters >= 1, repeats >= 1 and warmup >= 0")
     for _ in range(warmup):
         step()
     synchronize(device)
+    if on_timed_start is not None:
+        on_timed_start()
     timing = Timing(items_per_iter=items_per_iter, warmup=warmup)
     n = 0
     for _ in range(repeats):

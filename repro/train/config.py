@@ -36,6 +36,9 @@ class TrainConfig:
     num_classes: int | None = None
     input_size: list[int] | None = None  # CxHxW; None: the model's paper input size
     seed: int = 0
+    ray_address: str | None = None  # join this Ray cluster; None: start Ray locally
+    loader_workers: int = 2  # DataLoader processes per worker (ImageFolder data only)
+    fault_step: int | None = None  # testing: rank 1 exits at this step, first attempt only
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,7 +55,10 @@ class TrainResult:
     resumed_from_step: int | None = None
     checkpoint: str | None = None
     environment: dict[str, Any] = field(default_factory=dict)
-    overhead: dict[str, float] = field(default_factory=dict)  # Ray start-up, MLflow: not in images/s
+    overhead: dict[str, float] = field(default_factory=dict)  # Ray, MLflow seconds: not in images/s
+    timed_steps: int = 0  # steps behind images_per_s (warm-up of every attempt excluded)
+    checks: dict[str, Any] = field(default_factory=dict)  # per-rank parameter counts/checksums
+    run_dir: str | None = None  # the run's directory under storage_path
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,0 +1,111 @@
+"""Running several configurations for `repro bench`: check them all before measuring, then for
+each one measure, log to MLflow (timed, as harness overhead), and append its CSV row. A failed
+configuration still writes a row with the error in its note, so earlier rows are never lost."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro.bench.config import BenchConfig
+from repro.bench.device import resolve_device
+from repro.bench.results import append_row, check_results_file, results_path
+from repro.bench.rows import error_row, summary_line
+from repro.bench.runner import BenchResult, benchmark, check_model
+from repro.errors import ReproError
+
+
+@dataclass
+class Recorded:
+    row: dict[str, Any]
+    path: Path
+    result: BenchResult | None = None
+    error: BaseException | None = None
+
+
+@dataclass
+class Session:
+    recorded: list[Recorded] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Recorded]:
+        return [r for r in self.recorded if r.error is not None]
+
+
+def preflight(configs: list[BenchConfig], out_dir: Path, tracking_uri: str | None) -> None:
+    """Everything a user can get wrong, checked before the first measurement."""
+    for config in configs:
+        config.validate()
+        check_model(config)
+        device = resolve_device(config.device)
+        check_results_file(results_path(out_dir, device.slug, config.precision))
+    if tracking_uri:
+        from repro import tracking
+
+        tracking.check_tracking_uri(tracking_uri)
+
+
+def record_row(
+    row: dict[str, Any],
+    series: dict[str, list[tuple[int, float, int]]],
+    path: Path,
+    tracking_uri: str | None,
+) -> None:
+    """Log to MLflow (if asked), then append the CSV row, whatever MLflow did."""
+    if tracking_uri:
+        from repro import tracking
+
+        t0 = time.perf_counter()
+        try:
+            tracking.log_benchmark(tracking_uri, row, series)
+        except Exception as exc:  # the measurement is kept in the CSV either way
+            row["note"] = "; ".join(
+                n for n in (row.get("note"), f"MLflow logging failed ({exc})") if n
+            )
+        row["mlflow_log_s"] = time.perf_counter() - t0
+    append_row(path, row)
+
+
+def run_benchmarks(
+    configs: list[BenchConfig],
+    out_dir: Path,
+    tracking_uri: str | None = None,
+    *,
+    nvml: Any = None,
+    echo: Callable[[str], None] = print,
+) -> Session:
+    preflight(configs, out_dir, tracking_uri)
+    session = Session()
+    for config in configs:
+        device = resolve_device(config.device)
+        path = results_path(out_dir, device.slug, config.precision)
+        try:
+            result = benchmark(config, nvml=nvml)
+            rec = Recorded(result.row, path, result)
+            series = result.series()
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            rec = Recorded(error_row(config, device, exc), path, error=exc)
+            series = {}
+        record_row(rec.row, series, path, tracking_uri)
+        session.recorded.append(rec)
+        line = f"{summary_line(rec.row)} -> {path}"
+        if rec.error is None:
+            echo(line)
+        else:
+            print(line, file=sys.stderr)
+    return session
+
+
+def exit_code(session: Session) -> int:
+    """0: all measured; 2: a failure the user can act on (ReproError); 1: any other failure."""
+    if not session.failed:
+        return 0
+    if all(isinstance(r.error, ReproError) for r in session.failed):
+        return 2
+    return 1

@@ -1,0 +1,244 @@
+"""`benchmark(BenchConfig) -> BenchResult`: the library entry point behind `repro bench`.
+
+One configuration on one device: build the model, pick the batch (given, or searched), count the
+FLOPs of one real step, compile if asked (timed apart), then time warm-up + repeats x iters with
+repro.bench.timing while NVML is sampled and memory peaks are tracked over the timed window.
+A batch that runs out of memory is retried at half the batch; parallel configurations go to
+repro.train.distributed through repro.bench.parallel.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from repro.bench import rows
+from repro.bench.batch import (
+    AutoBatch,
+    HostMemoryBudgetExceeded,
+    RetryOutcome,
+    find_max_batch,
+    run_with_oom_retry,
+)
+from repro.bench.config import AUTO_BATCH_CAP, BenchConfig
+from repro.bench.data import LoaderFeed, image_folder_loader
+from repro.bench.device import DeviceInfo, resolve_device
+from repro.bench.flops import count_step_flops
+from repro.bench.memory import MemoryPeaks, host_peak_rss_mb, read_peaks, reset_peaks
+from repro.bench.precision import tf32_switches
+from repro.bench.steps import build_workload
+from repro.bench.telemetry import Telemetry, TelemetrySampler, open_nvml_device
+from repro.bench.timing import Timing, synchronize, time_step
+from repro.errors import ReproError
+from repro.models import get_model_spec
+from repro.models.registry import ModelSpec
+
+
+@dataclass
+class Measurement:
+    """What one timed run at one batch produced, before it becomes a row."""
+
+    batch: int
+    timing: Timing
+    telemetry: Telemetry
+    memory: MemoryPeaks
+    flops_per_iter: int | None
+    flops_note: str
+    compile_s: float | None
+    data_waits: list[float] | None  # seconds per timed step; None: synthetic inputs
+
+
+@dataclass
+class BenchResult:
+    config: BenchConfig
+    device: DeviceInfo
+    row: dict[str, Any]  # one CSV row, keys from BENCH_COLUMNS
+    timing: Timing | None = None
+    telemetry: Telemetry | None = None
+    auto_batch: AutoBatch | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def images_per_s(self) -> float | None:
+        return self.row.get("images_per_s")
+
+    def series(self) -> dict[str, list[tuple[int, float, int]]]:
+        return self.telemetry.series() if self.telemetry else {}
+
+    def summary_line(self) -> str:
+        return rows.summary_line(self.row)
+
+
+def check_model(config: BenchConfig) -> ModelSpec:
+    """The model's spec, or the registry's UnknownModelError; train mode needs a classifier."""
+    spec = get_model_spec(config.model)
+    if config.mode == "train" and spec.task != "classification":
+        raise ReproError(
+            f"--mode train needs a classification model; {config.model} is a {spec.task} model "
+            "(its training loss is not a cross-entropy over labels).",
+            "benchmark it with --mode infer, or pick a classification model (`repro models`).",
+        )
+    return spec
+
+
+def benchmark(config: BenchConfig, *, nvml: Any = None) -> BenchResult:
+    """Measure one configuration. ``nvml``: an NVML module to use instead of pynvml (tests)."""
+    config.validate()
+    spec = check_model(config)
+    device = resolve_device(config.device)
+    if config.distributed:
+        from repro.bench.parallel import benchmark_distributed
+
+        return benchmark_distributed(config, spec, device)
+    model = _build_model(spec, config, device)
+    auto = None
+    batch = config.batch_size
+    if config.auto_batch:
+        auto = _search_batch(model, spec, config, device)
+        batch = auto.batch
+    assert isinstance(batch, int)
+    outcome: RetryOutcome[Measurement] = run_with_oom_retry(
+        lambda b: _measure(model, spec, config, device, b, nvml), batch
+    )
+    m = outcome.value
+    row = rows.single_device_row(config, device, m, outcome, auto)
+    return BenchResult(config, device, row, m.timing, m.telemetry, auto)
+
+
+def _build_model(spec: ModelSpec, config: BenchConfig, device: DeviceInfo) -> nn.Module:
+    torch.manual_seed(0)
+    model = spec.build(**config.model_kwargs).to(device.torch_device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _search_batch(
+    model: nn.Module, spec: ModelSpec, config: BenchConfig, device: DeviceInfo
+) -> AutoBatch:
+    """Largest batch whose step (two calls: the second holds optimizer state) fits. On the CPU,
+    a batch "does not fit" when the process would grow past half the memory available now."""
+    cap = config.max_batch or AUTO_BATCH_CAP[device.type]
+    budget_mb = None
+    if not device.is_cuda:
+        import psutil
+
+        budget_mb = host_peak_rss_mb() + 0.5 * psutil.virtual_memory().available / 1e6
+
+    def fits_step(b: int) -> None:
+        work = build_workload(
+            model,
+            spec,
+            mode=config.mode,
+            batch=b,
+            device=device.torch_device,
+            precision=config.precision,
+            channels_last=config.channels_last,
+        )
+        step = work.make_step(model)
+        step()
+        step()
+        synchronize(device.torch_device)
+        if budget_mb is not None and host_peak_rss_mb() > budget_mb:
+            raise HostMemoryBudgetExceeded(f"batch {b} exceeds the host memory budget")
+
+    # BatchNorm in train mode needs more than one value per channel.
+    return find_max_batch(fits_step, start=2 if config.mode == "train" else 1, cap=cap)
+
+
+def _nvml_for(device: DeviceInfo, nvml: Any) -> tuple[Any, str]:
+    if not device.is_cuda:
+        return None, "cpu run: no NVML telemetry (utilisation, power, energy do not apply)"
+    props = torch.cuda.get_device_properties(device.torch_device)
+    uuid = getattr(props, "uuid", None)
+    return open_nvml_device(device.index, str(uuid) if uuid else None, nvml=nvml)
+
+
+def _measure(
+    model: nn.Module,
+    spec: ModelSpec,
+    config: BenchConfig,
+    device: DeviceInfo,
+    batch: int,
+    nvml: Any,
+) -> Measurement:
+    tdev = device.torch_device
+    feed = None
+    if config.data_root:
+        loader = image_folder_loader(
+            config.data_root, spec.input_size, batch, config.loader_workers, device.is_cuda
+        )
+        feed = LoaderFeed(loader)
+    work = build_workload(
+        model,
+        spec,
+        mode=config.mode,
+        batch=batch,
+        device=tdev,
+        precision=config.precision,
+        channels_last=config.channels_last,
+        feed=feed,
+    )
+    eager_step = work.make_step(model)
+    with tf32_switches(config.precision):
+        flops, flops_note = count_step_flops(eager_step)
+        step, compile_s = eager_step, None
+        if config.compile:
+            step = work.make_step(torch.compile(model))
+            t0 = time.perf_counter()
+            step()  # compiles; timed apart and never counted in images/s
+            synchronize(tdev)
+            compile_s = time.perf_counter() - t0
+        nvml_device, reason = _nvml_for(device, nvml)
+        sampler = TelemetrySampler(nvml_device, config.sample_interval_s, reason)
+        timing = _timed(step, config, device, batch, sampler, feed)
+        telemetry = sampler.stop()
+    waits = list(feed.waits) if feed is not None else None
+    return Measurement(
+        batch, timing, telemetry, read_peaks(tdev), flops, flops_note, compile_s, waits
+    )
+
+
+def _timed(
+    step: Any,
+    config: BenchConfig,
+    device: DeviceInfo,
+    batch: int,
+    sampler: TelemetrySampler,
+    feed: LoaderFeed | None,
+) -> Timing:
+    from tqdm import tqdm
+
+    def on_timed_start() -> None:
+        reset_peaks(device.torch_device)
+        if feed is not None:
+            feed.reset()
+        sampler.start()
+
+    bar = tqdm(
+        total=config.iters * config.repeats,
+        desc=f"{config.model} {config.mode} b{batch} on {device.type}",
+        unit="it",
+        leave=False,
+        disable=None,  # off when stderr is not a terminal
+    )
+    try:
+        return time_step(
+            step,
+            device=device.torch_device,
+            warmup=config.warmup,
+            iters=config.iters,
+            repeats=config.repeats,
+            items_per_iter=batch,
+            on_iteration=lambda _n, _dt: bar.update(1),
+            on_timed_start=on_timed_start,
+        )
+    except BaseException:
+        sampler.stop()  # never leave the thread running behind an error
+        raise
+    finally:
+        bar.close()

@@ -1,0 +1,172 @@
+"""Ray Train (Train V2): the only module importing ray.train.
+
+TorchTrainer runs repro.train.worker.train_worker on ``config.workers`` workers (gloo on CPUs,
+NCCL on GPUs). Every rank calls ``ray.train.report`` at the same steps, always with a checkpoint
+(V2 drops metrics reported without one); Ray restarts the worker group up to
+``max_failures`` times and ``ray.train.get_checkpoint()`` hands the restarted workers the
+latest checkpoint. Rank 0's return value (history, checks, overheads) comes back on
+``Result.return_value``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from repro.errors import ReproError
+from repro.train.config import TrainConfig
+
+KEEP_CHECKPOINTS = 2
+
+
+class RaySession:
+    """A training worker's view of Ray Train (see repro.train.session.Session)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        import ray.train
+
+        ctx = ray.train.get_context()
+        self.rank = ctx.get_world_rank()
+        self.world_size = ctx.get_world_size()
+        self.local_rank = ctx.get_local_rank()
+        self.run_dir = run_dir
+
+    @contextlib.contextmanager
+    def latest_checkpoint(self) -> Iterator[Path | None]:
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            yield None
+            return
+        with checkpoint.as_directory() as directory:
+            yield Path(directory)
+
+    def report(self, metrics: dict[str, Any], checkpoint_dir: Path, name: str) -> str:
+        """Report, then wait until the controller has committed the checkpoint: the controller
+        registers reports only when it next polls the workers, so without the wait a worker
+        that dies right after reporting can lose a checkpoint its peers already moved past
+        (and rank 0 would have logged its steps to MLflow)."""
+        import ray.train
+        from ray.train import CheckpointConsistencyMode
+
+        ray.train.report(
+            metrics,
+            checkpoint=ray.train.Checkpoint.from_directory(str(checkpoint_dir)),
+            checkpoint_dir_name=name,
+        )
+        committed = ray.train.get_all_reported_checkpoints(
+            consistency_mode=CheckpointConsistencyMode.COMMITTED
+        )
+        return committed[-1].checkpoint.path if committed else str(self.run_dir / name)
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
+    from repro.train.worker import train_worker
+
+    session = RaySession(Path(loop_config["run_dir"]))
+    return train_worker(TrainConfig(**loop_config["config"]), session, loop_config["launch"])
+
+
+def check_resources(config: TrainConfig) -> dict[str, float]:
+    """Ray would wait forever for workers it cannot place: say so instead."""
+    import ray
+
+    res = ray.cluster_resources()
+    cpus, gpus = float(res.get("CPU", 0)), float(res.get("GPU", 0))
+    if config.use_gpu and gpus < config.workers:
+        raise ReproError(
+            f"{config.workers} GPU workers asked for, but the Ray cluster has {gpus:g} GPU(s).",
+            f"pass --workers {int(gpus)} or fewer, or --device cpu.",
+        )
+    if cpus < config.workers:
+        raise ReproError(
+            f"{config.workers} workers asked for, but the Ray cluster has {cpus:g} CPU(s) and "
+            "each worker takes one.",
+            f"pass --workers {int(cpus)} or fewer, or join a larger cluster with --ray-address.",
+        )
+    return {"ray_cpus": cpus, "ray_gpus": gpus}
+
+
+def ensure_capacity(config: TrainConfig) -> dict[str, Any]:
+    """Start or join Ray and check it can place ``config.workers`` workers."""
+    from repro.execution.tasks import init_ray
+
+    info = init_ray(config.ray_address)
+    return {**info, **check_resources(config)}
+
+
+def _failure(exc: Exception, config: TrainConfig) -> ReproError:
+    failures = getattr(exc, "worker_failures", {}) or {}
+    for rank, err in sorted(failures.items()):
+        if isinstance(err, ReproError):
+            return ReproError(f"worker {rank}: {err.cause}", err.fix)
+        if "OutOfMemoryError" in type(err).__name__ or "out of memory" in str(err):
+            return ReproError(
+                f"worker {rank} ran out of memory training {config.model} with a global batch "
+                f"of {config.batch_size}.",
+                "lower --batch-size, use --precision bf16, or add workers.",
+            )
+    first = str(exc).strip().splitlines()
+    summary = " ".join(first[:6])[:1500]
+    return ReproError(
+        f"training {config.run_name} failed after {config.max_failures} restart(s) allowed: "
+        f"{summary}",
+        f"checkpoints written so far are kept in {config.storage_path}/{config.run_name}; rerun "
+        f"with --name {config.run_name} to resume from the latest, or raise --max-failures.",
+    )
+
+
+def run_ray_training(config: TrainConfig, launch: dict[str, Any]) -> dict[str, Any]:
+    """Start (or join) Ray, run TorchTrainer, and return rank 0's record with overheads."""
+    import ray
+    from ray.train import (
+        CheckpointConfig,
+        FailureConfig,
+        RunConfig,
+        ScalingConfig,
+        TrainingFailedError,
+    )
+    from ray.train.torch import TorchTrainer
+
+    from repro.execution.tasks import init_ray
+
+    ray_info = init_ray(config.ray_address)
+    resources = check_resources(config)
+    run_dir = Path(str(config.storage_path)) / str(config.run_name)
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "config": config.as_dict(),
+            "run_dir": str(run_dir),
+            "launch": {**launch, "t_launch": time.time()},
+        },
+        scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu),
+        run_config=RunConfig(
+            name=config.run_name,
+            storage_path=config.storage_path,
+            failure_config=FailureConfig(max_failures=config.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+        ),
+    )
+    start = time.perf_counter()
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as exc:
+        raise _failure(exc, config) from None
+    fit_s = time.perf_counter() - start
+    if result.return_value is None:
+        raise ReproError(f"training {config.run_name} returned no record from rank 0.")
+    return {
+        "worker": result.return_value,
+        "checkpoint": result.checkpoint.path if result.checkpoint is not None else None,
+        "overhead": {"ray_startup_s": float(ray_info.get("ray_startup_s", 0.0)), "fit_s": fit_s},
+        "environment": {
+            "ray": ray.__version__,
+            "ray_address": ray_info.get("ray_address", "local"),
+            **resources,
+        },
+    }

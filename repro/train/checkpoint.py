@@ -1,0 +1,112 @@
+"""Checkpoints: model, optimizer, RNG state, the next step and the history so far.
+
+One directory per checkpoint, written by every rank under its own file names (Ray Train merges
+the ranks' directories into one):
+- ``trainer.json`` (rank 0): next step, history, strategy and world size;
+- ``model.pt`` (rank 0) for none/ddp/fsdp: the full, unsharded model and optimizer state
+  (FSDP's gathered with torch.distributed.checkpoint.state_dict), loadable by a single device;
+- ``model_rank{r}.pt`` for towers/pipeline, where each rank holds different layers;
+- ``rng_rank{r}.pt``: each rank's RNG state (dropout masks continue as without the restart).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repro.errors import ReproError
+from repro.train.parallel import ParallelModel
+
+TRAINER_FILE = "trainer.json"
+MODEL_FILE = "model.pt"
+
+
+def _per_rank(pm: ParallelModel) -> bool:
+    return pm.strategy in ("towers", "pipeline")
+
+
+def _full_fsdp(pm: ParallelModel) -> bool:
+    return pm.strategy == "fsdp" and pm.world > 1
+
+
+def save_checkpoint(
+    directory: Path,
+    pm: ParallelModel,
+    optimizer: torch.optim.Optimizer,
+    trainer_state: dict[str, Any],
+) -> None:
+    """Write this rank's share of a checkpoint into ``directory`` (collective under FSDP)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if pm.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(pm.device)
+    torch.save(rng, directory / f"rng_rank{pm.rank}.pt")
+    if _per_rank(pm):
+        state = {"model": pm.base.state_dict(), "optimizer": optimizer.state_dict()}
+        torch.save(state, directory / f"model_rank{pm.rank}.pt")
+    elif _full_fsdp(pm):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        model_sd, optim_sd = get_state_dict(pm.base, optimizer, options=options)
+        if pm.rank == 0:
+            torch.save({"model": model_sd, "optimizer": optim_sd}, _model(directory))
+    elif pm.rank == 0:
+        state = {"model": pm.base.state_dict(), "optimizer": optimizer.state_dict()}
+        torch.save(state, _model(directory))
+    if pm.rank == 0:
+        (directory / TRAINER_FILE).write_text(json.dumps(trainer_state))
+
+
+def _model(directory: Path) -> Path:
+    return directory / MODEL_FILE
+
+
+def read_trainer_state(directory: Path) -> dict[str, Any]:
+    path = directory / TRAINER_FILE
+    if not path.exists():
+        raise ReproError(f"checkpoint {directory} has no {TRAINER_FILE}; it was not written here.")
+    return json.loads(path.read_text())
+
+
+def load_checkpoint(
+    directory: Path, pm: ParallelModel, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Restore this rank's model, optimizer and RNG from ``directory``; returns the trainer
+    state (every rank reads it, so all agree on the step to resume at)."""
+    state = read_trainer_state(directory)
+    if state.get("parallel") != pm.strategy or (_per_rank(pm) and state.get("world") != pm.world):
+        raise ReproError(
+            f"checkpoint {directory} was written by --parallel {state.get('parallel')} on "
+            f"{state.get('world')} workers; this run is --parallel {pm.strategy} on {pm.world}.",
+            "resume with the same --parallel and --workers, or give the run a new --name.",
+        )
+    if _per_rank(pm):
+        saved = torch.load(directory / f"model_rank{pm.rank}.pt", map_location=pm.device)
+        pm.base.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+    elif _full_fsdp(pm):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+        saved = torch.load(_model(directory), map_location="cpu")
+        set_state_dict(
+            pm.base,
+            optimizer,
+            model_state_dict=saved["model"],
+            optim_state_dict=saved["optimizer"],
+            options=StateDictOptions(full_state_dict=True),
+        )
+    else:
+        saved = torch.load(_model(directory), map_location=pm.device)
+        pm.base.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+    rng_file = directory / f"rng_rank{pm.rank}.pt"
+    if rng_file.exists():
+        rng = torch.load(rng_file)
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and pm.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], pm.device)
+    return state

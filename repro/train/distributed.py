@@ -1,0 +1,168 @@
+"""`run_training(config) -> TrainResult`: the entry point of `repro train`, the scaling suite
+and `repro bench --mode train`.
+
+``workers >= 1`` runs through Ray Train (repro.execution.train, the only module importing it);
+``workers == 0`` runs one worker in this process without Ray. Errors a user can cause are
+raised before anything starts. Ray start-up, worker-group start, checkpoint and MLflow seconds
+are reported in ``overhead`` and never enter images/s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repro.errors import ReproError
+from repro.train import loop
+from repro.train.config import PARALLEL, TrainConfig, TrainResult
+from repro.train.parallel import check_strategy
+from repro.train.session import LocalSession
+from repro.train.summary import summarize
+
+DEFAULT_STORAGE = "~/ray_results/repro"  # beside Ray Train's own default storage
+
+
+def default_run_name(config: TrainConfig) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{config.model}-{config.parallel}-w{config.workers}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def resolve(config: TrainConfig) -> TrainConfig:
+    """Absolute paths (Ray workers run elsewhere) and a run name."""
+    from repro import tracking
+
+    storage = Path(config.storage_path or DEFAULT_STORAGE).expanduser().resolve()
+    return dataclasses.replace(
+        config,
+        run_name=config.run_name or default_run_name(config),
+        storage_path=str(storage),
+        tracking_uri=tracking.absolute_tracking_uri(config.tracking_uri)
+        if config.tracking_uri
+        else None,
+        data_root=str(Path(config.data_root).expanduser().resolve()) if config.data_root else None,
+    )
+
+
+def _need(ok: bool, cause: str, fix: str) -> None:
+    if not ok:
+        raise ReproError(cause, fix)
+
+
+def validate(config: TrainConfig) -> None:
+    """Reject impossible combinations before Ray or any worker starts."""
+    loop.check_precision(config.precision)
+    _need(
+        config.parallel in PARALLEL,
+        f"unknown parallelism {config.parallel!r}.",
+        f"use one of {', '.join(PARALLEL)}.",
+    )
+    for name in ("steps", "batch_size", "microbatches"):
+        _need(getattr(config, name) >= 1, f"{name} must be at least 1.", f"pass a positive {name}.")
+    for name in ("workers", "checkpoint_every", "max_failures", "warmup_steps"):
+        _need(getattr(config, name) >= 0, f"{name} must not be negative.", f"fix {name}.")
+    spec = loop.check_trainable(config.model)
+    world, p = max(config.workers, 1), config.parallel
+    _need(
+        not (config.workers == 0 and p != "none"),
+        f"--parallel {p} needs Ray Train workers; --workers 0 trains in this process alone.",
+        "pass --workers 2 (or more), or --parallel none.",
+    )
+    _need(
+        not (world > 1 and p == "none"),
+        f"{world} workers with --parallel none would train {world} unsynchronised copies.",
+        "pass --parallel ddp (or fsdp, pipeline, towers).",
+    )
+    check_strategy(config, world, spec.name)
+    if p in ("ddp", "fsdp"):
+        _need(
+            config.batch_size % world == 0,
+            f"the global batch of {config.batch_size} does not split evenly over {world} workers.",
+            f"pass a --batch-size that is a multiple of {world}.",
+        )
+    if p == "pipeline":
+        _check_pipeline(config, world)
+    if config.data_root and not config.ray_address and not Path(config.data_root).is_dir():
+        raise ReproError(
+            f"data directory {config.data_root} does not exist.",
+            "pass --data an ImageFolder root (ROOT/<class>/<image>), or leave --data out to "
+            "train on synthetic batches.",
+        )
+    if config.use_gpu and config.workers == 0 and not torch.cuda.is_available():
+        raise ReproError(
+            "a GPU was asked for but torch sees no CUDA device here.", "drop --device gpu."
+        )
+
+
+def _check_pipeline(config: TrainConfig, world: int) -> None:
+    from repro.train.pipeline import sequential_layers
+
+    layers = sequential_layers(loop.build_model_setup(config, device="meta").model)
+    _need(
+        len(layers) >= world,
+        f"{config.model} has {len(layers)} layers, too few for {world} pipeline stages.",
+        f"use at most {len(layers)} workers.",
+    )
+
+
+def run_training(config: TrainConfig) -> TrainResult:
+    """Train ``config``; returns throughput, history, restarts and overheads."""
+    config = resolve(config)
+    validate(config)
+    if config.tracking_uri:
+        from repro import tracking
+
+        tracking.check_tracking_uri(config.tracking_uri)
+    launch = {"id": uuid.uuid4().hex[:12], "t_launch": time.time()}
+    if config.workers == 0:
+        out = run_in_process(config, launch)
+    else:
+        from repro.execution.train import run_ray_training
+
+        out = run_ray_training(config, launch)
+    return to_result(config, out)
+
+
+def run_in_process(config: TrainConfig, launch: dict[str, Any]) -> dict[str, Any]:
+    from repro.train.worker import train_worker
+
+    start = time.perf_counter()
+    session = LocalSession(Path(config.storage_path or DEFAULT_STORAGE) / str(config.run_name))
+    record = train_worker(config, session, launch)
+    assert record is not None  # rank 0
+    return {
+        "worker": record,
+        "checkpoint": record["checkpoint"],
+        "overhead": {"fit_s": time.perf_counter() - start},
+        "environment": {"ray": "not used"},
+    }
+
+
+def to_result(config: TrainConfig, out: dict[str, Any]) -> TrainResult:
+    record = out["worker"]
+    history = record["history"]
+    summary = summarize(history)
+    overhead = {**record["overhead"], **out.get("overhead", {})}
+    return TrainResult(
+        config=config.as_dict(),
+        history=history,
+        images_per_s=summary["images_per_s"],
+        step_s_median=summary["step_s_median"],
+        data_s_fraction=summary["data_s_fraction"],
+        restarts=int(record["restarts"]),
+        resumed_from_step=record["resumed_from_step"],
+        checkpoint=out.get("checkpoint") or record.get("checkpoint"),
+        environment={
+            **record["environment"],
+            **out.get("environment", {}),
+            "mlflow_run_id": record.get("mlflow_run_id") or "",
+        },
+        overhead={k: round(float(v), 4) for k, v in overhead.items()},
+        timed_steps=int(summary["timed_steps"]),
+        checks=record["checks"],
+        run_dir=str(Path(str(config.storage_path)) / str(config.run_name)),
+    )

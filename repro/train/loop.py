@@ -1,0 +1,183 @@
+"""Single-device training pieces: the model, its loss, the optimizer, precision and one
+forward/backward. No parallelism here: repro.train.parallel applies it over these pieces."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from repro.errors import ReproError
+from repro.models import get_model_spec
+from repro.models.registry import ModelSpec
+from repro.train.config import PRECISIONS, TrainConfig
+
+# GoogLeNet (Szegedy et al. 2014, Section 5): the auxiliary classifiers' losses are added to
+# the total loss with weight 0.3 during training.
+AUX_LOSS_WEIGHT = 0.3
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class ModelSetup:
+    model: nn.Module
+    spec: ModelSpec
+    input_size: tuple[int, ...]
+    num_classes: int
+    kwargs: dict[str, Any]
+
+
+def default_num_classes(spec: ModelSpec) -> int:
+    if "num_classes" in spec.defaults:
+        return int(spec.defaults["num_classes"])
+    param = inspect.signature(spec.builder).parameters.get("num_classes")
+    if param is None or not isinstance(param.default, int):
+        raise ReproError(
+            f"model {spec.name!r} has no num_classes argument, so its classifier size is unknown.",
+            "train a registered classification model (see `repro models`).",
+        )
+    return param.default
+
+
+def check_trainable(name: str) -> ModelSpec:
+    spec = get_model_spec(name)
+    if spec.task != "classification":
+        raise ReproError(
+            f"model {name!r} is a {spec.task} model; training covers classification "
+            "models (cross-entropy on class labels).",
+            "pick a classification model from `repro models`.",
+        )
+    return spec
+
+
+def build_model_setup(
+    config: TrainConfig, num_classes: int | None = None, device: str | torch.device | None = None
+) -> ModelSetup:
+    """The single-device model of ``config``, seeded so every rank builds the same weights.
+    ``device="meta"`` builds a weightless replica (for FLOP counting)."""
+    spec = check_trainable(config.model)
+    classes = num_classes or config.num_classes or default_num_classes(spec)
+    kwargs = {**config.model_kwargs, "num_classes": classes}
+    torch.manual_seed(config.seed)
+    try:
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            model = spec.build(**kwargs)
+    except TypeError as exc:
+        raise ReproError(
+            f"model {config.model!r} does not accept the arguments {kwargs}: {exc}.",
+            "drop the model arguments the builder does not take.",
+        ) from None
+    size = tuple(config.input_size or spec.input_size)
+    return ModelSetup(model, spec, size, classes, kwargs)
+
+
+def select_device(use_gpu: bool, local_rank: int = 0) -> torch.device:
+    if not use_gpu:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ReproError(
+            "a GPU was asked for but torch sees no CUDA device on this worker.",
+            "drop --device gpu, or run on a node whose torch build and driver see a GPU.",
+        )
+    device = torch.device("cuda", local_rank % torch.cuda.device_count())
+    torch.cuda.set_device(device)
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ReproError(
+            f"unknown precision {precision!r}.", f"use one of {', '.join(PRECISIONS)}."
+        )
+
+
+def set_matmul_precision(precision: str) -> None:
+    """tf32 lets CUDA matmuls/convs use TensorFloat-32; it has no effect on the CPU."""
+    allow = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    dtype = AUTOCAST_DTYPES.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
+    """fp16 needs loss scaling against gradient underflow; bf16 has fp32's exponent range."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+
+def make_optimizer(params: Iterator[nn.Parameter], config: TrainConfig) -> torch.optim.SGD:
+    return torch.optim.SGD(
+        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+
+def classification_loss(output: Any, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the logits; a tuple output (GoogLeNet in training mode) is the main
+    logits then auxiliary logits, whose losses count with weight AUX_LOSS_WEIGHT."""
+    if isinstance(output, torch.Tensor):
+        return F.cross_entropy(output.float(), target)
+    main, *aux = output
+    loss = F.cross_entropy(main.float(), target)
+    for logits in aux:
+        loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(logits.float(), target)
+    return loss
+
+
+def prepare_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model.train()
+
+
+def prepare_inputs(
+    x: torch.Tensor, y: torch.Tensor, device: torch.device, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.to(device, non_blocking=True)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y.to(device, non_blocking=True)
+
+
+def forward_backward(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    device: torch.device,
+    precision: str,
+    scaler: torch.amp.GradScaler | None = None,
+    backward_scale: float = 1.0,
+) -> torch.Tensor:
+    """One forward and backward of ``model`` on (x, y); returns the detached loss.
+    ``backward_scale`` multiplies the loss for backward only (model parallelism, where every
+    rank holds the same loss)."""
+    with autocast(device, precision):
+        loss = classification_loss(model(x), y)
+    scaled = loss * backward_scale if backward_scale != 1.0 else loss
+    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+    return loss.detach()
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,241 @@
+"""The training loop every worker runs: build, parallelize, resume, step, checkpoint, log.
+
+Runs under any Session (Ray Train's workers, or this process). Step time is split into the
+wait for the batch (data_s, including the copy to the device) and the compute (forward,
+backward, optimizer); checkpointing and MLflow are timed apart and never enter step times.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from repro.bench.timing import synchronize
+from repro.errors import ReproError
+from repro.models import get_model_spec
+from repro.train import loop
+from repro.train.checkpoint import load_checkpoint, save_checkpoint
+from repro.train.config import TrainConfig
+from repro.train.data import (
+    Batch,
+    Shard,
+    image_folder,
+    image_folder_batches,
+    synthetic_batches,
+)
+from repro.train.parallel import ParallelModel, parallelize, parameter_summary
+from repro.train.run_log import RunLog
+from repro.train.session import Session, checkpoint_name
+from repro.train.summary import summarize
+
+FAULT_MARKER = "fault_injected"
+
+
+def begin_attempt(run_dir: Path, launch_id: str) -> int:
+    """Number of earlier attempts of this launch (0 on the first): Ray restarts the worker
+    group after a failure, and rank 0 counts the starts in the shared run directory."""
+    d = run_dir / "attempts" / launch_id
+    d.mkdir(parents=True, exist_ok=True)
+    n = len(list(d.iterdir()))
+    (d / str(n)).touch()
+    return n
+
+
+def maybe_inject_fault(config: TrainConfig, session: Session, step: int) -> None:
+    """Testing aid: rank 1 (rank 0 alone) dies at ``config.fault_step`` on the first attempt."""
+    if config.fault_step != step or session.rank != min(1, session.world_size - 1):
+        return
+    marker = session.run_dir / FAULT_MARKER
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    os._exit(1)
+
+
+def batches(
+    config: TrainConfig, setup: loop.ModelSetup, shard: Shard, start: int, dataset: Any
+) -> Iterator[Batch]:
+    if dataset is None:
+        return synthetic_batches(
+            start,
+            batch=config.batch_size,
+            input_size=setup.input_size,
+            num_classes=setup.num_classes,
+            seed=config.seed,
+            shard=shard,
+        )
+    return image_folder_batches(
+        dataset,
+        start,
+        batch=config.batch_size,
+        seed=config.seed,
+        shard=shard,
+        workers=config.loader_workers,
+    )
+
+
+def environment(pm: ParallelModel) -> dict[str, Any]:
+    return {
+        "device": loop.device_name(pm.device),
+        "device_type": pm.device.type,
+        "precision": pm.precision,
+        "torch": torch.__version__,
+        "torch_cuda_build": torch.version.cuda or "",
+        "python": platform.python_version(),
+        "world_size": pm.world,
+        "parallel": pm.strategy,
+        "backend": dist.get_backend() if dist.is_initialized() else "none",
+        "threads_per_worker": torch.get_num_threads(),
+        "host_cpus": os.cpu_count() or 0,
+    }
+
+
+def _gather(value: Any, world: int) -> list[Any]:
+    if world == 1 or not dist.is_initialized():
+        return [value]
+    out: list[Any] = [None] * world
+    dist.all_gather_object(out, value)
+    return out
+
+
+def _checkpoint(
+    session: Session,
+    pm: ParallelModel,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+) -> str:
+    with tempfile.TemporaryDirectory(prefix="repro-ckpt-") as tmp:
+        save_checkpoint(Path(tmp), pm, optimizer, state)
+        metrics = {"step": state["next_step"], "loss": state["history"][-1]["loss"]}
+        return session.report(metrics, Path(tmp), checkpoint_name(state["next_step"]))
+
+
+def timed_step(
+    pm: ParallelModel,
+    optimizer: torch.optim.Optimizer,
+    data: Iterator[Batch],
+    config: TrainConfig,
+    step: int,
+) -> dict[str, Any]:
+    """One training step, timed: data wait (next batch and its copy to the device), then
+    forward, backward and optimizer. Returns the step's history entry."""
+    t0 = time.perf_counter()
+    x, y = next(data)
+    x, y = loop.prepare_inputs(x, y, pm.device, config.channels_last)
+    synchronize(pm.device)
+    t1 = time.perf_counter()
+    try:
+        loss = pm.forward_backward(x, y)
+        loop.optimizer_step(optimizer, pm.scaler)
+    except torch.OutOfMemoryError:
+        raise ReproError(
+            f"rank {pm.rank} ran out of memory at step {step} training {config.model} with a "
+            f"global batch of {config.batch_size} ({config.parallel}, {config.precision}).",
+            "lower --batch-size, use --precision bf16, or spread the model over more workers.",
+        ) from None
+    synchronize(pm.device)
+    t2 = time.perf_counter()
+    return {
+        "step": step,
+        "loss": pm.global_loss(loss),  # a collective: outside the timed window
+        "step_s": t2 - t0,
+        "data_s": t1 - t0,
+        "images": config.batch_size,
+        "images_per_s": config.batch_size / (t2 - t0),
+        "time": time.time(),
+    }
+
+
+def train_worker(
+    config: TrainConfig, session: Session, launch: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Train ``config`` as this session's rank; rank 0 returns the run's record."""
+    entered = time.time()
+    rank, world = session.rank, session.world_size
+    attempt = begin_attempt(session.run_dir, launch["id"]) if rank == 0 else 0
+    device = loop.select_device(config.use_gpu, session.local_rank)
+    loop.set_matmul_precision(config.precision)
+    t_setup = time.perf_counter()
+    dataset = None
+    if config.data_root:
+        size = tuple(config.input_size or get_model_spec(config.model).input_size)
+        dataset = image_folder(config.data_root, size)
+    setup = loop.build_model_setup(config, len(dataset.classes) if dataset is not None else None)
+    pm = parallelize(setup, config, rank=rank, world=world, device=device)
+    optimizer = loop.make_optimizer(pm.module.parameters(), config)
+    setup_s = time.perf_counter() - t_setup
+
+    start, history, resumed_from = 0, [], None
+    with session.latest_checkpoint() as ckpt:
+        if ckpt is not None:
+            state = load_checkpoint(ckpt, pm, optimizer)
+            start, resumed_from = int(state["next_step"]), int(state["next_step"])
+            history = [e for e in state["history"] if e["step"] < start]
+    log = RunLog(config, enabled=rank == 0 and bool(config.tracking_uri))
+    log.open({"restarts": str(attempt), "parallel": config.parallel, "workers": str(world)})
+    log.commit(history, start)  # steps a checkpoint committed before a crash kept them out
+
+    data = batches(config, setup, pm.shard, start, dataset)
+    warmup = min(config.warmup_steps, max(config.steps - start - 1, 0))
+    checkpoint_s, checkpoint_path = 0.0, None
+    try:
+        for step in range(start, config.steps):
+            maybe_inject_fault(config, session, step)
+            entry = timed_step(pm, optimizer, data, config, step)
+            history.append({**entry, "attempt": attempt, "warmup": step - start < warmup})
+            done, every = step + 1, config.checkpoint_every
+            if every and (done % every == 0 or done == config.steps):
+                c0 = time.perf_counter()
+                state = {"next_step": done, "history": history, "parallel": config.parallel}
+                state |= {"world": world, "model": config.model}
+                checkpoint_path = _checkpoint(session, pm, optimizer, state)
+                checkpoint_s += time.perf_counter() - c0
+                log.commit(history, done)
+        log.commit(history, config.steps)
+        summaries = _gather({**parameter_summary(pm), "info": pm.info}, world)
+    except BaseException:
+        log.close({}, {"restarts": str(attempt)}, "FAILED")  # a restart reopens the run
+        raise
+    if rank != 0:
+        return None
+    summary = summarize(history)
+    finite = all(math.isfinite(e["loss"]) for e in history)
+    log.close(
+        {f"summary.{k}": float(v) for k, v in summary.items()},
+        {"restarts": str(attempt), "resumed_from_step": str(resumed_from), "finite": str(finite)},
+        "FINISHED",
+    )
+    return {
+        "history": history,
+        "restarts": attempt,
+        "resumed_from_step": resumed_from,
+        "checkpoint": checkpoint_path,
+        "environment": {
+            **environment(pm),
+            "num_classes": setup.num_classes,
+            "input_size": "x".join(map(str, setup.input_size)),
+            "data": "imagefolder" if dataset is not None else "synthetic",
+        },
+        "checks": {
+            "params_per_rank": [s["params"] for s in summaries],
+            "param_checksum_per_rank": [s["checksum"] for s in summaries],
+            "info_per_rank": [s["info"] for s in summaries],
+        },
+        "overhead": {
+            "worker_start_s": entered - launch.get("t_launch", entered),
+            "setup_s": setup_s,
+            "checkpoint_s": checkpoint_s,
+            "mlflow_s": log.seconds,
+        },
+        "mlflow_run_id": log.run_id,
+    }
