@@ -174,20 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(SUITES),
         help="suite to run (repeatable; default: params.yaml suites, else analytic)",
     )
-    p.add_argument(
-        "--ray-address",
-        help="Ray cluster address (default: RAY_ADDRESS, "
-        "params.yaml ray.address, else a local Ray with this machine's CPUs)",
-    )
-    p.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, "
-        "params.yaml mlflow.tracking_uri, else sqlite:///mlflow.db)",
-    )
-    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    config.add_settings_flags(p)
     p.add_argument("--no-ray", action="store_true", help="measure in this process, without Ray")
     p.add_argument("--out", default="reports/measurements", help="measurement directory")
-    p.add_argument("--params", help="params file (default: ./params.yaml if present)")
     p.add_argument("--papers-dir", help="directory of paper YAML files (default: repro/papers)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every deviation")
     p.set_defaults(func=_cmd_run)

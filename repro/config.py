@@ -51,3 +51,22 @@ def data_roots(params: dict[str, Any]) -> dict[str, str]:
 
 def suites(flag: list[str] | None, params: dict[str, Any]) -> list[str]:
     return list(flag or params.get("suites") or ["analytic"])
+
+
+def add_settings_flags(parser: Any, *, ray: bool = True, mlflow: bool = True) -> None:
+    """The flags every command that runs work shares, resolved by the functions above:
+    --ray-address, --tracking-uri, --no-mlflow, --params."""
+    if ray:
+        parser.add_argument(
+            "--ray-address",
+            help="Ray cluster address (default: RAY_ADDRESS, "
+            "params.yaml ray.address, else a local Ray with this machine's CPUs)",
+        )
+    if mlflow:
+        parser.add_argument(
+            "--tracking-uri",
+            help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, "
+            f"params.yaml mlflow.tracking_uri, else {DEFAULT_TRACKING_URI})",
+        )
+        parser.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    parser.add_argument("--params", help="params file (default: ./params.yaml if present)")

@@ -144,7 +144,7 @@ def run_papers(
     outcomes: list[GroupOutcome] = []
     if (calls or speed_calls) and use_ray:
         from repro import execution
-        from repro.execution.tasks import TaskCall, run_calls
+        from repro.execution import TaskCall, run_calls
         from repro.speed.suite import failed_speed_group, measure_speed_group
 
         started_ray = not execution.is_initialized()

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from repro.bench.config import DEFAULT_OUT, DEVICES, MODES
+from repro.config import add_settings_flags
 from repro.train.config import PARALLEL, PRECISIONS
 
 EPILOG = """examples:
@@ -95,13 +96,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="NVML sampling interval (default 0.1)",
     )
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"results directory ({DEFAULT_OUT})")
-    p.add_argument(
-        "--tracking-uri",
-        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, params.yaml "
-        "mlflow.tracking_uri, else sqlite:///mlflow.db)",
-    )
-    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
-    p.add_argument("--params", help="params file (default: ./params.yaml if present)")
+    add_settings_flags(p, ray=False)
     p.set_defaults(func=_cmd_bench)
 
 

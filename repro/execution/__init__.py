@@ -4,6 +4,6 @@
 Everything else in repro is plain library code that runs without Ray.
 """
 
-from repro.execution.tasks import init_ray, is_initialized, run_tasks, shutdown
+from repro.execution.tasks import TaskCall, init_ray, is_initialized, run_calls, shutdown
 
-__all__ = ["init_ray", "is_initialized", "run_tasks", "shutdown"]
+__all__ = ["TaskCall", "init_ray", "is_initialized", "run_calls", "shutdown"]

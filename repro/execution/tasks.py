@@ -174,16 +174,3 @@ def run_calls(calls: Sequence[TaskCall], desc: str = "measuring") -> list[Any]:
                 submit_next_exclusive()
             bar.update(1)
     return out
-
-
-def run_tasks(
-    fn: Callable[..., Any],
-    calls: Sequence[tuple[Any, ...]],
-    on_error: Callable[[tuple[Any, ...], BaseException], Any],
-    desc: str = "measuring",
-) -> list[Any]:
-    """Run ``fn(*args)`` for each args tuple as a parallel Ray task, with a progress bar.
-
-    Results come back in the order of ``calls``; a task that fails is replaced by
-    ``on_error(args, exc)`` so one failure never loses the other measurements."""
-    return run_calls([TaskCall(fn, args, on_error) for args in calls], desc)

@@ -8,9 +8,7 @@ full-size R-CNN pass (2000 VGG-16 forward passes) takes about 20 minutes on 2 CP
 from __future__ import annotations
 
 import os
-import platform
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
@@ -81,19 +79,11 @@ class SpeedSettings:
         return replace(cls(), **out)
 
 
-def cpu_name() -> str:
-    """The CPU model, e.g. 'AMD EPYC' (from /proc/cpuinfo on Linux)."""
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        for line in info.read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
 def describe_device(device: Any) -> str:
     """'cpu (AMD EPYC, 2 threads)' or 'cuda (NVIDIA H100 80GB HBM3)': what every row names."""
     import torch
+
+    from repro.bench.device import cpu_name
 
     device = torch.device(device)
     if device.type == "cuda":

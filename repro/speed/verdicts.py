@@ -56,6 +56,11 @@ def seconds_per_image(claim: Claim, name: str, timings: dict[str, Timing]) -> tu
     return seconds, text
 
 
+def _ratio(claim: Claim, main: float, other: float) -> float:
+    """``speedup``: how much faster ``main`` is than ``other``; ``time_ratio``: the inverse."""
+    return other / main if claim.metric == "speedup" else main / other
+
+
 def measured_value(claim: Claim, timings: dict[str, Timing]) -> tuple[float, str]:
     """The claim's value from the timings, in its unit, and the times it was computed from."""
     t = claim.timing
@@ -67,8 +72,7 @@ def measured_value(claim: Claim, timings: dict[str, Timing]) -> tuple[float, str
         return round(1.0 / main, 6), main_text
     assert t.relative_to is not None
     other, other_text = seconds_per_image(claim, t.relative_to, timings)
-    ratio = other / main if claim.metric == "speedup" else main / other
-    return round(ratio, 6), f"{main_text}; {other_text}"
+    return round(_ratio(claim, main, other), 6), f"{main_text}; {other_text}"
 
 
 def arithmetic(claim: Claim, gmacs: dict[str, float]) -> str:
@@ -81,8 +85,7 @@ def arithmetic(claim: Claim, gmacs: dict[str, float]) -> str:
         return ""
     text = " Multiply-adds per image: " + ", ".join(f"{k} {gmacs[k]:.4g} G" for k in keys)
     if len(keys) == 2 and min(gmacs[k] for k in keys) > 0:
-        main, other = gmacs[keys[0]], gmacs[keys[1]]
-        ratio = other / main if claim.metric == "speedup" else main / other
+        ratio = _ratio(claim, gmacs[keys[0]], gmacs[keys[1]])
         text += f" (ratio {ratio:.3g}" + (
             ", selective search excluded)" if needs_selective_search(claim) else ")"
         )

@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from repro.config import add_settings_flags
 from repro.errors import ReproError
 from repro.train.config import PARALLEL, PRECISIONS, TrainConfig
 
@@ -58,16 +59,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="one GPU per worker, or CPUs (auto: gpu when torch sees CUDA here)",
     )
     p.add_argument("--storage", metavar="DIR", help="checkpoints (default ~/ray_results/repro)")
-    p.add_argument(
-        "--ray-address",
-        help="Ray cluster (default: RAY_ADDRESS, params.yaml ray.address, else local Ray)",
-    )
-    p.add_argument(
-        "--tracking-uri",
-        help="MLflow URI (default: MLFLOW_TRACKING_URI, params.yaml, else sqlite:///mlflow.db)",
-    )
-    p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
-    p.add_argument("--params", help="params file (default: ./params.yaml if present)")
+    add_settings_flags(p)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
