@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from repro.errors import ClaimFileError
+from repro.recipes import Recipe
 
 PAPERS_DIR = Path(__file__).parent / "papers"
 SEEDS_HINT = "../shared/seeds/"
@@ -170,6 +171,14 @@ class Claim(_Strict):
     timing: SpeedTiming | None = Field(
         default=None, description="speed claims the speed suite measures: what it times"
     )
+    recipe: str | None = Field(
+        default=None,
+        description="accuracy claims: the paper recipe (`recipes[].name`) that trains and "
+        "evaluates the model; by default the paper's recipe for this model and dataset",
+    )
+    ensemble: int = Field(
+        default=1, ge=1, description="accuracy claims: models averaged in the paper's entry"
+    )
     note: str = ""
 
     @field_validator("tolerance", mode="before")
@@ -247,6 +256,7 @@ class Paper(_Strict):
     year: int
     venue: str = ""
     claims: list[Claim]
+    recipes: list[Recipe] = Field(default_factory=list)
     _path: Path | None = PrivateAttr(default=None)
 
     @property
@@ -260,7 +270,28 @@ class Paper(_Strict):
             if c.id in seen:
                 raise ValueError(f"claim id {c.id!r} appears twice; give each entry a unique `id`")
             seen.add(c.id)
+        names = [r.name for r in self.recipes]
+        if len(set(names)) != len(names):
+            raise ValueError("two recipes share a `name`; give each a unique one")
+        for c in self.claims:
+            if c.recipe is not None and c.recipe not in names:
+                raise ValueError(
+                    f"claim {c.id!r} names recipe {c.recipe!r}, which is not in `recipes` "
+                    f"(known: {', '.join(names) or 'none'})"
+                )
         return self
+
+    def recipe_for(self, claim: Claim) -> Recipe | None:
+        """The recipe that measures ``claim``: the one it names, else the only recipe for its
+        model and dataset."""
+        if claim.recipe is not None:
+            return next(r for r in self.recipes if r.name == claim.recipe)
+        if claim.model is None:
+            return None
+        found = [
+            r for r in self.recipes if r.model == claim.model.name and r.dataset == claim.dataset
+        ]
+        return found[0] if len(found) == 1 else None
 
 
 def slug(text: str) -> str:

@@ -24,3 +24,7 @@ class UnknownModelError(ReproError, KeyError):
 
 class ClaimFileError(ReproError, ValueError):
     pass
+
+
+class DataError(ReproError, ValueError):
+    """A dataset file or layout is wrong: the message names the file and what is wrong with it."""

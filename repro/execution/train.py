@@ -73,18 +73,22 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
 
 def check_resources(config: TrainConfig) -> dict[str, float]:
     """Ray would wait forever for workers it cannot place: say so instead."""
+    return _check_resources(config.workers, config.use_gpu)
+
+
+def _check_resources(workers: int, use_gpu: bool) -> dict[str, float]:
     import ray
 
     res = ray.cluster_resources()
     cpus, gpus = float(res.get("CPU", 0)), float(res.get("GPU", 0))
-    if config.use_gpu and gpus < config.workers:
+    if use_gpu and gpus < workers:
         raise ReproError(
-            f"{config.workers} GPU workers asked for, but the Ray cluster has {gpus:g} GPU(s).",
+            f"{workers} GPU workers asked for, but the Ray cluster has {gpus:g} GPU(s).",
             f"pass --workers {int(gpus)} or fewer, or --device cpu.",
         )
-    if cpus < config.workers:
+    if cpus < workers:
         raise ReproError(
-            f"{config.workers} workers asked for, but the Ray cluster has {cpus:g} CPU(s) and "
+            f"{workers} workers asked for, but the Ray cluster has {cpus:g} CPU(s) and "
             "each worker takes one.",
             f"pass --workers {int(cpus)} or fewer, or join a larger cluster with --ray-address.",
         )
@@ -164,6 +168,83 @@ def run_ray_training(config: TrainConfig, launch: dict[str, Any]) -> dict[str, A
         "worker": result.return_value,
         "checkpoint": result.checkpoint.path if result.checkpoint is not None else None,
         "overhead": {"ray_startup_s": float(ray_info.get("ray_startup_s", 0.0)), "fit_s": fit_s},
+        "environment": {
+            "ray": ray.__version__,
+            "ray_address": ray_info.get("ray_address", "local"),
+            **resources,
+        },
+    }
+
+
+def worker_group_entry(loop_config: dict[str, Any]) -> Any:
+    """Ray Train's per-worker function for :func:`run_worker_group`: import ``fn`` and call it
+    with the payload and this worker's session."""
+    import importlib
+
+    module, _, name = loop_config["fn"].partition(":")
+    fn = getattr(importlib.import_module(module), name)
+    return fn(loop_config["payload"], RaySession(Path(loop_config["run_dir"])))
+
+
+def run_worker_group(
+    fn: str,
+    payload: dict[str, Any],
+    *,
+    workers: int,
+    run_dir: Path,
+    use_gpu: bool = False,
+    ray_address: str | None = None,
+    max_failures: int = 0,
+) -> dict[str, Any]:
+    """Run ``fn(payload, session)`` (``fn`` is "module:function") on ``workers`` Ray Train
+    workers (DDP process group: gloo on CPUs, NCCL on GPUs). Returns rank 0's return value
+    under "worker", with Ray start-up and fit seconds under "overhead"."""
+    import ray
+    from ray.train import (
+        CheckpointConfig,
+        FailureConfig,
+        RunConfig,
+        ScalingConfig,
+        TrainingFailedError,
+    )
+    from ray.train.torch import TorchTrainer
+
+    from repro.execution.tasks import init_ray
+
+    ray_info = init_ray(ray_address)
+    resources = _check_resources(workers, use_gpu)
+    run_dir = Path(run_dir).resolve()
+    trainer = TorchTrainer(
+        worker_group_entry,
+        train_loop_config={"fn": fn, "payload": payload, "run_dir": str(run_dir)},
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
+        run_config=RunConfig(
+            name=run_dir.name,
+            storage_path=str(run_dir.parent),
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+        ),
+    )
+    start = time.perf_counter()
+    try:
+        result = trainer.fit()
+    except TrainingFailedError as exc:
+        failures = getattr(exc, "worker_failures", {}) or {}
+        for rank, err in sorted(failures.items()):
+            if isinstance(err, ReproError):
+                raise ReproError(f"worker {rank}: {err.cause}", err.fix) from None
+        first = " ".join(str(exc).strip().splitlines()[:6])[:1500]
+        raise ReproError(
+            f"{fn} failed on {workers} Ray Train worker(s): {first}",
+            f"checkpoints written so far are kept in {run_dir}; rerun to resume from them.",
+        ) from None
+    return {
+        "worker": result.return_value,
+        "checkpoint": result.checkpoint.path if result.checkpoint is not None else None,
+        "overhead": {
+            "ray_startup_s": float(ray_info.get("ray_startup_s", 0.0)),
+            "fit_s": time.perf_counter() - start,
+        },
         "environment": {
             "ray": ray.__version__,
             "ray_address": ray_info.get("ray_address", "local"),

@@ -166,3 +166,43 @@ def to_result(config: TrainConfig, out: dict[str, Any]) -> TrainResult:
         checks=record["checks"],
         run_dir=str(Path(str(config.storage_path)) / str(config.run_name)),
     )
+
+
+def run_workers(
+    fn: str,
+    payload: dict[str, Any],
+    *,
+    workers: int,
+    run_dir: Path | str,
+    use_gpu: bool = False,
+    ray_address: str | None = None,
+    max_failures: int = 0,
+) -> dict[str, Any]:
+    """Run ``fn(payload, session)`` ("module:function") data-parallel: on ``workers`` Ray Train
+    workers, or (``workers == 0``) once in this process without Ray. The function sets up its
+    own model and data, calls ``session.report`` for checkpoints, and rank 0 returns its record,
+    which comes back under "worker"."""
+    import importlib
+
+    run_dir = Path(run_dir).expanduser().resolve()
+    if workers == 0:
+        module, _, name = fn.partition(":")
+        start = time.perf_counter()
+        record = getattr(importlib.import_module(module), name)(payload, LocalSession(run_dir))
+        return {
+            "worker": record,
+            "checkpoint": None,
+            "overhead": {"fit_s": time.perf_counter() - start},
+            "environment": {"ray": "not used"},
+        }
+    from repro.execution.train import run_worker_group
+
+    return run_worker_group(
+        fn,
+        payload,
+        workers=workers,
+        run_dir=run_dir,
+        use_gpu=use_gpu,
+        ray_address=ray_address,
+        max_failures=max_failures,
+    )

@@ -1,0 +1,110 @@
+"""Training and evaluation recipes: how a paper trained and tested a network, as data beside its
+claims (the `recipes:` list of a paper YAML). The accuracy suite trains by a recipe (or takes
+weights a user supplies) and evaluates by its `evaluation` block.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+OPTIMIZERS = ("sgd", "adam", "rmsprop")
+SCHEDULES = ("constant", "step", "multistep", "plateau", "poly", "cosine", "exponential")
+AUGMENTATIONS = {
+    "random_crop": "random crop of `input_size` from the image resized to `resize` (shorter side)",
+    "random_resized_crop": "Inception-style crop of 8%-100% of the area, aspect 3/4-4/3",
+    "scale_jitter": "shorter side drawn from `scale_range` before the random crop (VGG)",
+    "hflip": "horizontal flip with probability 0.5",
+    "pca_lighting": "AlexNet's PCA colour noise on RGB (std 0.1)",
+    "color_jitter": "photometric distortions (brightness, contrast, saturation)",
+    "pad_crop": "pad 4 pixels and take a random crop of the input size (CIFAR)",
+    "translate_scale": "random scaling and translation up to 20% of the image (YOLO)",
+    "hsv_jitter": "exposure and saturation up to 1.5x in HSV (YOLO)",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecipeSource(_Strict):
+    seed: str
+    section: str
+
+
+class Optimizer(_Strict):
+    name: Literal["sgd", "adam", "rmsprop"] = "sgd"
+    lr: float = Field(gt=0)
+    momentum: float = Field(default=0.0, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(default=0.0, ge=0)
+
+
+class Schedule(_Strict):
+    """How the learning rate changes. `step`: multiply by `factor` every `step_epochs`;
+    `multistep`: at each of `milestones` (epochs); `plateau`: when validation error stops
+    improving for `patience` epochs (AlexNet, VGG, ResNet on ImageNet); `poly`: (1 - t/T)^power;
+    `exponential`: multiply by `factor` every `step_epochs` (GoogLeNet: 0.96 every 8 epochs)."""
+
+    name: Literal["constant", "step", "multistep", "plateau", "poly", "cosine", "exponential"]
+    factor: float = Field(default=0.1, gt=0)
+    step_epochs: float | None = Field(default=None, gt=0)
+    milestones: list[float] = Field(default_factory=list)
+    patience: int = Field(default=0, ge=0)
+    power: float = Field(default=1.0, gt=0)
+    warmup_epochs: float = Field(default=0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _needs(self) -> Schedule:
+        if self.name in ("step", "exponential") and self.step_epochs is None:
+            raise ValueError(f"a {self.name} schedule needs `step_epochs`")
+        if self.name == "multistep" and not self.milestones:
+            raise ValueError("a multistep schedule needs `milestones` (epochs)")
+        return self
+
+
+class Evaluation(_Strict):
+    """The test protocol: resize the shorter side to `resize`, take `crops` crops of `crop`
+    (1: centre; 10: the four corners and centre, and their mirror images, scores averaged)."""
+
+    resize: int = Field(gt=0)
+    crop: int = Field(gt=0)
+    crops: Literal[1, 10] = 1
+    metric: Literal["top1_error", "top5_error", "top1_top5", "voc07_map", "voc2010_map", "coco"] = (
+        "top1_top5"
+    )
+
+
+class Recipe(_Strict):
+    name: str = Field(description="unique within the paper; accuracy claims name it in `recipe`")
+    model: str = Field(description="a registered model")
+    model_kwargs: dict[str, object] = Field(default_factory=dict)
+    dataset: str
+    train_split: str = "train"
+    eval_split: str = "val"
+    source: RecipeSource
+    optimizer: Optimizer
+    schedule: Schedule
+    batch_size: int = Field(gt=0)
+    epochs: float = Field(gt=0)
+    dropout: float | None = Field(default=None, ge=0, lt=1)
+    input_size: int = Field(gt=0, description="training crop side, pixels")
+    resize: int | None = Field(default=None, gt=0, description="shorter side before cropping")
+    scale_range: list[int] | None = Field(default=None, description="[min, max] for scale_jitter")
+    augmentation: list[str] = Field(default_factory=list)
+    evaluation: Evaluation
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Recipe:
+        unknown = [a for a in self.augmentation if a not in AUGMENTATIONS]
+        if unknown:
+            raise ValueError(
+                f"unknown augmentation {', '.join(unknown)}; use one of {', '.join(AUGMENTATIONS)}"
+            )
+        if "scale_jitter" in self.augmentation and (
+            not self.scale_range or len(self.scale_range) != 2
+        ):
+            raise ValueError("scale_jitter needs `scale_range: [min, max]`")
+        return self
