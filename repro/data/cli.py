@@ -1,0 +1,252 @@
+"""`repro data`: verify datasets, write synthetic ones, print the datasets-table row, time the
+input pipeline. Heavy imports happen inside the command functions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from repro.errors import ReproError
+
+DATASETS = ("imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco")
+SYNTH_KINDS = ("imagefolder", "voc", "coco", "all")
+
+EPILOG = """examples:
+  repro data verify voc2007 --root /data/VOCdevkit/VOC2007
+  repro data verify imagenet --root /data/imagenet --labels /data/imagenet/val_labels.txt
+  repro data verify coco --root /data/coco --manifest reports/data/coco.json --no-decode
+  repro data synth all --out /tmp/synth --images 200
+  repro data stats voc2010 --root /data/VOCdevkit/VOC2010
+  repro data throughput --root /data/imagenet/train --workers 8 --device cuda --out tp.csv
+
+The dataset root defaults to params.yaml data.<name>, overridden by REPRO_DATA_<NAME>.
+"""
+
+
+def _root(args: argparse.Namespace, name: str) -> Path:
+    if args.root:
+        return Path(args.root)
+    from repro.config import data_roots, load_params
+    from repro.measure import data_root
+
+    root = data_root(name, data_roots(load_params(getattr(args, "params", None))))
+    if not root:
+        raise ReproError(
+            f"no root for dataset {name}.",
+            f"pass --root, set data.{name} in params.yaml, or set REPRO_DATA_{name.upper()}.",
+        )
+    return Path(root)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from repro.data.verify import verify_dataset
+
+    try:
+        report = verify_dataset(
+            args.name,
+            _root(args, args.name),
+            labels=Path(args.labels) if args.labels else None,
+            decode=not args.no_decode,
+            progress=not args.quiet,
+            workers=args.workers,
+        )
+        manifest = Path(args.manifest or f"reports/data/{args.name}_manifest.json")
+        report.write_manifest(manifest)
+    except ReproError as exc:
+        print(exc.paragraph(), file=sys.stderr)
+        return 2
+    print(
+        f"{report.name} at {report.root}: {len(report.classes)} classes"
+        + (" (the real class list)" if report.real_classes else "")
+    )
+    for split, counts in report.splits.items():
+        expected = report.expected.get(split)
+        extra = f" (expected {expected})" if expected is not None else ""
+        text = ", ".join(f"{k} {v}" for k, v in counts.items())
+        print(f"  {split}: {text}{extra}")
+    if args.no_decode:
+        print("  images not decoded (--no-decode)")
+    else:
+        print(f"  decoded {report.decoded} images")
+    if report.ok:
+        print("ok: no problems found")
+    else:
+        print(f"{len(report.problems)} problems:")
+        for line in report.problems.summary().splitlines():
+            print(f"  {line}")
+    print(f"manifest: {manifest} (index sha256 {report.index_sha256[:16]}...)")
+    return 0 if report.ok else 1
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from repro.data import synth
+
+    out = Path(args.out)
+    n = args.images
+    kinds = ("imagefolder", "voc", "coco") if args.kind == "all" else (args.kind,)
+    for kind in kinds:
+        target = out / kind if args.kind == "all" else out
+        if kind == "imagefolder":
+            path = synth.write_image_folder(
+                target,
+                per_split={"train": n, "val": max(1, n // 2)},
+                size=args.size or 32,
+                seed=args.seed,
+            )
+            print(f"imagefolder: {path} ({n} train / {max(1, n // 2)} val images per class)")
+        elif kind == "voc":
+            size = args.size or 96
+            path = synth.write_voc(
+                target,
+                year=args.year,
+                splits={"trainval": n, "test": max(1, n // 2)},
+                size=(size, size),
+                seed=args.seed,
+            )
+            print(f"voc: {path} ({n} trainval / {max(1, n // 2)} test images)")
+        else:
+            size = args.size or 96
+            path = synth.write_coco(
+                target,
+                splits={"train2017": n, "val2017": max(1, n // 2)},
+                size=(size, size),
+                seed=args.seed,
+            )
+            print(f"coco: {path} ({n} train2017 / {max(1, n // 2)} val2017 images)")
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from repro.data.stats import dataset_stats
+    from repro.data.verify import verify_dataset
+
+    try:
+        report = verify_dataset(args.name, _root(args, args.name), decode=False, progress=False)
+        stats = dataset_stats(report, args.protocol_split)
+    except ReproError as exc:
+        print(exc.paragraph(), file=sys.stderr)
+        return 2
+    print(json.dumps(stats, indent=2))
+    if not report.ok:
+        print(
+            f"warning: {len(report.problems)} problems; run `repro data verify {args.name}`",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _cmd_throughput(args: argparse.Namespace) -> int:
+    from repro.data.throughput import measure_decode_modes, write_rows
+
+    try:
+        rows: list[dict[str, Any]] = measure_decode_modes(
+            Path(args.root),
+            workers=args.workers,
+            batch_size=args.batch_size,
+            input_size=args.input_size,
+            batches=args.batches,
+            device=args.device,
+        )
+    except ReproError as exc:
+        print(exc.paragraph(), file=sys.stderr)
+        return 2
+    for r in rows:
+        per_core = r["images_per_s_per_core"]
+        core_text = f", {per_core:.1f}/s per core" if per_core else ""
+        print(
+            f"{r['device']} {r['mode']} (workers {r['workers']}): {r['images_per_s']:.1f} "
+            f"images/s{core_text} over {r['images']} images"
+        )
+    if args.out:
+        print(f"rows appended to {write_rows(rows, Path(args.out))}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser(
+        "data",
+        help="verify datasets, write synthetic ones, dataset statistics, input throughput",
+        description="Dataset tools for ImageNet-1k, PASCAL VOC 2007/2010/2012 and COCO 2014/2017.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data_sub = data.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+
+    p = data_sub.add_parser(
+        "verify",
+        help="check a dataset in one pass and write its manifest",
+        description="Check splits and counts (against the published ones when the class list is "
+        "the real one), class lists, annotations (ids, boxes inside the image, categories) and "
+        "decode every image. Every problem is reported, counted by kind. Exit code 0: no "
+        "problems; 1: problems found; 2: the dataset cannot be read at all.",
+    )
+    p.add_argument("name", choices=DATASETS, help="dataset kind")
+    p.add_argument("--root", help="dataset root (default: params.yaml data.NAME / REPRO_DATA_NAME)")
+    p.add_argument(
+        "--labels",
+        help="ImageNet flat val/: label file (`<file> <wnid or index>` "
+        "lines, or LOC_val_solution.csv)",
+    )
+    p.add_argument(
+        "--manifest", help="manifest JSON to write (default reports/data/NAME_manifest.json)"
+    )
+    p.add_argument("--no-decode", action="store_true", help="do not decode the images")
+    p.add_argument("--workers", type=int, help="decoding threads (default min(8, CPUs))")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--params", help="params file (default: ./params.yaml if present)")
+    p.set_defaults(func=_cmd_verify)
+
+    p = data_sub.add_parser(
+        "synth",
+        help="write synthetic shape datasets in the real formats",
+        description="Write images of filled shapes (circle, square, triangle) in the ImageFolder, "
+        "PASCAL VOC (devkit XML) or COCO (instances JSON) layout. Deterministic for a seed.",
+    )
+    p.add_argument("kind", choices=SYNTH_KINDS, help="format; all writes OUT/<kind> for each")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--images",
+        type=int,
+        default=100,
+        help="train images (per class for imagefolder); the val/test split gets half (default 100)",
+    )
+    p.add_argument("--size", type=int, help="image side (default 32 imagefolder, 96 voc/coco)")
+    p.add_argument("--year", default="2007", help="VOC year of the folder name (default 2007)")
+    p.set_defaults(func=_cmd_synth)
+
+    p = data_sub.add_parser(
+        "stats",
+        help="the detection-datasets table row of a dataset, as JSON",
+        description="Classes, images, objects and objects per image over the protocol splits "
+        "(default: VOC trainval, COCO train2014+val2014, ImageNet train), and per split.",
+    )
+    p.add_argument("name", choices=DATASETS, help="dataset kind")
+    p.add_argument("--root", help="dataset root (default: params.yaml data.NAME)")
+    p.add_argument("--protocol-split", help="splits to count, joined by '+' (e.g. train+val)")
+    p.add_argument("--params", help="params file (default: ./params.yaml if present)")
+    p.set_defaults(func=_cmd_stats)
+
+    p = data_sub.add_parser(
+        "throughput",
+        help="images/s of the training input pipeline and of JPEG decoding",
+        description="Time the ImageNet training input (PIL decode, RandomResizedCrop, flip, "
+        "ToTensor, normalise) through a DataLoader, and torchvision.io.decode_jpeg on the CPU "
+        "(and batched on the GPU with --device cuda).",
+    )
+    p.add_argument("--root", required=True, help="folder of images (searched recursively)")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader processes (default 1)")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="cuda adds the GPU decode row (needs a GPU)",
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="default 64")
+    p.add_argument("--input-size", type=int, default=224, help="crop side (default 224)")
+    p.add_argument("--batches", type=int, default=20, help="timed batches (default 20)")
+    p.add_argument("--out", help="CSV to append the rows to")
+    p.set_defaults(func=_cmd_throughput)

@@ -1,0 +1,95 @@
+"""The shared part of a verification pass: the file index, the images to decode, the decoding."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repro.data.problems import Problems
+
+
+@dataclass
+class Scan:
+    """What one pass over a dataset collects: problems, an index of (split, relative path, size
+    in bytes) and the images to decode (with the size the annotation gives, when it gives one)."""
+
+    root: Path
+    problems: Problems = field(default_factory=Problems)
+    index: list[tuple[str, str, int]] = field(default_factory=list)
+    to_decode: dict[Path, tuple[int, int] | None] = field(default_factory=dict)
+
+    def add_file(self, split: str, path: Path) -> bool:
+        """Index an existing file of a split; False when it is absent."""
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return False
+        if not path.is_file():
+            return False
+        self.index.append((split, self.relative(path), size))
+        return True
+
+    def add_image(self, split: str, path: Path, size: tuple[int, int] | None = None) -> bool:
+        """Index an image and queue it for decoding; a missing-image problem when absent."""
+        if not self.add_file(split, path):
+            self.problems.add("missing-image", str(path), f"listed in {split}, no such file")
+            return False
+        self.to_decode.setdefault(path, size)
+        return True
+
+    def relative(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    def index_sha256(self) -> str:
+        lines = sorted(f"{split}\t{rel}\t{size}\n" for split, rel, size in self.index)
+        return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+    def decode_all(self, *, progress: bool = True, workers: int | None = None) -> int:
+        """Decode every queued image fully (PIL load); corrupt-image problems for those that do
+        not decode, bad-annotation for a decoded size other than the annotated one. Pillow
+        releases the GIL while decoding, so threads use the cores. Returns images decoded."""
+        from tqdm import tqdm
+
+        items = sorted(self.to_decode.items())
+        workers = workers or min(8, os.cpu_count() or 1)
+        chunk = 512
+        bar = tqdm(total=len(items), desc="decode", unit="img", disable=not progress)
+        decoded = 0
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for start in range(0, len(items), chunk):
+                part = items[start : start + chunk]
+                for (path, expected), (size, error) in zip(
+                    part, pool.map(decode_image, [p for p, _ in part]), strict=True
+                ):
+                    if error is not None:
+                        self.problems.add("corrupt-image", str(path), error)
+                    elif expected is not None and size != expected:
+                        self.problems.add(
+                            "bad-annotation",
+                            str(path),
+                            f"decoded size {size[0]}x{size[1]} differs from the annotated "
+                            f"{expected[0]}x{expected[1]}",
+                        )
+                    else:
+                        decoded += 1
+                bar.update(len(part))
+        bar.close()
+        return decoded
+
+
+def decode_image(path: Path) -> tuple[tuple[int, int] | None, str | None]:
+    """((width, height), None) when the file decodes fully, else (None, why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.size, None
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt image
+        return None, f"does not decode: {type(exc).__name__}: {exc}"

@@ -1,0 +1,142 @@
+"""The detection-datasets table's numbers from a verified dataset, and a `kind: dataset` claim's
+value (repro/papers/detection_datasets.yaml: num_classes, num_images, objects_per_image,
+train_images_per_class).
+
+Counting. VOC: every <object> of an annotation counts, difficult and truncated ones included
+(the devkit's statistics count them too). COCO: every instance annotation counts, crowd regions
+included (`objects_per_image_non_crowd` leaves them out); images without annotations count as
+images. The default protocol splits are the claims' "train + val": VOC trainval (train + val
+when there is no trainval file), COCO train2014 + val2014 (else train2017 + val2017, the same
+images re-split), ImageNet train.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from repro.errors import ReproError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from repro.data.verify import VerifyReport
+
+log = logging.getLogger("repro.data")
+
+METRICS = (
+    "num_classes",
+    "num_images",
+    "num_objects",
+    "objects_per_image",
+    "train_images_per_class",
+)
+# claim `dataset:` names -> verify_dataset names
+CLAIM_DATASETS = {
+    "voc2007": "voc2007",
+    "voc2010": "voc2010",
+    "voc2012": "voc2012",
+    "coco": "coco",
+    "imagenet": "imagenet",
+}
+UNITS = {"count": 1.0, "K": 1e3, "M": 1e6}
+
+
+def protocol_splits(report: VerifyReport, protocol_split: str | None = None) -> list[str]:
+    """The splits a table row counts: `protocol_split` as "a+b" or a single split, else the
+    default (module docstring)."""
+    have = report.splits
+    if protocol_split:
+        wanted = [s.strip() for s in protocol_split.split("+") if s.strip()]
+        missing = [s for s in wanted if s not in have]
+        if missing:
+            raise ReproError(
+                f"split(s) {', '.join(missing)} are not in {report.root}; it has "
+                f"{', '.join(have) or 'none'}.",
+                "pass splits the dataset has, joined with '+' (e.g. train2014+val2014).",
+            )
+        return wanted
+    if report.name.startswith("voc"):
+        if "trainval" in have:
+            return ["trainval"]
+        return [s for s in ("train", "val") if s in have] or sorted(have)
+    if report.name == "coco":
+        for year in ("2014", "2017"):
+            chosen = [s for s in (f"train{year}", f"val{year}") if s in have]
+            if chosen:
+                return chosen
+        return sorted(have)
+    return ["train"] if "train" in have else sorted(have)
+
+
+def dataset_stats(report: VerifyReport, protocol_split: str | None = None) -> dict[str, Any]:
+    """num_classes, num_images, num_objects, objects_per_image over the protocol splits, the
+    same per split, and train_images_per_class for classification sets."""
+    splits = protocol_splits(report, protocol_split) if report.splits else []
+    images = sum(report.splits[s]["images"] for s in splits)
+    objects = sum(report.splits[s].get("objects", 0) for s in splits)
+    crowd = sum(report.splits[s].get("crowd", 0) for s in splits)
+    detection = report.name.startswith("voc") or report.name == "coco"
+    per_split: dict[str, dict[str, Any]] = {
+        s: {"images": v["images"]} for s, v in report.splits.items()
+    }
+    if detection:
+        for s, v in report.splits.items():
+            per_split[s]["objects"] = v.get("objects", 0)
+            per_split[s]["objects_per_image"] = v["objects"] / v["images"] if v["images"] else None
+    out: dict[str, Any] = {
+        "dataset": report.name,
+        "num_classes": len(report.classes),
+        "protocol_splits": splits,
+        "num_images": images,
+        "per_split": per_split,
+        "problems": len(report.problems),
+    }
+    if detection:
+        out["num_objects"] = objects
+        out["objects_per_image"] = objects / images if images else None
+        if report.name == "coco":
+            out["objects_per_image_non_crowd"] = (objects - crowd) / images if images else None
+        out["counting"] = (
+            "every <object>, difficult and truncated included"
+            if report.name.startswith("voc")
+            else "every instance annotation, crowd included; unannotated images count"
+        )
+    elif "train" in report.splits and report.classes:
+        out["train_images_per_class"] = report.splits["train"]["images"] / len(report.classes)
+    return out
+
+
+def dataset_metric(
+    name: str,
+    root: Path | str,
+    metric: str,
+    protocol_split: str | None = None,
+    unit: str = "count",
+) -> float:
+    """The value of a `kind: dataset` claim: verify the dataset without decoding, then read the
+    metric from `dataset_stats`. `unit` "K"/"M" divides (a claim's num_images is in K)."""
+    from repro.data.verify import verify_dataset
+
+    if name not in CLAIM_DATASETS:
+        raise ReproError(
+            f"dataset {name!r} has no reader in repro.data.",
+            f"use one of {', '.join(CLAIM_DATASETS)}.",
+        )
+    if metric not in METRICS:
+        raise ReproError(f"dataset metric {metric!r} is unknown.", f"use one of {METRICS}.")
+    if unit not in UNITS:
+        raise ReproError(f"unit {unit!r} is unknown for a dataset count.", f"use {list(UNITS)}.")
+    report = verify_dataset(CLAIM_DATASETS[name], root, decode=False, progress=False)
+    if not report.ok:
+        log.warning(
+            "%s at %s has problems; counts may be off:\n%s", name, root, report.problems.summary()
+        )
+    stats = dataset_stats(report, protocol_split)
+    value = stats.get(metric)
+    if value is None:
+        raise ReproError(
+            f"{metric} is not defined for {name} at {root} (splits {stats['protocol_splits']}).",
+            "check the dataset holds the protocol's splits (`repro data stats`).",
+        )
+    return float(value) / (UNITS[unit] if metric in ("num_images", "num_objects") else 1.0)

@@ -1,0 +1,189 @@
+"""`verify_dataset`: one pass over a dataset that reports every problem, and its manifest.
+
+A pass checks the known shape (splits, per-split counts against the published ones when the
+class list is the real one, class lists), annotation consistency, and decodes every image.
+Nothing raises on a bad item: each is a `Problem`, counted by kind. Only a missing root, or a
+root that is not the named dataset at all, raises DataError.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro.data.imagenet import imagenet_classes, imagenet_split
+from repro.data.problems import Problems
+from repro.data.scan import Scan
+from repro.data.stats import dataset_metric, dataset_stats
+from repro.errors import DataError
+
+__all__ = ["VerifyReport", "dataset_metric", "dataset_stats", "verify_dataset"]
+NAMES = ("imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco")
+IMAGENET_EXPECTED = {"train": 1281167, "val": 50000}
+IMAGENET_CLASSES = 1000
+_WNID = re.compile(r"^n\d{8}$")
+
+
+@dataclass
+class VerifyReport:
+    name: str
+    root: Path
+    splits: dict[str, dict[str, int]]  # split -> images, objects, classes (+ difficult, crowd)
+    classes: list[str]
+    problems: Problems
+    stats: dict[str, Any] = field(default_factory=dict)
+    expected: dict[str, int] = field(default_factory=dict)  # published counts, when compared
+    real_classes: bool = False  # the real dataset's class list (counts are compared then)
+    decoded: int = 0  # images decoded without error (0 with decode=False)
+    index_sha256: str = ""
+    index_files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return len(self.problems) == 0
+
+    def manifest(self) -> dict[str, Any]:
+        from repro import __version__
+
+        return {
+            "name": self.name,
+            "root": str(self.root),
+            "splits": self.splits,
+            "expected": self.expected,
+            "num_classes": len(self.classes),
+            "real_classes": self.real_classes,
+            "decoded_images": self.decoded,
+            "problems": self.problems.counts(),
+            "index_sha256": self.index_sha256,
+            "index_files": self.index_files,
+            "index_format": "sha256 of sorted lines 'split<TAB>relative path<TAB>size in bytes'",
+            "repro_version": __version__,
+        }
+
+    def write_manifest(self, path: Path | str) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
+        return path
+
+
+def verify_dataset(
+    name: str,
+    root: Path | str,
+    *,
+    labels: Path | None = None,
+    decode: bool = True,
+    progress: bool = True,
+    workers: int | None = None,
+) -> VerifyReport:
+    """Verify a dataset in one pass (see the module docstring). `labels`: the flat ImageNet
+    validation label file. `workers`: decoding threads (default min(8, CPUs))."""
+    from repro.data.verify_detection import find_voc_root, verify_coco, verify_voc
+
+    name = name.lower()
+    if name not in NAMES:
+        raise DataError(f"unknown dataset {name!r}.", f"name one of {', '.join(NAMES)}.")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(
+            f"dataset root {root} does not exist.",
+            f"pass the {name} folder (--root, params.yaml data.{name} or "
+            f"REPRO_DATA_{name.upper()}).",
+        )
+    if name.startswith("voc"):
+        year = name[3:] or None
+        voc_root = find_voc_root(root, year)
+        if year and re.fullmatch(r"VOC\d{4}", voc_root.name) and voc_root.name != f"VOC{year}":
+            raise DataError(f"{voc_root} is not VOC{year}.", f"pass the VOC{year} folder.")
+        scan = Scan(voc_root)
+        found = verify_voc(scan, voc_root, year)
+    elif name == "coco":
+        scan = Scan(root)
+        found = verify_coco(scan, root)
+    else:
+        scan = Scan(root)
+        found = verify_image_folder(scan, root, name, labels)
+    for split, expected in found["expected"].items():
+        got = found["splits"].get(split, {}).get("images")
+        if got is not None and got != expected:
+            scan.problems.add(
+                "count-mismatch",
+                found["count_paths"].get(split, str(scan.root / split)),
+                f"{split} has {got} images; the real {name} {split} has {expected}",
+            )
+    decoded = scan.decode_all(progress=progress, workers=workers) if decode else 0
+    report = VerifyReport(
+        name=name,
+        root=scan.root,
+        splits=found["splits"],
+        classes=list(found["classes"]),
+        problems=scan.problems,
+        expected=dict(found["expected"]),
+        real_classes=found["real_classes"],
+        decoded=decoded,
+        index_sha256=scan.index_sha256(),
+        index_files=len(scan.index),
+    )
+    report.stats = dataset_stats(report)
+    return report
+
+
+def verify_image_folder(scan: Scan, root: Path, name: str, labels: Path | None) -> dict[str, Any]:
+    """ImageNet (train/ and val/ required; val may be flat with labels) or any ImageFolder
+    (every sub-folder of root is a split)."""
+    if name == "imagenet":
+        required = ["train", "val"]
+        splits_present = [s for s in required if (root / s).is_dir()]
+    else:
+        required = []
+        splits_present = sorted(p.name for p in root.iterdir() if p.is_dir())
+        if not splits_present:
+            scan.problems.add("missing-split", str(root), "no split folders (ROOT/<split>/)")
+    try:
+        classes = imagenet_classes(root, "val", labels)
+    except DataError as exc:
+        scan.problems.add("missing-label", str(labels or root), exc.cause)
+        classes = []
+    if not classes and name == "imagefolder":
+        classes = sorted(
+            {p.name for s in splits_present for p in (root / s).iterdir() if p.is_dir()}
+        )
+    splits: dict[str, dict[str, int]] = {}
+    for split in sorted(set(required) | set(splits_present)):
+        folder = root / split
+        if split not in splits_present:
+            scan.problems.add("missing-split", str(folder), f"the {split} folder is absent")
+            continue
+        try:
+            samples = imagenet_split(
+                root, split, labels if split == "val" else None, scan.problems, classes=classes
+            )
+        except DataError as exc:
+            scan.problems.add("missing-label", str(folder), exc.cause)
+            continue
+        if not samples:
+            scan.problems.add("empty-split", str(folder), "no images")
+        for path, _ in samples:
+            scan.add_image(split, path)
+        splits[split] = {
+            "images": len(samples),
+            "objects": 0,
+            "classes": len({label for _, label in samples}),
+        }
+    real = name == "imagenet" and bool(classes) and all(_WNID.match(c) for c in classes)
+    if real and len(classes) != IMAGENET_CLASSES:
+        scan.problems.add(
+            "count-mismatch",
+            str(root / "train"),
+            f"{len(classes)} classes; ImageNet-1k has {IMAGENET_CLASSES}",
+        )
+    return {
+        "classes": classes,
+        "real_classes": real,
+        "splits": splits,
+        "expected": {s: n for s, n in IMAGENET_EXPECTED.items() if s in splits} if real else {},
+        "count_paths": {s: str(root / s) for s in splits},
+    }
