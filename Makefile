@@ -12,11 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## reproduce: run the DVC pipeline (every paper in params.yaml) and render reports/.
+## reproduce: run the DVC pipeline (every paper in params.yaml, the demos) and render reports/.
 ## The MLflow store is an output DVC cannot track: without it (a fresh clone) every stage is
 ## forced, so the measurements are logged again; with it, unchanged stages are skipped.
+## The stages share one local Ray instance (repro.execution.shared) unless an address is set.
 reproduce: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro $(if $(wildcard mlflow.db),,--force)
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m repro.execution.shared \
+		$(BIN)/dvc repro $(if $(wildcard mlflow.db),,--force)
 
 ## test: the default test suite (slow tests excluded; `make test-slow` runs them)
 test: $(STAMP)

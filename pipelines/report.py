@@ -7,17 +7,18 @@ import sys
 from pathlib import Path
 
 from repro.errors import ReproError
-from repro.report import read_measurements, write_report
+from repro.report import read_demos, read_measurements, write_report
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--measurements", default="reports/measurements")
+    parser.add_argument("--demos", default="reports/demos", help="demonstration results")
     parser.add_argument("--out", default="reports")
     args = parser.parse_args(argv)
     try:
         rows, metas = read_measurements(Path(args.measurements))
-        paths = write_report(rows, metas, Path(args.out))
+        paths = write_report(rows, metas, Path(args.out), read_demos(Path(args.demos)))
     except ReproError as exc:
         print(exc.paragraph(), file=sys.stderr)
         return 2

@@ -305,13 +305,15 @@ def _locate(data: Any, loc: tuple[Any, ...]) -> str:
     i = 0
     while i < len(loc):
         key = loc[i]
-        if key == "claims" and i + 1 < len(loc) and isinstance(loc[i + 1], int):
+        if key in ("claims", "recipes") and i + 1 < len(loc) and isinstance(loc[i + 1], int):
             idx = loc[i + 1]
-            entry = node.get("claims", [])[idx] if isinstance(node, dict) else None
+            entry = node.get(key, [])[idx] if isinstance(node, dict) else None
             ident = ""
             if isinstance(entry, dict):
-                ident = entry.get("id") or f"{entry.get('table')} / {entry.get('row')}"
-            parts.append(f"entry claims[{idx}] ({ident})" if ident else f"entry claims[{idx}]")
+                ident = entry.get("id") or entry.get("name") or ""
+                if not ident and key == "claims":
+                    ident = f"{entry.get('table')} / {entry.get('row')}"
+            parts.append(f"entry {key}[{idx}] ({ident})" if ident else f"entry {key}[{idx}]")
             node = entry
             i += 2
             rest = [str(x) for x in loc[i:]]

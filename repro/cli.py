@@ -17,6 +17,10 @@ EPILOG = """examples:
   repro run --all --ray-address ray://head:10001 --tracking-uri http://mlflow:5000
   repro report                       reports/README.md, index.html and results.csv
   repro report --from mlflow         the same, rebuilt from the MLflow runs alone
+  repro run resnet --suite accuracy  train/evaluate accuracy claims on datasets present
+  repro data verify voc2007 --root ~/data/VOCdevkit/VOC2007
+  repro eval detections --metric voc07 --gt VOCdevkit/VOC2007 --detections results/
+  repro demo digits                  LeNet-5 on scikit-learn's digits, 1 vs 2 Ray workers
 """
 
 
@@ -86,10 +90,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from repro.speed.settings import SpeedSettings
 
         speed = SpeedSettings.resolve(params)
+    accuracy = None
+    if "accuracy" in suites or args.weights:
+        from repro.accuracy.settings import AccuracySettings
+
+        accuracy = AccuracySettings.resolve(params, args.weights)
+        if args.seeds:
+            import dataclasses
+
+            accuracy = dataclasses.replace(accuracy, seeds=args.seeds)
     runs = run_papers(
         keys,
         suites=suites,
         speed=speed,
+        accuracy=accuracy,
         data_roots=config.data_roots(params),
         out_dir=Path(args.out),
         tracking_uri=uri,
@@ -133,7 +147,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         rows, metas = read_measurements(Path(args.measurements))
         if args.papers:
             rows = [r for r in rows if r["paper"] in args.papers]
-    paths = write_report(rows, metas, Path(args.out))
+    from repro.report import read_demos
+
+    paths = write_report(rows, metas, Path(args.out), read_demos(Path(args.out) / "demos"))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
@@ -176,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config.add_settings_flags(p)
     p.add_argument("--no-ray", action="store_true", help="measure in this process, without Ray")
+    p.add_argument(
+        "--weights",
+        action="append",
+        metavar="MODEL=PATH",
+        help="accuracy suite: evaluate this state-dict file for MODEL instead of training it by "
+        "the paper's recipe (repeatable; also params.yaml weights:)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        help="accuracy suite: training runs per recipe (verdicts then use a 95%% confidence "
+        "interval; default params.yaml accuracy.seeds)",
+    )
     p.add_argument("--out", default="reports/measurements", help="measurement directory")
     p.add_argument("--papers-dir", help="directory of paper YAML files (default: repro/papers)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every deviation")
@@ -199,12 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
     # Commands that live beside the library parts they drive; each module imports its heavy
     # dependencies only when its command runs.
     from repro.bench.cli import add_parsers as add_bench_parsers
+    from repro.data.cli import add_parsers as add_data_parsers
+    from repro.demos.cli import add_parsers as add_demo_parsers
+    from repro.evaluation.cli import add_parsers as add_eval_parsers
     from repro.submit import add_parsers as add_submit_parsers
     from repro.train.cli import add_parsers as add_train_parsers
 
     add_bench_parsers(sub)
     add_train_parsers(sub)
     add_submit_parsers(sub)
+    add_data_parsers(sub)
+    add_eval_parsers(sub)
+    add_demo_parsers(sub)
     return parser
 
 

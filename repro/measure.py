@@ -22,6 +22,7 @@ from repro.claims import SHAPE_METRICS, Claim, ModelRef, Paper, load_paper
 from repro.errors import ReproError, UnknownModelError
 
 if TYPE_CHECKING:
+    from repro.accuracy.settings import AccuracySettings
     from repro.analytic import ModelProfile
     from repro.speed.settings import SpeedSettings
 
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 # beside the paper's hardware and not judged (the speed suite judges ratios instead).
 VERDICTS = ("reproduced", "deviates", "measured", "not-run", "error")
 CORE_VERDICTS = ("reproduced", "deviates", "not-run", "error")  # always shown in summaries
-SUITES = {"analytic": "analytic", "speed": "speed"}  # suite name -> claim kind it measures
+# suite name -> claim kind it measures
+SUITES = {"analytic": "analytic", "speed": "speed", "accuracy": "accuracy", "dataset": "dataset"}
 
 RESULT_COLUMNS = [
     "paper",
@@ -240,28 +242,55 @@ class Plan:
     groups: dict[str, tuple[ModelRef, list[Claim]]]
     not_run: list[Result]
     speed: list[Claim] = field(default_factory=list)  # speed claims the speed suite measures
+    accuracy: list[Claim] = field(default_factory=list)  # accuracy claims, their data present
+    dataset: list[Claim] = field(default_factory=list)  # dataset claims, their data present
+
+
+# Datasets that ship with a dependency: always present, no root to set.
+BUNDLED_DATASETS = {"digits": "scikit-learn's load_digits"}
 
 
 def data_root(dataset: str, data_roots: Mapping[str, str] | None) -> str | None:
     env = os.environ.get(f"REPRO_DATA_{dataset.upper()}")
-    return env or (data_roots or {}).get(dataset) or None
+    return env or (data_roots or {}).get(dataset) or BUNDLED_DATASETS.get(dataset) or None
+
+
+def dataset_present(dataset: str, root: str | None) -> bool:
+    return dataset in BUNDLED_DATASETS or bool(root and Path(root).exists())
 
 
 def not_run_reason(
-    claim: Claim, suites: Iterable[str], data_roots: Mapping[str, str] | None
+    claim: Claim,
+    suites: Iterable[str],
+    data_roots: Mapping[str, str] | None,
+    paper: Paper | None = None,
+    accuracy: AccuracySettings | None = None,
 ) -> str | None:
     """Why this claim cannot be measured in this run, or None if it can."""
     suites = list(suites)
     kinds = {SUITES[s] for s in suites}
     if claim.kind in ("accuracy", "dataset"):
         root = data_root(claim.dataset or "", data_roots)
-        if not root or not Path(root).exists():
+        if not dataset_present(claim.dataset or "", root):
             where = f" at {root}" if root else ""
             return (
                 f"dataset not present: {claim.dataset}{where} (set data.{claim.dataset} in "
                 f"params.yaml or REPRO_DATA_{(claim.dataset or '').upper()} to its root)"
             )
-        return f"the {claim.kind} suite is not available in this version of repro"
+        if claim.kind not in kinds:
+            return (
+                f"the {claim.kind} suite is not selected (`repro run PAPER --suite {claim.kind}`, "
+                "or add it to params.yaml suites)"
+            )
+        if claim.kind == "dataset":
+            from repro.accuracy.suite import dataset_not_run_reason
+
+            return dataset_not_run_reason(claim)
+        from repro.accuracy.settings import AccuracySettings
+        from repro.accuracy.suite import not_run_reason as accuracy_not_run_reason
+
+        assert paper is not None
+        return accuracy_not_run_reason(paper, claim, accuracy or AccuracySettings())
     if claim.kind == "speed":
         if "speed" not in suites:
             return (
@@ -300,7 +329,10 @@ def check_models(paper: Paper) -> None:
 
 
 def plan_paper(
-    paper: Paper, suites: Iterable[str] = ("analytic",), data_roots: Mapping[str, str] | None = None
+    paper: Paper,
+    suites: Iterable[str] = ("analytic",),
+    data_roots: Mapping[str, str] | None = None,
+    accuracy: AccuracySettings | None = None,
 ) -> Plan:
     suites = list(suites)
     for s in suites:
@@ -311,18 +343,50 @@ def plan_paper(
     check_models(paper)
     groups: dict[str, tuple[ModelRef, list[Claim]]] = {}
     not_run: list[Result] = []
-    speed: list[Claim] = []
+    by_kind: dict[str, list[Claim]] = {"speed": [], "accuracy": [], "dataset": []}
     for claim in paper.claims:
-        reason = not_run_reason(claim, suites, data_roots)
+        reason = not_run_reason(claim, suites, data_roots, paper, accuracy)
         if reason is not None:
             not_run.append(result_for(claim, paper.paper, None, "not-run", reason))
             continue
-        if claim.kind == "speed":
-            speed.append(claim)
+        if claim.kind in by_kind:
+            by_kind[claim.kind].append(claim)
             continue
         assert claim.model is not None
         groups.setdefault(claim.model.key(), (claim.model, []))[1].append(claim)
-    return Plan(paper=paper, groups=groups, not_run=not_run, speed=speed)
+    return Plan(paper=paper, groups=groups, not_run=not_run, **by_kind)
+
+
+def data_roots_of(claims: Iterable[Claim], data_roots: Mapping[str, str] | None) -> dict[str, str]:
+    """The resolved root of every dataset these claims use (all present: the plan checked)."""
+    return {
+        c.dataset: str(data_root(c.dataset, data_roots)) for c in claims if c.dataset is not None
+    }
+
+
+def measure_data_claims(
+    plan: Plan,
+    data_roots: Mapping[str, str] | None,
+    accuracy: AccuracySettings | None = None,
+) -> list[GroupOutcome]:
+    """The plan's dataset claims (counted) and accuracy claims (trained or loaded, evaluated)."""
+    from repro.accuracy.settings import AccuracySettings
+    from repro.accuracy.suite import (
+        group_accuracy_claims,
+        measure_accuracy_group,
+        measure_dataset_claims,
+    )
+
+    outcomes = []
+    if plan.dataset:
+        roots = data_roots_of(plan.dataset, data_roots)
+        outcomes.append(measure_dataset_claims(plan.paper.paper, plan.dataset, roots))
+    if plan.accuracy:
+        settings = accuracy or AccuracySettings.resolve()
+        roots = data_roots_of(plan.accuracy, data_roots)
+        for group in group_accuracy_claims(plan.paper, plan.accuracy, settings, roots):
+            outcomes.append(measure_accuracy_group(group, settings))
+    return outcomes
 
 
 def order_results(paper: Paper, results: Iterable[Result]) -> list[Result]:
@@ -336,14 +400,18 @@ def measure_paper_local(
     suites: Iterable[str] = ("analytic",),
     data_roots: Mapping[str, str] | None = None,
     speed_settings: SpeedSettings | None = None,
+    accuracy: AccuracySettings | None = None,
 ) -> list[Result]:
     """Measure a paper in this process (no Ray): the reference path tests call directly.
     ``speed_settings``: by default params.yaml's ``speed:`` and ``REPRO_SPEED_*`` (the speed
-    suite's knobs, see repro/speed/settings.py)."""
-    plan = plan_paper(paper, suites, data_roots)
+    suite's knobs, see repro/speed/settings.py). ``accuracy``: the accuracy suite's settings
+    (training runs on Ray Train workers unless ``accuracy.workers`` is 0)."""
+    plan = plan_paper(paper, suites, data_roots, accuracy)
     results = list(plan.not_run)
     for ref, claims in plan.groups.values():
         results.extend(measure_group(paper.paper, ref, claims).results)
+    for outcome in measure_data_claims(plan, data_roots, accuracy):
+        results.extend(outcome.results)
     if plan.speed:
         from repro.config import load_params
         from repro.speed.groups import group_claims

@@ -58,6 +58,29 @@ def read_measurements(directory: Path) -> tuple[list[dict[str, Any]], list[dict[
     return rows, metas
 
 
+DEMOS_NOTE = (
+    "Demonstrations of the accuracy path on data that ships with the harness (or that it "
+    "writes): real training and the official metrics, run by `make reproduce` on a CPU. They "
+    "are not the papers' claims and carry no verdict."
+)
+
+
+def read_demos(directory: Path) -> dict[str, list[dict[str, str]]]:
+    """Each demo's result table (reports/demos/<demo>.csv), by demo name."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return {}
+    out = {}
+    for path in sorted(directory.glob("*.csv")):
+        with path.open(newline="") as fh:
+            out[path.stem] = list(csv.DictReader(fh))
+    return out
+
+
+def _demo_tables(demos: dict[str, list[dict[str, str]]]) -> list[tuple[str, list[str], list]]:
+    return [(name, list(rows[0]), rows) for name, rows in demos.items() if rows]
+
+
 def verdict_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     """The summary's verdict columns: the core four, and `measured` where a row has it."""
     present = {r["verdict"] for r in rows}
@@ -117,7 +140,10 @@ def _timings(metas: Sequence[dict[str, Any]], report_seconds: float) -> list[tup
 
 
 def render_markdown(
-    rows: Sequence[dict[str, Any]], metas: Sequence[dict[str, Any]], report_seconds: float
+    rows: Sequence[dict[str, Any]],
+    metas: Sequence[dict[str, Any]],
+    report_seconds: float,
+    demos: dict[str, list[dict[str, str]]] | None = None,
 ) -> str:
     summary = summarize(rows)
     titles = _titles(list(summary))
@@ -159,6 +185,12 @@ def render_markdown(
     )
     out += ["", "## Stage timings", "", "| stage | wall time |", "|---|---|"]
     out += [f"| {s} | {t} |" for s, t in _timings(metas, report_seconds)]
+    tables = _demo_tables(demos or {})
+    if tables:
+        out += ["", "## Demonstrations", "", DEMOS_NOTE]
+        for name, cols, drows in tables:
+            out += ["", f"### {name}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+            out += ["| " + " | ".join(_md_cell(r.get(c, "")) for c in cols) + " |" for r in drows]
     for paper, tables in sorted(_by_paper_table(rows).items()):
         out += ["", f"## {paper}", "", f"*{titles.get(paper, paper)}*"]
         for table, trs in tables.items():
@@ -185,7 +217,10 @@ th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums
 
 
 def render_html(
-    rows: Sequence[dict[str, Any]], metas: Sequence[dict[str, Any]], report_seconds: float
+    rows: Sequence[dict[str, Any]],
+    metas: Sequence[dict[str, Any]],
+    report_seconds: float,
+    demos: dict[str, list[dict[str, str]]] | None = None,
 ) -> str:
     e = html.escape
     summary = summarize(rows)
@@ -217,6 +252,18 @@ def render_html(
         f"<tr><td>{e(s)}</td><td>{e(t)}</td></tr>" for s, t in _timings(metas, report_seconds)
     ]
     parts.append("</table>")
+    demo_tables = _demo_tables(demos or {})
+    if demo_tables:
+        parts.append(f"<h2 id='demonstrations'>Demonstrations</h2><p>{e(DEMOS_NOTE)}</p>")
+        for name, cols, drows in demo_tables:
+            parts.append(
+                f"<h3>{e(name)}</h3><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols)
+            )
+            parts += [
+                "<tr>" + "".join(f"<td>{e(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+                for r in drows
+            ]
+            parts.append("</table>")
     for paper, tables in sorted(_by_paper_table(rows).items()):
         parts.append(
             f"<h2 id='{e(paper)}'>{e(paper)}</h2><p><i>{e(titles.get(paper, paper))}</i></p>"
@@ -243,7 +290,9 @@ def write_report(
     rows: Sequence[dict[str, Any]],
     metas: Sequence[dict[str, Any]],
     out_dir: Path,
+    demos: dict[str, list[dict[str, str]]] | None = None,
 ) -> dict[str, Path]:
+    """``demos``: the demonstrations' tables (:func:`read_demos`), shown in their own section."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = sorted(rows, key=lambda r: r["paper"])  # stable: keeps each paper's claim order
@@ -260,7 +309,7 @@ def write_report(
         "html": out_dir / "index.html",
     }
     write_results_csv(paths["csv"], rows)
-    md = render_markdown(rows, metas, elapsed)
+    md = render_markdown(rows, metas, elapsed, demos)
     paths["markdown"].write_text(md)
-    paths["html"].write_text(render_html(rows, metas, elapsed))
+    paths["html"].write_text(render_html(rows, metas, elapsed, demos))
     return paths

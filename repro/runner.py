@@ -26,12 +26,14 @@ from repro.measure import (
     GroupOutcome,
     Result,
     failed_group,
+    measure_data_claims,
     measure_group,
     order_results,
     plan_paper,
 )
 
 if TYPE_CHECKING:
+    from repro.accuracy.settings import AccuracySettings
     from repro.speed.settings import SpeedSettings
 
 DEFAULT_MEASUREMENTS = Path("reports/measurements")
@@ -123,6 +125,7 @@ def run_papers(
     num_cpus: int | None = None,
     papers_dir: Path | None = None,
     speed: SpeedSettings | None = None,
+    accuracy: AccuracySettings | None = None,
 ) -> list[PaperRun]:
     """Measure ``keys``. Nothing is written until every paper file, the tracking store and the
     Ray cluster have been checked, so a bad input leaves earlier results as they were.
@@ -135,7 +138,12 @@ def run_papers(
     papers = [load_paper(k, papers_dir) for k in keys]
     if tracking_uri:
         tracking.check_tracking_uri(tracking_uri)
-    plans = [plan_paper(p, suites, data_roots) for p in papers]
+    if accuracy is None and "accuracy" in suites:
+        from repro import config
+        from repro.accuracy.settings import AccuracySettings
+
+        accuracy = AccuracySettings.resolve(config.load_params())
+    plans = [plan_paper(p, suites, data_roots, accuracy) for p in papers]
     calls = [(pl.paper.paper, ref, claims) for pl in plans for ref, claims in pl.groups.values()]
     speed_calls = _speed_calls(plans, speed)
 
@@ -171,6 +179,9 @@ def run_papers(
 
             for group, settings in speed_calls:
                 outcomes.extend(measure_speed_group(group, settings))
+
+    for plan in plans:
+        outcomes.extend(measure_data_claims(plan, data_roots, accuracy))
 
     env = environment()
     runs: list[PaperRun] = []

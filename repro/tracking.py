@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -371,6 +372,39 @@ def log_scaling(
         client.log_dict(rid, {"rows": rows}, "scaling.json")
         if csv_path:
             client.log_artifact(rid, csv_path)
+        client.set_terminated(rid, "FINISHED")
+    except Exception:
+        client.set_terminated(rid, "FAILED")
+        raise
+    return rid
+
+
+DEMO_EXPERIMENT = "demos"  # "repro/demos"
+
+
+def log_demo(
+    uri: str,
+    name: str,
+    metrics: dict[str, float],
+    params: dict[str, Any],
+    artifacts: list[str],
+) -> str:
+    """One embedded demonstration (digits, detection) as one run of "repro/demos": its headline
+    numbers as metrics, its settings as params, its JSON and CSV as artifacts."""
+    from mlflow.entities import Metric, Param
+
+    client = _client(uri)
+    exp_id = _experiment_id(client, uri, DEMO_EXPERIMENT)
+    rid = client.create_run(exp_id, run_name=name, tags={"repro.demo": name}).info.run_id
+    try:
+        stamp = int(time.time() * 1000)
+        found = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
+        for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
+            client.log_batch(rid, params=chunk)
+        for chunk in _chunks(found):
+            client.log_batch(rid, metrics=chunk)
+        for path in artifacts:
+            client.log_artifact(rid, path)
         client.set_terminated(rid, "FINISHED")
     except Exception:
         client.set_terminated(rid, "FAILED")

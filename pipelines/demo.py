@@ -1,0 +1,29 @@
+"""DVC stage `demo@NAME`: run one embedded demonstration (digits, detection), write
+reports/demos/NAME.json and NAME.csv and log it to MLflow (repro/demos)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from repro import config
+from repro.demos.cli import DEMOS
+from repro.demos.cli import main as demo_main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("demo", choices=DEMOS)
+    parser.add_argument("--params", default="params.yaml", help="params file")
+    args = parser.parse_args(argv)
+    params = config.load_params(args.params)
+    demo = params.get("demos") or {}
+    flags = ["demo", args.demo, "--params", args.params, "--out", "reports/demos"]
+    if args.demo == "digits":
+        workers = ",".join(str(w) for w in demo.get("digits_workers", [1, 2]))
+        flags += ["--workers", workers, "--seeds", str(demo.get("digits_seeds", 3))]
+    return demo_main(flags)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""The accuracy and dataset suites: which claims they measure, and how.
+
+Accuracy claims are grouped by recipe (the paper's training and test protocol). A group either
+evaluates weights the user supplies (params.yaml `weights:`, `--weights MODEL=PATH`), or trains by
+the recipe through Ray Train (data-parallel, checkpointed, resumable; one run per seed) and then
+evaluates. With several seeds the verdict compares the claim's tolerance band with a 95%
+confidence interval of the mean. Dataset claims (classes, images, objects per image) are counted
+from the dataset itself. Claims that need something the harness does not do are `not-run` with the
+reason; nothing is estimated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from repro.accuracy.settings import AccuracySettings
+from repro.claims import Claim, Paper
+from repro.errors import ReproError
+from repro.recipes import Recipe
+
+CLASSIFICATION_METRICS = {
+    "top1_error": "top-1 error, % of images",
+    "top5_error": "top-5 error, % of images",
+    "top5_accuracy": "top-5 accuracy, % of images (100 - top-5 error)",
+}
+DETECTION_METRICS = {
+    "map": "VOC: mean AP at IoU 0.5 (VOC07 11-point or VOC2010 all-point per the recipe); "
+    "COCO: AP at IoU .50:.95",
+    "map50": "COCO AP at IoU 0.5",
+}
+DATASET_METRICS = {
+    "num_classes": "classes of the dataset",
+    "num_images": "images of the splits the claim counts",
+    "objects_per_image": "annotated objects / images",
+}
+DETECTION_DATASETS = ("voc2007", "voc2010", "voc2012", "coco")
+TRAINABLE_DATASETS = ("imagenet", "cifar10", "mnist", "digits", "imagefolder")
+PERCENT = 100.0
+
+
+def not_run_reason(paper: Paper, claim: Claim, settings: AccuracySettings) -> str | None:
+    """Why the accuracy suite cannot measure ``claim`` (its dataset is present), or None."""
+    if claim.metric not in CLASSIFICATION_METRICS and claim.metric not in DETECTION_METRICS:
+        measured = ", ".join([*CLASSIFICATION_METRICS, *DETECTION_METRICS])
+        return (
+            f"the accuracy suite measures {measured} of single models; {claim.metric!r} "
+            "(a comparison of variants, a transfer protocol or a proposal statistic) is not "
+            "measured"
+        )
+    if claim.model is None:
+        return "no registered model: the entry is another method's result, kept for context"
+    if claim.ensemble > 1:
+        return (
+            f"an ensemble of {claim.ensemble} models; the harness measures single models (this "
+            "paper's single-model claims are measured)"
+        )
+    recipe = paper.recipe_for(claim)
+    if recipe is None:
+        return (
+            f"no recipe in {paper.path} for {claim.model.name} on {claim.dataset}; add one "
+            "under `recipes:` (repro/papers/README.md, Recipes)"
+        )
+    if claim.metric in DETECTION_METRICS and recipe.model not in settings.weights:
+        return (
+            f"training {recipe.model} by its recipe is not implemented (detector training "
+            "runs on the synthetic demo only); supply weights to evaluate them: "
+            f"`weights: {{{recipe.model}: PATH}}` in params.yaml or --weights {recipe.model}=PATH"
+        )
+    if claim.metric in CLASSIFICATION_METRICS and recipe.dataset not in TRAINABLE_DATASETS:
+        return f"classification on {recipe.dataset} is not supported by the accuracy suite"
+    return None
+
+
+def dataset_not_run_reason(claim: Claim) -> str | None:
+    if claim.metric not in DATASET_METRICS:
+        return (
+            f"the dataset suite counts {', '.join(DATASET_METRICS)}; {claim.metric!r} needs an "
+            "analysis the harness does not do"
+        )
+    return None
+
+
+@dataclass
+class AccuracyGroup:
+    """Claims measured by one recipe on one dataset: one training (per seed) or one evaluation."""
+
+    paper: str
+    recipe: Recipe
+    claims: list[Claim]
+    data_root: str
+    weights: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.recipe.name}@{self.recipe.dataset}"
+
+
+def group_accuracy_claims(
+    paper: Paper, claims: Sequence[Claim], settings: AccuracySettings, roots: Mapping[str, str]
+) -> list[AccuracyGroup]:
+    groups: dict[str, AccuracyGroup] = {}
+    for claim in claims:
+        recipe = paper.recipe_for(claim)
+        assert recipe is not None  # not_run_reason said so
+        if recipe.name not in groups:
+            groups[recipe.name] = AccuracyGroup(
+                paper.paper,
+                recipe,
+                [],
+                roots[recipe.dataset],
+                settings.weights.get(recipe.model),
+            )
+        groups[recipe.name].claims.append(claim)
+    return list(groups.values())
+
+
+def claim_value(claim: Claim, metrics: Mapping[str, float]) -> float:
+    """The claim's metric from an evaluation's metrics (all in percent, as the papers give
+    them)."""
+    if claim.metric == "top5_accuracy":
+        return PERCENT - metrics["top5_error"]
+    return metrics[claim.metric]
+
+
+def judge_runs(claim: Claim, values: Sequence[float]) -> tuple[str, str, float]:
+    """Verdict, note and mean of one claim over seeds: with two or more runs the 95% confidence
+    interval of the mean must overlap the claim's tolerance band."""
+    from repro.evaluation.stats import judge_interval, mean_ci
+
+    mean, low, high = mean_ci(list(values))
+    tol = claim.tolerance
+    verdict = judge_interval(
+        float(claim.value),  # type: ignore[arg-type]
+        mean,
+        low,
+        high,
+        tol_abs=tol.abs,
+        tol_rel=tol.rel,
+    )
+    spread = f"mean of {len(values)} runs, 95% CI [{low:.3g}, {high:.3g}]"
+    if len(values) == 1:
+        spread = "one run (no interval; params.yaml accuracy.seeds > 1 gives one)"
+    note = f"{spread}; values {', '.join(f'{v:.4g}' for v in values)}"
+    return verdict, note, mean
+
+
+def measure_accuracy_group(group: AccuracyGroup, settings: AccuracySettings) -> Any:
+    """Train (or load) and evaluate; returns a GroupOutcome with one result per claim."""
+    from repro.measure import GroupOutcome, result_for
+
+    start = time.perf_counter()
+    try:
+        runs, details = _runs(group, settings)
+    except ReproError as exc:
+        rows = [result_for(c, group.paper, None, "error", exc.paragraph()) for c in group.claims]
+        return GroupOutcome(group.key, group.recipe.model, {}, [], {}, rows, paper=group.paper)
+    results = []
+    for claim in group.claims:
+        values = [claim_value(claim, m) for m in runs]
+        verdict, note, mean = judge_runs(claim, values)
+        note = f"{note}; {details}"
+        if verdict == "deviates" and claim.note:
+            note = f"{note}. {claim.note}"
+        results.append(result_for(claim, group.paper, round(mean, 4), verdict, note))
+    elapsed = round(time.perf_counter() - start, 3)
+    for r in results:
+        r.seconds = round(elapsed / max(len(results), 1), 4)
+    summary = {f"run{i}.{k}": float(v) for i, m in enumerate(runs) for k, v in m.items()}
+    return GroupOutcome(
+        group.key,
+        group.recipe.model,
+        dict(group.recipe.model_kwargs),
+        [],
+        {**summary, "measure_seconds": elapsed},
+        results,
+        elapsed,
+        paper=group.paper,
+    )
+
+
+def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[str, float]], str]:
+    """Per-run metrics (percent) and a note on how they were obtained."""
+    recipe = group.recipe
+    limit = f", first {settings.eval_limit} images" if settings.eval_limit else ""
+    if group.weights is not None:
+        metrics = evaluate_weights(recipe, group.data_root, group.weights, settings)
+        return [metrics], f"weights {Path(group.weights).name}, {protocol_text(recipe)}{limit}"
+    from repro.accuracy.fit import FitConfig, fit
+
+    seeds = list(range(settings.seeds))
+    result = fit(
+        FitConfig(
+            recipe=recipe.model_dump(),
+            data_root=group.data_root,
+            dataset=recipe.dataset,
+            workers=settings.workers,
+            use_gpu=settings.use_gpu,
+            seeds=seeds,
+            epochs=settings.epochs,
+            eval_split=recipe.eval_split,
+            run_name=f"{group.paper}-{recipe.name}",
+            storage_path=str(Path(settings.storage).expanduser()),
+        )
+    )
+    runs = []
+    for seed_run in result.seeds:
+        weights = seed_run.get("weights")
+        if weights:  # the recipe's test protocol on the trained weights (e.g. 10 crops)
+            runs.append(evaluate_weights(recipe, group.data_root, weights, settings))
+        else:
+            runs.append(
+                {"top1_error": seed_run["top1_error"], "top5_error": seed_run["top5_error"]}
+            )
+    epochs = settings.epochs or recipe.epochs
+    return runs, (
+        f"trained by recipe {recipe.name} ({epochs:g} epochs, {settings.workers} worker(s), "
+        f"seeds {seeds}), {protocol_text(recipe)}{limit}"
+    )
+
+
+def protocol_text(recipe: Recipe) -> str:
+    e = recipe.evaluation
+    if recipe.dataset in DETECTION_DATASETS:
+        return f"{recipe.eval_split} split, {e.metric}"
+    return f"{recipe.eval_split} split, resize {e.resize}, {e.crops} crop(s) of {e.crop}"
+
+
+def evaluate_weights(
+    recipe: Recipe, root: str, weights: str, settings: AccuracySettings
+) -> dict[str, float]:
+    if recipe.dataset in DETECTION_DATASETS:
+        from repro.accuracy.detection import evaluate_detector
+
+        return evaluate_detector(recipe, root, weights, limit=settings.eval_limit)
+    from repro.accuracy.datasets import load_dataset
+    from repro.evaluation.classification import eval_transform, evaluate_classifier
+    from repro.evaluation.weights import load_weights
+    from repro.models import build_model
+
+    e = recipe.evaluation
+    channels = 1 if recipe.dataset in ("mnist", "digits") else 3
+    transform = eval_transform(e.resize, e.crop, e.crops, channels=channels)
+    dataset, classes = load_dataset(recipe.dataset, root, recipe.eval_split, transform)
+    if settings.eval_limit:
+        import torch.utils.data
+
+        dataset = torch.utils.data.Subset(dataset, range(min(settings.eval_limit, len(dataset))))
+    model = build_model(recipe.model, **{**recipe.model_kwargs, "num_classes": len(classes)})
+    load_weights(model, weights)
+    device = "cuda" if settings.use_gpu else "cpu"
+    out = evaluate_classifier(model, dataset, crops=e.crops, device=device)
+    return {"top1_error": float(out["top1_error"]), "top5_error": float(out["top5_error"])}
+
+
+def measure_dataset_claims(paper: str, claims: Sequence[Claim], roots: Mapping[str, str]) -> Any:
+    """Count the dataset claims' metrics on the datasets present (one group per dataset)."""
+    from repro.data.verify import dataset_metric
+    from repro.measure import GroupOutcome, in_unit, judge, result_for
+
+    start = time.perf_counter()
+    results = []
+    for claim in claims:
+        dataset = claim.dataset or ""
+        try:
+            raw = dataset_metric(dataset, Path(roots[dataset]), claim.metric)
+        except ReproError as exc:
+            results.append(result_for(claim, paper, None, "error", exc.paragraph()))
+            continue
+        measured = in_unit(claim, raw)
+        verdict, note = judge(claim, measured)
+        note = note or f"counted on {roots[dataset]}"
+        results.append(result_for(claim, paper, measured, verdict, note))
+    elapsed = round(time.perf_counter() - start, 3)
+    key = "datasets:" + ",".join(sorted({c.dataset or "" for c in claims}))
+    return GroupOutcome(
+        key, "", {}, [], {"measure_seconds": elapsed}, results, elapsed, paper=paper
+    )

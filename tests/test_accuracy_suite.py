@@ -1,0 +1,235 @@
+"""The accuracy and dataset suites: which claims run when a dataset is present, the reasons of
+those that do not, verdicts over seeds, weights supplied by the user, and the end-to-end path on
+a paper file of the test's own (LeNet-5 on scikit-learn's digits, in-process)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from repro.accuracy.settings import AccuracySettings, resolve_weights
+from repro.accuracy.suite import judge_runs
+from repro.claims import Claim, list_papers, load_paper, load_paper_file
+from repro.errors import ReproError
+from repro.measure import measure_paper_local, plan_paper
+
+DATASETS = ("imagenet", "cifar10", "mnist", "voc2007", "voc2010", "coco", "sun397")
+KNOWN_REASONS = (
+    "the accuracy suite measures",
+    "no registered model",
+    "an ensemble of",
+    "no recipe in",
+    "training ",
+    "classification on",
+    "the dataset suite counts",
+)
+
+
+@pytest.mark.parametrize("key", list_papers())
+def test_accuracy_claims_not_run_without_their_dataset(key: str) -> None:
+    paper = load_paper(key)
+    plan = plan_paper(paper, ["analytic", "accuracy", "dataset"], {})
+    for result in plan.not_run:
+        if result.kind in ("accuracy", "dataset"):
+            assert result.note.startswith("dataset not present"), result
+    assert not plan.accuracy and not plan.dataset
+
+
+@pytest.mark.parametrize("key", list_papers())
+def test_accuracy_claims_run_or_say_why_when_data_is_present(key: str, tmp_path: Path) -> None:
+    """With every dataset root present, each accuracy claim is planned, or not-run for a reason
+    other than the dataset (ensembles, other methods' entries, comparisons)."""
+    paper = load_paper(key)
+    roots = {name: str(tmp_path) for name in DATASETS}
+    plan = plan_paper(paper, ["accuracy", "dataset"], roots)
+    planned = {c.id for c in plan.accuracy} | {c.id for c in plan.dataset}
+    for claim in paper.claims:
+        if claim.kind not in ("accuracy", "dataset") or claim.dataset not in DATASETS:
+            continue
+        reason = next((r.note for r in plan.not_run if r.claim_id == claim.id), None)
+        if claim.id in planned:
+            assert reason is None
+            continue
+        assert reason is not None and not reason.startswith("dataset not present"), claim.id
+        assert reason.startswith(KNOWN_REASONS), reason
+        if claim.kind == "accuracy" and claim.model and claim.ensemble == 1:
+            # a single registered model on a classification set trains by its recipe
+            if claim.metric in ("top1_error", "top5_error", "top5_accuracy"):
+                assert claim.dataset not in ("imagenet", "cifar10"), (claim.id, reason)
+
+
+def _claim(value: float, tol: dict) -> Claim:
+    return Claim.model_validate(
+        {
+            "table": "t",
+            "row": "r",
+            "metric": "top1_error",
+            "unit": "%",
+            "value": value,
+            "kind": "accuracy",
+            "tolerance": tol,
+            "source": {"seed": "s", "section": "x"},
+            "model": "lenet5",
+            "dataset": "digits",
+        }
+    )
+
+
+def test_verdict_uses_the_confidence_interval_of_the_seeds() -> None:
+    claim = _claim(2.0, {"abs": 0.5})
+    assert judge_runs(claim, [2.1])[0] == "reproduced"
+    assert judge_runs(claim, [3.0])[0] == "deviates"
+    # mean 2.9 is outside 2.0 +- 0.5, but the runs spread so widely the interval reaches it
+    verdict, note, mean = judge_runs(claim, [1.0, 4.8, 2.9])
+    assert verdict == "reproduced" and "95% CI" in note and mean == pytest.approx(2.9)
+    # tight runs far from the claim
+    assert judge_runs(claim, [4.0, 4.01, 3.99])[0] == "deviates"
+
+
+def test_weights_flags_name_the_fault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ReproError, match="MODEL=PATH"):
+        resolve_weights({}, ["lenet5"])
+    with pytest.raises(ReproError, match="does not exist"):
+        resolve_weights({}, [f"lenet5={tmp_path / 'nope.pt'}"])
+    f = tmp_path / "w.pt"
+    f.write_bytes(b"x")
+    monkeypatch.setenv("REPRO_WEIGHTS_VGG_D", str(f))
+    found = resolve_weights({"weights": {"alexnet": str(f)}}, [f"lenet5={f}"])
+    assert set(found) >= {"alexnet", "lenet5", "vgg_d"}
+    with pytest.raises(ReproError, match="unknown key"):
+        AccuracySettings.resolve({"accuracy": {"sedes": 3}})
+
+
+DIGITS_PAPER = {
+    "paper": "digits_test",
+    "title": "LeNet-5 on the digits (a test paper)",
+    "authors": "tests",
+    "year": 2026,
+    "recipes": [
+        {
+            "name": "lenet5-digits",
+            "model": "lenet5",
+            "dataset": "digits",
+            "train_split": "train",
+            "eval_split": "test",
+            "source": {"seed": "test", "section": "test"},
+            "optimizer": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+            "schedule": {"name": "constant"},
+            "batch_size": 64,
+            "epochs": 4,
+            "input_size": 32,
+            "evaluation": {"resize": 32, "crop": 32, "crops": 1, "metric": "top1_top5"},
+        }
+    ],
+    "claims": [
+        {
+            "id": "error",
+            "table": "t",
+            "row": "LeNet-5 test error",
+            "metric": "top1_error",
+            "unit": "%",
+            "value": 3.0,
+            "kind": "accuracy",
+            "tolerance": {"abs": 7.0},
+            "source": {"seed": "test", "section": "test"},
+            "model": "lenet5",
+            "dataset": "digits",
+        },
+        {
+            "id": "ensemble",
+            "table": "t",
+            "row": "an ensemble entry",
+            "metric": "top1_error",
+            "unit": "%",
+            "value": 1.0,
+            "kind": "accuracy",
+            "tolerance": {"abs": 0.1},
+            "source": {"seed": "test", "section": "test"},
+            "model": "lenet5",
+            "dataset": "digits",
+            "ensemble": 3,
+        },
+    ],
+}
+
+
+@pytest.fixture
+def digits_paper(tmp_path: Path):
+    path = tmp_path / "digits_test.yaml"
+    path.write_text(yaml.safe_dump(DIGITS_PAPER))
+    return load_paper_file(path)
+
+
+def test_accuracy_suite_trains_by_the_recipe_and_judges(digits_paper, tmp_path: Path) -> None:
+    settings = AccuracySettings(workers=0, seeds=1, storage=str(tmp_path / "runs"))
+    results = {
+        r.claim_id: r
+        for r in measure_paper_local(digits_paper, ["accuracy"], {}, accuracy=settings)
+    }
+    trained = results["error"]
+    assert trained.verdict in ("reproduced", "deviates"), trained.note
+    assert 0.0 <= float(trained.measured) < 10.0, trained  # it learned: chance is 90%
+    assert "trained by recipe lenet5-digits" in trained.note
+    assert results["ensemble"].verdict == "not-run"
+    assert "ensemble of 3" in results["ensemble"].note
+
+
+def test_accuracy_suite_evaluates_supplied_weights(digits_paper, tmp_path: Path) -> None:
+    from repro.models import build_model
+
+    torch.manual_seed(0)
+    weights = tmp_path / "lenet5_untrained.pt"
+    torch.save(build_model("lenet5").state_dict(), weights)
+    settings = AccuracySettings(workers=0, weights={"lenet5": str(weights)})
+    (result,) = [
+        r
+        for r in measure_paper_local(digits_paper, ["accuracy"], {}, accuracy=settings)
+        if r.claim_id == "error"
+    ]
+    # untrained weights: near chance, far outside the claim; measured, not invented
+    assert result.verdict == "deviates" and float(result.measured) > 50.0
+    assert "weights lenet5_untrained.pt" in result.note
+
+
+def test_dataset_claims_are_counted_on_the_dataset(tmp_path: Path) -> None:
+    from repro.data.synth import write_voc
+
+    voc = write_voc(tmp_path / "synth", year="2010", splits={"trainval": 12, "test": 4})
+    paper = load_paper("detection_datasets")
+    results = measure_paper_local(paper, ["dataset"], {"voc2010": str(voc)})
+    classes = next(r for r in results if r.claim_id == "voc2010-classes")
+    # the synthetic set has its own three classes: measured, and judged against VOC's 20
+    assert classes.measured == "3" and classes.verdict == "deviates"
+    others = [r for r in results if r.dataset != "voc2010" and r.kind == "dataset"]
+    assert all(r.verdict == "not-run" for r in others)
+
+
+def test_shared_ray_instance_reaches_the_command() -> None:
+    code = "import os; print('RAY_ADDRESS=' + os.environ.get('RAY_ADDRESS', ''))"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run(
+        [sys.executable, "-m", "repro.execution.shared", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = next(s for s in out.stdout.splitlines() if s.startswith("RAY_ADDRESS="))
+    host, _, port = line.removeprefix("RAY_ADDRESS=").rpartition(":")
+    assert host and port.isdigit()
+    failing = subprocess.run(
+        [sys.executable, "-m", "repro.execution.shared", sys.executable, "-c", "exit(3)"],
+        capture_output=True,
+        timeout=120,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert failing.returncode == 3
