@@ -17,7 +17,7 @@ SYNTH_KINDS = ("imagefolder", "voc", "coco", "all")
 EPILOG = """examples:
   repro data verify voc2007 --root /data/VOCdevkit/VOC2007
   repro data verify imagenet --root /data/imagenet --labels /data/imagenet/val_labels.txt
-  repro data verify coco --root /data/coco --manifest reports/data/coco.json --no-decode
+  repro data verify coco --root /data/coco --manifest reports/datasets/coco.json --no-decode
   repro data synth all --out /tmp/synth --images 200
   repro data stats voc2010 --root /data/VOCdevkit/VOC2010
   repro data throughput --root /data/imagenet/train --workers 8 --device cuda --out tp.csv
@@ -53,7 +53,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             workers=args.workers,
         )
-        manifest = Path(args.manifest or f"reports/data/{args.name}_manifest.json")
+        manifest = Path(args.manifest or f"reports/datasets/{args.name}.json")
         report.write_manifest(manifest)
     except ReproError as exc:
         print(exc.paragraph(), file=sys.stderr)
@@ -74,7 +74,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if report.ok:
         print("ok: no problems found")
     else:
-        print(f"{len(report.problems)} problems:")
+        n = len(report.problems)
+        print(f"{n} problem{'' if n == 1 else 's'}:")
         for line in report.problems.summary().splitlines():
             print(f"  {line}")
     print(f"manifest: {manifest} (index sha256 {report.index_sha256[:16]}...)")
@@ -191,7 +192,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "lines, or LOC_val_solution.csv)",
     )
     p.add_argument(
-        "--manifest", help="manifest JSON to write (default reports/data/NAME_manifest.json)"
+        "--manifest",
+        help="manifest JSON to write (default reports/datasets/NAME.json, "
+        "where the DVC stage `datasets` writes it)",
     )
     p.add_argument("--no-decode", action="store_true", help="do not decode the images")
     p.add_argument("--workers", type=int, help="decoding threads (default min(8, CPUs))")
