@@ -28,6 +28,7 @@ KNOWN_REASONS = (
     "training ",
     "classification on",
     "the dataset suite counts",
+    "the dataset suite has no reader",
 )
 
 

@@ -32,11 +32,6 @@ DETECTION_METRICS = {
     "COCO: AP at IoU .50:.95",
     "map50": "COCO AP at IoU 0.5",
 }
-DATASET_METRICS = {
-    "num_classes": "classes of the dataset",
-    "num_images": "images of the splits the claim counts",
-    "objects_per_image": "annotated objects / images",
-}
 DETECTION_DATASETS = ("voc2007", "voc2010", "voc2012", "coco")
 TRAINABLE_DATASETS = ("imagenet", "cifar10", "mnist", "digits", "imagefolder")
 PERCENT = 100.0
@@ -76,11 +71,15 @@ def not_run_reason(paper: Paper, claim: Claim, settings: AccuracySettings) -> st
 
 
 def dataset_not_run_reason(claim: Claim) -> str | None:
-    if claim.metric not in DATASET_METRICS:
+    from repro.data.stats import CLAIM_DATASETS, METRICS
+
+    if claim.metric not in METRICS:
         return (
-            f"the dataset suite counts {', '.join(DATASET_METRICS)}; {claim.metric!r} needs an "
+            f"the dataset suite counts {', '.join(METRICS)}; {claim.metric!r} needs an "
             "analysis the harness does not do"
         )
+    if claim.dataset not in CLAIM_DATASETS:
+        return f"the dataset suite has no reader for {claim.dataset}"
     return None
 
 
@@ -257,23 +256,42 @@ def evaluate_weights(
 
 
 def measure_dataset_claims(paper: str, claims: Sequence[Claim], roots: Mapping[str, str]) -> Any:
-    """Count the dataset claims' metrics on the datasets present (one group per dataset)."""
-    from repro.data.verify import dataset_metric
+    """Count the dataset claims' metrics on the datasets present: each dataset is scanned once
+    (annotations parsed, images listed, not decoded)."""
+    from repro.data.stats import CLAIM_DATASETS, dataset_stats
+    from repro.data.verify import verify_dataset
     from repro.measure import GroupOutcome, in_unit, judge, result_for
 
     start = time.perf_counter()
+    reports: dict[str, Any] = {}
     results = []
     for claim in claims:
         dataset = claim.dataset or ""
         try:
-            raw = dataset_metric(dataset, Path(roots[dataset]), claim.metric)
+            if dataset not in reports:
+                reports[dataset] = verify_dataset(
+                    CLAIM_DATASETS[dataset], Path(roots[dataset]), decode=False, progress=False
+                )
+            report = reports[dataset]
+            raw = dataset_stats(report).get(claim.metric)
+            if raw is None:
+                raise ReproError(
+                    f"{claim.metric} is not defined for {dataset} at {roots[dataset]}.",
+                    "check that the dataset holds the splits the claim counts "
+                    "(`repro data stats`).",
+                )
         except ReproError as exc:
             results.append(result_for(claim, paper, None, "error", exc.paragraph()))
             continue
-        measured = in_unit(claim, raw)
+        measured = in_unit(claim, float(raw))
         verdict, note = judge(claim, measured)
-        note = note or f"counted on {roots[dataset]}"
-        results.append(result_for(claim, paper, measured, verdict, note))
+        problems = len(report.problems)
+        where = f"counted on {roots[dataset]}" + (
+            f" ({problems} problem(s) found; `repro data verify {dataset}` lists them)"
+            if problems
+            else ""
+        )
+        results.append(result_for(claim, paper, measured, verdict, f"{note}; {where}".lstrip("; ")))
     elapsed = round(time.perf_counter() - start, 3)
     key = "datasets:" + ",".join(sorted({c.dataset or "" for c in claims}))
     return GroupOutcome(
