@@ -24,7 +24,9 @@ def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers"
+        ) from None
 
 
 def headline(name: str, result: dict[str, Any]) -> dict[str, float]:
@@ -70,11 +72,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             from repro import tracking
 
             files = [str(Path(args.out) / f"{name}.{ext}") for ext in ("json", "csv")]
+            settings = {"seeds": args.seeds, "workers": args.workers}
+            if name == "detection":
+                settings = dict(result.get("config") or {})
             tracking.log_demo(
                 uri,
                 name,
                 numbers,
-                {"seeds": args.seeds, "workers": args.workers},
+                settings,
                 [f for f in files if Path(f).exists()],
             )
     print(f"wrote {args.out}/" + (f"; logged to MLflow at {uri} (repro/demos)" if uri else ""))
