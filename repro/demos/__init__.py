@@ -1,0 +1,1 @@
+"""Small end-to-end demonstrations on real data, sized for a CPU."""
