@@ -81,7 +81,10 @@ class PartialConv(nn.Module):
     """C3: 5x5 convolution where output map j sees only the input maps C3_TABLE[j].
 
     The table's input columns are gathered once and convolved by grouped convolutions, one per
-    fan-in size (3, 4, 6), so the layer holds exactly the 60 kernels of the paper (1,516 params).
+    fan-in size (3, 4, 6), so the layer holds exactly the 60 kernels of the paper (1,516 params)
+    and counts only their multiply-adds. In training the same kernels are scattered into one
+    dense 16 x 6 weight with zeros where Table I has no link: the same outputs and gradients,
+    about 10x faster on CPUs than three small grouped convolutions.
     """
 
     def __init__(self, table: tuple[tuple[int, ...], ...] = C3_TABLE, kernel_size: int = 5) -> None:
@@ -91,17 +94,33 @@ class PartialConv(nn.Module):
         self.convs = nn.ModuleList()
         order: list[int] = []
         gather: list[int] = []
+        dense_out: list[int] = []
         for size in sizes:
             maps = [j for j, t in enumerate(table) if len(t) == size]
             order += maps
             gather += [i for j in maps for i in table[j]]
+            dense_out += [j for j in maps for _ in table[j]]
             self.convs.append(nn.Conv2d(size * len(maps), len(maps), kernel_size, groups=len(maps)))
         self.splits = [c.in_channels for c in self.convs]
+        self.in_maps = 1 + max(gather)
         self.register_buffer("gather", torch.tensor(gather), persistent=False)
         # position of output map j among the concatenated group outputs
         self.register_buffer("unsort", torch.tensor(order).argsort(), persistent=False)
+        self.register_buffer("dense_out", torch.tensor(dense_out), persistent=False)
+
+    def dense_weight(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The 60 kernels as one (16, 6, k, k) weight (zeros off the table) and the 16 biases."""
+        k = self.convs[0].kernel_size
+        kernels = torch.cat([c.weight.reshape(-1, *k) for c in self.convs])  # (60, k, k)
+        weight = kernels.new_zeros(len(self.table), self.in_maps, *k)
+        weight = weight.index_put((self.dense_out, self.gather), kernels)  # rows: map j itself
+        bias = torch.cat([c.bias for c in self.convs])  # in group order
+        return weight, bias[self.unsort]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            weight, bias = self.dense_weight()
+            return torch.nn.functional.conv2d(x, weight, bias)
         parts = torch.index_select(x, 1, self.gather).split(self.splits, dim=1)
         out = torch.cat([conv(p) for conv, p in zip(self.convs, parts, strict=True)], dim=1)
         return torch.index_select(out, 1, self.unsort)
