@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from repro.errors import ReproError
-from repro.report import read_demos, read_measurements, write_report
+from repro.report import demo_seconds, read_demos, read_measurements, write_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         rows, metas = read_measurements(Path(args.measurements))
-        paths = write_report(rows, metas, Path(args.out), read_demos(Path(args.demos)))
+        demos = Path(args.demos)
+        paths = write_report(rows, metas, Path(args.out), read_demos(demos), demo_seconds(demos))
     except ReproError as exc:
         print(exc.paragraph(), file=sys.stderr)
         return 2

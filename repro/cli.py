@@ -147,9 +147,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         rows, metas = read_measurements(Path(args.measurements))
         if args.papers:
             rows = [r for r in rows if r["paper"] in args.papers]
-    from repro.report import read_demos
+    from repro.report import demo_seconds, read_demos
 
-    paths = write_report(rows, metas, Path(args.out), read_demos(Path(args.out) / "demos"))
+    demos = Path(args.out) / "demos"
+    paths = write_report(rows, metas, Path(args.out), read_demos(demos), demo_seconds(demos))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 

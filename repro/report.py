@@ -118,7 +118,22 @@ def _md_cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _timings(metas: Sequence[dict[str, Any]], report_seconds: float) -> list[tuple[str, str]]:
+def demo_seconds(directory: Path) -> dict[str, float]:
+    """Each demo stage's wall time (its whole process), from reports/demos/<demo>.json."""
+    out = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            seconds = json.loads(path.read_text()).get("process_seconds")
+        except (OSError, ValueError):
+            continue
+        if isinstance(seconds, int | float):
+            out[path.stem] = float(seconds)
+    return out
+
+
+def _timings(
+    metas: Sequence[dict[str, Any]], report_seconds: float, demos: dict[str, float] | None = None
+) -> list[tuple[str, str]]:
     """Each stage's wall time (its whole process) and where it went."""
     lines = []
     total = report_seconds
@@ -134,6 +149,9 @@ def _timings(metas: Sequence[dict[str, Any]], report_seconds: float) -> list[tup
         else:
             parts = f"no model to measure, MLflow logging {m.get('mlflow_seconds', 0):.1f} s"
         lines.append((f"measure@{m['paper']}", f"{wall:.1f} s ({parts})"))
+    for name, seconds in sorted((demos or {}).items()):
+        total += seconds
+        lines.append((f"demo@{name}", f"{seconds:.1f} s"))
     lines.append(("report", f"{report_seconds:.1f} s"))
     lines.append(("all stages", f"{total:.1f} s (DVC's own overhead not included)"))
     return lines
@@ -144,6 +162,7 @@ def render_markdown(
     metas: Sequence[dict[str, Any]],
     report_seconds: float,
     demos: dict[str, list[dict[str, str]]] | None = None,
+    demo_times: dict[str, float] | None = None,
 ) -> str:
     summary = summarize(rows)
     titles = _titles(list(summary))
@@ -184,7 +203,7 @@ def render_markdown(
         + f" | **{sum(total.values())}** |"
     )
     out += ["", "## Stage timings", "", "| stage | wall time |", "|---|---|"]
-    out += [f"| {s} | {t} |" for s, t in _timings(metas, report_seconds)]
+    out += [f"| {s} | {t} |" for s, t in _timings(metas, report_seconds, demo_times)]
     tables = _demo_tables(demos or {})
     if tables:
         out += ["", "## Demonstrations", "", DEMOS_NOTE]
@@ -221,6 +240,7 @@ def render_html(
     metas: Sequence[dict[str, Any]],
     report_seconds: float,
     demos: dict[str, list[dict[str, str]]] | None = None,
+    demo_times: dict[str, float] | None = None,
 ) -> str:
     e = html.escape
     summary = summarize(rows)
@@ -249,7 +269,8 @@ def render_html(
         )
     parts.append("</table><h2>Stage timings</h2><table><tr><th>stage</th><th>wall time</th></tr>")
     parts += [
-        f"<tr><td>{e(s)}</td><td>{e(t)}</td></tr>" for s, t in _timings(metas, report_seconds)
+        f"<tr><td>{e(s)}</td><td>{e(t)}</td></tr>"
+        for s, t in _timings(metas, report_seconds, demo_times)
     ]
     parts.append("</table>")
     demo_tables = _demo_tables(demos or {})
@@ -291,8 +312,10 @@ def write_report(
     metas: Sequence[dict[str, Any]],
     out_dir: Path,
     demos: dict[str, list[dict[str, str]]] | None = None,
+    demo_times: dict[str, float] | None = None,
 ) -> dict[str, Path]:
-    """``demos``: the demonstrations' tables (:func:`read_demos`), shown in their own section."""
+    """``demos``: the demonstrations' tables (:func:`read_demos`), shown in their own section;
+    ``demo_times``: their stages' wall times (:func:`demo_seconds`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = sorted(rows, key=lambda r: r["paper"])  # stable: keeps each paper's claim order
@@ -309,7 +332,7 @@ def write_report(
         "html": out_dir / "index.html",
     }
     write_results_csv(paths["csv"], rows)
-    md = render_markdown(rows, metas, elapsed, demos)
+    md = render_markdown(rows, metas, elapsed, demos, demo_times)
     paths["markdown"].write_text(md)
-    paths["html"].write_text(render_html(rows, metas, elapsed, demos))
+    paths["html"].write_text(render_html(rows, metas, elapsed, demos, demo_times))
     return paths

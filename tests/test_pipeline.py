@@ -200,9 +200,14 @@ def test_dvc_pipeline_two_papers(repo: Path, tmp_path: Path) -> None:
     params = (work / "params.yaml").read_text()
     start = params.index("papers:")
     end = params.index("\n\n", start)
-    (work / "params.yaml").write_text(
-        params[:start] + "papers:\n  - lenet\n  - cnn_basics" + params[end:]
+    params = params[:start] + "papers:\n  - lenet\n  - cnn_basics" + params[end:]
+    start = params.index("demos:")
+    end = params.index("\n\n", start) if "\n\n" in params[start:] else len(params)
+    tiny_demos = (
+        "demos:\n  digits_workers: [0]\n  digits_seeds: 1\n  digits_epochs: 1\n"
+        "  detection_epochs: 1\n  detection_images: 32\n"
     )
+    (work / "params.yaml").write_text(params[:start] + tiny_demos + params[end:])
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
     subprocess.run(["git", "init", "-q"], cwd=work, check=True, env=env)
     dvc = str(Path(sys.executable).parent / "dvc")
@@ -211,6 +216,9 @@ def test_dvc_pipeline_two_papers(repo: Path, tmp_path: Path) -> None:
     results = _rows(work / "reports" / "results.csv")
     assert {r["paper"] for r in results} == {"lenet", "cnn_basics"}
     assert (work / "reports" / "index.html").exists() and (work / "mlflow.db").exists()
+    readme = (work / "reports" / "README.md").read_text()
+    assert "## Demonstrations" in readme and "demo@digits" in readme
+    assert (work / "reports" / "datasets" / "index.json").exists()
     second = subprocess.run([dvc, "repro"], cwd=work, capture_output=True, text=True, env=env)
     assert second.returncode == 0
     assert "didn't change" in second.stdout and "Running stage" not in second.stdout

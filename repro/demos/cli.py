@@ -31,13 +31,17 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def headline(name: str, result: dict[str, Any]) -> dict[str, float]:
     """The numbers a demo's MLflow run and the console summary show."""
-    keys = (
-        ("digits", ("test_error_w1_mean", "test_error_w2_mean")),
-        ("detection", ("voc07_map", "voc2010_map", "coco_ap", "coco_ap50")),
-    )
-    wanted = dict(keys)[name]
-    flat = result.get("metrics", result)
-    return {k: float(flat[k]) for k in wanted if isinstance(flat.get(k), int | float)}
+    if name == "digits":
+        numbers = {
+            f"test_error_w{row['workers']}_mean": float(row["mean"])
+            for row in result.get("rows", [])
+        }
+        comparison = result.get("comparison") or {}
+        if isinstance(comparison.get("difference"), int | float):
+            numbers["difference_w1_minus_w2"] = float(comparison["difference"])
+        return numbers
+    metrics = result.get("metrics", {})
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
 
 
 def run_demo(name: str, args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
@@ -50,10 +54,20 @@ def run_demo(name: str, args: argparse.Namespace, params: dict[str, Any]) -> dic
             seeds=tuple(range(args.seeds)),
             out_dir=out,
             ray_address=config.ray_address(args.ray_address, params),
+            epochs=args.epochs,
         )
-    from repro.demos.detection import run_detection_demo
+    from repro.demos.detection import DetectionDemoConfig, run_detection_demo
 
-    return run_detection_demo(out, work_dir=Path(args.work_dir), seed=0)
+    images = args.images or DetectionDemoConfig.train_images
+    share = DetectionDemoConfig.test_images / DetectionDemoConfig.train_images
+    return run_detection_demo(
+        out,
+        work_dir=Path(args.work_dir),
+        seed=0,
+        train_images=images,
+        test_images=max(round(images * share), 1),
+        epochs=int(args.epochs) if args.epochs else DetectionDemoConfig.epochs,
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -102,6 +116,12 @@ def add_parsers(sub: Any) -> None:
         help="digits: Ray Train worker counts to compare (default 1,2)",
     )
     p.add_argument("--seeds", type=int, default=3, help="digits: seeds per worker count")
+    p.add_argument(
+        "--epochs", type=float, help="training epochs (default: the demo's own; fewer for a trial)"
+    )
+    p.add_argument(
+        "--images", type=int, help="detection: training images (default 640; test gets 5/16)"
+    )
     p.add_argument(
         "--work-dir",
         default="data/synth",
