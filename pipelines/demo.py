@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = params.get("demos") or {}
     flags = ["demo", args.demo, "--params", args.params, "--out", "reports/demos"]
     if args.demo == "digits":
-        workers = ",".join(str(w) for w in demo.get("digits_workers", [1, 2]))
+        workers = ",".join(str(w) for w in demo.get("digits_workers", [0, 2]))
         flags += ["--workers", workers, "--seeds", str(demo.get("digits_seeds", 3))]
     if demo.get(f"{args.demo}_epochs"):
         flags += ["--epochs", str(demo[f"{args.demo}_epochs"])]

@@ -38,7 +38,7 @@ def headline(name: str, result: dict[str, Any]) -> dict[str, float]:
         }
         comparison = result.get("comparison") or {}
         if isinstance(comparison.get("difference"), int | float):
-            numbers["difference_w1_minus_w2"] = float(comparison["difference"])
+            numbers["difference_of_means"] = float(comparison["difference"])
         return numbers
     metrics = result.get("metrics", {})
     return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
@@ -112,8 +112,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument(
         "--workers",
         type=_ints,
-        default=(1, 2),
-        help="digits: Ray Train worker counts to compare (default 1,2)",
+        default=(0, 2),
+        help="digits: worker counts to compare; 0 trains in this process without Ray "
+        "(default 0,2: one process against 2 Ray Train DDP workers)",
     )
     p.add_argument("--seeds", type=int, default=3, help="digits: seeds per worker count")
     p.add_argument(

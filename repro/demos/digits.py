@@ -44,6 +44,7 @@ ACCEPT_ERROR = 3.0  # %: the target the demo reports against ("converged" in the
 CSV_COLUMNS = (
     "demo",
     "workers",
+    "training",
     "metric",
     "mean",
     "ci_low",
@@ -170,6 +171,11 @@ def _rows(runs: list[dict[str, Any]], seeds: Sequence[int]) -> list[dict[str, An
             {
                 "demo": DEMO,
                 "workers": run["workers"],
+                "training": (
+                    "one process, no Ray"
+                    if run["workers"] == 0
+                    else f"{run['workers']} Ray Train worker(s), DDP"
+                ),
                 "metric": "test_top1_error_pct",
                 "mean": round(run["mean"], 4),
                 "ci_low": round(run["ci_low"], 4),
