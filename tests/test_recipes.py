@@ -180,19 +180,19 @@ def test_good_recipe_file_loads(tmp_path: Path) -> None:
 
 def test_unknown_augmentation_names_field(tmp_path: Path) -> None:
     text = _error(_write(tmp_path, recipe=RECIPE.replace("[random_crop]", "[random_crop, mixup]")))
-    assert "recipes.0" in text
+    assert "recipes[0] (lenet-mnist)" in text
     assert "unknown augmentation mixup" in text
 
 
 def test_multistep_without_milestones_names_field(tmp_path: Path) -> None:
     text = _error(_write(tmp_path, recipe=RECIPE.replace(", milestones: [10]", "")))
-    assert "recipes.0.schedule" in text
+    assert "recipes[0] (lenet-mnist), field schedule" in text
     assert "milestones" in text
 
 
 def test_scale_jitter_without_range_names_field(tmp_path: Path) -> None:
     text = _error(_write(tmp_path, recipe=RECIPE.replace("[random_crop]", "[scale_jitter]")))
-    assert "recipes.0" in text
+    assert "recipes[0] (lenet-mnist)" in text
     assert "scale_range" in text
 
 
@@ -204,7 +204,7 @@ def test_claim_naming_missing_recipe(tmp_path: Path) -> None:
 
 def test_unknown_recipe_field_names_it(tmp_path: Path) -> None:
     text = _error(_write(tmp_path, recipe=RECIPE + "    label_smoothing: 0.1\n"))
-    assert "recipes.0.label_smoothing" in text
+    assert "recipes[0] (lenet-mnist), field label_smoothing" in text
 
 
 def test_yaml_merge_keys_derive_recipes(tmp_path: Path) -> None:
