@@ -234,3 +234,34 @@ def test_shared_ray_instance_reaches_the_command() -> None:
         cwd=Path(__file__).parent.parent,
     )
     assert failing.returncode == 3
+
+
+def test_protocol_evaluation_of_trained_weights_equals_the_training_evaluation(
+    tmp_path: Path,
+) -> None:
+    """The suite re-evaluates trained weights by the recipe's protocol; on the same split with one
+    centre crop it must give exactly the error training measured (the dataset normalizes once)."""
+    from repro.accuracy.fit import FitConfig, fit
+    from repro.accuracy.suite import evaluate_weights
+    from repro.demos.digits import DIGITS_RECIPE
+
+    recipe = DIGITS_RECIPE.model_copy(update={"epochs": 2})
+    result = fit(
+        FitConfig(
+            recipe=recipe.model_dump(),
+            data_root=None,
+            dataset="digits",
+            workers=0,
+            seeds=[0],
+            eval_split="test",
+            run_name="protocol",
+            storage_path=str(tmp_path),
+            loader_workers=0,
+            checkpoint_every_epoch=False,
+            torch_threads=1,
+        )
+    )
+    (seed,) = result.seeds
+    again = evaluate_weights(recipe, "", seed["weights"], AccuracySettings(workers=0))
+    assert again["top1_error"] == pytest.approx(seed["top1_error"], abs=1e-9)
+    assert again["top5_error"] == pytest.approx(seed["top5_error"], abs=1e-9)

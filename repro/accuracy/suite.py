@@ -242,7 +242,8 @@ def evaluate_weights(
 
     e = recipe.evaluation
     channels = 1 if recipe.dataset in ("mnist", "digits") else 3
-    transform = eval_transform(e.resize, e.crop, e.crops, channels=channels)
+    # load_dataset normalizes with the dataset's own statistics (LeNet's for digits)
+    transform = eval_transform(e.resize, e.crop, e.crops, channels=channels, normalize=False)
     dataset, classes = load_dataset(recipe.dataset, root, recipe.eval_split, transform)
     if settings.eval_limit:
         import torch.utils.data

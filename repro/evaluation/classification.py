@@ -69,11 +69,14 @@ def eval_transform(
     channels: int = 3,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    normalize: bool = True,
 ) -> Any:
     """Test-time transform: resize the shorter side to ``resize``, then the centre ``crop``
     (crops=1, a C x crop x crop tensor) or TenCrop (crops=10: corners + centre and their
     horizontal mirrors, a 10 x C x crop x crop tensor), normalized by ``mean``/``std``
-    (ImageNet's by default; their average for channels=1). Accepts PIL images or tensors."""
+    (ImageNet's by default; their average for channels=1). ``normalize=False`` leaves values
+    in [0, 1], for datasets that normalize themselves (repro.accuracy.datasets). Accepts PIL
+    images or tensors."""
     import torch
     from torchvision.transforms import v2
 
@@ -91,9 +94,8 @@ def eval_transform(
     if std is None:
         std = IMAGENET_STD if channels == 3 else (sum(IMAGENET_STD) / 3,)
     colour = v2.RGB() if channels == 3 else v2.Grayscale(1)
-    to_tensor = v2.Compose(
-        [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-    )
+    steps = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
+    to_tensor = v2.Compose([*steps, v2.Normalize(mean, std)] if normalize else steps)
     resize_step = v2.Resize(resize, antialias=True)
     if crops == 1:
         return v2.Compose([colour, resize_step, v2.CenterCrop(crop), to_tensor])
