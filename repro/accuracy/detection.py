@@ -14,21 +14,6 @@ from repro.errors import DataError, ReproError
 from repro.recipes import Recipe
 
 
-def voc_root(root: str | Path, dataset: str) -> Path:
-    """Accept VOCdevkit/VOC2007 itself, VOCdevkit, or the directory holding VOCdevkit."""
-    year = dataset.removeprefix("voc")
-    base = Path(root)
-    for candidate in (base, base / f"VOC{year}", base / "VOCdevkit" / f"VOC{year}"):
-        if (candidate / "Annotations").is_dir():
-            return candidate
-    raise DataError(
-        f"{root} holds no VOC{year} (looked for Annotations/ in it, in VOC{year}/ and in "
-        f"VOCdevkit/VOC{year}/).",
-        f"point data.{dataset} at VOCdevkit/VOC{year} (the directory with Annotations/, "
-        "JPEGImages/ and ImageSets/).",
-    )
-
-
 def coco_paths(root: str | Path, split: str) -> tuple[Path, Path]:
     """(images directory, instances JSON) of a COCO split, e.g. val2017."""
     base = Path(root)
@@ -69,7 +54,10 @@ def evaluate_detector(
     load_weights(model, weights)
     model.eval()
     if recipe.dataset.startswith("voc"):
-        return _evaluate_voc(model, recipe, voc_root(root, recipe.dataset), limit)
+        from repro.data.verify_detection import find_voc_root
+
+        year = recipe.dataset.removeprefix("voc")
+        return _evaluate_voc(model, recipe, find_voc_root(Path(root), year), limit)
     return _evaluate_coco(model, recipe, root, limit)
 
 

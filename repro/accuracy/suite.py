@@ -259,8 +259,7 @@ def evaluate_weights(
 def measure_dataset_claims(paper: str, claims: Sequence[Claim], roots: Mapping[str, str]) -> Any:
     """Count the dataset claims' metrics on the datasets present: each dataset is scanned once
     (annotations parsed, images listed, not decoded)."""
-    from repro.data.stats import CLAIM_DATASETS, dataset_stats
-    from repro.data.verify import verify_dataset
+    from repro.data.stats import claim_report, dataset_metric
     from repro.measure import GroupOutcome, in_unit, judge, result_for
 
     start = time.perf_counter()
@@ -270,17 +269,9 @@ def measure_dataset_claims(paper: str, claims: Sequence[Claim], roots: Mapping[s
         dataset = claim.dataset or ""
         try:
             if dataset not in reports:
-                reports[dataset] = verify_dataset(
-                    CLAIM_DATASETS[dataset], Path(roots[dataset]), decode=False, progress=False
-                )
+                reports[dataset] = claim_report(dataset, Path(roots[dataset]))
             report = reports[dataset]
-            raw = dataset_stats(report).get(claim.metric)
-            if raw is None:
-                raise ReproError(
-                    f"{claim.metric} is not defined for {dataset} at {roots[dataset]}.",
-                    "check that the dataset holds the splits the claim counts "
-                    "(`repro data stats`).",
-                )
+            raw = dataset_metric(dataset, roots[dataset], claim.metric, report=report)
         except ReproError as exc:
             results.append(result_for(claim, paper, None, "error", exc.paragraph()))
             continue

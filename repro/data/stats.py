@@ -107,15 +107,9 @@ def dataset_stats(report: VerifyReport, protocol_split: str | None = None) -> di
     return out
 
 
-def dataset_metric(
-    name: str,
-    root: Path | str,
-    metric: str,
-    protocol_split: str | None = None,
-    unit: str = "count",
-) -> float:
-    """The value of a `kind: dataset` claim: verify the dataset without decoding, then read the
-    metric from `dataset_stats`. `unit` "K"/"M" divides (a claim's num_images is in K)."""
+def claim_report(name: str, root: Path | str) -> VerifyReport:
+    """The scan a `kind: dataset` claim is counted on: the dataset verified without decoding.
+    Several claims on one dataset share it (:func:`dataset_metric`'s ``report``)."""
     from repro.data.verify import verify_dataset
 
     if name not in CLAIM_DATASETS:
@@ -123,15 +117,30 @@ def dataset_metric(
             f"dataset {name!r} has no reader in repro.data.",
             f"use one of {', '.join(CLAIM_DATASETS)}.",
         )
-    if metric not in METRICS:
-        raise ReproError(f"dataset metric {metric!r} is unknown.", f"use one of {METRICS}.")
-    if unit not in UNITS:
-        raise ReproError(f"unit {unit!r} is unknown for a dataset count.", f"use {list(UNITS)}.")
     report = verify_dataset(CLAIM_DATASETS[name], root, decode=False, progress=False)
     if not report.ok:
         log.warning(
             "%s at %s has problems; counts may be off:\n%s", name, root, report.problems.summary()
         )
+    return report
+
+
+def dataset_metric(
+    name: str,
+    root: Path | str,
+    metric: str,
+    protocol_split: str | None = None,
+    unit: str = "count",
+    report: VerifyReport | None = None,
+) -> float:
+    """The value of a `kind: dataset` claim, read from `dataset_stats` of ``report`` (by
+    default :func:`claim_report` of ``name`` at ``root``). `unit` "K"/"M" divides (a claim's
+    num_images is in K)."""
+    if metric not in METRICS:
+        raise ReproError(f"dataset metric {metric!r} is unknown.", f"use one of {METRICS}.")
+    if unit not in UNITS:
+        raise ReproError(f"unit {unit!r} is unknown for a dataset count.", f"use {list(UNITS)}.")
+    report = report if report is not None else claim_report(name, root)
     stats = dataset_stats(report, protocol_split)
     value = stats.get(metric)
     if value is None:
