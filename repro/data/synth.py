@@ -230,15 +230,76 @@ def write_image_folder(
     for split, count in per_split.items():
         for label, name in enumerate(classes):
             for n in range(count):
-                rng = _split_rng(seed, index)
+                _one_shape_image(_split_rng(seed, index), outlines[label], size).save(
+                    root / split / name / f"{n:05d}.jpg"
+                )
                 index += 1
-                canvas = _Canvas(rng, size, size)
-                side = max(4, int(round(size * rng.uniform(0.4, 0.85))))
-                x0, y0 = canvas.place(side, []) or (0, 0)
-                mask, _ = canvas.shape_mask(outlines[label], x0, y0, side)
-                canvas.paint(mask)
-                canvas.save(root / split / name / f"{n:05d}.jpg")
     return root
+
+
+def _one_shape_image(rng: Any, outline: list, size: int) -> _Canvas:
+    """One shape (40-85% of the side) on a noisy background: a classification image."""
+    canvas = _Canvas(rng, size, size)
+    side = max(4, int(round(size * rng.uniform(0.4, 0.85))))
+    x0, y0 = canvas.place(side, []) or (0, 0)
+    mask, _ = canvas.shape_mask(outline, x0, y0, side)
+    canvas.paint(mask)
+    return canvas
+
+
+SUN397_CLASSES = ("/c/circle", "/s/square/indoor", "/t/triangle")
+
+
+def write_sun397(
+    root: Path,
+    *,
+    classes: Sequence[str] = SUN397_CLASSES,
+    per_class: int = 12,
+    train_per_class: int = 4,
+    test_per_class: int = 4,
+    partitions: int = 2,
+    size: int = 32,
+    seed: int = 0,
+) -> Path:
+    """SUN-397's layout (repro.data.sun397): ROOT/SUN397/ClassName.txt, images at
+    ROOT/SUN397/<class path>/sun_<n>.jpg (``per_class`` per class, one shape each) and
+    ROOT/SUN397/Partitions/Training_NN.txt / Testing_NN.txt, each partition a seeded draw of
+    ``train_per_class`` + ``test_per_class`` disjoint images per class. Returns ROOT/SUN397."""
+    import numpy as np
+
+    if train_per_class + test_per_class > per_class:
+        raise ReproError(
+            f"{train_per_class} + {test_per_class} images per class per partition exceed the "
+            f"{per_class} drawn per class.",
+            "raise per_class or lower train_per_class / test_per_class.",
+        )
+    base = Path(root) / "SUN397"
+    outlines = _outlines([c.strip("/").replace("/", "_") for c in classes])
+    lists: dict[str, list[str]] = {}
+    for label, name in enumerate(classes):
+        entries = []
+        for n in range(per_class):
+            rel = f"{name}/sun_{label:03d}{n:05d}.jpg"
+            _one_shape_image(_split_rng(seed, label * per_class + n), outlines[label], size).save(
+                base / rel.lstrip("/")
+            )
+            entries.append(rel)
+        lists[name] = entries
+    (base / "ClassName.txt").write_text("".join(f"{c}\n" for c in classes))
+    folder = base / "Partitions"
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(1, partitions + 1):
+        rng = np.random.default_rng([seed, 397, k])
+        train, test = [], []
+        for name in classes:
+            order = rng.permutation(per_class)
+            train += [lists[name][i] for i in order[:train_per_class]]
+            test += [
+                lists[name][i] for i in order[train_per_class : train_per_class + test_per_class]
+            ]
+        (folder / f"Training_{k:02d}.txt").write_text("".join(f"{e}\n" for e in train))
+        (folder / f"Testing_{k:02d}.txt").write_text("".join(f"{e}\n" for e in test))
+    return base
 
 
 def _voc_xml(year: str, image_id: str, width: int, height: int, objects: list, classes) -> str:
