@@ -172,3 +172,25 @@ def test_measure_transfer_gives_one_run_per_partition(sun: Path, tmp_path: Path)
     with pytest.raises(ReproError, match=r"partition\(s\) \[7\]"):
         measure_transfer(_recipe(), [_claim("fc6")], str(sun), str(weights), AccuracySettings(),
                          partitions=[7], loader_workers=0)  # fmt: skip
+
+
+def test_verify_sun397_reports_problems_and_counts(sun: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from repro.data.verify import verify_dataset
+
+    report = verify_dataset("sun397", sun.parent, progress=False, workers=1)
+    assert report.ok, report.problems.items
+    assert set(report.splits) == {"train_01", "test_01", "train_02", "test_02"}
+    assert report.splits["train_01"]["images"] == 3 * len(SUN397_CLASSES)
+    assert report.stats["num_images"] == 6 * len(SUN397_CLASSES)  # partition 1 only
+    copy = shutil.copytree(sun, tmp_path / "SUN397")
+    victim = sun397.load_split(copy, 1, "test").paths[0]
+    victim.write_bytes(b"\xff\xd8 broken")
+    gone = next(p for p in sun397.load_split(copy, 2, "train").paths if p != victim)
+    gone.unlink()
+    damaged = verify_dataset("sun397", copy, progress=False, workers=1)
+    counts = damaged.problems.counts()
+    assert counts.get("corrupt-image") == 1 and counts.get("missing-image", 0) >= 1
+    assert [p.path for p in damaged.problems.of_kind("corrupt-image")] == [str(victim)]
+    assert str(gone) in {p.path for p in damaged.problems.of_kind("missing-image")}

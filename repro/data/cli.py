@@ -11,13 +11,14 @@ from typing import Any
 
 from repro.errors import ReproError
 
-DATASETS = ("imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco")
-SYNTH_KINDS = ("imagefolder", "voc", "coco", "all")
+DATASETS = ("imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco", "sun397")
+SYNTH_KINDS = ("imagefolder", "voc", "coco", "sun397", "all")
 
 EPILOG = """examples:
   repro data verify voc2007 --root /data/VOCdevkit/VOC2007
   repro data verify imagenet --root /data/imagenet --labels /data/imagenet/val_labels.txt
   repro data verify coco --root /data/coco --manifest reports/datasets/coco.json --no-decode
+  repro data verify sun397 --root /data/SUN397
   repro data synth all --out /tmp/synth --images 200
   repro data stats voc2010 --root /data/VOCdevkit/VOC2010
   repro data throughput --root /data/imagenet/train --workers 8 --device cuda --out tp.csv
@@ -87,7 +88,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     n = args.images
-    kinds = ("imagefolder", "voc", "coco") if args.kind == "all" else (args.kind,)
+    kinds = SYNTH_KINDS[:-1] if args.kind == "all" else (args.kind,)
     for kind in kinds:
         target = out / kind if args.kind == "all" else out
         if kind == "imagefolder":
@@ -108,6 +109,17 @@ def _cmd_synth(args: argparse.Namespace) -> int:
                 seed=args.seed,
             )
             print(f"voc: {path} ({n} trainval / {max(1, n // 2)} test images)")
+        elif kind == "sun397":
+            half = max(1, n // 2)
+            path = synth.write_sun397(
+                target,
+                per_class=2 * half,
+                train_per_class=half,
+                test_per_class=half,
+                size=args.size or 32,
+                seed=args.seed,
+            )
+            print(f"sun397: {path} (2 partitions of {half} train / {half} test images per class)")
         else:
             size = args.size or 96
             path = synth.write_coco(
@@ -206,7 +218,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "synth",
         help="write synthetic shape datasets in the real formats",
         description="Write images of filled shapes (circle, square, triangle) in the ImageFolder, "
-        "PASCAL VOC (devkit XML) or COCO (instances JSON) layout. Deterministic for a seed.",
+        "PASCAL VOC (devkit XML), COCO (instances JSON) or SUN-397 (ClassName.txt, Partitions/) "
+        "layout. Deterministic for a seed.",
     )
     p.add_argument("kind", choices=SYNTH_KINDS, help="format; all writes OUT/<kind> for each")
     p.add_argument("--out", required=True, help="output folder")
@@ -215,9 +228,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--images",
         type=int,
         default=100,
-        help="train images (per class for imagefolder); the val/test split gets half (default 100)",
+        help="train images (per class for imagefolder and sun397); the val/test split gets half "
+        "(default 100)",
     )
-    p.add_argument("--size", type=int, help="image side (default 32 imagefolder, 96 voc/coco)")
+    p.add_argument(
+        "--size", type=int, help="image side (default 32 imagefolder/sun397, 96 voc/coco)"
+    )
     p.add_argument("--year", default="2007", help="VOC year of the folder name (default 2007)")
     p.set_defaults(func=_cmd_synth)
 

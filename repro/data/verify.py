@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro.data import sun397
 from repro.data.imagenet import imagenet_classes, imagenet_split
 from repro.data.problems import Problems
 from repro.data.scan import Scan
@@ -21,7 +22,7 @@ from repro.data.stats import dataset_metric, dataset_stats
 from repro.errors import DataError
 
 __all__ = ["VerifyReport", "dataset_metric", "dataset_stats", "verify_dataset"]
-NAMES = ("imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco")
+NAMES = ("imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco", "sun397")
 IMAGENET_EXPECTED = {"train": 1281167, "val": 50000}
 IMAGENET_CLASSES = 1000
 _WNID = re.compile(r"^n\d{8}$")
@@ -103,6 +104,10 @@ def verify_dataset(
     elif name == "coco":
         scan = Scan(root)
         found = verify_coco(scan, root)
+    elif name == "sun397":
+        sun_root = sun397.find_root(root)
+        scan = Scan(sun_root)
+        found = verify_sun397(scan, sun_root)
     else:
         scan = Scan(root)
         found = verify_image_folder(scan, root, name, labels)
@@ -186,4 +191,48 @@ def verify_image_folder(scan: Scan, root: Path, name: str, labels: Path | None) 
         "splits": splits,
         "expected": {s: n for s, n in IMAGENET_EXPECTED.items() if s in splits} if real else {},
         "count_paths": {s: str(root / s) for s in splits},
+    }
+
+
+def verify_sun397(scan: Scan, root: Path) -> dict[str, Any]:
+    """SUN-397: every partition list (splits train_01, test_01, ...) against ClassName.txt, each
+    listed image present and decodable; with the real 397 classes, 50 images per class per list
+    and all ten partitions."""
+    classes = sun397.read_classes(root)
+    real = len(classes) == sun397.PUBLISHED["classes"]
+    try:
+        partitions = sun397.available_partitions(root)
+    except DataError as exc:
+        scan.problems.add("missing-split", str(root / sun397.PARTITIONS), exc.cause)
+        partitions = []
+    if real and len(partitions) != sun397.PUBLISHED["partitions"]:
+        scan.problems.add(
+            "missing-split",
+            str(root / sun397.PARTITIONS),
+            f"{len(partitions)} partitions; the benchmark has {sun397.PUBLISHED['partitions']}",
+        )
+    splits: dict[str, dict[str, int]] = {}
+    expected: dict[str, int] = {}
+    paths: dict[str, str] = {}
+    for k in partitions:
+        for side in sun397.SPLIT_FILES:
+            key = f"{side}_{k:02d}"
+            try:
+                split = sun397.load_split(root, k, side)
+            except DataError as exc:
+                scan.problems.add("bad-annotation", exc.cause.split(":")[0], exc.cause)
+                continue
+            for path in split.paths:
+                scan.add_image(key, path)
+            splits[key] = {"images": len(split.paths), "objects": 0,
+                           "classes": len(set(split.labels))}  # fmt: skip
+            paths[key] = str(sun397.partitions_dir(root) / sun397.SPLIT_FILES[side].format(k))
+            if real:
+                expected[key] = sun397.PUBLISHED[f"{side}_per_class"] * len(classes)
+    return {
+        "classes": classes,
+        "real_classes": real,
+        "splits": splits,
+        "expected": expected,
+        "count_paths": paths,
     }
