@@ -290,7 +290,7 @@ def not_run_reason(
         from repro.accuracy.suite import not_run_reason as accuracy_not_run_reason
 
         assert paper is not None
-        return accuracy_not_run_reason(paper, claim, accuracy or AccuracySettings())
+        return accuracy_not_run_reason(paper, claim, accuracy or AccuracySettings(), data_roots)
     if claim.kind == "speed":
         if "speed" not in suites:
             return (
@@ -372,6 +372,7 @@ def measure_data_claims(
     """The plan's dataset claims (counted) and accuracy claims (trained or loaded, evaluated)."""
     from repro.accuracy.settings import AccuracySettings
     from repro.accuracy.suite import (
+        accuracy_roots,
         group_accuracy_claims,
         measure_accuracy_group,
         measure_dataset_claims,
@@ -383,7 +384,7 @@ def measure_data_claims(
         outcomes.append(measure_dataset_claims(plan.paper.paper, plan.dataset, roots))
     if plan.accuracy:
         settings = accuracy or AccuracySettings.resolve()
-        roots = data_roots_of(plan.accuracy, data_roots)
+        roots = accuracy_roots(plan.paper, plan.accuracy, data_roots)  # a recipe's other sets too
         for group in group_accuracy_claims(plan.paper, plan.accuracy, settings, roots):
             outcomes.append(measure_accuracy_group(group, settings))
     return outcomes

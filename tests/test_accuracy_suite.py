@@ -29,6 +29,7 @@ KNOWN_REASONS = (
     "classification on",
     "the dataset suite counts",
     "the dataset suite has no reader",
+    "the transfer protocol needs",
 )
 
 

@@ -172,8 +172,8 @@ def test_digits_split_shapes_range_determinism() -> None:
     assert torch.equal(again.images, test.images) and again.targets == test.targets
     joined = torch.cat([train.images, test.images]).flatten(1)
     assert torch.unique(joined, dim=0).shape[0] >= 1780  # the splits do not share images
-    with pytest.raises(ReproError, match="no split 'val'"):
-        load_dataset("digits", None, "val")
+    with pytest.raises(ReproError, match="no split 'validation'"):
+        load_dataset("digits", None, "validation")
 
 
 def test_missing_datasets_raise_data_errors(tmp_path: Path) -> None:

@@ -194,3 +194,41 @@ def test_verify_sun397_reports_problems_and_counts(sun: Path, tmp_path: Path) ->
     assert counts.get("corrupt-image") == 1 and counts.get("missing-image", 0) >= 1
     assert [p.path for p in damaged.problems.of_kind("corrupt-image")] == [str(victim)]
     assert str(gone) in {p.path for p in damaged.problems.of_kind("missing-image")}
+
+
+def test_decaf_claims_run_through_the_suite_with_weights(sun: Path, tmp_path: Path) -> None:
+    """decaf.yaml's claims: not-run without ImageNet weights (the reason says how to give
+    them); with weights and a SUN-397 root, measured per partition and judged."""
+    import yaml
+
+    from repro.claims import load_paper, load_paper_file
+    from repro.measure import measure_paper_local, plan_paper
+    from repro.models import build_model
+
+    roots = {"sun397": str(sun.parent)}
+    plan = plan_paper(load_paper("decaf"), ["accuracy"], roots, AccuracySettings())
+    reasons = {r.claim_id: r.note for r in plan.not_run}
+    assert "weights: {alexnet: PATH}" in reasons["decaf6-logreg"]
+    assert not plan.accuracy
+    # the real recipes with a 5-class alexnet (the test's weights file stays small)
+    data = yaml.safe_load(Path(load_paper("decaf").path).read_text())
+    for recipe in data["recipes"]:
+        recipe["model_kwargs"] = {"num_classes": 5}
+    path = tmp_path / "decaf.yaml"
+    path.write_text(yaml.safe_dump(data))
+    paper = load_paper_file(path)
+    torch.manual_seed(0)
+    weights = tmp_path / "alexnet5.pt"
+    torch.save(build_model("alexnet", num_classes=5).state_dict(), weights)
+    settings = AccuracySettings(workers=0, weights={"alexnet": str(weights)})
+    results = {
+        r.claim_id: r
+        for r in measure_paper_local(paper, ["accuracy"], roots, accuracy=settings)
+        if r.kind == "accuracy"
+    }
+    for claim_id in ("decaf6-logreg", "decaf7-logreg", "decaf6-svm", "decaf7-svm"):
+        result = results[claim_id]
+        assert result.verdict in ("reproduced", "deviates"), result.note
+        assert 0.0 <= float(result.measured) <= 100.0
+        assert "mean of 2 runs" in result.note and "partitions [1, 2]" in result.note
+    assert results["xiao2010-baseline"].verdict == "not-run"

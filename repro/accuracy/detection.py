@@ -1,17 +1,46 @@
-"""Evaluate a detector's weights on VOC or COCO by the official protocols: VOC07 11-point or
-VOC2010 all-point AP (repro.evaluation.voc, the devkit's algorithm) and COCO AP through
-pycocotools (repro.evaluation.coco)."""
+"""Run a detector over images and score its detections by the official protocols: VOC07 11-point
+or VOC2010 all-point AP (repro.evaluation.voc, the devkit's algorithm) and COCO AP through
+pycocotools (repro.evaluation.coco).
+
+Two kinds of detector are understood. torchvision's (the Faster R-CNN models) take the images
+as they are and return boxes in their coordinates, labels 1-based (0 is the background). The
+YOLOv1 grid detectors (``yolov1``, ``fast_yolo``) see each image resized to the recipe's square
+input (evaluation ``crop``, 448) and return the (N, S, S, B * 5 + C) grid, decoded by
+repro.accuracy.yolo_v1 (class-specific scores, per-class NMS) and scaled back to the image.
+
+Recipe training (repro.accuracy.detector_fit) and the evaluation of weights a user supplies
+(`evaluate_detector`) share `detect_rows` and `score_rows`, so trained weights evaluate here to
+the number training reported.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm import tqdm
 
+from repro.accuracy.detector_fit import TRAINABLE_DETECTORS
 from repro.errors import DataError, ReproError
 from repro.recipes import Recipe
+
+if TYPE_CHECKING:
+    from repro.accuracy.yolo_v1 import GridSpec
+
+# YOLO at test time (darknet's validate_yolo): every box above 0.001, per-class NMS at 0.5; at
+# most 100 per image, as Faster R-CNN keeps (py-faster-rcnn's max_per_image, torchvision's).
+YOLO_SCORE_THRESHOLD = 0.001
+YOLO_NMS_IOU = 0.5
+MAX_DETECTIONS = 100
+# Images per forward at evaluation. torchvision's detectors pad a batch to its largest image,
+# which changes the features at the borders, so they see one image at a time.
+GRID_EVAL_BATCH = 8
+# (image id, class index, score, 0-based pixel-edge xyxy box) of one detection
+Row = tuple[Any, int, float, list[float]]
+Detected = list[tuple[int, float, list[float]]]
 
 
 def coco_paths(root: str | Path, split: str) -> tuple[Path, Path]:
@@ -27,90 +56,197 @@ def coco_paths(root: str | Path, split: str) -> tuple[Path, Path]:
     return images, instances
 
 
-def detect(model: torch.nn.Module, image: torch.Tensor) -> list[tuple[int, float, list[float]]]:
-    """(class index, score, 0-based xyxy box) of one image. torchvision-style detectors (the
-    Faster R-CNN models) return boxes, labels (1-based, 0 is background) and scores."""
-    if not hasattr(model, "roi_heads"):
+def is_grid_detector(model: torch.nn.Module) -> bool:
+    from repro.models.yolo import YOLOv1
+
+    return isinstance(model, YOLOv1)
+
+
+def grid_spec(model: torch.nn.Module, num_classes: int, size: int) -> GridSpec:
+    """The output geometry of a YOLOv1 model with ``num_classes`` classes on ``size`` inputs."""
+    from repro.accuracy.yolo_v1 import BOX_FIELDS, GridSpec
+
+    boxes, rest = divmod(int(model.depth) - num_classes, BOX_FIELDS)
+    if rest or boxes < 1:
         raise ReproError(
-            f"decoding the raw output of {type(model).__name__} into boxes is not implemented.",
-            "evaluate saved detections with `repro eval detections` instead.",
+            f"{type(model).__name__} predicts {model.depth} values per cell, which is not "
+            f"B * {BOX_FIELDS} + {num_classes} classes for any B.",
+            "build the model with the dataset's class count (model_kwargs num_classes).",
         )
-    with torch.inference_mode():
-        out = model([image])[0]
-    return [
-        (int(label) - 1, float(score), [float(v) for v in box])
-        for box, label, score in zip(out["boxes"], out["labels"], out["scores"], strict=True)
-    ]
+    return GridSpec(grid=int(model.grid), boxes=boxes, classes=num_classes, size=size)
 
 
-def evaluate_detector(
-    recipe: Recipe, root: str, weights: str, *, limit: int | None = None
-) -> dict[str, float]:
-    """mAP (and COCO AP50) in percent of ``weights`` on the recipe's evaluation split."""
-    from repro.evaluation.weights import load_weights
+def detector_num_classes(model_name: str, classes: int) -> int:
+    """The ``num_classes`` a detector is built with: torchvision's count the background."""
+    from repro.models import get_model_spec
+
+    return classes + 1 if get_model_spec(model_name).source == "torchvision" else classes
+
+
+def build_detector(recipe: Recipe, classes: int) -> torch.nn.Module:
+    """The recipe's model for a dataset of ``classes`` classes (recipe model_kwargs kept)."""
     from repro.models import build_model
 
-    model = build_model(recipe.model, **recipe.model_kwargs)
-    load_weights(model, weights)
+    kwargs = {**recipe.model_kwargs, "num_classes": detector_num_classes(recipe.model, classes)}
+    return build_model(recipe.model, **kwargs)
+
+
+def eval_batch_size(model: torch.nn.Module) -> int:
+    return GRID_EVAL_BATCH if is_grid_detector(model) else 1
+
+
+def detect_images(
+    model: torch.nn.Module,
+    images: Sequence[torch.Tensor],
+    *,
+    num_classes: int | None = None,
+    input_size: int | None = None,
+) -> list[Detected]:
+    """Per image, (class index, score, 0-based xyxy box in the image's pixels) of every
+    detection. ``num_classes`` and ``input_size`` (the square input) are needed by the YOLOv1
+    grid detectors; the model is expected in eval mode."""
+    device = next(model.parameters()).device
+    if hasattr(model, "roi_heads"):
+        outs = model([image.to(device) for image in images])
+        return [
+            [
+                (int(label) - 1, float(score), [float(v) for v in box])
+                for box, label, score in zip(
+                    o["boxes"].cpu(), o["labels"].cpu(), o["scores"].cpu(), strict=True
+                )
+            ]
+            for o in outs
+        ]
+    if not is_grid_detector(model):
+        raise ReproError(
+            f"decoding the raw output of {type(model).__name__} into boxes is not implemented "
+            f"(the harness decodes {', '.join(TRAINABLE_DETECTORS)}).",
+            "evaluate saved detections with `repro eval detections` instead.",
+        )
+    if num_classes is None or input_size is None:
+        raise ReproError(
+            "decoding a YOLOv1 grid needs the class count and the square input size.",
+            "pass num_classes and input_size (the recipe's evaluation crop).",
+        )
+    from repro.accuracy.detection_data import resize_square
+    from repro.accuracy.yolo_v1 import decode
+
+    spec = grid_spec(model, num_classes, input_size)
+    batch = torch.stack([resize_square(image, input_size) for image in images]).to(device)
+    decoded = decode(
+        model(batch).cpu(),
+        spec,
+        score_threshold=YOLO_SCORE_THRESHOLD,
+        nms_iou=YOLO_NMS_IOU,
+        max_per_image=MAX_DETECTIONS,
+    )
+    out = []
+    for image, dets in zip(images, decoded, strict=True):
+        h, w = image.shape[-2:]
+        scale = torch.tensor([w / input_size, h / input_size, w / input_size, h / input_size])
+        boxes = (dets.boxes * scale).tolist()
+        out.append(
+            [
+                (int(label), float(score), box)
+                for box, score, label in zip(
+                    boxes, dets.scores.tolist(), dets.labels.tolist(), strict=True
+                )
+            ]
+        )
+    return out
+
+
+def detect(
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    *,
+    num_classes: int | None = None,
+    input_size: int | None = None,
+) -> Detected:
+    """(class index, score, 0-based xyxy box) of one image (see `detect_images`)."""
+    with torch.inference_mode():
+        return detect_images(model, [image], num_classes=num_classes, input_size=input_size)[0]
+
+
+def detect_rows(
+    model: torch.nn.Module,
+    batches: Iterable[tuple[list[torch.Tensor], list[dict[str, Any]]]],
+    *,
+    num_classes: int,
+    input_size: int,
+) -> tuple[list[Row], list[Any]]:
+    """Every detection of ``batches`` (lists of images and targets) and the image ids seen."""
+    rows: list[Row] = []
+    ids: list[Any] = []
+    was_training = model.training
     model.eval()
-    if recipe.dataset.startswith("voc"):
-        from repro.data.verify_detection import find_voc_root
+    try:
+        with torch.inference_mode():
+            for images, targets in batches:
+                found = detect_images(model, images, num_classes=num_classes, input_size=input_size)
+                for target, dets in zip(targets, found, strict=True):
+                    ids.append(target["image_id"])
+                    rows += [(target["image_id"], *det) for det in dets]
+    finally:
+        model.train(was_training)
+    return rows, ids
 
-        year = recipe.dataset.removeprefix("voc")
-        return _evaluate_voc(model, recipe, find_voc_root(Path(root), year), limit)
-    return _evaluate_coco(model, recipe, root, limit)
 
-
-def _evaluate_voc(
-    model: torch.nn.Module, recipe: Recipe, root: Path, limit: int | None
+def score_rows(
+    recipe: Recipe, dataset: Any, classes: Sequence[str], rows: Sequence[Row], ids: Sequence[Any]
 ) -> dict[str, float]:
-    from repro.data.voc import VocDetection, load_split, to_devkit_box, voc_classes
-    from repro.evaluation.voc import evaluate_voc
+    """The recipe's metric (percent) of ``rows`` on the images ``ids`` of ``dataset``: VOC mAP
+    (VOC07 11-point, or all-point for voc2010_map) or COCO AP and AP50."""
+    if recipe.dataset != "coco":
+        from repro.data.voc import to_devkit_box
+        from repro.evaluation.voc import evaluate_voc
 
-    classes = voc_classes(root)
-    dataset = VocDetection(root, recipe.eval_split)
-    count = min(limit or len(dataset), len(dataset))
-    detections: dict[str, list[Any]] = {c: [] for c in classes}
-    ids = []
-    for i in tqdm(range(count), desc=f"detect {recipe.model}", unit="img"):
-        image, target = dataset[i]
-        ids.append(target["image_id"])
-        for label, score, box in detect(model, image):
-            detections[classes[label]].append((target["image_id"], score, to_devkit_box(box)))
-    annotations = load_split(root, recipe.eval_split)
-    annotations = {k: annotations[k] for k in ids}
-    metric = "voc2010" if recipe.evaluation.metric == "voc2010_map" else "voc07"
-    result = evaluate_voc(annotations, detections, metric=metric, classes=classes)
-    return {"map": 100.0 * float(result["mAP"])}
-
-
-def _evaluate_coco(
-    model: torch.nn.Module, recipe: Recipe, root: str, limit: int | None
-) -> dict[str, float]:
-    from repro.data.coco import CocoDetection
+        detections: dict[str, list[Any]] = {c: [] for c in classes}
+        for image_id, label, score, box in rows:
+            detections[classes[label]].append((image_id, score, to_devkit_box(box)))
+        annotations = {i: dataset.annotations[i] for i in ids}
+        metric = "voc2010" if recipe.evaluation.metric == "voc2010_map" else "voc07"
+        result = evaluate_voc(annotations, detections, metric=metric, classes=list(classes))
+        value = result["mAP"]
+        return {"map": 100.0 * float(value) if value is not None else math.nan}
+    from repro.data.coco import load_instances
     from repro.evaluation.coco import evaluate_coco
 
-    images, instances = coco_paths(root, recipe.eval_split)
-    dataset = CocoDetection(images, instances)
-    count = min(limit or len(dataset), len(dataset))
-    results, image_ids = [], []
-    for i in tqdm(range(count), desc=f"detect {recipe.model}", unit="img"):
-        image, target = dataset[i]
-        image_ids.append(target["image_id"])
-        for label, score, (x1, y1, x2, y2) in detect(model, image):
-            results.append(
-                {
-                    "image_id": target["image_id"],
-                    "category_id": dataset.category_ids[label],
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "score": score,
-                }
-            )
-    import json
-
-    gt = json.loads(instances.read_text())
-    keep = set(image_ids)
+    results = [
+        {
+            "image_id": image_id,
+            "category_id": dataset.category_ids[label],
+            "bbox": [x1, y1, x2 - x1, y2 - y1],
+            "score": score,
+        }
+        for image_id, label, score, (x1, y1, x2, y2) in rows
+    ]
+    gt = load_instances(dataset.instances_json)
+    keep = set(ids)
     gt["images"] = [im for im in gt["images"] if im["id"] in keep]
     gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
     out = evaluate_coco(gt, results)
     return {"map": 100.0 * float(out["AP"]), "map50": 100.0 * float(out["AP50"])}
+
+
+def evaluate_detector(
+    recipe: Recipe, root: str, weights: str, *, limit: int | None = None, device: str = "cpu"
+) -> dict[str, float]:
+    """mAP (and COCO AP50) in percent of ``weights`` on the recipe's evaluation split, and the
+    number of detections scored."""
+    from repro.accuracy.detection_data import loader, open_split
+    from repro.evaluation.weights import load_weights
+
+    dataset, classes = open_split(recipe.dataset, root, recipe.eval_split)
+    model = build_detector(recipe, len(classes))
+    load_weights(model, weights)
+    model.to(device).eval()
+    count = min(limit or len(dataset), len(dataset))
+    batches = loader(dataset, batch_size=eval_batch_size(model), indices=range(count))
+    rows, ids = detect_rows(
+        model,
+        tqdm(batches, desc=f"detect {recipe.model}", unit="batch"),
+        num_classes=len(classes),
+        input_size=recipe.evaluation.crop,
+    )
+    return {**score_rows(recipe, dataset, classes, rows, ids), "detections": float(len(rows))}

@@ -7,7 +7,8 @@ other, so Ray starts once. Each epoch every rank reads its slice of the epoch's 
 then all ranks evaluate their shard of the eval split (centre crop) and sum the top-1/top-5
 counts. A checkpoint after each epoch (seed index, epoch, model, optimizer, schedule, the
 history and the finished seeds' records) lets a rerun with the same run directory continue
-where it stopped.
+where it stopped. The worker loop takes its task's pieces (data plan, model, one seed's training)
+as `WorkerSteps`, so repro.accuracy.detector_fit trains detectors through the same loop.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import math
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
 WORKER_FN = "repro.accuracy.fit:fit_worker"
 PROTOCOL = "per-epoch validation: centre crop of the recipe's evaluation resize/crop"
 CHECKPOINTS_PER_SEED = 10_000  # checkpoint names order (seed index, epoch)
+# A seed record's numbers that EpochLog writes as the MLflow run's summary (those present).
+SUMMARY_METRICS = ("top1_error", "top5_error", "map", "map50", "epochs")
 
 
 @dataclass
@@ -118,6 +122,14 @@ def validate(config: FitConfig) -> None:
             f"pass the folder holding {dataset}.",
         )
     loop.check_trainable(recipe.model)
+    check_run_settings(config, recipe)
+
+
+def check_run_settings(config: FitConfig, recipe: Recipe) -> None:
+    """What every recipe training checks, whatever the task: precision, workers, seeds, the
+    batch split, epochs, steps, loader processes, threads and the GPU."""
+    from repro.train import loop
+
     loop.check_precision(config.precision)
     _need(config.workers >= 0, "--workers must not be negative.", "pass 0 (in-process) or more.")
     _need(bool(config.seeds), "no seeds to train (--seeds is empty).", "pass e.g. --seeds 0 1 2.")
@@ -186,16 +198,22 @@ def run_dir_of(config: FitConfig) -> Path:
 
 def fit(config: FitConfig) -> FitResult:
     """Train every seed of ``config``; returns the seeds' records, environment and overheads."""
-    from repro.train.distributed import run_workers
-
     config = resolve(config)
     validate(config)
+    return launch(config, WORKER_FN)
+
+
+def launch(config: FitConfig, worker_fn: str) -> FitResult:
+    """Run ``worker_fn`` ("module:function"(payload, session)) over ``config.workers`` workers
+    (resolved and validated already) and collect rank 0's record."""
+    from repro.train.distributed import run_workers
+
     if config.tracking_uri:
         from repro import tracking
 
         tracking.check_tracking_uri(config.tracking_uri)
     out = run_workers(
-        WORKER_FN,
+        worker_fn,
         config.as_dict(),
         workers=config.workers,
         run_dir=run_dir_of(config),
@@ -370,11 +388,20 @@ def evaluate(pm: ParallelModel, loader: Any) -> dict[str, float]:
     return classification_errors({1: c1, 5: c5}, total)
 
 
-def train_epoch(run: SeedRun, plan: Plan, epoch: int, channels_last: bool) -> dict[str, float]:
+def train_epoch(
+    run: SeedRun,
+    plan: Plan,
+    epoch: int,
+    channels_last: bool,
+    prepare: Callable[[Any, Any, Any, bool], tuple[Any, Any]] | None = None,
+) -> dict[str, float]:
+    """One epoch of ``plan``'s batches on ``run``; ``prepare(x, y, device, channels_last)``
+    readies a batch (default: tensors to the device, loop.prepare_inputs)."""
     import torch
 
     from repro.train import loop
 
+    prepare = prepare or loop.prepare_inputs
     pm = run.pm
     pm.module.train()
     plan.sampler.set_epoch(run.seed, epoch)
@@ -385,7 +412,7 @@ def train_epoch(run: SeedRun, plan: Plan, epoch: int, channels_last: bool) -> di
             break
         lr = run.schedule.apply(run.optimizer, epoch, step)
         first_lr = lr if first_lr is None else first_lr
-        x, y = loop.prepare_inputs(x, y, pm.device, channels_last)
+        x, y = prepare(x, y, pm.device, channels_last)
         loss_sum += pm.forward_backward(x, y).float()
         loop.optimizer_step(run.optimizer, pm.scaler)
         done += 1
@@ -430,10 +457,17 @@ def _save_weights(session: Session, run: SeedRun, recipe_name: str) -> str:
 
 
 def _resume(
-    session: Session, config: FitConfig, plan: Plan, rank: int, world: int, device: Any
+    session: Session,
+    config: FitConfig,
+    plan: Plan,
+    rank: int,
+    world: int,
+    device: Any,
+    build: BuildSeed | None = None,
 ) -> tuple[list[dict[str, Any]], SeedRun | None]:
     """The finished seeds' records and the interrupted seed (model, optimizer and schedule
-    restored) from the latest checkpoint, if any."""
+    restored) from the latest checkpoint, if any; ``build`` makes a seed's run (default: the
+    classifier's)."""
     from repro.train.checkpoint import load_checkpoint, read_trainer_state
 
     with session.latest_checkpoint() as ckpt:
@@ -450,7 +484,7 @@ def _resume(
         finished = list(state["finished"])
         if state["seed_index"] < len(finished):
             return finished, None
-        run = _build_seed(config, plan, state["seed_index"], rank, world, device)
+        run = (build or _build_seed)(config, plan, state["seed_index"], rank, world, device)
         load_checkpoint(ckpt, run.pm, run.optimizer)
         run.schedule.load_state_dict(state["schedule"])
         run.start_epoch = int(state["next_epoch"])
@@ -508,10 +542,28 @@ class EpochLog:
 
         summary = {}
         if record is not None:
-            summary = {k: float(record[k]) for k in ("top1_error", "top5_error", "epochs")}
+            summary = {k: float(record[k]) for k in SUMMARY_METRICS if record.get(k) is not None}
         tags = {"diverged": str(bool(record and record["diverged"]))}
         tracking.close_train_run(self.uri, self.run_id, summary, tags, status)
         self.run_id = None
+
+
+def checkpoint_state(
+    config: FitConfig, plan: Plan, run: SeedRun, finished: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The trainer state saved with the model after an epoch (``run.history[-1]``'s)."""
+    return {
+        "parallel": run.pm.strategy,
+        "world": run.pm.world,
+        "model": plan.recipe.model,
+        "seeds": config.seeds,
+        "epochs": plan.epochs,
+        "seed_index": run.index,
+        "next_epoch": run.history[-1]["epoch"],
+        "history": run.history,
+        "schedule": run.schedule.state_dict(),
+        "finished": finished,
+    }
 
 
 def _train_seed(
@@ -523,7 +575,7 @@ def _train_seed(
     log: EpochLog,
 ) -> None:
     """Train one seed from ``run.start_epoch`` to the end; appends its record to ``finished``."""
-    recipe, world = plan.recipe, run.pm.world
+    recipe = plan.recipe
     for epoch in range(run.start_epoch, plan.whole_epochs):
         t0 = time.perf_counter()
         trained = train_epoch(run, plan, epoch, config.channels_last)
@@ -541,40 +593,48 @@ def _train_seed(
             weights = _save_weights(session, run, recipe.name) if run.pm.rank == 0 else None
             finished.append(_record(run, weights, diverged))
         if config.checkpoint_every_epoch or last:
-            state = {
-                "parallel": run.pm.strategy,
-                "world": world,
-                "model": recipe.model,
-                "seeds": config.seeds,
-                "epochs": plan.epochs,
-                "seed_index": run.index,
-                "next_epoch": epoch + 1,
-                "history": run.history,
-                "schedule": run.schedule.state_dict(),
-                "finished": finished,
-            }
+            state = checkpoint_state(config, plan, run, finished)
             _save_checkpoint(session, run, state, {"seed": run.seed, **run.history[-1]})
         log.epoch(run.history[-1])
         if last:
             return
 
 
+MakePlan = Callable[[FitConfig, "Recipe", int, int, Any], Plan]
+BuildSeed = Callable[[FitConfig, Plan, int, int, int, Any], SeedRun]
+TrainSeed = Callable[["Session", FitConfig, Plan, SeedRun, list[dict[str, Any]], EpochLog], None]
+
+
+@dataclass(frozen=True)
+class WorkerSteps:
+    """The task's pieces of the worker: the data plan, a seed's model and optimizer, and the
+    training of one seed (which appends its record to the finished ones)."""
+
+    plan: MakePlan
+    build: BuildSeed
+    train_seed: TrainSeed
+
+
 def fit_worker(payload: dict[str, Any], session: Session) -> dict[str, Any] | None:
     """Train every seed of ``payload`` (a FitConfig as a dict) as this session's rank; rank 0
     returns {"seeds": [...], "environment": {...}, "checkpoint": final weights}."""
+    return run_worker(FitConfig(**payload), session, CLASSIFICATION_STEPS)
+
+
+def run_worker(config: FitConfig, session: Session, steps: WorkerSteps) -> dict[str, Any] | None:
+    """Every seed of ``config`` by ``steps``, with ``config.torch_threads`` set meanwhile."""
     import torch
 
-    config = FitConfig(**payload)
     threads = torch.get_num_threads()
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     try:
-        return _fit_seeds(config, session)
+        return _fit_seeds(config, session, steps)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit_seeds(config: FitConfig, session: Session) -> dict[str, Any] | None:
+def _fit_seeds(config: FitConfig, session: Session, steps: WorkerSteps) -> dict[str, Any] | None:
     import torch
 
     from repro.train import loop
@@ -585,18 +645,18 @@ def _fit_seeds(config: FitConfig, session: Session) -> dict[str, Any] | None:
     rank, world = session.rank, session.world_size
     device = loop.select_device(config.use_gpu, session.local_rank)
     loop.set_matmul_precision(config.precision)
-    plan = _plan(config, recipe, rank, world, device)
-    finished, current = _resume(session, config, plan, rank, world, device)
+    plan = steps.plan(config, recipe, rank, world, device)
+    finished, current = _resume(session, config, plan, rank, world, device, steps.build)
     setup_s = time.perf_counter() - entered
     log = EpochLog(config, enabled=rank == 0 and bool(config.tracking_uri))
     env = {"device": loop.device_name(device), "world_size": world, "torch": torch.__version__}
     for index in range(len(finished), len(config.seeds)):
-        run = current or _build_seed(config, plan, index, rank, world, device)
+        run = current or steps.build(config, plan, index, rank, world, device)
         current = None
         env = environment(run.pm)
         log.open(run, recipe, plan.facts)
         try:
-            _train_seed(session, config, plan, run, finished, log)
+            steps.train_seed(session, config, plan, run, finished, log)
         except BaseException:
             log.close(None, "FAILED")  # a rerun reopens the same MLflow run
             raise
@@ -610,3 +670,6 @@ def _fit_seeds(config: FitConfig, session: Session) -> dict[str, Any] | None:
         "checkpoint": weights,
         "timing": {"setup_s": setup_s, "worker_s": time.perf_counter() - entered},
     }
+
+
+CLASSIFICATION_STEPS = WorkerSteps(plan=_plan, build=_build_seed, train_seed=_train_seed)

@@ -3,8 +3,12 @@
 Accuracy claims are grouped by recipe (the paper's training and test protocol). A group either
 evaluates weights the user supplies (params.yaml `weights:`, `--weights MODEL=PATH`), or trains by
 the recipe through Ray Train (data-parallel, checkpointed, resumable; one run per seed) and then
-evaluates. With several seeds the verdict compares the claim's tolerance band with a 95%
-confidence interval of the mean. Dataset claims (classes, images, objects per image) are counted
+evaluates: classifiers through repro.accuracy.fit, the YOLOv1 and Faster R-CNN detectors through
+repro.accuracy.detector_fit (on every dataset their train_split names, e.g. VOC 2007+2012).
+Transfer claims (DeCAF on SUN-397) fit a linear classifier on the frozen features of supplied
+ImageNet weights, one run per SUN-397 partition (repro.accuracy.transfer).
+With several seeds the verdict compares the claim's tolerance band with a 95% confidence interval
+of the mean. Dataset claims (classes, images, objects per image) are counted
 from the dataset itself. Claims that need something the harness does not do are `not-run` with the
 reason; nothing is estimated.
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +41,23 @@ TRAINABLE_DATASETS = ("imagenet", "cifar10", "mnist", "digits", "imagefolder")
 PERCENT = 100.0
 
 
-def not_run_reason(paper: Paper, claim: Claim, settings: AccuracySettings) -> str | None:
-    """Why the accuracy suite cannot measure ``claim`` (its dataset is present), or None."""
-    if claim.metric not in CLASSIFICATION_METRICS and claim.metric not in DETECTION_METRICS:
+def not_run_reason(
+    paper: Paper,
+    claim: Claim,
+    settings: AccuracySettings,
+    data_roots: Mapping[str, str] | None = None,
+) -> str | None:
+    """Why the accuracy suite cannot measure ``claim`` (its dataset is present), or None.
+    ``data_roots`` (params.yaml `data:`) locates the other datasets a recipe trains on."""
+    from repro.accuracy.transfer import TRANSFER_DATASETS, TRANSFER_METRIC
+
+    transfer = claim.metric == TRANSFER_METRIC and claim.dataset in TRANSFER_DATASETS
+    if not transfer and claim.metric not in (*CLASSIFICATION_METRICS, *DETECTION_METRICS):
         measured = ", ".join([*CLASSIFICATION_METRICS, *DETECTION_METRICS])
         return (
-            f"the accuracy suite measures {measured} of single models; {claim.metric!r} "
-            "(a comparison of variants, a transfer protocol or a proposal statistic) is not "
-            "measured"
+            f"the accuracy suite measures {measured} of single models and transfer accuracy "
+            f"on {', '.join(TRANSFER_DATASETS)}; {claim.metric!r} (a comparison of variants or "
+            "a proposal statistic) is not measured"
         )
     if claim.model is None:
         return "no registered model: the entry is another method's result, kept for context"
@@ -59,14 +72,64 @@ def not_run_reason(paper: Paper, claim: Claim, settings: AccuracySettings) -> st
             f"no recipe in {paper.path} for {claim.model.name} on {claim.dataset}; add one "
             "under `recipes:` (repro/papers/README.md, Recipes)"
         )
+    if transfer:
+        return transfer_reason(claim, recipe, settings)
     if claim.metric in DETECTION_METRICS and recipe.model not in settings.weights:
-        return (
-            f"training {recipe.model} by its recipe is not implemented (detector training "
-            "runs on the synthetic demo only); supply weights to evaluate them: "
-            f"`weights: {{{recipe.model}: PATH}}` in params.yaml or --weights {recipe.model}=PATH"
-        )
+        return detector_training_reason(recipe, data_roots)
     if claim.metric in CLASSIFICATION_METRICS and recipe.dataset not in TRAINABLE_DATASETS:
         return f"classification on {recipe.dataset} is not supported by the accuracy suite"
+    return None
+
+
+def detector_training_reason(
+    recipe: Recipe, data_roots: Mapping[str, str] | None = None
+) -> str | None:
+    """Why a detection recipe cannot train here (no loss for its model, a training dataset
+    missing), or None."""
+    from repro.accuracy.detection_data import recipe_datasets
+    from repro.accuracy.detector_fit import training_gap
+    from repro.measure import data_root, dataset_present
+
+    weights = (
+        f"supply weights to evaluate them: `weights: {{{recipe.model}: PATH}}` in params.yaml "
+        f"or --weights {recipe.model}=PATH"
+    )
+    gap = training_gap(recipe.model)
+    if gap is not None:
+        return f"training {recipe.model} by recipe {recipe.name} is not possible: {gap}; {weights}"
+    if recipe.dataset not in DETECTION_DATASETS:
+        return f"training detectors on {recipe.dataset} is not supported by the accuracy suite"
+    for name in recipe_datasets(recipe):
+        root = data_root(name, data_roots)
+        if not dataset_present(name, root):
+            where = f" at {root}" if root else ""
+            return (
+                f"training {recipe.model} by recipe {recipe.name} needs {name}: dataset not "
+                f"present: {name}{where} (recipe {recipe.name} trains on {recipe.train_split}; "
+                f"set data.{name} in params.yaml or REPRO_DATA_{name.upper()} to its root, or "
+                f"{weights})"
+            )
+    return None
+
+
+def transfer_reason(claim: Claim, recipe: Recipe, settings: AccuracySettings) -> str | None:
+    """Why a transfer claim cannot run: no layer named, or no ImageNet weights for the network
+    (the suite does not chain an ImageNet training into the transfer)."""
+    from repro.accuracy.transfer import classifier_of
+
+    if not isinstance(claim.layer, str):
+        return "a transfer claim names one `layer` whose frozen activations are the features"
+    try:
+        classifier_of(recipe)
+    except ReproError as exc:
+        return exc.cause
+    if recipe.model not in settings.weights:
+        return (
+            f"the transfer protocol needs ImageNet-trained {recipe.model} weights: supply them "
+            f"with `weights: {{{recipe.model}: PATH}}` in params.yaml or --weights "
+            f"{recipe.model}=PATH (e.g. the weights file the accuracy suite writes when it "
+            f"trains {recipe.model} on ImageNet by its paper's recipe)"
+        )
     return None
 
 
@@ -92,10 +155,40 @@ class AccuracyGroup:
     claims: list[Claim]
     data_root: str
     weights: str | None = None
+    roots: dict[str, str] = field(default_factory=dict)  # every dataset the recipe reads
+
+    @property
+    def other_roots(self) -> dict[str, str]:
+        """The roots of the datasets besides the recipe's own (a union train_split's)."""
+        return {k: v for k, v in self.roots.items() if k != self.recipe.dataset}
 
     @property
     def key(self) -> str:
         return f"{self.recipe.name}@{self.recipe.dataset}"
+
+
+def recipe_datasets_of(recipe: Recipe) -> list[str]:
+    """The datasets a recipe reads: its own, and for a detector every train_split part's."""
+    if recipe.dataset not in DETECTION_DATASETS:
+        return [recipe.dataset]
+    from repro.accuracy.detection_data import recipe_datasets
+
+    return recipe_datasets(recipe)
+
+
+def accuracy_roots(
+    paper: Paper, claims: Sequence[Claim], data_roots: Mapping[str, str] | None
+) -> dict[str, str]:
+    """The resolved root of every dataset the claims' recipes read (present: the plan said)."""
+    from repro.measure import data_root
+
+    names = {c.dataset for c in claims if c.dataset is not None}
+    for claim in claims:
+        recipe = paper.recipe_for(claim)
+        if recipe is not None:
+            names.update(recipe_datasets_of(recipe))
+    found = {name: data_root(name, data_roots) for name in sorted(names)}
+    return {name: str(root) for name, root in found.items() if root}
 
 
 def group_accuracy_claims(
@@ -112,6 +205,7 @@ def group_accuracy_claims(
                 [],
                 roots[recipe.dataset],
                 settings.weights.get(recipe.model),
+                {d: roots[d] for d in recipe_datasets_of(recipe) if d in roots},
             )
         groups[recipe.name].claims.append(claim)
     return list(groups.values())
@@ -120,8 +214,12 @@ def group_accuracy_claims(
 def claim_value(claim: Claim, metrics: Mapping[str, float]) -> float:
     """The claim's metric from an evaluation's metrics (all in percent, as the papers give
     them)."""
+    from repro.accuracy.transfer import TRANSFER_METRIC, metric_key
+
     if claim.metric == "top5_accuracy":
         return PERCENT - metrics["top5_error"]
+    if claim.metric == TRANSFER_METRIC and isinstance(claim.layer, str):
+        return metrics[metric_key(claim.layer)]
     return metrics[claim.metric]
 
 
@@ -185,9 +283,16 @@ def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[s
     """Per-run metrics (percent) and a note on how they were obtained."""
     recipe = group.recipe
     limit = f", first {settings.eval_limit} images" if settings.eval_limit else ""
+    from repro.accuracy.transfer import TRANSFER_DATASETS, measure_transfer
+
+    if recipe.dataset in TRANSFER_DATASETS:
+        assert group.weights is not None  # transfer_reason said so
+        return measure_transfer(recipe, group.claims, group.data_root, group.weights, settings)
     if group.weights is not None:
         metrics = evaluate_weights(recipe, group.data_root, group.weights, settings)
         return [metrics], f"weights {Path(group.weights).name}, {protocol_text(recipe)}{limit}"
+    if recipe.dataset in DETECTION_DATASETS:
+        return _train_detector(group, settings)
     from repro.accuracy.fit import FitConfig, fit
 
     seeds = list(range(settings.seeds))
@@ -221,6 +326,45 @@ def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[s
     )
 
 
+def _train_detector(
+    group: AccuracyGroup, settings: AccuracySettings
+) -> tuple[list[dict[str, float]], str]:
+    """Train the group's detector by its recipe, one run per seed, each evaluated by the
+    recipe's protocol inside the run (the detections of every rank scored once)."""
+    from repro.accuracy.detector_fit import DetectorFitConfig, deviations, fit_detector
+
+    recipe = group.recipe
+    seeds = list(range(settings.seeds))
+    result = fit_detector(
+        DetectorFitConfig(
+            recipe=recipe.model_dump(),
+            data_root=group.data_root,
+            data_roots=group.other_roots,
+            workers=settings.workers,
+            use_gpu=settings.use_gpu,
+            seeds=seeds,
+            epochs=settings.epochs,
+            run_name=f"{group.paper}-{recipe.name}",
+            storage_path=str(Path(settings.storage).expanduser()),
+            eval_limit=settings.eval_limit,
+        )
+    )
+    runs = [
+        {k: float(r[k]) for k in DETECTION_METRICS if r.get(k) is not None} for r in result.seeds
+    ]
+    diverged = [r["seed"] for r in result.seeds if r.get("diverged")]
+    epochs = settings.epochs or recipe.epochs
+    limit = f", first {settings.eval_limit} images" if settings.eval_limit else ""
+    note = (
+        f"trained by recipe {recipe.name} ({epochs:g} epochs on {recipe.train_split}, "
+        f"{settings.workers} worker(s), seeds {seeds}), {protocol_text(recipe)}{limit}; "
+        f"{deviations(recipe.model)}"
+    )
+    if diverged:
+        note += f"; seed(s) {diverged} diverged (the training loss was not finite)"
+    return runs, note
+
+
 def protocol_text(recipe: Recipe) -> str:
     e = recipe.evaluation
     if recipe.dataset in DETECTION_DATASETS:
@@ -234,7 +378,8 @@ def evaluate_weights(
     if recipe.dataset in DETECTION_DATASETS:
         from repro.accuracy.detection import evaluate_detector
 
-        return evaluate_detector(recipe, root, weights, limit=settings.eval_limit)
+        device = "cuda" if settings.use_gpu else "cpu"
+        return evaluate_detector(recipe, root, weights, limit=settings.eval_limit, device=device)
     from repro.accuracy.datasets import load_dataset
     from repro.evaluation.classification import eval_transform, evaluate_classifier
     from repro.evaluation.weights import load_weights

@@ -8,7 +8,8 @@ one runs: for the pipeline the schedule's step replaces forward and backward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -22,6 +23,9 @@ from repro.train.data import Shard
 from repro.train.loop import ModelSetup
 
 DATA_PARALLEL = ("none", "ddp", "fsdp")
+DETECTOR_PARALLEL = ("none", "ddp")  # detectors take lists of images and targets
+# loss_fn(module, images, targets) -> scalar loss tensor
+DetectorLoss = Callable[[nn.Module, Any, Any], torch.Tensor]
 
 
 @dataclass
@@ -51,6 +55,23 @@ class ParallelModel:
         t = loss.detach().float().reshape(1).clone()
         dist.all_reduce(t)
         return float(t) / self.world
+
+
+@dataclass
+class DetectorModel(ParallelModel):
+    """A data-parallel detector: its inputs are lists of images and of target dicts, and its
+    loss is ``loss_fn(module, images, targets)`` (the model's own loss dict for torchvision's
+    detectors, YOLO's sum-squared error for the grid detectors). DDP averages the ranks'
+    gradients, so each rank's loss is the mean over its share of the global batch."""
+
+    loss_fn: DetectorLoss | None = None
+
+    def forward_backward(self, x: Any, y: Any) -> torch.Tensor:
+        assert self.loss_fn is not None  # parallelize_detector sets it
+        with loop.autocast(self.device, self.precision):
+            loss = self.loss_fn(self.module, x, y)
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        return loss.detach()
 
 
 @dataclass
@@ -246,3 +267,23 @@ def parameter_summary(pm: ParallelModel) -> dict[str, float]:
             count += local.numel()
             total += float(full.double().sum())
     return {"params": float(count), "checksum": total}
+
+
+def parallelize_detector(
+    setup: ModelSetup,
+    config: TrainConfig,
+    *,
+    rank: int,
+    world: int,
+    device: torch.device,
+    loss_fn: DetectorLoss,
+) -> DetectorModel:
+    """:func:`parallelize` for a detector (``config.parallel`` "none" or "ddp"), whose training
+    step computes ``loss_fn`` instead of the classification loss."""
+    if config.parallel not in DETECTOR_PARALLEL:
+        raise ReproError(
+            f"--parallel {config.parallel} is not available for the detector {setup.spec.name}.",
+            f"use one of {', '.join(DETECTOR_PARALLEL)} (data-parallel DDP over several workers).",
+        )
+    pm = parallelize(setup, config, rank=rank, world=world, device=device)
+    return DetectorModel(**{f.name: getattr(pm, f.name) for f in fields(pm)}, loss_fn=loss_fn)
