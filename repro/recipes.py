@@ -21,6 +21,9 @@ AUGMENTATIONS = {
     "pad_crop": "pad 4 pixels and take a random crop of the input size (CIFAR)",
     "translate_scale": "random scaling and translation up to 20% of the image (YOLO)",
     "hsv_jitter": "exposure and saturation up to 1.5x in HSV (YOLO)",
+    "random_shift": "shift by up to 2 pixels in x and y, border filled with 0 (small digit sets)",
+    "affine": "rotation up to 8 degrees, scale 0.9-1.1, horizontal shear up to 10 degrees and a "
+    "shift up to 2 pixels, border 0 (LeNet-5-style distortions for small digit sets)",
 }
 
 

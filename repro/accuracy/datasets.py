@@ -10,13 +10,18 @@ gives a float tensor in [0, 1], then the dataset's normalisation applies:
 
 "digits" is scikit-learn's copy of the UCI optical digits: 1,797 real handwritten digits, 8x8
 pixels of 0-16 ink counts (each pixel counts the ink of a 4x4 block of a 32x32 bitmap). It is
-bilinearly upsampled back to 32x32, LeNet-5's input size, and split by class (a seeded 25% of
-each class is "test", the rest "train": 1,347 and 450 images), the same on every machine.
+bilinearly upsampled to `DIGITS_INNER` pixels, centred in LeNet-5's 32x32 input, and split by
+class, the same on every machine: a seeded 25% of each class is "test" (450 images), the rest
+"train" (1,347). A seeded 20% of each class of "train" is "val" (270), the rest
+"train-minus-val" (1,077): recipes are chosen by training on "train-minus-val" and scoring "val",
+so "test" is looked at once, by the chosen recipe trained on all of "train".
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +36,14 @@ DIGITS_SIZE = 32
 # stroke end-points or corners can appear at the centre of the receptive field of the highest-
 # level feature detectors". Filling the whole field measured 4-5% test error, centred 3-4%.
 DIGITS_INNER = 24
+DIGITS_INNER_SIZES = range(8, DIGITS_SIZE + 1)  # what `digits_field` accepts
 DIGITS_SPLIT_SEED = 0
 DIGITS_TEST_FRACTION = 0.25
+# The validation split is carved out of "train" by class, with its own seed (a different draw
+# from the test split's).
+DIGITS_VAL_SEED = 1
+DIGITS_VAL_FRACTION = 0.2
+DIGITS_SPLITS = ("train", "train-minus-val", "val", "test")
 DIGITS_MAX_INK = 16.0
 # LeNet-5: x in [0, 1] (1 = ink) -> -0.1 + 1.275 x, i.e. (x - mean) / std with these.
 LENET_BACKGROUND, LENET_INK = -0.1, 1.175
@@ -113,6 +124,7 @@ class DigitsDataset(torch.utils.data.Dataset):
         return self.transform(self.images[index]), self.targets[index]
 
 
+@functools.lru_cache(maxsize=1)  # read-only callers; every split reads it
 def _digits_raw() -> tuple[Any, Any]:
     """scikit-learn's digits (8x8 images, 0-16) and labels. Read from the CSV that
     sklearn.datasets.load_digits reads, without importing scikit-learn (seconds per Ray worker
@@ -147,25 +159,61 @@ def stratified_split(labels: Sequence[int], test_fraction: float, seed: int) -> 
     return sorted(test)
 
 
-def digits_arrays(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images (N x 1 x 32 x 32 in [0, 1]) and labels of split "train" or "test"."""
+def digits_split_indices(split: str) -> list[int]:
+    """Indices into scikit-learn's 1,797 digits of one of `DIGITS_SPLITS`, ascending."""
+    _check_split("digits", split, DIGITS_SPLITS)
+    _, raw_labels = _digits_raw()
+    labels = raw_labels.tolist()
+    test = stratified_split(labels, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED)
+    if split == "test":
+        return test
+    held_out = set(test)
+    train = [i for i in range(len(labels)) if i not in held_out]
+    if split == "train":
+        return train
+    val_at = stratified_split([labels[i] for i in train], DIGITS_VAL_FRACTION, DIGITS_VAL_SEED)
+    val = [train[i] for i in val_at]
+    if split == "val":
+        return val
+    in_val = set(val)
+    return [i for i in train if i not in in_val]
+
+
+_inner_override: int | None = None
+
+
+@contextmanager
+def digits_field(inner: int) -> Iterator[None]:
+    """Within the block, "digits" loaded in this process are upsampled to ``inner`` pixels (not
+    `DIGITS_INNER`) in the 32x32 field. For sweeps that train in this process (fit with
+    workers=0): Ray workers in other processes do not see it."""
+    global _inner_override
+    if inner not in DIGITS_INNER_SIZES:
+        raise ReproError(
+            f"digit size {inner} does not fit LeNet-5's {DIGITS_SIZE}x{DIGITS_SIZE} field.",
+            f"pass a size from {DIGITS_INNER_SIZES.start} to {DIGITS_SIZE} pixels.",
+        )
+    before, _inner_override = _inner_override, inner
+    try:
+        yield
+    finally:
+        _inner_override = before
+
+
+def digits_arrays(split: str, inner: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images (N x 1 x 32 x 32 in [0, 1]) and labels of one of `DIGITS_SPLITS`, the digit
+    upsampled to ``inner`` pixels (default: `digits_field`'s, else `DIGITS_INNER`)."""
     import torch.nn.functional as F
 
-    _check_split("digits", split, ("train", "test"))
+    chosen = torch.tensor(digits_split_indices(split))
+    inner = inner or _inner_override or DIGITS_INNER
     raw_images, raw_labels = _digits_raw()
     images = torch.tensor(raw_images, dtype=torch.float32).unsqueeze(1) / DIGITS_MAX_INK
-    size = (DIGITS_INNER, DIGITS_INNER)
-    images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-    margin = (DIGITS_SIZE - DIGITS_INNER) // 2
-    images = F.pad(images, (margin,) * 4)
+    images = F.interpolate(images, size=(inner, inner), mode="bilinear", align_corners=False)
+    before = (DIGITS_SIZE - inner) // 2
+    after = DIGITS_SIZE - inner - before
+    images = F.pad(images, (before, after, before, after))
     labels = torch.tensor(raw_labels, dtype=torch.long)
-    test = stratified_split(raw_labels.tolist(), DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED)
-    if split == "test":
-        chosen = torch.tensor(test)
-    else:
-        mask = torch.ones(len(labels), dtype=torch.bool)
-        mask[test] = False
-        chosen = mask.nonzero().flatten()
     return images[chosen].clamp_(0.0, 1.0), labels[chosen]
 
 
