@@ -1,4 +1,4 @@
-"""Choose the digits demo's LeNet-5 recipe on the validation split, never on test.
+r"""Choose the digits demo's LeNet-5 recipe on the validation split, never on test.
 
 Every point of a small grid (digit size in the 32x32 field, epochs, learning rate, augmentation)
 trains `repro.demos.digits.DIGITS_RECIPE`, so modified, on the digits' "train-minus-val" split
@@ -6,13 +6,17 @@ trains `repro.demos.digits.DIGITS_RECIPE`, so modified, on the digits' "train-mi
 repro.accuracy.datasets), for seeds 0, 1, 2, in this process (fit with workers=0, one torch
 thread, no loader processes, as the demo trains). The test split is never loaded here.
 
-    .venv/bin/python benchmarks/digits_sweep.py            # the full grid, ~40 min on 1 core
+    # the 81-point grid (~75 min on one core), then the lower-lr check that followed it:
+    .venv/bin/python benchmarks/digits_sweep.py
+    .venv/bin/python benchmarks/digits_sweep.py --lrs 0.001 --sizes 24,28 --epochs 24,32 \
+        --augmentations affine
 
 Each finished point is appended to benchmarks/results/digits_sweep_val.csv at once, and a rerun
 skips the points already there (delete the file to start over). The .json beside it records the
-environment, the split sizes, the grid, the selection rule and the chosen point. Selection: the
-lowest mean val error over the seeds; ties go to fewer epochs, then to no augmentation over
-random_shift over affine, then to the lower learning rate, then to the smaller digit.
+environment, the split sizes, the values measured, the selection rule and the point chosen among
+all the CSV's points. Selection: the lowest mean val error over the seeds; ties go to fewer
+epochs, then to no augmentation over random_shift over affine, then to the lower learning rate,
+then to the smaller digit.
 """
 
 from __future__ import annotations

@@ -20,14 +20,15 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_in_process_seed_learns_the_digits(tmp_path: Path) -> None:
-    # The recipe's 8 epochs take 15-30 s in one CPU thread; 3 epochs (the cosine schedule
-    # compressed into them) stay well under 20 s and reach a few per cent, so the bound here is
-    # 10%. The slow test below checks the full recipe against the demo's 3% acceptance.
+    # The recipe's 24 epochs take about 30 s in one CPU thread; 3 epochs (the cosine schedule
+    # compressed into them) take about 4 s and reach about 10% (seed 0: 9.8%; the affine
+    # distortions slow the first epochs), so the bound here is 15%, far below chance (90%).
+    # The slow test below checks the full recipe against the demo's 3% acceptance.
     report = run_digits_demo(workers=(0,), seeds=(0,), out_dir=tmp_path, epochs=3)
     (run,) = report["runs"]
     (record,) = run["result"]["seeds"]
     assert [e["epoch"] for e in record["history"]] == [1, 2, 3]
-    assert record["top1_error"] < 10.0
+    assert record["top1_error"] < 15.0
     assert record["history"][-1]["loss"] < record["history"][0]["loss"]
     assert report["comparison"] == {"skipped": True}
     saved = json.loads((tmp_path / "digits.json").read_text())
@@ -63,8 +64,8 @@ def test_full_demo_one_and_two_ray_workers_agree(tmp_path: Path) -> None:
     one, two = report["runs"]
     assert (one["workers"], two["workers"]) == (1, 2)
     assert len(one["values"]) == len(two["values"]) == 3
-    # LeNet-5 converges at 4-5% test error on this split (see repro.demos.digits), above the
-    # 3% target the report judges (`acceptance`); 6% guards against a training regression.
+    # The recipe measured 2.5-3% test error (5 seeds; see repro.demos.digits), against the 3%
+    # target the report judges (`acceptance`); 6% guards against a training regression.
     assert one["mean"] < 6.0 and two["mean"] < 6.0
     assert report["comparison"]["same_within_noise"] is True
     assert report["acceptance"]["converged"] == (two["mean"] < digits.ACCEPT_ERROR > one["mean"])

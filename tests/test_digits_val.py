@@ -81,6 +81,8 @@ def test_digits_field_sets_the_digit_size_and_restores_it() -> None:
     with pytest.raises(ReproError, match="digit size 40"):
         with digits_field(40):
             pass
+    with pytest.raises(ReproError, match="digit size 4 "):
+        datasets.digits_arrays("val", inner=4)
 
 
 # --- augmentations -----------------------------------------------------------------------------

@@ -275,8 +275,9 @@ def _crop(r: Recipe, v2: Any) -> list[Callable[..., Any]]:
 
 
 def train_transform(recipe: Recipe | dict[str, Any], channels: int) -> Callable[[Any], Any]:
-    """The recipe's training augmentation, in fb.resnet's order: crop, flip, photometric
-    distortions, then (on [0, 1] floats) PCA lighting."""
+    """The recipe's training augmentation, in fb.resnet's order: crop, geometric distortions
+    (YOLO's translate_scale, the digits' random_shift / affine), flip, photometric distortions,
+    then (on [0, 1] floats) PCA lighting."""
     from torchvision.transforms import v2
 
     r = _recipe(recipe)

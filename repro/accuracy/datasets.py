@@ -183,17 +183,21 @@ def digits_split_indices(split: str) -> list[int]:
 _inner_override: int | None = None
 
 
+def _check_inner(inner: int) -> None:
+    if inner not in DIGITS_INNER_SIZES:
+        raise ReproError(
+            f"digit size {inner} does not fit LeNet-5's {DIGITS_SIZE}x{DIGITS_SIZE} field.",
+            f"pass a size from {DIGITS_INNER_SIZES.start} to {DIGITS_SIZE} pixels.",
+        )
+
+
 @contextmanager
 def digits_field(inner: int) -> Iterator[None]:
     """Within the block, "digits" loaded in this process are upsampled to ``inner`` pixels (not
     `DIGITS_INNER`) in the 32x32 field. For sweeps that train in this process (fit with
     workers=0): Ray workers in other processes do not see it."""
     global _inner_override
-    if inner not in DIGITS_INNER_SIZES:
-        raise ReproError(
-            f"digit size {inner} does not fit LeNet-5's {DIGITS_SIZE}x{DIGITS_SIZE} field.",
-            f"pass a size from {DIGITS_INNER_SIZES.start} to {DIGITS_SIZE} pixels.",
-        )
+    _check_inner(inner)
     before, _inner_override = _inner_override, inner
     try:
         yield
@@ -208,6 +212,7 @@ def digits_arrays(split: str, inner: int | None = None) -> tuple[torch.Tensor, t
 
     chosen = torch.tensor(digits_split_indices(split))
     inner = inner or _inner_override or DIGITS_INNER
+    _check_inner(inner)
     raw_images, raw_labels = _digits_raw()
     images = torch.tensor(raw_images, dtype=torch.float32).unsqueeze(1) / DIGITS_MAX_INK
     images = F.interpolate(images, size=(inner, inner), mode="bilinear", align_corners=False)

@@ -1,6 +1,6 @@
 """LeNet-5 trained to convergence on real handwritten digits, on 1 and on 2 Ray Train workers.
 
-The data are scikit-learn's 1,797 real 8x8 digits, upsampled to 24x24 and centred in LeNet-5's 32x32
+The data are scikit-learn's 1,797 real 8x8 digits, upsampled to 28x28 and centred in LeNet-5's 32x32
 input (as the paper centred MNIST's digits in a larger field), normalised as the paper did
 (background -0.1, ink 1.175); a fixed stratified 75/25 split gives 1,347 training and 450 test
 images (repro.accuracy.datasets). Every worker count trains the same recipe with the same global
@@ -13,17 +13,29 @@ Loss: `lenet5` returns -y_i, the negated RBF penalties, and we minimise cross-en
 1998, eq. 9), y_D + log(exp(-j) + sum_i exp(-y_i)), without the constant j of its "rubbish"
 class (the limit j -> infinity): the correct class's penalty is pulled down while the others'
 are pushed up. The paper trained with stochastic diagonal Levenberg-Marquardt for 20 passes; we
-use SGD with momentum 0.9, a one-epoch warm-up and a cosine decay over 24 passes.
+use SGD with momentum 0.9 and batches of 16, a one-epoch warm-up and a cosine decay over 24
+passes, on small affine distortions of the training digits (augment.SmallAffine: rotation within
+8 degrees, scale 0.9-1.1, horizontal shear within 10 degrees, shift within 2 pixels).
 
-Tuning, on a validation split only: 269 images carved (stratified, seeded) from the 1,347
-training images, trained on the other 1,078, seeds 0-2, over digit size in the field (20/24/28),
-epochs (16/24/32), learning rate (0.001-0.006) and augmentation (none, random_shift, affine):
-benchmarks/digits_sweep.py, every point in benchmarks/results/digits_sweep_val.csv. Chosen: 28
-pixels, 24 epochs, lr 0.002, affine distortions (val error 1.73%). Learning rates of 0.006 and
-above diverge for some seeds (the squared RBF penalties give large gradients). The test split was
-then measured once, trained on all 1,347 images, seeds 0-4: one process 2.49% [95% CI 2.13,
-2.85], 2 Ray DDP workers 2.98% [2.48, 3.48], the same within noise by Welch's test
-(benchmarks/results/demo_digits_workers_*.csv).
+How the settings were chosen, on a validation split only (the test split was not loaded): "val"
+is 269 images carved, stratified and seeded, from the 1,347 training images; each setting was
+trained on the other 1,078 ("train-minus-val") for seeds 0, 1, 2 and scored on val. The grid:
+digit size in the field 20/24/28 pixels x epochs 16/24/32 x learning rate 0.002/0.004/0.006 x
+augmentation none/random_shift/affine (81 points), then lr 0.001 at 24 and 28 pixels, 24 and 32
+epochs with affine (the best points sat at the grid's lowest lr); benchmarks/digits_sweep.py,
+every point in benchmarks/results/digits_sweep_val.csv, the choice in its .json. The lowest mean
+val error, 1.73%, was shared by 28 px/24 epochs, 28 px/32 epochs and 24 px/32 epochs (all lr
+0.002, affine); the rule fixed beforehand (ties: fewer epochs) kept 28 pixels, 24 epochs. Without
+augmentation the best was 3.10%. Learning rates of 0.006 left 47 of 81 runs (0.004: 4 of 81) at
+20-90% error, most at 90% (one class for all): the squared RBF penalties give large gradients.
+
+Test, measured once with that recipe trained on all 1,347 training images, seeds 0-4 (CPU, one
+torch thread per worker): one process 2.49% [95% CI 2.13, 2.85]; 2 Ray Train DDP workers 2.98%
+[2.48, 3.48]; difference -0.49 points, Welch 95% interval [-1.01, 0.03]: the same within noise,
+both means under the 3% target (`ACCEPT_ERROR`), the 2-worker interval reaching above it
+(benchmarks/results/demo_digits_workers_*). Without augmentation, 20 steps of 1 process and of 2
+DDP workers end at the same weights to 1e-8; with it each rank draws its own distortions, so the
+runs differ as two seeds do.
 """
 
 from __future__ import annotations
@@ -75,10 +87,10 @@ DIGITS_RECIPE = Recipe.model_validate(
         "evaluation": {"resize": 32, "crop": 32, "crops": 1, "metric": "top1_error"},
         "note": "SGD with momentum instead of the paper's SDLM. The digit size in the field "
         "(28 px of 20/24/28), epochs (24 of 16/24/32), learning rate (0.002 of 0.002/0.004/"
-        "0.006) and augmentation (affine of none/random_shift/affine) were chosen on the val "
-        "split (269 images carved from train; trained on the other 1,078), seeds 0-2, by "
-        "benchmarks/digits_sweep.py (benchmarks/results/digits_sweep_val.csv); the test split "
-        "was then measured once, trained on all 1,347 training images.",
+        "0.006, and 0.001 checked) and augmentation (affine of none/random_shift/affine) were "
+        "chosen on the val split (269 images carved from train; trained on the other 1,078), "
+        "seeds 0-2, by benchmarks/digits_sweep.py (benchmarks/results/digits_sweep_val.csv); "
+        "the test split was then measured once, trained on all 1,347 training images.",
     }
 )
 
