@@ -266,3 +266,22 @@ def test_protocol_evaluation_of_trained_weights_equals_the_training_evaluation(
     again = evaluate_weights(recipe, "", seed["weights"], AccuracySettings(workers=0))
     assert again["top1_error"] == pytest.approx(seed["top1_error"], abs=1e-9)
     assert again["top5_error"] == pytest.approx(seed["top5_error"], abs=1e-9)
+
+
+def test_batch_size_setting_replaces_the_recipe_batch_for_training_only(
+    digits_paper, tmp_path: Path
+) -> None:
+    from repro.accuracy.suite import group_accuracy_claims
+
+    claims = [c for c in digits_paper.claims if c.id == "error"]
+    recipe = digits_paper.recipe_for(claims[0])
+    assert recipe is not None and recipe.batch_size != 8
+    roots = {"digits": "digits"}
+    (group,) = group_accuracy_claims(digits_paper, claims, AccuracySettings(batch_size=8), roots)
+    assert group.recipe.batch_size == 8
+    assert f"global batch 8 instead of the recipe's {recipe.batch_size}" in group.overrides
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"")
+    settings = AccuracySettings(batch_size=8, weights={"lenet5": str(weights)})
+    (evaluated,) = group_accuracy_claims(digits_paper, claims, settings, roots)
+    assert evaluated.recipe.batch_size == recipe.batch_size and evaluated.overrides == ""

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repro.accuracy.fit import FitConfig, FitResult, Plan, SeedRun, WorkerSteps
-from repro.errors import DataError, ReproError
+from repro.accuracy.fit import FitConfig, FitResult, Plan, SeedRun, WorkerSteps, epoch_sampler
+from repro.errors import DataError
 
 if TYPE_CHECKING:
     import torch
@@ -201,7 +201,6 @@ def _plan(
 ) -> DetectionPlan:
     """The data of every seed; ``parsed`` (the config's recipe) is taken with the config's
     dataset and eval_split overrides."""
-    from repro.accuracy.datasets import EpochShard
     from repro.accuracy.detection import GRID_EVAL_BATCH
     from repro.accuracy.detection_data import (
         loader,
@@ -224,15 +223,8 @@ def _plan(
             "train and evaluate on datasets with the same class list.",
         )
     batch = recipe.batch_size
-    steps = len(train_set) // batch
-    if steps == 0:
-        raise ReproError(
-            f"{recipe.train_split} holds {len(train_set)} images, fewer than one batch of {batch}.",
-            "lower the recipe's batch_size or use a larger training split.",
-        )
-    if config.max_steps_per_epoch:
-        steps = min(steps, config.max_steps_per_epoch)
-    sampler = EpochShard(len(train_set), batch, steps, rank, world)
+    sampler = epoch_sampler(config, len(train_set), batch, rank, world, recipe.train_split)
+    steps = sampler.steps
     pin = device.type == "cuda"
     workers = config.loader_workers
     train_loader = loader(

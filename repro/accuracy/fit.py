@@ -262,9 +262,27 @@ class Plan:
         return self.steps_per_epoch if left >= 1 else max(1, round(left * self.steps_per_epoch))
 
 
+def epoch_sampler(
+    config: FitConfig, train_size: int, batch: int, rank: int, world: int, what: str
+) -> EpochShard:
+    """This rank's sampler of every epoch's global batches: as many whole batches as the
+    training set holds, at most ``config.max_steps_per_epoch``. ``what`` names the split."""
+    from repro.accuracy.datasets import EpochShard
+
+    steps = train_size // batch
+    if steps == 0:
+        raise ReproError(
+            f"{what} holds {train_size} images, fewer than one batch of {batch}.",
+            "lower the recipe's batch_size or use a larger training split.",
+        )
+    if config.max_steps_per_epoch:
+        steps = min(steps, config.max_steps_per_epoch)
+    return EpochShard(train_size, batch, steps, rank, world)
+
+
 def _plan(config: FitConfig, recipe: Recipe, rank: int, world: int, device: Any) -> Plan:
     from repro.accuracy.augment import eval_transform, train_transform
-    from repro.accuracy.datasets import EpochShard, load_dataset, shard_loaders
+    from repro.accuracy.datasets import load_dataset, shard_loaders
     from repro.models import get_model_spec
 
     channels = get_model_spec(recipe.model).input_size[0]
@@ -277,16 +295,10 @@ def _plan(config: FitConfig, recipe: Recipe, rank: int, world: int, device: Any)
         name, config.data_root, eval_split, eval_transform(recipe.evaluation, channels)
     )
     batch = recipe.batch_size
-    steps = len(train_set) // batch
-    if steps == 0:
-        raise ReproError(
-            f"split {recipe.train_split} of {name} holds {len(train_set)} images, fewer than one "
-            f"batch of {batch}.",
-            "lower the recipe's batch_size or use a larger training split.",
-        )
-    if config.max_steps_per_epoch:
-        steps = min(steps, config.max_steps_per_epoch)
-    sampler = EpochShard(len(train_set), batch, steps, rank, world)
+    sampler = epoch_sampler(
+        config, len(train_set), batch, rank, world, f"split {recipe.train_split} of {name}"
+    )
+    steps = sampler.steps
     train_loader, eval_loader = shard_loaders(
         train_set, eval_set, sampler, config.loader_workers, pin=device.type == "cuda"
     )

@@ -16,7 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "seeds": 1,  # training runs per recipe; with 2 or more, verdicts use a confidence interval
     "epochs": None,  # override every recipe's epochs (e.g. a short trial run)
     "eval_limit": None,  # evaluate on the first N images only (a trial run; noted in results)
-    "batch_size": None,  # override the recipe's global batch (memory); noted in results
+    "batch_size": None,  # override the recipe's global training batch (memory); noted in results
     "storage": "~/ray_results/repro-accuracy",
 }
 

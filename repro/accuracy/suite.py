@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro.accuracy.detection_data import DETECTION_DATASETS
 from repro.accuracy.settings import AccuracySettings
 from repro.claims import Claim, Paper
 from repro.errors import ReproError
@@ -36,7 +37,6 @@ DETECTION_METRICS = {
     "COCO: AP at IoU .50:.95",
     "map50": "COCO AP at IoU 0.5",
 }
-DETECTION_DATASETS = ("voc2007", "voc2010", "voc2012", "coco")
 TRAINABLE_DATASETS = ("imagenet", "cifar10", "mnist", "digits", "imagefolder")
 PERCENT = 100.0
 
@@ -156,6 +156,7 @@ class AccuracyGroup:
     data_root: str
     weights: str | None = None
     roots: dict[str, str] = field(default_factory=dict)  # every dataset the recipe reads
+    overrides: str = ""  # where the settings changed the recipe's training (results say so)
 
     @property
     def other_roots(self) -> dict[str, str]:
@@ -199,13 +200,23 @@ def group_accuracy_claims(
         recipe = paper.recipe_for(claim)
         assert recipe is not None  # not_run_reason said so
         if recipe.name not in groups:
+            weights = settings.weights.get(recipe.model)
+            overrides = ""
+            batch = settings.batch_size
+            if weights is None and batch is not None and batch != recipe.batch_size:
+                overrides = (
+                    f"; global batch {batch} instead of the recipe's {recipe.batch_size} "
+                    "(accuracy.batch_size)"
+                )
+                recipe = recipe.model_copy(update={"batch_size": batch})
             groups[recipe.name] = AccuracyGroup(
                 paper.paper,
                 recipe,
                 [],
                 roots[recipe.dataset],
-                settings.weights.get(recipe.model),
+                weights,
                 {d: roots[d] for d in recipe_datasets_of(recipe) if d in roots},
+                overrides,
             )
         groups[recipe.name].claims.append(claim)
     return list(groups.values())
@@ -259,7 +270,7 @@ def measure_accuracy_group(group: AccuracyGroup, settings: AccuracySettings) -> 
     for claim in group.claims:
         values = [claim_value(claim, m) for m in runs]
         verdict, note, mean = judge_runs(claim, values)
-        note = f"{note}; {details}"
+        note = f"{note}; {details}{group.overrides}"
         if verdict == "deviates" and claim.note:
             note = f"{note}. {claim.note}"
         results.append(result_for(claim, group.paper, round(mean, 4), verdict, note))
@@ -298,16 +309,7 @@ def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[s
     seeds = list(range(settings.seeds))
     result = fit(
         FitConfig(
-            recipe=recipe.model_dump(),
-            data_root=group.data_root,
-            dataset=recipe.dataset,
-            workers=settings.workers,
-            use_gpu=settings.use_gpu,
-            seeds=seeds,
-            epochs=settings.epochs,
-            eval_split=recipe.eval_split,
-            run_name=f"{group.paper}-{recipe.name}",
-            storage_path=str(Path(settings.storage).expanduser()),
+            **_fit_options(group, settings), dataset=recipe.dataset, eval_split=recipe.eval_split
         )
     )
     runs = []
@@ -326,6 +328,20 @@ def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[s
     )
 
 
+def _fit_options(group: AccuracyGroup, settings: AccuracySettings) -> dict[str, Any]:
+    """What a training run of ``group`` takes from the suite's settings (FitConfig fields)."""
+    return {
+        "recipe": group.recipe.model_dump(),
+        "data_root": group.data_root,
+        "workers": settings.workers,
+        "use_gpu": settings.use_gpu,
+        "seeds": list(range(settings.seeds)),
+        "epochs": settings.epochs,
+        "run_name": f"{group.paper}-{group.recipe.name}",
+        "storage_path": str(Path(settings.storage).expanduser()),
+    }
+
+
 def _train_detector(
     group: AccuracyGroup, settings: AccuracySettings
 ) -> tuple[list[dict[str, float]], str]:
@@ -337,15 +353,8 @@ def _train_detector(
     seeds = list(range(settings.seeds))
     result = fit_detector(
         DetectorFitConfig(
-            recipe=recipe.model_dump(),
-            data_root=group.data_root,
+            **_fit_options(group, settings),
             data_roots=group.other_roots,
-            workers=settings.workers,
-            use_gpu=settings.use_gpu,
-            seeds=seeds,
-            epochs=settings.epochs,
-            run_name=f"{group.paper}-{recipe.name}",
-            storage_path=str(Path(settings.storage).expanduser()),
             eval_limit=settings.eval_limit,
         )
     )

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from repro.errors import ReproError
+from repro.errors import DataError, ReproError
 
 log = logging.getLogger("repro.evaluation")
 
@@ -52,35 +52,22 @@ def _print_json(result: dict[str, Any]) -> None:
 
 
 def resolve_voc_root(gt: Path) -> Path:
-    """A VOC year folder (holding Annotations/), or the one VOC* folder inside ``gt`` or inside
-    ``gt/VOCdevkit``."""
+    """A VOC year folder, or the one VOC<year> folder inside ``gt`` or inside ``gt/VOCdevkit``
+    (repro.data's find_voc_root), with errors that name --gt."""
+    from repro.data.verify_detection import find_voc_root
+
     if not gt.is_dir():
         raise ReproError(
             f"--gt {gt} is not a directory.",
             "pass a VOC year folder such as VOCdevkit/VOC2007 (for --metric coco: a JSON file).",
         )
-    if (gt / "Annotations").is_dir():
-        return gt
-    folders = [
-        *gt.iterdir(),
-        *((gt / "VOCdevkit").iterdir() if (gt / "VOCdevkit").is_dir() else []),
-    ]
-    years = sorted(
-        d
-        for d in folders
-        if d.name.startswith("VOC") and d.name != "VOCdevkit" and (d / "Annotations").is_dir()
-    )
-    if len(years) == 1:
-        return years[0]
-    if years:
+    try:
+        return find_voc_root(gt, None)
+    except DataError as exc:
         raise ReproError(
-            f"--gt {gt} holds several VOC folders: {', '.join(d.name for d in years)}.",
-            f"pass one of them, e.g. --gt {years[0]}.",
-        )
-    raise ReproError(
-        f"--gt {gt} has no Annotations/ folder and no VOC* folder holding one.",
-        "pass a VOC year folder such as VOCdevkit/VOC2007 (Annotations/, ImageSets/Main/).",
-    )
+            f"--gt {exc.cause}",
+            "pass one VOC year folder such as VOCdevkit/VOC2007 (Annotations/, ImageSets/Main/).",
+        ) from None
 
 
 def _class_list(text: str | None) -> list[str] | None:
