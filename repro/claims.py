@@ -115,6 +115,14 @@ class ModelRef(_Strict):
         return f"{self.name}({kw})@{size}" if (kw or size) else self.name
 
 
+# Ablation metrics: (the metric each variant is evaluated on, +1 for model - baseline or -1
+# for baseline - model), so a positive value is the improvement the paper reports.
+COMPARISON_METRICS: dict[str, tuple[str, int]] = {
+    "top1_error_reduction": ("top1_error", -1),
+    "top5_error_reduction": ("top5_error", -1),
+    "map_gain": ("map", 1),
+}
+
 SPEED_METRICS = {
     "time_per_image": "seconds per image of the timed pipeline (absolute: hardware-dependent)",
     "fps": "images per second of the timed pipeline (absolute: hardware-dependent)",
@@ -165,6 +173,12 @@ class Claim(_Strict):
     relative_to: ModelRef | None = Field(
         default=None, description="measure the ratio metric(model) / metric(relative_to)"
     )
+    baseline: ModelRef | None = Field(
+        default=None,
+        description="accuracy claims comparing two variants (an ablation, e.g. "
+        "`top1_error_reduction`, `map_gain`): the variant `model` is compared with, both "
+        "trained and evaluated by the claim's recipe",
+    )
     dataset: str | None = None
     protocol: str | None = None
     hardware: str | None = Field(default=None, description="the paper's hardware, for speed")
@@ -179,6 +193,11 @@ class Claim(_Strict):
     ensemble: int = Field(
         default=1, ge=1, description="accuracy claims: models averaged in the paper's entry"
     )
+    params: dict[str, int | float | str] = Field(
+        default_factory=dict,
+        description="dataset claims: parameters of the analysis (e.g. `k` clusters, the "
+        "`index` of one anchor), read by the suite that measures the metric",
+    )
     note: str = ""
 
     @field_validator("tolerance", mode="before")
@@ -188,7 +207,7 @@ class Claim(_Strict):
             return {}
         return v
 
-    @field_validator("model", "relative_to", mode="before")
+    @field_validator("model", "relative_to", "baseline", mode="before")
     @classmethod
     def _model_str(cls, v: Any) -> Any:
         return {"name": v} if isinstance(v, str) else v
@@ -238,6 +257,13 @@ class Claim(_Strict):
                 )
         if self.kind in ("accuracy", "dataset") and not self.dataset:
             raise ValueError(f"a {self.kind} claim needs `dataset`")
+        if self.baseline is not None and (
+            self.kind != "accuracy" or self.metric not in COMPARISON_METRICS or self.model is None
+        ):
+            raise ValueError(
+                "`baseline` belongs to accuracy claims that compare `model` with it: metric one "
+                f"of {', '.join(COMPARISON_METRICS)}, and `model` set"
+            )
         return self
 
     @property

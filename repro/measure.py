@@ -306,8 +306,9 @@ def not_run_reason(
 
 
 def check_models(paper: Paper) -> None:
-    """Every model an analytic claim names must be registered, and every pipeline a timed speed
-    claim names must exist; say which entry names it."""
+    """Every model an analytic claim (or an accuracy claim's baseline) names must be
+    registered, and every pipeline a timed speed claim names must exist; say which entry names
+    it."""
     from repro.models import get_model_spec
 
     if any(c.timing is not None for c in paper.claims):
@@ -315,9 +316,10 @@ def check_models(paper: Paper) -> None:
 
         check_pipelines(paper.path, paper.claims)
     for i, claim in enumerate(paper.claims):
-        if claim.kind != "analytic":
-            continue
-        for ref in (claim.model, claim.relative_to):
+        refs = [claim.baseline]
+        if claim.kind == "analytic":
+            refs += [claim.model, claim.relative_to]
+        for ref in refs:
             if ref is None:
                 continue
             try:
@@ -385,8 +387,9 @@ def measure_data_claims(
     if plan.accuracy:
         settings = accuracy or AccuracySettings.resolve()
         roots = accuracy_roots(plan.paper, plan.accuracy, data_roots)  # a recipe's other sets too
+        cache: dict[str, Any] = {}  # a variant shared by an ablation and a claim trains once
         for group in group_accuracy_claims(plan.paper, plan.accuracy, settings, roots):
-            outcomes.append(measure_accuracy_group(group, settings))
+            outcomes.append(measure_accuracy_group(group, settings, cache))
     return outcomes
 
 

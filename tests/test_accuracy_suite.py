@@ -30,6 +30,7 @@ KNOWN_REASONS = (
     "the dataset suite counts",
     "the dataset suite has no reader",
     "the transfer protocol needs",
+    "an ablation",
 )
 
 
@@ -285,3 +286,67 @@ def test_batch_size_setting_replaces_the_recipe_batch_for_training_only(
     settings = AccuracySettings(batch_size=8, weights={"lenet5": str(weights)})
     (evaluated,) = group_accuracy_claims(digits_paper, claims, settings, roots)
     assert evaluated.recipe.batch_size == recipe.batch_size and evaluated.overrides == ""
+
+
+def test_ablation_trains_each_variant_once_and_judges_paired_differences(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """AlexNet's overlapping-pooling claims: the plain alexnet recipe and the 2x2/2 variant each
+    run once (the variant the plain claims train is reused), and the reduction is baseline minus
+    model, seed by seed."""
+    from repro.accuracy import suite
+
+    paper = load_paper("alexnet")
+    ids = {"overlap-pool-top1", "overlap-pool-top5"}
+    claims = [c for c in paper.claims if c.id in ids]
+    plain = next(
+        c
+        for c in paper.claims
+        if c.kind == "accuracy"
+        and c.metric == "top5_error"
+        and c.ensemble == 1
+        and c.model is not None
+        and c.model.name == "alexnet"
+    )
+    settings = AccuracySettings(workers=0, seeds=2)
+    for claim in [*claims, plain]:
+        assert suite.not_run_reason(paper, claim, settings, {}) is None, claim.id
+    groups = suite.group_accuracy_claims(paper, [plain, *claims], settings, {"imagenet": "/in"})
+    assert len(groups) == 2
+    ablation = next(g for g in groups if g.baseline is not None)
+    assert {c.id for c in ablation.claims} == ids
+    assert ablation.baseline.model_kwargs["pool_kernel"] == 2
+    assert ablation.recipe == paper.recipe_for(plain)  # the plain recipe trains the model
+
+    calls: list[dict] = []
+
+    def fake_runs(group, _settings):
+        calls.append(dict(group.recipe.model_kwargs))
+        pool = group.recipe.model_kwargs.get("pool_kernel", 3)
+        base = 40.0 if pool == 3 else 40.5  # overlapping pooling: lower error
+        return [{"top1_error": base + s, "top5_error": base / 2 + s} for s in (0, 1)], "fake"
+
+    monkeypatch.setattr(suite, "_runs", fake_runs)
+    cache: suite.RunCache = {}
+    outcomes = [suite.measure_accuracy_group(g, settings, cache) for g in groups]
+    assert len(calls) == 2 and {c.get("pool_kernel", 3) for c in calls} == {2, 3}
+    results = {r.claim_id: r for o in outcomes for r in o.results}
+    assert float(results["overlap-pool-top1"].measured) == pytest.approx(0.5)
+    assert float(results["overlap-pool-top5"].measured) == pytest.approx(0.25)
+    assert "baseline alexnet(pool_kernel=2)" in results["overlap-pool-top1"].note
+
+
+def test_an_ablation_without_a_baseline_says_so() -> None:
+    from repro.accuracy.suite import not_run_reason
+
+    paper = load_paper("yolo_v2")
+    claim = next(c for c in paper.claims if c.id == "hires-classifier-map-gain")
+    reason = not_run_reason(paper, claim, AccuracySettings(), {})
+    assert reason is not None and "no `baseline:` variant" in reason
+
+
+def test_baseline_is_only_for_comparison_metrics() -> None:
+    with pytest.raises(ValueError, match="`baseline` belongs to accuracy claims"):
+        Claim.model_validate(
+            {**_claim(3.0, {"abs": 1.0}).model_dump(exclude={"id"}), "baseline": "lenet5"}
+        )

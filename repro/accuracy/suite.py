@@ -6,7 +6,9 @@ the recipe through Ray Train (data-parallel, checkpointed, resumable; one run pe
 evaluates: classifiers through repro.accuracy.fit, the YOLOv1 and Faster R-CNN detectors through
 repro.accuracy.detector_fit (on every dataset their train_split names, e.g. VOC 2007+2012).
 Transfer claims (DeCAF on SUN-397) fit a linear classifier on the frozen features of supplied
-ImageNet weights, one run per SUN-397 partition (repro.accuracy.transfer).
+ImageNet weights, one run per SUN-397 partition (repro.accuracy.transfer). Ablation claims
+(`baseline:`, e.g. AlexNet's overlapping pooling) train both variants by the recipe, seed by
+seed, and judge the paired differences; a variant already trained in the same call is reused.
 With several seeds the verdict compares the claim's tolerance band with a 95% confidence interval
 of the mean. Dataset claims (classes, images, objects per image) are counted
 from the dataset itself. Claims that need something the harness does not do are `not-run` with the
@@ -23,7 +25,7 @@ from typing import Any
 
 from repro.accuracy.detection_data import DETECTION_DATASETS
 from repro.accuracy.settings import AccuracySettings
-from repro.claims import Claim, Paper
+from repro.claims import COMPARISON_METRICS, Claim, ModelRef, Paper, slug
 from repro.errors import ReproError
 from repro.recipes import Recipe
 
@@ -52,7 +54,14 @@ def not_run_reason(
     from repro.accuracy.transfer import TRANSFER_DATASETS, TRANSFER_METRIC
 
     transfer = claim.metric == TRANSFER_METRIC and claim.dataset in TRANSFER_DATASETS
-    if not transfer and claim.metric not in (*CLASSIFICATION_METRICS, *DETECTION_METRICS):
+    comparison = claim.metric in COMPARISON_METRICS
+    if comparison and claim.baseline is None:
+        return (
+            f"an ablation ({claim.metric}) with no `baseline:` variant: the harness cannot "
+            "build and train the pair of networks it compares (see the claim's note)"
+        )
+    measurable = (*CLASSIFICATION_METRICS, *DETECTION_METRICS)
+    if not (transfer or comparison) and claim.metric not in measurable:
         measured = ", ".join([*CLASSIFICATION_METRICS, *DETECTION_METRICS])
         return (
             f"the accuracy suite measures {measured} of single models and transfer accuracy "
@@ -74,6 +83,8 @@ def not_run_reason(
         )
     if transfer:
         return transfer_reason(claim, recipe, settings)
+    if comparison:
+        return comparison_reason(claim, recipe, data_roots)
     if claim.metric in DETECTION_METRICS and recipe.model not in settings.weights:
         return detector_training_reason(recipe, data_roots)
     if claim.metric in CLASSIFICATION_METRICS and recipe.dataset not in TRAINABLE_DATASETS:
@@ -82,7 +93,7 @@ def not_run_reason(
 
 
 def detector_training_reason(
-    recipe: Recipe, data_roots: Mapping[str, str] | None = None
+    recipe: Recipe, data_roots: Mapping[str, str] | None = None, weights_hint: bool = True
 ) -> str | None:
     """Why a detection recipe cannot train here (no loss for its model, a training dataset
     missing), or None."""
@@ -93,6 +104,8 @@ def detector_training_reason(
     weights = (
         f"supply weights to evaluate them: `weights: {{{recipe.model}: PATH}}` in params.yaml "
         f"or --weights {recipe.model}=PATH"
+        if weights_hint
+        else "an ablation trains both of its variants"
     )
     gap = training_gap(recipe.model)
     if gap is not None:
@@ -109,6 +122,35 @@ def detector_training_reason(
                 f"set data.{name} in params.yaml or REPRO_DATA_{name.upper()} to its root, or "
                 f"{weights})"
             )
+    return None
+
+
+def variant_recipe(recipe: Recipe, ref: ModelRef) -> Recipe:
+    """``recipe`` training the variant ``ref`` (its kwargs over the recipe's model_kwargs);
+    the recipe itself when ``ref`` is its model."""
+    kwargs = {**recipe.model_kwargs, **ref.kwargs}
+    if ref.name == recipe.model and kwargs == recipe.model_kwargs:
+        return recipe
+    changed = ",".join(f"{k}={v}" for k, v in sorted(ref.kwargs.items()))
+    name = slug(f"{recipe.name} {ref.name if ref.name != recipe.model else ''} {changed}")
+    return recipe.model_copy(update={"name": name, "model": ref.name, "model_kwargs": kwargs})
+
+
+def comparison_reason(
+    claim: Claim, recipe: Recipe, data_roots: Mapping[str, str] | None = None
+) -> str | None:
+    """Why an ablation claim cannot train both of its variants by ``recipe``, or None."""
+    assert claim.model is not None and claim.baseline is not None  # the schema says so
+    if recipe.dataset in DETECTION_DATASETS:
+        for ref in (claim.model, claim.baseline):
+            reason = detector_training_reason(
+                variant_recipe(recipe, ref), data_roots, weights_hint=False
+            )
+            if reason is not None:
+                return reason
+        return None
+    if recipe.dataset not in TRAINABLE_DATASETS:
+        return f"classification on {recipe.dataset} is not supported by the accuracy suite"
     return None
 
 
@@ -157,6 +199,7 @@ class AccuracyGroup:
     weights: str | None = None
     roots: dict[str, str] = field(default_factory=dict)  # every dataset the recipe reads
     overrides: str = ""  # where the settings changed the recipe's training (results say so)
+    baseline: Recipe | None = None  # an ablation's other variant (``recipe`` trains the model)
 
     @property
     def other_roots(self) -> dict[str, str]:
@@ -165,7 +208,8 @@ class AccuracyGroup:
 
     @property
     def key(self) -> str:
-        return f"{self.recipe.name}@{self.recipe.dataset}"
+        versus = f" vs {self.baseline.name}" if self.baseline is not None else ""
+        return f"{self.recipe.name}{versus}@{self.recipe.dataset}"
 
 
 def recipe_datasets_of(recipe: Recipe) -> list[str]:
@@ -199,26 +243,31 @@ def group_accuracy_claims(
     for claim in claims:
         recipe = paper.recipe_for(claim)
         assert recipe is not None  # not_run_reason said so
-        if recipe.name not in groups:
-            weights = settings.weights.get(recipe.model)
-            overrides = ""
-            batch = settings.batch_size
-            if weights is None and batch is not None and batch != recipe.batch_size:
-                overrides = (
-                    f"; global batch {batch} instead of the recipe's {recipe.batch_size} "
-                    "(accuracy.batch_size)"
-                )
-                recipe = recipe.model_copy(update={"batch_size": batch})
-            groups[recipe.name] = AccuracyGroup(
-                paper.paper,
-                recipe,
-                [],
-                roots[recipe.dataset],
-                weights,
-                {d: roots[d] for d in recipe_datasets_of(recipe) if d in roots},
-                overrides,
+        baseline = None
+        weights = settings.weights.get(recipe.model)
+        if claim.baseline is not None and claim.model is not None:
+            baseline = variant_recipe(recipe, claim.baseline)
+            recipe = variant_recipe(recipe, claim.model)
+            weights = None  # an ablation trains both variants
+        group = AccuracyGroup(
+            paper.paper,
+            recipe,
+            [],
+            roots[recipe.dataset],
+            weights,
+            {d: roots[d] for d in recipe_datasets_of(recipe) if d in roots},
+            baseline=baseline,
+        )
+        batch = settings.batch_size
+        if weights is None and batch is not None and batch != recipe.batch_size:
+            group.overrides = (
+                f"; global batch {batch} instead of the recipe's {recipe.batch_size} "
+                "(accuracy.batch_size)"
             )
-        groups[recipe.name].claims.append(claim)
+            group.recipe = recipe.model_copy(update={"batch_size": batch})
+            if baseline is not None:
+                group.baseline = baseline.model_copy(update={"batch_size": batch})
+        groups.setdefault(group.key, group).claims.append(claim)
     return list(groups.values())
 
 
@@ -229,6 +278,9 @@ def claim_value(claim: Claim, metrics: Mapping[str, float]) -> float:
 
     if claim.metric == "top5_accuracy":
         return PERCENT - metrics["top5_error"]
+    if claim.metric in COMPARISON_METRICS:
+        base, sign = COMPARISON_METRICS[claim.metric]
+        return sign * (metrics[f"model.{base}"] - metrics[f"baseline.{base}"])
     if claim.metric == TRANSFER_METRIC and isinstance(claim.layer, str):
         return metrics[metric_key(claim.layer)]
     return metrics[claim.metric]
@@ -256,13 +308,24 @@ def judge_runs(claim: Claim, values: Sequence[float]) -> tuple[str, str, float]:
     return verdict, note, mean
 
 
-def measure_accuracy_group(group: AccuracyGroup, settings: AccuracySettings) -> Any:
-    """Train (or load) and evaluate; returns a GroupOutcome with one result per claim."""
+RunCache = dict[str, tuple[list[dict[str, float]], str]]
+
+
+def measure_accuracy_group(
+    group: AccuracyGroup, settings: AccuracySettings, cache: RunCache | None = None
+) -> Any:
+    """Train (or load) and evaluate; returns a GroupOutcome with one result per claim.
+    ``cache`` (one per call of the suite) keeps each recipe's runs, so the variant an ablation
+    shares with a plain claim trains once."""
     from repro.measure import GroupOutcome, result_for
 
     start = time.perf_counter()
+    cache = {} if cache is None else cache
     try:
-        runs, details = _runs(group, settings)
+        if group.baseline is None:
+            runs, details = _cached_runs(group, settings, cache)
+        else:
+            runs, details = _comparison_runs(group, settings, cache)
     except ReproError as exc:
         rows = [result_for(c, group.paper, None, "error", exc.paragraph()) for c in group.claims]
         return GroupOutcome(group.key, group.recipe.model, {}, [], {}, rows, paper=group.paper)
@@ -288,6 +351,43 @@ def measure_accuracy_group(group: AccuracyGroup, settings: AccuracySettings) -> 
         elapsed,
         paper=group.paper,
     )
+
+
+def _cached_runs(
+    group: AccuracyGroup, settings: AccuracySettings, cache: RunCache
+) -> tuple[list[dict[str, float]], str]:
+    from repro.accuracy.transfer import TRANSFER_DATASETS
+
+    key = f"{group.recipe.model_dump_json()}|{group.weights}"
+    if group.recipe.dataset in TRANSFER_DATASETS:  # the claims name the layers measured
+        key += "|" + ",".join(c.id for c in group.claims)
+    if key not in cache:
+        cache[key] = _runs(group, settings)
+    return cache[key]
+
+
+def _comparison_runs(
+    group: AccuracyGroup, settings: AccuracySettings, cache: RunCache
+) -> tuple[list[dict[str, float]], str]:
+    """Both variants' runs, paired seed by seed: ``model.<metric>`` and ``baseline.<metric>``."""
+    assert group.baseline is not None
+    model = AccuracyGroup(group.paper, group.recipe, [], group.data_root, None, group.roots)
+    base = AccuracyGroup(group.paper, group.baseline, [], group.data_root, None, group.roots)
+    model_runs, model_note = _cached_runs(model, settings, cache)
+    base_runs, base_note = _cached_runs(base, settings, cache)
+    runs = [
+        {**{f"model.{k}": v for k, v in m.items()}, **{f"baseline.{k}": v for k, v in b.items()}}
+        for m, b in zip(model_runs, base_runs, strict=True)
+    ]
+    return runs, (
+        f"paired by seed: {_variant_text(group.recipe)} {model_note}; baseline "
+        f"{_variant_text(group.baseline)} {base_note}"
+    )
+
+
+def _variant_text(recipe: Recipe) -> str:
+    kwargs = ", ".join(f"{k}={v}" for k, v in sorted(recipe.model_kwargs.items()))
+    return f"{recipe.model}({kwargs})"
 
 
 def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[str, float]], str]:

@@ -78,11 +78,15 @@ class AlexNet(LayerByLayer):
         towers: int = 2,
         norm_before_pool: bool = True,
         dropout: float = 0.5,
+        pool_kernel: int = 3,
     ) -> None:
         super().__init__()
         if towers not in (1, 2):
             raise ValueError(f"towers must be 1 or 2, got {towers}")
+        if pool_kernel not in (2, 3):
+            raise ValueError(f"pool_kernel must be 3 (overlapping) or 2, got {pool_kernel}")
         self.towers = towers
+        self.pool_kernel = pool_kernel
         g = towers
         # registered in execution order: forward() runs the children in this order
         self.conv1 = conv_relu(3, 96, 11, stride=4)
@@ -92,7 +96,7 @@ class AlexNet(LayerByLayer):
         self.conv3 = conv_relu(256, 384, 3, pad=1)
         self.conv4 = conv_relu(384, 384, 3, pad=1, groups=g)
         self.conv5 = conv_relu(384, 256, 3, pad=1, groups=g)
-        self.pool5 = nn.MaxPool2d(3, 2)
+        self.pool5 = nn.MaxPool2d(pool_kernel, 2)
         self.fc6 = fc_relu_dropout(256 * 6 * 6, 4096, dropout)
         self.fc7 = fc_relu_dropout(4096, 4096, dropout)
         self.fc8 = nn.Linear(4096, num_classes)
@@ -100,7 +104,7 @@ class AlexNet(LayerByLayer):
 
     def _norm_pool(self, i: int, norm_before_pool: bool) -> None:
         norm = TowerLRN(self.towers) if self.towers > 1 else krizhevsky_lrn()
-        pair = [(f"norm{i}", norm), (f"pool{i}", nn.MaxPool2d(3, 2))]
+        pair = [(f"norm{i}", norm), (f"pool{i}", nn.MaxPool2d(self.pool_kernel, 2))]
         for name, module in pair if norm_before_pool else pair[::-1]:
             self.add_module(name, module)
 
@@ -120,7 +124,7 @@ class AlexNet(LayerByLayer):
 
 
 @register_model("alexnet", paper="alexnet", input_size=(3, 227, 227))
-def alexnet(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
+def alexnet(num_classes: int = 1000, dropout: float = 0.5, pool_kernel: int = 3) -> nn.Module:
     """AlexNet as published: two towers, grouped conv2/4/5, LRN then overlapping max pooling.
 
     Input is 227x227: the paper's text says 224x224, but an 11x11 stride-4 unpadded conv1 gives
@@ -130,8 +134,16 @@ def alexnet(num_classes: int = 1000, dropout: float = 0.5) -> nn.Module:
     LRN k=2, n=5, alpha=1e-4, beta=0.75 after ReLU of conv1/conv2, per tower; max pool 3x3/2;
     dropout 0.5 on fc6/fc7 outputs. About 61.0M parameters (the paper: "60 million").
     ``model.towers == 2``; ``model.tower_channels(t, C)`` gives tower t's slice of a layer.
+    ``pool_kernel=2`` is the non-overlapping 2x2/2 pooling of Section 3.4's comparison (the
+    same map sizes: 55 -> 27 -> 13 -> 6).
     """
-    return AlexNet(num_classes=num_classes, towers=2, norm_before_pool=True, dropout=dropout)
+    return AlexNet(
+        num_classes=num_classes,
+        towers=2,
+        norm_before_pool=True,
+        dropout=dropout,
+        pool_kernel=pool_kernel,
+    )
 
 
 @register_model("alexnet_single", paper="alexnet", input_size=(3, 227, 227))
