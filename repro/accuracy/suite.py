@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.accuracy.detection_data import DETECTION_DATASETS
+from repro.accuracy.proposals import PROPOSALS_METRIC
 from repro.accuracy.settings import AccuracySettings
 from repro.claims import COMPARISON_METRICS, Claim, ModelRef, Paper, slug
 from repro.errors import ReproError
@@ -38,7 +39,10 @@ DETECTION_METRICS = {
     "map": "VOC: mean AP at IoU 0.5 (VOC07 11-point or VOC2010 all-point per the recipe); "
     "COCO: AP at IoU .50:.95",
     "map50": "COCO AP at IoU 0.5",
+    "proposals_per_image": "RPN proposals per image left by NMS at IoU 0.7 with no top-N cut "
+    "(Faster R-CNN models, on the evaluation split)",
 }
+RPN_DETECTORS = ("faster_rcnn_vgg16", "faster_rcnn_zf")  # torchvision's RPN: proposals counted
 TRAINABLE_DATASETS = ("imagenet", "cifar10", "mnist", "digits", "imagefolder")
 PERCENT = 100.0
 
@@ -85,6 +89,11 @@ def not_run_reason(
         return transfer_reason(claim, recipe, settings)
     if comparison:
         return comparison_reason(claim, recipe, data_roots)
+    if claim.metric == PROPOSALS_METRIC and recipe.model not in RPN_DETECTORS:
+        return (
+            f"{recipe.model} has no region proposal network whose proposals could be counted "
+            f"(the harness counts those of {', '.join(RPN_DETECTORS)})"
+        )
     if claim.metric in DETECTION_METRICS and recipe.model not in settings.weights:
         return detector_training_reason(recipe, data_roots)
     if claim.metric in CLASSIFICATION_METRICS and recipe.dataset not in TRAINABLE_DATASETS:
@@ -361,6 +370,8 @@ def _cached_runs(
     key = f"{group.recipe.model_dump_json()}|{group.weights}"
     if group.recipe.dataset in TRANSFER_DATASETS:  # the claims name the layers measured
         key += "|" + ",".join(c.id for c in group.claims)
+    if _counts_proposals(group):
+        key += "|proposals"
     if key not in cache:
         cache[key] = _runs(group, settings)
     return cache[key]
@@ -400,8 +411,9 @@ def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[s
         assert group.weights is not None  # transfer_reason said so
         return measure_transfer(recipe, group.claims, group.data_root, group.weights, settings)
     if group.weights is not None:
-        metrics = evaluate_weights(recipe, group.data_root, group.weights, settings)
-        return [metrics], f"weights {Path(group.weights).name}, {protocol_text(recipe)}{limit}"
+        runs = [evaluate_weights(recipe, group.data_root, group.weights, settings)]
+        _add_proposals(group, settings, runs, [group.weights])
+        return runs, f"weights {Path(group.weights).name}, {protocol_text(recipe)}{limit}"
     if recipe.dataset in DETECTION_DATASETS:
         return _train_detector(group, settings)
     from repro.accuracy.fit import FitConfig, fit
@@ -461,6 +473,7 @@ def _train_detector(
     runs = [
         {k: float(r[k]) for k in DETECTION_METRICS if r.get(k) is not None} for r in result.seeds
     ]
+    _add_proposals(group, settings, runs, [r.get("weights") for r in result.seeds])
     diverged = [r["seed"] for r in result.seeds if r.get("diverged")]
     epochs = settings.epochs or recipe.epochs
     limit = f", first {settings.eval_limit} images" if settings.eval_limit else ""
@@ -472,6 +485,36 @@ def _train_detector(
     if diverged:
         note += f"; seed(s) {diverged} diverged (the training loss was not finite)"
     return runs, note
+
+
+def _counts_proposals(group: AccuracyGroup) -> bool:
+    return any(c.metric == PROPOSALS_METRIC for c in group.claims)
+
+
+def _add_proposals(
+    group: AccuracyGroup,
+    settings: AccuracySettings,
+    runs: list[dict[str, float]],
+    weights: Sequence[str | None],
+) -> None:
+    """Each run's mean RPN proposal count, from its weights, when a claim of the group asks."""
+    if not _counts_proposals(group):
+        return
+    from repro.accuracy.proposals import measure_proposals
+
+    device = "cuda" if settings.use_gpu else "cpu"
+    for run, path in zip(runs, weights, strict=True):
+        if path is None:
+            raise ReproError(
+                f"a training run of {group.recipe.name} saved no weights, so its proposals "
+                "cannot be counted.",
+                "rerun the training (its checkpoint resumes it) or supply weights.",
+            )
+        run.update(
+            measure_proposals(
+                group.recipe, group.data_root, path, limit=settings.eval_limit, device=device
+            )
+        )
 
 
 def protocol_text(recipe: Recipe) -> str:
