@@ -568,7 +568,9 @@ def measure_dataset_claims(paper: str, claims: Sequence[Claim], roots: Mapping[s
             if dataset not in reports:
                 reports[dataset] = claim_report(dataset, Path(roots[dataset]))
             report = reports[dataset]
-            raw = dataset_metric(dataset, roots[dataset], claim.metric, report=report)
+            raw = dataset_metric(
+                dataset, roots[dataset], claim.metric, report=report, params=claim.params
+            )
         except ReproError as exc:
             results.append(result_for(claim, paper, None, "error", exc.paragraph()))
             continue

@@ -1,6 +1,8 @@
 """The detection-datasets table's numbers from a verified dataset, and a `kind: dataset` claim's
 value (repro/papers/detection_datasets.yaml: num_classes, num_images, objects_per_image,
-train_images_per_class).
+train_images_per_class; yolo_v2/yolo_v3.yaml: the dimension-cluster metrics avg_iou, in percent,
+and anchor_width / anchor_height, in pixels, computed by repro.data.anchors from the claim's
+`params`).
 
 Counting. VOC: every <object> of an annotation counts, difficult and truncated ones included
 (the devkit's statistics count them too). COCO: every instance annotation counts, crowd regions
@@ -13,8 +15,10 @@ images re-split), ImageNet train.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from repro.data.anchors import ANCHOR_METRICS
 from repro.errors import ReproError
 
 if TYPE_CHECKING:
@@ -30,6 +34,7 @@ METRICS = (
     "num_objects",
     "objects_per_image",
     "train_images_per_class",
+    *ANCHOR_METRICS,  # an analysis of the boxes (repro.data.anchors) that reads the claim's params
 )
 # claim `dataset:` names -> verify_dataset names
 CLAIM_DATASETS = {
@@ -135,15 +140,32 @@ def dataset_metric(
     protocol_split: str | None = None,
     unit: str = "count",
     report: VerifyReport | None = None,
+    params: Mapping[str, int | float | str] | None = None,
 ) -> float:
     """The value of a `kind: dataset` claim, read from `dataset_stats` of ``report`` (by
     default :func:`claim_report` of ``name`` at ``root``). `unit` "K"/"M" divides (a claim's
-    num_images is in K)."""
+    num_images is in K). The ANCHOR_METRICS come from repro.data.anchors.anchor_metric with the
+    claim's ``params`` (`k`, `index`, `priors`, ...; its PARAMS), on the training split unless
+    ``params`` or ``protocol_split`` names one."""
     if metric not in METRICS:
         raise ReproError(f"dataset metric {metric!r} is unknown.", f"use one of {METRICS}.")
     if unit not in UNITS:
         raise ReproError(f"unit {unit!r} is unknown for a dataset count.", f"use {list(UNITS)}.")
     report = report if report is not None else claim_report(name, root)
+    if metric in ANCHOR_METRICS:
+        from repro.data.anchors import anchor_metric
+
+        if not params:
+            raise ReproError(
+                f"{metric} needs the claim's `params` (k and index, or priors), and none reached "
+                "the dataset suite.",
+                "set `params:` in the claim (keys: repro.data.anchors.PARAMS) and pass "
+                "claim.params to dataset_metric(..., params=claim.params).",
+            )
+        params = dict(params)
+        if protocol_split and "split" not in params:
+            params["split"] = protocol_split
+        return anchor_metric(report, metric, params)
     stats = dataset_stats(report, protocol_split)
     value = stats.get(metric)
     if value is None:
