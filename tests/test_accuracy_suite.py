@@ -31,6 +31,7 @@ KNOWN_REASONS = (
     "the dataset suite has no reader",
     "the transfer protocol needs",
     "an ablation",
+    "R-CNN fine-tunes ImageNet-trained",
 )
 
 

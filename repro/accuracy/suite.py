@@ -94,6 +94,8 @@ def not_run_reason(
             f"{recipe.model} has no region proposal network whose proposals could be counted "
             f"(the harness counts those of {', '.join(RPN_DETECTORS)})"
         )
+    if claim.metric in DETECTION_METRICS and is_rcnn(recipe):
+        return rcnn_reason(recipe, settings)
     if claim.metric in DETECTION_METRICS and recipe.model not in settings.weights:
         return detector_training_reason(recipe, data_roots)
     if claim.metric in CLASSIFICATION_METRICS and recipe.dataset not in TRAINABLE_DATASETS:
@@ -134,6 +136,39 @@ def detector_training_reason(
     return None
 
 
+def is_rcnn(recipe: Recipe) -> bool:
+    """A detection recipe on a classification network: R-CNN's pipeline (selective-search
+    windows through a fine-tuned classifier, repro.accuracy.rcnn)."""
+    from repro.models import get_model_spec
+
+    return recipe.dataset in DETECTION_DATASETS and get_model_spec(recipe.model).task == (
+        "classification"
+    )
+
+
+def rcnn_reason(recipe: Recipe, settings: AccuracySettings) -> str | None:
+    """Why R-CNN's pipeline cannot run for ``recipe``: no window classifier named, no selective
+    search, or no ImageNet weights to fine-tune from."""
+    from repro.accuracy.rcnn import classifier_of
+    from repro.accuracy.rcnn_regions import require_selective_search
+
+    try:
+        classifier_of(recipe)
+        require_selective_search()
+    except ReproError as exc:
+        return exc.cause
+    if not recipe.dataset.startswith("voc"):
+        return f"R-CNN's pipeline reads VOC sets; {recipe.dataset} is not supported"
+    if recipe.model not in settings.weights:
+        return (
+            f"R-CNN fine-tunes ImageNet-trained {recipe.model} weights: supply them with "
+            f"`weights: {{{recipe.model}: PATH}}` in params.yaml or --weights "
+            f"{recipe.model}=PATH (e.g. the weights file the accuracy suite writes when it "
+            f"trains {recipe.model} on ImageNet by its paper's recipe)"
+        )
+    return None
+
+
 def variant_recipe(recipe: Recipe, ref: ModelRef) -> Recipe:
     """``recipe`` training the variant ``ref`` (its kwargs over the recipe's model_kwargs);
     the recipe itself when ``ref`` is its model."""
@@ -142,7 +177,10 @@ def variant_recipe(recipe: Recipe, ref: ModelRef) -> Recipe:
         return recipe
     changed = ",".join(f"{k}={v}" for k, v in sorted(ref.kwargs.items()))
     name = slug(f"{recipe.name} {ref.name if ref.name != recipe.model else ''} {changed}")
-    return recipe.model_copy(update={"name": name, "model": ref.name, "model_kwargs": kwargs})
+    update = {"name": name, "model": ref.name, "model_kwargs": kwargs}
+    if "dropout" in ref.kwargs:  # the recipe's dropout would override the variant's
+        update["dropout"] = ref.kwargs["dropout"]
+    return recipe.model_copy(update=update)
 
 
 def comparison_reason(
@@ -187,6 +225,16 @@ def transfer_reason(claim: Claim, recipe: Recipe, settings: AccuracySettings) ->
 def dataset_not_run_reason(claim: Claim) -> str | None:
     from repro.data.stats import CLAIM_DATASETS, METRICS
 
+    if claim.metric == PROPOSALS_METRIC:  # selective search's, as R-CNN and Fast R-CNN used it
+        from repro.accuracy.rcnn_regions import require_selective_search
+
+        if not (claim.dataset or "").startswith("voc"):
+            return f"selective-search proposals are counted on VOC sets, not {claim.dataset}"
+        try:
+            require_selective_search()
+        except ReproError as exc:
+            return exc.cause
+        return None
     if claim.metric not in METRICS:
         return (
             f"the dataset suite counts {', '.join(METRICS)}; {claim.metric!r} needs an "
@@ -410,6 +458,11 @@ def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[s
     if recipe.dataset in TRANSFER_DATASETS:
         assert group.weights is not None  # transfer_reason said so
         return measure_transfer(recipe, group.claims, group.data_root, group.weights, settings)
+    if is_rcnn(recipe):
+        from repro.accuracy.rcnn import classifier_of, measure_rcnn
+
+        assert group.weights is not None  # rcnn_reason said so
+        return measure_rcnn(recipe, group.data_root, group.weights, settings, classifier_of(recipe))
     if group.weights is not None:
         runs = [evaluate_weights(recipe, group.data_root, group.weights, settings)]
         _add_proposals(group, settings, runs, [group.weights])
@@ -553,6 +606,19 @@ def evaluate_weights(
     return {"top1_error": float(out["top1_error"]), "top5_error": float(out["top5_error"])}
 
 
+def selective_search_proposals(claim: Claim, root: str) -> tuple[float, str]:
+    """Mean selective-search (fast mode) proposals per image of the claim's VOC split (`params:
+    {split: ...}`, default test), cached where the R-CNN pipeline reads them."""
+    from repro.accuracy.rcnn import mean_proposals
+    from repro.accuracy.rcnn_regions import proposal_base, proposal_cache_dir
+
+    split = str(claim.params.get("split", "test"))
+    storage = AccuracySettings.resolve().storage
+    cache = proposal_cache_dir(proposal_base(storage), claim.dataset or "", root, split)
+    value = mean_proposals(root, split, cache_dir=cache)
+    return value, f"selective search (fast mode) on {root} ({split}); proposals cached in {cache}"
+
+
 def measure_dataset_claims(paper: str, claims: Sequence[Claim], roots: Mapping[str, str]) -> Any:
     """Count the dataset claims' metrics on the datasets present: each dataset is scanned once
     (annotations parsed, images listed, not decoded)."""
@@ -564,24 +630,28 @@ def measure_dataset_claims(paper: str, claims: Sequence[Claim], roots: Mapping[s
     results = []
     for claim in claims:
         dataset = claim.dataset or ""
+        root = roots[dataset]
         try:
-            if dataset not in reports:
-                reports[dataset] = claim_report(dataset, Path(roots[dataset]))
-            report = reports[dataset]
-            raw = dataset_metric(
-                dataset, roots[dataset], claim.metric, report=report, params=claim.params
-            )
+            if claim.metric == PROPOSALS_METRIC:
+                raw, where = selective_search_proposals(claim, root)
+            else:
+                if dataset not in reports:
+                    reports[dataset] = claim_report(dataset, Path(root))
+                report = reports[dataset]
+                raw = dataset_metric(
+                    dataset, root, claim.metric, report=report, params=claim.params
+                )
+                problems = len(report.problems)
+                where = f"counted on {root}" + (
+                    f" ({problems} problem(s) found; `repro data verify {dataset}` lists them)"
+                    if problems
+                    else ""
+                )
         except ReproError as exc:
             results.append(result_for(claim, paper, None, "error", exc.paragraph()))
             continue
         measured = in_unit(claim, float(raw))
         verdict, note = judge(claim, measured)
-        problems = len(report.problems)
-        where = f"counted on {roots[dataset]}" + (
-            f" ({problems} problem(s) found; `repro data verify {dataset}` lists them)"
-            if problems
-            else ""
-        )
         results.append(result_for(claim, paper, measured, verdict, f"{note}; {where}".lstrip("; ")))
     elapsed = round(time.perf_counter() - start, 3)
     key = "datasets:" + ",".join(sorted({c.dataset or "" for c in claims}))
