@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from repro.accuracy import rcnn_regions
-from repro.accuracy.rcnn import mean_proposals, measure_rcnn
+from repro.accuracy.rcnn import mean_proposals, measure_rcnn, proposal_counts
 from repro.accuracy.rcnn_regions import (
     finetune_labels,
     proposal_cache_dir,
@@ -237,3 +237,9 @@ def test_dataset_suite_counts_selective_search_proposals(
     assert result.verdict == "deviates" and 0 < float(result.measured) < 1500, result.note
     assert "selective search (fast mode)" in result.note
     assert any((tmp_path / "runs").rglob("proposals.npz"))
+
+    cache_claim = next(c for c in load_paper("rcnn").claims if c.id == "pool5-feature-cache")
+    (cached,) = measure_dataset_claims("rcnn", [cache_claim], {"voc2007": str(voc)}).results
+    counts = proposal_counts(str(voc), "trainval", cache_dir=None)
+    assert float(cached.measured) == pytest.approx(4 * 256 * 6 * 6 * sum(counts) / 1e9, abs=1e-6)
+    assert "fp32 values of alexnet_single pool5" in cached.note

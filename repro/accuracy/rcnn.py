@@ -430,6 +430,18 @@ def mean_proposals(
     """Mean selective-search (fast mode) proposals per image of a VOC split (its first
     ``limit`` images), duplicates removed; images that do not decode are left out.
     ``cache_dir``: this split's proposal folder (see ``proposal_cache_dir``), None: no cache."""
+    return float(np.mean(proposal_counts(root, split, limit, cache_dir, processes)))
+
+
+def proposal_counts(
+    root: str,
+    split: str,
+    limit: int | None = None,
+    cache_dir: Path | None = None,
+    processes: int | None = None,
+) -> list[int]:
+    """Selective-search proposals of each image of a VOC split that decodes (see
+    `mean_proposals`)."""
     dataset = _dataset(root, split)
     found = load_proposals(split_items(dataset, limit), cache_dir, processes)
     if not found.boxes:
@@ -437,4 +449,4 @@ def mean_proposals(
             f"no image of {root} ({split}) decoded, so no proposals were counted.",
             "check the split's images (`repro data verify`).",
         )
-    return float(np.mean([len(b) for b in found.boxes.values()]))
+    return [len(b) for b in found.boxes.values()]

@@ -43,6 +43,8 @@ DETECTION_METRICS = {
     "(Faster R-CNN models, on the evaluation split)",
 }
 RPN_DETECTORS = ("faster_rcnn_vgg16", "faster_rcnn_zf")  # torchvision's RPN: proposals counted
+FEATURE_CACHE_METRIC = "feature_cache_size"
+SELECTIVE_SEARCH_METRICS = (PROPOSALS_METRIC, FEATURE_CACHE_METRIC)  # dataset claims
 TRAINABLE_DATASETS = ("imagenet", "cifar10", "mnist", "digits", "imagefolder")
 PERCENT = 100.0
 
@@ -225,7 +227,7 @@ def transfer_reason(claim: Claim, recipe: Recipe, settings: AccuracySettings) ->
 def dataset_not_run_reason(claim: Claim) -> str | None:
     from repro.data.stats import CLAIM_DATASETS, METRICS
 
-    if claim.metric == PROPOSALS_METRIC:  # selective search's, as R-CNN and Fast R-CNN used it
+    if claim.metric in SELECTIVE_SEARCH_METRICS:  # as R-CNN and Fast R-CNN ran it
         from repro.accuracy.rcnn_regions import require_selective_search
 
         if not (claim.dataset or "").startswith("voc"):
@@ -607,16 +609,44 @@ def evaluate_weights(
 
 
 def selective_search_proposals(claim: Claim, root: str) -> tuple[float, str]:
-    """Mean selective-search (fast mode) proposals per image of the claim's VOC split (`params:
-    {split: ...}`, default test), cached where the R-CNN pipeline reads them."""
-    from repro.accuracy.rcnn import mean_proposals
+    """Selective-search (fast mode) proposals of the claim's VOC split (`params: {split: ...}`,
+    default test), cached where the R-CNN pipeline reads them: their mean per image
+    (proposals_per_image), or the bytes of the claim's `layer` of `model` (fp32) for all of
+    them (feature_cache_size, R-CNN's feature cache)."""
+    from repro.accuracy.rcnn import proposal_counts
     from repro.accuracy.rcnn_regions import proposal_base, proposal_cache_dir
 
     split = str(claim.params.get("split", "test"))
     storage = AccuracySettings.resolve().storage
     cache = proposal_cache_dir(proposal_base(storage), claim.dataset or "", root, split)
-    value = mean_proposals(root, split, cache_dir=cache)
-    return value, f"selective search (fast mode) on {root} ({split}); proposals cached in {cache}"
+    counts = proposal_counts(root, split, cache_dir=cache)
+    where = f"selective search (fast mode) on {root} ({split}, {len(counts)} images)"
+    if claim.metric == PROPOSALS_METRIC:
+        return sum(counts) / len(counts), f"{where}; proposals cached in {cache}"
+    elements = feature_elements(claim)
+    return 4.0 * elements * sum(counts), (
+        f"{where}: {sum(counts)} proposals x {elements} fp32 values of "
+        f"{claim.model.name if claim.model else ''} {claim.layer}"
+    )
+
+
+def feature_elements(claim: Claim) -> int:
+    """Elements of the output of the claim's `layer` of its `model` for one image."""
+    from repro.analytic import profile_model
+
+    if claim.model is None or not isinstance(claim.layer, str):
+        raise ReproError(
+            f"claim {claim.id}: {FEATURE_CACHE_METRIC} needs `model` and one `layer` (the "
+            "cached feature, e.g. alexnet_single's pool5).",
+            "add them to the claim.",
+        )
+    profile = profile_model(claim.model.name, claim.model.kwargs, claim.model.input_size)
+    if claim.layer not in profile.layers:
+        raise ReproError(
+            f"claim {claim.id}: {claim.model.name} has no layer {claim.layer!r}.",
+            f"use a module path of `repro models --layers {claim.model.name}`.",
+        )
+    return profile.layers[claim.layer].output_elements
 
 
 def measure_dataset_claims(paper: str, claims: Sequence[Claim], roots: Mapping[str, str]) -> Any:
@@ -632,7 +662,7 @@ def measure_dataset_claims(paper: str, claims: Sequence[Claim], roots: Mapping[s
         dataset = claim.dataset or ""
         root = roots[dataset]
         try:
-            if claim.metric == PROPOSALS_METRIC:
+            if claim.metric in SELECTIVE_SEARCH_METRICS:
                 raw, where = selective_search_proposals(claim, root)
             else:
                 if dataset not in reports:
