@@ -111,3 +111,16 @@ class Recipe(_Strict):
         ):
             raise ValueError("scale_jitter needs `scale_range: [min, max]`")
         return self
+
+    def named_choice(self, choices: tuple[str, ...], what: str, example: str) -> str:
+        """The one of ``choices`` the recipe's name carries (a protocol option the schema has
+        no field for, e.g. DeCAF's logreg / svm); ReproError naming the recipe otherwise."""
+        from repro.errors import ReproError
+
+        found = [kind for kind in choices if kind in self.name.split("-")]
+        if len(found) != 1:
+            raise ReproError(
+                f"recipe {self.name} names no {what}.",
+                f"put exactly one of {', '.join(choices)} in the recipe's name (e.g. {example}).",
+            )
+        return found[0]

@@ -351,3 +351,18 @@ def test_baseline_is_only_for_comparison_metrics() -> None:
         Claim.model_validate(
             {**_claim(3.0, {"abs": 1.0}).model_dump(exclude={"id"}), "baseline": "lenet5"}
         )
+
+
+def test_batch_norm_ablation_trains_yolo_with_and_without_bn(tmp_path: Path) -> None:
+    from repro.accuracy.suite import group_accuracy_claims
+
+    paper = load_paper("yolo_v2")
+    claim = next(c for c in paper.claims if c.id == "batchnorm-map-gain")
+    roots = {"voc2007": str(tmp_path), "voc2012": str(tmp_path)}
+    plan = plan_paper(paper, ["accuracy"], roots)
+    assert claim.id in {c.id for c in plan.accuracy}
+    (group,) = group_accuracy_claims(paper, [claim], AccuracySettings(), roots)
+    assert group.baseline == paper.recipe_for(claim)  # YOLO as published
+    assert group.recipe.model_kwargs == {"batch_norm": True, "dropout": 0.0}
+    assert group.recipe.dropout == 0.0  # the recipe's 0.5 would put dropout back
+    assert group.recipe.name != group.baseline.name  # separate runs and weights

@@ -152,8 +152,9 @@ def test_faster_rcnn_zf_trains_and_evaluates_by_the_same_detections(
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"recipe": yolo_recipe(model="yolov2")}, "anchor-box loss"),
-        ({"recipe": yolo_recipe(model="alexnet_single")}, "selective-search"),
+        ({"recipe": yolo_recipe(model="yolov3")}, "multi-scale anchor loss"),
+        ({"recipe": yolo_recipe(model="yolov2", model_kwargs={}, input_size=100)}, "stride 32"),
+        ({"recipe": yolo_recipe(model="alexnet_single")}, "R-CNN's selective-search pipeline"),
         ({"data_roots": {}}, "no root is given"),
         ({"data_roots": {"voc2012": "/nonexistent/voc"}}, "does not exist"),
         ({"recipe": yolo_recipe(augmentation=["pca_lighting"])}, "pca_lighting"),
@@ -199,10 +200,10 @@ def test_suite_reasons_name_the_anchor_loss_and_the_missing_2012_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("REPRO_DATA_VOC2012", raising=False)
-    paper = _paper(tmp_path, [yolo_recipe(), yolo_recipe(name="yolov2-test", model="yolov2")])
-    fast, v2 = paper.claims
+    paper = _paper(tmp_path, [yolo_recipe(), yolo_recipe(name="yolov3-test", model="yolov3")])
+    fast, v3 = paper.claims
     settings = AccuracySettings()
-    assert "YOLOv2's anchor-box loss" in str(not_run_reason(paper, v2, settings, {}))
+    assert "YOLOv3's multi-scale anchor loss" in str(not_run_reason(paper, v3, settings, {}))
     reason = str(not_run_reason(paper, fast, settings, {"voc2007": str(tmp_path)}))
     assert "dataset not present: voc2012" in reason
     assert "recipe fast-yolo-test trains on trainval+voc2012:trainval" in reason

@@ -173,3 +173,21 @@ def test_faster_rcnn_vgg16_detects() -> None:
     with torch.no_grad():
         out = model([torch.rand(3, 300, 500)])
     _check_detections(out, 300, 500)
+
+
+def test_yolov1_batch_norm_variant_has_bn_on_every_conv_and_no_dropout() -> None:
+    from torch import nn
+
+    from repro.models import build_model
+
+    plain = build_model("yolov1", grid=2)
+    bn = build_model("yolov1", grid=2, batch_norm=True, dropout=0.0)
+    convs = [m for m in bn.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in bn.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(convs) == len(norms) == 24 and all(c.bias is None for c in convs)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+    assert bn.head.dropout.p == 0.0 and plain.head.dropout.p == 0.5
+    # BN adds 2 parameters per channel and drops the conv biases (1 per channel)
+    channels = sum(c.out_channels for c in convs)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(bn) - count(plain) == channels

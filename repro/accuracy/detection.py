@@ -4,9 +4,11 @@ pycocotools (repro.evaluation.coco).
 
 Two kinds of detector are understood. torchvision's (the Faster R-CNN models) take the images
 as they are and return boxes in their coordinates, labels 1-based (0 is the background). The
-YOLOv1 grid detectors (``yolov1``, ``fast_yolo``) see each image resized to the recipe's square
-input (evaluation ``crop``, 448) and return the (N, S, S, B * 5 + C) grid, decoded by
-repro.accuracy.yolo_v1 (class-specific scores, per-class NMS) and scaled back to the image.
+YOLO detectors see each image resized to the recipe's square input (evaluation ``crop``) and
+their raw output is decoded (class-specific scores, per-class NMS) and scaled back to the image:
+YOLOv1's grid (``yolov1``, ``fast_yolo``: (N, S, S, B * 5 + C)) by repro.accuracy.yolo_v1,
+YOLOv2's anchor-box region output (``yolov2``: (N, A * (5 + C), S, S)) by
+repro.accuracy.yolo_v2.
 
 Recipe training (repro.accuracy.detector_fit) and the evaluation of weights a user supplies
 (`evaluate_detector`) share `detect_rows` and `score_rows`, so trained weights evaluate here to
@@ -28,15 +30,16 @@ from repro.errors import DataError, ReproError
 from repro.recipes import Recipe
 
 if TYPE_CHECKING:
-    from repro.accuracy.yolo_v1 import GridSpec
+    from repro.accuracy.yolo_v1 import Detections, GridSpec
+    from repro.accuracy.yolo_v2 import AnchorSpec
 
 # YOLO at test time (darknet's validate_yolo): every box above 0.001, per-class NMS at 0.5; at
 # most 100 per image, as Faster R-CNN keeps (py-faster-rcnn's max_per_image, torchvision's).
 YOLO_SCORE_THRESHOLD = 0.001
 YOLO_NMS_IOU = 0.5
 MAX_DETECTIONS = 100
-# Images per forward at evaluation. torchvision's detectors pad a batch to its largest image,
-# which changes the features at the borders, so they see one image at a time.
+# Images per forward at evaluation of the YOLO detectors. torchvision's detectors pad a batch to
+# its largest image, which changes the features at the borders, so they see one image at a time.
 GRID_EVAL_BATCH = 8
 # (image id, class index, score, 0-based pixel-edge xyxy box) of one detection
 Row = tuple[Any, int, float, list[float]]
@@ -57,9 +60,22 @@ def coco_paths(root: str | Path, split: str) -> tuple[Path, Path]:
 
 
 def is_grid_detector(model: torch.nn.Module) -> bool:
+    """A YOLOv1 grid detector (fully connected head, (N, S, S, B * 5 + C) output)."""
     from repro.models.yolo import YOLOv1
 
     return isinstance(model, YOLOv1)
+
+
+def is_region_detector(model: torch.nn.Module) -> bool:
+    """A YOLOv2 anchor-box detector (fully convolutional, (N, A * (5 + C), S, S) output)."""
+    from repro.models.yolo import YOLOv2
+
+    return isinstance(model, YOLOv2)
+
+
+def is_square_detector(model: torch.nn.Module) -> bool:
+    """A YOLO detector: it sees every image resized to one square input size."""
+    return is_grid_detector(model) or is_region_detector(model)
 
 
 def grid_spec(model: torch.nn.Module, num_classes: int, size: int) -> GridSpec:
@@ -74,6 +90,28 @@ def grid_spec(model: torch.nn.Module, num_classes: int, size: int) -> GridSpec:
             "build the model with the dataset's class count (model_kwargs num_classes).",
         )
     return GridSpec(grid=int(model.grid), boxes=boxes, classes=num_classes, size=size)
+
+
+def anchor_spec(model: torch.nn.Module, num_classes: int, size: int) -> AnchorSpec:
+    """The output geometry of a YOLOv2 model with ``num_classes`` classes on ``size`` inputs,
+    its priors (13x13 grid units) scaled to the grid (repro.accuracy.yolo_v2.make_spec)."""
+    from repro.accuracy.yolo_v2 import BOX_FIELDS, make_spec
+
+    anchors = getattr(model, "anchors", None)
+    if anchors is None:
+        raise ReproError(
+            f"{type(model).__name__} has no anchor priors, so its boxes cannot be decoded.",
+            "build yolov2 with anchors=[[w, h], ...] (13x13 grid units), one pair per anchor.",
+        )
+    spec = make_spec(anchors, num_classes, size)
+    depth = int(model.output.out_channels)
+    if depth != spec.depth:
+        raise ReproError(
+            f"{type(model).__name__} predicts {depth} channels per cell, not {len(anchors)} "
+            f"anchors x ({BOX_FIELDS} + {num_classes} classes) = {spec.depth}.",
+            "build the model with the dataset's class count (model_kwargs num_classes).",
+        )
+    return spec
 
 
 def detector_num_classes(model_name: str, classes: int) -> int:
@@ -92,7 +130,7 @@ def build_detector(recipe: Recipe, classes: int) -> torch.nn.Module:
 
 
 def eval_batch_size(model: torch.nn.Module) -> int:
-    return GRID_EVAL_BATCH if is_grid_detector(model) else 1
+    return GRID_EVAL_BATCH if is_square_detector(model) else 1
 
 
 def detect_images(
@@ -103,8 +141,8 @@ def detect_images(
     input_size: int | None = None,
 ) -> list[Detected]:
     """Per image, (class index, score, 0-based xyxy box in the image's pixels) of every
-    detection. ``num_classes`` and ``input_size`` (the square input) are needed by the YOLOv1
-    grid detectors; the model is expected in eval mode."""
+    detection. ``num_classes`` and ``input_size`` (the square input) are needed by the YOLO
+    detectors; the model is expected in eval mode."""
     device = next(model.parameters()).device
     if hasattr(model, "roi_heads"):
         outs = model([image.to(device) for image in images])
@@ -117,7 +155,7 @@ def detect_images(
             ]
             for o in outs
         ]
-    if not is_grid_detector(model):
+    if not is_square_detector(model):
         raise ReproError(
             f"decoding the raw output of {type(model).__name__} into boxes is not implemented "
             f"(the harness decodes {', '.join(TRAINABLE_DETECTORS)}).",
@@ -125,21 +163,13 @@ def detect_images(
         )
     if num_classes is None or input_size is None:
         raise ReproError(
-            "decoding a YOLOv1 grid needs the class count and the square input size.",
+            "decoding a YOLO detector's output needs the class count and the square input size.",
             "pass num_classes and input_size (the recipe's evaluation crop).",
         )
     from repro.accuracy.detection_data import resize_square
-    from repro.accuracy.yolo_v1 import decode
 
-    spec = grid_spec(model, num_classes, input_size)
     batch = torch.stack([resize_square(image, input_size) for image in images]).to(device)
-    decoded = decode(
-        model(batch).cpu(),
-        spec,
-        score_threshold=YOLO_SCORE_THRESHOLD,
-        nms_iou=YOLO_NMS_IOU,
-        max_per_image=MAX_DETECTIONS,
-    )
+    decoded = decode_square(model, model(batch).cpu(), num_classes, input_size)
     out = []
     for image, dets in zip(images, decoded, strict=True):
         h, w = image.shape[-2:]
@@ -154,6 +184,32 @@ def detect_images(
             ]
         )
     return out
+
+
+def decode_square(
+    model: torch.nn.Module, output: torch.Tensor, num_classes: int, input_size: int
+) -> list[Detections]:
+    """A YOLO detector's raw output on ``input_size`` squares as per-image detections in
+    input pixels, by the detector's own decoding at the test-time thresholds."""
+    if is_region_detector(model):
+        from repro.accuracy import yolo_v2
+
+        return yolo_v2.decode(
+            output,
+            anchor_spec(model, num_classes, input_size),
+            score_threshold=YOLO_SCORE_THRESHOLD,
+            nms_iou=YOLO_NMS_IOU,
+            max_per_image=MAX_DETECTIONS,
+        )
+    from repro.accuracy import yolo_v1
+
+    return yolo_v1.decode(
+        output,
+        grid_spec(model, num_classes, input_size),
+        score_threshold=YOLO_SCORE_THRESHOLD,
+        nms_iou=YOLO_NMS_IOU,
+        max_per_image=MAX_DETECTIONS,
+    )
 
 
 def detect(

@@ -9,6 +9,9 @@ the detector's data (repro.accuracy.detection_data), loss and evaluation:
 
 - ``yolov1`` / ``fast_yolo``: YOLOv1's sum-squared loss (lambda_coord 5, lambda_noobj 0.5) on the
   7x7 grid (repro.accuracy.yolo_v1), images resized to the recipe's input square;
+- ``yolov2``: YOLOv2's anchor-box region loss (direct location prediction on dimension-cluster
+  priors, IoU objectness, softmax classes; repro.accuracy.yolo_v2), images resized to the
+  recipe's input square (any multiple of 32: the network is fully convolutional);
 - ``faster_rcnn_vgg16`` / ``faster_rcnn_zf``: the sum of torchvision's loss dict (RPN objectness
   and box regression, Fast R-CNN classification and box regression), images as they are.
 
@@ -17,9 +20,11 @@ gathers the detections and scores them (VOC07 11-point or VOC2010 mAP, or COCO A
 `repro.accuracy.detection.score_rows`, the function `evaluate_detector` uses on saved weights.
 
 Deviations from the papers, written into every seed record's ``note``: the networks start from
-random weights (both papers fine-tune ImageNet-pretrained convolutions), and Faster R-CNN trains
-RPN and detector jointly in one network ("approximate joint training", the paper's Section 3.2
-alternative) instead of the 4-step alternating training.
+random weights (the papers fine-tune ImageNet-pretrained convolutions; YOLOv2's also at 448x448
+before detection), YOLOv2 trains at the recipe's one input size instead of the paper's
+multi-scale training, and Faster R-CNN trains RPN and detector jointly in one network
+("approximate joint training", the paper's Section 3.2 alternative) instead of the 4-step
+alternating training.
 """
 
 from __future__ import annotations
@@ -39,23 +44,30 @@ if TYPE_CHECKING:
 
     from repro.accuracy.fit import EpochLog
     from repro.accuracy.yolo_v1 import GridSpec
+    from repro.accuracy.yolo_v2 import AnchorSpec
     from repro.recipes import Recipe
     from repro.train.session import Session
 
 WORKER_FN = "repro.accuracy.detector_fit:detector_fit_worker"
 GRID_DETECTORS = ("yolov1", "fast_yolo")  # YOLOv1's S x S grid output
+REGION_DETECTORS = ("yolov2",)  # YOLOv2's anchor-box output, (N, A * (5 + C), S, S)
+SQUARE_DETECTORS = (*GRID_DETECTORS, *REGION_DETECTORS)  # images resized to one square size
 TORCHVISION_DETECTORS = ("faster_rcnn_vgg16", "faster_rcnn_zf")  # torchvision's loss dict
-TRAINABLE_DETECTORS = (*GRID_DETECTORS, *TORCHVISION_DETECTORS)
+TRAINABLE_DETECTORS = (*SQUARE_DETECTORS, *TORCHVISION_DETECTORS)
 # What the harness lacks to train the other detectors the papers name.
 TRAINING_GAPS = {
-    "yolov2": "YOLOv2's anchor-box loss (dimension-cluster priors, direct location prediction, "
-    "multi-scale training) is not implemented",
     "yolov3": "YOLOv3's multi-scale anchor loss (logistic objectness, per-scale anchor "
     "assignment) is not implemented",
-    "alexnet_single": "R-CNN's pipeline (selective-search proposals, fine-tuning on warped "
-    "regions, per-class SVMs, box regression) is not implemented",
 }
 NO_PRETRAINING = "no ImageNet pre-training: the network starts from random weights"
+NO_PRETRAINING_V2 = (
+    "no ImageNet pre-training (nor the paper's 448x448 high-resolution classifier fine-tuning): "
+    "the network starts from random weights"
+)
+FIXED_SIZE = (
+    "one fixed input size (the recipe's input_size) instead of the paper's multi-scale "
+    "training (a new size from {320, 352, ..., 608} every 10 batches)"
+)
 JOINT_TRAINING = (
     "approximate joint training (RPN and Fast R-CNN losses summed in one network) instead of "
     "the paper's 4-step alternating training"
@@ -66,6 +78,13 @@ def training_gap(model: str) -> str | None:
     """Why the harness cannot train the detector ``model`` by a recipe, or None if it can."""
     if model in TRAINABLE_DETECTORS:
         return None
+    from repro.models import get_model_spec
+
+    if get_model_spec(model).task == "classification":
+        return (
+            f"{model} is a classification network: a detection recipe on it is R-CNN's "
+            "selective-search pipeline (repro.accuracy.rcnn), not a detector training"
+        )
     return TRAINING_GAPS.get(
         model,
         f"detector training covers {', '.join(TRAINABLE_DETECTORS)}; {model} has no "
@@ -77,6 +96,8 @@ def deviations(model: str) -> str:
     """The documented ways a recipe run of ``model`` differs from its paper's training."""
     if model in GRID_DETECTORS:
         return f"deviations: {NO_PRETRAINING}"
+    if model in REGION_DETECTORS:
+        return f"deviations: {NO_PRETRAINING_V2}; {FIXED_SIZE}"
     return f"deviations: {NO_PRETRAINING}; {JOINT_TRAINING}"
 
 
@@ -143,6 +164,14 @@ def validate(config: DetectorFitConfig) -> None:
             f"recipe {recipe.name}: {recipe.model} trains on {recipe.input_size}px squares but "
             f"is evaluated at {recipe.evaluation.crop}px; its fully connected head fixes one.",
             "make `input_size` and evaluation `crop` equal.",
+        )
+    if recipe.model in REGION_DETECTORS:
+        _need(
+            recipe.input_size % 32 == 0 and recipe.evaluation.crop % 32 == 0,
+            f"recipe {recipe.name}: {recipe.model} needs square inputs that are multiples of its "
+            f"output stride 32, not input_size {recipe.input_size} / evaluation crop "
+            f"{recipe.evaluation.crop}.",
+            "use multiples of 32 (416 is the paper's; 128 gives a 4x4 grid).",
         )
     for name, root in data_roots(config, recipe).items():
         flag = "--data" if name == recipe.dataset else f"data_roots[{name!r}]"
@@ -211,9 +240,9 @@ def _plan(
     )
 
     recipe = effective_recipe(config)
-    grid = recipe.model in GRID_DETECTORS
+    square = recipe.model in SQUARE_DETECTORS
     roots = {k: str(v) for k, v in data_roots(config, recipe).items()}
-    transform = train_transform(recipe, recipe.input_size if grid else None)
+    transform = train_transform(recipe, recipe.input_size if square else None)
     train_set, classes = training_set(recipe, roots, transform)
     eval_set, eval_classes = open_split(recipe.dataset, roots[recipe.dataset], recipe.eval_split)
     if eval_classes != classes:
@@ -233,7 +262,7 @@ def _plan(
     count = min(config.eval_limit or len(eval_set), len(eval_set))
     eval_loader = loader(
         eval_set,
-        batch_size=GRID_EVAL_BATCH if grid else 1,
+        batch_size=GRID_EVAL_BATCH if square else 1,
         indices=shard_indices(count, rank, world),
         workers=workers,
     )
@@ -261,22 +290,63 @@ def _plan(
     )
 
 
-class GridLoss:
-    """YOLOv1's loss of a grid detector on a batch of same-size images and their targets."""
+class SquareLoss:
+    """A YOLO loss on a batch of same-size square images: the stacked images go through the
+    model, and its raw output and the targets' boxes and labels to ``criterion``."""
 
-    def __init__(self, spec: GridSpec) -> None:
-        self.spec = spec
+    def criterion(
+        self, output: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.Tensor]
+    ) -> torch.Tensor:
+        raise NotImplementedError
 
     def __call__(self, module: torch.nn.Module, images: Any, targets: Any) -> torch.Tensor:
         import torch
 
-        from repro.accuracy.yolo_v1 import encode_targets, yolo_loss
-
         device = next(module.parameters()).device
         x = torch.stack(images).to(device, non_blocking=True)
         boxes = [t["boxes"] for t in targets]
-        target = encode_targets(boxes, [t["labels"] for t in targets], self.spec)
-        return yolo_loss(module(x), target.to(device), self.spec)
+        return self.criterion(module(x), boxes, [t["labels"] for t in targets])
+
+
+class GridLoss(SquareLoss):
+    """YOLOv1's loss of a grid detector (repro.accuracy.yolo_v1)."""
+
+    def __init__(self, spec: GridSpec) -> None:
+        self.spec = spec
+
+    def criterion(
+        self, output: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.Tensor]
+    ) -> torch.Tensor:
+        from repro.accuracy.yolo_v1 import encode_targets, yolo_loss
+
+        target = encode_targets(boxes, labels, self.spec)
+        return yolo_loss(output, target.to(output.device), self.spec)
+
+
+class RegionLoss(SquareLoss):
+    """YOLOv2's anchor-box loss of a region detector (repro.accuracy.yolo_v2)."""
+
+    def __init__(self, spec: AnchorSpec) -> None:
+        self.spec = spec
+
+    def criterion(
+        self, output: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.Tensor]
+    ) -> torch.Tensor:
+        from repro.accuracy.yolo_v2 import encode_targets, region_loss
+
+        return region_loss(output, encode_targets(boxes, labels, self.spec), self.spec)
+
+
+def detector_loss(model_name: str, model: torch.nn.Module, classes: int, size: int) -> Any:
+    """The training loss of the detector ``model`` (registered as ``model_name``) on a dataset
+    of ``classes`` classes, square detectors trained at ``size`` pixels."""
+    from repro.accuracy.detection import anchor_spec, grid_spec
+
+    if model_name in GRID_DETECTORS:
+        return GridLoss(grid_spec(model, classes, size))
+    if model_name in REGION_DETECTORS:
+        return RegionLoss(anchor_spec(model, classes, size))
+    return torchvision_loss
 
 
 def torchvision_loss(module: torch.nn.Module, images: Any, targets: Any) -> torch.Tensor:
@@ -294,7 +364,7 @@ def _build_seed(
 ) -> SeedRun:
     import torch
 
-    from repro.accuracy.detection import build_detector, grid_spec
+    from repro.accuracy.detection import build_detector
     from repro.accuracy.schedules import LrSchedule, make_optimizer
     from repro.models import get_model_spec
     from repro.train.config import TrainConfig
@@ -316,10 +386,7 @@ def _build_seed(
         use_gpu=config.use_gpu,
         seed=seed,
     )
-    if recipe.model in GRID_DETECTORS:
-        loss_fn: Any = GridLoss(grid_spec(model, plan.num_classes, recipe.input_size))
-    else:
-        loss_fn = torchvision_loss
+    loss_fn = detector_loss(recipe.model, model, plan.num_classes, recipe.input_size)
     pm = parallelize_detector(
         setup, train_config, rank=rank, world=world, device=device, loss_fn=loss_fn
     )

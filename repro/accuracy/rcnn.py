@@ -289,14 +289,7 @@ def _proposals(
 
 def classifier_of(recipe: Recipe) -> str:
     """The recipe's window classifier: its name carries it (the schema has no field for it)."""
-    found = [kind for kind in CLASSIFIERS if kind in recipe.name.split("-")]
-    if len(found) != 1:
-        raise ReproError(
-            f"recipe {recipe.name} names no R-CNN window classifier.",
-            f"put exactly one of {', '.join(CLASSIFIERS)} in the recipe's name "
-            "(e.g. rcnn-alexnet-svm-voc2007).",
-        )
-    return found[0]
+    return recipe.named_choice(CLASSIFIERS, "R-CNN window classifier", "rcnn-alexnet-svm-voc2007")
 
 
 def measure_rcnn(

@@ -43,14 +43,9 @@ TRANSFER_METRIC = "accuracy"
 
 def classifier_of(recipe: Recipe) -> str:
     """The recipe's linear classifier: its name carries it (the schema has no field for it)."""
-    found = [kind for kind in CLASSIFIERS if kind in recipe.name.split("-")]
-    if len(found) != 1:
-        raise ReproError(
-            f"recipe {recipe.name} names no linear classifier for the transfer protocol.",
-            f"put exactly one of {', '.join(CLASSIFIERS)} in the recipe's name "
-            "(e.g. decaf-logreg-sun397).",
-        )
-    return found[0]
+    return recipe.named_choice(
+        CLASSIFIERS, "linear classifier for the transfer protocol", "decaf-logreg-sun397"
+    )
 
 
 def metric_key(layer: str) -> str:

@@ -88,7 +88,7 @@ def boxes_from_grid(pred: torch.Tensor, spec: GridSpec) -> torch.Tensor:
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
 
 
-def _iou_xyxy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def iou_xyxy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Element-wise IoU of broadcastable (..., 4) box tensors."""
     lt = torch.maximum(a[..., :2], b[..., :2])
     rb = torch.minimum(a[..., 2:], b[..., 2:])
@@ -121,7 +121,7 @@ def yolo_loss(
     gt_cx, gt_cy = (tx + cols) / s, (ty + rows) / s
     gt_box = torch.stack([gt_cx - tw / 2, gt_cy - th / 2, gt_cx + tw / 2, gt_cy + th / 2], -1)
     with torch.no_grad():
-        iou = _iou_xyxy(boxes_from_grid(pred, spec), gt_box[..., None, :])  # (N, S, S, B)
+        iou = iou_xyxy(boxes_from_grid(pred, spec), gt_box[..., None, :])  # (N, S, S, B)
         best = iou.argmax(-1, keepdim=True)
         responsible = torch.zeros_like(iou).scatter_(-1, best, 1.0) * obj[..., None]
 
@@ -164,16 +164,36 @@ def decode(
     box confidence x class probability for every box and class, scores below
     ``score_threshold`` dropped, per-class NMS at ``nms_iou``, the ``max_per_image`` best
     kept."""
-    from torchvision.ops import batched_nms
-
     pred = pred.detach().float().clamp(0.0, 1.0)
     n, s, nb, c = pred.shape[0], spec.grid, spec.boxes, spec.classes
     boxes = (boxes_from_grid(pred, spec).clamp(0.0, 1.0) * spec.size).reshape(n, -1, 4)
     conf = pred[..., : nb * BOX_FIELDS].reshape(n, s, s, nb, BOX_FIELDS)[..., 4]
     probs = pred[..., nb * BOX_FIELDS :]
     scores = (conf[..., None] * probs[..., None, :]).reshape(n, -1, c)  # (N, S*S*B, C)
+    return select_detections(
+        boxes,
+        scores,
+        score_threshold=score_threshold,
+        nms_iou=nms_iou,
+        max_per_image=max_per_image,
+    )
+
+
+def select_detections(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    *,
+    score_threshold: float,
+    nms_iou: float,
+    max_per_image: int,
+) -> list[Detections]:
+    """Per image, from pixel xyxy ``boxes`` (N, K, 4) and class-specific ``scores`` (N, K, C):
+    every (box, class) above ``score_threshold`` with a box of positive width and height,
+    per-class NMS at ``nms_iou``, the ``max_per_image`` best kept."""
+    from torchvision.ops import batched_nms
+
     out: list[Detections] = []
-    for i in range(n):
+    for i in range(boxes.shape[0]):
         box_idx, cls = (scores[i] > score_threshold).nonzero(as_tuple=True)
         cand_boxes, cand_scores = boxes[i, box_idx], scores[i, box_idx, cls]
         wide = (cand_boxes[:, 2] > cand_boxes[:, 0]) & (cand_boxes[:, 3] > cand_boxes[:, 1])

@@ -264,17 +264,12 @@ def kmeans_iou(
 def training_splits(report: VerifyReport, split: str | None = None) -> list[str]:
     """The splits clustered: `split` ('a+b' for several) when given, else the training set
     (module docstring)."""
+    from repro.data.stats import named_splits  # stats imports this module
+
     have = set(report.splits)
     if split:
-        wanted = [s.strip() for s in split.split("+") if s.strip()]
-        missing = [s for s in wanted if s not in have]
-        if missing:
-            raise DataError(
-                f"split(s) {', '.join(missing)} are not in {report.root}; it has "
-                f"{', '.join(sorted(have)) or 'none'}.",
-                "set the claim's params.split to splits the dataset has, joined with '+'.",
-            )
-        return wanted
+        fix = "set the claim's params.split to splits the dataset has, joined with '+'."
+        return named_splits(report, split, fix)
     if report.name.startswith("voc"):
         if "trainval" in have:
             return ["trainval"]

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from repro.data.anchors import ANCHOR_METRICS
-from repro.errors import ReproError
+from repro.errors import DataError, ReproError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -47,20 +47,29 @@ CLAIM_DATASETS = {
 UNITS = {"count": 1.0, "K": 1e3, "M": 1e6}
 
 
+def named_splits(report: VerifyReport, text: str, fix: str) -> list[str]:
+    """The splits of ``text`` ("a+b" or one split); DataError naming those the dataset lacks."""
+    wanted = [s.strip() for s in text.split("+") if s.strip()]
+    missing = [s for s in wanted if s not in report.splits]
+    if missing:
+        raise DataError(
+            f"split(s) {', '.join(missing)} are not in {report.root}; it has "
+            f"{', '.join(sorted(report.splits)) or 'none'}.",
+            fix,
+        )
+    return wanted
+
+
 def protocol_splits(report: VerifyReport, protocol_split: str | None = None) -> list[str]:
     """The splits a table row counts: `protocol_split` as "a+b" or a single split, else the
     default (module docstring)."""
     have = report.splits
     if protocol_split:
-        wanted = [s.strip() for s in protocol_split.split("+") if s.strip()]
-        missing = [s for s in wanted if s not in have]
-        if missing:
-            raise ReproError(
-                f"split(s) {', '.join(missing)} are not in {report.root}; it has "
-                f"{', '.join(have) or 'none'}.",
-                "pass splits the dataset has, joined with '+' (e.g. train2014+val2014).",
-            )
-        return wanted
+        return named_splits(
+            report,
+            protocol_split,
+            "pass splits the dataset has, joined with '+' (e.g. train2014+val2014).",
+        )
     if report.name.startswith("voc"):
         if "trainval" in have:
             return ["trainval"]

@@ -30,18 +30,23 @@ LEAKY_SLOPE = 0.1
 
 
 class ConvBNLeaky(nn.Sequential):
-    """Darknet's convolutional layer: conv (no bias) -> batch norm -> leaky ReLU(0.1)."""
+    """Darknet's convolutional layer: conv (no bias) -> batch norm -> leaky ReLU(0.1).
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1) -> None:
-        super().__init__(
-            OrderedDict(
-                conv=nn.Conv2d(
-                    in_ch, out_ch, kernel_size, stride, padding=kernel_size // 2, bias=False
-                ),
-                bn=nn.BatchNorm2d(out_ch),
-                act=nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
+    ``batch_norm=False`` is darknet's ``batch_normalize=0``: a biased conv straight into the
+    leaky ReLU (children ``conv``, ``act``)."""
+
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, batch_norm: bool = True
+    ) -> None:
+        layers: OrderedDict[str, nn.Module] = OrderedDict(
+            conv=nn.Conv2d(
+                in_ch, out_ch, kernel_size, stride, padding=kernel_size // 2, bias=not batch_norm
             )
         )
+        if batch_norm:
+            layers["bn"] = nn.BatchNorm2d(out_ch)
+        layers["act"] = nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
+        super().__init__(layers)
 
 
 # Darknet-19, Table 6: (filters, kernel) per conv; "M" is a 2x2/2 max pool.
@@ -56,9 +61,10 @@ DARKNET19_CFG: list[tuple[int, int] | str] = [
 
 
 class Darknet19(nn.Sequential):
-    """Darknet-19; with ``num_classes=None`` it stops after ``conv18`` (the YOLOv2 backbone)."""
+    """Darknet-19; with ``num_classes=None`` it stops after ``conv18`` (the YOLOv2 backbone).
+    ``batch_norm=False`` builds every conv biased and without batch norm."""
 
-    def __init__(self, num_classes: int | None = 1000) -> None:
+    def __init__(self, num_classes: int | None = 1000, batch_norm: bool = True) -> None:
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         in_ch, n_conv, n_pool = 3, 0, 0
         for item in DARKNET19_CFG:
@@ -68,7 +74,7 @@ class Darknet19(nn.Sequential):
             else:
                 out_ch, k = item
                 n_conv += 1
-                layers[f"conv{n_conv}"] = ConvBNLeaky(in_ch, out_ch, k)
+                layers[f"conv{n_conv}"] = ConvBNLeaky(in_ch, out_ch, k, batch_norm=batch_norm)
                 in_ch = out_ch
         if num_classes is not None:
             # darknet19.cfg: a plain linear 1x1 conv (bias, no BN) before the global pool.

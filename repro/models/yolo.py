@@ -18,6 +18,9 @@ paper says only "9 instead of 24" convs with fewer filters.
 2048@13x13 (space-to-depth), concatenated before ``det_conv3`` (3x3/1024 on 3072 channels), then
 the 1x1 ``output`` conv to A*(5+C) = 125 channels. Darknet's later yolo-voc.cfg first squeezes
 the passthrough to 64 channels with a 1x1 conv (``passthrough_reduce=64`` builds that variant).
+``batch_norm=False`` builds every conv biased and without BatchNorm (the "Better" section's
+baseline for "+2% mAP" from batch normalization). The model carries its priors as ``anchors``
+((w, h) in 13x13 grid-cell units) for repro.accuracy.yolo_v2's loss and decoding.
 
 ``yolov3`` (416x416): ``backbone`` is Darknet-53 without classifier. Per scale, a five-conv
 ``block13/26/52`` (1x1 and 3x3 alternating), a 3x3 ``conv13/26/52`` and the 1x1 output conv
@@ -31,11 +34,13 @@ anchors 0-2), 255 = 3*(4+1+80). ``reduce26``/``reduce52`` (1x1) and ``upsample26
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from repro.errors import ReproError
 from repro.models.darknet import LEAKY_SLOPE, ConvBNLeaky, Darknet19, Darknet53
 from repro.models.registry import register_model
 
@@ -51,21 +56,33 @@ YOLOV3_ANCHOR_MASKS: dict[str, tuple[int, ...]] = {
     "out26": (3, 4, 5),
     "out52": (0, 1, 2),
 }
-# YOLOv2's five VOC priors (width, height) in 13x13 grid-cell units, from darknet's
-# yolo-voc.2.0.cfg (the paper gives k=5 dimension clusters but not their values).
+# YOLOv2's five VOC priors (width, height) in 13x13 grid-cell units (32 px at 416x416). The
+# paper gives k=5 dimension clusters but not their values, and neither do the seeds: these are
+# the region layer's anchors of darknet's released yolo-voc.cfg, the default of `yolov2`.
 YOLOV2_VOC_ANCHORS: tuple[tuple[float, float], ...] = (
+    (1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053),
+    (11.2364, 10.0071),
+)  # fmt: skip
+# The earlier yolo-voc.2.0.cfg's priors: that config has the passthrough without the 64-channel
+# squeeze (our default layout), yolo-voc.cfg has the squeeze (``passthrough_reduce=64``).
+YOLOV2_VOC_2_0_ANCHORS: tuple[tuple[float, float], ...] = (
     (1.08, 1.19), (3.42, 4.41), (6.63, 11.38), (9.42, 5.11), (16.62, 10.52),
 )  # fmt: skip
 
 
-def conv_leaky(in_ch: int, out_ch: int, kernel_size: int, stride: int = 1) -> nn.Sequential:
-    """YOLOv1's layer: a biased "same" conv followed by leaky ReLU(0.1), no batch norm."""
-    return nn.Sequential(
-        OrderedDict(
-            conv=nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding=kernel_size // 2),
-            act=nn.LeakyReLU(LEAKY_SLOPE, inplace=True),
-        )
+def conv_leaky(
+    in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, batch_norm: bool = False
+) -> nn.Sequential:
+    """YOLOv1's layer: a biased "same" conv followed by leaky ReLU(0.1), no batch norm; with
+    ``batch_norm`` (YOLOv2's first change to YOLO) an unbiased conv, BatchNorm, leaky ReLU."""
+    conv = nn.Conv2d(
+        in_ch, out_ch, kernel_size, stride, padding=kernel_size // 2, bias=not batch_norm
     )
+    layers: OrderedDict[str, nn.Module] = OrderedDict(conv=conv)
+    if batch_norm:
+        layers["bn"] = nn.BatchNorm2d(out_ch)
+    layers["act"] = nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
+    return nn.Sequential(layers)
 
 
 # YOLOv1 Figure 3: (filters, kernel, stride) per conv; "M" is a 2x2/2 max pool.
@@ -85,7 +102,7 @@ FAST_YOLO_BACKBONE: list[tuple[int, int, int] | str] = [
 
 
 def _make_convs(
-    cfg: list[tuple[int, int, int] | str], in_ch: int, first_conv: int = 1
+    cfg: list[tuple[int, int, int] | str], in_ch: int, first_conv: int = 1, batch_norm: bool = False
 ) -> tuple[OrderedDict[str, nn.Module], int]:
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     n_conv, n_pool = first_conv - 1, 0
@@ -96,7 +113,7 @@ def _make_convs(
         else:
             out_ch, k, s = item
             n_conv += 1
-            layers[f"conv{n_conv}"] = conv_leaky(in_ch, out_ch, k, s)
+            layers[f"conv{n_conv}"] = conv_leaky(in_ch, out_ch, k, s, batch_norm)
             in_ch = out_ch
     return layers, in_ch
 
@@ -115,16 +132,24 @@ class YOLOv1(nn.Module):
 
 
 @register_model("yolov1", paper="yolo_v1", input_size=(3, 448, 448), task="detection")
-def yolov1(num_classes: int = 20, grid: int = 7, boxes: int = 2) -> nn.Module:
-    """YOLOv1 (Redmon et al. 2016, Figure 3): 24 convs + 2 fc, output (N, 7, 7, 30) on VOC."""
+def yolov1(
+    num_classes: int = 20,
+    grid: int = 7,
+    boxes: int = 2,
+    batch_norm: bool = False,
+    dropout: float = 0.5,
+) -> nn.Module:
+    """YOLOv1 (Redmon et al. 2016, Figure 3): 24 convs + 2 fc, output (N, 7, 7, 30) on VOC.
+    ``batch_norm=True, dropout=0.0`` is YOLOv2's "YOLO + batch normalization" ablation (BN on
+    every conv, dropout removed)."""
     depth = boxes * 5 + num_classes
-    convs, ch = _make_convs(YOLOV1_BACKBONE, 3)
-    head, ch = _make_convs(YOLOV1_HEAD_CONVS, ch, first_conv=21)
+    convs, ch = _make_convs(YOLOV1_BACKBONE, 3, batch_norm=batch_norm)
+    head, ch = _make_convs(YOLOV1_HEAD_CONVS, ch, first_conv=21, batch_norm=batch_norm)
     head["flatten"] = nn.Flatten(1)
     head["fc1"] = nn.Sequential(
         nn.Linear(ch * grid * grid, 4096), nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
     )
-    head["dropout"] = nn.Dropout(0.5)
+    head["dropout"] = nn.Dropout(dropout)
     head["fc2"] = nn.Linear(4096, grid * grid * depth)
     return YOLOv1(nn.Sequential(convs), nn.Sequential(head), grid, depth)
 
@@ -156,22 +181,36 @@ class SpaceToDepth(nn.Module):
 
 
 class YOLOv2(nn.Module):
-    """YOLOv2 detector on Darknet-19 with the 26x26 -> 13x13 passthrough (see module doc)."""
+    """YOLOv2 detector on Darknet-19 with the 26x26 -> 13x13 passthrough (see module doc).
+
+    ``anchors`` are the priors (width, height) in 13x13 grid-cell units the region loss and
+    decoding (repro.accuracy.yolo_v2) use; None when ``num_anchors`` has no default set."""
+
+    stride = 32  # input pixels per output cell
 
     def __init__(
-        self, num_classes: int = 20, num_anchors: int = 5, passthrough_reduce: int | None = None
+        self,
+        num_classes: int = 20,
+        num_anchors: int = 5,
+        passthrough_reduce: int | None = None,
+        batch_norm: bool = True,
+        anchors: Sequence[Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
-        self.backbone = Darknet19(num_classes=None)
-        self.det_conv1 = ConvBNLeaky(1024, 1024, 3)
-        self.det_conv2 = ConvBNLeaky(1024, 1024, 3)
+        self.anchors = _priors(num_anchors, anchors)
+        self.num_classes = num_classes
+        self.backbone = Darknet19(num_classes=None, batch_norm=batch_norm)
+        self.det_conv1 = ConvBNLeaky(1024, 1024, 3, batch_norm=batch_norm)
+        self.det_conv2 = ConvBNLeaky(1024, 1024, 3, batch_norm=batch_norm)
         fine_ch = 512
         self.passthrough_conv: nn.Module | None = None
         if passthrough_reduce is not None:
-            self.passthrough_conv = ConvBNLeaky(fine_ch, passthrough_reduce, 1)
+            self.passthrough_conv = ConvBNLeaky(
+                fine_ch, passthrough_reduce, 1, batch_norm=batch_norm
+            )
             fine_ch = passthrough_reduce
         self.passthrough = SpaceToDepth(2)
-        self.det_conv3 = ConvBNLeaky(1024 + 4 * fine_ch, 1024, 3)
+        self.det_conv3 = ConvBNLeaky(1024 + 4 * fine_ch, 1024, 3, batch_norm=batch_norm)
         self.output = nn.Conv2d(1024, num_anchors * (5 + num_classes), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,12 +226,33 @@ class YOLOv2(nn.Module):
         return self.output(self.det_conv3(x))
 
 
+def _priors(
+    num_anchors: int, anchors: Sequence[Sequence[float]] | None
+) -> tuple[tuple[float, float], ...] | None:
+    if anchors is None:
+        return YOLOV2_VOC_ANCHORS if num_anchors == len(YOLOV2_VOC_ANCHORS) else None
+    priors = tuple((float(w), float(h)) for w, h in anchors)
+    if len(priors) != num_anchors or any(w <= 0 or h <= 0 for w, h in priors):
+        raise ReproError(
+            f"yolov2 anchors {list(anchors)} are not {num_anchors} positive (width, height) pairs.",
+            "give one [w, h] pair in 13x13 grid-cell units per anchor, or leave anchors out.",
+        )
+    return priors
+
+
 @register_model("yolov2", paper="yolo_v2", input_size=(3, 416, 416), task="detection")
 def yolov2(
-    num_classes: int = 20, num_anchors: int = 5, passthrough_reduce: int | None = None
+    num_classes: int = 20,
+    num_anchors: int = 5,
+    passthrough_reduce: int | None = None,
+    batch_norm: bool = True,
+    anchors: Sequence[Sequence[float]] | None = None,
 ) -> nn.Module:
-    """YOLOv2 (YOLO9000 Sec. 2): Darknet-19 + 3 convs + passthrough, (N, 125, 13, 13) on VOC."""
-    return YOLOv2(num_classes, num_anchors, passthrough_reduce)
+    """YOLOv2 (YOLO9000 Sec. 2): Darknet-19 + 3 convs + passthrough, (N, 125, 13, 13) on VOC.
+
+    ``batch_norm=False`` is the paper's "without batch normalization" baseline: every conv
+    biased, no BatchNorm. ``anchors`` (13x13 grid units) default to YOLOV2_VOC_ANCHORS."""
+    return YOLOv2(num_classes, num_anchors, passthrough_reduce, batch_norm, anchors)
 
 
 def _conv_set(in_ch: int, mid: int) -> nn.Sequential:
