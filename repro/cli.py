@@ -74,6 +74,38 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_plan(
+    keys: list[str],
+    suites: list[str],
+    params: dict,
+    accuracy: object,
+    papers_dir: Path | None,
+) -> int:
+    """Which claims of ``keys`` the suites would measure, and why the others would not run;
+    nothing is measured (no Ray, no MLflow)."""
+    from repro.claims import load_paper
+    from repro.measure import plan_paper
+
+    roots = config.data_roots(params)
+    totals: dict[str, int] = {}
+    for key in keys:
+        paper = load_paper(key, papers_dir)
+        plan = plan_paper(paper, suites, roots, accuracy)  # type: ignore[arg-type]
+        reasons = {r.claim_id: r.note for r in plan.not_run}
+        for claim in paper.claims:
+            if claim.kind == "analytic" and "analytic" not in suites:
+                continue
+            if claim.kind != "analytic" and claim.kind not in suites:
+                continue
+            reason = reasons.get(claim.id)
+            state = "run" if reason is None else "not-run"
+            totals[state] = totals.get(state, 0) + 1
+            print(f"{key}\t{claim.id}\t{claim.kind}\t{state}\t{reason or ''}")
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(totals.items()))
+    print(f"# {len(keys)} paper(s), suites {', '.join(suites)}: {summary}", file=sys.stderr)
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from repro.claims import list_papers
     from repro.runner import failures, run_papers
@@ -99,6 +131,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             import dataclasses
 
             accuracy = dataclasses.replace(accuracy, seeds=args.seeds)
+    if args.plan:
+        return _print_plan(keys, suites, params, accuracy, papers_dir)
     runs = run_papers(
         keys,
         suites=suites,
@@ -209,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports/measurements", help="measurement directory")
     p.add_argument("--papers-dir", help="directory of paper YAML files (default: repro/papers)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every deviation")
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="measure nothing: print, one claim a line (paper, claim, kind, run|not-run, "
+        "reason), what the suites would measure with these data roots and weights",
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("report", help="render reports/ from measurements or MLflow")

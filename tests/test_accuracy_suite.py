@@ -366,3 +366,25 @@ def test_batch_norm_ablation_trains_yolo_with_and_without_bn(tmp_path: Path) -> 
     assert group.recipe.model_kwargs == {"batch_norm": True, "dropout": 0.0}
     assert group.recipe.dropout == 0.0  # the recipe's 0.5 would put dropout back
     assert group.recipe.name != group.baseline.name  # separate runs and weights
+
+
+def test_run_plan_lists_what_would_run_and_why_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from repro.cli import main
+
+    for name in DATASETS:
+        monkeypatch.delenv(f"REPRO_DATA_{name.upper()}", raising=False)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": {}}))
+    assert main(["run", "alexnet", "--suite", "accuracy", "--plan", "--params", str(params)]) == 0
+    out, err = capsys.readouterr()
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert rows and all(r[0] == "alexnet" and r[2] == "accuracy" for r in rows)
+    assert all(r[3] == "not-run" and r[4].startswith("dataset not present") for r in rows)
+    assert f"{len(rows)} not-run" in err
+
+    params.write_text(yaml.safe_dump({"data": {"imagenet": str(tmp_path)}}))
+    assert main(["run", "alexnet", "--suite", "accuracy", "--plan", "--params", str(params)]) == 0
+    states = {r.split("\t")[1]: r.split("\t")[3] for r in capsys.readouterr()[0].splitlines()}
+    assert states["overlap-pool-top1"] == "run"  # the ablation trains both variants
