@@ -283,11 +283,11 @@ def not_run_reason(
                 "or add it to params.yaml suites)"
             )
         if claim.kind == "dataset":
-            from repro.accuracy.suite import dataset_not_run_reason
+            from repro.accuracy.dataset_suite import dataset_not_run_reason
 
             return dataset_not_run_reason(claim)
+        from repro.accuracy.reasons import not_run_reason as accuracy_not_run_reason
         from repro.accuracy.settings import AccuracySettings
-        from repro.accuracy.suite import not_run_reason as accuracy_not_run_reason
 
         assert paper is not None
         return accuracy_not_run_reason(paper, claim, accuracy or AccuracySettings(), data_roots)
@@ -372,13 +372,9 @@ def measure_data_claims(
     accuracy: AccuracySettings | None = None,
 ) -> list[GroupOutcome]:
     """The plan's dataset claims (counted) and accuracy claims (trained or loaded, evaluated)."""
+    from repro.accuracy.dataset_suite import measure_dataset_claims
     from repro.accuracy.settings import AccuracySettings
-    from repro.accuracy.suite import (
-        accuracy_roots,
-        group_accuracy_claims,
-        measure_accuracy_group,
-        measure_dataset_claims,
-    )
+    from repro.accuracy.suite import accuracy_roots, group_accuracy_claims, measure_accuracy_group
 
     outcomes = []
     if plan.dataset:

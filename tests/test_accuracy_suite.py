@@ -295,7 +295,7 @@ def test_ablation_trains_each_variant_once_and_judges_paired_differences(
     """AlexNet's overlapping-pooling claims: the plain alexnet recipe and the 2x2/2 variant each
     run once (the variant the plain claims train is reused), and the reduction is baseline minus
     model, seed by seed."""
-    from repro.accuracy import suite
+    from repro.accuracy import reasons, suite
 
     paper = load_paper("alexnet")
     ids = {"overlap-pool-top1", "overlap-pool-top5"}
@@ -311,7 +311,7 @@ def test_ablation_trains_each_variant_once_and_judges_paired_differences(
     )
     settings = AccuracySettings(workers=0, seeds=2)
     for claim in [*claims, plain]:
-        assert suite.not_run_reason(paper, claim, settings, {}) is None, claim.id
+        assert reasons.not_run_reason(paper, claim, settings, {}) is None, claim.id
     groups = suite.group_accuracy_claims(paper, [plain, *claims], settings, {"imagenet": "/in"})
     assert len(groups) == 2
     ablation = next(g for g in groups if g.baseline is not None)
@@ -338,7 +338,7 @@ def test_ablation_trains_each_variant_once_and_judges_paired_differences(
 
 
 def test_an_ablation_without_a_baseline_says_so() -> None:
-    from repro.accuracy.suite import not_run_reason
+    from repro.accuracy.reasons import not_run_reason
 
     paper = load_paper("yolo_v2")
     claim = next(c for c in paper.claims if c.id == "hires-classifier-map-gain")

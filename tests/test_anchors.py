@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from repro.accuracy.suite import dataset_not_run_reason, measure_dataset_claims
+from repro.accuracy.dataset_suite import dataset_not_run_reason, measure_dataset_claims
 from repro.claims import Claim, load_paper
 from repro.data.anchors import (
     BoxShapes,

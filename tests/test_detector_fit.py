@@ -15,8 +15,9 @@ import torch
 import yaml
 
 from repro.accuracy.detector_fit import DetectorFitConfig, fit_detector, validate
+from repro.accuracy.reasons import not_run_reason
 from repro.accuracy.settings import AccuracySettings
-from repro.accuracy.suite import evaluate_weights, not_run_reason
+from repro.accuracy.suite import evaluate_weights
 from repro.claims import load_paper, load_paper_file
 from repro.errors import ReproError
 from repro.measure import measure_paper_local, plan_paper

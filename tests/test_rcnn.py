@@ -195,16 +195,16 @@ def test_unknown_classifier_is_refused(voc: Path, tmp_path: Path) -> None:
 def test_suite_runs_rcnn_claims_with_imagenet_weights_else_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from repro.accuracy import rcnn, suite
+    from repro.accuracy import rcnn, reasons, suite
     from repro.accuracy.settings import AccuracySettings
 
     paper = load_paper("rcnn")
     ids = ("alexnet-svm-voc2007-map", "alexnet-softmax-voc2007-map")
     claims = [c for c in paper.claims if c.id in ids]
-    reason = suite.not_run_reason(paper, claims[0], AccuracySettings(), {})
+    reason = reasons.not_run_reason(paper, claims[0], AccuracySettings(), {})
     assert reason is not None and "ImageNet-trained alexnet_single" in reason
     settings = AccuracySettings(weights={"alexnet_single": str(tmp_path / "in.pt")})
-    assert all(suite.not_run_reason(paper, c, settings, {}) is None for c in claims)
+    assert all(reasons.not_run_reason(paper, c, settings, {}) is None for c in claims)
 
     seen = []
 
@@ -227,7 +227,7 @@ def test_suite_runs_rcnn_claims_with_imagenet_weights_else_says_why(
 def test_dataset_suite_counts_selective_search_proposals(
     voc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from repro.accuracy.suite import dataset_not_run_reason, measure_dataset_claims
+    from repro.accuracy.dataset_suite import dataset_not_run_reason, measure_dataset_claims
 
     monkeypatch.setenv("REPRO_ACCURACY_STORAGE", str(tmp_path / "runs"))
     claim = next(c for c in load_paper("rcnn").claims if c.id == "selective-search-proposals")

@@ -1,18 +1,18 @@
-"""The accuracy and dataset suites: which claims they measure, and how.
+"""The accuracy suite: how the claims it can measure are grouped, trained or loaded, and judged.
 
 Accuracy claims are grouped by recipe (the paper's training and test protocol). A group either
 evaluates weights the user supplies (params.yaml `weights:`, `--weights MODEL=PATH`), or trains by
 the recipe through Ray Train (data-parallel, checkpointed, resumable; one run per seed) and then
-evaluates: classifiers through repro.accuracy.fit, the YOLOv1 and Faster R-CNN detectors through
-repro.accuracy.detector_fit (on every dataset their train_split names, e.g. VOC 2007+2012).
-Transfer claims (DeCAF on SUN-397) fit a linear classifier on the frozen features of supplied
-ImageNet weights, one run per SUN-397 partition (repro.accuracy.transfer). Ablation claims
-(`baseline:`, e.g. AlexNet's overlapping pooling) train both variants by the recipe, seed by
-seed, and judge the paired differences; a variant already trained in the same call is reused.
-With several seeds the verdict compares the claim's tolerance band with a 95% confidence interval
-of the mean. Dataset claims (classes, images, objects per image) are counted
-from the dataset itself. Claims that need something the harness does not do are `not-run` with the
-reason; nothing is estimated.
+evaluates: classifiers through repro.accuracy.fit, the YOLO and Faster R-CNN detectors through
+repro.accuracy.detector_fit (on every dataset their train_split names, e.g. VOC 2007+2012),
+R-CNN's recipes through repro.accuracy.rcnn. Transfer claims (DeCAF on SUN-397) fit a linear
+classifier on the frozen features of supplied ImageNet weights, one run per SUN-397 partition
+(repro.accuracy.transfer). Ablation claims (`baseline:`, e.g. AlexNet's overlapping pooling)
+train both variants by the recipe, seed by seed, and judge the paired differences; a variant
+already trained in the same call is reused. With several seeds the verdict compares the claim's
+tolerance band with a 95% confidence interval of the mean. Which claims can run, and why the
+others cannot, is repro.accuracy.reasons; the dataset claims are repro.accuracy.dataset_suite.
+Nothing is estimated.
 """
 
 from __future__ import annotations
@@ -25,226 +25,13 @@ from typing import Any
 
 from repro.accuracy.detection_data import DETECTION_DATASETS
 from repro.accuracy.proposals import PROPOSALS_METRIC
+from repro.accuracy.reasons import DETECTION_METRICS, is_rcnn, variant_recipe
 from repro.accuracy.settings import AccuracySettings
-from repro.claims import COMPARISON_METRICS, Claim, ModelRef, Paper, slug
+from repro.claims import COMPARISON_METRICS, Claim, Paper
 from repro.errors import ReproError
 from repro.recipes import Recipe
 
-CLASSIFICATION_METRICS = {
-    "top1_error": "top-1 error, % of images",
-    "top5_error": "top-5 error, % of images",
-    "top5_accuracy": "top-5 accuracy, % of images (100 - top-5 error)",
-}
-DETECTION_METRICS = {
-    "map": "VOC: mean AP at IoU 0.5 (VOC07 11-point or VOC2010 all-point per the recipe); "
-    "COCO: AP at IoU .50:.95",
-    "map50": "COCO AP at IoU 0.5",
-    "proposals_per_image": "RPN proposals per image left by NMS at IoU 0.7 with no top-N cut "
-    "(Faster R-CNN models, on the evaluation split)",
-}
-RPN_DETECTORS = ("faster_rcnn_vgg16", "faster_rcnn_zf")  # torchvision's RPN: proposals counted
-FEATURE_CACHE_METRIC = "feature_cache_size"
-SELECTIVE_SEARCH_METRICS = (PROPOSALS_METRIC, FEATURE_CACHE_METRIC)  # dataset claims
-TRAINABLE_DATASETS = ("imagenet", "cifar10", "mnist", "digits", "imagefolder")
 PERCENT = 100.0
-
-
-def not_run_reason(
-    paper: Paper,
-    claim: Claim,
-    settings: AccuracySettings,
-    data_roots: Mapping[str, str] | None = None,
-) -> str | None:
-    """Why the accuracy suite cannot measure ``claim`` (its dataset is present), or None.
-    ``data_roots`` (params.yaml `data:`) locates the other datasets a recipe trains on."""
-    from repro.accuracy.transfer import TRANSFER_DATASETS, TRANSFER_METRIC
-
-    transfer = claim.metric == TRANSFER_METRIC and claim.dataset in TRANSFER_DATASETS
-    comparison = claim.metric in COMPARISON_METRICS
-    if comparison and claim.baseline is None:
-        return (
-            f"an ablation ({claim.metric}) with no `baseline:` variant: the harness cannot "
-            "build and train the pair of networks it compares (see the claim's note)"
-        )
-    measurable = (*CLASSIFICATION_METRICS, *DETECTION_METRICS)
-    if not (transfer or comparison) and claim.metric not in measurable:
-        measured = ", ".join([*CLASSIFICATION_METRICS, *DETECTION_METRICS])
-        return (
-            f"the accuracy suite measures {measured} of single models and transfer accuracy "
-            f"on {', '.join(TRANSFER_DATASETS)}; {claim.metric!r} (a comparison of variants or "
-            "a proposal statistic) is not measured"
-        )
-    if claim.model is None:
-        return "no registered model: the entry is another method's result, kept for context"
-    if claim.ensemble > 1:
-        return (
-            f"an ensemble of {claim.ensemble} models; the harness measures single models (this "
-            "paper's single-model claims are measured)"
-        )
-    recipe = paper.recipe_for(claim)
-    if recipe is None:
-        return (
-            f"no recipe in {paper.path} for {claim.model.name} on {claim.dataset}; add one "
-            "under `recipes:` (repro/papers/README.md, Recipes)"
-        )
-    if transfer:
-        return transfer_reason(claim, recipe, settings)
-    if comparison:
-        return comparison_reason(claim, recipe, data_roots)
-    if claim.metric == PROPOSALS_METRIC and recipe.model not in RPN_DETECTORS:
-        return (
-            f"{recipe.model} has no region proposal network whose proposals could be counted "
-            f"(the harness counts those of {', '.join(RPN_DETECTORS)})"
-        )
-    if claim.metric in DETECTION_METRICS and is_rcnn(recipe):
-        return rcnn_reason(recipe, settings)
-    if claim.metric in DETECTION_METRICS and recipe.model not in settings.weights:
-        return detector_training_reason(recipe, data_roots)
-    if claim.metric in CLASSIFICATION_METRICS and recipe.dataset not in TRAINABLE_DATASETS:
-        return f"classification on {recipe.dataset} is not supported by the accuracy suite"
-    return None
-
-
-def detector_training_reason(
-    recipe: Recipe, data_roots: Mapping[str, str] | None = None, weights_hint: bool = True
-) -> str | None:
-    """Why a detection recipe cannot train here (no loss for its model, a training dataset
-    missing), or None."""
-    from repro.accuracy.detection_data import recipe_datasets
-    from repro.accuracy.detector_fit import training_gap
-    from repro.measure import data_root, dataset_present
-
-    weights = (
-        f"supply weights to evaluate them: `weights: {{{recipe.model}: PATH}}` in params.yaml "
-        f"or --weights {recipe.model}=PATH"
-        if weights_hint
-        else "an ablation trains both of its variants"
-    )
-    gap = training_gap(recipe.model)
-    if gap is not None:
-        return f"training {recipe.model} by recipe {recipe.name} is not possible: {gap}; {weights}"
-    if recipe.dataset not in DETECTION_DATASETS:
-        return f"training detectors on {recipe.dataset} is not supported by the accuracy suite"
-    for name in recipe_datasets(recipe):
-        root = data_root(name, data_roots)
-        if not dataset_present(name, root):
-            where = f" at {root}" if root else ""
-            return (
-                f"training {recipe.model} by recipe {recipe.name} needs {name}: dataset not "
-                f"present: {name}{where} (recipe {recipe.name} trains on {recipe.train_split}; "
-                f"set data.{name} in params.yaml or REPRO_DATA_{name.upper()} to its root, or "
-                f"{weights})"
-            )
-    return None
-
-
-def is_rcnn(recipe: Recipe) -> bool:
-    """A detection recipe on a classification network: R-CNN's pipeline (selective-search
-    windows through a fine-tuned classifier, repro.accuracy.rcnn)."""
-    from repro.models import get_model_spec
-
-    return recipe.dataset in DETECTION_DATASETS and get_model_spec(recipe.model).task == (
-        "classification"
-    )
-
-
-def rcnn_reason(recipe: Recipe, settings: AccuracySettings) -> str | None:
-    """Why R-CNN's pipeline cannot run for ``recipe``: no window classifier named, no selective
-    search, or no ImageNet weights to fine-tune from."""
-    from repro.accuracy.rcnn import classifier_of
-    from repro.accuracy.rcnn_regions import require_selective_search
-
-    try:
-        classifier_of(recipe)
-        require_selective_search()
-    except ReproError as exc:
-        return exc.cause
-    if not recipe.dataset.startswith("voc"):
-        return f"R-CNN's pipeline reads VOC sets; {recipe.dataset} is not supported"
-    if recipe.model not in settings.weights:
-        return (
-            f"R-CNN fine-tunes ImageNet-trained {recipe.model} weights: supply them with "
-            f"`weights: {{{recipe.model}: PATH}}` in params.yaml or --weights "
-            f"{recipe.model}=PATH (e.g. the weights file the accuracy suite writes when it "
-            f"trains {recipe.model} on ImageNet by its paper's recipe)"
-        )
-    return None
-
-
-def variant_recipe(recipe: Recipe, ref: ModelRef) -> Recipe:
-    """``recipe`` training the variant ``ref`` (its kwargs over the recipe's model_kwargs);
-    the recipe itself when ``ref`` is its model."""
-    kwargs = {**recipe.model_kwargs, **ref.kwargs}
-    if ref.name == recipe.model and kwargs == recipe.model_kwargs:
-        return recipe
-    changed = ",".join(f"{k}={v}" for k, v in sorted(ref.kwargs.items()))
-    name = slug(f"{recipe.name} {ref.name if ref.name != recipe.model else ''} {changed}")
-    update = {"name": name, "model": ref.name, "model_kwargs": kwargs}
-    if "dropout" in ref.kwargs:  # the recipe's dropout would override the variant's
-        update["dropout"] = ref.kwargs["dropout"]
-    return recipe.model_copy(update=update)
-
-
-def comparison_reason(
-    claim: Claim, recipe: Recipe, data_roots: Mapping[str, str] | None = None
-) -> str | None:
-    """Why an ablation claim cannot train both of its variants by ``recipe``, or None."""
-    assert claim.model is not None and claim.baseline is not None  # the schema says so
-    if recipe.dataset in DETECTION_DATASETS:
-        for ref in (claim.model, claim.baseline):
-            reason = detector_training_reason(
-                variant_recipe(recipe, ref), data_roots, weights_hint=False
-            )
-            if reason is not None:
-                return reason
-        return None
-    if recipe.dataset not in TRAINABLE_DATASETS:
-        return f"classification on {recipe.dataset} is not supported by the accuracy suite"
-    return None
-
-
-def transfer_reason(claim: Claim, recipe: Recipe, settings: AccuracySettings) -> str | None:
-    """Why a transfer claim cannot run: no layer named, or no ImageNet weights for the network
-    (the suite does not chain an ImageNet training into the transfer)."""
-    from repro.accuracy.transfer import classifier_of
-
-    if not isinstance(claim.layer, str):
-        return "a transfer claim names one `layer` whose frozen activations are the features"
-    try:
-        classifier_of(recipe)
-    except ReproError as exc:
-        return exc.cause
-    if recipe.model not in settings.weights:
-        return (
-            f"the transfer protocol needs ImageNet-trained {recipe.model} weights: supply them "
-            f"with `weights: {{{recipe.model}: PATH}}` in params.yaml or --weights "
-            f"{recipe.model}=PATH (e.g. the weights file the accuracy suite writes when it "
-            f"trains {recipe.model} on ImageNet by its paper's recipe)"
-        )
-    return None
-
-
-def dataset_not_run_reason(claim: Claim) -> str | None:
-    from repro.data.stats import CLAIM_DATASETS, METRICS
-
-    if claim.metric in SELECTIVE_SEARCH_METRICS:  # as R-CNN and Fast R-CNN ran it
-        from repro.accuracy.rcnn_regions import require_selective_search
-
-        if not (claim.dataset or "").startswith("voc"):
-            return f"selective-search proposals are counted on VOC sets, not {claim.dataset}"
-        try:
-            require_selective_search()
-        except ReproError as exc:
-            return exc.cause
-        return None
-    if claim.metric not in METRICS:
-        return (
-            f"the dataset suite counts {', '.join(METRICS)}; {claim.metric!r} needs an "
-            "analysis the harness does not do"
-        )
-    if claim.dataset not in CLAIM_DATASETS:
-        return f"the dataset suite has no reader for {claim.dataset}"
-    return None
 
 
 @dataclass
@@ -606,85 +393,3 @@ def evaluate_weights(
     device = "cuda" if settings.use_gpu else "cpu"
     out = evaluate_classifier(model, dataset, crops=e.crops, device=device)
     return {"top1_error": float(out["top1_error"]), "top5_error": float(out["top5_error"])}
-
-
-def selective_search_proposals(claim: Claim, root: str) -> tuple[float, str]:
-    """Selective-search (fast mode) proposals of the claim's VOC split (`params: {split: ...}`,
-    default test), cached where the R-CNN pipeline reads them: their mean per image
-    (proposals_per_image), or the bytes of the claim's `layer` of `model` (fp32) for all of
-    them (feature_cache_size, R-CNN's feature cache)."""
-    from repro.accuracy.rcnn import proposal_counts
-    from repro.accuracy.rcnn_regions import proposal_base, proposal_cache_dir
-
-    split = str(claim.params.get("split", "test"))
-    storage = AccuracySettings.resolve().storage
-    cache = proposal_cache_dir(proposal_base(storage), claim.dataset or "", root, split)
-    counts = proposal_counts(root, split, cache_dir=cache)
-    where = f"selective search (fast mode) on {root} ({split}, {len(counts)} images)"
-    if claim.metric == PROPOSALS_METRIC:
-        return sum(counts) / len(counts), f"{where}; proposals cached in {cache}"
-    elements = feature_elements(claim)
-    return 4.0 * elements * sum(counts), (
-        f"{where}: {sum(counts)} proposals x {elements} fp32 values of "
-        f"{claim.model.name if claim.model else ''} {claim.layer}"
-    )
-
-
-def feature_elements(claim: Claim) -> int:
-    """Elements of the output of the claim's `layer` of its `model` for one image."""
-    from repro.analytic import profile_model
-
-    if claim.model is None or not isinstance(claim.layer, str):
-        raise ReproError(
-            f"claim {claim.id}: {FEATURE_CACHE_METRIC} needs `model` and one `layer` (the "
-            "cached feature, e.g. alexnet_single's pool5).",
-            "add them to the claim.",
-        )
-    profile = profile_model(claim.model.name, claim.model.kwargs, claim.model.input_size)
-    if claim.layer not in profile.layers:
-        raise ReproError(
-            f"claim {claim.id}: {claim.model.name} has no layer {claim.layer!r}.",
-            f"use a module path of `repro models --layers {claim.model.name}`.",
-        )
-    return profile.layers[claim.layer].output_elements
-
-
-def measure_dataset_claims(paper: str, claims: Sequence[Claim], roots: Mapping[str, str]) -> Any:
-    """Count the dataset claims' metrics on the datasets present: each dataset is scanned once
-    (annotations parsed, images listed, not decoded)."""
-    from repro.data.stats import claim_report, dataset_metric
-    from repro.measure import GroupOutcome, in_unit, judge, result_for
-
-    start = time.perf_counter()
-    reports: dict[str, Any] = {}
-    results = []
-    for claim in claims:
-        dataset = claim.dataset or ""
-        root = roots[dataset]
-        try:
-            if claim.metric in SELECTIVE_SEARCH_METRICS:
-                raw, where = selective_search_proposals(claim, root)
-            else:
-                if dataset not in reports:
-                    reports[dataset] = claim_report(dataset, Path(root))
-                report = reports[dataset]
-                raw = dataset_metric(
-                    dataset, root, claim.metric, report=report, params=claim.params
-                )
-                problems = len(report.problems)
-                where = f"counted on {root}" + (
-                    f" ({problems} problem(s) found; `repro data verify {dataset}` lists them)"
-                    if problems
-                    else ""
-                )
-        except ReproError as exc:
-            results.append(result_for(claim, paper, None, "error", exc.paragraph()))
-            continue
-        measured = in_unit(claim, float(raw))
-        verdict, note = judge(claim, measured)
-        results.append(result_for(claim, paper, measured, verdict, f"{note}; {where}".lstrip("; ")))
-    elapsed = round(time.perf_counter() - start, 3)
-    key = "datasets:" + ",".join(sorted({c.dataset or "" for c in claims}))
-    return GroupOutcome(
-        key, "", {}, [], {"measure_seconds": elapsed}, results, elapsed, paper=paper
-    )

@@ -1,0 +1,125 @@
+"""The dataset suite: `kind: dataset` claims measured on the datasets present. Counts (classes,
+images, objects per image) and dimension clusters come from repro.data.stats; selective search's
+proposals per image and R-CNN's feature cache from the proposals repro.accuracy.rcnn caches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from repro.accuracy.proposals import PROPOSALS_METRIC
+from repro.accuracy.settings import AccuracySettings
+from repro.claims import Claim
+from repro.errors import ReproError
+
+FEATURE_CACHE_METRIC = "feature_cache_size"
+
+
+SELECTIVE_SEARCH_METRICS = (PROPOSALS_METRIC, FEATURE_CACHE_METRIC)  # dataset claims
+
+
+def dataset_not_run_reason(claim: Claim) -> str | None:
+    from repro.data.stats import CLAIM_DATASETS, METRICS
+
+    if claim.metric in SELECTIVE_SEARCH_METRICS:  # as R-CNN and Fast R-CNN ran it
+        from repro.accuracy.rcnn_regions import require_selective_search
+
+        if not (claim.dataset or "").startswith("voc"):
+            return f"selective-search proposals are counted on VOC sets, not {claim.dataset}"
+        try:
+            require_selective_search()
+        except ReproError as exc:
+            return exc.cause
+        return None
+    if claim.metric not in METRICS:
+        return (
+            f"the dataset suite counts {', '.join(METRICS)}; {claim.metric!r} needs an "
+            "analysis the harness does not do"
+        )
+    if claim.dataset not in CLAIM_DATASETS:
+        return f"the dataset suite has no reader for {claim.dataset}"
+    return None
+
+
+def selective_search_proposals(claim: Claim, root: str) -> tuple[float, str]:
+    """Selective-search (fast mode) proposals of the claim's VOC split (`params: {split: ...}`,
+    default test), cached where the R-CNN pipeline reads them: their mean per image
+    (proposals_per_image), or the bytes of the claim's `layer` of `model` (fp32) for all of
+    them (feature_cache_size, R-CNN's feature cache)."""
+    from repro.accuracy.rcnn import proposal_counts
+    from repro.accuracy.rcnn_regions import proposal_base, proposal_cache_dir
+
+    split = str(claim.params.get("split", "test"))
+    storage = AccuracySettings.resolve().storage
+    cache = proposal_cache_dir(proposal_base(storage), claim.dataset or "", root, split)
+    counts = proposal_counts(root, split, cache_dir=cache)
+    where = f"selective search (fast mode) on {root} ({split}, {len(counts)} images)"
+    if claim.metric == PROPOSALS_METRIC:
+        return sum(counts) / len(counts), f"{where}; proposals cached in {cache}"
+    elements = feature_elements(claim)
+    return 4.0 * elements * sum(counts), (
+        f"{where}: {sum(counts)} proposals x {elements} fp32 values of "
+        f"{claim.model.name if claim.model else ''} {claim.layer}"
+    )
+
+
+def feature_elements(claim: Claim) -> int:
+    """Elements of the output of the claim's `layer` of its `model` for one image."""
+    from repro.analytic import profile_model
+
+    if claim.model is None or not isinstance(claim.layer, str):
+        raise ReproError(
+            f"claim {claim.id}: {FEATURE_CACHE_METRIC} needs `model` and one `layer` (the "
+            "cached feature, e.g. alexnet_single's pool5).",
+            "add them to the claim.",
+        )
+    profile = profile_model(claim.model.name, claim.model.kwargs, claim.model.input_size)
+    if claim.layer not in profile.layers:
+        raise ReproError(
+            f"claim {claim.id}: {claim.model.name} has no layer {claim.layer!r}.",
+            f"use a module path of `repro models --layers {claim.model.name}`.",
+        )
+    return profile.layers[claim.layer].output_elements
+
+
+def measure_dataset_claims(paper: str, claims: Sequence[Claim], roots: Mapping[str, str]) -> Any:
+    """Count the dataset claims' metrics on the datasets present: each dataset is scanned once
+    (annotations parsed, images listed, not decoded)."""
+    from repro.data.stats import claim_report, dataset_metric
+    from repro.measure import GroupOutcome, in_unit, judge, result_for
+
+    start = time.perf_counter()
+    reports: dict[str, Any] = {}
+    results = []
+    for claim in claims:
+        dataset = claim.dataset or ""
+        root = roots[dataset]
+        try:
+            if claim.metric in SELECTIVE_SEARCH_METRICS:
+                raw, where = selective_search_proposals(claim, root)
+            else:
+                if dataset not in reports:
+                    reports[dataset] = claim_report(dataset, Path(root))
+                report = reports[dataset]
+                raw = dataset_metric(
+                    dataset, root, claim.metric, report=report, params=claim.params
+                )
+                problems = len(report.problems)
+                where = f"counted on {root}" + (
+                    f" ({problems} problem(s) found; `repro data verify {dataset}` lists them)"
+                    if problems
+                    else ""
+                )
+        except ReproError as exc:
+            results.append(result_for(claim, paper, None, "error", exc.paragraph()))
+            continue
+        measured = in_unit(claim, float(raw))
+        verdict, note = judge(claim, measured)
+        results.append(result_for(claim, paper, measured, verdict, f"{note}; {where}".lstrip("; ")))
+    elapsed = round(time.perf_counter() - start, 3)
+    key = "datasets:" + ",".join(sorted({c.dataset or "" for c in claims}))
+    return GroupOutcome(
+        key, "", {}, [], {"measure_seconds": elapsed}, results, elapsed, paper=paper
+    )
