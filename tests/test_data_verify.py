@@ -136,7 +136,7 @@ def test_missing_root_and_unknown_name_raise(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         verify_dataset("voc2007", tmp_path / "nowhere")
     with pytest.raises(DataError, match="unknown dataset"):
-        verify_dataset("mnist", tmp_path)
+        verify_dataset("cifar100", tmp_path)
     with pytest.raises(DataError, match="no PASCAL VOC2012 folder"):
         verify_dataset("voc2012", tmp_path)
 

@@ -11,8 +11,10 @@ from typing import Any
 
 from repro.errors import ReproError
 
-DATASETS = ("imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco", "sun397")
-SYNTH_KINDS = ("imagefolder", "voc", "coco", "sun397", "all")
+DATASETS = (
+    "imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco", "sun397", "mnist",
+)  # fmt: skip
+SYNTH_KINDS = ("imagefolder", "voc", "coco", "sun397", "mnist", "all")
 
 EPILOG = """examples:
   repro data verify voc2007 --root /data/VOCdevkit/VOC2007
@@ -109,6 +111,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
                 seed=args.seed,
             )
             print(f"voc: {path} ({n} trainval / {max(1, n // 2)} test images)")
+        elif kind == "mnist":
+            half = max(1, n // 2)
+            path = synth.write_mnist(target, per_split={"train": n, "test": half}, seed=args.seed)
+            print(f"mnist: {path} ({n} train / {half} test digits, IDX files in MNIST/raw)")
         elif kind == "sun397":
             half = max(1, n // 2)
             path = synth.write_sun397(

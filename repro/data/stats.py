@@ -43,6 +43,7 @@ CLAIM_DATASETS = {
     "voc2012": "voc2012",
     "coco": "coco",
     "imagenet": "imagenet",
+    "mnist": "mnist",
 }
 UNITS = {"count": 1.0, "K": 1e3, "M": 1e6}
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro.data import sun397
+from repro.data import mnist, sun397
 from repro.data.imagenet import imagenet_classes, imagenet_split
 from repro.data.problems import Problems
 from repro.data.scan import Scan
@@ -22,7 +22,9 @@ from repro.data.stats import dataset_metric, dataset_stats
 from repro.errors import DataError
 
 __all__ = ["VerifyReport", "dataset_metric", "dataset_stats", "verify_dataset"]
-NAMES = ("imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco", "sun397")
+NAMES = (
+    "imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco", "sun397", "mnist",
+)  # fmt: skip
 IMAGENET_EXPECTED = {"train": 1281167, "val": 50000}
 IMAGENET_CLASSES = 1000
 _WNID = re.compile(r"^n\d{8}$")
@@ -104,6 +106,10 @@ def verify_dataset(
     elif name == "coco":
         scan = Scan(root)
         found = verify_coco(scan, root)
+    elif name == "mnist":
+        raw = mnist.raw_dir(root)
+        scan = Scan(raw)
+        found = verify_mnist(scan, raw)
     elif name == "sun397":
         sun_root = sun397.find_root(root)
         scan = Scan(sun_root)
@@ -191,6 +197,36 @@ def verify_image_folder(scan: Scan, root: Path, name: str, labels: Path | None) 
         "splits": splits,
         "expected": {s: n for s, n in IMAGENET_EXPECTED.items() if s in splits} if real else {},
         "count_paths": {s: str(root / s) for s in splits},
+    }
+
+
+def verify_mnist(scan: Scan, raw: Path) -> dict[str, Any]:
+    """MNIST's IDX files (repro.data.mnist): each split's image and label files present, their
+    headers consistent with their length and with each other, labels digits; counts against the
+    published 60,000 / 10,000. The images are pixel arrays, not files to decode."""
+    splits: dict[str, dict[str, int]] = {}
+    paths: dict[str, str] = {}
+    for split, names in mnist.FILES.items():
+        missing = [name for name in names if not scan.add_file(split, raw / name)]
+        if missing:
+            detail = f"MNIST's {split} split needs {', '.join(missing)}"
+            scan.problems.add("missing-split", str(raw / missing[0]), detail)
+            continue
+        try:
+            found = mnist.load_split(raw, split)
+        except DataError as exc:  # the cause starts with the file's path
+            kind = "truncated-annotation" if "truncated" in exc.cause else "bad-annotation"
+            scan.problems.add(kind, exc.cause.split(": ")[0], exc.cause)
+            continue
+        classes = len(set(found.labels.tolist()))
+        splits[split] = {"images": found.images, "objects": 0, "classes": classes}
+        paths[split] = str(raw / names[0])
+    return {
+        "classes": mnist.CLASSES,
+        "real_classes": True,
+        "splits": splits,
+        "expected": {split: mnist.PUBLISHED[split] for split in mnist.FILES},
+        "count_paths": paths,
     }
 
 

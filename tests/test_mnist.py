@@ -1,0 +1,69 @@
+"""MNIST's IDX files: written by `repro data synth mnist` from real handwritten digits, read by
+torchvision as the trainer reads them, verified (counts, truncated or missing files named), and
+counted for LeNet's dataset claims."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from repro.data import mnist
+from repro.data.synth import write_mnist
+from repro.data.verify import verify_dataset
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return write_mnist(tmp_path / "mnist", per_split={"train": 30, "test": 12}, seed=0)
+
+
+def test_synthetic_mnist_reads_as_torchvision_reads_it(root: Path) -> None:
+    from torchvision import datasets
+
+    train = datasets.MNIST(str(root), train=True, download=False)
+    test = datasets.MNIST(str(root), train=False, download=False)
+    assert (len(train), len(test)) == (30, 12)
+    image, label = train[0]
+    assert image.size == (28, 28) and 0 <= label <= 9
+    assert int(mnist.load_split(root, "train").labels[0]) == label
+
+
+def test_verify_counts_and_names_what_is_wrong(root: Path) -> None:
+    report = verify_dataset("mnist", root, progress=False)
+    assert report.splits["train"]["images"] == 30 and report.splits["test"]["images"] == 12
+    assert report.classes == mnist.CLASSES
+    assert report.problems.counts() == {"count-mismatch": 2}  # 30 is not MNIST's 60,000
+
+    raw = root / mnist.RAW
+    images = raw / mnist.FILES["train"][0]
+    images.write_bytes(images.read_bytes()[:-5])  # truncated
+    (raw / mnist.FILES["test"][1]).unlink()  # a missing label file
+    report = verify_dataset("mnist", root, progress=False)
+    truncated = report.problems.of_kind("truncated-annotation")
+    missing = report.problems.of_kind("missing-split")
+    assert [Path(p.path).name for p in truncated] == [images.name]
+    assert [Path(p.path).name for p in missing] == [mnist.FILES["test"][1]]
+    assert report.splits == {}
+
+
+def test_lenet_dataset_claims_are_counted_on_mnist(root: Path) -> None:
+    from repro.accuracy.dataset_suite import dataset_not_run_reason, measure_dataset_claims
+    from repro.claims import load_paper
+
+    claims = [c for c in load_paper("lenet").claims if c.kind == "dataset"]
+    assert {c.id for c in claims} == {"mnist-classes", "training-data-size"}
+    assert all(dataset_not_run_reason(c) is None for c in claims)
+    results = {
+        r.claim_id: r for r in measure_dataset_claims("lenet", claims, {"mnist": str(root)}).results
+    }
+    assert results["mnist-classes"].verdict == "reproduced"
+    assert float(results["training-data-size"].measured) == pytest.approx(0.03)  # 30 images, in K
+
+
+def test_a_wrong_magic_number_is_named(tmp_path: Path, root: Path) -> None:
+    raw = root / mnist.RAW
+    shutil.copy(raw / mnist.FILES["train"][1], raw / mnist.FILES["train"][0])  # labels as images
+    with pytest.raises(Exception, match="not an IDX file of 3 dimension"):
+        mnist.load_split(root, "train")
