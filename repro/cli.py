@@ -123,7 +123,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         speed = SpeedSettings.resolve(params)
     accuracy = None
-    if "accuracy" in suites or args.weights:
+    if "accuracy" in suites or "dataset" in suites or args.weights:
         from repro.accuracy.settings import AccuracySettings
 
         accuracy = AccuracySettings.resolve(params, args.weights)

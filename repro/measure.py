@@ -379,7 +379,8 @@ def measure_data_claims(
     outcomes = []
     if plan.dataset:
         roots = data_roots_of(plan.dataset, data_roots)
-        outcomes.append(measure_dataset_claims(plan.paper.paper, plan.dataset, roots))
+        # the selective-search proposals it counts are cached under accuracy.storage
+        outcomes.append(measure_dataset_claims(plan.paper.paper, plan.dataset, roots, accuracy))
     if plan.accuracy:
         settings = accuracy or AccuracySettings.resolve()
         roots = accuracy_roots(plan.paper, plan.accuracy, data_roots)  # a recipe's other sets too

@@ -138,7 +138,7 @@ def run_papers(
     papers = [load_paper(k, papers_dir) for k in keys]
     if tracking_uri:
         tracking.check_tracking_uri(tracking_uri)
-    if accuracy is None and "accuracy" in suites:
+    if accuracy is None and ("accuracy" in suites or "dataset" in suites):
         from repro import config
         from repro.accuracy.settings import AccuracySettings
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from repro.accuracy import rcnn_regions
-from repro.accuracy.rcnn import mean_proposals, measure_rcnn, proposal_counts
+from repro.accuracy.rcnn import measure_rcnn, proposal_counts
 from repro.accuracy.rcnn_regions import (
     finetune_labels,
     proposal_cache_dir,
@@ -127,13 +127,13 @@ def test_proposal_cache_is_reused(
 
     monkeypatch.setattr(rcnn_regions, "selective_search", counting)
     cache = proposal_cache_dir(tmp_path, "voc2007", voc, "test")
-    first = mean_proposals(str(voc), "test", limit=3, cache_dir=cache, processes=1)
-    assert len(calls) == 3 and first > 0
+    first = proposal_counts(str(voc), "test", limit=3, cache_dir=cache, processes=1)
+    assert len(calls) == 3 and len(first) == 3 and min(first) > 0
     assert (cache / rcnn_regions.PROPOSALS_FILE).is_file()
-    second = mean_proposals(str(voc), "test", limit=3, cache_dir=cache, processes=1)
+    second = proposal_counts(str(voc), "test", limit=3, cache_dir=cache, processes=1)
     assert len(calls) == 3  # all from the cache
     assert second == first
-    mean_proposals(str(voc), "test", limit=4, cache_dir=cache, processes=1)
+    proposal_counts(str(voc), "test", limit=4, cache_dir=cache, processes=1)
     assert len(calls) == 4  # only the new image
 
 
@@ -238,8 +238,14 @@ def test_dataset_suite_counts_selective_search_proposals(
     assert "selective search (fast mode)" in result.note
     assert any((tmp_path / "runs").rglob("proposals.npz"))
 
+    # the accuracy settings' storage (params.yaml accuracy.storage) holds the cache R-CNN reads
+    settings = AccuracySettings(storage=str(tmp_path / "other"))
     cache_claim = next(c for c in load_paper("rcnn").claims if c.id == "pool5-feature-cache")
-    (cached,) = measure_dataset_claims("rcnn", [cache_claim], {"voc2007": str(voc)}).results
-    counts = proposal_counts(str(voc), "trainval", cache_dir=None)
+    (cached,) = measure_dataset_claims(
+        "rcnn", [cache_claim], {"voc2007": str(voc)}, settings
+    ).results
+    cache = proposal_cache_dir(tmp_path / "other" / "rcnn-proposals", "voc2007", voc, "trainval")
+    assert (cache / rcnn_regions.PROPOSALS_FILE).is_file()
+    counts = proposal_counts(str(voc), "trainval", cache_dir=cache)
     assert float(cached.measured) == pytest.approx(4 * 256 * 6 * 6 * sum(counts) / 1e9, abs=1e-6)
     assert "fp32 values of alexnet_single pool5" in cached.note

@@ -43,7 +43,7 @@ def dataset_not_run_reason(claim: Claim) -> str | None:
     return None
 
 
-def selective_search_proposals(claim: Claim, root: str) -> tuple[float, str]:
+def selective_search_proposals(claim: Claim, root: str, storage: str) -> tuple[float, str]:
     """Selective-search (fast mode) proposals of the claim's VOC split (`params: {split: ...}`,
     default test), cached where the R-CNN pipeline reads them: their mean per image
     (proposals_per_image), or the bytes of the claim's `layer` of `model` (fp32) for all of
@@ -52,7 +52,6 @@ def selective_search_proposals(claim: Claim, root: str) -> tuple[float, str]:
     from repro.accuracy.rcnn_regions import proposal_base, proposal_cache_dir
 
     split = str(claim.params.get("split", "test"))
-    storage = AccuracySettings.resolve().storage
     cache = proposal_cache_dir(proposal_base(storage), claim.dataset or "", root, split)
     counts = proposal_counts(root, split, cache_dir=cache)
     where = f"selective search (fast mode) on {root} ({split}, {len(counts)} images)"
@@ -84,7 +83,12 @@ def feature_elements(claim: Claim) -> int:
     return profile.layers[claim.layer].output_elements
 
 
-def measure_dataset_claims(paper: str, claims: Sequence[Claim], roots: Mapping[str, str]) -> Any:
+def measure_dataset_claims(
+    paper: str,
+    claims: Sequence[Claim],
+    roots: Mapping[str, str],
+    settings: AccuracySettings | None = None,
+) -> Any:
     """Count the dataset claims' metrics on the datasets present: each dataset is scanned once
     (annotations parsed, images listed, not decoded)."""
     from repro.data.stats import claim_report, dataset_metric
@@ -98,7 +102,8 @@ def measure_dataset_claims(paper: str, claims: Sequence[Claim], roots: Mapping[s
         root = roots[dataset]
         try:
             if claim.metric in SELECTIVE_SEARCH_METRICS:
-                raw, where = selective_search_proposals(claim, root)
+                storage = (settings or AccuracySettings.resolve()).storage
+                raw, where = selective_search_proposals(claim, root, storage)
             else:
                 if dataset not in reports:
                     reports[dataset] = claim_report(dataset, Path(root))

@@ -18,7 +18,7 @@ the number training reported.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -191,21 +191,17 @@ def decode_square(
 ) -> list[Detections]:
     """A YOLO detector's raw output on ``input_size`` squares as per-image detections in
     input pixels, by the detector's own decoding at the test-time thresholds."""
+    from repro.accuracy import yolo_v1, yolo_v2
+
+    decode: Callable[..., list[Detections]] = yolo_v1.decode
+    spec: Any
     if is_region_detector(model):
-        from repro.accuracy import yolo_v2
-
-        return yolo_v2.decode(
-            output,
-            anchor_spec(model, num_classes, input_size),
-            score_threshold=YOLO_SCORE_THRESHOLD,
-            nms_iou=YOLO_NMS_IOU,
-            max_per_image=MAX_DETECTIONS,
-        )
-    from repro.accuracy import yolo_v1
-
-    return yolo_v1.decode(
+        decode, spec = yolo_v2.decode, anchor_spec(model, num_classes, input_size)
+    else:
+        spec = grid_spec(model, num_classes, input_size)
+    return decode(
         output,
-        grid_spec(model, num_classes, input_size),
+        spec,
         score_threshold=YOLO_SCORE_THRESHOLD,
         nms_iou=YOLO_NMS_IOU,
         max_per_image=MAX_DETECTIONS,

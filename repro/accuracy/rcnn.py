@@ -18,7 +18,7 @@
 4. test: every proposal of each eval image scored, greedy NMS at 0.3 per class, VOC07 11-point
    mAP (difficult objects ignored) by ``repro.evaluation.voc.evaluate_voc``.
 
-`mean_proposals` is the dataset suite's "proposals per image" of a split.
+`proposal_counts` gives the dataset suite's "proposals per image" of a split.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -413,19 +412,6 @@ def _note(
     return "; ".join(parts)
 
 
-def mean_proposals(
-    root: str,
-    split: str,
-    limit: int | None = None,
-    cache_dir: Path | None = None,
-    processes: int | None = None,
-) -> float:
-    """Mean selective-search (fast mode) proposals per image of a VOC split (its first
-    ``limit`` images), duplicates removed; images that do not decode are left out.
-    ``cache_dir``: this split's proposal folder (see ``proposal_cache_dir``), None: no cache."""
-    return float(np.mean(proposal_counts(root, split, limit, cache_dir, processes)))
-
-
 def proposal_counts(
     root: str,
     split: str,
@@ -433,8 +419,9 @@ def proposal_counts(
     cache_dir: Path | None = None,
     processes: int | None = None,
 ) -> list[int]:
-    """Selective-search proposals of each image of a VOC split that decodes (see
-    `mean_proposals`)."""
+    """Selective-search (fast mode) proposals, duplicates removed, of each image of a VOC split
+    (its first ``limit``) that decodes. ``cache_dir``: this split's proposal folder (see
+    ``proposal_cache_dir``), None: no cache."""
     dataset = _dataset(root, split)
     found = load_proposals(split_items(dataset, limit), cache_dir, processes)
     if not found.boxes:

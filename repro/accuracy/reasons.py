@@ -150,13 +150,17 @@ def rcnn_reason(recipe: Recipe, settings: AccuracySettings) -> str | None:
     if not recipe.dataset.startswith("voc"):
         return f"R-CNN's pipeline reads VOC sets; {recipe.dataset} is not supported"
     if recipe.model not in settings.weights:
-        return (
-            f"R-CNN fine-tunes ImageNet-trained {recipe.model} weights: supply them with "
-            f"`weights: {{{recipe.model}: PATH}}` in params.yaml or --weights "
-            f"{recipe.model}=PATH (e.g. the weights file the accuracy suite writes when it "
-            f"trains {recipe.model} on ImageNet by its paper's recipe)"
-        )
+        return imagenet_weights_reason("R-CNN fine-tunes", recipe.model)
     return None
+
+
+def imagenet_weights_reason(protocol: str, model: str) -> str:
+    """A protocol that starts from ImageNet weights of ``model`` nobody supplied."""
+    return (
+        f"{protocol} ImageNet-trained {model} weights: supply them with `weights: {{{model}: "
+        f"PATH}}` in params.yaml or --weights {model}=PATH (the suite does not chain an "
+        "ImageNet training into this protocol)"
+    )
 
 
 def variant_recipe(recipe: Recipe, ref: ModelRef) -> Recipe:
@@ -203,10 +207,5 @@ def transfer_reason(claim: Claim, recipe: Recipe, settings: AccuracySettings) ->
     except ReproError as exc:
         return exc.cause
     if recipe.model not in settings.weights:
-        return (
-            f"the transfer protocol needs ImageNet-trained {recipe.model} weights: supply them "
-            f"with `weights: {{{recipe.model}: PATH}}` in params.yaml or --weights "
-            f"{recipe.model}=PATH (e.g. the weights file the accuracy suite writes when it "
-            f"trains {recipe.model} on ImageNet by its paper's recipe)"
-        )
+        return imagenet_weights_reason("the transfer protocol needs", recipe.model)
     return None

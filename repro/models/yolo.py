@@ -63,11 +63,9 @@ YOLOV2_VOC_ANCHORS: tuple[tuple[float, float], ...] = (
     (1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053),
     (11.2364, 10.0071),
 )  # fmt: skip
-# The earlier yolo-voc.2.0.cfg's priors: that config has the passthrough without the 64-channel
-# squeeze (our default layout), yolo-voc.cfg has the squeeze (``passthrough_reduce=64``).
-YOLOV2_VOC_2_0_ANCHORS: tuple[tuple[float, float], ...] = (
-    (1.08, 1.19), (3.42, 4.41), (6.63, 11.38), (9.42, 5.11), (16.62, 10.52),
-)  # fmt: skip
+# The earlier yolo-voc.2.0.cfg (our default layout: the passthrough without the 64-channel
+# squeeze) has other priors, (1.08, 1.19), (3.42, 4.41), (6.63, 11.38), (9.42, 5.11),
+# (16.62, 10.52); pass them as `anchors=` to train with that config's.
 
 
 def conv_leaky(
