@@ -178,7 +178,7 @@ def compare(args: argparse.Namespace) -> list[dict[str, object]]:
     import timm
     import torch
 
-    from repro.bench.device import resolve_device, slugify, torch_version_slug
+    from repro.runtime.device import resolve_device, slugify, torch_version_slug
 
     device = resolve_device(args.device)
     rows = []

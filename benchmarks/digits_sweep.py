@@ -209,7 +209,7 @@ def environment() -> dict[str, Any]:
 
     import torch
 
-    from repro.bench.device import cpu_name
+    from repro.runtime.device import cpu_name
 
     return {
         "device": "cpu",

@@ -20,8 +20,8 @@ from repro.data.anchors import (
     shape_iou,
     voc_box_shapes,
 )
+from repro.data.claim_values import claim_report, dataset_metric
 from repro.data.coco import load_instances
-from repro.data.stats import claim_report, dataset_metric
 from repro.data.synth import write_coco, write_voc
 from repro.data.voc import load_split
 from repro.errors import ReproError

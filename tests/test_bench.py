@@ -17,16 +17,16 @@ import torch
 from repro.bench import runner as bench_runner
 from repro.bench.batch import find_max_batch, is_oom, run_with_oom_retry
 from repro.bench.config import BenchConfig
-from repro.bench.device import DeviceInfo, resolve_device, torch_version_slug
 from repro.bench.peaks import mfu, peak_flops
 from repro.bench.record import exit_code, run_benchmarks
 from repro.bench.results import BENCH_COLUMNS, append_row, read_rows, results_path
 from repro.bench.rows import flops_columns, timing_columns
 from repro.bench.runner import benchmark
 from repro.bench.telemetry import TelemetrySampler, open_nvml_device
-from repro.bench.timing import Timing, percentile, time_step
 from repro.cli import main
 from repro.errors import ReproError, UnknownModelError
+from repro.runtime.device import DeviceInfo, resolve_device, torch_version_slug
+from repro.runtime.timing import Timing, percentile, time_step
 from repro.train.config import TrainResult
 
 pytestmark = pytest.mark.timeout(120)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from repro.data.stats import dataset_metric, dataset_stats
+from repro.data.claim_values import dataset_metric
+from repro.data.stats import dataset_stats
 from repro.data.synth import write_coco, write_image_folder, write_voc
 from repro.data.verify import verify_dataset
 from repro.data.voc import load_split

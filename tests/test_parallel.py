@@ -19,7 +19,7 @@ from repro.errors import ReproError
 from repro.train import loop
 from repro.train.config import TrainConfig
 from repro.train.data import global_synthetic_batch, synthetic_batch
-from repro.train.parallel import parallelize, parameter_summary
+from repro.train.parallelize import parallelize, parameter_summary
 from repro.train.pipeline import layer_flops, sequential_layers, split_points
 
 TOL = dict(rtol=1e-4, atol=1e-5)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from repro.bench.timing import Timing
 from repro.claims import Claim, list_papers, load_paper, load_paper_file
 from repro.errors import ClaimFileError, ReproError
 from repro.measure import plan_paper
+from repro.runtime.timing import Timing
 from repro.speed.fast_rcnn import FastRCNN, resize_factor
 from repro.speed.groups import SELECTIVE_SEARCH, check_pipelines, group_claims
 from repro.speed.pipelines import Forward, known_pipeline

@@ -91,7 +91,7 @@ def measure_dataset_claims(
 ) -> Any:
     """Count the dataset claims' metrics on the datasets present: each dataset is scanned once
     (annotations parsed, images listed, not decoded)."""
-    from repro.data.stats import claim_report, dataset_metric
+    from repro.data.claim_values import claim_report, dataset_metric
     from repro.measure import GroupOutcome, in_unit, judge, result_for
 
     start = time.perf_counter()

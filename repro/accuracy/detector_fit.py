@@ -369,7 +369,7 @@ def _build_seed(
     from repro.models import get_model_spec
     from repro.train.config import TrainConfig
     from repro.train.loop import ModelSetup
-    from repro.train.parallel import parallelize_detector
+    from repro.train.parallelize import parallelize_detector
 
     recipe, seed = plan.recipe, config.seeds[index]
     spec = get_model_spec(recipe.model)

@@ -28,7 +28,7 @@ from repro.errors import ReproError
 if TYPE_CHECKING:
     from repro.accuracy.datasets import EpochShard
     from repro.recipes import Recipe
-    from repro.train.parallel import ParallelModel
+    from repro.train.parallelize import ParallelModel
     from repro.train.session import Session
 
 WORKER_FN = "repro.accuracy.fit:fit_worker"
@@ -346,7 +346,7 @@ def _build_seed(
     from repro.models import get_model_spec
     from repro.train import loop
     from repro.train.config import TrainConfig
-    from repro.train.parallel import parallelize
+    from repro.train.parallelize import parallelize
 
     recipe, seed = plan.recipe, config.seeds[index]
     spec = get_model_spec(recipe.model)

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from repro.bench.device import slugify, torch_version_slug
 from repro.errors import ReproError
+from repro.runtime.device import slugify, torch_version_slug
 
 BENCH_COLUMNS: tuple[str, ...] = (
     "timestamp",

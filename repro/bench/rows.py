@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from repro.bench.config import BenchConfig
-from repro.bench.device import DeviceInfo, cuda_version
 from repro.bench.peaks import mfu, peak_flops
-from repro.bench.precision import precision_notes
-from repro.bench.timing import Timing
+from repro.runtime.device import DeviceInfo, cuda_version
+from repro.runtime.precision import precision_notes
+from repro.runtime.timing import Timing
 
 if TYPE_CHECKING:
     from repro.bench.batch import AutoBatch, RetryOutcome

@@ -2,15 +2,15 @@
 
 One configuration on one device: build the model, pick the batch (given, or searched), count the
 FLOPs of one real step, compile if asked (timed apart), then time warm-up + repeats x iters with
-repro.bench.timing while NVML is sampled and memory peaks are tracked over the timed window.
+repro.runtime.timing while NVML is sampled and memory peaks are tracked over the timed window.
 A batch that runs out of memory is retried at half the batch; parallel configurations go to
-repro.train.distributed through repro.bench.parallel.
+repro.train.distributed through repro.bench.multi_worker.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,16 +26,19 @@ from repro.bench.batch import (
 )
 from repro.bench.config import AUTO_BATCH_CAP, BenchConfig
 from repro.bench.data import LoaderFeed, image_folder_loader
-from repro.bench.device import DeviceInfo, resolve_device
 from repro.bench.flops import count_step_flops
 from repro.bench.memory import MemoryPeaks, host_peak_rss_mb, read_peaks, reset_peaks
-from repro.bench.precision import tf32_switches
+from repro.bench.result import BenchResult
 from repro.bench.steps import build_workload
 from repro.bench.telemetry import Telemetry, TelemetrySampler, open_nvml_device
-from repro.bench.timing import Timing, synchronize, time_step
 from repro.errors import ReproError
 from repro.models import get_model_spec
 from repro.models.registry import ModelSpec
+from repro.runtime.device import DeviceInfo, resolve_device
+from repro.runtime.precision import tf32_switches
+from repro.runtime.timing import Timing, synchronize, time_step
+
+__all__ = ["BenchResult", "Measurement", "benchmark", "check_model"]
 
 
 @dataclass
@@ -50,27 +53,6 @@ class Measurement:
     flops_note: str
     compile_s: float | None
     data_waits: list[float] | None  # seconds per timed step; None: synthetic inputs
-
-
-@dataclass
-class BenchResult:
-    config: BenchConfig
-    device: DeviceInfo
-    row: dict[str, Any]  # one CSV row, keys from BENCH_COLUMNS
-    timing: Timing | None = None
-    telemetry: Telemetry | None = None
-    auto_batch: AutoBatch | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def images_per_s(self) -> float | None:
-        return self.row.get("images_per_s")
-
-    def series(self) -> dict[str, list[tuple[int, float, int]]]:
-        return self.telemetry.series() if self.telemetry else {}
-
-    def summary_line(self) -> str:
-        return rows.summary_line(self.row)
 
 
 def check_model(config: BenchConfig) -> ModelSpec:
@@ -91,7 +73,7 @@ def benchmark(config: BenchConfig, *, nvml: Any = None) -> BenchResult:
     spec = check_model(config)
     device = resolve_device(config.device)
     if config.distributed:
-        from repro.bench.parallel import benchmark_distributed
+        from repro.bench.multi_worker import benchmark_distributed
 
         return benchmark_distributed(config, spec, device)
     model = _build_model(spec, config, device)

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from repro.bench.data import LoaderFeed
-from repro.bench.precision import autocast
 from repro.models.registry import ModelSpec
+from repro.runtime.precision import autocast
 
 
 def logits_of(output: Any) -> torch.Tensor:

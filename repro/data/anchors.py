@@ -264,7 +264,7 @@ def kmeans_iou(
 def training_splits(report: VerifyReport, split: str | None = None) -> list[str]:
     """The splits clustered: `split` ('a+b' for several) when given, else the training set
     (module docstring)."""
-    from repro.data.stats import named_splits  # stats imports this module
+    from repro.data.splits import named_splits
 
     have = set(report.splits)
     if split:

@@ -18,10 +18,10 @@ from repro.data import mnist, sun397
 from repro.data.imagenet import imagenet_classes, imagenet_split
 from repro.data.problems import Problems
 from repro.data.scan import Scan
-from repro.data.stats import dataset_metric, dataset_stats
+from repro.data.stats import dataset_stats
 from repro.errors import DataError
 
-__all__ = ["VerifyReport", "dataset_metric", "dataset_stats", "verify_dataset"]
+__all__ = ["VerifyReport", "dataset_stats", "verify_dataset"]
 NAMES = (
     "imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco", "sun397", "mnist",
 )  # fmt: skip

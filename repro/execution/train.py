@@ -14,10 +14,12 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repro.errors import ReproError
-from repro.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from repro.train.config import TrainConfig
 
 KEEP_CHECKPOINTS = 2
 
@@ -64,11 +66,19 @@ class RaySession:
         return committed[-1].checkpoint.path if committed else str(self.run_dir / name)
 
 
-def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
-    from repro.train.worker import train_worker
+def _import_fn(ref: str) -> Any:
+    """The function ``ref`` ("module:function") names: Ray sends a name, not the training code,
+    so this module never imports the training side (repro.train uses it, not the reverse)."""
+    import importlib
 
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     session = RaySession(Path(loop_config["run_dir"]))
-    return train_worker(TrainConfig(**loop_config["config"]), session, loop_config["launch"])
+    fn = _import_fn(loop_config["worker"])
+    return fn(loop_config["config"], session, loop_config["launch"])
 
 
 def check_resources(config: TrainConfig) -> dict[str, float]:
@@ -124,8 +134,12 @@ def _failure(exc: Exception, config: TrainConfig) -> ReproError:
     )
 
 
-def run_ray_training(config: TrainConfig, launch: dict[str, Any]) -> dict[str, Any]:
-    """Start (or join) Ray, run TorchTrainer, and return rank 0's record with overheads."""
+def run_ray_training(
+    config: TrainConfig, launch: dict[str, Any], worker: str = "repro.train.worker:ray_worker"
+) -> dict[str, Any]:
+    """Start (or join) Ray, run TorchTrainer with ``worker`` ("module:function", called with
+    the config as a dict, the session and ``launch``) on every rank, and return rank 0's record
+    with overheads."""
     import ray
     from ray.train import (
         CheckpointConfig,
@@ -144,6 +158,7 @@ def run_ray_training(config: TrainConfig, launch: dict[str, Any]) -> dict[str, A
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
+            "worker": worker,
             "config": config.as_dict(),
             "run_dir": str(run_dir),
             "launch": {**launch, "t_launch": time.time()},
@@ -179,10 +194,7 @@ def run_ray_training(config: TrainConfig, launch: dict[str, Any]) -> dict[str, A
 def worker_group_entry(loop_config: dict[str, Any]) -> Any:
     """Ray Train's per-worker function for :func:`run_worker_group`: import ``fn`` and call it
     with the payload and this worker's session."""
-    import importlib
-
-    module, _, name = loop_config["fn"].partition(":")
-    fn = getattr(importlib.import_module(module), name)
+    fn = _import_fn(loop_config["fn"])
     return fn(loop_config["payload"], RaySession(Path(loop_config["run_dir"])))
 
 

@@ -86,13 +86,12 @@ def register_model(
     return decorator
 
 
-def _ensure_loaded() -> None:
-    # Importing the package registers every builder module.
-    import repro.models  # noqa: F401
+# No explicit loading step: importing this module runs repro/models/__init__.py first, which
+# imports every builder module, so the registry is complete before any lookup. The registry
+# never imports its package back.
 
 
 def get_model_spec(name: str) -> ModelSpec:
-    _ensure_loaded()
     try:
         return _REGISTRY[_ALIASES.get(name, name)]
     except KeyError:
@@ -110,7 +109,6 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
 
 
 def list_models(paper: str | None = None, task: str | None = None) -> list[str]:
-    _ensure_loaded()
     return sorted(
         n
         for n, s in _REGISTRY.items()

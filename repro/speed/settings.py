@@ -83,7 +83,7 @@ def describe_device(device: Any) -> str:
     """'cpu (AMD EPYC, 2 threads)' or 'cuda (NVIDIA H100 80GB HBM3)': what every row names."""
     import torch
 
-    from repro.bench.device import cpu_name
+    from repro.runtime.device import cpu_name
 
     device = torch.device(device)
     if device.type == "cuda":

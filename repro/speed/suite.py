@@ -1,7 +1,7 @@
 """The speed suite: time every pipeline of a group of speed claims in one run, then judge.
 
 One synthetic VOC-sized image and one fixed set of proposals serve every pipeline; each is
-warmed up, probed, and timed with :func:`repro.bench.timing.time_step` (median of repeats).
+warmed up, probed, and timed with :func:`repro.runtime.timing.time_step` (median of repeats).
 Selective search, where a claim includes proposals, is timed on the same image on the CPU.
 This is one Ray task (``repro.execution`` runs these one at a time on a whole node or one GPU);
 without Ray, :func:`measure_speed_group` is a plain function.
@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from repro.bench.timing import Timing, time_step
 from repro.errors import ReproError
 from repro.measure import GroupOutcome, result_for
+from repro.runtime.timing import Timing, time_step
 from repro.speed.groups import SELECTIVE_SEARCH, SpeedGroup, pipeline_key
 from repro.speed.pipelines import build_pipeline, macs_per_image
 from repro.speed.proposals import SelectiveSearch, fixed_proposals

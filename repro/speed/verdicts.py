@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
-from repro.bench.timing import Timing
 from repro.claims import SPEED_RATIO_METRICS, Claim
 from repro.measure import Result, in_unit, judge, result_for
+from repro.runtime.timing import Timing
 from repro.speed.groups import SELECTIVE_SEARCH, needs_selective_search, pipeline_key
 from repro.speed.pipelines import DETECTORS
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from repro.errors import ReproError
-from repro.train.parallel import ParallelModel
+from repro.train.parallelize import ParallelModel
 
 TRAINER_FILE = "trainer.json"
 MODEL_FILE = "model.pt"

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PARALLEL = ("none", "ddp", "fsdp", "pipeline", "towers")
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+from repro.runtime.precision import PARALLEL, PRECISIONS
+
+__all__ = ["PARALLEL", "PRECISIONS", "TrainConfig", "TrainResult"]
 
 
 @dataclass

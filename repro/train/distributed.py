@@ -20,7 +20,7 @@ import torch
 from repro.errors import ReproError
 from repro.train import loop
 from repro.train.config import PARALLEL, TrainConfig, TrainResult
-from repro.train.parallel import check_strategy
+from repro.train.parallelize import check_strategy
 from repro.train.session import LocalSession
 from repro.train.summary import summarize
 

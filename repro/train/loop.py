@@ -1,5 +1,5 @@
 """Single-device training pieces: the model, its loss, the optimizer, precision and one
-forward/backward. No parallelism here: repro.train.parallel applies it over these pieces."""
+forward/backward. No parallelism here: repro.train.parallelize applies it over these pieces."""
 
 from __future__ import annotations
 

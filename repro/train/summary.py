@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from repro.bench.timing import Timing
+from repro.runtime.timing import Timing
 
 
 def summarize(history: list[dict[str, Any]]) -> dict[str, float]:

@@ -19,9 +19,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from repro.bench.timing import synchronize
 from repro.errors import ReproError
 from repro.models import get_model_spec
+from repro.runtime.timing import synchronize
 from repro.train import loop
 from repro.train.checkpoint import load_checkpoint, save_checkpoint
 from repro.train.config import TrainConfig
@@ -32,7 +32,7 @@ from repro.train.data import (
     image_folder_batches,
     synthetic_batches,
 )
-from repro.train.parallel import ParallelModel, parallelize, parameter_summary
+from repro.train.parallelize import ParallelModel, parallelize, parameter_summary
 from repro.train.run_log import RunLog
 from repro.train.session import Session, checkpoint_name
 from repro.train.summary import summarize
@@ -239,3 +239,11 @@ def train_worker(
         },
         "mlflow_run_id": log.run_id,
     }
+
+
+def ray_worker(
+    config: dict[str, Any], session: Session, launch: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Ray Train's per-worker entry (repro.execution.train names it): the config arrives as a
+    dict."""
+    return train_worker(TrainConfig(**config), session, launch)

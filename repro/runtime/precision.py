@@ -1,4 +1,5 @@
-"""Numeric precision of a benchmark: autocast for bf16/fp16, the TF32 switches for tf32."""
+"""Numeric precision (the precision names, autocast for bf16/fp16, the TF32 switches for tf32)
+and the names of the parallelism strategies: the vocabulary benchmarks and training share."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from collections.abc import Iterator
 
 import torch
 
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+# How one training run is spread over its workers (repro.train.parallelize applies it).
+PARALLEL = ("none", "ddp", "fsdp", "pipeline", "towers")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
