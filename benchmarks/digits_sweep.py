@@ -3,7 +3,7 @@ r"""Choose the digits demo's LeNet-5 recipe on the validation split, never on te
 Every point of a small grid (digit size in the 32x32 field, epochs, learning rate, augmentation)
 trains `repro.demos.digits.DIGITS_RECIPE`, so modified, on the digits' "train-minus-val" split
 (1,078 images) and scores "val" (269 images, carved from "train" by class; see
-repro.accuracy.datasets), for seeds 0, 1, 2, in this process (fit with workers=0, one torch
+repro.data.training_sets), for seeds 0, 1, 2, in this process (fit with workers=0, one torch
 thread, no loader processes, as the demo trains). The test split is never loaded here.
 
     # the 81-point grid (~75 min on one core), then the lower-lr check that followed it:
@@ -120,8 +120,8 @@ def measure(
     point: Point, seeds: Sequence[int], max_steps_per_epoch: int | None = None
 ) -> dict[str, Any]:
     """Train ``point`` for every seed in this process; one CSV row (val errors, in %)."""
-    from repro.accuracy.datasets import digits_field
-    from repro.accuracy.fit import FitConfig, fit
+    from repro.data.training_sets import digits_field
+    from repro.train.fit import FitConfig, fit
 
     recipe = val_recipe(point)
     start = time.perf_counter()
@@ -222,7 +222,7 @@ def environment() -> dict[str, Any]:
 
 
 def split_sizes() -> dict[str, int]:
-    from repro.accuracy.datasets import DIGITS_SPLITS, digits_split_indices
+    from repro.data.training_sets import DIGITS_SPLITS, digits_split_indices
 
     return {s: len(digits_split_indices(s)) for s in DIGITS_SPLITS}
 

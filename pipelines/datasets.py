@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from repro import config
+from repro.data.roots import data_root
 from repro.errors import ReproError
-from repro.measure import data_root
 
 VERIFIABLE = ("imagenet", "voc2007", "voc2010", "voc2012", "coco")
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from repro import config
 from repro.errors import ReproError
-from repro.runner import failures, run_papers
+from repro.runner import RunSettings, failures, run_papers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,15 +16,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="reports/measurements", help="measurement directory")
     args = parser.parse_args(argv)
     try:
-        params = config.load_params(args.params)
-        (run,) = run_papers(
-            [args.paper],
-            suites=config.suites(None, params),
-            data_roots=config.data_roots(params),
-            out_dir=Path(args.out),
-            tracking_uri=config.tracking_uri(None, params),
-            ray_address=config.ray_address(None, params),
-        )
+        settings = RunSettings.resolve(args.params, out_dir=args.out)
+        (run,) = run_papers([args.paper], settings)
     except ReproError as exc:
         print(exc.paragraph(), file=sys.stderr)
         return 2

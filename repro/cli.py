@@ -6,9 +6,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from repro import config
 from repro.errors import ReproError
+
+if TYPE_CHECKING:
+    from repro.runner.settings import RunSettings
 
 EPILOG = """examples:
   repro papers                       list papers, their tables and claim counts
@@ -74,28 +78,20 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_plan(
-    keys: list[str],
-    suites: list[str],
-    params: dict,
-    accuracy: object,
-    papers_dir: Path | None,
-) -> int:
+def _print_plan(keys: list[str], settings: RunSettings) -> int:
     """Which claims of ``keys`` the suites would measure, and why the others would not run;
     nothing is measured (no Ray, no MLflow)."""
     from repro.claims import load_paper
-    from repro.measure import plan_paper
+    from repro.runner.plan import plan_paper
 
-    roots = config.data_roots(params)
+    suites = settings.suites
     totals: dict[str, int] = {}
     for key in keys:
-        paper = load_paper(key, papers_dir)
-        plan = plan_paper(paper, suites, roots, accuracy)  # type: ignore[arg-type]
+        paper = load_paper(key, settings.papers_dir)
+        plan = plan_paper(paper, suites, settings.data_roots, settings.accuracy)
         reasons = {r.claim_id: r.note for r in plan.not_run}
         for claim in paper.claims:
-            if claim.kind == "analytic" and "analytic" not in suites:
-                continue
-            if claim.kind != "analytic" and claim.kind not in suites:
+            if claim.kind not in suites:
                 continue
             reason = reasons.get(claim.id)
             state = "run" if reason is None else "not-run"
@@ -108,43 +104,26 @@ def _print_plan(
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from repro.claims import list_papers
-    from repro.runner import failures, run_papers
+    from repro.runner import RunSettings, failures, run_papers
 
-    params = config.load_params(args.params)
-    papers_dir = Path(args.papers_dir) if args.papers_dir else None
-    keys = args.papers or (list_papers(papers_dir) if args.all else None)
+    settings = RunSettings.resolve(
+        args.params,
+        suites=args.suite,
+        tracking_uri=args.tracking_uri,
+        no_mlflow=args.no_mlflow,
+        ray_address=args.ray_address,
+        no_ray=args.no_ray,
+        weights=args.weights,
+        seeds=args.seeds,
+        out_dir=args.out,
+        papers_dir=args.papers_dir,
+    )
+    keys = args.papers or (list_papers(settings.papers_dir) if args.all else None)
     if not keys:
         raise ReproError("no papers given.", "name papers (see `repro papers`) or pass --all.")
-    uri = None if args.no_mlflow else config.tracking_uri(args.tracking_uri, params)
-    suites = config.suites(args.suite, params)
-    speed = None
-    if "speed" in suites:  # the --params file's speed: settings, not only ./params.yaml's
-        from repro.speed.settings import SpeedSettings
-
-        speed = SpeedSettings.resolve(params)
-    accuracy = None
-    if "accuracy" in suites or "dataset" in suites or args.weights:
-        from repro.accuracy.settings import AccuracySettings
-
-        accuracy = AccuracySettings.resolve(params, args.weights)
-        if args.seeds:
-            import dataclasses
-
-            accuracy = dataclasses.replace(accuracy, seeds=args.seeds)
     if args.plan:
-        return _print_plan(keys, suites, params, accuracy, papers_dir)
-    runs = run_papers(
-        keys,
-        suites=suites,
-        speed=speed,
-        accuracy=accuracy,
-        data_roots=config.data_roots(params),
-        out_dir=Path(args.out),
-        tracking_uri=uri,
-        ray_address=None if args.no_ray else config.ray_address(args.ray_address, params),
-        use_ray=not args.no_ray,
-        papers_dir=papers_dir,
-    )
+        return _print_plan(keys, settings)
+    runs = run_papers(keys, settings)
     for run in runs:
         counts: dict[str, int] = {}
         for r in run.results:
@@ -154,6 +133,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for r in run.results:
             if r.verdict in ("deviates", "error") and args.verbose:
                 print(f"    {r.verdict}: {r.table} / {r.row} / {r.metric}: {r.note}")
+    uri = settings.tracking_uri
     print(f"measurements written to {args.out}" + (f"; logged to MLflow at {uri}" if uri else ""))
     problem = failures(runs)
     if problem:
@@ -217,12 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("papers", nargs="*", help="paper keys (see `repro papers`)")
     p.add_argument("--all", action="store_true", help="every paper in repro/papers/")
-    from repro.measure import SUITES  # light: torch loads only when something is measured
+    from repro.suites import suite_names  # light: torch loads only when something is measured
 
     p.add_argument(
         "--suite",
         action="append",
-        choices=list(SUITES),
+        choices=suite_names(),
         help="suite to run (repeatable; default: params.yaml suites, else analytic)",
     )
     config.add_settings_flags(p)

@@ -17,8 +17,8 @@ from typing import Any
 
 from repro.claims import PAPERS_DIR, list_papers, load_paper
 from repro.errors import ReproError
-from repro.measure import CORE_VERDICTS, RESULT_COLUMNS, VERDICTS
 from repro.runner import process_seconds, write_results_csv
+from repro.verdicts import CORE_VERDICTS, RESULT_COLUMNS, VERDICTS
 
 SHOWN = [
     "row",

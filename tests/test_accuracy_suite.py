@@ -13,11 +13,11 @@ import pytest
 import torch
 import yaml
 
-from repro.accuracy.settings import AccuracySettings, resolve_weights
-from repro.accuracy.suite import judge_runs
 from repro.claims import Claim, list_papers, load_paper, load_paper_file
 from repro.errors import ReproError
 from repro.measure import measure_paper_local, plan_paper
+from repro.suites.accuracy_settings import AccuracySettings, resolve_weights
+from repro.suites.accuracy.suite import judge_runs
 
 DATASETS = ("imagenet", "cifar10", "mnist", "voc2007", "voc2010", "coco", "sun397")
 KNOWN_REASONS = (
@@ -244,9 +244,9 @@ def test_protocol_evaluation_of_trained_weights_equals_the_training_evaluation(
 ) -> None:
     """The suite re-evaluates trained weights by the recipe's protocol; on the same split with one
     centre crop it must give exactly the error training measured (the dataset normalizes once)."""
-    from repro.accuracy.fit import FitConfig, fit
-    from repro.accuracy.suite import evaluate_weights
     from repro.demos.digits import DIGITS_RECIPE
+    from repro.suites.accuracy.suite import evaluate_weights
+    from repro.train.fit import FitConfig, fit
 
     recipe = DIGITS_RECIPE.model_copy(update={"epochs": 2})
     result = fit(
@@ -273,7 +273,7 @@ def test_protocol_evaluation_of_trained_weights_equals_the_training_evaluation(
 def test_batch_size_setting_replaces_the_recipe_batch_for_training_only(
     digits_paper, tmp_path: Path
 ) -> None:
-    from repro.accuracy.suite import group_accuracy_claims
+    from repro.suites.accuracy.suite import group_accuracy_claims
 
     claims = [c for c in digits_paper.claims if c.id == "error"]
     recipe = digits_paper.recipe_for(claims[0])
@@ -295,7 +295,7 @@ def test_ablation_trains_each_variant_once_and_judges_paired_differences(
     """AlexNet's overlapping-pooling claims: the plain alexnet recipe and the 2x2/2 variant each
     run once (the variant the plain claims train is reused), and the reduction is baseline minus
     model, seed by seed."""
-    from repro.accuracy import reasons, suite
+    from repro.suites.accuracy import reasons, suite
 
     paper = load_paper("alexnet")
     ids = {"overlap-pool-top1", "overlap-pool-top5"}
@@ -338,7 +338,7 @@ def test_ablation_trains_each_variant_once_and_judges_paired_differences(
 
 
 def test_an_ablation_without_a_baseline_says_so() -> None:
-    from repro.accuracy.reasons import not_run_reason
+    from repro.suites.accuracy.reasons import not_run_reason
 
     paper = load_paper("yolo_v2")
     claim = next(c for c in paper.claims if c.id == "hires-classifier-map-gain")
@@ -354,7 +354,7 @@ def test_baseline_is_only_for_comparison_metrics() -> None:
 
 
 def test_batch_norm_ablation_trains_yolo_with_and_without_bn(tmp_path: Path) -> None:
-    from repro.accuracy.suite import group_accuracy_claims
+    from repro.suites.accuracy.suite import group_accuracy_claims
 
     paper = load_paper("yolo_v2")
     claim = next(c for c in paper.claims if c.id == "batchnorm-map-gain")

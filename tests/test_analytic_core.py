@@ -8,7 +8,7 @@ from torch import nn
 
 from repro.analytic import profile_module
 from repro.claims import Claim
-from repro.measure import judge
+from repro.verdicts import judge
 
 
 def _net() -> nn.Module:

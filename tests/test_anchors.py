@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from repro.accuracy.dataset_suite import dataset_not_run_reason, measure_dataset_claims
 from repro.claims import Claim, load_paper
 from repro.data.anchors import (
     BoxShapes,
@@ -26,6 +25,7 @@ from repro.data.synth import write_coco, write_voc
 from repro.data.voc import load_split
 from repro.errors import ReproError
 from repro.measure import not_run_reason
+from repro.suites.dataset import dataset_not_run_reason, measure_dataset_claims
 
 TRUE_SHAPES = np.array([[0.1, 0.3], [0.4, 0.2], [0.7, 0.7]])
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from repro.accuracy.detection_data import (
+from repro.data.detection_loaders import (
     DropDifficult,
     HFlip,
     ResizeSquare,
@@ -184,10 +184,10 @@ def test_coco_split_reads_and_its_own_boxes_score_ap_100(tmp_path: Path) -> None
     boxes handed back as detections score AP and AP50 of 100 by pycocotools."""
     import json
 
-    from repro.accuracy.detection import score_rows
-    from repro.accuracy.detection_data import open_split
     from repro.data.coco import voc_to_coco
+    from repro.data.detection_loaders import open_split
     from repro.data.synth import write_voc
+    from repro.methods.detection import score_rows
 
     voc = write_voc(tmp_path / "voc", splits={"val": 4}, size=(80, 60), seed=2)
     coco = tmp_path / "coco"

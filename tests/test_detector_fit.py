@@ -1,4 +1,4 @@
-"""Detector training by recipe (repro.accuracy.detector_fit), in this process (workers=0) on tiny
+"""Detector training by recipe (repro.train.detector_fit), in this process (workers=0) on tiny
 synthetic VOC 2007 + 2012 sets: Fast YOLO (2x2 grid on 128px inputs: the paper's 448px head is
 too slow for CI) and Faster R-CNN ZF (shorter side 96), resume from checkpoints, the trained
 weights' evaluation, the checks before any worker, and the accuracy suite's detection path."""
@@ -14,14 +14,14 @@ import pytest
 import torch
 import yaml
 
-from repro.accuracy.detector_fit import DetectorFitConfig, fit_detector, validate
-from repro.accuracy.reasons import not_run_reason
-from repro.accuracy.settings import AccuracySettings
-from repro.accuracy.suite import evaluate_weights
 from repro.claims import load_paper, load_paper_file
 from repro.errors import ReproError
 from repro.measure import measure_paper_local, plan_paper
 from repro.recipes import Recipe
+from repro.suites.accuracy.reasons import not_run_reason
+from repro.suites.accuracy_settings import AccuracySettings
+from repro.suites.accuracy.suite import evaluate_weights
+from repro.train.detector_fit import DetectorFitConfig, fit_detector, validate
 from repro.train.session import LocalSession
 
 SOURCE = {"seed": "test", "section": "test"}

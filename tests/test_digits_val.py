@@ -12,8 +12,9 @@ from types import ModuleType
 import pytest
 import torch
 
-from repro.accuracy import augment, datasets
-from repro.accuracy.datasets import DIGITS_SPLITS, digits_field, digits_split_indices
+from repro.data import augment
+from repro.data import training_sets as datasets
+from repro.data.training_sets import DIGITS_SPLITS, digits_field, digits_split_indices
 from repro.errors import ReproError
 from repro.recipes import AUGMENTATIONS, Recipe
 

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 import torch
 
-from repro.accuracy import augment
-from repro.accuracy.datasets import LENET_BACKGROUND, LENET_INK, EpochShard, load_dataset
-from repro.accuracy.fit import FitConfig, fit, validate
-from repro.accuracy.schedules import LrSchedule, make_optimizer
+from repro.data import augment
+from repro.data.training_sets import LENET_BACKGROUND, LENET_INK, EpochShard, load_dataset
 from repro.errors import DataError, ReproError
 from repro.recipes import AUGMENTATIONS, Recipe, Schedule
+from repro.recipes.schedules import LrSchedule, make_optimizer
+from repro.train.fit import FitConfig, fit, validate
 from repro.train.session import LocalSession
 
 SOURCE = {"seed": "test", "section": "generated"}

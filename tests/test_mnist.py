@@ -49,8 +49,8 @@ def test_verify_counts_and_names_what_is_wrong(root: Path) -> None:
 
 
 def test_lenet_dataset_claims_are_counted_on_mnist(root: Path) -> None:
-    from repro.accuracy.dataset_suite import dataset_not_run_reason, measure_dataset_claims
     from repro.claims import load_paper
+    from repro.suites.dataset import dataset_not_run_reason, measure_dataset_claims
 
     claims = [c for c in load_paper("lenet").claims if c.kind == "dataset"]
     assert {c.id for c in claims} == {"mnist-classes", "training-data-size"}

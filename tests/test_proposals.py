@@ -9,11 +9,11 @@ import pytest
 import torch
 import yaml
 
-from repro.accuracy.proposals import count_proposals
-from repro.accuracy.settings import AccuracySettings
 from repro.claims import load_paper_file
 from repro.measure import measure_paper_local
+from repro.methods.rpn_proposals import count_proposals
 from repro.models import build_model
+from repro.suites.accuracy_settings import AccuracySettings
 
 SMALL = {"min_size": 96, "max_size": 128}
 SOURCE = {"seed": "test", "section": "test"}

@@ -1,6 +1,7 @@
-"""R-CNN's accuracy pipeline (repro.accuracy.rcnn, rcnn_regions) on a tiny synthetic VOC set:
-window labels by IoU on hand-made boxes, the proposal cache, and measure_rcnn end to end for both
-window classifiers with a tiny network (AlexNet at 227 is too slow to fine-tune in a test)."""
+"""R-CNN's accuracy pipeline (repro.methods.rcnn: pipeline, regions) on a tiny synthetic VOC
+set: window labels by IoU on hand-made boxes, the proposal cache, and measure_rcnn end to end
+for both window classifiers with a tiny network (AlexNet at 227 is too slow to fine-tune in a
+test)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,19 @@ import pytest
 import torch
 from torch import nn
 
-from repro.accuracy import rcnn_regions
-from repro.accuracy.rcnn import measure_rcnn, proposal_counts
-from repro.accuracy.rcnn_regions import (
+from repro.claims import load_paper
+from repro.data.voc import voc_classes
+from repro.errors import ReproError
+from repro.methods.rcnn import regions as rcnn_regions
+from repro.methods.rcnn.pipeline import measure_rcnn, proposal_counts
+from repro.methods.rcnn.regions import (
     finetune_labels,
     proposal_cache_dir,
     svm_negatives,
     warp_windows,
 )
-from repro.accuracy.settings import AccuracySettings
-from repro.claims import load_paper
-from repro.data.voc import voc_classes
-from repro.errors import ReproError
-from repro.speed.proposals import selective_search_available
+from repro.methods.region_proposals import selective_search_available
+from repro.suites.accuracy_settings import AccuracySettings
 
 needs_ss = pytest.mark.skipif(
     not selective_search_available(), reason="opencv-contrib (cv2.ximgproc) not installed"
@@ -195,8 +196,9 @@ def test_unknown_classifier_is_refused(voc: Path, tmp_path: Path) -> None:
 def test_suite_runs_rcnn_claims_with_imagenet_weights_else_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from repro.accuracy import rcnn, reasons, suite
-    from repro.accuracy.settings import AccuracySettings
+    from repro.methods.rcnn import pipeline as rcnn
+    from repro.suites.accuracy import reasons, suite
+    from repro.suites.accuracy_settings import AccuracySettings
 
     paper = load_paper("rcnn")
     ids = ("alexnet-svm-voc2007-map", "alexnet-softmax-voc2007-map")
@@ -227,7 +229,7 @@ def test_suite_runs_rcnn_claims_with_imagenet_weights_else_says_why(
 def test_dataset_suite_counts_selective_search_proposals(
     voc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from repro.accuracy.dataset_suite import dataset_not_run_reason, measure_dataset_claims
+    from repro.suites.dataset import dataset_not_run_reason, measure_dataset_claims
 
     monkeypatch.setenv("REPRO_ACCURACY_STORAGE", str(tmp_path / "runs"))
     claim = next(c for c in load_paper("rcnn").claims if c.id == "selective-search-proposals")

@@ -15,16 +15,20 @@ import torch
 from repro.claims import Claim, list_papers, load_paper, load_paper_file
 from repro.errors import ClaimFileError, ReproError
 from repro.measure import plan_paper
+from repro.methods.fast_rcnn import FastRCNN, resize_factor
+from repro.methods.rcnn.detector import RCNN, context_boxes
+from repro.methods.region_proposals import (
+    SelectiveSearch,
+    fixed_proposals,
+    selective_search_available,
+)
 from repro.runtime.timing import Timing
-from repro.speed.fast_rcnn import FastRCNN, resize_factor
-from repro.speed.groups import SELECTIVE_SEARCH, check_pipelines, group_claims
-from repro.speed.pipelines import Forward, known_pipeline
-from repro.speed.proposals import SelectiveSearch, fixed_proposals, selective_search_available
-from repro.speed.rcnn import RCNN, context_boxes
-from repro.speed.scene import scene_tensor, synthetic_scene
-from repro.speed.settings import SpeedSettings
-from repro.speed.suite import measure_speed_group
-from repro.speed.verdicts import same_hardware, speed_result
+from repro.suites.speed.groups import SELECTIVE_SEARCH, check_pipelines, group_claims
+from repro.suites.speed.pipelines import Forward, known_pipeline
+from repro.suites.speed.scene import scene_tensor, synthetic_scene
+from repro.suites.speed_settings import SpeedSettings
+from repro.suites.speed.suite import measure_speed_group
+from repro.suites.speed.verdicts import same_hardware, speed_result
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 import torch
 
-from repro.accuracy.settings import AccuracySettings
-from repro.accuracy.transfer import (
+from repro.claims import Claim
+from repro.data import sun397
+from repro.data.synth import SUN397_CLASSES, write_sun397
+from repro.errors import DataError, ReproError
+from repro.methods.transfer import (
     classifier_of,
     extract_features,
     linear_accuracy,
     measure_transfer,
     metric_key,
 )
-from repro.claims import Claim
-from repro.data import sun397
-from repro.data.synth import SUN397_CLASSES, write_sun397
-from repro.errors import DataError, ReproError
 from repro.recipes import Recipe
+from repro.suites.accuracy_settings import AccuracySettings
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from repro.accuracy.detection import detect, detect_rows, grid_spec, score_rows
-from repro.accuracy.detection_data import loader
-from repro.accuracy.yolo_v1 import GridSpec, decode, encode_targets, perfect_prediction, yolo_loss
+from repro.data.detection_loaders import loader
 from repro.errors import ReproError
+from repro.methods.detection import detect, detect_rows, grid_spec, score_rows
+from repro.methods.yolo_v1 import GridSpec, decode, encode_targets, perfect_prediction, yolo_loss
 from repro.models import build_model
 from repro.models.yolo import YOLOv1
 from repro.recipes import Recipe

@@ -1,4 +1,4 @@
-"""YOLOv2's region loss and decoding (repro.accuracy.yolo_v2), the ``yolov2`` model's
+"""YOLOv2's region loss and decoding (repro.methods.yolo_v2), the ``yolov2`` model's
 ``batch_norm`` switch, its detection path scored by the VOC protocol, and a tiny recipe fit
 through fit_detector (64px inputs: a 2x2 grid)."""
 
@@ -12,13 +12,11 @@ import pytest
 import torch
 from torch import nn
 
-from repro.accuracy.detection import anchor_spec, detect_rows, score_rows
-from repro.accuracy.detection_data import loader
-from repro.accuracy.detector_fit import DetectorFitConfig, deviations, fit_detector, training_gap
-from repro.accuracy.settings import AccuracySettings
-from repro.accuracy.suite import evaluate_weights
-from repro.accuracy.yolo_v1 import iou_xyxy
-from repro.accuracy.yolo_v2 import (
+from repro.data.detection_loaders import loader
+from repro.errors import ReproError
+from repro.methods.detection import anchor_spec, detect_rows, score_rows
+from repro.methods.yolo_v1 import iou_xyxy
+from repro.methods.yolo_v2 import (
     SURE_LOGIT,
     AnchorSpec,
     RegionTargets,
@@ -29,10 +27,12 @@ from repro.accuracy.yolo_v2 import (
     region_fields,
     region_loss,
 )
-from repro.errors import ReproError
 from repro.models import build_model
 from repro.models.yolo import YOLOV2_VOC_ANCHORS, YOLOv2
 from repro.recipes import Recipe
+from repro.suites.accuracy_settings import AccuracySettings
+from repro.suites.accuracy.suite import evaluate_weights
+from repro.train.detector_fit import DetectorFitConfig, deviations, fit_detector, training_gap
 
 SPEC = make_spec(YOLOV2_VOC_ANCHORS, 3, 128)  # a 4x4 grid
 BOXES = [torch.tensor([[10.0, 20.0, 60.0, 90.0], [70.0, 64.0, 120.0, 100.0]])]

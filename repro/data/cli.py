@@ -33,7 +33,7 @@ def _root(args: argparse.Namespace, name: str) -> Path:
     if args.root:
         return Path(args.root)
     from repro.config import data_roots, load_params
-    from repro.measure import data_root
+    from repro.data.roots import data_root
 
     root = data_root(name, data_roots(load_params(getattr(args, "params", None))))
     if not root:

@@ -225,3 +225,16 @@ def voc_to_coco(
         "annotations": annotations,
         "categories": [{"id": category_of[c], "name": c, "supercategory": "none"} for c in classes],
     }
+
+
+def coco_paths(root: str | Path, split: str) -> tuple[Path, Path]:
+    """(images directory, instances JSON) of a COCO split, e.g. val2017."""
+    base = Path(root)
+    images, instances = base / split, base / "annotations" / f"instances_{split}.json"
+    if not images.is_dir() or not instances.is_file():
+        raise DataError(
+            f"{root} has no COCO split {split!r} (expected {images}/ and {instances}).",
+            "point data.coco at the COCO root holding annotations/ and the image folders, and "
+            "set the recipe's eval_split to a split that exists (e.g. val2017).",
+        )
+    return images, instances

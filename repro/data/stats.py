@@ -20,7 +20,6 @@ from repro.data.anchors import ANCHOR_METRICS
 from repro.data.splits import named_splits
 
 if TYPE_CHECKING:
-
     from repro.data.verify import VerifyReport
 
 METRICS = (

@@ -25,8 +25,8 @@ from repro.errors import ReproError
 if TYPE_CHECKING:
     import torch
 
-    from repro.accuracy.yolo_v1 import Detections
     from repro.demos.detector import TinyYolo
+    from repro.methods.yolo_v1 import Detections
 
 log = logging.getLogger("repro.demos")
 
@@ -115,7 +115,7 @@ def train_detector(
     loss of each epoch."""
     import torch
 
-    from repro.accuracy.yolo_v1 import encode_targets, yolo_loss
+    from repro.methods.yolo_v1 import encode_targets, yolo_loss
 
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(
@@ -161,7 +161,7 @@ def train_detector(
 def detect(model: TinyYolo, images: torch.Tensor, config: DetectionDemoConfig) -> list[Detections]:
     import torch
 
-    from repro.accuracy.yolo_v1 import decode
+    from repro.methods.yolo_v1 import decode
 
     model.eval()
     out: list[Detections] = []

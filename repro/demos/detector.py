@@ -15,7 +15,7 @@ Layout of one cell's prediction vector (length B * 5 + C), all values in [0, 1]:
 ``[x, y, sqrt_w, sqrt_h, conf] * B + [p_1 .. p_C]``; x, y are the box centre's offset inside
 the cell, w, h are relative to the whole image. Boxes outside the model are pixel xyxy with
 continuous coordinates (0 .. width), as torchvision uses them. The targets, loss and decoding
-are the library's (repro.accuracy.yolo_v1), which the paper's networks train with as well.
+are the library's (repro.methods.yolo_v1), which the paper's networks train with as well.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 # The loss, targets and decoding are YOLOv1's, shared with the paper's networks
-# (repro.accuracy.yolo_v1); re-exported here so the demo's callers keep their imports.
-from repro.accuracy.yolo_v1 import (
+# (repro.methods.yolo_v1); re-exported here so the demo's callers keep their imports.
+from repro.methods.yolo_v1 import (
     BOX_FIELDS,
     LAMBDA_COORD,
     LAMBDA_NOOBJ,

@@ -3,7 +3,7 @@
 The data are scikit-learn's 1,797 real 8x8 digits, upsampled to 28x28 and centred in LeNet-5's 32x32
 input (as the paper centred MNIST's digits in a larger field), normalised as the paper did
 (background -0.1, ink 1.175); a fixed stratified 75/25 split gives 1,347 training and 450 test
-images (repro.accuracy.datasets). Every worker count trains the same recipe with the same global
+images (repro.data.training_sets). Every worker count trains the same recipe with the same global
 batch (2 workers: half of it each, gradients averaged by DDP) for each seed, and the test errors are
 summarised as a mean with its 95% Student t interval. Two worker counts agree "within noise" when
 Welch's 95% interval of the difference of their means contains 0.
@@ -124,7 +124,7 @@ def _train(
     tracking_uri: str | None,
     epochs: float | None,
 ) -> dict[str, Any]:
-    from repro.accuracy.fit import FitConfig, fit
+    from repro.train.fit import FitConfig, fit
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     config = FitConfig(

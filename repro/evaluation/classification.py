@@ -75,7 +75,7 @@ def eval_transform(
     (crops=1, a C x crop x crop tensor) or TenCrop (crops=10: corners + centre and their
     horizontal mirrors, a 10 x C x crop x crop tensor), normalized by ``mean``/``std``
     (ImageNet's by default; their average for channels=1). ``normalize=False`` leaves values
-    in [0, 1], for datasets that normalize themselves (repro.accuracy.datasets). Accepts PIL
+    in [0, 1], for datasets that normalize themselves (repro.data.training_sets). Accepts PIL
     images or tensors."""
     import torch
     from torchvision.transforms import v2

@@ -20,7 +20,7 @@ the 1x1 ``output`` conv to A*(5+C) = 125 channels. Darknet's later yolo-voc.cfg 
 the passthrough to 64 channels with a 1x1 conv (``passthrough_reduce=64`` builds that variant).
 ``batch_norm=False`` builds every conv biased and without BatchNorm (the "Better" section's
 baseline for "+2% mAP" from batch normalization). The model carries its priors as ``anchors``
-((w, h) in 13x13 grid-cell units) for repro.accuracy.yolo_v2's loss and decoding.
+((w, h) in 13x13 grid-cell units) for repro.methods.yolo_v2's loss and decoding.
 
 ``yolov3`` (416x416): ``backbone`` is Darknet-53 without classifier. Per scale, a five-conv
 ``block13/26/52`` (1x1 and 3x3 alternating), a 3x3 ``conv13/26/52`` and the 1x1 output conv
@@ -182,7 +182,7 @@ class YOLOv2(nn.Module):
     """YOLOv2 detector on Darknet-19 with the 26x26 -> 13x13 passthrough (see module doc).
 
     ``anchors`` are the priors (width, height) in 13x13 grid-cell units the region loss and
-    decoding (repro.accuracy.yolo_v2) use; None when ``num_anchors`` has no default set."""
+    decoding (repro.methods.yolo_v2) use; None when ``num_anchors`` has no default set."""
 
     stride = 32  # input pixels per output cell
 

@@ -1,0 +1,89 @@
+"""Run papers end to end, in four steps that a test can call alone:
+
+1. :func:`~repro.runner.plan.plan_run`: load and check every paper, the tracking store and the
+   cluster address, and decide what each suite measures; writes nothing.
+2. :func:`~repro.runner.execute.execute`: the suites' groups on Ray (or in this process).
+3. :func:`~repro.runner.write.write`: each paper's results and metadata, atomically.
+4. :func:`~repro.runner.log.log`: MLflow, after the files are safe.
+
+One :class:`~repro.runner.settings.RunSettings`, resolved once from flags, environment and
+params.yaml, carries every choice. Shared by `repro run` and the DVC measure stage.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from repro.runner.execute import Execution, execute, shutdown
+from repro.runner.log import log, mlflow_groups
+from repro.runner.plan import Plan, RunPlan, plan_paper, plan_run
+from repro.runner.settings import DEFAULT_MEASUREMENTS, RunSettings
+from repro.runner.write import (
+    PaperRun,
+    environment,
+    finish,
+    paper_runs,
+    process_seconds,
+    write,
+    write_paper_outputs,
+    write_results_csv,
+)
+
+__all__ = [
+    "DEFAULT_MEASUREMENTS",
+    "Execution",
+    "PaperRun",
+    "Plan",
+    "RunPlan",
+    "RunSettings",
+    "environment",
+    "execute",
+    "failures",
+    "log",
+    "mlflow_groups",
+    "plan_paper",
+    "plan_run",
+    "process_seconds",
+    "run_papers",
+    "write",
+    "write_paper_outputs",
+    "write_results_csv",
+]
+
+
+def run_papers(
+    keys: Sequence[str], settings: RunSettings | None = None, **overrides: Any
+) -> list[PaperRun]:
+    """Measure ``keys``: plan, execute, write, log. Nothing is written until every paper
+    file, the tracking store and the cluster address have been checked, so a bad input leaves
+    earlier results as they were. ``overrides`` are RunSettings fields (the keyword arguments
+    this function took before the settings object), applied over ``settings``."""
+    start = time.perf_counter()
+    settings = (settings or RunSettings()).replace(**overrides) if overrides else settings
+    settings = settings or RunSettings()
+    run = plan_run(keys, settings)
+    execution = execute(run)
+    try:
+        runs = paper_runs(run, execution, start)
+        write(runs, settings.out_dir)
+        log(runs, settings.tracking_uri)
+    finally:
+        shutdown(execution)
+    finish(runs, settings.out_dir)
+    return runs
+
+
+def failures(runs: Sequence[PaperRun]) -> str | None:
+    """One paragraph about claims whose measurement failed, or None. Their rows are already
+    written with verdict `error`, beside every claim that was measured."""
+    bad = [r for run in runs for r in run.results if r.verdict == "error"]
+    if not bad:
+        return None
+    first = bad[0]
+    return (
+        f"error: {len(bad)} claim(s) could not be measured, e.g. {first.paper}/{first.claim_id}: "
+        f"{first.note} The other results are written; every failed claim has verdict `error` "
+        "and its note says what to correct."
+    )

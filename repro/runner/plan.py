@@ -1,0 +1,183 @@
+"""Step 1 of a run, the plan: load and check every paper, the tracking store and the cluster
+address, and decide for each claim which suite measures it or why it is not run. Writes
+nothing, measures nothing, starts no Ray: a bad input stops the run before any file changes.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from repro.claims import Claim, Paper, load_paper
+from repro.data.roots import data_root, dataset_present
+from repro.errors import ReproError
+from repro.suites import get_suite, suite_names, suite_of
+from repro.verdicts import Result, result_for
+
+if TYPE_CHECKING:
+    from repro.runner.settings import RunSettings
+    from repro.suites.accuracy_settings import AccuracySettings
+
+
+@dataclass
+class Plan:
+    """One paper's plan: the claims each selected suite measures, and the not-run rows."""
+
+    paper: Paper
+    claims: dict[str, list[Claim]] = field(default_factory=dict)  # suite name -> its claims
+    not_run: list[Result] = field(default_factory=list)
+
+    def of(self, suite: str) -> list[Claim]:
+        return self.claims.get(suite, [])
+
+    # the names earlier callers used
+    @property
+    def speed(self) -> list[Claim]:
+        return self.of("speed")
+
+    @property
+    def accuracy(self) -> list[Claim]:
+        return self.of("accuracy")
+
+    @property
+    def dataset(self) -> list[Claim]:
+        return self.of("dataset")
+
+    @property
+    def groups(self) -> dict[str, tuple[object, list[Claim]]]:
+        """The analytic claims by model key: (model, claims)."""
+        groups: dict[str, tuple[object, list[Claim]]] = {}
+        for c in self.of("analytic"):
+            assert c.model is not None
+            groups.setdefault(c.model.key(), (c.model, []))[1].append(c)
+        return groups
+
+
+@dataclass
+class RunPlan:
+    plans: list[Plan]
+    settings: RunSettings
+
+    @property
+    def papers(self) -> list[Paper]:
+        return [p.paper for p in self.plans]
+
+    def suite_items(self, suite: str) -> list[tuple[Paper, list[Claim]]]:
+        return [(p.paper, p.of(suite)) for p in self.plans if p.of(suite)]
+
+
+class _Settings:
+    """The planner's view of the settings when called without a RunSettings (tests, --plan)."""
+
+    def __init__(
+        self,
+        suites: Sequence[str],
+        data_roots: Mapping[str, str] | None,
+        accuracy: AccuracySettings | None,
+    ) -> None:
+        self.suites = list(suites)
+        self.data_roots = dict(data_roots or {})
+        self.accuracy = accuracy
+
+    @property
+    def accuracy_settings(self) -> AccuracySettings:
+        from repro.suites.accuracy_settings import AccuracySettings
+
+        return self.accuracy or AccuracySettings()
+
+    @property
+    def speed_settings(self):  # type: ignore[no-untyped-def]
+        from repro.suites.speed_settings import SpeedSettings
+
+        return SpeedSettings()
+
+
+def check_suites(suites: Iterable[str]) -> list[str]:
+    suites = list(suites)
+    for s in suites:
+        get_suite(s)  # names the valid ones
+    return suites
+
+
+def not_run_reason(claim: Claim, paper: Paper, settings: object) -> str | None:
+    """Why this claim cannot be measured in this run, or None if it can."""
+    suites = list(settings.suites)  # type: ignore[attr-defined]
+    suite = suite_of(claim)
+    if suite is None:
+        return f"kind {claim.kind!r} is outside the selected suites ({', '.join(sorted(suites))})"
+    if suite.needs_dataset:
+        dataset = claim.dataset or ""
+        root = data_root(dataset, settings.data_roots)  # type: ignore[attr-defined]
+        if not dataset_present(dataset, root):
+            where = f" at {root}" if root else ""
+            return (
+                f"dataset not present: {claim.dataset}{where} (set data.{claim.dataset} in "
+                f"params.yaml or REPRO_DATA_{dataset.upper()} to its root)"
+            )
+    if suite.name not in suites:
+        return suite.unselected(suites)
+    return suite.not_run_reason(claim, paper, settings)  # type: ignore[arg-type]
+
+
+def check_paper(paper: Paper) -> None:
+    """What every suite can check of a paper before anything runs (models, pipelines)."""
+    for name in suite_names():
+        get_suite(name).check(paper)
+
+
+def plan_paper(
+    paper: Paper,
+    suites: Iterable[str] = ("analytic",),
+    data_roots: Mapping[str, str] | None = None,
+    accuracy: AccuracySettings | None = None,
+    *,
+    settings: object | None = None,
+) -> Plan:
+    """Which suite measures each claim of ``paper``, and why the others are not run."""
+    if settings is None:
+        settings = _Settings(check_suites(suites), data_roots, accuracy)
+    check_paper(paper)
+    plan = Plan(paper)
+    for claim in paper.claims:
+        reason = not_run_reason(claim, paper, settings)
+        if reason is not None:
+            plan.not_run.append(result_for(claim, paper.paper, None, "not-run", reason))
+            continue
+        plan.claims.setdefault(claim.kind, []).append(claim)
+    return plan
+
+
+def check_ray_address(address: str | None) -> None:
+    """A Ray address that names a host must answer there; Ray itself would wait minutes."""
+    if not address or address in ("auto", "local"):
+        return
+    host_port = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = host_port.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # Ray's own forms (a bare host, ray:// without port): Ray says what is wrong
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise ReproError(
+            f"the Ray cluster at {address} does not answer ({exc.strerror or exc}).",
+            "start it (`ray start --head`), correct --ray-address / RAY_ADDRESS / params.yaml "
+            "ray.address, or leave it unset for a local Ray.",
+        ) from None
+
+
+def plan_run(keys: Sequence[str], settings: RunSettings) -> RunPlan:
+    """Load and check every paper, the tracking store and the cluster address; plan each
+    paper. Raises ReproError naming the file, entry or flag at fault."""
+    from repro import tracking
+
+    check_suites(settings.suites)
+    papers = [load_paper(k, settings.papers_dir) for k in keys]
+    if settings.tracking_uri:
+        tracking.check_tracking_uri(settings.tracking_uri)
+    if settings.use_ray:
+        check_ray_address(settings.ray_address)
+    plans = [plan_paper(p, settings=settings) for p in papers]
+    return RunPlan(plans, settings)

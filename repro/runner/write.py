@@ -1,0 +1,120 @@
+"""Step 3 of a run, write: one results table and one metadata file per paper, each written
+atomically (a temporary file, then a rename), so an earlier good copy is never half-replaced.
+Written before MLflow is touched: a logging failure loses nothing measured."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import repro
+from repro.runner.execute import Execution
+from repro.runner.plan import RunPlan
+from repro.verdicts import RESULT_COLUMNS, GroupOutcome, Result, order_results
+
+
+@dataclass
+class PaperRun:
+    paper: str
+    results: list[Result]
+    groups: list[GroupOutcome]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def environment() -> dict[str, Any]:
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return {
+        "device": device,
+        "precision": "fp32",
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "repro": repro.__version__,
+        "host_cpus": os.cpu_count() or 0,
+    }
+
+
+def atomic_write(path: Path, write: Callable[[IO[str]], Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        write(fh)
+    tmp.replace(path)
+
+
+# the name earlier callers used
+_atomic_write = atomic_write
+
+
+def write_results_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    def write(fh: IO[str]) -> None:
+        w = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+    atomic_write(path, write)
+
+
+def write_meta(run: PaperRun, out_dir: Path) -> None:
+    atomic_write(out_dir / f"{run.paper}.json", lambda fh: json.dump(run.meta, fh, indent=2))
+
+
+def write_paper_outputs(run: PaperRun, out_dir: Path) -> None:
+    write_results_csv(out_dir / f"{run.paper}.csv", [r.as_row() for r in run.results])
+    write_meta(run, out_dir)
+
+
+def paper_runs(run: RunPlan, execution: Execution, started: float) -> list[PaperRun]:
+    """Each paper's results in the order of its file, with the run's metadata."""
+    env = environment()
+    runs: list[PaperRun] = []
+    for plan in run.plans:
+        key = plan.paper.paper
+        mine = [o for o in execution.outcomes if o.paper == key]
+        results = order_results(plan.paper, [*plan.not_run, *(r for o in mine for r in o.results)])
+        meta = {
+            "paper": key,
+            "suites": list(run.settings.suites),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "measure_seconds": round(sum(o.seconds for o in mine), 3),
+            "models": len(mine),
+            "claims": len(results),
+            **execution.ray_info,
+            "environment": env,
+        }
+        runs.append(PaperRun(key, results, mine, meta))
+    total = round(time.perf_counter() - started, 3)
+    for r in runs:
+        r.meta["run_seconds"] = total
+    return runs
+
+
+def write(runs: Sequence[PaperRun], out_dir: Path | None) -> None:
+    if out_dir is not None:
+        for run in runs:
+            write_paper_outputs(run, out_dir)
+
+
+def process_seconds() -> float:
+    """Seconds since this process started, imports and Ray's shut-down included: what a DVC
+    stage costs."""
+    import psutil
+
+    return round(time.time() - psutil.Process().create_time(), 3)
+
+
+def finish(runs: Sequence[PaperRun], out_dir: Path | None) -> None:
+    """The metadata again, with what logging and shutting down cost."""
+    for run in runs:
+        run.meta["process_seconds"] = process_seconds()
+        if out_dir is not None:
+            write_meta(run, out_dir)

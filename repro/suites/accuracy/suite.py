@@ -1,0 +1,395 @@
+"""The accuracy suite: how the claims it can measure are grouped, trained or loaded, and judged.
+
+Accuracy claims are grouped by recipe (the paper's training and test protocol). A group either
+evaluates weights the user supplies (params.yaml `weights:`, `--weights MODEL=PATH`), or trains by
+the recipe through Ray Train (data-parallel, checkpointed, resumable; one run per seed) and then
+evaluates: classifiers through repro.train.fit, the YOLO and Faster R-CNN detectors through
+repro.train.detector_fit (on every dataset their train_split names, e.g. VOC 2007+2012),
+R-CNN's recipes through repro.methods.rcnn.pipeline. Transfer claims (DeCAF on SUN-397) fit a linear
+classifier on the frozen features of supplied ImageNet weights, one run per SUN-397 partition
+(repro.methods.transfer). Ablation claims (`baseline:`, e.g. AlexNet's overlapping pooling)
+train both variants by the recipe, seed by seed, and judge the paired differences; a variant
+already trained in the same call is reused. With several seeds the verdict compares the claim's
+tolerance band with a 95% confidence interval of the mean. Which claims can run, and why the
+others cannot, is repro.suites.accuracy.reasons; the dataset claims are repro.suites.dataset.
+Nothing is estimated.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro.claims import COMPARISON_METRICS, Claim, Paper
+from repro.data.detection_loaders import DETECTION_DATASETS
+from repro.errors import ReproError
+from repro.methods.rpn_proposals import PROPOSALS_METRIC
+from repro.recipes import Recipe
+from repro.suites.accuracy.reasons import DETECTION_METRICS, is_rcnn, variant_recipe
+from repro.suites.accuracy_settings import AccuracySettings
+
+PERCENT = 100.0
+
+
+@dataclass
+class AccuracyGroup:
+    """Claims measured by one recipe on one dataset: one training (per seed) or one evaluation."""
+
+    paper: str
+    recipe: Recipe
+    claims: list[Claim]
+    data_root: str
+    weights: str | None = None
+    roots: dict[str, str] = field(default_factory=dict)  # every dataset the recipe reads
+    overrides: str = ""  # where the settings changed the recipe's training (results say so)
+    baseline: Recipe | None = None  # an ablation's other variant (``recipe`` trains the model)
+
+    @property
+    def other_roots(self) -> dict[str, str]:
+        """The roots of the datasets besides the recipe's own (a union train_split's)."""
+        return {k: v for k, v in self.roots.items() if k != self.recipe.dataset}
+
+    @property
+    def key(self) -> str:
+        versus = f" vs {self.baseline.name}" if self.baseline is not None else ""
+        return f"{self.recipe.name}{versus}@{self.recipe.dataset}"
+
+
+def recipe_datasets_of(recipe: Recipe) -> list[str]:
+    """The datasets a recipe reads: its own, and for a detector every train_split part's."""
+    if recipe.dataset not in DETECTION_DATASETS:
+        return [recipe.dataset]
+    from repro.data.detection_loaders import recipe_datasets
+
+    return recipe_datasets(recipe)
+
+
+def accuracy_roots(
+    paper: Paper, claims: Sequence[Claim], data_roots: Mapping[str, str] | None
+) -> dict[str, str]:
+    """The resolved root of every dataset the claims' recipes read (present: the plan said)."""
+    from repro.data.roots import data_root
+
+    names = {c.dataset for c in claims if c.dataset is not None}
+    for claim in claims:
+        recipe = paper.recipe_for(claim)
+        if recipe is not None:
+            names.update(recipe_datasets_of(recipe))
+    found = {name: data_root(name, data_roots) for name in sorted(names)}
+    return {name: str(root) for name, root in found.items() if root}
+
+
+def group_accuracy_claims(
+    paper: Paper, claims: Sequence[Claim], settings: AccuracySettings, roots: Mapping[str, str]
+) -> list[AccuracyGroup]:
+    groups: dict[str, AccuracyGroup] = {}
+    for claim in claims:
+        recipe = paper.recipe_for(claim)
+        assert recipe is not None  # not_run_reason said so
+        baseline = None
+        weights = settings.weights.get(recipe.model)
+        if claim.baseline is not None and claim.model is not None:
+            baseline = variant_recipe(recipe, claim.baseline)
+            recipe = variant_recipe(recipe, claim.model)
+            weights = None  # an ablation trains both variants
+        group = AccuracyGroup(
+            paper.paper,
+            recipe,
+            [],
+            roots[recipe.dataset],
+            weights,
+            {d: roots[d] for d in recipe_datasets_of(recipe) if d in roots},
+            baseline=baseline,
+        )
+        batch = settings.batch_size
+        if weights is None and batch is not None and batch != recipe.batch_size:
+            group.overrides = (
+                f"; global batch {batch} instead of the recipe's {recipe.batch_size} "
+                "(accuracy.batch_size)"
+            )
+            group.recipe = recipe.model_copy(update={"batch_size": batch})
+            if baseline is not None:
+                group.baseline = baseline.model_copy(update={"batch_size": batch})
+        groups.setdefault(group.key, group).claims.append(claim)
+    return list(groups.values())
+
+
+def claim_value(claim: Claim, metrics: Mapping[str, float]) -> float:
+    """The claim's metric from an evaluation's metrics (all in percent, as the papers give
+    them)."""
+    from repro.methods.transfer import TRANSFER_METRIC, metric_key
+
+    if claim.metric == "top5_accuracy":
+        return PERCENT - metrics["top5_error"]
+    if claim.metric in COMPARISON_METRICS:
+        base, sign = COMPARISON_METRICS[claim.metric]
+        return sign * (metrics[f"model.{base}"] - metrics[f"baseline.{base}"])
+    if claim.metric == TRANSFER_METRIC and isinstance(claim.layer, str):
+        return metrics[metric_key(claim.layer)]
+    return metrics[claim.metric]
+
+
+def judge_runs(claim: Claim, values: Sequence[float]) -> tuple[str, str, float]:
+    """Verdict, note and mean of one claim over seeds: with two or more runs the 95% confidence
+    interval of the mean must overlap the claim's tolerance band."""
+    from repro.evaluation.stats import judge_interval, mean_ci
+
+    mean, low, high = mean_ci(list(values))
+    tol = claim.tolerance
+    verdict = judge_interval(
+        float(claim.value),  # type: ignore[arg-type]
+        mean,
+        low,
+        high,
+        tol_abs=tol.abs,
+        tol_rel=tol.rel,
+    )
+    spread = f"mean of {len(values)} runs, 95% CI [{low:.3g}, {high:.3g}]"
+    if len(values) == 1:
+        spread = "one run (no interval; params.yaml accuracy.seeds > 1 gives one)"
+    note = f"{spread}; values {', '.join(f'{v:.4g}' for v in values)}"
+    return verdict, note, mean
+
+
+RunCache = dict[str, tuple[list[dict[str, float]], str]]
+
+
+def measure_accuracy_group(
+    group: AccuracyGroup, settings: AccuracySettings, cache: RunCache | None = None
+) -> Any:
+    """Train (or load) and evaluate; returns a GroupOutcome with one result per claim.
+    ``cache`` (one per call of the suite) keeps each recipe's runs, so the variant an ablation
+    shares with a plain claim trains once."""
+    from repro.verdicts import GroupOutcome, result_for
+
+    start = time.perf_counter()
+    cache = {} if cache is None else cache
+    try:
+        if group.baseline is None:
+            runs, details = _cached_runs(group, settings, cache)
+        else:
+            runs, details = _comparison_runs(group, settings, cache)
+    except ReproError as exc:
+        rows = [result_for(c, group.paper, None, "error", exc.paragraph()) for c in group.claims]
+        return GroupOutcome(group.key, group.recipe.model, {}, [], {}, rows, paper=group.paper)
+    results = []
+    for claim in group.claims:
+        values = [claim_value(claim, m) for m in runs]
+        verdict, note, mean = judge_runs(claim, values)
+        note = f"{note}; {details}{group.overrides}"
+        if verdict == "deviates" and claim.note:
+            note = f"{note}. {claim.note}"
+        results.append(result_for(claim, group.paper, round(mean, 4), verdict, note))
+    elapsed = round(time.perf_counter() - start, 3)
+    for r in results:
+        r.seconds = round(elapsed / max(len(results), 1), 4)
+    summary = {f"run{i}.{k}": float(v) for i, m in enumerate(runs) for k, v in m.items()}
+    return GroupOutcome(
+        group.key,
+        group.recipe.model,
+        dict(group.recipe.model_kwargs),
+        [],
+        {**summary, "measure_seconds": elapsed},
+        results,
+        elapsed,
+        paper=group.paper,
+    )
+
+
+def _cached_runs(
+    group: AccuracyGroup, settings: AccuracySettings, cache: RunCache
+) -> tuple[list[dict[str, float]], str]:
+    from repro.methods.transfer import TRANSFER_DATASETS
+
+    key = f"{group.recipe.model_dump_json()}|{group.weights}"
+    if group.recipe.dataset in TRANSFER_DATASETS:  # the claims name the layers measured
+        key += "|" + ",".join(c.id for c in group.claims)
+    if _counts_proposals(group):
+        key += "|proposals"
+    if key not in cache:
+        cache[key] = _runs(group, settings)
+    return cache[key]
+
+
+def _comparison_runs(
+    group: AccuracyGroup, settings: AccuracySettings, cache: RunCache
+) -> tuple[list[dict[str, float]], str]:
+    """Both variants' runs, paired seed by seed: ``model.<metric>`` and ``baseline.<metric>``."""
+    assert group.baseline is not None
+    model = AccuracyGroup(group.paper, group.recipe, [], group.data_root, None, group.roots)
+    base = AccuracyGroup(group.paper, group.baseline, [], group.data_root, None, group.roots)
+    model_runs, model_note = _cached_runs(model, settings, cache)
+    base_runs, base_note = _cached_runs(base, settings, cache)
+    runs = [
+        {**{f"model.{k}": v for k, v in m.items()}, **{f"baseline.{k}": v for k, v in b.items()}}
+        for m, b in zip(model_runs, base_runs, strict=True)
+    ]
+    return runs, (
+        f"paired by seed: {_variant_text(group.recipe)} {model_note}; baseline "
+        f"{_variant_text(group.baseline)} {base_note}"
+    )
+
+
+def _variant_text(recipe: Recipe) -> str:
+    kwargs = ", ".join(f"{k}={v}" for k, v in sorted(recipe.model_kwargs.items()))
+    return f"{recipe.model}({kwargs})"
+
+
+def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[str, float]], str]:
+    """Per-run metrics (percent) and a note on how they were obtained."""
+    recipe = group.recipe
+    limit = f", first {settings.eval_limit} images" if settings.eval_limit else ""
+    from repro.methods.transfer import TRANSFER_DATASETS, measure_transfer
+
+    if recipe.dataset in TRANSFER_DATASETS:
+        assert group.weights is not None  # transfer_reason said so
+        return measure_transfer(recipe, group.claims, group.data_root, group.weights, settings)
+    if is_rcnn(recipe):
+        from repro.methods.rcnn.pipeline import classifier_of, measure_rcnn
+
+        assert group.weights is not None  # rcnn_reason said so
+        return measure_rcnn(recipe, group.data_root, group.weights, settings, classifier_of(recipe))
+    if group.weights is not None:
+        runs = [evaluate_weights(recipe, group.data_root, group.weights, settings)]
+        _add_proposals(group, settings, runs, [group.weights])
+        return runs, f"weights {Path(group.weights).name}, {protocol_text(recipe)}{limit}"
+    if recipe.dataset in DETECTION_DATASETS:
+        return _train_detector(group, settings)
+    from repro.train.fit import FitConfig, fit
+
+    seeds = list(range(settings.seeds))
+    result = fit(
+        FitConfig(
+            **_fit_options(group, settings), dataset=recipe.dataset, eval_split=recipe.eval_split
+        )
+    )
+    runs = []
+    for seed_run in result.seeds:
+        weights = seed_run.get("weights")
+        if weights:  # the recipe's test protocol on the trained weights (e.g. 10 crops)
+            runs.append(evaluate_weights(recipe, group.data_root, weights, settings))
+        else:
+            runs.append(
+                {"top1_error": seed_run["top1_error"], "top5_error": seed_run["top5_error"]}
+            )
+    epochs = settings.epochs or recipe.epochs
+    return runs, (
+        f"trained by recipe {recipe.name} ({epochs:g} epochs, {settings.workers} worker(s), "
+        f"seeds {seeds}), {protocol_text(recipe)}{limit}"
+    )
+
+
+def _fit_options(group: AccuracyGroup, settings: AccuracySettings) -> dict[str, Any]:
+    """What a training run of ``group`` takes from the suite's settings (FitConfig fields)."""
+    return {
+        "recipe": group.recipe.model_dump(),
+        "data_root": group.data_root,
+        "workers": settings.workers,
+        "use_gpu": settings.use_gpu,
+        "seeds": list(range(settings.seeds)),
+        "epochs": settings.epochs,
+        "run_name": f"{group.paper}-{group.recipe.name}",
+        "storage_path": str(Path(settings.storage).expanduser()),
+    }
+
+
+def _train_detector(
+    group: AccuracyGroup, settings: AccuracySettings
+) -> tuple[list[dict[str, float]], str]:
+    """Train the group's detector by its recipe, one run per seed, each evaluated by the
+    recipe's protocol inside the run (the detections of every rank scored once)."""
+    from repro.train.detector_fit import DetectorFitConfig, deviations, fit_detector
+
+    recipe = group.recipe
+    seeds = list(range(settings.seeds))
+    result = fit_detector(
+        DetectorFitConfig(
+            **_fit_options(group, settings),
+            data_roots=group.other_roots,
+            eval_limit=settings.eval_limit,
+        )
+    )
+    runs = [
+        {k: float(r[k]) for k in DETECTION_METRICS if r.get(k) is not None} for r in result.seeds
+    ]
+    _add_proposals(group, settings, runs, [r.get("weights") for r in result.seeds])
+    diverged = [r["seed"] for r in result.seeds if r.get("diverged")]
+    epochs = settings.epochs or recipe.epochs
+    limit = f", first {settings.eval_limit} images" if settings.eval_limit else ""
+    note = (
+        f"trained by recipe {recipe.name} ({epochs:g} epochs on {recipe.train_split}, "
+        f"{settings.workers} worker(s), seeds {seeds}), {protocol_text(recipe)}{limit}; "
+        f"{deviations(recipe.model)}"
+    )
+    if diverged:
+        note += f"; seed(s) {diverged} diverged (the training loss was not finite)"
+    return runs, note
+
+
+def _counts_proposals(group: AccuracyGroup) -> bool:
+    return any(c.metric == PROPOSALS_METRIC for c in group.claims)
+
+
+def _add_proposals(
+    group: AccuracyGroup,
+    settings: AccuracySettings,
+    runs: list[dict[str, float]],
+    weights: Sequence[str | None],
+) -> None:
+    """Each run's mean RPN proposal count, from its weights, when a claim of the group asks."""
+    if not _counts_proposals(group):
+        return
+    from repro.methods.rpn_proposals import measure_proposals
+
+    device = "cuda" if settings.use_gpu else "cpu"
+    for run, path in zip(runs, weights, strict=True):
+        if path is None:
+            raise ReproError(
+                f"a training run of {group.recipe.name} saved no weights, so its proposals "
+                "cannot be counted.",
+                "rerun the training (its checkpoint resumes it) or supply weights.",
+            )
+        run.update(
+            measure_proposals(
+                group.recipe, group.data_root, path, limit=settings.eval_limit, device=device
+            )
+        )
+
+
+def protocol_text(recipe: Recipe) -> str:
+    e = recipe.evaluation
+    if recipe.dataset in DETECTION_DATASETS:
+        return f"{recipe.eval_split} split, {e.metric}"
+    return f"{recipe.eval_split} split, resize {e.resize}, {e.crops} crop(s) of {e.crop}"
+
+
+def evaluate_weights(
+    recipe: Recipe, root: str, weights: str, settings: AccuracySettings
+) -> dict[str, float]:
+    if recipe.dataset in DETECTION_DATASETS:
+        from repro.methods.detection import evaluate_detector
+
+        device = "cuda" if settings.use_gpu else "cpu"
+        return evaluate_detector(recipe, root, weights, limit=settings.eval_limit, device=device)
+    from repro.data.training_sets import load_dataset
+    from repro.evaluation.classification import eval_transform, evaluate_classifier
+    from repro.evaluation.weights import load_weights
+    from repro.models import build_model
+
+    e = recipe.evaluation
+    channels = 1 if recipe.dataset in ("mnist", "digits") else 3
+    # load_dataset normalizes with the dataset's own statistics (LeNet's for digits)
+    transform = eval_transform(e.resize, e.crop, e.crops, channels=channels, normalize=False)
+    dataset, classes = load_dataset(recipe.dataset, root, recipe.eval_split, transform)
+    if settings.eval_limit:
+        import torch.utils.data
+
+        dataset = torch.utils.data.Subset(dataset, range(min(settings.eval_limit, len(dataset))))
+    model = build_model(recipe.model, **{**recipe.model_kwargs, "num_classes": len(classes)})
+    load_weights(model, weights)
+    device = "cuda" if settings.use_gpu else "cpu"
+    out = evaluate_classifier(model, dataset, crops=e.crops, device=device)
+    return {"top1_error": float(out["top1_error"]), "top5_error": float(out["top5_error"])}

@@ -1,0 +1,127 @@
+"""The analytic suite: parameters, MACs/FLOPs, activations and layer shapes, measured on the
+built network (repro.analytic) and judged exactly or within the claim's tolerance. One group per
+model; each group is one Ray task.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from repro.claims import Claim, ModelRef, Paper
+from repro.errors import ReproError
+from repro.suites.registry import Suite, SuiteSettings, check_model_refs, register_suite
+from repro.verdicts import GroupOutcome, failed_group, in_unit, judge, result_for
+
+if TYPE_CHECKING:
+    from repro.analytic import ModelProfile
+
+
+def _analytic_value(
+    claim: Claim, profile: ModelProfile, profiles: Mapping[str, ModelProfile]
+) -> float | list[Any]:
+    raw = profile.value(claim.metric, claim.layer)
+    if claim.relative_to is not None:
+        ref = profiles[claim.relative_to.key()].value(claim.metric)
+        return round(float(raw) / float(ref), 6)  # type: ignore[arg-type]
+    return in_unit(claim, raw)
+
+
+def measure_group(paper: str, ref: ModelRef, claims: list[Claim]) -> GroupOutcome:
+    """Measure every analytic claim on one built model. This is one Ray task."""
+    from repro.analytic import profile_model
+
+    start = time.perf_counter()
+    profiles: dict[str, ModelProfile] = {}
+    try:
+        profiles[ref.key()] = profile_model(ref.name, ref.kwargs, ref.input_size)
+        for c in claims:
+            if c.relative_to is not None and c.relative_to.key() not in profiles:
+                r = c.relative_to
+                profiles[r.key()] = profile_model(r.name, r.kwargs, r.input_size)
+    except ReproError as exc:
+        return failed_group(paper, ref, claims, exc.paragraph())
+    except Exception as exc:  # noqa: BLE001 - one broken model must not lose the others' results
+        msg = f"building or running {ref.key()} failed: {type(exc).__name__}: {exc}"
+        return failed_group(paper, ref, claims, msg)
+    profile = profiles[ref.key()]
+    results = []
+    for c in claims:
+        try:
+            measured = _analytic_value(c, profile, profiles)
+        except KeyError:
+            note = (
+                f"layer {c.layer!r} is not a module of {ref.name}; "
+                "correct `layer` to a path `repro models --layers` lists."
+            )
+            results.append(result_for(c, paper, None, "error", note))
+            continue
+        except ValueError as exc:
+            results.append(result_for(c, paper, None, "error", str(exc)))
+            continue
+        verdict, note = judge(c, measured)
+        results.append(result_for(c, paper, measured, verdict, note))
+    elapsed = time.perf_counter() - start
+    for r in results:
+        r.seconds = round(elapsed / max(len(results), 1), 4)
+    summary = {
+        "params": profile.params,
+        "weights": profile.weights,
+        "macs": profile.macs,
+        "flops": profile.flops,
+        "activations": profile.activations,
+        "activation_bytes": profile.activation_bytes,
+        "measure_seconds": round(elapsed, 3),
+    }
+    return GroupOutcome(
+        ref.key(),
+        ref.name,
+        ref.kwargs,
+        profile.input_size,
+        summary,
+        results,
+        round(elapsed, 3),
+        paper=paper,
+    )
+
+
+def group(
+    items: Sequence[tuple[Paper, list[Claim]]], settings: SuiteSettings
+) -> list[tuple[Any, ...]]:
+    """One group per (paper, model): (paper key, model, its claims)."""
+    out = []
+    for paper, claims in items:
+        groups: dict[str, tuple[ModelRef, list[Claim]]] = {}
+        for claim in claims:
+            assert claim.model is not None
+            groups.setdefault(claim.model.key(), (claim.model, []))[1].append(claim)
+        out += [(paper.paper, ref, mine) for ref, mine in groups.values()]
+    return out
+
+
+def failed(args: tuple[Any, ...], note: str) -> list[GroupOutcome]:
+    return [failed_group(*args, note)]
+
+
+def unselected(suites: Sequence[str]) -> str:
+    return f"kind 'analytic' is outside the selected suites ({', '.join(sorted(suites))})"
+
+
+def check(paper: Paper) -> None:
+    """Every model (and reference model) an analytic claim names must be registered."""
+    check_model_refs(paper, lambda c: [c.model, c.relative_to] if c.kind == "analytic" else [])
+
+
+SUITE = register_suite(
+    Suite(
+        name="analytic",
+        placement="tasks",
+        not_run_reason=lambda claim, paper, settings: None,
+        group=group,
+        measure=measure_group,
+        failed=failed,
+        unselected=unselected,
+        check=check,
+    )
+)

@@ -1,0 +1,177 @@
+"""The dataset suite: `kind: dataset` claims measured on the datasets present. Counts (classes,
+images, objects per image) and dimension clusters come from repro.data.stats; selective
+search's proposals per image and R-CNN's feature cache from the proposals
+repro.methods.rcnn.pipeline caches."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from repro.claims import Claim, Paper
+from repro.errors import ReproError
+from repro.methods.rpn_proposals import PROPOSALS_METRIC
+from repro.suites.accuracy_settings import AccuracySettings
+from repro.suites.registry import Suite, SuiteSettings, register_suite
+from repro.verdicts import GroupOutcome, in_unit, judge, result_for
+
+FEATURE_CACHE_METRIC = "feature_cache_size"
+
+
+SELECTIVE_SEARCH_METRICS = (PROPOSALS_METRIC, FEATURE_CACHE_METRIC)  # dataset claims
+
+
+def dataset_not_run_reason(claim: Claim) -> str | None:
+    from repro.data.stats import CLAIM_DATASETS, METRICS
+
+    if claim.metric in SELECTIVE_SEARCH_METRICS:  # as R-CNN and Fast R-CNN ran it
+        from repro.methods.rcnn.regions import require_selective_search
+
+        if not (claim.dataset or "").startswith("voc"):
+            return f"selective-search proposals are counted on VOC sets, not {claim.dataset}"
+        try:
+            require_selective_search()
+        except ReproError as exc:
+            return exc.cause
+        return None
+    if claim.metric not in METRICS:
+        return (
+            f"the dataset suite counts {', '.join(METRICS)}; {claim.metric!r} needs an "
+            "analysis the harness does not do"
+        )
+    if claim.dataset not in CLAIM_DATASETS:
+        return f"the dataset suite has no reader for {claim.dataset}"
+    return None
+
+
+def selective_search_proposals(claim: Claim, root: str, storage: str) -> tuple[float, str]:
+    """Selective-search (fast mode) proposals of the claim's VOC split (`params: {split: ...}`,
+    default test), cached where the R-CNN pipeline reads them: their mean per image
+    (proposals_per_image), or the bytes of the claim's `layer` of `model` (fp32) for all of
+    them (feature_cache_size, R-CNN's feature cache)."""
+    from repro.methods.rcnn.pipeline import proposal_counts
+    from repro.methods.rcnn.regions import proposal_base, proposal_cache_dir
+
+    split = str(claim.params.get("split", "test"))
+    cache = proposal_cache_dir(proposal_base(storage), claim.dataset or "", root, split)
+    counts = proposal_counts(root, split, cache_dir=cache)
+    where = f"selective search (fast mode) on {root} ({split}, {len(counts)} images)"
+    if claim.metric == PROPOSALS_METRIC:
+        return sum(counts) / len(counts), f"{where}; proposals cached in {cache}"
+    elements = feature_elements(claim)
+    return 4.0 * elements * sum(counts), (
+        f"{where}: {sum(counts)} proposals x {elements} fp32 values of "
+        f"{claim.model.name if claim.model else ''} {claim.layer}"
+    )
+
+
+def feature_elements(claim: Claim) -> int:
+    """Elements of the output of the claim's `layer` of its `model` for one image."""
+    from repro.analytic import profile_model
+
+    if claim.model is None or not isinstance(claim.layer, str):
+        raise ReproError(
+            f"claim {claim.id}: {FEATURE_CACHE_METRIC} needs `model` and one `layer` (the "
+            "cached feature, e.g. alexnet_single's pool5).",
+            "add them to the claim.",
+        )
+    profile = profile_model(claim.model.name, claim.model.kwargs, claim.model.input_size)
+    if claim.layer not in profile.layers:
+        raise ReproError(
+            f"claim {claim.id}: {claim.model.name} has no layer {claim.layer!r}.",
+            f"use a module path of `repro models --layers {claim.model.name}`.",
+        )
+    return profile.layers[claim.layer].output_elements
+
+
+def measure_dataset_claims(
+    paper: str,
+    claims: Sequence[Claim],
+    roots: Mapping[str, str],
+    settings: AccuracySettings | None = None,
+) -> Any:
+    """Count the dataset claims' metrics on the datasets present: each dataset is scanned once
+    (annotations parsed, images listed, not decoded)."""
+    from repro.data.claim_values import claim_report, dataset_metric
+
+    start = time.perf_counter()
+    reports: dict[str, Any] = {}
+    results = []
+    for claim in claims:
+        dataset = claim.dataset or ""
+        root = roots[dataset]
+        try:
+            if claim.metric in SELECTIVE_SEARCH_METRICS:
+                storage = (settings or AccuracySettings.resolve()).storage
+                raw, where = selective_search_proposals(claim, root, storage)
+            else:
+                if dataset not in reports:
+                    reports[dataset] = claim_report(dataset, Path(root))
+                report = reports[dataset]
+                raw = dataset_metric(
+                    dataset, root, claim.metric, report=report, params=claim.params
+                )
+                problems = len(report.problems)
+                where = f"counted on {root}" + (
+                    f" ({problems} problem(s) found; `repro data verify {dataset}` lists them)"
+                    if problems
+                    else ""
+                )
+        except ReproError as exc:
+            results.append(result_for(claim, paper, None, "error", exc.paragraph()))
+            continue
+        measured = in_unit(claim, float(raw))
+        verdict, note = judge(claim, measured)
+        results.append(result_for(claim, paper, measured, verdict, f"{note}; {where}".lstrip("; ")))
+    elapsed = round(time.perf_counter() - start, 3)
+    key = "datasets:" + ",".join(sorted({c.dataset or "" for c in claims}))
+    return GroupOutcome(
+        key, "", {}, [], {"measure_seconds": elapsed}, results, elapsed, paper=paper
+    )
+
+
+def _group(
+    items: Sequence[tuple[Paper, list[Claim]]], settings: SuiteSettings
+) -> list[tuple[Any, ...]]:
+    """One group per paper: every dataset its claims use is scanned once."""
+    from repro.data.roots import data_roots_of
+
+    return [
+        (
+            paper.paper,
+            claims,
+            data_roots_of(claims, settings.data_roots),
+            settings.accuracy_settings,
+        )
+        for paper, claims in items
+        if claims
+    ]
+
+
+def _failed(args: tuple[Any, ...], note: str) -> list[GroupOutcome]:
+    paper, claims = args[0], args[1]
+    rows = [result_for(c, paper, None, "error", note) for c in claims]
+    return [GroupOutcome("datasets", "datasets", {}, [], {}, rows, paper=paper)]
+
+
+def _unselected(suites: Sequence[str]) -> str:
+    return (
+        "the dataset suite is not selected (`repro run PAPER --suite dataset`, "
+        "or add it to params.yaml suites)"
+    )
+
+
+SUITE = register_suite(
+    Suite(
+        name="dataset",
+        placement="driver",
+        not_run_reason=lambda claim, paper, settings: dataset_not_run_reason(claim),
+        group=_group,
+        measure=measure_dataset_claims,
+        failed=_failed,
+        unselected=_unselected,
+        needs_dataset=True,
+    )
+)
