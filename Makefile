@@ -30,9 +30,11 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
 
+## lint: ruff, and the architecture's import contracts (pyproject.toml [tool.importlinter])
 lint: $(STAMP)
-	$(BIN)/ruff check repro pipelines tests
-	$(BIN)/ruff format --check repro pipelines tests
+	$(BIN)/ruff check repro pipelines benchmarks tests
+	$(BIN)/ruff format --check repro pipelines benchmarks tests
+	$(BIN)/lint-imports
 
 ## report: re-render reports/ from MLflow alone
 report: $(STAMP)

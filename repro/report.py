@@ -11,13 +11,14 @@ import html
 import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from repro.claims import PAPERS_DIR, list_papers, load_paper
 from repro.errors import ReproError
-from repro.runner import process_seconds, write_results_csv
+from repro.runner.write import process_seconds, write_results_csv
 from repro.verdicts import CORE_VERDICTS, RESULT_COLUMNS, VERDICTS
 
 SHOWN = [
@@ -157,6 +158,44 @@ def _timings(
     return lines
 
 
+@dataclass
+class _Content:
+    """What both renderers show, computed once: the formats differ, the rows do not."""
+
+    summary: dict[str, Counter[str]]  # paper -> verdict counts
+    total: Counter[str]
+    columns: list[str]  # the verdicts shown
+    titles: dict[str, str]
+    env: dict[str, Any]
+    timings: list[tuple[str, str]]
+    demo_tables: list[tuple[str, list[str], list[dict[str, str]]]]
+    papers: dict[str, dict[str, list[dict[str, Any]]]]  # paper -> table -> rows
+
+    @classmethod
+    def of(
+        cls,
+        rows: Sequence[dict[str, Any]],
+        metas: Sequence[dict[str, Any]],
+        report_seconds: float,
+        demos: dict[str, list[dict[str, str]]] | None,
+        demo_times: dict[str, float] | None,
+    ) -> _Content:
+        summary = summarize(rows)
+        total: Counter[str] = Counter()
+        for counts in summary.values():
+            total.update(counts)
+        return cls(
+            summary=summary,
+            total=total,
+            columns=verdict_columns(rows),
+            titles=_titles(list(summary)),
+            env=next((m.get("environment") for m in metas if m.get("environment")), {}) or {},
+            timings=_timings(metas, report_seconds, demo_times),
+            demo_tables=_demo_tables(demos or {}),
+            papers=dict(sorted(_by_paper_table(rows).items())),
+        )
+
+
 def render_markdown(
     rows: Sequence[dict[str, Any]],
     metas: Sequence[dict[str, Any]],
@@ -164,9 +203,8 @@ def render_markdown(
     demos: dict[str, list[dict[str, str]]] | None = None,
     demo_times: dict[str, float] | None = None,
 ) -> str:
-    summary = summarize(rows)
-    titles = _titles(list(summary))
-    env = next((m.get("environment") for m in metas if m.get("environment")), {}) or {}
+    content = _Content.of(rows, metas, report_seconds, demos, demo_times)
+    summary, titles, env, columns = content.summary, content.titles, content.env, content.columns
     out = ["# Reproduction report", ""]
     out.append(f"Generated {datetime.now(UTC).isoformat(timespec='seconds')} by repro.")
     if env:
@@ -181,17 +219,15 @@ def render_markdown(
         "note says how).",
         "",
     ]
-    columns = verdict_columns(rows)
     out += [
         "## Summary",
         "",
         "| paper | " + " | ".join(columns) + " | claims |",
         "|---|" + "---|" * (len(columns) + 1),
     ]
-    total: Counter[str] = Counter()
+    total = content.total
     for paper in sorted(summary):
         c = summary[paper]
-        total.update(c)
         out.append(
             f"| [{paper}](#{paper}) | "
             + " | ".join(str(c[v]) for v in columns)
@@ -203,14 +239,14 @@ def render_markdown(
         + f" | **{sum(total.values())}** |"
     )
     out += ["", "## Stage timings", "", "| stage | wall time |", "|---|---|"]
-    out += [f"| {s} | {t} |" for s, t in _timings(metas, report_seconds, demo_times)]
-    tables = _demo_tables(demos or {})
+    out += [f"| {s} | {t} |" for s, t in content.timings]
+    tables = content.demo_tables
     if tables:
         out += ["", "## Demonstrations", "", DEMOS_NOTE]
         for name, cols, drows in tables:
             out += ["", f"### {name}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
             out += ["| " + " | ".join(_md_cell(r.get(c, "")) for c in cols) + " |" for r in drows]
-    for paper, tables in sorted(_by_paper_table(rows).items()):
+    for paper, tables in content.papers.items():
         out += ["", f"## {paper}", "", f"*{titles.get(paper, paper)}*"]
         for table, trs in tables.items():
             out += [
@@ -243,10 +279,8 @@ def render_html(
     demo_times: dict[str, float] | None = None,
 ) -> str:
     e = html.escape
-    summary = summarize(rows)
-    titles = _titles(list(summary))
-    env = next((m.get("environment") for m in metas if m.get("environment")), {}) or {}
-    columns = verdict_columns(rows)
+    content = _Content.of(rows, metas, report_seconds, demos, demo_times)
+    summary, titles, env, columns = content.summary, content.titles, content.env, content.columns
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         "<title>repro: reproduction report</title>",
@@ -268,12 +302,9 @@ def render_html(
             + f"<td class='num'>{sum(c.values())}</td></tr>"
         )
     parts.append("</table><h2>Stage timings</h2><table><tr><th>stage</th><th>wall time</th></tr>")
-    parts += [
-        f"<tr><td>{e(s)}</td><td>{e(t)}</td></tr>"
-        for s, t in _timings(metas, report_seconds, demo_times)
-    ]
+    parts += [f"<tr><td>{e(s)}</td><td>{e(t)}</td></tr>" for s, t in content.timings]
     parts.append("</table>")
-    demo_tables = _demo_tables(demos or {})
+    demo_tables = content.demo_tables
     if demo_tables:
         parts.append(f"<h2 id='demonstrations'>Demonstrations</h2><p>{e(DEMOS_NOTE)}</p>")
         for name, cols, drows in demo_tables:
@@ -285,7 +316,7 @@ def render_html(
                 for r in drows
             ]
             parts.append("</table>")
-    for paper, tables in sorted(_by_paper_table(rows).items()):
+    for paper, tables in content.papers.items():
         parts.append(
             f"<h2 id='{e(paper)}'>{e(paper)}</h2><p><i>{e(titles.get(paper, paper))}</i></p>"
         )

@@ -30,8 +30,6 @@ alternating training.
 from __future__ import annotations
 
 import dataclasses
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +42,14 @@ from repro.methods.detection import (  # noqa: F401 - GRID_/REGION_ re-exported
     TORCHVISION_DETECTORS,
     TRAINABLE_DETECTORS,
 )
-from repro.train.fit import FitConfig, FitResult, Plan, SeedRun, WorkerSteps, epoch_sampler
+from repro.train.recipe_loop import (
+    FitConfig,
+    FitResult,
+    Plan,
+    SeedRun,
+    WorkerSteps,
+    epoch_sampler,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -52,7 +57,7 @@ if TYPE_CHECKING:
     from repro.methods.yolo_v1 import GridSpec
     from repro.methods.yolo_v2 import AnchorSpec
     from repro.recipes import Recipe
-    from repro.train.fit import EpochLog
+    from repro.train.recipe_loop import EpochLog
     from repro.train.session import Session
 
 WORKER_FN = "repro.train.detector_fit:detector_fit_worker"
@@ -113,7 +118,7 @@ class DetectorFitConfig(FitConfig):
 
 def effective_recipe(config: FitConfig) -> Recipe:
     """The recipe with the config's dataset and eval_split overrides applied."""
-    from repro.train.fit import parse_recipe
+    from repro.train.recipe_loop import parse_recipe
 
     recipe = parse_recipe(config.recipe)
     update = {
@@ -137,7 +142,7 @@ def validate(config: DetectorFitConfig) -> None:
     """Reject what cannot run before any worker starts."""
     from repro.data.detection_loaders import DETECTION_DATASETS, check_augmentation
     from repro.models import get_model_spec
-    from repro.train.fit import _need, check_run_settings
+    from repro.train.recipe_loop import _need, check_run_settings
 
     recipe = effective_recipe(config)
     get_model_spec(recipe.model)  # an unknown model names itself
@@ -202,7 +207,7 @@ def validate(config: DetectorFitConfig) -> None:
 
 
 def resolve(config: DetectorFitConfig) -> DetectorFitConfig:
-    from repro.train.fit import resolve as resolve_fit
+    from repro.train.recipe_loop import resolve as resolve_fit
 
     config = resolve_fit(config)
     roots = {k: str(Path(v).expanduser().resolve()) for k, v in config.data_roots.items()}
@@ -211,7 +216,7 @@ def resolve(config: DetectorFitConfig) -> DetectorFitConfig:
 
 def fit_detector(config: DetectorFitConfig) -> FitResult:
     """Train every seed of ``config`` and evaluate each; records carry "map" (percent)."""
-    from repro.train.fit import launch
+    from repro.train.recipe_loop import launch
 
     config = resolve(config)
     validate(config)
@@ -464,31 +469,22 @@ def _train_seed(
     finished: list[dict[str, Any]],
     log: EpochLog,
 ) -> None:
-    """Train one seed from ``run.start_epoch`` to the end, then evaluate it; appends its
-    record to ``finished``."""
-    from repro.train.fit import _save_checkpoint, _save_weights, checkpoint_state, train_epoch
+    """Train one seed, then evaluate it once (mAP after the last epoch)."""
+    from repro.train.recipe_loop import run_epochs
 
-    for epoch in range(run.start_epoch, plan.whole_epochs):
-        t0 = time.perf_counter()
-        trained = train_epoch(run, plan, epoch, False, prepare=_as_given)
-        run.history.append(
-            {"epoch": epoch + 1, **trained, "train_s": time.perf_counter() - t0}
-            | {"seconds": time.perf_counter() - t0, "time": time.time()}
-        )
-        diverged = not math.isfinite(trained["loss"])
-        last = diverged or epoch + 1 == plan.whole_epochs
-        if last:
-            t1 = time.perf_counter()
-            metrics = evaluate(run, plan)
-            run.history[-1]["eval_s"] = time.perf_counter() - t1
-            weights = _save_weights(session, run, plan.recipe.name) if run.pm.rank == 0 else None
-            finished.append(_record(run, plan, weights, diverged, metrics))
-        if config.checkpoint_every_epoch or last:
-            state = checkpoint_state(config, plan, run, finished)
-            _save_checkpoint(session, run, state, {"seed": run.seed, **run.history[-1]})
-        log.epoch(run.history[-1])
-        if last:
-            return
+    run_epochs(
+        session,
+        config,
+        plan,
+        run,
+        finished,
+        log,
+        record=lambda run, weights, diverged, metrics: _record(
+            run, plan, weights, diverged, metrics
+        ),
+        at_end=lambda run: evaluate(run, plan),
+        prepare=_as_given,
+    )
 
 
 DETECTION_STEPS = WorkerSteps(plan=_plan, build=_build_seed, train_seed=_train_seed)
@@ -497,6 +493,6 @@ DETECTION_STEPS = WorkerSteps(plan=_plan, build=_build_seed, train_seed=_train_s
 def detector_fit_worker(payload: dict[str, Any], session: Session) -> dict[str, Any] | None:
     """Train and evaluate every seed of ``payload`` (a DetectorFitConfig as a dict) as this
     session's rank; rank 0 returns the seeds' records, environment and final weights."""
-    from repro.train.fit import run_worker
+    from repro.train.recipe_loop import run_worker
 
     return run_worker(DetectorFitConfig(**payload), session, DETECTION_STEPS)
