@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from repro.errors import ClaimFileError
+from repro.errors import ClaimFileError, yaml_syntax_error
 from repro.recipes import Recipe
 
 PAPERS_DIR = Path(__file__).parent / "papers"
@@ -356,16 +356,21 @@ def _locate(data: Any, loc: tuple[Any, ...]) -> str:
 def load_paper_file(path: Path) -> Paper:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ClaimFileError(
             f"paper file {path} does not exist.",
             f"list the papers with `repro papers`; paper files live in {PAPERS_DIR}.",
         ) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ClaimFileError(
-            f"{path} is not valid YAML: {exc}".replace("\n", " "),
-            "correct the YAML syntax at the line and column given.",
+        raise yaml_syntax_error(
+            path,
+            text,
+            exc,
+            "correct the YAML syntax at the line and column shown.",
+            ClaimFileError,
         ) from None
     if not isinstance(data, dict):
         raise ClaimFileError(

@@ -31,9 +31,15 @@ EPILOG = """examples:
 def _cmd_papers(args: argparse.Namespace) -> int:
     from repro.claims import list_papers, load_paper
 
-    keys = args.papers or list_papers()
-    for key in keys:
-        paper = load_paper(key)
+    papers_dir = Path(args.papers_dir) if args.papers_dir else None
+    if papers_dir is not None and not papers_dir.is_dir():
+        raise ReproError(
+            f"--papers-dir {papers_dir} is not a directory.",
+            "pass the directory that holds the paper YAML files (default: repro/papers).",
+        )
+    keys = args.papers or list_papers(papers_dir)
+    papers = [load_paper(key, papers_dir) for key in keys]  # every file checked before output
+    for paper in papers:
         kinds: dict[str, int] = {}
         for c in paper.claims:
             kinds[c.kind] = kinds.get(c.kind, 0) + 1
@@ -182,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("papers", help="list papers, tables and claims")
     p.add_argument("papers", nargs="*", help="paper keys (default: all)")
     p.add_argument("--claims", action="store_true", help="list every claim")
+    p.add_argument("--papers-dir", help="directory of paper YAML files (default: repro/papers)")
     p.set_defaults(func=_cmd_papers)
 
     p = sub.add_parser("models", help="list registered models, or one model's layers")

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from repro.errors import ReproError
+from repro.errors import ReproError, yaml_syntax_error
 
 DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -21,11 +21,12 @@ def load_params(path: Path | str | None = None) -> dict[str, Any]:
         if path:
             raise ReproError(f"params file {p} does not exist.", "pass an existing --params file.")
         return {}
+    text = p.read_text()
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ReproError(
-            f"{p} is not valid YAML: {exc}".replace("\n", " "), "correct the YAML syntax."
+        raise yaml_syntax_error(
+            p, text, exc, "correct the YAML syntax at the line and column shown."
         ) from None
     if not isinstance(data, dict):
         raise ReproError(f"{p} must hold a mapping at the top level.", "see params.yaml.")

@@ -16,8 +16,8 @@ import yaml
 from repro.claims import Claim, list_papers, load_paper, load_paper_file
 from repro.errors import ReproError
 from repro.measure import measure_paper_local, plan_paper
-from repro.suites.accuracy_settings import AccuracySettings, resolve_weights
 from repro.suites.accuracy.suite import judge_runs
+from repro.suites.accuracy_settings import AccuracySettings, resolve_weights
 
 DATASETS = ("imagenet", "cifar10", "mnist", "voc2007", "voc2010", "coco", "sun397")
 KNOWN_REASONS = (

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from repro.claims import ANALYTIC_METRICS, list_papers, load_paper, load_paper_file
-from repro.errors import ClaimFileError
+from repro.errors import ClaimFileError, ReproError
 from repro.models import get_model_spec
 
 from .conftest import SEEDS
@@ -72,7 +72,27 @@ def test_yaml_syntax_error_names_file(tmp_path: Path) -> None:
     with pytest.raises(ClaimFileError) as err:
         load_paper_file(p)
     assert str(p) in err.value.paragraph()
-    assert "not valid YAML" in err.value.paragraph()
+    assert "<unicode string>" not in err.value.paragraph()
+
+
+@pytest.mark.parametrize("source", ["paper", "params"])
+def test_yaml_syntax_error_shows_line_and_caret(tmp_path: Path, source: str) -> None:
+    """File, line and column first, then the offending line and a caret under the column, each
+    on its own line, as PyYAML's problem mark gives them."""
+    from repro import config
+
+    text = "paper: x\nclaims:\n  - table: T1\n   row: a\n"  # line 4 is indented wrongly
+    p = tmp_path / ("x.yaml" if source == "paper" else "params.yaml")
+    p.write_text(text)
+    with pytest.raises(ReproError) as err:
+        load_paper_file(p) if source == "paper" else config.load_params(p)
+    lines = err.value.paragraph().splitlines()
+    assert lines[0].startswith(f"error: {p}, line 4, column 4: ")
+    offending, caret = lines[1], lines[2]
+    assert offending.endswith("   row: a")
+    column = offending.index("   row: a") + 3  # the caret stands under the "r" of row
+    assert caret.index("^") == column and caret.strip(" |") == "^"
+    assert lines[3].startswith("Fix: ")
 
 
 def test_bad_field_names_entry_and_field(tmp_path: Path) -> None:

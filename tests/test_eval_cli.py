@@ -179,3 +179,58 @@ def test_broken_annotation_is_a_counted_skip(voc: Path, tmp_path: Path, capsys, 
     assert result["images"] == 2 and result["detections_dropped"] == 1
     assert result["per_class"]["dog"] == {"ap": 1.0, "npos": 1, "detections": 1, "tp": 1, "fp": 0}
     assert "000003.xml" in caplog.text  # logged (to stderr), not mixed into the JSON
+
+
+def test_unscorable_boxes_are_counted_and_named_in_both_formats(
+    voc: Path, tmp_path: Path, capsys, caplog
+) -> None:
+    """An inverted (x2 < x1 or y2 < y1) or non-finite box is left out of the scoring, counted
+    and named in the JSON and on stderr, by the same rule for VOC files and COCO JSON."""
+    prefix = tmp_path / "results" / "comp4_det_test_"
+    prefix.parent.mkdir()
+    (tmp_path / "results" / "comp4_det_test_cat.txt").write_text(
+        "000001 0.9 10 10 60 50\n"  # TP
+        "000002 0.8 40 5 5 40\n"  # x2 < x1
+        "000003 0.7 1 30 30 1\n"  # y2 < y1
+        "000001 nan 10 10 60 50\n"  # NaN score
+        "000002 0.6 6 inf 40 40\n"  # infinite coordinate
+    )
+    argv = ["eval", "detections", "--metric", "voc07", "--gt", str(voc.parent)]
+    with caplog.at_level("WARNING", logger="repro.evaluation"):
+        code, out, err = _run([*argv, "--detections", str(prefix), "--classes", "cat"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["per_class"]["cat"]["detections"] == 1  # only the valid one is scored
+    assert result["detections_invalid"] == 4
+    assert result["detections_invalid_kinds"] == {"inverted": 2, "non-finite": 2}
+    assert any(
+        "comp4_det_test_cat.txt line 2: inverted" in w for w in result["detections_invalid_first"]
+    )
+    assert "4 detection(s) left out of the scoring" in caplog.text
+
+    gt = {
+        "images": [{"id": 1, "width": 100, "height": 100}],
+        "categories": [{"id": 5, "name": "cat"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 5, "bbox": [10, 10, 40, 40], "area": 1600,
+             "iscrowd": 0}
+        ],
+    }  # fmt: skip
+    good = {"image_id": 1, "category_id": 5, "bbox": [10, 10, 40, 40], "score": 0.9}
+    res = [good, {**good, "bbox": [10, 10, -5, 40]}, {**good, "score": float("nan")}]
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(res))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="repro.evaluation"):
+        code, out, err = _run(
+            ["eval", "detections", "--metric", "coco", "--gt", str(tmp_path / "gt.json"),
+             "--detections", str(tmp_path / "res.json")],
+            capsys,
+        )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["detections"] == 1 and result["AP"] == pytest.approx(1.0)
+    assert result["detections_invalid"] == 2
+    assert result["detections_invalid_kinds"] == {"inverted": 1, "non-finite": 1}
+    assert "res.json entry 1: inverted" in result["detections_invalid_first"][0]
+    assert "2 detection(s) left out of the scoring" in caplog.text

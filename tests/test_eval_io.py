@@ -9,6 +9,7 @@ import pytest
 
 from repro.errors import ReproError
 from repro.evaluation.detections_io import (
+    InvalidDetections,
     read_coco_results,
     read_voc_results,
     validate_coco_results,
@@ -53,9 +54,11 @@ def test_voc_malformed_line_names_file_and_line(tmp_path: Path) -> None:
     path.write_text("000001 0.9 1 2 3 4\n\n000002 high 1 2 3 4\n")
     with pytest.raises(ReproError, match=r"line 3 .*not a number"):
         read_voc_results(tmp_path / "det_", ["cat"])
-    path.write_text("000001 nan 1 2 3 4\n")
-    with pytest.raises(ReproError, match=r"line 1 .*not finite"):
-        read_voc_results(tmp_path / "det_", ["cat"])
+    path.write_text("000001 nan 1 2 3 4\n000002 0.5 1 2 3 4\n000003 0.5 3 2 1 4\n")
+    invalid = InvalidDetections()
+    got = read_voc_results(tmp_path / "det_", ["cat"], invalid)  # counted, not scored
+    assert got == {"cat": [("000002", 0.5, (1.0, 2.0, 3.0, 4.0))]}
+    assert invalid.counts() == {"non-finite": 1, "inverted": 1}
 
 
 def test_voc_missing_or_ambiguous_files(tmp_path: Path) -> None:
@@ -79,13 +82,15 @@ def test_coco_results_validation_names_entry(tmp_path: Path) -> None:
     cases = [
         ({"image_id": 1, "category_id": 3, "bbox": [1, 2, 3, 4]}, "entry 1: lacks score"),
         ({**good, "image_id": "1"}, "entry 1: image_id is '1'"),
-        ({**good, "bbox": [1, 2, -3, 4]}, "entry 1: bbox .* negative"),
-        ({**good, "score": float("inf")}, "entry 1: score"),
         ({**good, "category_id": True}, "entry 1: category_id"),
     ]
     for entry, message in cases:
         with pytest.raises(ReproError, match=message):
             validate_coco_results([good, entry], "res.json")
+    invalid = InvalidDetections()
+    unscorable = [{**good, "bbox": [1, 2, -3, 4]}, {**good, "score": float("inf")}]
+    assert validate_coco_results([good, *unscorable], "res.json", invalid=invalid) == [good]
+    assert invalid.counts() == {"inverted": 1, "non-finite": 1}
     path = tmp_path / "res.json"
     path.write_text(json.dumps({"annotations": []}))
     with pytest.raises(ReproError, match="res.json holds a JSON dict"):

@@ -4,6 +4,7 @@ errors a user meets (malformed paper, unknown model, unreachable Ray or MLflow).
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -181,6 +182,21 @@ def test_papers_and_models_listing(capsys: pytest.CaptureFixture[str]) -> None:
     assert "vgg_d" in out and "vgg_a_lrn" in out
 
 
+def test_papers_reads_papers_dir_and_checks_every_file_first(
+    tiny_paper_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["papers", "--papers-dir", str(tiny_paper_dir)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("alpha: A tiny paper") and "beta: Another tiny paper" in out
+    (tiny_paper_dir / "gamma.yaml").write_text("paper: gamma\nclaims: [{table: T1}]\n")
+    assert main(["papers", "--papers-dir", str(tiny_paper_dir)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no listing before the error
+    assert "gamma.yaml" in captured.err and captured.err.startswith("error: ")
+    assert main(["papers", "--papers-dir", str(tiny_paper_dir / "nowhere")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(shutil.which("git") is None, reason="git needed for dvc")
 def test_dvc_pipeline_two_papers(repo: Path, tmp_path: Path) -> None:
     """`dvc repro` on a copy of the repository limited to two papers; a second run does nothing."""
@@ -222,3 +238,27 @@ def test_dvc_pipeline_two_papers(repo: Path, tmp_path: Path) -> None:
     second = subprocess.run([dvc, "repro"], cwd=work, capture_output=True, text=True, env=env)
     assert second.returncode == 0
     assert "didn't change" in second.stdout and "Running stage" not in second.stdout
+
+
+def test_local_run_prints_only_the_harness(tiny_paper_dir: Path, tmp_path: Path) -> None:
+    """A local default run says what the harness has to say, not Ray's start-up banners."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    out = tmp_path / "m"
+    argv = ["run", "alpha", "--papers-dir", str(tiny_paper_dir), "--no-mlflow", "--out", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "repro.cli", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Token authentication" not in proc.stderr
+    assert proc.stdout.splitlines() == [
+        "alpha: 1 not-run, 2 reproduced",
+        f"measurements written to {out}",
+    ]

@@ -26,9 +26,9 @@ from repro.runtime.timing import Timing
 from repro.suites.speed.groups import SELECTIVE_SEARCH, check_pipelines, group_claims
 from repro.suites.speed.pipelines import Forward, known_pipeline
 from repro.suites.speed.scene import scene_tensor, synthetic_scene
-from repro.suites.speed_settings import SpeedSettings
 from repro.suites.speed.suite import measure_speed_group
 from repro.suites.speed.verdicts import same_hardware, speed_result
+from repro.suites.speed_settings import SpeedSettings
 
 pytestmark = pytest.mark.timeout(240)
 

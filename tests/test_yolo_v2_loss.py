@@ -30,8 +30,8 @@ from repro.methods.yolo_v2 import (
 from repro.models import build_model
 from repro.models.yolo import YOLOV2_VOC_ANCHORS, YOLOv2
 from repro.recipes import Recipe
-from repro.suites.accuracy_settings import AccuracySettings
 from repro.suites.accuracy.suite import evaluate_weights
+from repro.suites.accuracy_settings import AccuracySettings
 from repro.train.detector_fit import DetectorFitConfig, deviations, fit_detector, training_gap
 
 SPEC = make_spec(YOLOV2_VOC_ANCHORS, 3, 128)  # a 4x4 grid

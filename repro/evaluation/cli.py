@@ -82,7 +82,7 @@ def _class_list(text: str | None) -> list[str] | None:
 def _eval_voc(args: argparse.Namespace) -> dict[str, Any]:
     from repro.data.problems import Problems
     from repro.data.voc import load_split, read_split, voc_classes
-    from repro.evaluation.detections_io import read_voc_results
+    from repro.evaluation.detections_io import InvalidDetections, read_voc_results
     from repro.evaluation.voc import evaluate_voc, metric_uses_07
 
     metric_uses_07(args.metric)
@@ -90,7 +90,8 @@ def _eval_voc(args: argparse.Namespace) -> dict[str, Any]:
     classes = _class_list(args.classes) or voc_classes(root)
     problems = Problems()
     annotations = load_split(root, args.split, problems)
-    detections = read_voc_results(args.detections, classes)
+    invalid = InvalidDetections()
+    detections = read_voc_results(args.detections, classes, invalid)
     # Images of the split whose annotation was skipped as broken: their detections cannot be
     # scored; they are dropped and counted (ids outside the split stay an error).
     unscored = set(read_split(root, args.split)) - set(annotations)
@@ -116,6 +117,7 @@ def _eval_voc(args: argparse.Namespace) -> dict[str, Any]:
         "detections_path": str(args.detections),
         "dataset_problems": problems.counts(),
         "detections_dropped": dropped,
+        **invalid.as_output(),
     }
 
 

@@ -27,7 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
-from repro.evaluation.detections_io import read_coco_results, validate_coco_results
+from repro.evaluation.detections_io import (
+    InvalidDetections,
+    read_coco_results,
+    validate_coco_results,
+)
 
 log = logging.getLogger("repro.evaluation")
 
@@ -243,12 +247,13 @@ def evaluate_coco(
     if iou_type not in IOU_TYPES:
         raise ReproError(f"unknown COCO iou_type {iou_type!r}.", f"use one of {IOU_TYPES}.")
     gt_data, gt_source = load_ground_truth(gt, iou_type)
+    invalid = InvalidDetections()
     if isinstance(results, list):
         res_source = "the results list"
-        result_list = validate_coco_results(results, res_source, iou_type=iou_type)
+        result_list = validate_coco_results(results, res_source, iou_type=iou_type, invalid=invalid)
     else:
         res_source = str(results)
-        result_list = read_coco_results(results, iou_type=iou_type)
+        result_list = read_coco_results(results, iou_type=iou_type, invalid=invalid)
     _check_result_ids(gt_data, result_list, gt_source, res_source)
 
     evaluator = _run_pycocotools(gt_data, result_list, iou_type)
@@ -261,6 +266,7 @@ def evaluate_coco(
         "images": len(evaluator.params.imgIds),
         "detections": len(result_list),
         "iou_type": iou_type,
+        **invalid.as_output(),
     }
     if cross_check:
         out["cross_check"] = _cross_check(gt_data, result_list, iou_type, stats, per_class_ids)

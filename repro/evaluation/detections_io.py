@@ -9,6 +9,7 @@ the box in the devkit's 1-based inclusive pixel coordinates. COCO results are a 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,61 @@ from repro.errors import ReproError
 
 Box = tuple[float, float, float, float]
 Detection = tuple[str, float, Box]
+
+log = logging.getLogger("repro.evaluation")
+SHOWN_INVALID = 20  # invalid detections named one by one in the output; the rest are counted
+
+
+class InvalidDetections:
+    """Detections that cannot be scored (a box with x2 < x1 or y2 < y1, a NaN or infinite
+    coordinate or score): one rule for VOC and COCO files. They are left out of the scoring,
+    counted by kind and named (file and line, or results entry), in the output and on stderr,
+    as dataset problems are."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str]] = []  # (kind, "where: what")
+
+    def add(self, kind: str, where: str) -> None:
+        self.items.append((kind, where))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for kind, _ in self.items:
+            out[kind] = out.get(kind, 0) + 1
+        return out
+
+    def as_output(self) -> dict[str, Any]:
+        return {
+            "detections_invalid": len(self),
+            "detections_invalid_kinds": self.counts(),
+            "detections_invalid_first": [w for _, w in self.items[:SHOWN_INVALID]],
+        }
+
+    def warn(self, source: str) -> None:
+        if self.items:
+            shown = "; ".join(w for _, w in self.items[:3])
+            more = f" (and {len(self) - 3} more)" if len(self) > 3 else ""
+            log.warning(
+                "%s: %d detection(s) left out of the scoring, %s: %s%s",
+                source,
+                len(self),
+                self.counts(),
+                shown,
+                more,
+            )
+
+
+def box_problem(score: float, box: Sequence[float]) -> str | None:
+    """Why a detection (score, x1 y1 x2 y2) cannot be scored, or None."""
+    if not all(math.isfinite(v) for v in (score, *box)):
+        return "non-finite"
+    x1, y1, x2, y2 = box
+    if x2 < x1 or y2 < y1:
+        return "inverted"
+    return None
 
 
 def _class_files_in_dir(directory: Path, classes: Sequence[str]) -> dict[str, Path]:
@@ -65,9 +121,6 @@ def _parse_line(line: str, path: Path, number: int) -> Detection:
             values = [float(v) for v in fields[1:]]
         except ValueError:
             problem = "has a score or coordinate that is not a number"
-        else:
-            if not all(math.isfinite(v) for v in values):
-                problem = "has a score or coordinate that is not finite"
     if problem:
         raise ReproError(
             f"{path} line {number} {problem}: {line.strip()[:120]!r}.",
@@ -78,28 +131,40 @@ def _parse_line(line: str, path: Path, number: int) -> Detection:
     return fields[0], score, (x1, y1, x2, y2)
 
 
-def read_voc_file(path: Path) -> list[Detection]:
-    """The detections of one devkit result file, in file order; blank lines are skipped."""
+def read_voc_file(path: Path, invalid: InvalidDetections | None = None) -> list[Detection]:
+    """The detections of one devkit result file, in file order; blank lines are skipped, and
+    so are detections that cannot be scored (recorded in ``invalid``)."""
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ReproError(
             f"cannot read detection file {path}: {exc}.", "check the file is a text file."
         ) from None
-    return [
-        _parse_line(line, Path(path), number)
-        for number, line in enumerate(text.splitlines(), start=1)
-        if line.strip()
-    ]
+    invalid = invalid if invalid is not None else InvalidDetections()
+    out = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        detection = _parse_line(line, Path(path), number)
+        kind = box_problem(detection[1], detection[2])
+        if kind is not None:
+            invalid.add(kind, f"{path} line {number}: {kind} box {line.strip()[:120]!r}")
+            continue
+        out.append(detection)
+    return out
 
 
 def read_voc_results(
-    path_or_prefix: Path | str, classes: Sequence[str]
+    path_or_prefix: Path | str,
+    classes: Sequence[str],
+    invalid: InvalidDetections | None = None,
 ) -> dict[str, list[Detection]]:
     """class -> [(image_id, score, (x1, y1, x2, y2))] from devkit result files.
 
     A class without a file has no detections; no file for any class is an error (the path or
-    prefix is wrong). A malformed line is a ReproError naming the file and line number.
+    prefix is wrong). A malformed line is a ReproError naming the file and line number; a
+    detection that cannot be scored (inverted or non-finite box or score) is left out, recorded
+    in ``invalid`` and warned about.
     """
     files = voc_result_files(path_or_prefix, classes)
     if not files:
@@ -111,7 +176,10 @@ def read_voc_results(
             "comp4_det_test_car.txt) or the prefix itself (results/comp4_det_test_), and check "
             "the class names (--classes).",
         )
-    return {cls: read_voc_file(files[cls]) if cls in files else [] for cls in classes}
+    invalid = invalid if invalid is not None else InvalidDetections()
+    out = {cls: read_voc_file(files[cls], invalid) if cls in files else [] for cls in classes}
+    invalid.warn(str(path_or_prefix))
+    return out
 
 
 def write_voc_results(
@@ -146,14 +214,21 @@ def _bad_entry(source: str, index: int, problem: str) -> ReproError:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number (finite or not; NaN and Infinity parse as floats)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def validate_coco_results(
-    results: Any, source: str = "results", *, iou_type: str = "bbox"
+    results: Any,
+    source: str = "results",
+    *,
+    iou_type: str = "bbox",
+    invalid: InvalidDetections | None = None,
 ) -> list[dict[str, Any]]:
-    """Check a COCO results list; a ReproError names ``source`` and the first bad entry's index.
-    ``iou_type`` "segm" asks for a ``segmentation`` (RLE) instead of a ``bbox``."""
+    """Check a COCO results list; a ReproError names ``source`` and the first malformed entry's
+    index. Returns the entries that can be scored: one with a negative width or height or a
+    non-finite number in its box or score is left out, recorded in ``invalid`` and warned
+    about. ``iou_type`` "segm" asks for a ``segmentation`` (RLE) instead of a ``bbox``."""
     geometry = "bbox" if iou_type == "bbox" else "segmentation"
     if not isinstance(results, list):
         raise ReproError(
@@ -171,19 +246,34 @@ def validate_coco_results(
             if isinstance(value, bool) or not isinstance(value, int):
                 raise _bad_entry(source, index, f"{key} is {value!r}, not an integer")
         if not _is_number(entry["score"]):
-            raise _bad_entry(source, index, f"score is {entry['score']!r}, not a finite number")
+            raise _bad_entry(source, index, f"score is {entry['score']!r}, not a number")
         if geometry != "bbox":
             continue
         bbox = entry["bbox"]
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_is_number, bbox)):
-            raise _bad_entry(source, index, f"bbox is {bbox!r}, not 4 finite numbers")
-        if bbox[2] < 0 or bbox[3] < 0:
-            raise _bad_entry(source, index, f"bbox {bbox!r} has a negative width or height")
-    return results
+            raise _bad_entry(source, index, f"bbox is {bbox!r}, not 4 numbers")
+    invalid = invalid if invalid is not None else InvalidDetections()
+    kept = []
+    for index, entry in enumerate(results):
+        if geometry == "bbox":
+            x, y, w, h = entry["bbox"]
+            kind = box_problem(entry["score"], (x, y, x + w, y + h))
+            if kind is not None:
+                what = f"bbox {entry['bbox']!r}, score {entry['score']!r}"
+                invalid.add(kind, f"{source} entry {index}: {kind} box ({what})")
+                continue
+        elif not math.isfinite(entry["score"]):
+            invalid.add("non-finite", f"{source} entry {index}: score {entry['score']!r}")
+            continue
+        kept.append(entry)
+    invalid.warn(source)
+    return kept
 
 
-def read_coco_results(path: Path | str, *, iou_type: str = "bbox") -> list[dict[str, Any]]:
-    """Load and validate a COCO results JSON file."""
+def read_coco_results(
+    path: Path | str, *, iou_type: str = "bbox", invalid: InvalidDetections | None = None
+) -> list[dict[str, Any]]:
+    """Load and validate a COCO results JSON file (see :func:`validate_coco_results`)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -198,4 +288,4 @@ def read_coco_results(path: Path | str, *, iou_type: str = "bbox") -> list[dict[
             f"COCO results file {path} is not valid JSON ({exc.msg} at line {exc.lineno}).",
             "write the results with json.dump; a truncated file means the run did not finish.",
         ) from None
-    return validate_coco_results(data, str(path), iou_type=iou_type)
+    return validate_coco_results(data, str(path), iou_type=iou_type, invalid=invalid)

@@ -7,6 +7,7 @@ one at a time, each holding a whole node's CPUs or one GPU.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -36,6 +37,50 @@ def _reachable(address: str, timeout: float = 3.0) -> tuple[bool, str]:
         return False, str(exc)
 
 
+def check_address(address: str | None) -> None:
+    """A ReproError, before anything runs, when the cluster at ``address`` does not answer
+    (None: a local Ray, nothing to check). Imports no Ray."""
+    if not address:
+        return
+    ok, why = _reachable(address)
+    if not ok:
+        raise ReproError(
+            f"cannot reach the Ray cluster at {address!r} ({why}); nothing was measured.",
+            "start the cluster (`ray start --head` on the head node, or "
+            "`ray up cluster.yaml`), "
+            "check the address with `ray status --address ADDR`, or drop --ray-address / "
+            "unset RAY_ADDRESS to run on a local Ray instance.",
+        )
+
+
+# Ray 2.60 announces on stderr, at every start of a local instance, that it switched token
+# authentication on. For the harness's own local instance that is noise: authentication stays
+# on, and a local default run prints only what the harness has to say.
+_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+_AUTH_BANNER = "Token authentication is enabled for this Ray cluster"
+
+
+class _QuietAuthBanner(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_AUTH_BANNER)
+
+
+def _start_local(num_cpus: int | None) -> None:
+    import ray
+
+    quiet, auth_log = _QuietAuthBanner(), logging.getLogger(_AUTH_LOGGER)
+    auth_log.addFilter(quiet)
+    try:
+        ray.init(
+            num_cpus=num_cpus or os.cpu_count(),
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    finally:
+        auth_log.removeFilter(quiet)
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[str, Any]:
     """Start or join Ray; returns facts about the cluster for the report."""
     import ray
@@ -44,15 +89,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[st
     if ray.is_initialized():
         return {"ray_address": address or "local", "ray_startup_s": 0.0}
     if address:
-        ok, why = _reachable(address)
-        if not ok:
-            raise ReproError(
-                f"cannot reach the Ray cluster at {address!r} ({why}); nothing was measured.",
-                "start the cluster (`ray start --head` on the head node, or "
-                "`ray up cluster.yaml`), "
-                "check the address with `ray status --address ADDR`, or drop --ray-address / "
-                "unset RAY_ADDRESS to run on a local Ray instance.",
-            )
+        check_address(address)
         try:
             ray.init(address=address, log_to_driver=False)
         except Exception as exc:  # noqa: BLE001 - ray raises several types here
@@ -62,12 +99,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[st
                 "--ray-address to run locally.",
             ) from None
     else:
-        ray.init(
-            num_cpus=num_cpus or os.cpu_count(),
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        _start_local(num_cpus)
     return {
         "ray_address": address or "local",
         "ray_cpus": int(ray.cluster_resources().get("CPU", 0)),

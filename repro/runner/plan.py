@@ -5,14 +5,12 @@ nothing, measures nothing, starts no Ray: a bad input stops the run before any f
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from repro.claims import Claim, Paper, load_paper
 from repro.data.roots import data_root, dataset_present
-from repro.errors import ReproError
 from repro.suites import get_suite, suite_names, suite_of
 from repro.verdicts import Result, result_for
 
@@ -149,23 +147,11 @@ def plan_paper(
     return plan
 
 
-def check_ray_address(address: str | None) -> None:
-    """A Ray address that names a host must answer there; Ray itself would wait minutes."""
-    if not address or address in ("auto", "local"):
-        return
-    host_port = address.split("://", 1)[-1].rstrip("/")
-    host, sep, port = host_port.rpartition(":")
-    if not sep or not port.isdigit():
-        return  # Ray's own forms (a bare host, ray:// without port): Ray says what is wrong
-    try:
-        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=5):
-            pass
-    except OSError as exc:
-        raise ReproError(
-            f"the Ray cluster at {address} does not answer ({exc.strerror or exc}).",
-            "start it (`ray start --head`), correct --ray-address / RAY_ADDRESS / params.yaml "
-            "ray.address, or leave it unset for a local Ray.",
-        ) from None
+def _ray_initialized() -> bool:
+    """Already joined (a test's or a DVC stage's shared Ray): nothing to check."""
+    from repro.execution.tasks import is_initialized
+
+    return is_initialized()
 
 
 def plan_run(keys: Sequence[str], settings: RunSettings) -> RunPlan:
@@ -177,7 +163,9 @@ def plan_run(keys: Sequence[str], settings: RunSettings) -> RunPlan:
     papers = [load_paper(k, settings.papers_dir) for k in keys]
     if settings.tracking_uri:
         tracking.check_tracking_uri(settings.tracking_uri)
-    if settings.use_ray:
-        check_ray_address(settings.ray_address)
+    if settings.use_ray and settings.ray_address and not _ray_initialized():
+        from repro.execution.tasks import check_address
+
+        check_address(settings.ray_address)
     plans = [plan_paper(p, settings=settings) for p in papers]
     return RunPlan(plans, settings)

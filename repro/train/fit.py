@@ -17,9 +17,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from repro.train.epoch_log import SUMMARY_METRICS
 from repro.train.recipe_loop import (
     CHECKPOINTS_PER_SEED,
-    SUMMARY_METRICS,
     EpochLog,
     FitConfig,
     FitResult,
