@@ -7,7 +7,7 @@ from pathlib import Path
 
 from repro.bench.config import DEFAULT_OUT, DEVICES, MODES
 from repro.config import add_settings_flags
-from repro.runtime.precision import PARALLEL, PRECISIONS
+from repro.runtime.vocabulary import PARALLEL, PRECISIONS
 
 EPILOG = """examples:
   repro bench resnet50 --batch-size 8 --iters 5          inference, fp32, synthetic images

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
-from repro.runtime.precision import PARALLEL, PRECISIONS
+from repro.runtime.vocabulary import PARALLEL, PRECISIONS
 
 MODES = ("infer", "train")
 DEVICES = ("auto", "cpu", "cuda")

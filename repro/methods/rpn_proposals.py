@@ -13,13 +13,15 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from tqdm import tqdm
 
 from repro.errors import DataError, ReproError
 from repro.recipes import Recipe
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,8 @@ def count_proposals(
 ) -> list[int]:
     """Per image, the RPN proposals left after NMS at ``nms_iou`` with no top-N limit. The
     images go through the model's own transform (its resize to the training scale)."""
+    import torch
+
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()

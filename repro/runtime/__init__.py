@@ -4,6 +4,6 @@ autocast), ``device`` (which device, its name and versions). Depends on torch an
 only, so every layer above may use it.
 
 One word, one meaning: *parallelism* is how one training run is spread over workers
-(:data:`repro.runtime.precision.PARALLEL`: DDP, FSDP, pipeline, AlexNet's towers), applied in
+(:data:`repro.runtime.vocabulary.PARALLEL`: DDP, FSDP, pipeline, AlexNet's towers), applied in
 one place, :mod:`repro.train.parallelize`.
 """

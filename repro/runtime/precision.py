@@ -1,5 +1,5 @@
-"""Numeric precision (the precision names, autocast for bf16/fp16, the TF32 switches for tf32)
-and the names of the parallelism strategies: the vocabulary benchmarks and training share."""
+"""Numeric precision: autocast for bf16/fp16, the TF32 switches for tf32 (the names are in
+repro.runtime.vocabulary)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import torch
 
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
-# How one training run is spread over its workers (repro.train.parallelize applies it).
-PARALLEL = ("none", "ddp", "fsdp", "pipeline", "towers")
+from repro.runtime.vocabulary import PARALLEL, PRECISIONS
+
+__all__ = ["AUTOCAST_DTYPES", "PARALLEL", "PRECISIONS", "autocast", "precision_notes"]
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from repro.runtime.precision import PARALLEL, PRECISIONS
+from repro.runtime.vocabulary import PARALLEL, PRECISIONS
 
 __all__ = ["PARALLEL", "PRECISIONS", "TrainConfig", "TrainResult"]
 
