@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from repro.claims import Claim, Paper, load_paper
 from repro.data.roots import BUNDLED_DATASETS, data_root, data_roots_of, dataset_present
 from repro.errors import ReproError
-from repro.runner import plan as _plan
-from repro.runner.plan import Plan, check_paper, plan_paper
+from repro.runner.plan import Plan, PlanSettings, check_paper, check_suites, plan_paper
+from repro.runner.plan import not_run_reason as _not_run_reason
 from repro.suites import suite_names
 from repro.suites.analytic import measure_group
 from repro.verdicts import (
@@ -72,8 +72,8 @@ def not_run_reason(
 ) -> str | None:
     """Why this claim cannot be measured in this run, or None if it can (the planner's rule,
     repro.runner.plan.not_run_reason, with this module's earlier arguments)."""
-    settings = _plan._Settings(_plan.check_suites(suites), data_roots, accuracy)
-    return _plan.not_run_reason(claim, paper, settings)  # type: ignore[arg-type]
+    settings = PlanSettings(check_suites(suites), data_roots, accuracy)
+    return _not_run_reason(claim, paper, settings)  # type: ignore[arg-type]
 
 
 def measure_paper_local(

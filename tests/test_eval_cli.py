@@ -78,8 +78,9 @@ def test_voc_detections_print_json(voc: Path, tmp_path: Path, capsys) -> None:
     assert code == 0 and list(json.loads(out)["per_class"]) == ["dog"]
 
 
-def test_coco_detections_print_json(tmp_path: Path, capsys) -> None:
-    gt = {
+def _one_cat_gt() -> dict:
+    """COCO ground truth: one 100x100 image with one cat at [10, 10, 40, 40]."""
+    return {
         "images": [{"id": 1, "width": 100, "height": 100}],
         "categories": [{"id": 5, "name": "cat"}],
         "annotations": [
@@ -87,6 +88,10 @@ def test_coco_detections_print_json(tmp_path: Path, capsys) -> None:
              "iscrowd": 0}
         ],
     }  # fmt: skip
+
+
+def test_coco_detections_print_json(tmp_path: Path, capsys) -> None:
+    gt = _one_cat_gt()
     res = [{"image_id": 1, "category_id": 5, "bbox": [10, 10, 40, 40], "score": 0.9}]
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "res.json").write_text(json.dumps(res))
@@ -208,14 +213,7 @@ def test_unscorable_boxes_are_counted_and_named_in_both_formats(
     )
     assert "4 detection(s) left out of the scoring" in caplog.text
 
-    gt = {
-        "images": [{"id": 1, "width": 100, "height": 100}],
-        "categories": [{"id": 5, "name": "cat"}],
-        "annotations": [
-            {"id": 1, "image_id": 1, "category_id": 5, "bbox": [10, 10, 40, 40], "area": 1600,
-             "iscrowd": 0}
-        ],
-    }  # fmt: skip
+    gt = _one_cat_gt()
     good = {"image_id": 1, "category_id": 5, "bbox": [10, 10, 40, 40], "score": 0.9}
     res = [good, {**good, "bbox": [10, 10, -5, 40]}, {**good, "score": float("nan")}]
     (tmp_path / "gt.json").write_text(json.dumps(gt))

@@ -91,7 +91,9 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[st
     if address:
         check_address(address)
         try:
-            ray.init(address=address, log_to_driver=False)
+            # WARNING: joining says nothing unless something is wrong ("Connecting to
+            # existing Ray cluster..." is Ray's INFO line in every stage of `make reproduce`).
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         except Exception as exc:  # noqa: BLE001 - ray raises several types here
             raise ReproError(
                 f"joining the Ray cluster at {address!r} failed: {exc}".replace("\n", " "),

@@ -17,6 +17,8 @@ from repro.verdicts import Result, result_for
 if TYPE_CHECKING:
     from repro.runner.settings import RunSettings
     from repro.suites.accuracy_settings import AccuracySettings
+    from repro.suites.registry import SuiteSettings
+    from repro.suites.speed_settings import SpeedSettings
 
 
 @dataclass
@@ -66,8 +68,10 @@ class RunPlan:
         return [(p.paper, p.of(suite)) for p in self.plans if p.of(suite)]
 
 
-class _Settings:
-    """The planner's view of the settings when called without a RunSettings (tests, --plan)."""
+class PlanSettings:
+    """What the planner reads, when it is called without a RunSettings (``plan_paper`` with
+    suites, roots and accuracy settings, as tests and ``repro run --plan`` call it): the
+    accuracy suite's defaults, not params.yaml's, unless ``accuracy`` is given."""
 
     def __init__(
         self,
@@ -86,7 +90,7 @@ class _Settings:
         return self.accuracy or AccuracySettings()
 
     @property
-    def speed_settings(self):  # type: ignore[no-untyped-def]
+    def speed_settings(self) -> SpeedSettings:
         from repro.suites.speed_settings import SpeedSettings
 
         return SpeedSettings()
@@ -99,15 +103,15 @@ def check_suites(suites: Iterable[str]) -> list[str]:
     return suites
 
 
-def not_run_reason(claim: Claim, paper: Paper, settings: object) -> str | None:
+def not_run_reason(claim: Claim, paper: Paper, settings: SuiteSettings) -> str | None:
     """Why this claim cannot be measured in this run, or None if it can."""
-    suites = list(settings.suites)  # type: ignore[attr-defined]
+    suites = list(settings.suites)
     suite = suite_of(claim)
     if suite is None:
         return f"kind {claim.kind!r} is outside the selected suites ({', '.join(sorted(suites))})"
     if suite.needs_dataset:
         dataset = claim.dataset or ""
-        root = data_root(dataset, settings.data_roots)  # type: ignore[attr-defined]
+        root = data_root(dataset, settings.data_roots)
         if not dataset_present(dataset, root):
             where = f" at {root}" if root else ""
             return (
@@ -116,7 +120,7 @@ def not_run_reason(claim: Claim, paper: Paper, settings: object) -> str | None:
             )
     if suite.name not in suites:
         return suite.unselected(suites)
-    return suite.not_run_reason(claim, paper, settings)  # type: ignore[arg-type]
+    return suite.not_run_reason(claim, paper, settings)
 
 
 def check_paper(paper: Paper) -> None:
@@ -131,11 +135,11 @@ def plan_paper(
     data_roots: Mapping[str, str] | None = None,
     accuracy: AccuracySettings | None = None,
     *,
-    settings: object | None = None,
+    settings: SuiteSettings | None = None,
 ) -> Plan:
     """Which suite measures each claim of ``paper``, and why the others are not run."""
     if settings is None:
-        settings = _Settings(check_suites(suites), data_roots, accuracy)
+        settings = PlanSettings(check_suites(suites), data_roots, accuracy)
     check_paper(paper)
     plan = Plan(paper)
     for claim in paper.claims:
