@@ -1,7 +1,7 @@
 """Ray tasks: every measurement is a Ray task.
 
 Local Ray with the machine's CPU count by default; ``--ray-address``/``RAY_ADDRESS`` for a cluster.
-Analytic measurements run in parallel, one CPU each; timings (the speed suite) are exclusive:
+Analytic measurements run concurrently, one CPU each; timings (the speed suite) are exclusive:
 one at a time, each holding a whole node's CPUs or one GPU.
 """
 
@@ -126,7 +126,7 @@ def shutdown() -> None:
 class TaskCall:
     """``fn(*args)`` as one Ray task. ``on_error(args, exc)`` replaces the result of a task that
     fails. ``exclusive`` tasks (timings) run one at a time, each holding a whole node's CPUs, or
-    one GPU where the cluster has GPUs, while the others run in parallel around them."""
+    one GPU where the cluster has GPUs, while the others run concurrently around them."""
 
     fn: Callable[..., Any]
     args: tuple[Any, ...]
@@ -171,7 +171,7 @@ def _run_with_all_threads(fn: Callable[..., Any], *args: Any) -> Any:
 def run_calls(calls: Sequence[TaskCall], desc: str = "measuring") -> list[Any]:
     """Run every call as a Ray task, with a progress bar; results come back in call order.
 
-    Parallel calls are all submitted at once; exclusive calls are submitted one after the
+    Concurrent calls are all submitted at once; exclusive calls are submitted one after the
     other, each when the previous has finished, so that timings never overlap."""
     import ray
 

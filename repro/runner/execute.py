@@ -1,4 +1,4 @@
-"""Step 2 of a run, execute: every selected suite's groups, placed as the suite asks. Parallel
+"""Step 2 of a run, execute: every selected suite's groups, placed as the suite asks. Concurrent
 suites run as Ray tasks side by side, exclusive ones one at a time holding a whole node (or in
 this process without Ray); driver suites run here, one group after another. A group that fails
 comes back as `error` rows of its claims, so no other group's results are lost."""

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from repro.verdicts import GroupOutcome
 
 # How the executor runs a suite's groups:
-# "tasks": parallel Ray tasks (or in this process without Ray);
+# "tasks": concurrent Ray tasks (or in this process without Ray);
 # "exclusive": Ray tasks one at a time, each holding a whole node, so nothing shares the timing;
 # "driver": in this process, one group after another (the suite starts Ray Train itself).
 Placement = Literal["tasks", "exclusive", "driver"]
