@@ -61,8 +61,9 @@ def run_papers(
     earlier results as they were. ``overrides`` are RunSettings fields (the keyword arguments
     this function took before the settings object), applied over ``settings``."""
     start = time.perf_counter()
-    settings = (settings or RunSettings()).replace(**overrides) if overrides else settings
     settings = settings or RunSettings()
+    if overrides:
+        settings = settings.replace(**overrides)
     run = plan_run(keys, settings)
     execution = execute(run)
     try:
