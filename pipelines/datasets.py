@@ -13,6 +13,7 @@ from pathlib import Path
 from repro import config
 from repro.data.roots import data_root
 from repro.errors import ReproError
+from repro.files import atomic_write_text
 
 VERIFIABLE = ("imagenet", "voc2007", "voc2010", "voc2012", "coco")
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         report.write_manifest(out / f"{name}.json")
         index[name] = {"present": True, "root": root, "ok": report.ok}
         print(report.problems.summary() if len(report.problems) else f"{name}: ok")
-    (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
+    atomic_write_text(out / "index.json", json.dumps(index, indent=2) + "\n")
     present = [n for n, v in index.items() if v["present"]]
     print(f"datasets present: {', '.join(present) or 'none'}; manifests in {out}")
     return status

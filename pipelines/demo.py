@@ -11,6 +11,7 @@ from pathlib import Path
 from repro import config
 from repro.demos.cli import DEMOS
 from repro.demos.cli import main as demo_main
+from repro.files import atomic_write_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
         record = json.loads(path.read_text())
         record["process_seconds"] = process_seconds()
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(record, indent=2) + "\n")
     return status
 
 

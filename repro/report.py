@@ -18,6 +18,7 @@ from typing import Any
 
 from repro.claims import PAPERS_DIR, list_papers, load_paper
 from repro.errors import ReproError
+from repro.files import atomic_write_text
 from repro.runner.write import process_seconds, write_results_csv
 from repro.verdicts import CORE_VERDICTS, RESULT_COLUMNS, VERDICTS
 
@@ -364,6 +365,6 @@ def write_report(
     }
     write_results_csv(paths["csv"], rows)
     md = render_markdown(rows, metas, elapsed, demos, demo_times)
-    paths["markdown"].write_text(md)
-    paths["html"].write_text(render_html(rows, metas, elapsed, demos, demo_times))
+    atomic_write_text(paths["markdown"], md)
+    atomic_write_text(paths["html"], render_html(rows, metas, elapsed, demos, demo_times))
     return paths

@@ -20,6 +20,7 @@ from repro.data.problems import Problems
 from repro.data.scan import Scan
 from repro.data.stats import dataset_stats
 from repro.errors import DataError
+from repro.files import atomic_write_text
 
 __all__ = ["VerifyReport", "dataset_stats", "verify_dataset"]
 NAMES = (
@@ -68,8 +69,7 @@ class VerifyReport:
 
     def write_manifest(self, path: Path | str) -> Path:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
         return path
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repro.errors import ReproError
+from repro.files import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     import torch
@@ -259,11 +260,14 @@ def _metric_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 def write_outputs(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out_dir / "detection.json", out_dir / "detection.csv"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    with csv_path.open("w", newline="") as f:
+    atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+
+    def write_csv(f: Any) -> None:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(_metric_rows(result))
+
+    atomic_write(csv_path, write_csv)
     return json_path, csv_path
 
 

@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from repro.files import atomic_write, atomic_write_text
 from repro.recipes import Recipe
 
 log = logging.getLogger("repro.demos.digits")
@@ -278,9 +279,12 @@ def _conclusion(runs: list[dict[str, Any]], comparison: dict[str, Any], accepted
 def write_outputs(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out_dir / "digits.json", out_dir / "digits.csv"
-    json_path.write_text(json.dumps(report, indent=2, default=str))
-    with csv_path.open("w", newline="") as f:
+    atomic_write_text(json_path, json.dumps(report, indent=2, default=str))
+
+    def write_csv(f: Any) -> None:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(report["rows"])
+
+    atomic_write(csv_path, write_csv)
     return json_path, csv_path

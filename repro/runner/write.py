@@ -9,13 +9,14 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import repro
+from repro.files import atomic_write
 from repro.runner.execute import Execution
 from repro.runner.plan import RunPlan
 from repro.verdicts import RESULT_COLUMNS, GroupOutcome, Result, order_results
@@ -41,14 +42,6 @@ def environment() -> dict[str, Any]:
         "repro": repro.__version__,
         "host_cpus": os.cpu_count() or 0,
     }
-
-
-def atomic_write(path: Path, write: Callable[[IO[str]], Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        write(fh)
-    tmp.replace(path)
 
 
 # the name earlier callers used
