@@ -76,7 +76,7 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         name = module.__name__
-        if name in GONE_PACKAGES and module.__spec__ is not None and module.__spec__.name == name:
+        if name in GONE_PACKAGES:
             module.__path__ = []
             module.__doc__ = f"Moved: {', '.join(sorted(set(GONE_PACKAGES[name].values())))}."
 

@@ -90,16 +90,20 @@ def _one_cat_gt() -> dict:
     }  # fmt: skip
 
 
+def _eval_coco(
+    tmp_path: Path, gt: dict, res: list, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    """`repro eval detections --metric coco` on ``gt`` and ``res`` written as JSON files."""
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "res.json").write_text(json.dumps(res))
+    argv = ["eval", "detections", "--metric", "coco", "--gt", str(tmp_path / "gt.json")]
+    return _run([*argv, "--detections", str(tmp_path / "res.json")], capsys)
+
+
 def test_coco_detections_print_json(tmp_path: Path, capsys) -> None:
     gt = _one_cat_gt()
     res = [{"image_id": 1, "category_id": 5, "bbox": [10, 10, 40, 40], "score": 0.9}]
-    (tmp_path / "gt.json").write_text(json.dumps(gt))
-    (tmp_path / "res.json").write_text(json.dumps(res))
-    code, out, err = _run(
-        ["eval", "detections", "--metric", "coco", "--gt", str(tmp_path / "gt.json"),
-         "--detections", str(tmp_path / "res.json")],
-        capsys,
-    )  # fmt: skip
+    code, out, err = _eval_coco(tmp_path, gt, res, capsys)
     assert code == 0, err
     result = json.loads(out)
     assert result["AP"] == pytest.approx(1.0) and result["per_class"]["cat"] == pytest.approx(1.0)
@@ -216,15 +220,9 @@ def test_unscorable_boxes_are_counted_and_named_in_both_formats(
     gt = _one_cat_gt()
     good = {"image_id": 1, "category_id": 5, "bbox": [10, 10, 40, 40], "score": 0.9}
     res = [good, {**good, "bbox": [10, 10, -5, 40]}, {**good, "score": float("nan")}]
-    (tmp_path / "gt.json").write_text(json.dumps(gt))
-    (tmp_path / "res.json").write_text(json.dumps(res))
     caplog.clear()
     with caplog.at_level("WARNING", logger="repro.evaluation"):
-        code, out, err = _run(
-            ["eval", "detections", "--metric", "coco", "--gt", str(tmp_path / "gt.json"),
-             "--detections", str(tmp_path / "res.json")],
-            capsys,
-        )  # fmt: skip
+        code, out, err = _eval_coco(tmp_path, gt, res, capsys)
     assert code == 0, err
     result = json.loads(out)
     assert result["detections"] == 1 and result["AP"] == pytest.approx(1.0)

@@ -47,12 +47,11 @@ class Plan:
 
     @property
     def groups(self) -> dict[str, tuple[object, list[Claim]]]:
-        """The analytic claims by model key: (model, claims)."""
-        groups: dict[str, tuple[object, list[Claim]]] = {}
-        for c in self.of("analytic"):
-            assert c.model is not None
-            groups.setdefault(c.model.key(), (c.model, []))[1].append(c)
-        return groups
+        """The analytic claims by model key: (model, claims), as the analytic suite groups them."""
+        items = [(self.paper, self.of("analytic"))]
+        return {
+            ref.key(): (ref, claims) for _, ref, claims in get_suite("analytic").group(items, None)
+        }
 
 
 @dataclass

@@ -32,7 +32,8 @@ class RunSettings:
     papers_dir: Path | None = None  # None: repro/papers
     speed: SpeedSettings | None = None  # None: params.yaml speed: and REPRO_SPEED_*
     accuracy: AccuracySettings | None = None  # None: params.yaml accuracy: and weights:
-    params: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # the params file's contents; None: not read, ./params.yaml when a suite's knobs are needed
+    params: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "suites", tuple(self.suites))
@@ -87,9 +88,12 @@ class RunSettings:
     @cached_property
     def speed_settings(self) -> SpeedSettings:
         """The speed suite's knobs: these settings', else params.yaml's and REPRO_SPEED_*."""
-        return self.speed or SpeedSettings.resolve(dict(self.params) or config.load_params())
+        return self.speed or SpeedSettings.resolve(self._params())
 
     @cached_property
     def accuracy_settings(self) -> AccuracySettings:
         """The accuracy and dataset suites' knobs: these settings', else params.yaml's."""
-        return self.accuracy or AccuracySettings.resolve(dict(self.params) or config.load_params())
+        return self.accuracy or AccuracySettings.resolve(self._params())
+
+    def _params(self) -> dict[str, Any]:
+        return dict(self.params) if self.params is not None else config.load_params()

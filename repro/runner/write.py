@@ -44,10 +44,6 @@ def environment() -> dict[str, Any]:
     }
 
 
-# the name earlier callers used
-_atomic_write = atomic_write
-
-
 def write_results_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     def write(fh: IO[str]) -> None:
         w = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
