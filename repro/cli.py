@@ -14,6 +14,8 @@ from repro.errors import ReproError
 if TYPE_CHECKING:
     from repro.runner.settings import RunSettings
 
+EXIT_TRACKING_DEGRADED = 3  # everything measured and written; some MLflow logs wait in the spool
+
 EPILOG = """examples:
   repro papers                       list papers, their tables and claim counts
   repro papers vgg --claims          every claim of the VGG paper
@@ -25,6 +27,10 @@ EPILOG = """examples:
   repro data verify voc2007 --root ~/data/VOCdevkit/VOC2007
   repro eval detections --metric voc07 --gt VOCdevkit/VOC2007 --detections results/
   repro demo digits                  LeNet-5 on scikit-learn's digits, 1 vs 2 Ray workers
+  repro sync                         log what a run spooled while MLflow was down
+
+exit status: 0 done; 1 some claims failed (their rows say why); 2 bad input or settings;
+3 tracking degraded (results written, MLflow logs spooled: run `repro sync`); 130 interrupted.
 """
 
 
@@ -110,7 +116,7 @@ def _print_plan(keys: list[str], settings: RunSettings) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from repro.claims import list_papers
-    from repro.runner import RunSettings, failures, run_papers
+    from repro.runner import RunSettings, degraded, failures, run_papers
 
     settings = RunSettings.resolve(
         args.params,
@@ -144,7 +150,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     problem = failures(runs)
     if problem:
         print(problem, file=sys.stderr)
-        return 1
+    spooled = degraded(runs)
+    if spooled:
+        print(spooled, file=sys.stderr)
+    return 1 if problem else EXIT_TRACKING_DEGRADED if spooled else 0
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from repro.tracking import spool
+
+    entries = spool.pending(args.spool)
+    folder = spool.spool_dir(args.spool)
+    if not entries:
+        print(f"nothing to sync: {folder} holds no spooled MLflow entries.")
+        return 0
+    outcome = spool.replay(args.tracking_uri, args.spool)
+    target = args.tracking_uri or "the store each entry was meant for"
+    print(f"replayed {len(outcome.replayed)} of {len(entries)} spooled paper log(s) to {target}.")
+    if outcome.remaining:
+        print(
+            f"tracking still degraded: {len(outcome.remaining)} entr(y/ies) remain in {folder} "
+            f"({outcome.error}); start the store or pass --tracking-uri, then rerun `repro sync`.",
+            file=sys.stderr,
+        )
+        return EXIT_TRACKING_DEGRADED
     return 0
 
 
@@ -237,6 +266,20 @@ def build_parser() -> argparse.ArgumentParser:
         "reason), what the suites would measure with these data roots and weights",
     )
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "sync",
+        help="log to MLflow what `repro run` spooled while the tracking store was away",
+        description="Replay the spooled MLflow entries (written when the tracking store stopped "
+        "answering during a run), oldest first; each entry is deleted once logged, and a paper "
+        "cut off half-way is completed, not logged twice. Exit status 3 while entries remain.",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        help="log to this store instead of the one each entry was spooled for",
+    )
+    p.add_argument("--spool", help="spool folder (default: $REPRO_MLFLOW_SPOOL or ./.mlflow-spool)")
+    p.set_defaults(func=_cmd_sync)
 
     p = sub.add_parser("report", help="render reports/ from measurements or MLflow")
     p.add_argument("papers", nargs="*", help="only these papers (default: all)")

@@ -47,3 +47,77 @@ claims:
       kind: analytic, tolerance: exact, {_SRC}, model: lenet5,
       note: the table counts one parameter too many}}
 """
+
+
+# --- Fault records: `make faults` writes them to benchmarks/results/faults.csv -----------------
+
+FAULT_COLUMNS = (
+    "fault", "trials", "survived", "lost_records", "duplicated_records", "recovery_seconds",
+    "host_cpus", "python", "torch", "date",
+)  # fmt: skip
+_FAULT_RECORDS: list[dict] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--faults-csv",
+        default=None,
+        help="write one row per fault (trials, survived, lost/duplicated records) to this CSV",
+    )
+
+
+@pytest.fixture()
+def fault_record():
+    """Call with fault=, survived=, lost=, duplicated=, recovery_s= once per trial, before
+    asserting, so a failing trial is counted too."""
+
+    def record(fault: str, survived: bool, lost: int, duplicated: int, recovery_s: float) -> None:
+        _FAULT_RECORDS.append(
+            {"fault": fault, "survived": bool(survived), "lost": lost, "duplicated": duplicated,
+             "recovery_s": recovery_s}
+        )  # fmt: skip
+
+    return record
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = session.config.getoption("--faults-csv")
+    if not path or not _FAULT_RECORDS:
+        return
+    import csv
+    import os
+    import platform
+    from datetime import UTC, datetime
+
+    import torch
+
+    from repro.files import atomic_write
+
+    by_fault: dict[str, list[dict]] = {}
+    for r in _FAULT_RECORDS:
+        by_fault.setdefault(r["fault"], []).append(r)
+    env = {
+        "host_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "date": datetime.now(UTC).date().isoformat(),
+    }
+    rows = [
+        {
+            "fault": fault,
+            "trials": len(rs),
+            "survived": sum(r["survived"] for r in rs),
+            "lost_records": sum(r["lost"] for r in rs),
+            "duplicated_records": sum(r["duplicated"] for r in rs),
+            "recovery_seconds": round(max(r["recovery_s"] for r in rs), 2),
+            **env,
+        }
+        for fault, rs in by_fault.items()
+    ]
+
+    def write(fh) -> None:
+        w = csv.DictWriter(fh, fieldnames=FAULT_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+
+    atomic_write(path, write)

@@ -4,7 +4,8 @@
    cluster address, and decide what each suite measures; writes nothing.
 2. :func:`~repro.runner.execute.execute`: the suites' groups on Ray (or in this process).
 3. :func:`~repro.runner.write.write`: each paper's results and metadata, atomically.
-4. :func:`~repro.runner.log.log`: MLflow, after the files are safe.
+4. :func:`~repro.runner.log.log`: MLflow, after the files are safe; what a store that went away
+   could not take is spooled and replayed (:func:`~repro.runner.log.degraded` says so).
 
 One :class:`~repro.runner.settings.RunSettings`, resolved once from flags, environment and
 params.yaml, carries every choice. Shared by `repro run` and the DVC measure stage.
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from repro.runner.execute import Execution, execute, shutdown
-from repro.runner.log import log, mlflow_groups
+from repro.runner.log import degraded, log, mlflow_groups
 from repro.runner.plan import Plan, RunPlan, plan_paper, plan_run
 from repro.runner.settings import DEFAULT_MEASUREMENTS, RunSettings
 from repro.runner.write import (
@@ -38,6 +39,7 @@ __all__ = [
     "Plan",
     "RunPlan",
     "RunSettings",
+    "degraded",
     "environment",
     "execute",
     "failures",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from repro.runner.write import PaperRun
@@ -43,16 +44,70 @@ def mlflow_groups(run: PaperRun) -> list[dict[str, Any]]:
 
 
 def log(runs: Sequence[PaperRun], tracking_uri: str | None) -> None:
-    """Log every paper; the MLflow session and seconds go into each paper's metadata."""
+    """Log every paper; the MLflow session, seconds and outcome go into each paper's metadata
+    (``meta["mlflow"]``: logged, or spooled with the file and the reason). A store that stops
+    answering does not stop the run: what cannot be logged is spooled
+    (:mod:`repro.tracking.spool`) and replayed as soon as the store answers again, here or by
+    `repro sync`. Entries spooled by earlier runs for this store are replayed first."""
     if not tracking_uri:
         return
     from repro import tracking
+    from repro.tracking import spool
 
     start = time.perf_counter()
     env = runs[0].meta.get("environment", {}) if runs else {}
+    replayed: list[str] = []
+    down = ""  # why the store failed, while it has not answered since
+
+    def catch_up() -> None:
+        nonlocal down
+        if spool.pending(uri=tracking_uri) and tracking.reachable(tracking_uri):
+            outcome = spool.replay(only_uri=tracking_uri)
+            replayed.extend(outcome.replayed)
+            down = outcome.error if outcome.remaining else ""
+
+    catch_up()
     for run in runs:
-        run.meta["mlflow_session"] = tracking.log_paper(
-            tracking_uri, run.paper, mlflow_groups(run), env
-        )
+        session = tracking.new_session()
+        run.meta["mlflow_session"] = session
+        groups = mlflow_groups(run)
+        if down:
+            catch_up()
+        if not down:
+            try:
+                tracking.log_paper(tracking_uri, run.paper, groups, env, session)
+                run.meta["mlflow"] = {"status": "logged", "uri": tracking_uri}
+                continue
+            except Exception as exc:  # whatever MLflow raises for a store that went away
+                down = spool.first_line(exc)
+        path = spool.save_paper(tracking_uri, run.paper, groups, env, session, down)
+        run.meta["mlflow"] = {
+            "status": "spooled",
+            "uri": tracking_uri,
+            "spool": str(path),
+            "reason": down,
+        }
+    if down:
+        catch_up()
+    for run in runs:
+        entry = run.meta["mlflow"]
+        if entry["status"] == "spooled" and not Path(entry["spool"]).exists():
+            entry["status"] = "logged after a replay"
     for run in runs:
         run.meta["mlflow_seconds"] = round(time.perf_counter() - start, 3)
+        if replayed:
+            run.meta["mlflow_replayed"] = replayed
+
+
+def degraded(runs: Sequence[PaperRun]) -> str | None:
+    """One line when some paper's results could not be logged and wait in the spool."""
+    spooled = [r for r in runs if r.meta.get("mlflow", {}).get("status") == "spooled"]
+    if not spooled:
+        return None
+    first = spooled[0].meta["mlflow"]
+    folder = Path(first["spool"]).parent
+    return (
+        f"tracking degraded: {len(spooled)} of {len(runs)} paper(s) not logged to "
+        f"{first['uri']} ({first['reason']}); their results are written and spooled in "
+        f"{folder}; run `repro sync` once the store answers."
+    )

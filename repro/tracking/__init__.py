@@ -1,8 +1,11 @@
-"""MLflow: one experiment per paper, one run per measured model. The only module importing mlflow.
+"""MLflow: one experiment per paper, one run per measured model. The only package importing mlflow.
 
 Runs carry every result row as a ``results.json`` artifact and tags (paper, tables, rows,
 per-claim claimed/measured/verdict), so ``repro report --from mlflow`` rebuilds the report from
 MLflow alone. Logging happens in the driver, one writer, because sqlite locks under many writers.
+When the store cannot be reached, :mod:`repro.tracking.spool` keeps what could not be logged on
+disk and replays it later; :func:`log_paper` is idempotent per session so a replay never logs a
+run twice.
 """
 
 from __future__ import annotations
@@ -56,8 +59,35 @@ def check_tracking_uri(uri: str) -> None:
             ) from None
 
 
+# MLflow's own HTTP defaults retry a refused connection 7 times with doubling backoff (minutes
+# per call); a harness that spools what it cannot log is better served by failing within seconds.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def reachable(uri: str, timeout: float = 3.0) -> bool:
+    """Whether the tracking server answers its health check now (databases: always True)."""
+    if urlparse(uri).scheme not in ("http", "https"):
+        return True
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as resp:
+            resp.read()
+        return True
+    except (urllib.error.URLError, OSError, TimeoutError):
+        return False
+
+
+def new_session() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 def _client(uri: str) -> Any:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -91,18 +121,38 @@ def log_paper(
     paper: str,
     groups: list[dict[str, Any]],
     environment: dict[str, Any],
+    session: str | None = None,
 ) -> str:
     """Log one paper's measurements. ``groups``: one dict per measured model with keys
     model_key, model, kwargs, input_size, summary (metrics) and rows (result dicts).
-    Returns the session id that tags every run of this call."""
+    Returns the session id that tags every run of this call. Logging a ``session`` again (a
+    replay after the server went away mid-paper) skips the groups already finished and deletes
+    the half-logged runs before logging them anew, so each group ends as exactly one run."""
     from mlflow.entities import Metric, Param, RunTag
 
     client = _client(uri)
     exp_id = _experiment_id(client, uri, paper)
-    session = uuid.uuid4().hex[:12]
+    finished: set[str] = set()
+    if session is None:
+        session = new_session()
+    else:
+        for old in client.search_runs(
+            [exp_id], filter_string=f"tags.`repro.session` = '{session}'", max_results=5000
+        ):
+            if old.info.status == "FINISHED" and old.data.tags.get("model_key") not in finished:
+                finished.add(old.data.tags.get("model_key", ""))
+            else:
+                client.delete_run(old.info.run_id)
     for g in groups:
+        if g["model_key"] in finished:
+            continue
         rows = g["rows"]
-        run = client.create_run(exp_id, run_name=g["model_key"] or "claims without a model")
+        # born with its session and group, so a replay can find a run that was cut off early
+        run = client.create_run(
+            exp_id,
+            run_name=g["model_key"] or "claims without a model",
+            tags={"repro.session": session, "model_key": g["model_key"], "paper": paper},
+        )
         rid = run.info.run_id
         try:
             params = {
