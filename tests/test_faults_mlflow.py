@@ -194,3 +194,45 @@ def test_server_killed_at_a_random_moment_then_synced(
     assert sync_code == 0
     assert (lost, dup) == (0, 0)
     assert spool.pending(tmp_path / "spool") == []
+
+
+def test_sync_without_entries_and_with_a_broken_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "spool"
+    assert main(["sync", "--spool", str(folder)]) == 0
+    assert "nothing to sync" in capsys.readouterr().out
+    folder.mkdir()
+    (folder / "1-alpha-x.json").write_text("{not json")
+    assert main(["sync", "--spool", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert "1-alpha-x.json" in err and "delete" in err
+
+
+def test_spooled_entry_replays_into_another_store(
+    papers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A run whose server went away for good: `repro sync --tracking-uri` sends the spool to a
+    store that answers, each claim once, and empties the spool."""
+    monkeypatch.setenv(spool.SPOOL_ENV, str(tmp_path / "spool"))
+    server = MlflowServer(tmp_path / "gone")
+    server.start()
+    monkeypatch.setattr(tracking, "reachable", lambda uri, timeout=3.0: False)
+    real_log = tracking.log_paper
+
+    def refuse(uri, *args, **kwargs):
+        if uri == server.uri:
+            raise ConnectionError("Connection refused")
+        return real_log(uri, *args, **kwargs)
+
+    monkeypatch.setattr(tracking, "log_paper", refuse)
+    try:
+        assert _run(papers, tmp_path / "out", server.uri) == 3
+    finally:
+        server.kill()
+    assert len(spool.pending()) == 3
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert main(["sync", "--tracking-uri", other]) == 0
+    assert "replayed 3 of 3" in capsys.readouterr().out
+    assert _compare(set(_results(tmp_path / "out")), _logged(other)) == (0, 0)
+    assert spool.pending() == []
