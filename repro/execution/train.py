@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from repro.train.config import TrainConfig
 
 KEEP_CHECKPOINTS = 2
+CHECKPOINT_PREFIX = "checkpoint_"  # + the next step, 7 digits (repro.train.session)
 
 
 class RaySession:
@@ -46,6 +47,25 @@ class RaySession:
             return
         with checkpoint.as_directory() as directory:
             yield Path(directory)
+
+    @contextlib.contextmanager
+    def checkpoint_dirs(self) -> Iterator[list[Path]]:
+        """Ray's latest checkpoint, then the older ones Ray keeps beside it in the run's
+        storage folder (``num_to_keep``; found where that folder is a local or mounted path),
+        newest first."""
+        import ray.train
+
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            yield []
+            return
+        name = Path(checkpoint.path).name
+        older = sorted(
+            (p for p in self.run_dir.glob(CHECKPOINT_PREFIX + "*") if p.is_dir() and p.name < name),
+            reverse=True,
+        )
+        with checkpoint.as_directory() as directory:
+            yield [Path(directory), *older]
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path, name: str) -> str:
         """Report, then wait until the controller has committed the checkpoint: the controller

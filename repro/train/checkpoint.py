@@ -7,18 +7,29 @@ the ranks' directories into one):
   (FSDP's gathered with torch.distributed.checkpoint.state_dict), loadable by a single device;
 - ``model_rank{r}.pt`` for towers/pipeline, where each rank holds different layers;
 - ``rng_rank{r}.pt``: each rank's RNG state (dropout masks continue as without the restart).
+
+Every file is read with ``weights_only=True``: tensors and plain containers only, so a
+checkpoint that carries code is refused, never run. A resume takes the newest checkpoint whose
+files all read back (:func:`newest_readable`); a truncated or corrupt newest one is skipped, and
+the run says so, resuming from the one before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import pickle
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from repro.errors import ReproError
 from repro.train.parallelize import ParallelModel
+
+if TYPE_CHECKING:
+    from repro.train.session import Session
 
 TRAINER_FILE = "trainer.json"
 MODEL_FILE = "model.pt"
@@ -69,7 +80,67 @@ def read_trainer_state(directory: Path) -> dict[str, Any]:
     path = directory / TRAINER_FILE
     if not path.exists():
         raise ReproError(f"checkpoint {directory} has no {TRAINER_FILE}; it was not written here.")
-    return json.loads(path.read_text())
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ReproError(f"checkpoint file {path} cannot be read ({exc}).") from None
+    if not isinstance(state, dict):
+        raise ReproError(f"checkpoint file {path} holds {type(state).__name__}, not a state.")
+    return state
+
+
+def _load(path: Path, map_location: Any = "cpu") -> Any:
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def problem(directory: Path) -> str | None:
+    """Why checkpoint ``directory`` cannot be resumed from, or None when every file reads back.
+    Every rank checks every file, so all ranks take the same checkpoint."""
+    f = directory
+    try:
+        read_trainer_state(directory)
+        files = sorted(directory.glob("*.pt"))
+        if not any(f.name.startswith("model") for f in files):
+            return f"no {MODEL_FILE} or model_rank*.pt"
+        for f in files:
+            _load(f)
+    except ReproError as exc:
+        return exc.cause
+    except pickle.UnpicklingError:
+        return f"{f.name}: not plain tensors (corrupt, or carries code: refused by weights_only)"
+    except Exception as exc:  # whatever torch/pickle raise on truncated or hostile bytes
+        text = str(exc).strip().splitlines()
+        return f"{f.name}: {type(exc).__name__}: {text[0][:200] if text else ''}"
+    return None
+
+
+@contextlib.contextmanager
+def newest_readable(session: Session) -> Iterator[tuple[Path | None, list[str]]]:
+    """The newest checkpoint of ``session`` that reads back, and one line per newer checkpoint
+    skipped because it did not (printed to stderr too: the run resumes from an earlier step)."""
+    import sys
+
+    skipped: list[str] = []
+    with session.checkpoint_dirs() as candidates:
+        for directory in candidates:
+            why = problem(directory)
+            if why is None:
+                if skipped and session.rank == 0:
+                    print(
+                        f"resuming from {directory.name}: newer checkpoint(s) unreadable "
+                        f"({'; '.join(skipped)}).",
+                        file=sys.stderr,
+                    )
+                yield directory, skipped
+                return
+            skipped.append(f"{directory.name}: {why}")
+        if skipped:
+            raise ReproError(
+                f"no checkpoint of {session.run_dir} reads back: {'; '.join(skipped)}.",
+                "delete the broken checkpoint folders to start the run over, or give the run a "
+                "new --name.",
+            )
+        yield None, skipped
 
 
 def load_checkpoint(
@@ -85,13 +156,13 @@ def load_checkpoint(
             "resume with the same --parallel and --workers, or give the run a new --name.",
         )
     if _per_rank(pm):
-        saved = torch.load(directory / f"model_rank{pm.rank}.pt", map_location=pm.device)
+        saved = _load(directory / f"model_rank{pm.rank}.pt", pm.device)
         pm.base.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
     elif _full_fsdp(pm):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
-        saved = torch.load(_model(directory), map_location="cpu")
+        saved = _load(_model(directory))
         set_state_dict(
             pm.base,
             optimizer,
@@ -100,12 +171,12 @@ def load_checkpoint(
             options=StateDictOptions(full_state_dict=True),
         )
     else:
-        saved = torch.load(_model(directory), map_location=pm.device)
+        saved = _load(_model(directory), pm.device)
         pm.base.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
     rng_file = directory / f"rng_rank{pm.rank}.pt"
     if rng_file.exists():
-        rng = torch.load(rng_file)
+        rng = _load(rng_file)
         torch.set_rng_state(rng["cpu"])
         if "cuda" in rng and pm.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], pm.device)

@@ -7,11 +7,11 @@ stays fast.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from repro.config import add_settings_flags
 from repro.errors import ReproError
+from repro.files import atomic_write_json
 from repro.train.config import PARALLEL, PRECISIONS, TrainConfig
 
 TRAIN_EPILOG = """examples:
@@ -86,6 +86,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=0, help="steps; 0: no checkpoints")
     p.add_argument("--max-failures", type=int, default=0, help="worker-group restarts allowed")
     p.add_argument("--name", help="run name; an existing run of this name resumes")
+    # fault tests: rank 1 (rank 0 alone) exits abruptly at this step, on the first attempt only
+    p.add_argument("--inject-fault-at", type=int, metavar="STEP", help=argparse.SUPPRESS)
     p.add_argument("--json", metavar="PATH", help="also write the full result as JSON")
     p.set_defaults(func=cmd_train)
 
@@ -163,6 +165,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         max_failures=args.max_failures,
         run_name=args.name,
+        fault_step=args.inject_fault_at,
     )
     result = run_training(config)
     env, o = result.environment, result.overhead
@@ -178,14 +181,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"restarts {result.restarts}, resumed from step {result.resumed_from_step}, "
         f"checkpoint {result.checkpoint or 'none'}"
     )
+    for line in result.resume_skipped:
+        print(f"skipped unreadable checkpoint {line}")
     print("overhead (not in images/s): " + ", ".join(f"{k} {v:.2f}" for k, v in o.items()))
     if config.tracking_uri is None or args.no_mlflow:
         print("MLflow: not logged (--no-mlflow)")
     else:
         print(f"MLflow: run {env.get('mlflow_run_id')} in experiment repro/train")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result.as_dict(), indent=1))
+        atomic_write_json(args.json, result.as_dict(), indent=1)
         print(f"wrote {args.json}")
     return 0
 

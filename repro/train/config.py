@@ -54,6 +54,7 @@ class TrainResult:
     data_s_fraction: float  # time waiting on the data loader / step time
     restarts: int = 0
     resumed_from_step: int | None = None
+    resume_skipped: list[str] = field(default_factory=list)  # newer checkpoints that did not read
     checkpoint: str | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     overhead: dict[str, float] = field(default_factory=dict)  # Ray, MLflow seconds: not in images/s

@@ -155,6 +155,7 @@ def to_result(config: TrainConfig, out: dict[str, Any]) -> TrainResult:
         data_s_fraction=summary["data_s_fraction"],
         restarts=int(record["restarts"]),
         resumed_from_step=record["resumed_from_step"],
+        resume_skipped=list(record.get("resume_skipped") or []),
         checkpoint=out.get("checkpoint") or record.get("checkpoint"),
         environment={
             **record["environment"],

@@ -311,9 +311,9 @@ def _resume(
 ) -> tuple[list[dict[str, Any]], SeedRun | None]:
     """The finished seeds' records and the interrupted seed (model, optimizer and schedule
     restored) from the latest checkpoint, if any; ``build`` makes a seed's run."""
-    from repro.train.checkpoint import load_checkpoint, read_trainer_state
+    from repro.train.checkpoint import load_checkpoint, newest_readable, read_trainer_state
 
-    with session.latest_checkpoint() as ckpt:
+    with newest_readable(session) as (ckpt, _skipped):
         if ckpt is None:
             return [], None
         state = read_trainer_state(ckpt)

@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-CHECKPOINT_PREFIX = "checkpoint_"
-KEEP_CHECKPOINTS = 2
+from repro.execution.train import CHECKPOINT_PREFIX, KEEP_CHECKPOINTS  # Ray keeps as many
 
 
 def checkpoint_name(next_step: int) -> str:
@@ -27,6 +26,10 @@ class Session(Protocol):
     run_dir: Path  # this run's directory (shared by all workers): markers, attempt counts
 
     def latest_checkpoint(self) -> contextlib.AbstractContextManager[Path | None]: ...
+
+    def checkpoint_dirs(self) -> contextlib.AbstractContextManager[list[Path]]:
+        """Every checkpoint still kept, newest first (a resume falls back along it)."""
+        ...
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path, name: str) -> str:
         """Persist ``checkpoint_dir`` as checkpoint ``name``; every rank calls this equally.
@@ -51,6 +54,10 @@ class LocalSession:
     def latest_checkpoint(self) -> Iterator[Path | None]:
         found = self.checkpoints()
         yield found[-1] if found else None
+
+    @contextlib.contextmanager
+    def checkpoint_dirs(self) -> Iterator[list[Path]]:
+        yield self.checkpoints()[::-1]
 
     def report(self, metrics: dict[str, Any], checkpoint_dir: Path, name: str) -> str:  # noqa: ARG002
         target = self.run_dir / name

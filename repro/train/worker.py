@@ -23,7 +23,7 @@ from repro.errors import ReproError
 from repro.models import get_model_spec
 from repro.runtime.timing import synchronize
 from repro.train import loop
-from repro.train.checkpoint import load_checkpoint, save_checkpoint
+from repro.train.checkpoint import load_checkpoint, newest_readable, save_checkpoint
 from repro.train.config import TrainConfig
 from repro.train.data import (
     Batch,
@@ -176,13 +176,14 @@ def train_worker(
     setup_s = time.perf_counter() - t_setup
 
     start, history, resumed_from = 0, [], None
-    with session.latest_checkpoint() as ckpt:
+    with newest_readable(session) as (ckpt, skipped):
         if ckpt is not None:
             state = load_checkpoint(ckpt, pm, optimizer)
             start, resumed_from = int(state["next_step"]), int(state["next_step"])
             history = [e for e in state["history"] if e["step"] < start]
     log = RunLog(config, enabled=rank == 0 and bool(config.tracking_uri))
-    log.open({"restarts": str(attempt), "parallel": config.parallel, "workers": str(world)})
+    opened = {"restarts": str(attempt), "parallel": config.parallel, "workers": str(world)}
+    log.open(opened | ({"resume_skipped": "; ".join(skipped)} if skipped else {}))
     log.commit(history, start)  # steps a checkpoint committed before a crash kept them out
 
     data = batches(config, setup, pm.shard, start, dataset)
@@ -219,6 +220,7 @@ def train_worker(
         "history": history,
         "restarts": attempt,
         "resumed_from_step": resumed_from,
+        "resume_skipped": skipped,
         "checkpoint": checkpoint_path,
         "environment": {
             **environment(pm),
