@@ -56,6 +56,9 @@ def check_address(address: str | None) -> None:
 # Ray 2.60 announces on stderr, at every start of a local instance, that it switched token
 # authentication on. For the harness's own local instance that is noise: authentication stays
 # on, and a local default run prints only what the harness has to say.
+# Ray re-runs a task whose worker or node died (not one that raised): measurements are pure
+# functions of their arguments, and results come back only through the return value.
+NODE_FAILURE_RETRIES = 3
 _AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 _AUTH_BANNER = "Token authentication is enabled for this Ray cluster"
 
@@ -179,7 +182,7 @@ def run_calls(calls: Sequence[TaskCall], desc: str = "measuring") -> list[Any]:
     pending: dict[Any, int] = {}
     for i, call in enumerate(calls):
         if not call.exclusive:
-            remote = ray.remote(num_cpus=1, max_retries=0)(call.fn)
+            remote = ray.remote(num_cpus=1, max_retries=NODE_FAILURE_RETRIES)(call.fn)
             pending[remote.remote(*call.args)] = i
     queue = [i for i, call in enumerate(calls) if call.exclusive]
     options = exclusive_resources() if queue else {}
@@ -189,7 +192,7 @@ def run_calls(calls: Sequence[TaskCall], desc: str = "measuring") -> list[Any]:
         nonlocal exclusive_running
         if queue and not exclusive_running:
             i = queue.pop(0)
-            remote = ray.remote(max_retries=0, **options)(_run_with_all_threads)
+            remote = ray.remote(max_retries=NODE_FAILURE_RETRIES, **options)(_run_with_all_threads)
             pending[remote.remote(calls[i].fn, *calls[i].args)] = i
             exclusive_running = True
 
