@@ -1,5 +1,5 @@
 """Fault: a Ray node dies while `repro run --all` has tasks on it (a local two-node cluster;
-the worker node's raylet and its workers are SIGKILLed once one of them is measuring). Ray re-runs the
+the worker node's raylet and workers are SIGKILLed while one of them measures). Ray re-runs the
 lost tasks on the surviving node: every claim once in the results and once in MLflow, with the
 same verdicts and values as a run in one process."""
 

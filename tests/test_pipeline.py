@@ -201,32 +201,13 @@ def test_papers_reads_papers_dir_and_checks_every_file_first(
 def test_dvc_pipeline_two_papers(repo: Path, tmp_path: Path) -> None:
     """`dvc repro` on a copy of the repository limited to two papers; a second run does nothing."""
     import subprocess
-    import sys
+
+    from tests.clones import dvc as dvc_path
+    from tests.clones import small_clone
 
     work = tmp_path / "clone"
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"], cwd=repo, capture_output=True, text=True
-    )
-    files = listed.stdout.split()
-    for f in files:
-        if f.startswith("reports/") or f == "dvc.lock":
-            continue  # a clone that has never been reproduced
-        (work / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(repo / f, work / f)
-    params = (work / "params.yaml").read_text()
-    start = params.index("papers:")
-    end = params.index("\n\n", start)
-    params = params[:start] + "papers:\n  - lenet\n  - cnn_basics" + params[end:]
-    start = params.index("demos:")
-    end = params.index("\n\n", start) if "\n\n" in params[start:] else len(params)
-    tiny_demos = (
-        "demos:\n  digits_workers: [0]\n  digits_seeds: 1\n  digits_epochs: 1\n"
-        "  detection_epochs: 1\n  detection_images: 32\n"
-    )
-    (work / "params.yaml").write_text(params[:start] + tiny_demos + params[end:])
-    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
-    subprocess.run(["git", "init", "-q"], cwd=work, check=True, env=env)
-    dvc = str(Path(sys.executable).parent / "dvc")
+    env = small_clone(repo, work, ["lenet", "cnn_basics"])
+    dvc = dvc_path()
     first = subprocess.run([dvc, "repro"], cwd=work, capture_output=True, text=True, env=env)
     assert first.returncode == 0, first.stdout + first.stderr
     results = _rows(work / "reports" / "results.csv")
