@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from repro.errors import ClaimFileError, yaml_syntax_error
+from repro.files import read_text
 from repro.recipes import Recipe
 
 PAPERS_DIR = Path(__file__).parent / "papers"
@@ -356,7 +357,7 @@ def _locate(data: Any, loc: tuple[Any, ...]) -> str:
 def load_paper_file(path: Path) -> Paper:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_text(path, ClaimFileError)
     except FileNotFoundError:
         raise ClaimFileError(
             f"paper file {path} does not exist.",

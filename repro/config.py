@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from repro.errors import ReproError, yaml_syntax_error
+from repro.files import read_text
 
 DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -21,7 +22,7 @@ def load_params(path: Path | str | None = None) -> dict[str, Any]:
         if path:
             raise ReproError(f"params file {p} does not exist.", "pass an existing --params file.")
         return {}
-    text = p.read_text()
+    text = read_text(p)
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -30,7 +31,59 @@ def load_params(path: Path | str | None = None) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict):
         raise ReproError(f"{p} must hold a mapping at the top level.", "see params.yaml.")
+    _check_sections(p, text, data)
     return data
+
+
+# What each top-level section of params.yaml holds (None: the section is left empty).
+SECTION_TYPES: dict[str, type] = {
+    "papers": list, "suites": list, "accuracy": dict, "weights": dict, "demos": dict,
+    "ray": dict, "mlflow": dict, "data": dict, "speed": dict,
+}  # fmt: skip
+_STRING_FIELDS = {("ray", "address"), ("mlflow", "tracking_uri")}
+
+
+def _line_of(text: str, key: str) -> str:
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith(f"{key}:"):
+            return f", line {number}"
+    return ""
+
+
+def _check_sections(path: Path, text: str, data: dict[str, Any]) -> None:
+    """Each known section has the shape the harness reads, so a damaged params file is an
+    error naming the field here, not a crash where the value is first used."""
+    for key, kind in SECTION_TYPES.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        where = f"{path}{_line_of(text, key)}, field {key}"
+        if not isinstance(value, kind):
+            raise ReproError(
+                f"{where}: expected a {'list' if kind is list else 'mapping'}, found "
+                f"{type(value).__name__} {str(value)[:60]!r}.",
+                f"restore the `{key}:` section (see the params.yaml in the repository).",
+            )
+        if kind is list and not all(isinstance(v, str) for v in value):
+            raise ReproError(
+                f"{where}: every entry must be a name, found {value!r:.80}.",
+                f"write `{key}:` as a list of names, one `- name` a line.",
+            )
+        if key in ("data", "weights"):
+            bad = [k for k, v in value.items() if v is not None and not isinstance(v, str)]
+            if bad:
+                raise ReproError(
+                    f"{where}.{bad[0]}: expected a path, found {value[bad[0]]!r:.60}.",
+                    "write a path (or leave it empty for a dataset that is not present).",
+                )
+    for section, name in _STRING_FIELDS:
+        value = (data.get(section) or {}).get(name)
+        if value is not None and not isinstance(value, str):
+            raise ReproError(
+                f"{path}{_line_of(text, section)}, field {section}.{name}: expected text, found "
+                f"{value!r:.60}.",
+                f'quote it, e.g. {name}: "..."',
+            )
 
 
 def ray_address(flag: str | None, params: dict[str, Any]) -> str | None:

@@ -61,3 +61,19 @@ def atomic_write_json(path: Path | str, data: Any, **dump: Any) -> None:
         fh.write("\n")
 
     atomic_write(path, write)
+
+
+def read_text(path: Path | str, error: type[ReproError] = ReproError) -> str:
+    """A user's text file as UTF-8; bytes that are not UTF-8 (a damaged or binary file) are an
+    ``error`` naming the file and the offset, not a bare UnicodeDecodeError."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise error(
+            f"{path}, line {line} (byte {exc.start}): not UTF-8 text ({exc.reason}); the file is "
+            "damaged, or is not the text file expected here.",
+            f"restore {path.name} from its source, or save it as UTF-8.",
+        ) from None

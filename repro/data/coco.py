@@ -59,6 +59,31 @@ def load_instances(path: Path | str) -> dict[str, Any]:
             f"{path} lacks the list(s) {', '.join(missing)} of a COCO instances file.",
             "pass an instances_<split>.json (captions/keypoints files have other keys).",
         )
+    for key in REQUIRED_KEYS:
+        bad = next((i for i, entry in enumerate(doc[key]) if not isinstance(entry, dict)), None)
+        if bad is not None:
+            raise DataError(
+                f"{path}, field {key}[{bad}]: expected an object, found "
+                f"{type(doc[key][bad]).__name__} {doc[key][bad]!r:.60}.",
+                "download the annotations archive again.",
+            )
+    ids = {
+        "images": ("id",),
+        "annotations": ("id", "image_id", "category_id"),
+        "categories": ("id",),
+    }
+    for key, fields in ids.items():
+        for i, entry in enumerate(doc[key]):
+            for name in fields:
+                value = entry.get(name)
+                if not isinstance(value, int | str) or isinstance(value, bool):
+                    raise DataError(
+                        f"{path}, field {key}[{i}].{name}: expected an id (a number), found "
+                        f"{value!r:.60}.",
+                        "download the annotations archive again.",
+                    )
+        if key == "categories" and not all(isinstance(c["id"], int) for c in doc[key]):
+            raise DataError(f"{path}, field categories: every id must be a number.", "see above.")
     return doc
 
 

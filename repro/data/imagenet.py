@@ -20,6 +20,7 @@ from typing import Any
 
 from repro.data.problems import Problems
 from repro.errors import DataError
+from repro.files import read_text
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".ppm", ".bmp", ".webp")
 KAGGLE_SOLUTION = "LOC_{split}_solution.csv"
@@ -83,7 +84,7 @@ def read_label_file(path: Path) -> dict[str, str]:
                 if row.get("ImageId") and tokens:
                     labels[Path(row["ImageId"]).stem] = tokens[0]
         return labels
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text(path, DataError).splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -109,7 +110,9 @@ def imagenet_classes(root: Path | str, split: str = "val", labels: Path | None =
             return names
     synsets = _find_upwards(root, KAGGLE_SYNSETS)
     if synsets is not None:
-        return sorted(line.split()[0] for line in synsets.read_text().splitlines() if line.strip())
+        return sorted(
+            line.split()[0] for line in read_text(synsets, DataError).splitlines() if line.strip()
+        )
     label_path = labels or _default_labels(root, split)
     if label_path is None:
         return []
@@ -175,11 +178,12 @@ def imagenet_split(
                     problems,
                     "unknown-class",
                     path,
-                    f"class index {label} is outside 0..{len(classes) - 1}",
+                    f"{label_path}: class index {label} is outside 0..{len(classes) - 1}",
                 )
                 continue
         elif token not in index:
-            _report(problems, "unknown-class", path, f"label {token!r} is not a known class")
+            note = f"{label_path}: label {token!r} is not a known class"
+            _report(problems, "unknown-class", path, note)
             continue
         else:
             label = index[token]

@@ -25,17 +25,25 @@ class Scan:
         """Index an existing file of a split; False when it is absent."""
         try:
             size = path.stat().st_size
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a listed name with a NUL byte
             return False
         if not path.is_file():
             return False
         self.index.append((split, self.relative(path), size))
         return True
 
-    def add_image(self, split: str, path: Path, size: tuple[int, int] | None = None) -> bool:
-        """Index an image and queue it for decoding; a missing-image problem when absent."""
+    def add_image(
+        self,
+        split: str,
+        path: Path,
+        size: tuple[int, int] | None = None,
+        listed_in: str | None = None,
+    ) -> bool:
+        """Index an image and queue it for decoding; a missing-image problem when absent,
+        naming the listing (``listed_in``: the file that names the image, else the split)."""
         if not self.add_file(split, path):
-            self.problems.add("missing-image", str(path), f"listed in {split}, no such file")
+            where = f"{listed_in} ({split})" if listed_in else split
+            self.problems.add("missing-image", str(path), f"listed in {where}, no such file")
             return False
         self.to_decode.setdefault(path, size)
         return True

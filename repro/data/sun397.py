@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.errors import DataError
+from repro.files import read_text
 
 CLASS_FILE = "ClassName.txt"
 PARTITIONS = "Partitions"
@@ -58,7 +59,7 @@ def partitions_dir(root: Path) -> Path:
 
 def read_classes(root: Path) -> list[str]:
     path = root / CLASS_FILE
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    names = [line.strip() for line in read_text(path, DataError).splitlines() if line.strip()]
     if not names:
         raise DataError(f"{path} lists no classes.", "restore ClassName.txt from the archive.")
     return ["/" + n.strip("/") for n in names]
@@ -88,7 +89,7 @@ def load_split(root: str | Path, partition: int, split: str) -> Sun397Split:
             f"use a partition listed in {listing.parent} (1..{PUBLISHED['partitions']}).",
         )
     paths, labels = [], []
-    for number, line in enumerate(listing.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(listing, DataError).splitlines(), start=1):
         entry = line.strip()
         if not entry:
             continue

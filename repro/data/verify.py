@@ -258,8 +258,9 @@ def verify_sun397(scan: Scan, root: Path) -> dict[str, Any]:
             except DataError as exc:
                 scan.problems.add("bad-annotation", exc.cause.split(":")[0], exc.cause)
                 continue
+            listing = sun397.SPLIT_FILES[side].format(k)
             for path in split.paths:
-                scan.add_image(key, path)
+                scan.add_image(key, path, listed_in=listing)
             splits[key] = {"images": len(split.paths), "objects": 0,
                            "classes": len(set(split.labels))}  # fmt: skip
             paths[key] = str(sun397.partitions_dir(root) / sun397.SPLIT_FILES[side].format(k))

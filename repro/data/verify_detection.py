@@ -94,7 +94,8 @@ def verify_voc(scan: Scan, voc_root: Path, year: str | None) -> dict[str, Any]:
             scan.add_file(split, xml)
             filename = ann.filename if ann else f"{image_id}.jpg"
             size = (ann.width, ann.height) if ann else None
-            scan.add_image(split, voc_root / "JPEGImages" / filename, size)
+            listed_in = f"{xml.name} <filename>" if ann else None
+            scan.add_image(split, voc_root / "JPEGImages" / filename, size, listed_in=listed_in)
             if ann is not None:
                 objects += len(ann.objects)
                 difficult += sum(o.difficult for o in ann.objects)
@@ -189,7 +190,12 @@ def _check_coco_split(scan: Scan, root: Path, split: str, path: Path, doc: dict)
                 "bad-annotation", str(path), f"image {image_id} lacks file_name, width or height"
             )
             continue
-        scan.add_image(split, root / split / image["file_name"], (image["width"], image["height"]))
+        scan.add_image(
+            split,
+            root / split / str(image["file_name"]),
+            (image["width"], image["height"]),
+            listed_in=path.name,
+        )
     category_ids = {c.get("id") for c in doc["categories"]}
     seen: set[Any] = set()
     objects = crowd = 0

@@ -14,6 +14,7 @@ Convert back with `to_devkit_box`.
 from __future__ import annotations
 
 import logging
+import math
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 
 from repro.data.problems import Problems
 from repro.errors import DataError
+from repro.files import read_text
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane",
@@ -74,7 +76,7 @@ def voc_classes(voc_root: Path | str) -> list[str]:
     """The class list: `<voc_root>/classes.txt` (one name a line) if present, else VOC_CLASSES."""
     path = Path(voc_root) / CLASSES_FILE
     if path.is_file():
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        names = [line.strip() for line in read_text(path, DataError).splitlines() if line.strip()]
         if not names:
             raise DataError(f"{path} lists no classes.", "write one class name per line.")
         return names
@@ -94,12 +96,15 @@ def _text(node: ET.Element, tag: str, path: Path, where: str = "") -> str:
 def _number(node: ET.Element, tag: str, path: Path, where: str = "") -> float:
     text = _text(node, tag, path, where)
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
         raise DataError(
-            f"{path}: <{tag}>{where} is {text!r}, not a number.",
+            f"{path}: <{tag}>{where} is {text!r}, not a finite number.",
             "restore the file from the dataset archive.",
-        ) from None
+        )
+    return value
 
 
 def _flag(node: ET.Element, tag: str) -> bool:
@@ -193,7 +198,7 @@ def read_split(voc_root: Path, split: str) -> list[str]:
             "pass one of those splits, or point the root at a VOCdevkit/VOC<year> folder.",
         )
     # Per-class files list "<id> <flag>"; the main split files list the id alone.
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    return [line.split()[0] for line in read_text(path, DataError).splitlines() if line.strip()]
 
 
 def load_split(

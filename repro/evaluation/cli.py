@@ -82,7 +82,11 @@ def _class_list(text: str | None) -> list[str] | None:
 def _eval_voc(args: argparse.Namespace) -> dict[str, Any]:
     from repro.data.problems import Problems
     from repro.data.voc import load_split, read_split, voc_classes
-    from repro.evaluation.detections_io import InvalidDetections, read_voc_results
+    from repro.evaluation.detections_io import (
+        InvalidDetections,
+        read_voc_results,
+        voc_result_files,
+    )
     from repro.evaluation.voc import evaluate_voc, metric_uses_07
 
     metric_uses_07(args.metric)
@@ -92,9 +96,21 @@ def _eval_voc(args: argparse.Namespace) -> dict[str, Any]:
     annotations = load_split(root, args.split, problems)
     invalid = InvalidDetections()
     detections = read_voc_results(args.detections, classes, invalid)
+    split_ids = set(read_split(root, args.split))
+    files = voc_result_files(args.detections, classes)
+    for cls, dets in detections.items():
+        outside = sorted({d[0] for d in dets} - split_ids)
+        if outside:
+            shown = ", ".join(repr(i) for i in outside[:5]) + (" ..." if len(outside) > 5 else "")
+            raise ReproError(
+                f"{files[cls]}: {len(outside)} image id(s) not in split {args.split!r} of {root} "
+                f"({len(split_ids)} images): {shown}.",
+                "evaluate against the split the detections were made on (--split), and write "
+                "image ids as in ImageSets/Main/<split>.txt (e.g. 000001, no extension).",
+            )
     # Images of the split whose annotation was skipped as broken: their detections cannot be
     # scored; they are dropped and counted (ids outside the split stay an error).
-    unscored = set(read_split(root, args.split)) - set(annotations)
+    unscored = split_ids - set(annotations)
     dropped = 0
     if unscored:
         for cls, dets in detections.items():

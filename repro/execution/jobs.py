@@ -38,6 +38,31 @@ UPLOAD_EXCLUDES = [
     "*.egg-info/",
     ".pytest_cache/",
     ".ruff_cache/",
+    # secrets: never leave this machine with the code
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "id_rsa*",
+    "id_ed25519*",
+    "id_ecdsa*",
+    ".ssh/",
+    ".ray/",
+    "auth_token",
+    ".netrc",
+    ".pypirc",
+    ".aws/",
+    ".azure/",
+    ".config/gcloud/",
+    ".kube/",
+    ".docker/config.json",
+    "credentials",
+    "credentials.*",
+    "*credentials*.json",
+    "secrets.*",
+    ".mlflow-spool/",
 ]
 
 
@@ -103,6 +128,13 @@ def runtime_env(
             raise ReproError(
                 f"working directory {working_dir} does not exist.",
                 "pass an existing --working-dir (default: the current directory).",
+            )
+        home = Path.home().resolve()
+        if working_dir.resolve() in (home, *home.parents):
+            raise ReproError(
+                f"--working-dir {working_dir} is your home directory or above it; uploading it "
+                "would send keys, tokens and caches to the cluster.",
+                "pass the repository's directory (default: the current one).",
             )
         out["working_dir"] = str(working_dir.resolve())
         out["excludes"] = list(excludes)

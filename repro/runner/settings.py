@@ -61,6 +61,15 @@ class RunSettings:
         the params file (``params_file``, default ./params.yaml if present)."""
         params = config.load_params(params_file)
         chosen = config.suites(list(suites) if suites else None, params)
+        if not suites:
+            from repro.suites import suite_names
+
+            unknown = [name for name in chosen if name not in suite_names()]
+            if unknown:
+                raise ReproError(
+                    f"{params_file or 'params.yaml'}, field suites: unknown suite {unknown[0]!r}.",
+                    f"use some of: {', '.join(suite_names())}.",
+                )
         speed = SpeedSettings.resolve(params) if "speed" in chosen else None
         accuracy = None
         if "accuracy" in chosen or "dataset" in chosen or weights:

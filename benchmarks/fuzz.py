@@ -1,0 +1,473 @@
+"""Seeded fuzz of every reader, through the commands users run.
+
+For each family, a valid input is made once (the paper YAML, a synthetic dataset in the real
+format, a detections file, a state dict), then mutated N times (bytes truncated, flipped,
+inserted, deleted or replaced; lines dropped, doubled or swapped; values swapped for ones of
+the wrong type or range; whole files of random bytes; format-aware damage where it matters:
+image headers claiming huge sizes, IDX headers with wrong counts, pickles that run code). Each
+mutant is put where the valid file was, beside the valid files of the same input, and the
+command is run in this process through `repro.cli.main`. Every run ends as one of:
+
+- named: exit 2 with an `error:` paragraph naming the mutated file;
+- skip: exit 1, the mutated file named among the counted problems, the rest checked;
+- accepted: exit 0 (the mutant is still a valid input);
+- unnamed: exit 1/2 without naming the file (a finding: the user cannot tell what to fix);
+- traceback: an exception reached the user (a finding).
+
+    python benchmarks/fuzz.py                 # 1000 inputs per family, benchmarks/results/fuzz.csv
+    python benchmarks/fuzz.py --inputs 50 --family voc_xml --show traceback
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import os
+import pickle
+import random
+import shutil
+import struct
+import sys
+import tempfile
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUTCOMES = ("named", "skip", "accepted", "unnamed", "traceback")
+COLUMNS = ("family", "inputs", *OUTCOMES, "seconds", "seed", "python", "torch")
+
+Mutator = Callable[[random.Random, bytes], bytes]
+
+
+# --- generic mutators --------------------------------------------------------------------------
+
+
+def _truncate(rng: random.Random, data: bytes) -> bytes:
+    return data[: rng.randrange(len(data))] if data else data
+
+
+def _flip(rng: random.Random, data: bytes) -> bytes:
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 8)):
+        if out:
+            out[rng.randrange(len(out))] = rng.randrange(256)
+    return bytes(out)
+
+
+def _insert(rng: random.Random, data: bytes) -> bytes:
+    at = rng.randrange(len(data) + 1)
+    return data[:at] + rng.randbytes(rng.randint(1, 64)) + data[at:]
+
+
+def _delete(rng: random.Random, data: bytes) -> bytes:
+    if not data:
+        return data
+    at = rng.randrange(len(data))
+    return data[:at] + data[at + rng.randint(1, 64) :]
+
+
+def _random_file(rng: random.Random, data: bytes) -> bytes:
+    return rng.randbytes(rng.choice([0, 1, 7, len(data) or 1, 4096]))
+
+
+WEIRD = [
+    "", "-1", "0", "1e308", "-1e308", "nan", "inf", "NaN", "null", "~", "true", "[]", "{}",
+    "'", '"', "x" * 5000, "\u00e9\u4e2d\U0001f600", "..", "../../etc/passwd", "0x1F", "1_000",
+    "99999999999999999999999", "- a", ": b", "&anchor", "*alias", "!!python/object:os.system",
+    "<", "&amp;", "]]>", "\t", "\x00", "12.5.3", "-0", "3e-400",
+]  # fmt: skip
+
+
+def _line_edit(rng: random.Random, data: bytes) -> bytes:
+    lines = data.decode("utf-8", "replace").splitlines(keepends=True)
+    if not lines:
+        return data
+    i = rng.randrange(len(lines))
+    op = rng.randrange(4)
+    if op == 0:
+        del lines[i]
+    elif op == 1:
+        lines.insert(i, lines[i])
+    elif op == 2:
+        j = rng.randrange(len(lines))
+        lines[i], lines[j] = lines[j], lines[i]
+    else:
+        lines[i] = " " * rng.randint(0, 6) + lines[i].lstrip()
+    return "".join(lines).encode()
+
+
+def _token(rng: random.Random, data: bytes) -> bytes:
+    """Replace one word or number with a value of the wrong type or range."""
+    import re
+
+    text = data.decode("utf-8", "replace")
+    spans = [m.span() for m in re.finditer(r"[A-Za-z0-9_.+-]+", text)]
+    if not spans:
+        return data
+    a, b = rng.choice(spans)
+    return (text[:a] + rng.choice(WEIRD) + text[b:]).encode("utf-8", "surrogatepass")
+
+
+TEXT: list[Mutator] = [_line_edit, _line_edit, _token, _token, _token, _truncate, _flip,
+                       _insert, _delete, _random_file]  # fmt: skip
+BINARY: list[Mutator] = [_truncate, _flip, _flip, _insert, _delete, _random_file]
+
+
+def _json_value(rng: random.Random, data: bytes) -> bytes:
+    """Parse, pick one node at random, and replace it (or drop it from its container)."""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return _token(rng, data)
+    nodes: list[tuple[object, object]] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                nodes.append((node, k))
+                walk(v)
+        elif isinstance(node, list):
+            for i, v in enumerate(node[:20]):
+                nodes.append((node, i))
+                walk(v)
+
+    walk(doc)
+    if not nodes:
+        return json.dumps(rng.choice([None, 1, "x", [], {}])).encode()
+    parent, key = rng.choice(nodes)
+    if rng.random() < 0.25:
+        del parent[key]  # type: ignore[index,attr-defined]
+    else:
+        parent[key] = rng.choice(  # type: ignore[index]
+            [None, -1, 0, 1e308, -1e9, "x", "", [], {}, [1, 2], {"a": 1}, True, 10**30,
+             [-5, -5, -1, -1], [0, 0, 1e12, 1e12]]
+        )  # fmt: skip
+    return json.dumps(doc).encode()
+
+
+JSON: list[Mutator] = [_json_value, _json_value, _json_value, *TEXT]
+
+
+# --- format-aware mutators --------------------------------------------------------------------
+
+
+def _png(width: int, height: int, mode: int = 2) -> bytes:
+    """A PNG whose header claims ``width`` x ``height`` with one tiny compressed row."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, mode, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _huge_image(rng: random.Random, data: bytes) -> bytes:
+    side = rng.choice([0, 1, 65535, 100_000, 2**31 - 1])
+    return _png(side, rng.choice([1, side, 70_000]))
+
+
+def _wrong_mode(rng: random.Random, data: bytes) -> bytes:
+    from PIL import Image
+
+    mode = rng.choice(["1", "L", "LA", "P", "I", "I;16", "F", "CMYK", "RGBA", "YCbCr"])
+    fmt = {"CMYK": "JPEG", "YCbCr": "JPEG", "I": "TIFF", "F": "TIFF", "I;16": "PNG"}.get(
+        mode, "PNG"
+    )
+    size = (rng.randint(1, 40), rng.randint(1, 40))
+    buf = io.BytesIO()
+    Image.new(mode, size).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+IMAGE: list[Mutator] = [*BINARY, _huge_image, _wrong_mode, _wrong_mode]
+
+
+def _idx_header(rng: random.Random, data: bytes) -> bytes:
+    """An IDX file whose magic, dimension count or sizes disagree with its body."""
+    out = bytearray(data)
+    if len(out) < 8:
+        return _random_file(rng, data)
+    field_at = rng.choice([2, 3, 4, 8, 12])
+    if field_at < 4:
+        out[field_at] = rng.randrange(256)
+    elif field_at + 4 <= len(out):
+        out[field_at : field_at + 4] = struct.pack(">I", rng.choice([0, 1, 2**31, 2**32 - 1]))
+    return bytes(out)
+
+
+IDX: list[Mutator] = [*BINARY, _idx_header, _idx_header]
+
+
+class _RunsCode:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _weights_mutators(marker: Path) -> list[Mutator]:
+    def code(rng: random.Random, data: bytes) -> bytes:
+        import torch
+
+        buf = io.BytesIO()
+        if rng.random() < 0.5:
+            torch.save({"state_dict": _RunsCode(str(marker))}, buf)
+            return buf.getvalue()
+        return pickle.dumps(_RunsCode(str(marker)))
+
+    def wrong_state(rng: random.Random, data: bytes) -> bytes:
+        import torch
+
+        state = torch.load(io.BytesIO(data), weights_only=True)
+        keys = list(state)
+        k = rng.choice(keys)
+        op = rng.randrange(5)
+        if op == 0:
+            del state[k]
+        elif op == 1:
+            state["extra." + k] = state[k]
+        elif op == 2:
+            state[k] = torch.zeros(*(s + 1 for s in state[k].shape))
+        elif op == 3:
+            state[k] = torch.full_like(state[k], float("nan"))
+        else:
+            state = rng.choice([[1, 2], "weights", 3, {"model": state}, {"state_dict": 5}])
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        return buf.getvalue()
+
+    return [*BINARY, code, wrong_state, wrong_state]
+
+
+# --- families ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Family:
+    name: str
+    target: Path  # the file each mutant replaces
+    argv: list[str]
+    mutators: list[Mutator]
+    pristine: bytes = b""
+    after: Callable[[], str] = field(default=lambda: "")  # a finding beyond the exit status
+    baseline: object = 0  # the pristine input's exit status
+
+
+def _synth(kind: str, out: Path, *extra: str) -> None:
+    from repro.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["data", "synth", kind, "--out", str(out), "--images", "2", *extra]) == 0
+
+
+def families(work: Path) -> list[Family]:
+    """Every family's valid input, made under ``work``."""
+    made: list[Family] = []
+    manifest = str(work / "manifest.json")
+    verify = ["data", "verify"]
+    tail = ["--manifest", manifest, "--quiet", "--workers", "1"]
+
+    papers = work / "papers"
+    papers.mkdir()
+    shutil.copy(REPO / "repro/papers/lenet.yaml", papers / "lenet.yaml")
+    shutil.copy(REPO / "repro/papers/alexnet.yaml", papers / "alexnet.yaml")
+    made.append(Family("paper_yaml", papers / "alexnet.yaml",
+                       ["papers", "--papers-dir", str(papers)], TEXT))  # fmt: skip
+
+    params = work / "params.yaml"
+    shutil.copy(REPO / "params.yaml", params)
+    made.append(Family("params_yaml", params, ["run", "lenet", "--plan", "--params", str(params)],
+                       TEXT))  # fmt: skip
+
+    _synth("voc", work / "voc")
+    voc = work / "voc" / "VOCdevkit" / "VOC2007"
+    made.append(Family("voc_xml", voc / "Annotations" / "000002.xml",
+                       [*verify, "voc2007", "--root", str(voc), *tail], TEXT))  # fmt: skip
+
+    _synth("coco", work / "coco")
+    coco = work / "coco"
+    made.append(Family("coco_instances", coco / "annotations" / "instances_val2017.json",
+                       [*verify, "coco", "--root", str(coco), *tail], JSON))  # fmt: skip
+
+    gt = json.loads((coco / "annotations" / "instances_val2017.json").read_text())
+    results = [
+        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
+         "score": 0.9 - 0.1 * i}
+        for i, a in enumerate(gt["annotations"])
+    ]  # fmt: skip
+    results_file = work / "coco_results.json"
+    results_file.write_text(json.dumps(results))
+    made.append(Family("coco_results", results_file,
+                       ["eval", "detections", "--metric", "coco", "--gt",
+                        str(coco / "annotations" / "instances_val2017.json"),
+                        "--detections", str(results_file), "--no-cross-check"], JSON))  # fmt: skip
+
+    dets = work / "voc_dets"
+    dets.mkdir()
+    classes = (voc / "classes.txt").read_text().split()
+    test_id = (voc / "ImageSets" / "Main" / "test.txt").read_text().split()[0]
+    for c in classes:
+        lines = [f"{test_id} 0.9 10 10 50 50\n", f"{test_id} 0.4 5 5 20 30\n"]
+        (dets / f"comp4_det_test_{c}.txt").write_text("".join(lines))
+    made.append(Family("voc_detections", dets / f"comp4_det_test_{classes[0]}.txt",
+                       ["eval", "detections", "--metric", "voc07", "--gt", str(voc),
+                        "--detections", str(dets)], TEXT))  # fmt: skip
+
+    _synth("imagefolder", work / "images")
+    images = work / "images"
+    made.append(Family("images", images / "train" / "circle" / "00001.jpg",
+                       [*verify, "imagefolder", "--root", str(images), *tail], IMAGE))  # fmt: skip
+
+    _synth("mnist", work / "mnist")
+    mnist = work / "mnist"
+    made.append(Family("mnist_idx", mnist / "MNIST" / "raw" / "t10k-labels-idx1-ubyte",
+                       [*verify, "mnist", "--root", str(mnist), *tail], IDX))  # fmt: skip
+
+    _synth("sun397", work / "sun")
+    sun = work / "sun" / "SUN397"
+    made.append(Family("sun397_lists", sun / "Partitions" / "Testing_01.txt",
+                       [*verify, "sun397", "--root", str(sun), *tail], TEXT))  # fmt: skip
+
+    inet = work / "imagenet"
+    shutil.copytree(images / "train", inet / "train")
+    (inet / "val").mkdir()
+    label_lines = []
+    for i, src in enumerate(sorted((images / "val").glob("*/*.jpg"))):
+        shutil.copy(src, inet / "val" / f"val_{i:03d}.jpg")
+        label_lines.append(f"val_{i:03d}.jpg {src.parent.name}\n")
+    labels = work / "val_labels.txt"
+    labels.write_text("".join(label_lines))
+    made.append(Family("imagenet_labels", labels,
+                       [*verify, "imagenet", "--root", str(inet), "--labels", str(labels),
+                        *tail], TEXT))  # fmt: skip
+
+    import torch
+
+    from repro.models import build_model
+
+    weights = work / "lenet5.pt"
+    torch.save(build_model("lenet5", num_classes=3).state_dict(), weights)
+    digits = work / "digits"
+    _synth("imagefolder", digits, "--size", "32")
+    marker = work / "code-ran"
+    made.append(Family("weights", weights,
+                       ["eval", "classifier", "lenet5", "--weights", str(weights), "--data",
+                        str(digits), "--limit", "2", "--no-progress"],
+                       _weights_mutators(marker),
+                       after=lambda: "a pickle ran code" if marker.exists() else ""))  # fmt: skip
+    for fam in made:
+        fam.pristine = fam.target.read_bytes()
+    return made
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+def run_one(fam: Family, data: bytes) -> tuple[str, str]:
+    """Put ``data`` in place of the family's file, run its command; (outcome, output)."""
+    from repro.cli import main
+
+    fam.target.write_bytes(data)
+    buf = io.StringIO()
+    code: object = None
+    crashed = ""
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        try:
+            code = main(list(fam.argv))
+        except SystemExit as exc:
+            code = exc.code
+        except BaseException as exc:  # noqa: BLE001 - what would reach the user as a traceback
+            import traceback
+
+            crashed = traceback.format_exc()
+            del exc
+    out = buf.getvalue()
+    finding = fam.after()
+    if crashed or finding or "Traceback (most recent call last)" in out:
+        return "traceback", crashed + finding + out
+    named = fam.target.name in out
+    if code == 0 or (code == fam.baseline and not named):
+        return "accepted", out  # as valid as the pristine input (synthetic sets count low)
+    if code == 2 and named and "error:" in out:
+        return "named", out
+    if code == 1 and named:
+        return "skip", out
+    return "unnamed", f"exit {code}\n{out}"
+
+
+def fuzz_family(fam: Family, inputs: int, seed: int, show: str | None = None) -> Counter[str]:
+    rng = random.Random(f"{seed}:{fam.name}")
+    counts: Counter[str] = Counter()
+    outcome, out = run_one(fam, fam.pristine)
+    if outcome in ("traceback", "named"):
+        raise RuntimeError(f"the pristine {fam.name} input fails: {out[-2000:]}")
+    fam.baseline = 0 if outcome == "accepted" else 1  # 1: problems the synthetic set has
+    try:
+        for i in range(inputs):
+            mutate = rng.choice(fam.mutators)
+            data = mutate(rng, fam.pristine)
+            outcome, out = run_one(fam, data)
+            counts[outcome] += 1
+            if show and outcome == show:
+                print(f"--- {fam.name} #{i} {mutate.__name__}: {outcome}\n{out[-1500:]}")
+    finally:
+        fam.target.write_bytes(fam.pristine)
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--inputs", type=int, default=1000, help="mutants per family (1000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--family", action="append", help="only these families (repeatable)")
+    parser.add_argument("--out", default=str(REPO / "benchmarks/results/fuzz.csv"))
+    parser.add_argument("--show", choices=OUTCOMES, help="print the output of each such run")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    import platform
+
+    import torch
+
+    from repro.files import atomic_write
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="repro-fuzz-") as tmp:
+        for fam in families(Path(tmp)):
+            if args.family and fam.name not in args.family:
+                continue
+            began = time.perf_counter()
+            counts = fuzz_family(fam, args.inputs, args.seed, args.show)
+            row = {"family": fam.name, "inputs": args.inputs, **{o: counts[o] for o in OUTCOMES},
+                   "seconds": round(time.perf_counter() - began, 1), "seed": args.seed,
+                   "python": platform.python_version(), "torch": torch.__version__}  # fmt: skip
+            rows.append(row)
+            print(", ".join(f"{k} {v}" for k, v in row.items()), file=sys.stderr)
+
+    def write(fh) -> None:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+
+    atomic_write(args.out, write)
+    bad = sum(r["traceback"] + r["unnamed"] for r in rows)
+    print(f"wrote {args.out}: {sum(r['inputs'] for r in rows)} inputs, {bad} finding(s)")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
