@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: reproduce test test-slow test-all lint report clean-results
+.PHONY: reproduce test test-slow test-all faults lint report clean-results
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+## faults: fault injection (MLflow server killed, Ray node lost, workers killed, checkpoints
+## corrupted, dvc repro interrupted) and the seeded fuzz of every reader; writes
+## benchmarks/results/faults.csv and fuzz.csv. CI runs the fast subset within `make test`.
+faults: $(STAMP)
+	$(BIN)/python -m pytest -q -m faults -p no:cacheprovider --faults-csv benchmarks/results/faults.csv
+	$(BIN)/python benchmarks/fuzz.py --inputs 1000 --out benchmarks/results/fuzz.csv
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''

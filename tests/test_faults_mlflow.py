@@ -79,20 +79,27 @@ def _compare(expected: set[tuple[str, str]], seen: Counter[tuple[str, str]]) -> 
     return lost, duplicated
 
 
-@pytest.fixture()
-def baseline(
-    papers: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> dict[tuple[str, str], tuple[str, str]]:
-    monkeypatch.setenv(spool.SPOOL_ENV, str(tmp_path / "spool"))
-    server = MlflowServer(tmp_path / "healthy")
-    server.start()
-    try:
-        assert _run(papers, tmp_path / "healthy-out", server.uri) == 0
-        results = _results(tmp_path / "healthy-out")
-        assert _compare(set(results), _logged(server.uri)) == (0, 0)
-        assert spool.pending() == []
-    finally:
-        server.kill()
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], tuple[str, str]]:
+    """The papers measured and logged with a healthy server, once for the module."""
+    from tests.conftest import TINY_ALPHA, TINY_BETA
+
+    root = tmp_path_factory.mktemp("healthy")
+    papers = root / "papers"
+    papers.mkdir()
+    for name, text in (("alpha", TINY_ALPHA), ("beta", TINY_BETA), ("gamma", GAMMA)):
+        (papers / f"{name}.yaml").write_text(text)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(spool.SPOOL_ENV, str(root / "spool"))
+        server = MlflowServer(root / "server")
+        server.start()
+        try:
+            assert _run(papers, root / "out", server.uri) == 0
+            results = _results(root / "out")
+            assert _compare(set(results), _logged(server.uri)) == (0, 0)
+            assert spool.pending() == []
+        finally:
+            server.kill()
     return results
 
 

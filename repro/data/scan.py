@@ -20,6 +20,7 @@ class Scan:
     problems: Problems = field(default_factory=Problems)
     index: list[tuple[str, str, int]] = field(default_factory=list)
     to_decode: dict[Path, tuple[int, int] | None] = field(default_factory=dict)
+    size_source: dict[Path, str] = field(default_factory=dict)  # where an expected size is from
 
     def add_file(self, split: str, path: Path) -> bool:
         """Index an existing file of a split; False when it is absent."""
@@ -46,6 +47,8 @@ class Scan:
             self.problems.add("missing-image", str(path), f"listed in {where}, no such file")
             return False
         self.to_decode.setdefault(path, size)
+        if listed_in and size is not None:
+            self.size_source.setdefault(path, listed_in)
         return True
 
     def relative(self, path: Path) -> str:
@@ -82,7 +85,8 @@ class Scan:
                             "bad-annotation",
                             str(path),
                             f"decoded size {size[0]}x{size[1]} differs from the annotated "
-                            f"{expected[0]}x{expected[1]}",
+                            f"{expected[0]}x{expected[1]}"
+                            + (f" in {self.size_source[path]}" if path in self.size_source else ""),
                         )
                     else:
                         decoded += 1

@@ -179,16 +179,22 @@ def verify_coco(scan: Scan, root: Path) -> dict[str, Any]:
 
 def _check_coco_split(scan: Scan, root: Path, split: str, path: Path, doc: dict) -> dict[str, int]:
     images: dict[Any, dict] = {}
+    unusable: set[Any] = set()
     for image in doc["images"]:
         image_id = image.get("id")
         if image_id in images:
             scan.problems.add("duplicate-id", str(path), f"image id {image_id} appears twice")
             continue
         images[image_id] = image
-        if not image.get("file_name") or not image.get("width") or not image.get("height"):
+        sizes = (image.get("width"), image.get("height"))
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in sizes)
+        if not image.get("file_name") or not numbers or not all(v > 0 for v in sizes):
             scan.problems.add(
-                "bad-annotation", str(path), f"image {image_id} lacks file_name, width or height"
+                "bad-annotation",
+                str(path),
+                f"image {image_id} lacks a file_name, or a positive width and height",
             )
+            unusable.add(image_id)  # its annotations cannot be checked: counted once, here
             continue
         scan.add_image(
             split,
@@ -206,6 +212,8 @@ def _check_coco_split(scan: Scan, root: Path, split: str, path: Path, doc: dict)
             scan.problems.add("duplicate-id", where, f"annotation id {ann.get('id')} repeats")
             continue
         seen.add(ann.get("id"))
+        if ann.get("image_id") in unusable:
+            continue
         image = images.get(ann.get("image_id"))
         if image is None:
             scan.problems.add(

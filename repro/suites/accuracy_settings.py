@@ -40,7 +40,7 @@ class AccuracySettings:
         unknown = set(section) - set(DEFAULTS)
         if unknown:
             raise ReproError(
-                f"params.yaml accuracy: unknown key(s) {', '.join(sorted(unknown))}.",
+                f"params.yaml accuracy: unknown key(s) {', '.join(sorted(map(str, unknown)))}.",
                 f"use only {', '.join(DEFAULTS)}.",
             )
         values = {**DEFAULTS, **{k: v for k, v in section.items() if v is not None}}
