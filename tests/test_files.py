@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ import pytest
 from repro import files
 from repro.cli import main
 from repro.errors import ReproError
+
+pytestmark = pytest.mark.faults
+DISK_FULL = "disk full or output unwritable"
 
 
 def _fail_with(monkeypatch: pytest.MonkeyPatch, code: int, where: str = "fsync") -> None:
@@ -31,13 +35,16 @@ def _fail_with(monkeypatch: pytest.MonkeyPatch, code: int, where: str = "fsync")
     ],
 )
 def test_failed_write_names_the_path_and_keeps_the_old_copy(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, where: str, fix: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, where: str, fix: str, fault_record
 ) -> None:
     path = tmp_path / "out" / "results.csv"
     files.atomic_write_text(path, "good\n")
     _fail_with(monkeypatch, code, where)
     with pytest.raises(ReproError) as err:
         files.atomic_write_text(path, "half")
+    monkeypatch.undo()
+    kept = path.read_text() == "good\n"
+    fault_record(DISK_FULL, survived=kept, lost=0 if kept else 1, duplicated=0, recovery_s=0.0)
     assert f"cannot write {path}: {os.strerror(code)}" in err.value.cause
     assert fix.format(folder=path.parent) in err.value.fix
     assert path.read_text() == "good\n"
@@ -58,7 +65,7 @@ def test_interrupted_write_leaves_the_old_copy(tmp_path: Path) -> None:
 
 
 def test_full_disk_during_repro_run_and_report(
-    tiny_paper_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+    tiny_paper_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, fault_record
 ) -> None:
     out = tmp_path / "m"
     argv = ["run", "alpha", "--papers-dir", str(tiny_paper_dir), "--no-ray", "--no-mlflow"]
@@ -75,4 +82,16 @@ def test_full_disk_during_repro_run_and_report(
     assert (out / "alpha.csv").read_text() == before
     assert main(["report", "--measurements", str(out), "--out", str(reports)]) == 2
     assert "cannot write" in capsys.readouterr().err
-    assert (reports / "README.md").read_text() == readme
+    monkeypatch.undo()
+    kept = (out / "alpha.csv").read_text() == before
+    kept = kept and (reports / "README.md").read_text() == readme
+    # Once there is space again, the same commands write both files.
+    started = time.perf_counter()
+    recovered = (
+        main([*argv, "--out", str(out)]) == 0
+        and main(["report", "--measurements", str(out), "--out", str(reports)]) == 0
+    )
+    fault_record(DISK_FULL, survived=kept and recovered, lost=0 if kept else 1, duplicated=0,
+                 recovery_s=time.perf_counter() - started)  # fmt: skip
+    assert kept, "an earlier good copy was changed by a failed write"
+    assert recovered
