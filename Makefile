@@ -31,7 +31,7 @@ test-slow: $(STAMP)
 ## corrupted, dvc repro interrupted) and the seeded fuzz of every reader; writes
 ## benchmarks/results/faults.csv and fuzz.csv. CI runs the fast subset within `make test`.
 faults: $(STAMP)
-	$(BIN)/python -m pytest -q -m faults -p no:cacheprovider --faults-csv benchmarks/results/faults.csv
+	$(BIN)/python -m pytest -q -m faults -p no:cacheprovider tests --faults-csv benchmarks/results/faults.csv
 	$(BIN)/python benchmarks/fuzz.py --inputs 1000 --out benchmarks/results/fuzz.csv
 
 test-all: $(STAMP)
