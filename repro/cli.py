@@ -28,6 +28,7 @@ EPILOG = """examples:
   repro eval detections --metric voc07 --gt VOCdevkit/VOC2007 --detections results/
   repro demo digits                  LeNet-5 on scikit-learn's digits, 1 vs 2 Ray workers
   repro sync                         log what a run spooled while MLflow was down
+  repro env                          the versions, GPU, driver and git commit behind results
 
 exit status: 0 done; 1 some claims failed (their rows say why); 2 bad input or settings;
 3 tracking degraded (results written, MLflow logs spooled: run `repro sync`); 130 interrupted.
@@ -177,6 +178,16 @@ def _cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_env(args: argparse.Namespace) -> int:
+    import json
+
+    from repro.environment import collect, format_lines
+
+    env = collect()
+    print(json.dumps(env, indent=2) if args.json else "\n".join(format_lines(env)))
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from repro.report import read_measurements, write_report
 
@@ -295,6 +306,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (with --from mlflow)")
     p.add_argument("--params", help="params file (default: ./params.yaml if present)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser(
+        "env",
+        help="print the environment every result records (versions, GPU, driver, git commit)",
+        description="The environment gathered once per process and stored with every MLflow "
+        "run, benchmark row and report: repro, the git commit and whether tracked files were "
+        "changed, Python, torch, torchvision, CUDA, cuDNN, GPU(s) and driver (NVML), CPU, OS, "
+        "Ray, MLflow and DVC. Paste it into a bug report.",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object instead of aligned lines")
+    p.set_defaults(func=_cmd_env)
 
     # Commands that live beside the library parts they drive; each module imports its heavy
     # dependencies only when its command runs.

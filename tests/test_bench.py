@@ -19,13 +19,20 @@ from repro.bench.batch import find_max_batch, is_oom, run_with_oom_retry
 from repro.bench.config import BenchConfig
 from repro.bench.peaks import mfu, peak_flops
 from repro.bench.record import exit_code, run_benchmarks
-from repro.bench.results import BENCH_COLUMNS, append_row, read_rows, results_path
+from repro.bench.results import (
+    BENCH_COLUMNS,
+    ENV_COLUMNS,
+    append_row,
+    read_rows,
+    results_path,
+)
 from repro.bench.rows import flops_columns, timing_columns
 from repro.bench.runner import benchmark
 from repro.bench.telemetry import TelemetrySampler, open_nvml_device
 from repro.cli import main
 from repro.errors import ReproError, UnknownModelError
 from repro.runtime.device import DeviceInfo, resolve_device, torch_version_slug
+from repro.environment import collect
 from repro.runtime.timing import Timing, percentile, time_step
 from repro.train.config import TrainResult
 
@@ -407,12 +414,31 @@ def test_failed_configuration_writes_an_error_row_and_keeps_earlier_rows(
 
 def test_results_file_with_other_columns_is_refused_before_measuring(tmp_path: Path) -> None:
     path = results_path(tmp_path, resolve_device("cpu").slug, "fp32")
-    path.write_text("model,images_per_s\nold,1\n")
-    with pytest.raises(ReproError, match="other columns"):
+    path.write_text("model,img_per_sec\nold,1\n")
+    with pytest.raises(ReproError, match="other columns.*unknown: img_per_sec"):
         append_row(path, {"model": "lenet5"})
     with pytest.raises(ReproError, match="other columns"):
         run_benchmarks([BenchConfig("lenet5", **TINY)], tmp_path, None)
-    assert path.read_text() == "model,images_per_s\nold,1\n"
+    assert path.read_text() == "model,img_per_sec\nold,1\n"
+
+
+def test_results_file_of_an_earlier_version_gains_the_environment_columns(tmp_path: Path) -> None:
+    old_columns = [c for c in BENCH_COLUMNS if c not in ENV_COLUMNS]
+    path = results_path(tmp_path, resolve_device("cpu").slug, "fp32")
+    path.write_text(
+        ",".join(old_columns)
+        + "\n"
+        + ",".join("old" if c == "model" else "" for c in old_columns)
+        + "\n"
+    )
+    run_benchmarks([BenchConfig("lenet5", **TINY)], tmp_path, None, echo=lambda _: None)
+    assert path.read_text().splitlines()[0].split(",") == list(BENCH_COLUMNS)
+    old, new = read_rows(path)
+    assert old["model"] == "old" and old["git_commit"] == "" and old["driver"] == ""
+    env = collect()
+    assert new["model"] == "lenet5"
+    assert {k: new[k] for k in ENV_COLUMNS} == {k: env[k] for k in ENV_COLUMNS}
+    assert new["git_commit"] not in ("", "unknown")  # this checkout is a git repository
 
 
 def test_mlflow_run_holds_params_metrics_and_system_series(tmp_path: Path) -> None:

@@ -13,8 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from repro.environment import ENV_KEYS
 from repro.errors import ReproError
 from repro.runtime.device import slugify, torch_version_slug
+
+ENV_COLUMNS: tuple[str, ...] = tuple(k for k in ENV_KEYS if k not in ("torch", "cuda"))
 
 BENCH_COLUMNS: tuple[str, ...] = (
     "timestamp",
@@ -26,6 +29,8 @@ BENCH_COLUMNS: tuple[str, ...] = (
     "precision",
     "torch",
     "cuda",  # CUDA version torch was built with
+    # The rest of the environment (repro.environment), the same in every row of a process.
+    *ENV_COLUMNS,
     "parallel",
     "workers",
     "batch_requested",  # an int or "auto"
@@ -84,15 +89,23 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def check_results_file(path: Path) -> None:
-    """Fail before measuring when ``path`` holds rows of another column layout."""
+def _header(path: Path) -> tuple[str, ...]:
     if not path.exists() or path.stat().st_size == 0:
-        return
+        return ()
     with path.open(newline="") as fh:
-        header = next(csv.reader(fh), [])
-    if tuple(header) != BENCH_COLUMNS:
+        return tuple(next(csv.reader(fh), []))
+
+
+def check_results_file(path: Path) -> None:
+    """Fail before measuring when ``path`` holds rows of another column layout. A file from an
+    earlier version, whose columns are all still written, is accepted: the next append rewrites
+    it with today's columns, the old rows' new cells left empty (not known then)."""
+    header = _header(path)
+    if header and (len(set(header)) != len(header) or not set(header) <= set(BENCH_COLUMNS)):
+        unknown = sorted(set(header) - set(BENCH_COLUMNS))
         raise ReproError(
-            f"{path} was written with other columns than this version of `repro bench` writes.",
+            f"{path} was written with other columns than this version of `repro bench` writes"
+            + (f" (unknown: {', '.join(unknown)})." if unknown else "."),
             "move that file aside or pass another --out directory.",
         )
 
@@ -117,14 +130,14 @@ def append_row(path: Path, row: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with _locked(path.parent):
         check_results_file(path)
-        existing = path.read_text() if path.exists() else ""
+        old = read_rows(path) if _header(path) else []
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=BENCH_COLUMNS, lineterminator="\n")
-        if not existing:
-            writer.writeheader()
+        writer = csv.DictWriter(buf, fieldnames=BENCH_COLUMNS, lineterminator="\n", restval="")
+        writer.writeheader()
+        writer.writerows(old)
         writer.writerow({c: format_value(row.get(c)) for c in BENCH_COLUMNS})
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(existing + buf.getvalue())
+        tmp.write_text(buf.getvalue())
         os.replace(tmp, path)
 
 

@@ -9,6 +9,8 @@ import torch
 
 from repro.bench.config import BenchConfig
 from repro.bench.peaks import mfu, peak_flops
+from repro.bench.results import ENV_COLUMNS
+from repro.environment import collect
 from repro.runtime.device import DeviceInfo, cuda_version
 from repro.runtime.precision import precision_notes
 from repro.runtime.timing import Timing
@@ -30,6 +32,7 @@ def base_row(config: BenchConfig, device: DeviceInfo | None) -> dict[str, Any]:
         "precision": config.precision,
         "torch": torch.__version__,
         "cuda": cuda_version(),
+        **{k: v for k, v in collect().items() if k in ENV_COLUMNS},
         "parallel": config.parallel,
         "workers": config.workers,
         "batch_requested": config.batch_size,

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-import repro
+from repro.environment import collect
 from repro.files import atomic_write
 from repro.runner.execute import Execution
 from repro.runner.plan import RunPlan
@@ -31,17 +29,12 @@ class PaperRun:
 
 
 def environment() -> dict[str, Any]:
+    """The device the claims were measured on, their precision, and the process's environment
+    (repro.environment: versions, GPU and driver, CPU, git commit)."""
     import torch
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    return {
-        "device": device,
-        "precision": "fp32",
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "repro": repro.__version__,
-        "host_cpus": os.cpu_count() or 0,
-    }
+    return {"device": device, "precision": "fp32", **collect()}
 
 
 def write_results_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import platform
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from repro.environment import cpu_name
 from repro.errors import ReproError
 
 
@@ -39,16 +38,6 @@ def slugify(text: str) -> str:
 
 def torch_version_slug() -> str:
     return slugify(torch.__version__)
-
-
-def cpu_name() -> str:
-    """The CPU model as /proc/cpuinfo names it; platform.processor() elsewhere."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def resolve_device(requested: str) -> DeviceInfo:

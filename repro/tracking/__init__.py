@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from repro.environment import collect
 from repro.errors import ReproError
 
 EXPERIMENT_PREFIX = "repro/"
@@ -106,6 +107,13 @@ def _experiment_id(client: Any, uri: str, paper: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
+def _create_run(client: Any, exp_id: str, run_name: str, tags: dict[str, str] | None = None) -> Any:
+    """A new run that carries this process's environment (repro.environment) as ``env.*`` tags,
+    so every run says which versions, GPU, driver and commit produced it."""
+    env_tags = {f"env.{k}": v for k, v in collect().items()}
+    return client.create_run(exp_id, run_name=run_name, tags={**env_tags, **(tags or {})})
+
+
 def _chunks(items: list[Any]) -> Iterable[list[Any]]:
     for i in range(0, len(items), _BATCH):
         yield items[i : i + _BATCH]
@@ -148,7 +156,8 @@ def log_paper(
             continue
         rows = g["rows"]
         # born with its session and group, so a replay can find a run that was cut off early
-        run = client.create_run(
+        run = _create_run(
+            client,
             exp_id,
             run_name=g["model_key"] or "claims without a model",
             tags={"repro.session": session, "model_key": g["model_key"], "paper": paper},
@@ -266,7 +275,7 @@ def log_benchmark(
     client = _client(uri)
     exp_id = _experiment_id(client, uri, BENCH_EXPERIMENT)
     name = f"{row.get('model')}-{row.get('mode')}-b{row.get('batch_size')}-{row.get('precision')}"
-    run = client.create_run(exp_id, run_name=name)
+    run = _create_run(client, exp_id, run_name=name)
     rid = run.info.run_id
     try:
         now = int(time.time() * 1000)
@@ -327,7 +336,7 @@ def open_train_run(uri: str, run_name: str, params: dict[str, Any], tags: dict[s
         rid = found[0].info.run_id
         client.update_run(rid, status="RUNNING")
     else:
-        rid = client.create_run(exp_id, run_name=run_name).info.run_id
+        rid = _create_run(client, exp_id, run_name=run_name).info.run_id
         for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
             client.log_batch(rid, params=chunk)
     all_tags = {TRAIN_RUN_TAG: run_name, **tags}
@@ -407,7 +416,7 @@ def log_scaling(
 
     client = _client(uri)
     exp_id = _experiment_id(client, uri, SCALING_EXPERIMENT)
-    rid = client.create_run(exp_id, run_name=name).info.run_id
+    rid = _create_run(client, exp_id, run_name=name).info.run_id
     try:
         metrics = [
             Metric(k, float(row[k]), 0, int(row["workers"]))
@@ -445,7 +454,7 @@ def log_demo(
 
     client = _client(uri)
     exp_id = _experiment_id(client, uri, DEMO_EXPERIMENT)
-    rid = client.create_run(exp_id, run_name=name, tags={"repro.demo": name}).info.run_id
+    rid = _create_run(client, exp_id, run_name=name, tags={"repro.demo": name}).info.run_id
     try:
         stamp = int(time.time() * 1000)
         found = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
