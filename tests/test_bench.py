@@ -30,9 +30,9 @@ from repro.bench.rows import flops_columns, timing_columns
 from repro.bench.runner import benchmark
 from repro.bench.telemetry import TelemetrySampler, open_nvml_device
 from repro.cli import main
+from repro.environment import collect
 from repro.errors import ReproError, UnknownModelError
 from repro.runtime.device import DeviceInfo, resolve_device, torch_version_slug
-from repro.environment import collect
 from repro.runtime.timing import Timing, percentile, time_step
 from repro.train.config import TrainResult
 

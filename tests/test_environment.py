@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from repro.cli import main
 from repro import environment
+from repro.cli import main
 from repro.environment import ENV_KEYS, collect, gather, git_state
 
 
