@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: reproduce test test-slow test-all faults lint report clean-results
+.PHONY: reproduce test test-slow test-all faults lint report clean-results chromium browser screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,26 @@ lint: $(STAMP)
 	$(BIN)/ruff check repro pipelines benchmarks tests
 	$(BIN)/ruff format --check repro pipelines benchmarks tests
 	$(BIN)/lint-imports
+
+## chromium: Debian's chromium package for the browser tests, installed when absent (apt-get,
+## as root or through sudo). Where it cannot be installed the browser tests are skipped, saying so.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	{ echo "installing Debian's chromium (apt-get install chromium)"; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null 2>&1 && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } || \
+	  echo "could not install chromium: the browser tests will be skipped"; }
+
+## browser: the report in headless Chromium (every chart rendered, console empty, screenshot
+## not blank); .ci/run runs it
+browser: $(STAMP) chromium
+	$(BIN)/python -m pytest -q -m browser tests/test_browser.py
+
+## screenshot: check reports/index.html in headless Chromium and save reports/screenshot.png
+screenshot: $(STAMP) chromium
+	$(BIN)/repro screenshot --page reports/index.html --out reports/screenshot.png
 
 ## report: re-render reports/ from MLflow alone
 report: $(STAMP)

@@ -19,7 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows, metas = read_measurements(Path(args.measurements))
         demos = Path(args.demos)
-        paths = write_report(rows, metas, Path(args.out), read_demos(demos), demo_seconds(demos))
+        paths = write_report(
+            rows, metas, Path(args.out), read_demos(demos), demo_seconds(demos), demos_dir=demos
+        )
     except ReproError as exc:
         print(exc.paragraph(), file=sys.stderr)
         return 2

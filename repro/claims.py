@@ -101,6 +101,30 @@ class Tolerance(_Strict):
             parts.append(f"±{self.abs:g}")
         return " or ".join(parts) if parts else "exact"
 
+    @classmethod
+    def from_description(cls, text: str) -> Tolerance:
+        """The inverse of :meth:`describe`, for result rows read back from a CSV or MLflow:
+        "±2% or ±0.5" -> Tolerance(rel=0.02, abs=0.5). Text it does not know is exact."""
+        rel = abs_ = None
+        for part in str(text).split(" or "):
+            part = part.strip().lstrip("±")
+            try:
+                if part.endswith("%"):
+                    rel = float(part[:-1]) / 100
+                elif part and part != "exact":
+                    abs_ = float(part)
+            except ValueError:
+                continue
+        return cls(rel=rel, abs=abs_)
+
+    def band(self, claimed: float) -> float:
+        """The half-width of the accepted band as a fraction of ``claimed`` (either bound
+        suffices, so the wider one)."""
+        widths = [self.rel or 0.0]
+        if self.abs and claimed:
+            widths.append(self.abs / abs(claimed))
+        return max(widths)
+
 
 class ModelRef(_Strict):
     name: str

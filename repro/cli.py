@@ -29,6 +29,9 @@ EPILOG = """examples:
   repro demo digits                  LeNet-5 on scikit-learn's digits, 1 vs 2 Ray workers
   repro sync                         log what a run spooled while MLflow was down
   repro env                          the versions, GPU, driver and git commit behind results
+  repro compare old/results.csv reports/results.csv   verdicts changed, values moved
+  repro compare bench_a.csv bench_b.csv              images/s ratio B/A per model
+  repro screenshot                   open reports/index.html in headless Chromium, check, PNG
 
 exit status: 0 done; 1 some claims failed (their rows say why); 2 bad input or settings;
 3 tracking degraded (results written, MLflow logs spooled: run `repro sync`); 130 interrupted.
@@ -210,7 +213,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from repro.report import demo_seconds, read_demos
 
     demos = Path(args.out) / "demos"
-    paths = write_report(rows, metas, Path(args.out), read_demos(demos), demo_seconds(demos))
+    comparison = None
+    if args.compare:
+        from repro.report.cli import compare_with_current
+
+        comparison = compare_with_current(args.compare, rows, args.tracking_uri, args.params)
+        print("\n".join(comparison.lines))
+    paths = write_report(
+        rows, metas, Path(args.out), read_demos(demos), demo_seconds(demos), demos_dir=demos,
+        comparison=comparison,
+    )  # fmt: skip
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
@@ -305,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports", help="output directory")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (with --from mlflow)")
     p.add_argument("--params", help="params file (default: ./params.yaml if present)")
+    p.add_argument(
+        "--compare",
+        metavar="OTHER",
+        help="add a comparison section: OTHER (a results table, mlflow:KEY, or a bench CSV, "
+        "then compared with benchmarks/results/bench_*.csv) against these results; see "
+        "`repro compare --help`",
+    )
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser(
@@ -324,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     from repro.data.cli import add_parsers as add_data_parsers
     from repro.demos.cli import add_parsers as add_demo_parsers
     from repro.evaluation.cli import add_parsers as add_eval_parsers
+    from repro.report.cli import add_parsers as add_report_parsers
     from repro.submit import add_parsers as add_submit_parsers
     from repro.train.cli import add_parsers as add_train_parsers
 
@@ -333,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parsers(sub)
     add_eval_parsers(sub)
     add_demo_parsers(sub)
+    add_report_parsers(sub)
     return parser
 
 

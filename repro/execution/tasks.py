@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from tqdm import tqdm
-
 from repro.errors import ReproError
+from repro.runtime.progress import Progress
 
 
 def _reachable(address: str, timeout: float = 3.0) -> tuple[bool, str]:
@@ -135,6 +134,8 @@ class TaskCall:
     args: tuple[Any, ...]
     on_error: Callable[[tuple[Any, ...], BaseException], Any]
     exclusive: bool = False
+    units: int = 1  # what the progress counts for this task (its claims)
+    label: str = ""  # what the progress names while the task runs (its paper)
 
 
 def exclusive_resources() -> dict[str, float]:
@@ -171,8 +172,10 @@ def _run_with_all_threads(fn: Callable[..., Any], *args: Any) -> Any:
         os.setpriority(os.PRIO_PROCESS, 0, niceness)
 
 
-def run_calls(calls: Sequence[TaskCall], desc: str = "measuring") -> list[Any]:
-    """Run every call as a Ray task, with a progress bar; results come back in call order.
+def run_calls(calls: Sequence[TaskCall], desc: str = "measuring", unit: str = "claim") -> list[Any]:
+    """Run every call as a Ray task, with progress (:class:`repro.runtime.progress.Progress`:
+    units done of the total, the label of the oldest unfinished call, an ETA); results come
+    back in call order.
 
     Concurrent calls are all submitted at once; exclusive calls are submitted one after the
     other, each when the previous has finished, so that timings never overlap."""
@@ -197,7 +200,13 @@ def run_calls(calls: Sequence[TaskCall], desc: str = "measuring") -> list[Any]:
             exclusive_running = True
 
     submit_next_exclusive()
-    with tqdm(total=len(calls), desc=desc, unit="task", disable=None) as bar:
+
+    def running() -> str:
+        waiting = list(pending.values()) + queue
+        return calls[min(waiting)].label if waiting else ""
+
+    with Progress(sum(c.units for c in calls), desc, unit=unit) as bar:
+        bar.start(running())
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             ref = done[0]
@@ -209,5 +218,5 @@ def run_calls(calls: Sequence[TaskCall], desc: str = "measuring") -> list[Any]:
             if calls[i].exclusive:
                 exclusive_running = False
                 submit_next_exclusive()
-            bar.update(1)
+            bar.update(calls[i].units, running())
     return out

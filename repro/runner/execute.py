@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from repro.claims import Claim, Paper
 from repro.errors import ReproError
 from repro.runner.plan import RunPlan
+from repro.runtime.progress import Progress
 from repro.suites import Suite, get_suite, suite_names
 from repro.verdicts import GroupOutcome
 
@@ -24,6 +26,22 @@ class Execution:
 def task_failure(exc: BaseException) -> str:
     lines = str(exc).splitlines()
     return f"the Ray task failed: {type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+def describe(args: tuple[Any, ...]) -> tuple[int, str]:
+    """(claims, papers) of one group's arguments, for the progress: suites pass their papers
+    (or paper keys) and claim lists among the arguments, in suite-specific order."""
+    claims, papers = 0, []
+    for a in args:
+        items = a if isinstance(a, list | tuple) else [a]
+        claims += sum(isinstance(x, Claim) for x in items)
+        for x in items:
+            key = x.paper if isinstance(x, Paper) else None
+            if key and key not in papers:
+                papers.append(key)
+    if not papers and args and isinstance(args[0], str):
+        papers.append(args[0])
+    return max(claims, 1), ", ".join(papers)
 
 
 def _as_list(out: GroupOutcome | list[GroupOutcome]) -> list[GroupOutcome]:
@@ -45,8 +63,12 @@ def execute(run: RunPlan) -> Execution:
         _run_on_ray(remote, settings, execution)
     elif remote:
         execution.ray_info = {"ray_address": "in-process (no Ray)", "ray_startup_s": 0.0}
-        for suite, args in remote:
-            execution.outcomes += _in_process(suite, args)
+        groups = [(suite, args, *describe(args)) for suite, args in remote]
+        with Progress(sum(g[2] for g in groups), "measuring") as bar:
+            for suite, args, units, label in groups:
+                bar.start(label)
+                execution.outcomes += _in_process(suite, args)
+                bar.update(units, label)
     for suite, args in work:
         if suite.placement == "driver":
             execution.outcomes += _in_process(suite, args)
@@ -69,9 +91,9 @@ def _run_on_ray(
         ) -> list[GroupOutcome]:
             return suite.failed(a, task_failure(exc))
 
-        tasks.append(
-            TaskCall(suite.measure, args, on_error, exclusive=suite.placement == "exclusive")
-        )
+        units, label = describe(args)
+        exclusive = suite.placement == "exclusive"
+        tasks.append(TaskCall(suite.measure, args, on_error, exclusive, units, label))
     for out in run_calls(tasks):
         execution.outcomes += _as_list(out)
 

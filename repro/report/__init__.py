@@ -1,0 +1,101 @@
+"""Render the report: reports/results.csv, reports/README.md, a self-contained index.html (its
+charts inline SVG) and the same charts as SVG files in reports/charts/ for the Markdown view.
+
+Input is the flat results table (from the measurement files or from MLflow) and, where present,
+the per-paper metadata the measure stage wrote (timings, environment), the demonstrations'
+results and the benchmark files (benchmarks/results/*.csv).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from repro.errors import ReproError
+from repro.files import atomic_write_text
+from repro.report.compare import Comparison
+from repro.report.content import (
+    BENCHMARKS_DIR,
+    Charts,
+    build_charts,
+    demo_seconds,
+    read_demos,
+    read_measurements,
+    summarize,
+    verdict_columns,
+)
+from repro.report.html_page import render_html
+from repro.report.markdown import CHARTS_DIR, render_markdown
+from repro.runner.write import process_seconds, write_results_csv
+from repro.verdicts import RESULT_COLUMNS
+
+__all__ = [
+    "BENCHMARKS_DIR",
+    "CHARTS_DIR",
+    "Charts",
+    "build_charts",
+    "demo_seconds",
+    "read_demos",
+    "read_measurements",
+    "render_html",
+    "render_markdown",
+    "summarize",
+    "verdict_columns",
+    "write_charts",
+    "write_report",
+]
+
+
+def write_charts(charts: Charts, folder: Path) -> list[Path]:
+    """Each chart as ``folder/<name>.svg``; SVG files of charts no longer drawn are removed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for chart in charts.all():
+        path = folder / f"{chart.name}.svg"
+        atomic_write_text(path, '<?xml version="1.0" encoding="utf-8"?>\n' + chart.svg + "\n")
+        paths.append(path)
+    for old in folder.glob("*.svg"):
+        if old not in paths:
+            old.unlink()
+    return paths
+
+
+def write_report(
+    rows: Sequence[dict[str, Any]],
+    metas: Sequence[dict[str, Any]],
+    out_dir: Path,
+    demos: dict[str, list[dict[str, str]]] | None = None,
+    demo_times: dict[str, float] | None = None,
+    demos_dir: Path | None = None,
+    bench_dir: Path | None = BENCHMARKS_DIR,
+    comparison: Comparison | None = None,
+) -> dict[str, Path]:
+    """``demos``: the demonstrations' tables (:func:`read_demos`), shown in their own section;
+    ``demo_times``: their stages' wall times (:func:`demo_seconds`); ``demos_dir``: where their
+    JSON files (training curves) are; ``bench_dir``: the benchmark files to chart (None: none);
+    ``comparison``: a section comparing these results with others (`repro report --compare`)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = sorted(rows, key=lambda r: r["paper"])  # stable: keeps each paper's claim order
+    missing = [c for c in ("paper", "table", "row", "verdict") if rows and c not in rows[0]]
+    if missing:
+        raise ReproError(
+            f"the results table lacks the columns {missing}.",
+            f"regenerate the measurements; the columns are {', '.join(RESULT_COLUMNS)}.",
+        )
+    elapsed = process_seconds()  # this process so far: the report stage's wall time
+    paths = {
+        "csv": out_dir / "results.csv",
+        "markdown": out_dir / "README.md",
+        "html": out_dir / "index.html",
+        "charts": out_dir / CHARTS_DIR,
+    }
+    charts = build_charts(rows, demos_dir, bench_dir)
+    charts.comparison = comparison
+    write_results_csv(paths["csv"], rows)
+    write_charts(charts, paths["charts"])
+    md = render_markdown(rows, metas, elapsed, demos, demo_times, charts)
+    atomic_write_text(paths["markdown"], md)
+    atomic_write_text(paths["html"], render_html(rows, metas, elapsed, demos, demo_times, charts))
+    return paths

@@ -1,0 +1,301 @@
+"""The report's charts, drawn by matplotlib's SVG backend: per paper, measured/claimed on a log
+axis with each claim's tolerance band; the verdicts per paper; the deviations ranked by size;
+benchmark speed, latency, scaling and energy; training curves.
+
+Each chart is an SVG string (text kept as text, ids salted by the chart's name so several charts
+inline in one page never share an id) with a ``<title>`` on every point, so hovering a point in
+a browser shows its row and note. Nothing is fetched from the network."""
+
+from __future__ import annotations
+
+import io
+import math
+import xml.etree.ElementTree as ET
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from repro.claims import Tolerance
+
+SVG_NS = "http://www.w3.org/2000/svg"
+ET.register_namespace("", SVG_NS)
+ET.register_namespace("xlink", "http://www.w3.org/1999/xlink")
+
+VERDICT_COLOURS = {
+    "reproduced": "#2e7d32",
+    "deviates": "#e65100",
+    "measured": "#1565c0",
+    "not-run": "#9e9e9e",
+    "error": "#c62828",
+}
+SHAPE_METRICS = ("output_shape", "output_size")
+LABEL_CHARS = 58
+RATIO_LIMITS = (1e-3, 1e3)  # measured/claimed beyond these is drawn at the edge, marked
+
+
+@dataclass(frozen=True)
+class Chart:
+    name: str  # file stem, unique in one report: "paper-vgg", "summary", ...
+    title: str
+    svg: str  # an <svg> element, no XML declaration: fit to inline in HTML or save as a file
+    caption: str
+
+
+def number(text: Any) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def shorten(text: str, limit: int = LABEL_CHARS) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def new_figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure  # the object API: no pyplot state, no display
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def to_svg(fig: Any, name: str, titles: dict[str, str]) -> str:
+    """``fig`` as SVG text, with ``titles`` (gid -> tooltip) added as <title> children."""
+    import matplotlib
+
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": name}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    root = ET.fromstring(buf.getvalue())
+    root.set("class", "chart")
+    root.set("role", "img")
+    for element in root.iter():
+        gid = element.get("id")
+        if gid in titles:
+            title = ET.Element(f"{{{SVG_NS}}}title")
+            title.text = titles[gid]
+            element.insert(0, title)
+        elif gid and not gid.startswith(name):
+            element.set("id", f"{name}-{gid}")  # figure, axes_1, ... would repeat across charts
+    for element in root.iter():  # references to renamed ids (clip paths)
+        for attr in ("clip-path", "{http://www.w3.org/1999/xlink}href", "href"):
+            value = element.get(attr)
+            if value and "#" in value and not value.split("#", 1)[1].startswith(name):
+                element.set(attr, value.replace("#", f"#{name}-", 1))
+    return ET.tostring(root, encoding="unicode")
+
+
+# --- Claims -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimPoint:
+    label: str
+    ratio: float  # measured / claimed
+    band: float  # tolerance half-width as a fraction of claimed
+    verdict: str
+    tip: str
+
+
+def claim_points(rows: Iterable[dict[str, Any]]) -> tuple[list[ClaimPoint], Counter[str]]:
+    """The rows a ratio chart can show, and the others counted by why not."""
+    points, left_out = [], Counter()
+    for r in rows:
+        if r.get("metric") in SHAPE_METRICS:
+            left_out["shape claims (exact, in the table)"] += 1
+            continue
+        claimed, measured = number(r.get("claimed")), number(r.get("measured"))
+        if measured is None:
+            left_out[f"{r.get('verdict') or 'unmeasured'} claims without a value"] += 1
+            continue
+        if not claimed:
+            left_out["claims of 0 (no ratio)"] += 1
+            continue
+        band = Tolerance.from_description(r.get("tolerance", "")).band(claimed)
+        tip = (
+            f"{r.get('row')}\n{r.get('metric')}: measured {measured:g} vs claimed {claimed:g} "
+            f"{r.get('unit', '')} (tolerance {r.get('tolerance')}) - {r.get('verdict')}"
+        )
+        if r.get("note"):
+            tip += f"\n{r['note']}"
+        points.append(
+            ClaimPoint(shorten(r.get("row", "")), measured / claimed, band, r["verdict"], tip)
+        )
+    return points, left_out
+
+
+def _clip(ratio: float) -> tuple[float, bool]:
+    lo, hi = RATIO_LIMITS
+    if ratio <= lo or ratio >= hi:
+        return (lo if ratio <= lo else hi), True
+    return ratio, False
+
+
+def _verdict_legend(ax: Any, verdicts: Iterable[str]) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [
+        Line2D([], [], marker="o", linestyle="", color=VERDICT_COLOURS.get(v, "#000"), label=v)
+        for v in VERDICT_COLOURS
+        if v in set(verdicts)
+    ]
+    ax.legend(handles=handles, loc="lower right", fontsize=8, framealpha=0.9)
+
+
+TIP_ROWS = 12  # rows listed in one tooltip before "and N more"
+
+
+def _rows_tip(head: str, rows: Sequence[dict[str, Any]], verdict: str) -> str:
+    """A tooltip naming the rows with ``verdict`` and their notes."""
+    chosen = [r for r in rows if r.get("verdict") == verdict]
+    lines = [head]
+    for r in chosen[:TIP_ROWS]:
+        note = f": {shorten(r['note'], 160)}" if r.get("note") else ""
+        lines.append(f"- {r.get('row', '')}{note}")
+    if len(chosen) > TIP_ROWS:
+        lines.append(f"... and {len(chosen) - TIP_ROWS} more (in the tables)")
+    return "\n".join(lines)
+
+
+def _verdict_strip(paper: str, rows: Sequence[dict[str, Any]], left_out: Counter[str]) -> Chart:
+    """A paper with no claim a ratio can show: its verdicts as one stacked bar."""
+    name = f"paper-{paper}"
+    counts = Counter(r["verdict"] for r in rows)
+    fig = new_figure(9.0, 1.25)
+    ax = fig.add_subplot()
+    left, titles = 0, {}
+    for v, colour in VERDICT_COLOURS.items():
+        if counts[v]:
+            bar = ax.barh([0], [counts[v]], left=left, color=colour, label=f"{v} {counts[v]}")[0]
+            bar.set_gid(f"{name}-{v}")
+            titles[f"{name}-{v}"] = _rows_tip(f"{paper}: {counts[v]} {v}", rows, v)
+            left += counts[v]
+    ax.set_yticks([])
+    ax.set_xlabel("claims", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    caption = f"{paper} has no numeric claim with a measured value to draw on a ratio axis: "
+    caption += ", ".join(f"{n} {why}" for why, n in left_out.items()) + "."
+    return Chart(name, f"{paper}: verdicts", to_svg(fig, name, titles), caption)
+
+
+def paper_chart(paper: str, rows: Sequence[dict[str, Any]]) -> Chart | None:
+    """Every numeric claim of ``paper`` as measured/claimed; a verdict strip when none is."""
+    if not rows:
+        return None
+    points, left_out = claim_points(rows)
+    if not points:
+        return _verdict_strip(paper, rows, left_out)
+    name = f"paper-{paper}"
+    fig = new_figure(9.0, 1.3 + 0.24 * len(points))
+    ax = fig.add_subplot()
+    titles = {}
+    for y, p in enumerate(points):
+        if p.band:
+            lo = max(1 - p.band, RATIO_LIMITS[0])
+            ax.barh(y, (1 + p.band) - lo, left=lo, height=0.6, color="#d9d9d9", zorder=1)
+        x, clipped = _clip(p.ratio)
+        marker = ("<" if x < 1 else ">") if clipped else "o"
+        dot = ax.scatter([x], [y], s=30, marker=marker, color=VERDICT_COLOURS.get(p.verdict),
+                         zorder=3)  # fmt: skip
+        gid = f"{name}-claim-{y}"
+        dot.set_gid(gid)
+        titles[gid] = p.tip + (" (off the axis)" if clipped else "")
+    ax.axvline(1.0, color="#555", linewidth=0.8, zorder=2)
+    ax.set_xscale("log")
+    ratios = [_clip(p.ratio)[0] for p in points] + [1 + p.band for p in points] + [1.0]
+    lows = [_clip(p.ratio)[0] for p in points] + [max(1 - p.band, RATIO_LIMITS[0]) for p in points]
+    ax.set_xlim(min(min(lows), 0.9) / 1.15, max(max(ratios), 1.1) * 1.15)
+    ax.set_yticks(range(len(points)), [p.label for p in points], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_ylim(len(points) - 0.4, -0.6)
+    ax.set_xlabel("measured / claimed (log scale); grey band: the claim's tolerance", fontsize=9)
+    ax.grid(axis="x", which="both", color="#eee", zorder=0)
+    ax.tick_params(axis="x", labelsize=8)
+    _verdict_legend(ax, [p.verdict for p in points])
+    caption = f"{len(points)} numeric claim(s) of {paper}; hover a point for its row and note."
+    off = sum(_clip(p.ratio)[1] for p in points)
+    if off:
+        lo, hi = RATIO_LIMITS
+        caption += f" {off} ratio(s) beyond {lo:g}..{hi:g} are drawn at the edge as triangles."
+    if left_out:
+        caption += " Not drawn: " + ", ".join(f"{n} {why}" for why, n in left_out.items()) + "."
+    return Chart(name, f"{paper}: measured against claimed", to_svg(fig, name, titles), caption)
+
+
+def summary_chart(summary: dict[str, Counter[str]], verdicts: Sequence[str]) -> Chart | None:
+    if not summary:
+        return None
+    name = "summary"
+    papers = sorted(summary)
+    fig = new_figure(9.0, 1.4 + 0.26 * len(papers))
+    ax = fig.add_subplot()
+    left = [0] * len(papers)
+    titles = {}
+    for v in verdicts:
+        counts = [summary[p][v] for p in papers]
+        bars = ax.barh(papers, counts, left=left, color=VERDICT_COLOURS.get(v), label=v)
+        for paper, bar, n in zip(papers, bars, counts, strict=True):
+            if n:
+                gid = f"{name}-{paper}-{v}"
+                bar.set_gid(gid)
+                titles[gid] = f"{paper}: {n} {v}"
+        left = [a + b for a, b in zip(left, counts, strict=True)]
+    ax.invert_yaxis()
+    ax.set_xlabel("claims", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.legend(loc="lower right", fontsize=8, ncols=len(verdicts))
+    ax.grid(axis="x", color="#eee")
+    ax.set_axisbelow(True)
+    total = sum(sum(c.values()) for c in summary.values())
+    caption = f"Verdicts of {total} claims in {len(papers)} papers."
+    return Chart(name, "Verdicts per paper", to_svg(fig, name, titles), caption)
+
+
+def deviations_chart(rows: Sequence[dict[str, Any]]) -> Chart | None:
+    deviating = [r for r in rows if r.get("verdict") == "deviates"]
+    points, left_out = claim_points(deviating)
+    if not points:
+        return None
+    ranked = sorted(points, key=lambda p: -abs(math.log(max(p.ratio, 1e-12))))
+    name = "deviations"
+    fig = new_figure(9.0, 1.3 + 0.24 * len(ranked))
+    ax = fig.add_subplot()
+    titles = {}
+    for y, p in enumerate(ranked):
+        x, clipped = _clip(p.ratio)
+        bar = ax.barh(y, abs(x - 1), left=min(x, 1), height=0.6,
+                      color=VERDICT_COLOURS["deviates"])[0]  # fmt: skip
+        gid = f"{name}-{y}"
+        bar.set_gid(gid)
+        titles[gid] = p.tip
+        change = f"{(p.ratio - 1) * 100:+.0f}%" if p.ratio < 10 else f"x{p.ratio:.3g}"
+        ax.annotate(change, (x, y), xytext=(4 if x >= 1 else -4, 0), textcoords="offset points",
+                    ha="left" if x >= 1 else "right", va="center", fontsize=7)  # fmt: skip
+    ax.axvline(1.0, color="#555", linewidth=0.8)
+    ax.set_xscale("log")
+    xs = [_clip(p.ratio)[0] for p in ranked]
+    ax.set_xlim(min(min(xs), 0.8) / 1.6, max(max(xs), 1.25) * 1.6)
+    ax.set_yticks(range(len(ranked)), [p.label for p in ranked], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("measured / claimed (log scale)", fontsize=9)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.grid(axis="x", which="both", color="#eee")
+    ax.set_axisbelow(True)
+    caption = f"The {len(ranked)} numeric deviations, largest first; hover a bar for its note."
+    if left_out:
+        caption += " Not drawn: " + ", ".join(f"{n} {why}" for why, n in left_out.items()) + "."
+    return Chart(name, "Deviations ranked by size", to_svg(fig, name, titles), caption)
+
+
+def claim_charts(rows: Sequence[dict[str, Any]], summary: dict[str, Counter[str]],
+                 verdicts: Sequence[str]) -> list[Chart]:  # fmt: skip
+    """The summary, the deviations, then one chart per paper (papers in name order)."""
+    by_paper: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_paper[r["paper"]].append(r)
+    charts = [summary_chart(summary, verdicts), deviations_chart(rows)]
+    charts += [paper_chart(p, by_paper[p]) for p in sorted(by_paper)]
+    return [c for c in charts if c is not None]

@@ -1,0 +1,137 @@
+"""`repro compare` and `repro screenshot`: the report-side commands beside `repro report`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from repro.errors import ReproError
+from repro.report.compare import Comparison, Table, compare, read_table
+
+COMPARE_EPILOG = """A and B are each one of:
+  reports/results.csv                    a results table (or a measurement folder)
+  benchmarks/results/bench_<env>.csv     a benchmark file (another machine's, another setting)
+  mlflow:SESSION | mlflow:RUN_ID | mlflow:repro/PAPER   results read back from MLflow
+
+examples:
+  repro compare old/results.csv reports/results.csv
+  repro compare benchmarks/results/bench_a100.csv benchmarks/results/bench_h100.csv
+  repro compare mlflow:3f2a9c1d0e4b mlflow:8c1e77aa0b12 --tracking-uri http://mlflow:5000
+  repro compare A.csv B.csv --html compare.html
+
+exit status: 0 printed; 2 bad input (an unreadable file, two different kinds, an unknown key).
+"""
+
+MLFLOW_PREFIX = "mlflow:"
+
+
+def load_side(spec: str, tracking_uri: str | None = None, params: str | None = None) -> Table:
+    """One side of a comparison from a path or ``mlflow:KEY``."""
+    if not spec.startswith(MLFLOW_PREFIX):
+        return read_table(Path(spec))
+    from repro import config, tracking
+
+    uri = config.tracking_uri(tracking_uri, config.load_params(params))
+    tracking.check_tracking_uri(uri)
+    return Table("results", spec, tracking.load_results_of(uri, spec.removeprefix(MLFLOW_PREFIX)))
+
+
+def compare_with_current(
+    other: str, rows: list[dict], tracking_uri: str | None = None, params: str | None = None
+) -> Comparison:
+    """`repro report --compare OTHER`: OTHER against the results being rendered, or, when
+    OTHER is a benchmark file, against the benchmark files in benchmarks/results/."""
+    baseline = load_side(other, tracking_uri, params)
+    if baseline.kind == "results":
+        return compare(baseline, Table("results", "this report", rows))
+    from repro.report.content import BENCHMARKS_DIR
+
+    current = sorted(BENCHMARKS_DIR.glob("bench_*.csv"))
+    if not current:
+        raise ReproError(
+            f"--compare {other} is a benchmark file, and {BENCHMARKS_DIR} holds no bench_*.csv "
+            "to compare it with.",
+            "run `repro bench` first, or compare two files with `repro compare A B`.",
+        )
+    bench_rows = [r for path in current for r in read_table(path).rows]
+    return compare(baseline, Table("bench", f"{BENCHMARKS_DIR}/bench_*.csv", bench_rows))
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    result = compare(
+        load_side(args.a, args.tracking_uri, args.params),
+        load_side(args.b, args.tracking_uri, args.params),
+    )
+    print("\n".join(result.lines))
+    if args.html:
+        write_comparison_html(result, Path(args.html))
+        print(f"wrote {args.html}")
+    return 0
+
+
+def write_comparison_html(result: Comparison, path: Path) -> None:
+    from repro.files import atomic_write_text
+
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>repro compare</title>"
+        "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto}"
+        "svg.chart{max-width:100%;height:auto} pre{font-size:0.85em}</style></head><body>"
+        + result.html()
+        + "</body></html>"
+    )
+    atomic_write_text(path, page)
+
+
+def _cmd_screenshot(args: argparse.Namespace) -> int:
+    from repro.report import browser
+
+    check = browser.check_page(Path(args.page))
+    shot = browser.screenshot(Path(args.page), Path(args.out), args.width, args.height)
+    stats = browser.image_stats(shot)
+    bad = check.unrendered()
+    print(
+        f"{len(check.figures) - len(bad)} of {len(check.figures)} charts rendered, "
+        f"{len(check.console)} console message(s), page {check.height} px tall; "
+        f"wrote {shot} ({stats.width}x{stats.height}, {stats.ink:.1%} ink, "
+        f"{stats.colours} colours)"
+    )
+    for line in check.console:
+        print(f"console: {line}", file=sys.stderr)
+    if bad:
+        print("not rendered: " + ", ".join(bad), file=sys.stderr)
+    if stats.blank:
+        print(f"the screenshot {shot} is blank.", file=sys.stderr)
+    return 1 if bad or check.console or stats.blank else 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare two results tables, MLflow sessions or benchmark files",
+        description="Compare A (the baseline) with B. Results: the claims whose verdict "
+        "changed and the measured values that moved beyond the claim's tolerance. "
+        "Benchmarks: images/s of B over A per model and mode, naming the settings that differ.",
+        epilog=COMPARE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("a", metavar="A", help="the baseline")
+    p.add_argument("b", metavar="B", help="compared with A")
+    p.add_argument("--html", metavar="FILE", help="also write the comparison, with a chart")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (for mlflow:KEY)")
+    p.add_argument("--params", help="params file (default: ./params.yaml if present)")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser(
+        "screenshot",
+        help="open the report in headless Chromium: check its charts, save a screenshot",
+        description="Lay out the report in headless Chromium (Debian's chromium package), check "
+        "that every chart rendered and the console stayed empty, and save a PNG of the top of "
+        "the page. Exit status 1 when a chart did not render, the console logged anything or "
+        "the screenshot is blank; 2 when Chromium is missing.",
+    )
+    p.add_argument("--page", default="reports/index.html", help="the report (reports/index.html)")
+    p.add_argument("--out", default="reports/screenshot.png", help="PNG to write")
+    p.add_argument("--width", type=int, default=1280, help="viewport width, px (1280)")
+    p.add_argument("--height", type=int, default=4000, help="height captured, px (4000)")
+    p.set_defaults(func=_cmd_screenshot)

@@ -1,0 +1,265 @@
+"""What the report shows, gathered once for both renderers: the results grouped by paper, the
+verdict counts, the environment, the stage timings, the demonstrations and the charts."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from repro.claims import PAPERS_DIR, list_papers, load_paper
+from repro.errors import ReproError
+from repro.report.charts import Chart
+
+if TYPE_CHECKING:
+    from repro.report.compare import Comparison
+from repro.verdicts import CORE_VERDICTS, VERDICTS
+
+SHOWN = [
+    "row",
+    "metric",
+    "claimed",
+    "measured",
+    "unit",
+    "tolerance",
+    "verdict",
+    "measured on",
+    "note",
+]
+
+
+def cell(row: dict[str, Any], column: str) -> str:
+    if column == "measured on":
+        model, layer = row.get("model", ""), row.get("layer", "")
+        return f"{model} [{layer}]" if layer else model
+    return str(row.get(column, ""))
+
+
+def read_measurements(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ReproError(
+            f"no measurements at {directory}.",
+            "run `repro run PAPER...` (or `dvc repro`) first, or point --measurements at them.",
+        )
+    rows: list[dict[str, Any]] = []
+    metas: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("*.csv")):
+        with path.open(newline="") as fh:
+            rows.extend(csv.DictReader(fh))
+        meta = path.with_suffix(".json")
+        if meta.exists():
+            metas.append(json.loads(meta.read_text()))
+    return rows, metas
+
+
+DEMOS_NOTE = (
+    "Demonstrations of the accuracy path on data that ships with the harness (or that it "
+    "writes): real training and the official metrics, run by `make reproduce` on a CPU. They "
+    "are not the papers' claims and carry no verdict."
+)
+
+
+def read_demos(directory: Path) -> dict[str, list[dict[str, str]]]:
+    """Each demo's result table (reports/demos/<demo>.csv), by demo name."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return {}
+    out = {}
+    for path in sorted(directory.glob("*.csv")):
+        with path.open(newline="") as fh:
+            out[path.stem] = list(csv.DictReader(fh))
+    return out
+
+
+def _demo_tables(demos: dict[str, list[dict[str, str]]]) -> list[tuple[str, list[str], list]]:
+    return [(name, list(rows[0]), rows) for name, rows in demos.items() if rows]
+
+
+def verdict_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The summary's verdict columns: the core four, and `measured` where a row has it."""
+    present = {r["verdict"] for r in rows}
+    return [v for v in VERDICTS if v in CORE_VERDICTS or v in present]
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Counter[str]]:
+    out: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in rows:
+        out[r["paper"]][r["verdict"]] += 1
+    return dict(out)
+
+
+def _titles(papers: Sequence[str]) -> dict[str, str]:
+    titles = {}
+    known = set(list_papers(PAPERS_DIR))
+    for p in papers:
+        if p in known:
+            try:
+                info = load_paper(p)
+                titles[p] = f"{info.title} ({info.authors}, {info.year})"
+            except ReproError:
+                titles[p] = p
+    return titles
+
+
+def _by_paper_table(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    grouped: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for r in rows:
+        grouped.setdefault(r["paper"], {}).setdefault(r["table"], []).append(r)
+    return grouped
+
+
+def demo_seconds(directory: Path) -> dict[str, float]:
+    """Each demo stage's wall time (its whole process), from reports/demos/<demo>.json."""
+    out = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            seconds = json.loads(path.read_text()).get("process_seconds")
+        except (OSError, ValueError):
+            continue
+        if isinstance(seconds, int | float):
+            out[path.stem] = float(seconds)
+    return out
+
+
+def _timings(
+    metas: Sequence[dict[str, Any]], report_seconds: float, demos: dict[str, float] | None = None
+) -> list[tuple[str, str]]:
+    """Each stage's wall time (its whole process) and where it went."""
+    lines = []
+    total = report_seconds
+    for m in sorted(metas, key=lambda m: m["paper"]):
+        wall = m.get("process_seconds", m.get("run_seconds", 0.0))
+        total += wall
+        if m.get("models"):
+            parts = (
+                f"Ray start-up {m.get('ray_startup_s', 0):.1f} s, {m['models']} model(s) measured "
+                f"in {m.get('measure_seconds', 0):.1f} s of task time, MLflow logging "
+                f"{m.get('mlflow_seconds', 0):.1f} s"
+            )
+        else:
+            parts = f"no model to measure, MLflow logging {m.get('mlflow_seconds', 0):.1f} s"
+        lines.append((f"measure@{m['paper']}", f"{wall:.1f} s ({parts})"))
+    for name, seconds in sorted((demos or {}).items()):
+        total += seconds
+        lines.append((f"demo@{name}", f"{seconds:.1f} s"))
+    lines.append(("report", f"{report_seconds:.1f} s"))
+    lines.append(("all stages", f"{total:.1f} s (DVC's own overhead not included)"))
+    return lines
+
+
+@dataclass
+class Charts:
+    """Every chart of one report, drawn once and shown by both renderers."""
+
+    overview: list[Chart] = field(default_factory=list)  # verdicts per paper, deviations
+    papers: dict[str, Chart] = field(default_factory=dict)
+    bench: list[Chart] = field(default_factory=list)
+    bench_missing: list[str] = field(default_factory=list)  # what had nothing to draw, and why
+    training: list[Chart] = field(default_factory=list)
+    comparison: Comparison | None = None  # `repro report --compare OTHER`: its lines and chart
+
+    def all(self) -> list[Chart]:
+        compared = [self.comparison.chart] if self.comparison and self.comparison.chart else []
+        return [*self.overview, *compared, *self.papers.values(), *self.bench, *self.training]
+
+
+BENCHMARKS_DIR = Path("benchmarks/results")
+
+
+def build_charts(
+    rows: Sequence[dict[str, Any]],
+    demos_dir: Path | None = None,
+    bench_dir: Path | None = BENCHMARKS_DIR,
+) -> Charts:
+    from repro.report import bench_charts, charts
+
+    summary = summarize(rows)
+    drawn = charts.claim_charts(rows, summary, verdict_columns(rows))
+    out = Charts(
+        overview=[c for c in drawn if not c.name.startswith("paper-")],
+        papers={c.name.removeprefix("paper-"): c for c in drawn if c.name.startswith("paper-")},
+    )
+    if bench_dir is not None:
+        bench, scaling = bench_charts.read_benchmarks(Path(bench_dir))
+        out.bench, out.bench_missing = bench_charts.bench_charts(bench, scaling)
+    if demos_dir is not None:
+        out.training = bench_charts.training_charts(Path(demos_dir))
+    return out
+
+
+def _environments(metas: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """The environment the measurements ran in, and a line per paper measured in another one
+    (another commit, device or library version), naming what differs."""
+    envs = [(m.get("paper", "?"), m.get("environment") or {}) for m in metas]
+    envs = [(p, e) for p, e in envs if e]
+    if not envs:
+        return {}, []
+    first = envs[0][1]
+    others = []
+    for paper, env in envs[1:]:
+        differs = [k for k in sorted(set(first) | set(env)) if first.get(k) != env.get(k)]
+        if differs:
+            others.append(f"{paper}: " + ", ".join(f"{k} {env.get(k, '(none)')}" for k in differs))
+    return first, others
+
+
+@dataclass
+class Content:
+    """What both renderers show, computed once: the formats differ, the rows do not."""
+
+    summary: dict[str, Counter[str]]  # paper -> verdict counts
+    total: Counter[str]
+    columns: list[str]  # the verdicts shown
+    titles: dict[str, str]
+    env: dict[str, Any]
+    timings: list[tuple[str, str]]
+    demo_tables: list[tuple[str, list[str], list[dict[str, str]]]]
+    papers: dict[str, dict[str, list[dict[str, Any]]]]  # paper -> table -> rows
+    charts: Charts
+    env_differs: list[str]  # papers measured in another environment than ``env``
+
+    @classmethod
+    def of(
+        cls,
+        rows: Sequence[dict[str, Any]],
+        metas: Sequence[dict[str, Any]],
+        report_seconds: float,
+        demos: dict[str, list[dict[str, str]]] | None,
+        demo_times: dict[str, float] | None,
+        charts: Charts | None = None,
+    ) -> Content:
+        summary = summarize(rows)
+        env, differs = _environments(metas)
+        total: Counter[str] = Counter()
+        for counts in summary.values():
+            total.update(counts)
+        return cls(
+            summary=summary,
+            total=total,
+            columns=verdict_columns(rows),
+            titles=_titles(list(summary)),
+            env=env,
+            timings=_timings(metas, report_seconds, demo_times),
+            demo_tables=_demo_tables(demos or {}),
+            papers=dict(sorted(_by_paper_table(rows).items())),
+            charts=charts or Charts(),
+            env_differs=differs,
+        )
+
+
+LEGEND = (
+    "Verdicts: `reproduced` (within the claim's tolerance), `deviates` (outside it; the note "
+    "gives both values and the likely cause), `measured` (an absolute time or rate measured on "
+    "other hardware than the paper's: recorded beside the paper's hardware, not judged; the "
+    "ratios between methods are judged instead), `not-run` (cannot be measured here; the note "
+    "says why), `error` (the measurement failed; the note says how)."
+)
+BENCH_NOTE = (
+    "From the benchmark files in `benchmarks/results/` (`repro bench`, `repro scaling`): each "
+    "file names its device, precision and torch version; hover a bar or point for its value."
+)

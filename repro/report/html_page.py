@@ -1,0 +1,132 @@
+"""reports/index.html: the report as one self-contained page, its charts inline SVG."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from repro.report.charts import Chart
+from repro.report.content import BENCH_NOTE, DEMOS_NOTE, LEGEND, SHOWN, Charts, Content, cell
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}
+th,td{border:1px solid #ccc;padding:0.25em 0.5em;text-align:left;vertical-align:top}
+th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.reproduced{background:#e3f6e3} .deviates{background:#fde8d8} .not-run{background:#eee;color:#666}
+.error{background:#f9d0d0} .measured{background:#e3ecf9} nav a{margin-right:0.8em}
+.note{max-width:32em} figure{margin:1em 0 1.5em} svg.chart{max-width:100%;height:auto}
+figcaption{font-size:0.85em;color:#555} table.env td:first-child{font-weight:600}
+"""
+
+
+def _html_chart(chart: Chart) -> str:
+    e = html.escape
+    return (
+        f"<figure id='chart-{e(chart.name)}' aria-label='{e(chart.title)}'>{chart.svg}"
+        f"<figcaption>{e(chart.caption)}</figcaption></figure>"
+    )
+
+
+def render_html(
+    rows: Sequence[dict[str, Any]],
+    metas: Sequence[dict[str, Any]],
+    report_seconds: float,
+    demos: dict[str, list[dict[str, str]]] | None = None,
+    demo_times: dict[str, float] | None = None,
+    charts: Charts | None = None,
+) -> str:
+    e = html.escape
+    content = Content.of(rows, metas, report_seconds, demos, demo_times, charts)
+    summary, titles, env, columns = content.summary, content.titles, content.env, content.columns
+    drawn = content.charts
+    sections = ["summary"] + (["environment"] if env else []) + ["timings"]
+    sections += ["benchmarks"] if drawn.bench or drawn.bench_missing else []
+    sections += ["demonstrations"] if content.demo_tables or drawn.training else []
+    sections += ["comparison"] if drawn.comparison is not None else []
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        "<title>repro: reproduction report</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>Reproduction report</h1>",
+        f"<p>Generated {e(datetime.now(UTC).isoformat(timespec='seconds'))}.</p>",
+        f"<p>{e(LEGEND)}</p>",
+        "<nav>" + "".join(f"<a href='#{s}'>{s}</a>" for s in sections) + " | "
+        + "".join(f"<a href='#{e(p)}'>{e(p)}</a>" for p in sorted(summary)) + "</nav>",
+        "<h2 id='summary'>Summary</h2><table><tr><th>paper</th>"
+        + "".join(f"<th class='{v}'>{v}</th>" for v in columns)
+        + "<th>claims</th></tr>",
+    ]  # fmt: skip
+    for paper in sorted(summary):
+        c = summary[paper]
+        parts.append(
+            f"<tr><td><a href='#{e(paper)}'>{e(paper)}</a></td>"
+            + "".join(f"<td class='num'>{c[v]}</td>" for v in columns)
+            + f"<td class='num'>{sum(c.values())}</td></tr>"
+        )
+    total = content.total
+    parts.append(
+        "<tr><th>all</th>" + "".join(f"<th class='num'>{total[v]}</th>" for v in columns)
+        + f"<th class='num'>{sum(total.values())}</th></tr></table>"
+    )  # fmt: skip
+    parts += [_html_chart(c) for c in drawn.overview]
+    if env:
+        parts.append("<h2 id='environment'>Environment</h2><table class='env'>")
+        parts += [f"<tr><td>{e(str(k))}</td><td>{e(str(v))}</td></tr>" for k, v in env.items()]
+        parts.append("</table>")
+        if content.env_differs:
+            parts.append("<p>Measured in another environment:</p><ul>")
+            parts += [f"<li>{e(line)}</li>" for line in content.env_differs]
+            parts.append("</ul>")
+    parts.append(
+        "<h2 id='timings'>Stage timings</h2><table><tr><th>stage</th><th>wall time</th></tr>"
+    )
+    parts += [f"<tr><td>{e(s)}</td><td>{e(t)}</td></tr>" for s, t in content.timings]
+    parts.append("</table>")
+    if drawn.bench or drawn.bench_missing:
+        parts.append(f"<h2 id='benchmarks'>Benchmarks</h2><p>{e(BENCH_NOTE)}</p>")
+        parts += [_html_chart(c) for c in drawn.bench]
+        if drawn.bench_missing:
+            parts.append("<p>Not drawn:</p><ul>")
+            parts += [f"<li>{e(line)}</li>" for line in drawn.bench_missing]
+            parts.append("</ul>")
+    demo_tables = content.demo_tables
+    if demo_tables or drawn.training:
+        parts.append(f"<h2 id='demonstrations'>Demonstrations</h2><p>{e(DEMOS_NOTE)}</p>")
+        parts += [_html_chart(c) for c in drawn.training]
+        for name, cols, drows in demo_tables:
+            parts.append(
+                f"<h3>{e(name)}</h3><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols)
+            )
+            parts += [
+                "<tr>" + "".join(f"<td>{e(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+                for r in drows
+            ]
+            parts.append("</table>")
+    if drawn.comparison is not None:
+        parts.append(drawn.comparison.html())
+    for paper, tables in content.papers.items():
+        parts.append(
+            f"<h2 id='{e(paper)}'>{e(paper)}</h2><p><i>{e(titles.get(paper, paper))}</i></p>"
+        )
+        if paper in drawn.papers:
+            parts.append(_html_chart(drawn.papers[paper]))
+        for table, trs in tables.items():
+            parts.append(
+                f"<h3>{e(table)}</h3><table><tr>"
+                + "".join(f"<th>{k}</th>" for k in SHOWN)
+                + "</tr>"
+            )
+            for r in trs:
+                cells = []
+                for k in SHOWN:
+                    cls = "num" if k in ("claimed", "measured") else ("note" if k == "note" else "")
+                    cls = r["verdict"] if k == "verdict" else cls
+                    cells.append(f"<td class='{cls}'>{e(cell(r, k))}</td>")
+                parts.append("<tr>" + "".join(cells) + "</tr>")
+            parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
