@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from repro.report.charts import Chart, new_figure, number, shorten, to_svg
+from repro.report.charts import Chart, amount, new_figure, number, plain_log, shorten, to_svg
 
 LOG_ABOVE = 20  # values spanning more than this factor get a log axis, narrower ranges a linear one
 
@@ -24,12 +24,12 @@ def value_axis(ax: Any, values: Sequence[float], what: str) -> None:
     lo, hi = min(values), max(values)
     if hi / lo > LOG_ABOVE:
         ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.set_xlim(lo / 1.3, hi * 2.0)  # room for the value labels
+        plain_log(ax.xaxis, *ax.get_xlim())
         what += " (log scale)"
     else:
         ax.set_xlim(0, hi * 1.15)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.set_xlabel(what, fontsize=9)
     ax.tick_params(axis="x", labelsize=8)
 
@@ -72,6 +72,11 @@ def _series(row: dict[str, str]) -> str:
     return f"{_device(row)} {row.get('precision', '')}{workers}"
 
 
+def _config(row: dict[str, str]) -> str:
+    batch = f", batch {row['batch_size']}" if row.get("batch_size") else ""
+    return f"{row.get('model')} ({row.get('mode')}{batch})"
+
+
 def _grouped_bars(
     name: str, title: str, rows: Sequence[dict[str, str]], column: str, xlabel: str, caption: str
 ) -> Chart | None:
@@ -79,7 +84,7 @@ def _grouped_bars(
     for r in rows:
         v = number(r.get(column))
         if v is not None and v > 0:
-            values[(f"{r.get('model')} ({r.get('mode')})", _series(r))] = v  # the latest row wins
+            values[(_config(r), _series(r))] = v  # the latest row of a configuration wins
     if not values:
         return None
     categories = sorted({c for c, _ in values})
@@ -100,7 +105,7 @@ def _grouped_bars(
             gid = f"{name}-{i}-{k}"
             bar.set_gid(gid)
             titles[gid] = f"{s}: {x:.4g}"
-            ax.annotate(f"{x:.3g}", (x, ys[k]), xytext=(3, 0), textcoords="offset points",
+            ax.annotate(amount(x), (x, ys[k]), xytext=(3, 0), textcoords="offset points",
                         va="center", fontsize=7)  # fmt: skip
     value_axis(ax, list(values.values()), xlabel)
     ax.set_yticks(range(len(categories)), categories, fontsize=8)
@@ -116,7 +121,7 @@ def latency_chart(rows: Sequence[dict[str, str]]) -> Chart | None:
     for r in rows:
         p = [number(r.get(f"latency_{q}_ms")) for q in ("p50", "p90", "p99")]
         if all(v is not None and v > 0 for v in p):
-            points.append((f"{r.get('model')} ({r.get('mode')}), {_series(r)}", p))
+            points.append((f"{_config(r)}, {_series(r)}", p))
     if not points:
         return None
     name = "bench-latency"
@@ -223,7 +228,9 @@ def training_curves(demos: Path) -> dict[str, dict[str, list[tuple[str, list[flo
             seeds = ((run.get("result") or {}).get("seeds")) or []
             for i, seed in enumerate(seeds):
                 history = seed.get("history") or []
-                label = f"{run.get('workers', 0)} worker(s), seed {seed.get('seed', i)}"
+                workers = run.get("workers") or 0
+                where = f"{workers} Ray worker(s)" if workers else "in-process"
+                label = f"{where}, seed {seed.get('seed', i)}"
                 for metric in ("loss", "top1_error"):
                     values = [h[metric] for h in history if isinstance(h.get(metric), int | float)]
                     if values:
@@ -251,8 +258,11 @@ def training_chart(demo: str, curves: dict[str, list[tuple[str, list[float]]]]) 
             )
         ax.set_xlabel("epoch", fontsize=9)
         ax.set_ylabel(metric.replace("top1_error", "top-1 error, %"), fontsize=9)
-        if metric == "loss" and min(v for _, vs in curves[metric] for v in vs) > 0:
+        values_all = [v for _, vs in curves[metric] for v in vs]
+        if metric == "loss" and min(values_all) > 0 and max(values_all) / min(values_all) > 5:
             ax.set_yscale("log")
+            plain_log(ax.yaxis, min(values_all), max(values_all))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=8)
         ax.grid(color="#eee")
         if len(curves[metric]) <= 8:

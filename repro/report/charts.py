@@ -61,6 +61,25 @@ def new_figure(width: float, height: float) -> Any:
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def plain_log(axis: Any, lo: float, hi: float) -> None:
+    """Log ticks written as plain numbers (0.5, 1, 2; not 5x10^-1), denser over narrow ranges,
+    no labelled minor ticks. Call with the axis's limits once they are set."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    decades = math.log10(max(hi, 1e-300) / max(lo, 1e-300))
+    subs = (1.0, 2.0, 5.0) if decades > 1.2 else tuple(float(k) for k in range(1, 10))
+    axis.set_major_locator(LogLocator(base=10, subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def amount(value: float) -> str:
+    """A bar's value label: 4040 not 4.04e+03, 0.0123 not 1.23e-02."""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
 def to_svg(fig: Any, name: str, titles: dict[str, str]) -> str:
     """``fig`` as SVG text, with ``titles`` (gid -> tooltip) added as <title> children."""
     import matplotlib
@@ -97,6 +116,7 @@ class ClaimPoint:
     band: float  # tolerance half-width as a fraction of claimed
     verdict: str
     tip: str
+    paper: str = ""
 
 
 def claim_points(rows: Iterable[dict[str, Any]]) -> tuple[list[ClaimPoint], Counter[str]]:
@@ -121,7 +141,14 @@ def claim_points(rows: Iterable[dict[str, Any]]) -> tuple[list[ClaimPoint], Coun
         if r.get("note"):
             tip += f"\n{r['note']}"
         points.append(
-            ClaimPoint(shorten(r.get("row", "")), measured / claimed, band, r["verdict"], tip)
+            ClaimPoint(
+                shorten(r.get("row", "")),
+                measured / claimed,
+                band,
+                r["verdict"],
+                tip,
+                r.get("paper", ""),
+            )  # fmt: skip
         )
     return points, left_out
 
@@ -208,6 +235,7 @@ def paper_chart(paper: str, rows: Sequence[dict[str, Any]]) -> Chart | None:
     ratios = [_clip(p.ratio)[0] for p in points] + [1 + p.band for p in points] + [1.0]
     lows = [_clip(p.ratio)[0] for p in points] + [max(1 - p.band, RATIO_LIMITS[0]) for p in points]
     ax.set_xlim(min(min(lows), 0.9) / 1.15, max(max(ratios), 1.1) * 1.15)
+    plain_log(ax.xaxis, *ax.get_xlim())
     ax.set_yticks(range(len(points)), [p.label for p in points], fontsize=8)
     ax.invert_yaxis()
     ax.set_ylim(len(points) - 0.4, -0.6)
@@ -246,7 +274,9 @@ def summary_chart(summary: dict[str, Counter[str]], verdicts: Sequence[str]) -> 
     ax.invert_yaxis()
     ax.set_xlabel("claims", fontsize=9)
     ax.tick_params(labelsize=8)
-    ax.legend(loc="lower right", fontsize=8, ncols=len(verdicts))
+    ax.set_xlim(0, max(left) * 1.02 if max(left, default=0) else 1)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8, ncols=len(verdicts),
+              frameon=False)  # fmt: skip
     ax.grid(axis="x", color="#eee")
     ax.set_axisbelow(True)
     total = sum(sum(c.values()) for c in summary.values())
@@ -271,14 +301,23 @@ def deviations_chart(rows: Sequence[dict[str, Any]]) -> Chart | None:
         gid = f"{name}-{y}"
         bar.set_gid(gid)
         titles[gid] = p.tip
-        change = f"{(p.ratio - 1) * 100:+.0f}%" if p.ratio < 10 else f"x{p.ratio:.3g}"
+        pct = (p.ratio - 1) * 100
+        change = (
+            f"x{p.ratio:.3g}"
+            if p.ratio >= 10
+            else f"{pct:+.0f}%"
+            if abs(pct) >= 1
+            else (f"{pct:+.2g}%")
+        )
         ax.annotate(change, (x, y), xytext=(4 if x >= 1 else -4, 0), textcoords="offset points",
                     ha="left" if x >= 1 else "right", va="center", fontsize=7)  # fmt: skip
     ax.axvline(1.0, color="#555", linewidth=0.8)
     ax.set_xscale("log")
     xs = [_clip(p.ratio)[0] for p in ranked]
     ax.set_xlim(min(min(xs), 0.8) / 1.6, max(max(xs), 1.25) * 1.6)
-    ax.set_yticks(range(len(ranked)), [p.label for p in ranked], fontsize=8)
+    plain_log(ax.xaxis, *ax.get_xlim())
+    labels = [shorten(f"{p.paper}: {p.label}" if p.paper else p.label) for p in ranked]
+    ax.set_yticks(range(len(ranked)), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("measured / claimed (log scale)", fontsize=9)
     ax.tick_params(axis="x", labelsize=8)

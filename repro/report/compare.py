@@ -18,7 +18,7 @@ from typing import Any
 
 from repro.claims import Tolerance
 from repro.errors import ReproError
-from repro.report.charts import Chart, new_figure, number, shorten, to_svg
+from repro.report.charts import Chart, new_figure, number, plain_log, shorten, to_svg
 
 # Settings shown when two benchmark rows of one model differ in them (device: other hardware).
 BENCH_SETTINGS = (
@@ -250,6 +250,7 @@ def bench_chart(ratios: Sequence[SpeedRatio], a: str, b: str) -> Chart | None:
     ax.set_xscale("log")
     xs = [r.ratio for r in ratios]
     ax.set_xlim(min(min(xs), 0.8) / 1.5, max(max(xs), 1.25) * 1.5)
+    plain_log(ax.xaxis, *ax.get_xlim())
     ax.set_yticks(range(len(ratios)), [f"{r.model} ({r.mode})" for r in ratios], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("images/s of B / images/s of A (log scale)", fontsize=9)
@@ -304,7 +305,7 @@ def results_chart(diff: ResultsDiff) -> Chart | None:
         (ra, rb, number(ra.get("measured")), number(rb.get("measured")))
         for ra, rb in diff.changed + diff.moved
     ]
-    pairs = [(ra, rb, va, vb) for ra, rb, va, vb in pairs if va and vb]
+    pairs = [(ra, rb, va, vb) for ra, rb, va, vb in pairs if va and vb and vb / va > 0]
     if not pairs:
         return None
     name = "compare-claims"
@@ -319,6 +320,10 @@ def results_chart(diff: ResultsDiff) -> Chart | None:
         titles[gid] = f"{_claim(ra)}: {va:g} -> {vb:g} ({ra.get('verdict')} -> {rb.get('verdict')})"
     ax.axvline(1.0, color="#555", linewidth=0.8)
     ax.set_xscale("log")
+    ratios = [vb / va for _, _, va, vb in pairs if vb / va > 0]
+    if ratios:
+        ax.set_xlim(min(min(ratios), 0.8) / 1.5, max(max(ratios), 1.25) * 1.5)
+        plain_log(ax.xaxis, *ax.get_xlim())
     ax.set_yticks(range(len(pairs)), [shorten(_claim(p[0]), 60) for p in pairs], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("measured in B / measured in A (log scale)", fontsize=9)

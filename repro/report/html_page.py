@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -18,15 +19,21 @@ th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums
 .reproduced{background:#e3f6e3} .deviates{background:#fde8d8} .not-run{background:#eee;color:#666}
 .error{background:#f9d0d0} .measured{background:#e3ecf9} nav a{margin-right:0.8em}
 .note{max-width:32em} figure{margin:1em 0 1.5em} svg.chart{max-width:100%;height:auto}
-figcaption{font-size:0.85em;color:#555} table.env td:first-child{font-weight:600}
+figcaption{font-size:0.85em;color:#555;max-width:60em} nav{line-height:1.8}
+table.env td:first-child{font-weight:600}
 """
+
+
+def prose(text: str) -> str:
+    """The notes are written for Markdown: escape, then `code` spans become <code>."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
 def _html_chart(chart: Chart) -> str:
     e = html.escape
     return (
         f"<figure id='chart-{e(chart.name)}' aria-label='{e(chart.title)}'>{chart.svg}"
-        f"<figcaption>{e(chart.caption)}</figcaption></figure>"
+        f"<figcaption><b>{e(chart.title)}.</b> {e(chart.caption)}</figcaption></figure>"
     )
 
 
@@ -53,9 +60,9 @@ def render_html(
         f"<style>{_CSS}</style></head><body>",
         "<h1>Reproduction report</h1>",
         f"<p>Generated {e(datetime.now(UTC).isoformat(timespec='seconds'))}.</p>",
-        f"<p>{e(LEGEND)}</p>",
-        "<nav>" + "".join(f"<a href='#{s}'>{s}</a>" for s in sections) + " | "
-        + "".join(f"<a href='#{e(p)}'>{e(p)}</a>" for p in sorted(summary)) + "</nav>",
+        f"<p>{prose(LEGEND)}</p>",
+        "<nav>" + " ".join(f"<a href='#{s}'>{s}</a>" for s in sections) + " | "
+        + " ".join(f"<a href='#{e(p)}'>{e(p)}</a>" for p in sorted(summary)) + "</nav>",
         "<h2 id='summary'>Summary</h2><table><tr><th>paper</th>"
         + "".join(f"<th class='{v}'>{v}</th>" for v in columns)
         + "<th>claims</th></tr>",
@@ -87,7 +94,7 @@ def render_html(
     parts += [f"<tr><td>{e(s)}</td><td>{e(t)}</td></tr>" for s, t in content.timings]
     parts.append("</table>")
     if drawn.bench or drawn.bench_missing:
-        parts.append(f"<h2 id='benchmarks'>Benchmarks</h2><p>{e(BENCH_NOTE)}</p>")
+        parts.append(f"<h2 id='benchmarks'>Benchmarks</h2><p>{prose(BENCH_NOTE)}</p>")
         parts += [_html_chart(c) for c in drawn.bench]
         if drawn.bench_missing:
             parts.append("<p>Not drawn:</p><ul>")
@@ -95,7 +102,7 @@ def render_html(
             parts.append("</ul>")
     demo_tables = content.demo_tables
     if demo_tables or drawn.training:
-        parts.append(f"<h2 id='demonstrations'>Demonstrations</h2><p>{e(DEMOS_NOTE)}</p>")
+        parts.append(f"<h2 id='demonstrations'>Demonstrations</h2><p>{prose(DEMOS_NOTE)}</p>")
         parts += [_html_chart(c) for c in drawn.training]
         for name, cols, drows in demo_tables:
             parts.append(
