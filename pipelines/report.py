@@ -1,4 +1,5 @@
-"""DVC stage `report`: reports/results.csv, README.md and index.html from the measurements."""
+"""DVC stage `report`: reports/results.csv, README.md, index.html and charts/ from the
+measurements, then logged to MLflow (experiment repro/report) as artifacts."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from repro import config
 from repro.errors import ReproError
-from repro.report import demo_seconds, read_demos, read_measurements, write_report
+from repro.report import demo_seconds, log_report, read_demos, read_measurements, write_report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measurements", default="reports/measurements")
     parser.add_argument("--demos", default="reports/demos", help="demonstration results")
     parser.add_argument("--out", default="reports")
+    parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: params.yaml's)")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log the report")
+    parser.add_argument("--params", help="params file (default: ./params.yaml if present)")
     args = parser.parse_args(argv)
     try:
         rows, metas = read_measurements(Path(args.measurements))
@@ -26,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.paragraph(), file=sys.stderr)
         return 2
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if not args.no_mlflow:
+        uri = config.tracking_uri(args.tracking_uri, config.load_params(args.params))
+        logged, line = log_report(paths, uri)
+        print(line, file=sys.stdout if logged else sys.stderr)
     return 0
 
 

@@ -224,6 +224,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
         comparison=comparison,
     )  # fmt: skip
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    if not args.no_mlflow:
+        from repro.report import log_report
+
+        uri = config.tracking_uri(args.tracking_uri, config.load_params(args.params))
+        logged, line = log_report(paths, uri)
+        print(line, file=sys.stdout if logged else sys.stderr)
     return 0
 
 
@@ -315,7 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--measurements", default="reports/measurements", help="measurement directory")
     p.add_argument("--out", default="reports", help="output directory")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (with --from mlflow)")
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI: read from it with --from mlflow; the report is logged to it "
+        "(experiment repro/report) either way",
+    )
+    p.add_argument("--no-mlflow", action="store_true", help="do not log the report to MLflow")
     p.add_argument("--params", help="params file (default: ./params.yaml if present)")
     p.add_argument(
         "--compare",

@@ -133,7 +133,7 @@ def test_report_compare_adds_a_section(tmp_path: Path, capsys) -> None:
     write(measurements / "vgg.csv", B)
     old = write(tmp_path / "old.csv", A)
     out = tmp_path / "reports"
-    args = ["report", "--measurements", str(measurements), "--out", str(out)]
+    args = ["report", "--measurements", str(measurements), "--out", str(out), "--no-mlflow"]
     assert main([*args, "--compare", str(old)]) == 0
     page = (out / "index.html").read_text()
     assert "id='comparison'" in page and "row flips [vgg_d]: reproduced -&gt; deviates" in page

@@ -72,7 +72,7 @@ def test_full_disk_during_repro_run_and_report(
     assert main([*argv, "--out", str(out)]) == 0
     before = (out / "alpha.csv").read_text()
     reports = tmp_path / "reports"
-    assert main(["report", "--measurements", str(out), "--out", str(reports)]) == 0
+    assert main(["report", "--measurements", str(out), "--out", str(reports), "--no-mlflow"]) == 0
     readme = (reports / "README.md").read_text()
     capsys.readouterr()
     _fail_with(monkeypatch, errno.ENOSPC)
@@ -80,7 +80,7 @@ def test_full_disk_during_repro_run_and_report(
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot write {out / 'alpha.csv'}: No space left on device")
     assert (out / "alpha.csv").read_text() == before
-    assert main(["report", "--measurements", str(out), "--out", str(reports)]) == 2
+    assert main(["report", "--measurements", str(out), "--out", str(reports), "--no-mlflow"]) == 2
     assert "cannot write" in capsys.readouterr().err
     monkeypatch.undo()
     kept = (out / "alpha.csv").read_text() == before
@@ -89,7 +89,7 @@ def test_full_disk_during_repro_run_and_report(
     started = time.perf_counter()
     recovered = (
         main([*argv, "--out", str(out)]) == 0
-        and main(["report", "--measurements", str(out), "--out", str(reports)]) == 0
+        and main(["report", "--measurements", str(out), "--out", str(reports), "--no-mlflow"]) == 0
     )
     fault_record(DISK_FULL, survived=kept and recovered, lost=0 if kept else 1, duplicated=0,
                  recovery_s=time.perf_counter() - started)  # fmt: skip

@@ -76,8 +76,13 @@ def test_run_through_ray_and_mlflow_then_report(
     assert measured[0].data.params["model"] == "lenet5"
 
     report = tmp_path / "report"
-    assert main(["report", "--measurements", str(out), "--out", str(report)]) == 0
+    args = ["report", "--measurements", str(out), "--out", str(report), "--tracking-uri", uri]
+    assert main(args) == 0
     assert len(_rows(report / "results.csv")) == 4
+    assert {"paper-alpha.svg", "paper-beta.svg", "summary.svg"} <= {
+        p.name for p in (report / "charts").glob("*.svg")
+    }
+    assert client.get_experiment_by_name("repro/report") is not None  # the report, logged
     md = (report / "README.md").read_text()
     assert "| [alpha](#alpha) | 2 | 0 | 1 | 0 | 3 |" in md
     assert "Stage timings" in md and "measure@alpha" in md

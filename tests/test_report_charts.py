@@ -189,3 +189,30 @@ def test_markdown_and_html_show_the_same_charts() -> None:
     for chart in charts.all():
         assert f"charts/{chart.name}.svg" in markdown
         assert f"id='chart-{chart.name}'" in page
+
+
+def test_the_report_and_its_charts_are_logged_to_mlflow(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from repro.report import log_report
+
+    paths = write_report(ROWS, [], tmp_path / "reports", bench_dir=None)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logged, line = log_report(paths, uri)
+    assert logged, line
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("repro/report").experiment_id])
+    top = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"results.csv", "README.md", "index.html", "charts"} <= top
+    charts = {a.path for a in client.list_artifacts(run.info.run_id, "charts")}
+    assert "charts/paper-alexnet.svg" in charts
+    assert run.data.tags["charts"] == str(len(list(paths["charts"].glob("*.svg"))))
+
+
+def test_a_store_that_is_down_costs_a_warning_not_the_report(tmp_path: Path) -> None:
+    from repro.report import log_report
+
+    paths = write_report(ROWS, [], tmp_path, bench_dir=None)
+    logged, line = log_report(paths, "http://127.0.0.1:9")
+    assert not logged and "the report is written" in line and "127.0.0.1:9" in line
+    assert paths["html"].is_file()

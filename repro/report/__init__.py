@@ -42,6 +42,7 @@ __all__ = [
     "render_markdown",
     "summarize",
     "verdict_columns",
+    "log_report",
     "write_charts",
     "write_report",
 ]
@@ -99,3 +100,24 @@ def write_report(
     atomic_write_text(paths["markdown"], md)
     atomic_write_text(paths["html"], render_html(rows, metas, elapsed, demos, demo_times, charts))
     return paths
+
+
+def log_report(paths: dict[str, Path], uri: str) -> tuple[bool, str]:
+    """Log the written report to MLflow (experiment "repro/report": the files and the charts as
+    artifacts). Never raises for the store: the report is on disk already, so a store that is
+    down or refuses costs a warning, not the report. Returns (logged, a line saying so)."""
+    from repro import tracking
+
+    try:
+        tracking.check_tracking_uri(uri)
+        if not tracking.reachable(uri):
+            raise ReproError(f"{uri} does not answer", "start it")
+        run_id = tracking.log_report(uri, paths, tags={"charts": str(len(list(
+            Path(paths["charts"]).glob("*.svg"))))})  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - any store failure degrades to a warning
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return False, (
+            f"the report is written; logging it to MLflow at {uri} failed ({reason}); rerun "
+            "`repro report` when the store answers, or pass --no-mlflow."
+        )
+    return True, f"logged the report to MLflow at {uri} (experiment repro/report, run {run_id})"

@@ -3,11 +3,13 @@ a DVC stage, `repro run ... > log`), so a run that is not watched still says how
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, TextIO
 
-LINE_EVERY_S = 30.0  # plain lines: at most one per interval, plus the first and the last
+LINE_EVERY_S = 30.0  # plain lines: one per interval once work has run that long, and the last
+EVERY_ENV = "REPRO_PROGRESS_S"  # overrides the interval; 0 prints a line at every step
 
 
 def _clock(seconds: float) -> str:
@@ -29,17 +31,20 @@ class Progress:
         unit: str = "claim",
         out: TextIO | None = None,
         tty: bool | None = None,
-        every_s: float = LINE_EVERY_S,
+        every_s: float | None = None,
         clock: Any = time.monotonic,
     ) -> None:
         self.total, self.desc, self.unit = total, desc, unit
         self.out = out if out is not None else sys.stderr
         self.done = 0
         self.current = ""
+        if every_s is None:
+            every_s = float(os.environ.get(EVERY_ENV) or LINE_EVERY_S)
         self.every_s = every_s
         self._clock = clock
         self._start = clock()
-        self._last_line: float | None = None
+        self._last_line = self._start  # quiet work (shorter than an interval) prints nothing
+        self._printed = False
         is_tty = self.out.isatty() if tty is None and hasattr(self.out, "isatty") else bool(tty)
         self._bar = None
         if is_tty:
@@ -61,7 +66,7 @@ class Progress:
         self.current = current
         if self._bar is not None:
             self._bar.set_postfix_str(current)
-        else:
+        elif self.every_s <= 0:
             self._emit()
 
     def update(self, n: int, current: str = "") -> None:
@@ -71,22 +76,19 @@ class Progress:
             self._bar.set_postfix_str(self.current, refresh=False)
             self._bar.update(n)
             return
-        now = self._clock()
-        if (
-            self.done >= self.total
-            or self._last_line is None
-            or (now - self._last_line >= self.every_s)
-        ):
+        finished = self.done >= self.total and self._printed
+        if finished or self._clock() - self._last_line >= self.every_s:
             self._emit()
 
     def _emit(self) -> None:
         self._last_line = self._clock()
+        self._printed = True
         print(self.line(), file=self.out, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-        elif self._last_line is not None and self.done < self.total:
+        elif self._printed and self.done < self.total:
             self._emit()  # stopped early (an error): say where
 
     def __enter__(self) -> Progress:

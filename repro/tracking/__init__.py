@@ -508,3 +508,30 @@ def log_demo(
         client.set_terminated(rid, "FAILED")
         raise
     return rid
+
+
+# --- The report (`repro report`, the DVC report stage) ----------------------------------------
+
+REPORT_EXPERIMENT = "report"  # EXPERIMENT_PREFIX + this = "repro/report"
+
+
+def log_report(uri: str, files: dict[str, Path], tags: dict[str, str] | None = None) -> str:
+    """Log the rendered report (results.csv, README.md, index.html and the charts folder) as the
+    artifacts of one run of experiment "repro/report"; returns the run id. Report runs carry no
+    ``repro.session`` tag, so :func:`load_results` never reads them as measurements."""
+    client = _client(uri)
+    exp_id = _experiment_id(client, uri, REPORT_EXPERIMENT)
+    run = _create_run(client, exp_id, run_name="report", tags=tags)
+    rid = run.info.run_id
+    try:
+        for path in files.values():
+            path = Path(path)
+            if path.is_dir():
+                client.log_artifacts(rid, str(path), artifact_path=path.name)
+            elif path.is_file():
+                client.log_artifact(rid, str(path))
+        client.set_terminated(rid, "FINISHED")
+    except Exception:
+        client.set_terminated(rid, "FAILED")
+        raise
+    return rid
