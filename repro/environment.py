@@ -64,15 +64,21 @@ def _git(*args: str, cwd: Path) -> str | None:
     return done.stdout.strip() if done.returncode == 0 else None
 
 
+# What the pipeline itself writes into tracked files: a change there is a result, not a change
+# to what produced it, so it does not make the tree dirty.
+GENERATED = ("reports", "dvc.lock", "benchmarks/results", "benchmarks/speed_claims")
+
+
 def git_state(where: Path | None = None) -> tuple[str, str]:
     """(commit, dirty) of the checkout that holds ``where`` (repro's own source by default):
-    dirty is "true" when tracked files differ from the commit; ("unknown", "unknown") outside
-    a git checkout."""
+    dirty is "true" when tracked files other than the generated outputs (GENERATED) differ from
+    the commit; ("unknown", "unknown") outside a git checkout."""
     where = where or Path(repro.__file__).resolve().parent
     commit = _git("rev-parse", "HEAD", cwd=where)
     if not commit:
         return "unknown", "unknown"
-    changes = _git("status", "--porcelain", "--untracked-files=no", cwd=where)
+    spec = [":(top)", *(f":(top,exclude){path}" for path in GENERATED)]
+    changes = _git("status", "--porcelain", "--untracked-files=no", "--", *spec, cwd=where)
     dirty = "unknown" if changes is None else ("true" if changes else "false")
     return commit, dirty
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from repro.claims import PAPERS_DIR, list_papers, load_paper
 from repro.errors import ReproError
 from repro.report.charts import Chart
+from repro.report.numbers import demo_text, measured_text
 
 if TYPE_CHECKING:
     from repro.report.compare import Comparison
@@ -36,6 +37,8 @@ def cell(row: dict[str, Any], column: str) -> str:
     if column == "measured on":
         model, layer = row.get("model", ""), row.get("layer", "")
         return f"{model} [{layer}]" if layer else model
+    if column == "measured":
+        return measured_text(str(row.get("measured", "")), str(row.get("claimed", "")))
     return str(row.get(column, ""))
 
 
@@ -77,7 +80,11 @@ def read_demos(directory: Path) -> dict[str, list[dict[str, str]]]:
 
 
 def _demo_tables(demos: dict[str, list[dict[str, str]]]) -> list[tuple[str, list[str], list]]:
-    return [(name, list(rows[0]), rows) for name, rows in demos.items() if rows]
+    shown = {
+        name: [{k: demo_text(v) for k, v in r.items()} for r in rows]
+        for name, rows in demos.items()
+    }
+    return [(name, list(rows[0]), rows) for name, rows in shown.items() if rows]
 
 
 def verdict_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
