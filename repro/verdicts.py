@@ -36,6 +36,7 @@ RESULT_COLUMNS = [
     "dataset",
     "source",
     "seconds",
+    "hardware",  # where it was measured (repro.report.hardware fills it in the report)
 ]
 
 
@@ -58,6 +59,7 @@ class Result:
     dataset: str
     source: str
     seconds: float = 0.0
+    hardware: str = ""
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)

@@ -25,6 +25,7 @@ from repro.report.content import (
     summarize,
     verdict_columns,
 )
+from repro.report.hardware import SPEED_DIR, fold_speed, read_speed_runs
 from repro.report.html_page import render_html
 from repro.report.markdown import CHARTS_DIR, render_markdown
 from repro.runner.write import process_seconds, write_results_csv
@@ -71,20 +72,24 @@ def write_report(
     demos_dir: Path | None = None,
     bench_dir: Path | None = BENCHMARKS_DIR,
     comparison: Comparison | None = None,
+    speed_dir: Path | None = SPEED_DIR,
 ) -> dict[str, Path]:
     """``demos``: the demonstrations' tables (:func:`read_demos`), shown in their own section;
     ``demo_times``: their stages' wall times (:func:`demo_seconds`); ``demos_dir``: where their
     JSON files (training curves) are; ``bench_dir``: the benchmark files to chart (None: none);
-    ``comparison``: a section comparing these results with others (`repro report --compare`)."""
+    ``comparison``: a section comparing these results with others (`repro report --compare`);
+    ``speed_dir``: the speed suite's results per hardware to fold in (None: none)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = sorted(rows, key=lambda r: r["paper"])  # stable: keeps each paper's claim order
     missing = [c for c in ("paper", "table", "row", "verdict") if rows and c not in rows[0]]
     if missing:
         raise ReproError(
             f"the results table lacks the columns {missing}.",
             f"regenerate the measurements; the columns are {', '.join(RESULT_COLUMNS)}.",
         )
+    runs = read_speed_runs(speed_dir)
+    rows = fold_speed(rows, metas, runs) if rows else []
+    rows = sorted(rows, key=lambda r: r["paper"])  # stable: keeps each paper's claim order
     elapsed = process_seconds()  # this process so far: the report stage's wall time
     paths = {
         "csv": out_dir / "results.csv",
@@ -96,9 +101,10 @@ def write_report(
     charts.comparison = comparison
     write_results_csv(paths["csv"], rows)
     write_charts(charts, paths["charts"])
-    md = render_markdown(rows, metas, elapsed, demos, demo_times, charts)
+    md = render_markdown(rows, metas, elapsed, demos, demo_times, charts, runs)
     atomic_write_text(paths["markdown"], md)
-    atomic_write_text(paths["html"], render_html(rows, metas, elapsed, demos, demo_times, charts))
+    page = render_html(rows, metas, elapsed, demos, demo_times, charts, runs)
+    atomic_write_text(paths["html"], page)
     return paths
 
 

@@ -88,7 +88,7 @@ def read_table(path: Path) -> Table:
 
 def claim_key(row: dict[str, Any]) -> tuple[str, ...]:
     return (row.get("paper", ""), row.get("claim_id", ""), row.get("model", ""),
-            row.get("layer", ""))  # fmt: skip
+            row.get("layer", ""), row.get("hardware", ""))  # fmt: skip
 
 
 @dataclass

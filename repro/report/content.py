@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from repro.claims import PAPERS_DIR, list_papers, load_paper
 from repro.errors import ReproError
 from repro.report.charts import Chart
+from repro.report.hardware import HardwareRun, SpeedTable, speed_table
 from repro.report.numbers import demo_text, measured_text
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ SHOWN = [
     "tolerance",
     "verdict",
     "measured on",
+    "hardware",
     "note",
 ]
 
@@ -229,6 +231,7 @@ class Content:
     papers: dict[str, dict[str, list[dict[str, Any]]]]  # paper -> table -> rows
     charts: Charts
     env_differs: list[str]  # papers measured in another environment than ``env``
+    speed: SpeedTable | None = None  # the speed claims, one column per hardware
 
     @classmethod
     def of(
@@ -239,6 +242,7 @@ class Content:
         demos: dict[str, list[dict[str, str]]] | None,
         demo_times: dict[str, float] | None,
         charts: Charts | None = None,
+        speed_runs: Sequence[HardwareRun] = (),
     ) -> Content:
         summary = summarize(rows)
         env, differs = _environments(metas)
@@ -256,6 +260,7 @@ class Content:
             papers=dict(sorted(_by_paper_table(rows).items())),
             charts=charts or Charts(),
             env_differs=differs,
+            speed=speed_table(rows, speed_runs),
         )
 
 
@@ -269,4 +274,9 @@ LEGEND = (
 BENCH_NOTE = (
     "From the benchmark files in `benchmarks/results/` (`repro bench`, `repro scaling`): each "
     "file names its device, precision and torch version; hover a bar or point for its value."
+)
+SPEED_NOTE = (
+    "The papers' speed claims as the speed suite timed them on each hardware with results in "
+    "`benchmarks/speed_claims/<environment>/` (`repro run PAPER --suite speed --out ...`): one "
+    "column per hardware; ratios between methods are judged, absolute times recorded."
 )

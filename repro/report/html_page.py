@@ -9,7 +9,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from repro.report.charts import Chart
-from repro.report.content import BENCH_NOTE, DEMOS_NOTE, LEGEND, SHOWN, Charts, Content, cell
+from repro.report.content import (
+    BENCH_NOTE,
+    DEMOS_NOTE,
+    LEGEND,
+    SHOWN,
+    SPEED_NOTE,
+    Charts,
+    Content,
+    cell,
+)
+from repro.report.hardware import HardwareRun
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -29,6 +39,13 @@ def prose(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
 
 
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    e = html.escape
+    head = "<tr>" + "".join(f"<th>{e(str(h))}</th>" for h in header) + "</tr>"
+    body = ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows]
+    return "<table>" + head + "".join(body) + "</table>"
+
+
 def _html_chart(chart: Chart) -> str:
     e = html.escape
     return (
@@ -44,13 +61,15 @@ def render_html(
     demos: dict[str, list[dict[str, str]]] | None = None,
     demo_times: dict[str, float] | None = None,
     charts: Charts | None = None,
+    speed_runs: Sequence[HardwareRun] = (),
 ) -> str:
     e = html.escape
-    content = Content.of(rows, metas, report_seconds, demos, demo_times, charts)
+    content = Content.of(rows, metas, report_seconds, demos, demo_times, charts, speed_runs)
     summary, titles, env, columns = content.summary, content.titles, content.env, content.columns
     drawn = content.charts
     sections = ["summary"] + (["environment"] if env else []) + ["timings"]
     sections += ["benchmarks"] if drawn.bench or drawn.bench_missing else []
+    sections += ["speed"] if content.speed is not None else []
     sections += ["demonstrations"] if content.demo_tables or drawn.training else []
     sections += ["comparison"] if drawn.comparison is not None else []
     parts = [
@@ -100,6 +119,14 @@ def render_html(
             parts.append("<p>Not drawn:</p><ul>")
             parts += [f"<li>{e(line)}</li>" for line in drawn.bench_missing]
             parts.append("</ul>")
+    speed = content.speed
+    if speed is not None:
+        parts.append(f"<h2 id='speed'>Speed claims by hardware</h2><p>{prose(SPEED_NOTE)}</p><ul>")
+        parts += [
+            f"<li>{e(run.label)}: <code>{e(run.folder)}</code>, measured {e(run.finished)}</li>"
+            for run in speed.runs
+        ]
+        parts += ["</ul>", _html_table(*speed.tally()), _html_table(*speed.grid())]
     demo_tables = content.demo_tables
     if demo_tables or drawn.training:
         parts.append(f"<h2 id='demonstrations'>Demonstrations</h2><p>{prose(DEMOS_NOTE)}</p>")

@@ -7,7 +7,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from repro.report.charts import Chart
-from repro.report.content import BENCH_NOTE, DEMOS_NOTE, LEGEND, SHOWN, Charts, Content, cell
+from repro.report.content import (
+    BENCH_NOTE,
+    DEMOS_NOTE,
+    LEGEND,
+    SHOWN,
+    SPEED_NOTE,
+    Charts,
+    Content,
+    cell,
+)
+from repro.report.hardware import HardwareRun
 
 
 def _md_cell(value: Any) -> str:
@@ -33,8 +43,9 @@ def render_markdown(
     demos: dict[str, list[dict[str, str]]] | None = None,
     demo_times: dict[str, float] | None = None,
     charts: Charts | None = None,
+    speed_runs: Sequence[HardwareRun] = (),
 ) -> str:
-    content = Content.of(rows, metas, report_seconds, demos, demo_times, charts)
+    content = Content.of(rows, metas, report_seconds, demos, demo_times, charts, speed_runs)
     summary, titles, env, columns = content.summary, content.titles, content.env, content.columns
     drawn = content.charts
     out = ["# Reproduction report", ""]
@@ -62,6 +73,11 @@ def render_markdown(
             out += _md_chart(chart)
         if drawn.bench_missing:
             out += ["", "Not drawn:", ""] + [f"- {line}" for line in drawn.bench_missing]
+    speed = content.speed
+    if speed is not None:
+        out += ["", "## Speed claims by hardware", "", SPEED_NOTE, ""]
+        out += [f"- {run.label}: `{run.folder}`, measured {run.finished}" for run in speed.runs]
+        out += [""] + _md_table(*speed.tally()) + [""] + _md_table(*speed.grid())
     tables = content.demo_tables
     if tables or drawn.training:
         out += ["", "## Demonstrations", "", DEMOS_NOTE]
