@@ -113,12 +113,13 @@ def log_report(paths: dict[str, Path], uri: str) -> tuple[bool, str]:
     artifacts). Never raises for the store: the report is on disk already, so a store that is
     down or refuses costs a warning, not the report. Returns (logged, a line saying so)."""
     from repro import tracking
+    from repro.tracking.report import log_report as log_report_run
 
     try:
         tracking.check_tracking_uri(uri)
         if not tracking.reachable(uri):
             raise ReproError(f"{uri} does not answer", "start it")
-        run_id = tracking.log_report(uri, paths, tags={"charts": str(len(list(
+        run_id = log_report_run(uri, paths, tags={"charts": str(len(list(
             Path(paths["charts"]).glob("*.svg"))))})  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any store failure degrades to a warning
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -31,10 +31,11 @@ def load_side(spec: str, tracking_uri: str | None = None, params: str | None = N
     if not spec.startswith(MLFLOW_PREFIX):
         return read_table(Path(spec))
     from repro import config, tracking
+    from repro.tracking.report import load_results_of
 
     uri = config.tracking_uri(tracking_uri, config.load_params(params))
     tracking.check_tracking_uri(uri)
-    return Table("results", spec, tracking.load_results_of(uri, spec.removeprefix(MLFLOW_PREFIX)))
+    return Table("results", spec, load_results_of(uri, spec.removeprefix(MLFLOW_PREFIX)))
 
 
 def compare_with_current(
