@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from repro.claims import Tolerance
-from repro.report import build_charts, render_html, render_markdown, write_report
+from repro.report import Content, build_charts, render_html, render_markdown, write_report
 from repro.report.bench_charts import bench_charts, read_benchmarks, training_charts, value_axis
 from repro.report.charts import RATIO_LIMITS, claim_points, new_figure, to_svg
 from repro.verdicts import RESULT_COLUMNS
@@ -69,7 +69,7 @@ def test_ratios_beyond_the_limits_are_drawn_at_the_edge_and_say_so() -> None:
 
 
 def test_ids_are_unique_across_the_page_and_references_resolve() -> None:
-    page = render_html(ROWS, [], 1.0, charts=build_charts(ROWS, None, None))
+    page = render_html(Content.of(ROWS, [], 1.0, None, None, build_charts(ROWS, None, None)))
     ids = re.findall(r'\bid="([^"]+)"', page) + re.findall(r"\bid='([^']+)'", page)
     assert len(ids) == len(set(ids)), sorted({i for i in ids if ids.count(i) > 1})[:5]
     for ref in re.findall(r"url\(#([^)]+)\)", page):
@@ -184,8 +184,8 @@ def test_write_report_writes_every_chart_and_removes_stale_ones(tmp_path: Path) 
 
 def test_markdown_and_html_show_the_same_charts() -> None:
     charts = build_charts(ROWS, None, None)
-    markdown = render_markdown(ROWS, [], 1.0, charts=charts)
-    page = render_html(ROWS, [], 1.0, charts=charts)
+    content = Content.of(ROWS, [], 1.0, None, None, charts)
+    markdown, page = render_markdown(content), render_html(content)
     for chart in charts.all():
         assert f"charts/{chart.name}.svg" in markdown
         assert f"id='chart-{chart.name}'" in page

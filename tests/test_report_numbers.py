@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from repro.report import render_html, render_markdown
+from repro.report import Content, render_html, render_markdown
 from repro.report.numbers import decimals, demo_text, measured_text, significant
 from repro.verdicts import RESULT_COLUMNS
 
@@ -38,6 +38,7 @@ def test_no_value_in_the_report_has_more_digits_than_it_should() -> None:
     row.update(paper="p", table="T", row="r", metric="m", claimed="1.1",
                measured="1.13526417", verdict="deviates")  # fmt: skip
     demos = {"digits": [{"metric": "test_error", "value": "0.841955978394003"}]}
-    for page in (render_markdown([row], [], 1.0, demos), render_html([row], [], 1.0, demos)):
+    content = Content.of([row], [], 1.0, demos, None)
+    for page in (render_markdown(content), render_html(content)):
         assert "1.14" in page and "0.842" in page
         assert not re.search(r"\d\.\d{6,}", page)

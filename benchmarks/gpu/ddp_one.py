@@ -14,9 +14,7 @@ import argparse
 import csv
 import os
 import socket
-import statistics
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repro, without i
 from repro.models import build_model, get_model_spec  # noqa: E402
 from repro.runtime.device import resolve_device, slugify, torch_version_slug  # noqa: E402
 from repro.runtime.precision import autocast  # noqa: E402
+from repro.runtime.timing import time_step  # noqa: E402
 
 COLUMNS = ["timestamp", "status", "model", "backend", "world_size", "device", "precision",
            "channels_last", "batch_size", "steps", "images_per_s", "step_s_median", "loss_first",
@@ -82,9 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         images = images.to(memory_format=memory)
         # every classifier here has at least 10 outputs
         labels = torch.randint(0, 10, (args.batch_size,), device=device.torch_device)
-        losses, times = [], []
-        for step in range(args.warmup + args.steps):
-            start = time.perf_counter()
+        losses: list[torch.Tensor] = []
+
+        def step() -> None:
             with autocast(args.precision, device.type):
                 out = ddp(images)
                 out = out[0] if isinstance(out, tuple) else out
@@ -92,15 +91,16 @@ def main(argv: list[str] | None = None) -> int:
             opt.zero_grad(set_to_none=True)
             loss.backward()  # DDP's all-reduce runs here, through the backend
             opt.step()
-            if device.is_cuda:
-                torch.cuda.synchronize()
-            if step >= args.warmup:
-                times.append(time.perf_counter() - start)
-                losses.append(float(loss.detach()))
-        median = statistics.median(times)
-        row.update(status="ok", images_per_s=round(args.batch_size / median, 2),
-                   step_s_median=round(median, 5), loss_first=round(losses[0], 4),
-                   loss_last=round(losses[-1], 4),
+            losses.append(loss.detach())
+
+        # one step per repeat: the median is the median step, as the bench rows report it
+        timing = time_step(step, device=device.torch_device, warmup=args.warmup, iters=1,
+                           repeats=args.steps, items_per_iter=args.batch_size)  # fmt: skip
+        timed = [float(v) for v in losses[args.warmup :]]
+        median = timing.median_s
+        row.update(status="ok", images_per_s=round(timing.items_per_s, 2),
+                   step_s_median=round(median, 5), loss_first=round(timed[0], 4),
+                   loss_last=round(timed[-1], 4),
                    note=f"world size 1 over {backend}: the data-parallel path runs; scaling "
                         "efficiency needs two or more GPUs, and one is lent")  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - the row records why, the script goes on

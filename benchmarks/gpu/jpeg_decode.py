@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import statistics
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from torchvision.io import decode_jpeg, encode_jpeg
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repro, without installing it
 
 from repro.runtime.device import resolve_device, slugify, torch_version_slug  # noqa: E402
+from repro.runtime.timing import Timing, time_step  # noqa: E402
 
 COLUMNS = ["timestamp", "status", "decoder", "device", "images", "batch", "height", "width",
            "quality", "repeats", "images_per_s", "spread", "torch", "torchvision",
@@ -46,23 +45,16 @@ def scene(index: int, height: int, width: int) -> torch.Tensor:
     return (image.clamp(0, 1) * 255).to(torch.uint8)
 
 
-def time_decoder(encoded: list[torch.Tensor], batch: int, device: str, repeats: int) -> list[float]:
-    """images/s of each repeat: every image decoded once per repeat, ``batch`` per call."""
+def time_decoder(encoded: list[torch.Tensor], batch: int, device: str, repeats: int) -> Timing:
+    """Every image decoded once per timed iteration, ``batch`` per call; one untimed pass first
+    (nvJPEG's handles, the first allocations)."""
 
     def run() -> None:
         for i in range(0, len(encoded), batch):
-            out = decode_jpeg(encoded[i : i + batch], device=device)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        del out
+            decode_jpeg(encoded[i : i + batch], device=device)
 
-    run()  # warm-up: nvJPEG's handles, the first allocations
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        rates.append(len(encoded) / (time.perf_counter() - start))
-    return rates
+    return time_step(run, device=device, warmup=1, iters=1, repeats=repeats,
+                     items_per_iter=len(encoded))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,13 +86,12 @@ def main(argv: list[str] | None = None) -> int:
             row.update(status="not-run", note="no CUDA device: nvJPEG decode needs a GPU")
         else:
             try:
-                rates = time_decoder(encoded, args.batch, where, args.repeats)
+                timing = time_decoder(encoded, args.batch, where, args.repeats)
             except RuntimeError as exc:  # a torchvision build without nvJPEG, a driver error
                 row.update(status="error", note=f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
             else:
-                median = statistics.median(rates)
-                row.update(status="ok", images_per_s=round(median, 1),
-                           spread=round((max(rates) - min(rates)) / median, 4))  # fmt: skip
+                row.update(status="ok", images_per_s=round(timing.items_per_s, 1),
+                           spread=round(timing.spread, 4))  # fmt: skip
         rows.append(row)
         print(f"{decoder}: {row.get('images_per_s', row['status'])} images/s {row.get('note', '')}")
     cpu_rate = rows[0].get("images_per_s")

@@ -18,6 +18,7 @@ from repro.report.compare import Comparison
 from repro.report.content import (
     BENCHMARKS_DIR,
     Charts,
+    Content,
     build_charts,
     demo_seconds,
     read_demos,
@@ -35,6 +36,7 @@ __all__ = [
     "BENCHMARKS_DIR",
     "CHARTS_DIR",
     "Charts",
+    "Content",
     "build_charts",
     "demo_seconds",
     "read_demos",
@@ -101,10 +103,9 @@ def write_report(
     charts.comparison = comparison
     write_results_csv(paths["csv"], rows)
     write_charts(charts, paths["charts"])
-    md = render_markdown(rows, metas, elapsed, demos, demo_times, charts, runs)
-    atomic_write_text(paths["markdown"], md)
-    page = render_html(rows, metas, elapsed, demos, demo_times, charts, runs)
-    atomic_write_text(paths["html"], page)
+    content = Content.of(rows, metas, elapsed, demos, demo_times, charts, runs)
+    atomic_write_text(paths["markdown"], render_markdown(content))
+    atomic_write_text(paths["html"], render_html(content))
     return paths
 
 
@@ -114,17 +115,20 @@ def log_report(paths: dict[str, Path], uri: str) -> tuple[bool, str]:
     down or refuses costs a warning, not the report. Returns (logged, a line saying so)."""
     from repro import tracking
     from repro.tracking.report import log_report as log_report_run
+    from repro.tracking.spool import first_line
 
-    try:
-        tracking.check_tracking_uri(uri)
-        if not tracking.reachable(uri):
-            raise ReproError(f"{uri} does not answer", "start it")
-        run_id = log_report_run(uri, paths, tags={"charts": str(len(list(
-            Path(paths["charts"]).glob("*.svg"))))})  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - any store failure degrades to a warning
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    def failed(reason: str) -> tuple[bool, str]:
         return False, (
             f"the report is written; logging it to MLflow at {uri} failed ({reason}); rerun "
             "`repro report` when the store answers, or pass --no-mlflow."
         )
+
+    if not tracking.reachable(uri):
+        return failed(f"{uri} does not answer")
+    charts = len(list(Path(paths["charts"]).glob("*.svg")))
+    try:
+        tracking.check_tracking_uri(uri)
+        run_id = log_report_run(uri, paths, tags={"charts": str(charts)})
+    except Exception as exc:  # noqa: BLE001 - any store failure degrades to a warning
+        return failed(first_line(exc))
     return True, f"logged the report to MLflow at {uri} (experiment repro/report, run {run_id})"

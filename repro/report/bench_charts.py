@@ -13,7 +13,8 @@ from typing import Any
 
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from repro.report.charts import Chart, amount, new_figure, number, plain_log, shorten, to_svg
+from repro.report.charts import Chart, amount, new_figure, plain_log, shorten, to_svg
+from repro.report.numbers import number
 
 LOG_ABOVE = 20  # values spanning more than this factor get a log axis, narrower ranges a linear one
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from repro.claims import Tolerance
+from repro.report.numbers import number
 
 SVG_NS = "http://www.w3.org/2000/svg"
 ET.register_namespace("", SVG_NS)
@@ -40,14 +41,6 @@ class Chart:
     title: str
     svg: str  # an <svg> element, no XML declaration: fit to inline in HTML or save as a file
     caption: str
-
-
-def number(text: Any) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 def shorten(text: str, limit: int = LABEL_CHARS) -> str:
@@ -284,49 +277,77 @@ def summary_chart(summary: dict[str, Counter[str]], verdicts: Sequence[str]) -> 
     return Chart(name, "Verdicts per paper", to_svg(fig, name, titles), caption)
 
 
+@dataclass(frozen=True)
+class RatioBar:
+    """One bar of a ratio chart: from 1 to ``ratio`` on a log axis."""
+
+    label: str
+    ratio: float  # where the bar ends (already clipped where the caller clips)
+    tip: str
+    colour: str
+    text: str = ""  # printed at the bar's end
+
+
+def ratio_bars(name: str, title: str, bars: Sequence[RatioBar], xlabel: str,
+               caption: str) -> Chart:  # fmt: skip
+    """Bars from 1 to each ratio on a plain-numbered log axis: the deviations, and the ratios
+    of `repro compare`."""
+    fig = new_figure(9.0, 1.4 + 0.26 * len(bars))
+    ax = fig.add_subplot()
+    titles = {}
+    for y, b in enumerate(bars):
+        bar = ax.barh(y, abs(b.ratio - 1), left=min(b.ratio, 1), height=0.6, color=b.colour)[0]
+        gid = f"{name}-{y}"
+        bar.set_gid(gid)
+        titles[gid] = b.tip
+        if b.text:
+            right = b.ratio >= 1
+            ax.annotate(b.text, (b.ratio, y), xytext=(4 if right else -4, 0),
+                        textcoords="offset points", ha="left" if right else "right",
+                        va="center", fontsize=7)  # fmt: skip
+    ax.axvline(1.0, color="#555", linewidth=0.8)
+    ax.set_xscale("log")
+    xs = [b.ratio for b in bars]
+    ax.set_xlim(min(min(xs), 0.8) / 1.6, max(max(xs), 1.25) * 1.6)
+    plain_log(ax.xaxis, *ax.get_xlim())
+    ax.set_yticks(range(len(bars)), [b.label for b in bars], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.grid(axis="x", which="both", color="#eee")
+    ax.set_axisbelow(True)
+    return Chart(name, title, to_svg(fig, name, titles), caption)
+
+
+def _change(ratio: float) -> str:
+    """+16%, -0.13%, x34.2: how far a measured value is from its claim."""
+    pct = (ratio - 1) * 100
+    if ratio >= 10:
+        return f"x{ratio:.3g}"
+    return f"{pct:+.0f}%" if abs(pct) >= 1 else f"{pct:+.2g}%"
+
+
 def deviations_chart(rows: Sequence[dict[str, Any]]) -> Chart | None:
     deviating = [r for r in rows if r.get("verdict") == "deviates"]
     points, left_out = claim_points(deviating)
     if not points:
         return None
     ranked = sorted(points, key=lambda p: -abs(math.log(max(p.ratio, 1e-12))))
-    name = "deviations"
-    fig = new_figure(9.0, 1.3 + 0.24 * len(ranked))
-    ax = fig.add_subplot()
-    titles = {}
-    for y, p in enumerate(ranked):
-        x, clipped = _clip(p.ratio)
-        bar = ax.barh(y, abs(x - 1), left=min(x, 1), height=0.6,
-                      color=VERDICT_COLOURS["deviates"])[0]  # fmt: skip
-        gid = f"{name}-{y}"
-        bar.set_gid(gid)
-        titles[gid] = p.tip
-        pct = (p.ratio - 1) * 100
-        change = (
-            f"x{p.ratio:.3g}"
-            if p.ratio >= 10
-            else f"{pct:+.0f}%"
-            if abs(pct) >= 1
-            else (f"{pct:+.2g}%")
-        )
-        ax.annotate(change, (x, y), xytext=(4 if x >= 1 else -4, 0), textcoords="offset points",
-                    ha="left" if x >= 1 else "right", va="center", fontsize=7)  # fmt: skip
-    ax.axvline(1.0, color="#555", linewidth=0.8)
-    ax.set_xscale("log")
-    xs = [_clip(p.ratio)[0] for p in ranked]
-    ax.set_xlim(min(min(xs), 0.8) / 1.6, max(max(xs), 1.25) * 1.6)
-    plain_log(ax.xaxis, *ax.get_xlim())
-    labels = [shorten(f"{p.paper}: {p.label}" if p.paper else p.label) for p in ranked]
-    ax.set_yticks(range(len(ranked)), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("measured / claimed (log scale)", fontsize=9)
-    ax.tick_params(axis="x", labelsize=8)
-    ax.grid(axis="x", which="both", color="#eee")
-    ax.set_axisbelow(True)
+    bars = [
+        RatioBar(
+            shorten(f"{p.paper}: {p.label}" if p.paper else p.label),
+            _clip(p.ratio)[0],
+            p.tip,
+            VERDICT_COLOURS["deviates"],
+            _change(p.ratio),
+        )  # fmt: skip
+        for p in ranked
+    ]
     caption = f"The {len(ranked)} numeric deviations, largest first; hover a bar for its note."
     if left_out:
         caption += " Not drawn: " + ", ".join(f"{n} {why}" for why, n in left_out.items()) + "."
-    return Chart(name, "Deviations ranked by size", to_svg(fig, name, titles), caption)
+    return ratio_bars("deviations", "Deviations ranked by size", bars,
+                      "measured / claimed (log scale)", caption)  # fmt: skip
 
 
 def claim_charts(rows: Sequence[dict[str, Any]], summary: dict[str, Counter[str]],

@@ -46,16 +46,16 @@ def compare_with_current(
     baseline = load_side(other, tracking_uri, params)
     if baseline.kind == "results":
         return compare(baseline, Table("results", "this report", rows))
+    from repro.report.bench_charts import read_benchmarks
     from repro.report.content import BENCHMARKS_DIR
 
-    current = sorted(BENCHMARKS_DIR.glob("bench_*.csv"))
-    if not current:
+    bench_rows, _ = read_benchmarks(BENCHMARKS_DIR)
+    if not bench_rows:
         raise ReproError(
             f"--compare {other} is a benchmark file, and {BENCHMARKS_DIR} holds no bench_*.csv "
-            "to compare it with.",
+            "row with status ok to compare it with.",
             "run `repro bench` first, or compare two files with `repro compare A B`.",
         )
-    bench_rows = [r for path in current for r in read_table(path).rows]
     return compare(baseline, Table("bench", f"{BENCHMARKS_DIR}/bench_*.csv", bench_rows))
 
 
@@ -73,15 +73,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def write_comparison_html(result: Comparison, path: Path) -> None:
     from repro.files import atomic_write_text
+    from repro.report.html_page import comparison_page
 
-    page = (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>repro compare</title>"
-        "<style>body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto}"
-        "svg.chart{max-width:100%;height:auto} pre{font-size:0.85em}</style></head><body>"
-        + result.html()
-        + "</body></html>"
-    )
-    atomic_write_text(path, page)
+    atomic_write_text(path, comparison_page(result))
 
 
 def _cmd_screenshot(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ over rows; where rows come from (CSV files, a measurement folder, MLflow) is the
 from __future__ import annotations
 
 import csv
-import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,8 @@ from typing import Any
 
 from repro.claims import Tolerance
 from repro.errors import ReproError
-from repro.report.charts import Chart, new_figure, number, plain_log, shorten, to_svg
+from repro.report.charts import Chart, RatioBar, ratio_bars, shorten
+from repro.report.numbers import number
 
 # Settings shown when two benchmark rows of one model differ in them (device: other hardware).
 BENCH_SETTINGS = (
@@ -230,59 +230,30 @@ def bench_lines(ratios: Sequence[SpeedRatio], only_a: list[str], only_b: list[st
 def bench_chart(ratios: Sequence[SpeedRatio], a: str, b: str) -> Chart | None:
     if not ratios:
         return None
-    name = "compare-speed"
-    fig = new_figure(9.0, 1.4 + 0.28 * len(ratios))
-    ax = fig.add_subplot()
-    titles = {}
-    for y, r in enumerate(ratios):
-        colour = "#2e7d32" if r.ratio >= 1 else "#c62828"
-        bar = ax.barh(y, abs(r.ratio - 1), left=min(r.ratio, 1), height=0.6, color=colour)[0]
-        gid = f"{name}-{y}"
-        bar.set_gid(gid)
-        titles[gid] = (
-            f"{r.model} ({r.mode}): {r.a_images_per_s:.4g} -> {r.b_images_per_s:.4g} images/s"
-            + (f"\n{r.differs}" if r.differs else "")
-        )
-        ax.annotate(f"x{r.ratio:.2f}", (r.ratio, y), xytext=(4 if r.ratio >= 1 else -4, 0),
-                    textcoords="offset points", ha="left" if r.ratio >= 1 else "right",
-                    va="center", fontsize=7)  # fmt: skip
-    ax.axvline(1.0, color="#555", linewidth=0.8)
-    ax.set_xscale("log")
-    xs = [r.ratio for r in ratios]
-    ax.set_xlim(min(min(xs), 0.8) / 1.5, max(max(xs), 1.25) * 1.5)
-    plain_log(ax.xaxis, *ax.get_xlim())
-    ax.set_yticks(range(len(ratios)), [f"{r.model} ({r.mode})" for r in ratios], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("images/s of B / images/s of A (log scale)", fontsize=9)
-    ax.tick_params(axis="x", labelsize=8)
-    ax.grid(axis="x", which="both", color="#eee")
-    ax.set_axisbelow(True)
+    bars = [
+        RatioBar(
+            f"{r.model} ({r.mode})",
+            r.ratio,
+            f"{r.model} ({r.mode}): {r.a_images_per_s:.4g} -> {r.b_images_per_s:.4g} "
+            "images/s" + (f"\n{r.differs}" if r.differs else ""),
+            "#2e7d32" if r.ratio >= 1 else "#c62828",
+            f"x{r.ratio:.2f}",
+        )  # fmt: skip
+        for r in ratios
+    ]
     caption = f"Speed of B ({shorten(b, 70)}) relative to A ({shorten(a, 70)}); hover for values."
-    return Chart(name, "Speed ratio B / A", to_svg(fig, name, titles), caption)
+    return ratio_bars("compare-speed", "Speed ratio B / A", bars,
+                      "images/s of B / images/s of A (log scale)", caption)  # fmt: skip
 
 
 @dataclass
 class Comparison:
-    """Everything `repro compare` prints, and the same as an HTML section."""
+    """Everything `repro compare` prints (html_page.comparison_section: the same as HTML)."""
 
     a: Table
     b: Table
     lines: list[str]
     chart: Chart | None = None
-
-    def html(self) -> str:
-        e = html.escape
-        out = [
-            "<h2 id='comparison'>Comparison</h2>",
-            f"<p>A: <code>{e(self.a.name)}</code>, B: <code>{e(self.b.name)}</code>.</p>",
-        ]
-        if self.chart is not None:
-            out.append(
-                f"<figure id='chart-{e(self.chart.name)}'>{self.chart.svg}"
-                f"<figcaption>{e(self.chart.caption)}</figcaption></figure>"
-            )
-        out.append("<pre>" + e("\n".join(self.lines)) + "</pre>")
-        return "\n".join(out)
 
 
 def compare(a: Table, b: Table) -> Comparison:
@@ -305,28 +276,18 @@ def results_chart(diff: ResultsDiff) -> Chart | None:
         (ra, rb, number(ra.get("measured")), number(rb.get("measured")))
         for ra, rb in diff.changed + diff.moved
     ]
-    pairs = [(ra, rb, va, vb) for ra, rb, va, vb in pairs if va and vb and vb / va > 0]
-    if not pairs:
+    bars = [
+        RatioBar(
+            shorten(_claim(ra), 60),
+            vb / va,
+            f"{_claim(ra)}: {va:g} -> {vb:g} ({ra.get('verdict')} -> {rb.get('verdict')})",
+            "#6a1b9a",
+        )  # fmt: skip
+        for ra, rb, va, vb in pairs
+        if va and vb and vb / va > 0
+    ]
+    if not bars:
         return None
-    name = "compare-claims"
-    fig = new_figure(9.0, 1.4 + 0.26 * len(pairs))
-    ax = fig.add_subplot()
-    titles = {}
-    for y, (ra, rb, va, vb) in enumerate(pairs):
-        ratio = vb / va
-        bar = ax.barh(y, abs(ratio - 1), left=min(ratio, 1), height=0.6, color="#6a1b9a")[0]
-        gid = f"{name}-{y}"
-        bar.set_gid(gid)
-        titles[gid] = f"{_claim(ra)}: {va:g} -> {vb:g} ({ra.get('verdict')} -> {rb.get('verdict')})"
-    ax.axvline(1.0, color="#555", linewidth=0.8)
-    ax.set_xscale("log")
-    ratios = [vb / va for _, _, va, vb in pairs if vb / va > 0]
-    if ratios:
-        ax.set_xlim(min(min(ratios), 0.8) / 1.5, max(max(ratios), 1.25) * 1.5)
-        plain_log(ax.xaxis, *ax.get_xlim())
-    ax.set_yticks(range(len(pairs)), [shorten(_claim(p[0]), 60) for p in pairs], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("measured in B / measured in A (log scale)", fontsize=9)
-    ax.tick_params(axis="x", labelsize=8)
-    caption = f"{len(pairs)} claim(s) whose value moved or verdict changed; hover for values."
-    return Chart(name, "Claims that moved", to_svg(fig, name, titles), caption)
+    caption = f"{len(bars)} claim(s) whose value moved or verdict changed; hover for values."
+    return ratio_bars("compare-claims", "Claims that moved", bars,
+                      "measured in B / measured in A (log scale)", caption)  # fmt: skip

@@ -9,17 +9,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from repro.report.charts import Chart
+from repro.report.compare import Comparison
 from repro.report.content import (
     BENCH_NOTE,
     DEMOS_NOTE,
     LEGEND,
     SHOWN,
     SPEED_NOTE,
-    Charts,
     Content,
     cell,
 )
-from repro.report.hardware import HardwareRun
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -46,6 +45,26 @@ def _html_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "<table>" + head + "".join(body) + "</table>"
 
 
+def comparison_section(compared: Comparison) -> str:
+    e = html.escape
+    out = [
+        "<h2 id='comparison'>Comparison</h2>",
+        f"<p>A: <code>{e(compared.a.name)}</code>, B: <code>{e(compared.b.name)}</code>.</p>",
+    ]
+    if compared.chart is not None:
+        out.append(_html_chart(compared.chart))
+    out.append("<pre>" + e("\n".join(compared.lines)) + "</pre>")
+    return "\n".join(out)
+
+
+def comparison_page(compared: Comparison) -> str:
+    """`repro compare --html`: the comparison section as a page of its own."""
+    return (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>repro compare</title>"
+        f"<style>{_CSS}</style></head><body>{comparison_section(compared)}</body></html>"
+    )
+
+
 def _html_chart(chart: Chart) -> str:
     e = html.escape
     return (
@@ -54,17 +73,9 @@ def _html_chart(chart: Chart) -> str:
     )
 
 
-def render_html(
-    rows: Sequence[dict[str, Any]],
-    metas: Sequence[dict[str, Any]],
-    report_seconds: float,
-    demos: dict[str, list[dict[str, str]]] | None = None,
-    demo_times: dict[str, float] | None = None,
-    charts: Charts | None = None,
-    speed_runs: Sequence[HardwareRun] = (),
-) -> str:
+def render_html(content: Content) -> str:
+    """The report from ``content`` (:meth:`Content.of`, computed once for both formats)."""
     e = html.escape
-    content = Content.of(rows, metas, report_seconds, demos, demo_times, charts, speed_runs)
     summary, titles, env, columns = content.summary, content.titles, content.env, content.columns
     drawn = content.charts
     sections = ["summary"] + (["environment"] if env else []) + ["timings"]
@@ -132,16 +143,10 @@ def render_html(
         parts.append(f"<h2 id='demonstrations'>Demonstrations</h2><p>{prose(DEMOS_NOTE)}</p>")
         parts += [_html_chart(c) for c in drawn.training]
         for name, cols, drows in demo_tables:
-            parts.append(
-                f"<h3>{e(name)}</h3><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in cols)
-            )
-            parts += [
-                "<tr>" + "".join(f"<td>{e(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
-                for r in drows
-            ]
-            parts.append("</table>")
+            parts.append(f"<h3>{e(name)}</h3>")
+            parts.append(_html_table(cols, [[r.get(c, "") for c in cols] for r in drows]))
     if drawn.comparison is not None:
-        parts.append(drawn.comparison.html())
+        parts.append(comparison_section(drawn.comparison))
     for paper, tables in content.papers.items():
         parts.append(
             f"<h2 id='{e(paper)}'>{e(paper)}</h2><p><i>{e(titles.get(paper, paper))}</i></p>"

@@ -13,11 +13,9 @@ from repro.report.content import (
     LEGEND,
     SHOWN,
     SPEED_NOTE,
-    Charts,
     Content,
     cell,
 )
-from repro.report.hardware import HardwareRun
 
 
 def _md_cell(value: Any) -> str:
@@ -36,16 +34,8 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]
     return out + ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
 
 
-def render_markdown(
-    rows: Sequence[dict[str, Any]],
-    metas: Sequence[dict[str, Any]],
-    report_seconds: float,
-    demos: dict[str, list[dict[str, str]]] | None = None,
-    demo_times: dict[str, float] | None = None,
-    charts: Charts | None = None,
-    speed_runs: Sequence[HardwareRun] = (),
-) -> str:
-    content = Content.of(rows, metas, report_seconds, demos, demo_times, charts, speed_runs)
+def render_markdown(content: Content) -> str:
+    """The report from ``content`` (:meth:`Content.of`, computed once for both formats)."""
     summary, titles, env, columns = content.summary, content.titles, content.env, content.columns
     drawn = content.charts
     out = ["# Reproduction report", ""]

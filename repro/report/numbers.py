@@ -4,17 +4,17 @@ one digit; the demonstrations' values to 4 significant digits. results.csv keeps
 from __future__ import annotations
 
 import math
-import re
+from typing import Any
 
-NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 DEMO_DIGITS = 4
 
 
-def _parse(text: str) -> float | None:
-    text = str(text).strip()
-    if not NUMBER.match(text):
+def number(text: Any) -> float | None:
+    """A finite float from a cell, or None (text, empty, inf, nan)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
         return None
-    value = float(text)
     return value if math.isfinite(value) else None
 
 
@@ -42,12 +42,12 @@ def significant(value: float, digits: int) -> str:
 
 def measured_text(measured: str, claimed: str) -> str:
     """The measured value as the report prints it beside its claim."""
-    value = _parse(measured)
+    value = number(measured)
     if value is None:
         return str(measured)
     if value == int(value) and "." not in measured and "e" not in measured.lower():
         return measured  # a count stays a count
-    if _parse(claimed) is None:
+    if number(claimed) is None:
         return significant(value, DEMO_DIGITS)
     places = decimals(claimed) + 1
     text = f"{value:.{places}f}"
@@ -58,7 +58,7 @@ def measured_text(measured: str, claimed: str) -> str:
 
 def demo_text(value: str) -> str:
     """A demonstration's table cell: numbers to 4 significant digits, other text as it is."""
-    number = _parse(value)
-    if number is None or (number == int(number) and "." not in str(value)):
+    parsed = number(value)
+    if parsed is None or (parsed == int(parsed) and "." not in str(value)):
         return str(value)
-    return significant(number, DEMO_DIGITS)
+    return significant(parsed, DEMO_DIGITS)
