@@ -18,7 +18,8 @@ def test_registry_covers_the_papers() -> None:
         "resnet101", "resnet152", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
         "densenet121", "densenet169", "densenet201", "densenet264", "resnext50_32x4d",
         "xception", "yolov1", "fast_yolo", "darknet19", "darknet53", "faster_rcnn_vgg16",
-        "faster_rcnn_zf", "unet",
+        "faster_rcnn_zf", "unet", "inception_v4", "inception_resnet_v1",
+        "inception_resnet_v2",
     }  # fmt: skip
     assert required <= set(MODELS), sorted(required - set(MODELS))
 
