@@ -38,7 +38,7 @@ def load_params(path: Path | str | None = None) -> dict[str, Any]:
 # What each top-level section of params.yaml holds (None: the section is left empty).
 SECTION_TYPES: dict[str, type] = {
     "papers": list, "suites": list, "accuracy": dict, "weights": dict, "demos": dict,
-    "ray": dict, "mlflow": dict, "data": dict, "speed": dict,
+    "ray": dict, "mlflow": dict, "data": dict, "speed": dict, "speed_stage": dict,
 }  # fmt: skip
 _STRING_FIELDS = {("ray", "address"), ("mlflow", "tracking_uri")}
 

@@ -1,0 +1,86 @@
+"""The DVC speed stage: re-time or keep the committed results, and where the results go."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from pipelines import speed as stage_cli
+from repro.errors import ReproError
+from repro.report.hardware import read_speed_runs
+from repro.suites.speed_stage import SPEED_PAPERS, SpeedStage, committed_folders, results_folder
+
+COMMITTED = Path(__file__).resolve().parents[1] / "benchmarks" / "speed_claims"
+TINY = {
+    "proposals": 12, "image_height": 72, "image_width": 96, "scale": 64, "max_size": 100,
+    "rcnn_batch": 6, "warmup": 0, "repeats": 1, "min_repeat_s": 0.001, "budget_s": 20,
+}  # fmt: skip
+
+
+def test_settings_resolve_from_params_env_and_flag() -> None:
+    assert SpeedStage.resolve({}, env={}) == SpeedStage("auto", SPEED_PAPERS)
+    assert SpeedStage.resolve({"speed_stage": {"retime": True}}, env={}).retime == "always"
+    assert SpeedStage.resolve({"speed_stage": {"retime": False}}, env={}).retime == "never"
+    env = {"REPRO_RETIME_SPEED": "always"}
+    assert SpeedStage.resolve({"speed_stage": {"retime": "never"}}, env=env).retime == "always"
+    assert SpeedStage.resolve({}, flag="never", env=env).retime == "never"
+    with pytest.raises(ReproError, match="REPRO_RETIME_SPEED is 'sometimes'"):
+        SpeedStage.resolve({}, env={"REPRO_RETIME_SPEED": "sometimes"})
+    with pytest.raises(ReproError, match=r"unknown settings \['retimes'\]"):
+        SpeedStage.resolve({"speed_stage": {"retimes": "auto"}}, env={})
+    with pytest.raises(ReproError, match="speed_stage.papers must be a list"):
+        SpeedStage.resolve({"speed_stage": {"papers": "rcnn"}}, env={})
+
+
+def test_auto_retimes_only_with_a_gpu() -> None:
+    auto = SpeedStage()
+    assert auto.decide(True)[0] and not auto.decide(False)[0]
+    assert "no GPU" in auto.decide(False)[1]
+    assert SpeedStage("always").decide(False)[0] and not SpeedStage("never").decide(True)[0]
+
+
+def test_results_folder_names_the_environment() -> None:
+    folder = results_folder("root", "cpu")
+    version = torch.__version__.split("+")[0]
+    assert folder.parent == Path("root") and folder.name.startswith("cpu-")
+    assert folder.name.endswith(f"_fp32_torch{version}") and "+" not in folder.name
+    # the committed CPU folder is named the same way
+    if "cpu-amd-epyc" in folder.name:
+        assert folder.name in committed_folders(COMMITTED)
+
+
+def _params(tmp_path: Path, **stage: object) -> Path:
+    params = {"speed_stage": {"out": str(tmp_path / "speed_claims"), **stage}, "speed": TINY}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="auto re-times where there is a GPU")
+def test_cpu_keeps_the_committed_results(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("REPRO_RETIME_SPEED", raising=False)
+    root = tmp_path / "speed_claims"
+    shutil.copytree(COMMITTED, root)
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert stage_cli.main(["--params", str(_params(tmp_path)), "--no-mlflow"]) == 0
+    out = capsys.readouterr().out
+    assert "not re-timed" in out and "no GPU" in out and committed_folders(root)[0] in out
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+
+def test_always_retimes_into_the_environment_folder(tmp_path: Path, capsys) -> None:
+    params = _params(tmp_path, retime="always", papers=["yolo_v1"])
+    assert stage_cli.main(["--params", str(params), "--no-mlflow", "--no-ray"]) == 0
+    folder = results_folder(tmp_path / "speed_claims", "cpu")
+    assert str(folder) in capsys.readouterr().out
+    with (folder / "yolo_v1.csv").open() as fh:
+        speed = [r for r in csv.DictReader(fh) if r["kind"] == "speed"]
+    timed = [r for r in speed if r["verdict"] != "not-run"]
+    assert timed and all(float(r["measured"]) > 0 for r in timed)
+    (run,) = read_speed_runs(tmp_path / "speed_claims")
+    assert run.folder == str(folder) and len(run.rows) == len(speed)
