@@ -63,7 +63,7 @@ browser: $(STAMP) chromium
 screenshot: $(STAMP) chromium
 	$(BIN)/repro screenshot --page reports/index.html --out reports/screenshot.png
 
-## retime-speed: re-time the papers' speed claims here (the DVC speed stage; ~25 min on 2 cores)
+## retime-speed: re-time the papers' speed claims here (the DVC speed stage; ~10 min on 2 cores)
 retime-speed: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" REPRO_RETIME_SPEED=always $(BIN)/dvc repro speed
 

@@ -190,6 +190,9 @@ class Claim(_Strict):
     kind: Kind
     tolerance: Tolerance
     source: Source
+    also: list[Source] = Field(
+        default_factory=list, description="other seeds that print the same number (encoded once)"
+    )
     model: ModelRef | None = None
     layer: str | list[str] | None = Field(
         default=None,

@@ -40,7 +40,9 @@ def test_sources_name_real_seeds(key: str) -> None:
         pytest.skip("../shared/seeds not present")
     seeds = {p.name for p in SEEDS.iterdir()}
     for claim in load_paper(key).claims:
-        assert claim.source.seed in seeds, f"{key}/{claim.id}: unknown seed {claim.source.seed}"
+        for source in (claim.source, *claim.also):
+            assert source.seed in seeds, f"{key}/{claim.id}: unknown seed {source.seed}"
+        assert claim.source.seed not in {a.seed for a in claim.also}, f"{key}/{claim.id}"
 
 
 def test_params_yaml_lists_every_paper(repo: Path) -> None:

@@ -78,9 +78,10 @@ def grid_reduction(channels: int = 64, pool_first: bool = False) -> nn.Module:
 
 
 @register_model("conv5x5_6filters", paper="cnn_basics", input_size=(3, 32, 32), task="example")
-def conv5x5_6filters() -> nn.Module:
-    """Six 5x5 filters over a 32x32x3 image (valid padding): 28x28x6 out."""
-    return _seq(conv=nn.Conv2d(3, 6, 5))
+def conv5x5_6filters(filters: int = 6) -> nn.Module:
+    """Six 5x5 filters over a 32x32x3 image (valid padding): 28x28x6 out (``filters``: other
+    counts of the same example)."""
+    return _seq(conv=nn.Conv2d(3, filters, 5))
 
 
 @register_model("fc_instead_of_conv5x5", paper="cnn_basics", input_size=(3, 32, 32), task="example")

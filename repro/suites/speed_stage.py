@@ -1,9 +1,10 @@
 """The pipeline's speed stage (`dvc repro speed`): whether it re-times the papers' speed claims on
 this machine, and the folder the results go to, benchmarks/speed_claims/<environment>/.
 
-Re-timing every paper takes about 25 minutes on 2 CPU cores (R-CNN alone is 20), so on a CPU the
-default (`retime: auto`) keeps the committed results and the report renders those; where torch
-sees a GPU it re-times. ``REPRO_RETIME_SPEED`` (auto / always / never) overrides params.yaml.
+Re-timing every paper takes about 10 minutes on 2 CPU cores (budget_s caps each pipeline), as
+long as the rest of `make reproduce`, so on a CPU the default (`retime: auto`) keeps the
+committed results and the report renders those; where torch sees a GPU it re-times.
+``REPRO_RETIME_SPEED`` (auto / always / never) overrides params.yaml.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class SpeedStage:
             return True, "speed_stage.retime is auto and torch sees a GPU"
         return False, (
             "speed_stage.retime is auto and this machine has no GPU (re-timing on 2 CPU cores "
-            f"takes about 25 minutes: set it to always, or {ENV_VAR}=always, to do it anyway)"
+            f"takes about 10 minutes: set it to always, or {ENV_VAR}=always, to do it anyway)"
         )
 
 
