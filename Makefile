@@ -57,7 +57,7 @@ chromium:
 ## browser: the report in headless Chromium (every chart rendered, console empty, screenshot
 ## not blank); .ci/run runs it
 browser: $(STAMP) chromium
-	$(BIN)/python -m pytest -q -m browser tests/test_browser.py
+	$(BIN)/python -m pytest -q -m browser tests/test_browser.py tests/test_mlflow_ui.py
 
 ## screenshot: check reports/index.html in headless Chromium and save reports/screenshot.png
 screenshot: $(STAMP) chromium

@@ -151,6 +151,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 print(f"    {r.verdict}: {r.table} / {r.row} / {r.metric}: {r.note}")
     uri = settings.tracking_uri
     print(f"measurements written to {args.out}" + (f"; logged to MLflow at {uri}" if uri else ""))
+    if uri and not degraded(runs):
+        _print_links(uri, [run.paper for run in runs])
     problem = failures(runs)
     if problem:
         print(problem, file=sys.stderr)
@@ -191,6 +193,20 @@ def _cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_links(uri: str, papers: list[str]) -> None:
+    """Where to look in the MLflow UI (its runs table; a store that went away costs nothing)."""
+    from repro import tracking
+
+    try:
+        links = tracking.experiment_links(uri, papers)
+    except Exception:  # noqa: BLE001 - the results are written and logged already
+        return
+    if not uri.startswith(("http://", "https://")) and links:
+        print(f"MLflow UI: mlflow ui --backend-store-uri {uri}, then")
+    for paper, link in links.items():
+        print(f"  {paper}: {link}")
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from repro.report import read_measurements, write_report
 
@@ -200,7 +216,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
         params = config.load_params(args.params)
         uri = config.tracking_uri(args.tracking_uri, params)
         tracking.check_tracking_uri(uri)
-        rows = tracking.load_results(uri, args.papers or None)
+        if args.run:
+            from repro.tracking.report import load_results_of
+
+            rows = load_results_of(uri, args.run)
+        else:
+            rows = tracking.load_results(uri, args.papers or None)
         if not rows:
             raise ReproError(f"MLflow at {uri} holds no repro runs.", "run `repro run` first.")
         metas: list[dict] = []
@@ -318,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["measurements", "mlflow"],
         default="measurements",
         help="where the results come from",
+    )
+    p.add_argument(
+        "--run",
+        metavar="RUN_OR_SESSION",
+        help="with --from mlflow: one reproduction, by its parent run id, a run id or its "
+        "session (the repro.session tag); default: the newest session of each paper",
     )
     p.add_argument("--measurements", default="reports/measurements", help="measurement directory")
     p.add_argument("--out", default="reports", help="output directory")

@@ -147,6 +147,8 @@ class GroupOutcome:
     results: list[Result]
     seconds: float = 0.0
     paper: str = ""
+    started: float = 0.0  # epoch seconds: when the measurement began and ended (MLflow's times)
+    ended: float = 0.0
 
 
 def failed_group(paper: str, ref: ModelRef, claims: list[Claim], note: str) -> GroupOutcome:

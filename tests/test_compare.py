@@ -159,8 +159,13 @@ def test_mlflow_sessions_runs_and_experiments_are_sides(tmp_path: Path, capsys) 
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("repro/vgg")
-    (run,) = client.search_runs([exp.experiment_id], f"tags.`repro.session` = '{first}'")
+    runs = client.search_runs([exp.experiment_id], f"tags.`repro.session` = '{first}'")
+    (parent,) = [r for r in runs if r.data.tags.get("repro.role") == "reproduction"]
+    (run,) = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert main(["compare", f"mlflow:{run.info.run_id}", f"mlflow:{first}", *args]) == 0
+    assert "verdict changed: 0; moved beyond tolerance: 0; unchanged: 4" in capsys.readouterr().out
+    # the reproduction's parent run stands for its children
+    assert main(["compare", f"mlflow:{parent.info.run_id}", f"mlflow:{first}", *args]) == 0
     assert "verdict changed: 0; moved beyond tolerance: 0; unchanged: 4" in capsys.readouterr().out
     assert main(["compare", "mlflow:nosuchthing", f"mlflow:{first}", *args]) == 2
     assert "no repro session, paper run or experiment named 'nosuchthing'" in (

@@ -69,7 +69,7 @@ def test_run_through_ray_and_mlflow_then_report(
     client = mlflow.tracking.MlflowClient(uri)
     exp = client.get_experiment_by_name("repro/alpha")
     runs_ = client.search_runs([exp.experiment_id])
-    measured = [r for r in runs_ if r.data.tags["model_key"] == "lenet5"]
+    measured = [r for r in runs_ if r.data.tags.get("model_key") == "lenet5"]
     assert len(measured) == 1
     assert measured[0].data.metrics["params"] == 60000
     assert measured[0].data.tags["claim.params.verdict"] == "reproduced"

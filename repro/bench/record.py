@@ -54,6 +54,8 @@ def record_row(
     series: dict[str, list[tuple[int, float, int]]],
     path: Path,
     tracking_uri: str | None,
+    parent: str | None = None,
+    started: float | None = None,
 ) -> None:
     """Log to MLflow (if asked), then append the CSV row, whatever MLflow did."""
     if tracking_uri:
@@ -61,7 +63,7 @@ def record_row(
 
         t0 = time.perf_counter()
         try:
-            tracking.log_benchmark(tracking_uri, row, series)
+            tracking.log_benchmark(tracking_uri, row, series, parent, started)
         except Exception as exc:  # the measurement is kept in the CSV either way
             row["note"] = "; ".join(
                 n for n in (row.get("note"), f"MLflow logging failed ({exc})") if n
@@ -80,9 +82,11 @@ def run_benchmarks(
 ) -> Session:
     preflight(configs, out_dir, tracking_uri)
     session = Session()
+    parent = _open_parent(tracking_uri, len(configs))
     for config in configs:
         device = resolve_device(config.device)
         path = results_path(out_dir, device.slug, config.precision)
+        started = time.time()
         try:
             result = benchmark(config, nvml=nvml)
             rec = Recorded(result.row, path, result)
@@ -92,14 +96,41 @@ def run_benchmarks(
         except Exception as exc:
             rec = Recorded(error_row(config, device, exc), path, error=exc)
             series = {}
-        record_row(rec.row, series, path, tracking_uri)
+        record_row(rec.row, series, path, tracking_uri, parent, started)
         session.recorded.append(rec)
         line = f"{summary_line(rec.row)} -> {path}"
         if rec.error is None:
             echo(line)
         else:
             print(line, file=sys.stderr)
+    _close_parent(tracking_uri, parent, session)
     return session
+
+
+def _open_parent(tracking_uri: str | None, configs: int) -> str | None:
+    """The parent run of this `repro bench` (None without MLflow, or when it cannot be made:
+    the measurements do not depend on it)."""
+    if not tracking_uri:
+        return None
+    from repro import tracking
+
+    try:
+        name = f"bench ({configs} configuration{'s' if configs != 1 else ''})"
+        return tracking.open_parent(tracking_uri, tracking.BENCH_EXPERIMENT, name)
+    except Exception:  # noqa: BLE001 - a store that is down is noted on each row instead
+        return None
+
+
+def _close_parent(tracking_uri: str | None, parent: str | None, session: Session) -> None:
+    if not (tracking_uri and parent):
+        return
+    from repro import tracking
+
+    counts = {"configurations": len(session.recorded), "failed": len(session.failed)}
+    try:
+        tracking.close_parent(tracking_uri, parent, counts, failed=bool(session.failed))
+    except Exception:  # noqa: BLE001 - every row is already in the CSV and its own run
+        pass
 
 
 def exit_code(session: Session) -> int:

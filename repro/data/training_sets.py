@@ -289,6 +289,21 @@ def load_dataset(
     return dataset, list(dataset.classes)
 
 
+def dataset_digest(dataset: Any) -> str:
+    """A short fingerprint of a split's content (MLflow's dataset digest): the images of an
+    in-memory split, else the file paths and labels of a folder split, else its labels."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("images", "data", "targets"):  # in-memory splits (digits, torchvision's)
+        value = getattr(dataset, name, None)
+        if value is not None and len(value):
+            h.update(torch.as_tensor(value).contiguous().numpy().tobytes())
+    for sample in getattr(dataset, "samples", None) or []:  # folder splits: paths and labels
+        h.update(f"{sample[0]}\t{sample[1]}\n".encode())
+    return h.hexdigest()[:16]
+
+
 class EpochShard:
     """Sampler: the global batches of one epoch (a permutation seeded by seed and epoch, cut
     into ``steps`` batches of ``batch``), of which this rank takes the ``rank``-th slice. The

@@ -44,7 +44,15 @@ def headline(name: str, result: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
 
 
-def run_demo(name: str, args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
+def run_demo(
+    name: str,
+    args: argparse.Namespace,
+    params: dict[str, Any],
+    tracking_uri: str | None = None,
+    parent: str | None = None,
+) -> dict[str, Any]:
+    """Run demo ``name``; the digits demo's training runs are logged as children of ``parent``
+    (the demo's own run in repro/demos) when ``tracking_uri`` is given."""
     out = Path(args.out)
     if name == "digits":
         from repro.demos.digits import run_digits_demo
@@ -54,7 +62,9 @@ def run_demo(name: str, args: argparse.Namespace, params: dict[str, Any]) -> dic
             seeds=tuple(range(args.seeds)),
             out_dir=out,
             ray_address=config.ray_address(args.ray_address, params),
+            tracking_uri=tracking_uri if parent else None,
             epochs=args.epochs,
+            mlflow_parent=parent,
         )
     from repro.demos.detection import DetectionDemoConfig, run_detection_demo
 
@@ -79,7 +89,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         tracking.check_tracking_uri(uri)
     names = DEMOS if args.demo == "all" else (args.demo,)
     for name in names:
-        result = run_demo(name, args, params)
+        parent = _open_demo_run(uri, name)
+        try:
+            result = run_demo(name, args, params, uri, parent)
+        except BaseException:
+            if uri and parent:
+                from repro import tracking
+
+                tracking.close_parent(uri, parent, {}, failed=True)
+            raise
         numbers = headline(name, result)
         print(f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in numbers.items()))
         if uri:
@@ -95,9 +113,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 numbers,
                 settings,
                 [f for f in files if Path(f).exists()],
+                run_id=parent,
             )
     print(f"wrote {args.out}/" + (f"; logged to MLflow at {uri} (repro/demos)" if uri else ""))
     return 0
+
+
+def _open_demo_run(uri: str | None, name: str) -> str | None:
+    """The demo's run in repro/demos, opened before it trains so its training runs are its
+    children and its duration is the demo's."""
+    if not uri:
+        return None
+    from repro import tracking
+
+    return tracking.open_parent(uri, tracking.DEMO_EXPERIMENT, name, {"repro.demo": name})
 
 
 def add_parsers(sub: Any) -> None:

@@ -124,6 +124,7 @@ def _train(
     ray_address: str | None,
     tracking_uri: str | None,
     epochs: float | None,
+    mlflow_parent: str | None = None,
 ) -> dict[str, Any]:
     from repro.train.fit import FitConfig, fit
 
@@ -141,6 +142,9 @@ def _train(
         checkpoint_every_epoch=False,
         channels_last=True,  # about 1.4x faster on CPUs for LeNet-5's small convolutions
         torch_threads=1,  # one per worker, as Ray gives each a CPU (also in-process: workers=0)
+        log_model=True,  # the trained LeNet-5 of each seed, loadable with mlflow.pytorch
+        mlflow_experiment="demos" if mlflow_parent else "train",
+        mlflow_parent=mlflow_parent,
     )
     start = time.perf_counter()
     result = fit(config)
@@ -215,6 +219,7 @@ def run_digits_demo(
     ray_address: str | None = None,
     tracking_uri: str | None = None,
     epochs: float | None = None,
+    mlflow_parent: str | None = None,
 ) -> dict[str, Any]:
     """Train LeNet-5 on the digits for every worker count (0: in this process, no Ray) and
     seed; returns (and writes to ``out_dir``/digits.json and digits.csv) the per-seed records,
@@ -229,7 +234,10 @@ def run_digits_demo(
     with tempfile.TemporaryDirectory(prefix="repro-digits-") as tmp:
         runs_dir = (Path(out_dir) / "runs") if out_dir is not None else Path(tmp)
         try:
-            runs = [_train(w, seeds, runs_dir, ray_address, tracking_uri, epochs) for w in workers]
+            runs = [
+                _train(w, seeds, runs_dir, ray_address, tracking_uri, epochs, mlflow_parent)
+                for w in workers
+            ]
         finally:
             if started_ray and any(w > 0 for w in workers):
                 execution.shutdown()

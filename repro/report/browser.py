@@ -123,22 +123,46 @@ def check_page(page: Path, binary: str | None = None, timeout: float = 120) -> P
     )
 
 
+def _target(page: Path | str) -> str:
+    """A URL as given (a running app, such as the MLflow UI), a file as its file:// URI."""
+    text = str(page)
+    return text if text.startswith(("http://", "https://")) else Path(page).resolve().as_uri()
+
+
+def dump_dom(
+    url: str, wait_ms: int = 15000, binary: str | None = None, timeout: float = 120
+) -> str:
+    """The DOM of ``url`` after ``wait_ms`` of (virtual) time: what a script-rendered page
+    such as the MLflow UI shows once its requests have answered."""
+    binary = _chromium(binary)
+    with tempfile.TemporaryDirectory(prefix="repro-browser-") as tmp:
+        done = _run(binary, [f"--virtual-time-budget={wait_ms}", "--dump-dom", url],
+                    Path(tmp) / "profile", timeout)  # fmt: skip
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["(nothing on stderr)"])[-1]
+        raise ReproError(f"Chromium could not render {url}: {tail}", INSTALL_HINT)
+    return done.stdout
+
+
 def screenshot(
-    page: Path,
+    page: Path | str,
     out: Path,
     width: int = 1280,
     height: int = 4000,
     binary: str | None = None,
     timeout: float = 120,
+    wait_ms: int = 0,
 ) -> Path:
-    """A PNG of the top ``height`` px of ``page`` at ``width`` px (capped at MAX_HEIGHT)."""
+    """A PNG of the top ``height`` px of ``page`` (a file or a URL) at ``width`` px (capped at
+    MAX_HEIGHT), after ``wait_ms`` of virtual time for pages that render by script."""
     binary = _chromium(binary)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="repro-browser-") as tmp:
         shot = Path(tmp) / "shot.png"
         size = f"--window-size={width},{min(height, MAX_HEIGHT)}"
-        done = _run(binary, [size, f"--screenshot={shot}", Path(page).resolve().as_uri()],
+        wait = [f"--virtual-time-budget={wait_ms}"] if wait_ms else []
+        done = _run(binary, [size, *wait, f"--screenshot={shot}", _target(page)],
                     Path(tmp) / "profile", timeout)  # fmt: skip
         if not shot.is_file():
             raise ReproError(

@@ -81,6 +81,12 @@ def write_comparison_html(result: Comparison, path: Path) -> None:
 def _cmd_screenshot(args: argparse.Namespace) -> int:
     from repro.report import browser
 
+    if args.page.startswith(("http://", "https://")):  # an app (the MLflow UI): no chart probe
+        shot = browser.screenshot(args.page, Path(args.out), args.width, args.height,
+                                  wait_ms=args.wait_ms or 20000)  # fmt: skip
+        stats = browser.image_stats(shot)
+        print(f"wrote {shot} ({stats.width}x{stats.height}, {stats.ink:.1%} ink)")
+        return 1 if stats.blank else 0
     check = browser.check_page(Path(args.page))
     shot = browser.screenshot(Path(args.page), Path(args.out), args.width, args.height)
     stats = browser.image_stats(shot)
@@ -125,8 +131,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "the page. Exit status 1 when a chart did not render, the console logged anything or "
         "the screenshot is blank; 2 when Chromium is missing.",
     )
-    p.add_argument("--page", default="reports/index.html", help="the report (reports/index.html)")
+    p.add_argument(
+        "--page",
+        default="reports/index.html",
+        help="the report (reports/index.html), or a URL such as an MLflow UI page",
+    )
     p.add_argument("--out", default="reports/screenshot.png", help="PNG to write")
+    p.add_argument(
+        "--wait-ms", type=int, default=0, help="time a URL's scripts get to render (20000)"
+    )
     p.add_argument("--width", type=int, default=1280, help="viewport width, px (1280)")
     p.add_argument("--height", type=int, default=4000, help="height captured, px (4000)")
     p.set_defaults(func=_cmd_screenshot)

@@ -5,6 +5,8 @@ comes back as `error` rows of its claims, so no other group's results are lost."
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,20 +91,32 @@ def _run_on_ray(
         def on_error(
             a: tuple[Any, ...], exc: BaseException, suite: Suite = suite
         ) -> list[GroupOutcome]:
-            return suite.failed(a, task_failure(exc))
+            return suite.failed(a[1:], task_failure(exc))  # a[0] is suite.measure
 
         units, label = describe(args)
         exclusive = suite.placement == "exclusive"
-        tasks.append(TaskCall(suite.measure, args, on_error, exclusive, units, label))
+        call = (suite.measure, *args)
+        tasks.append(TaskCall(timed_measure, call, on_error, exclusive, units, label))
     for out in run_calls(tasks):
         execution.outcomes += _as_list(out)
+
+
+def timed_measure(measure: Callable[..., Any], *args: Any) -> list[GroupOutcome]:
+    """``measure(*args)`` with each outcome stamped with when it began and ended (wall clock,
+    epoch seconds), so its MLflow run brackets the work. A Ray task on any node."""
+    started = time.time()
+    outcomes = _as_list(measure(*args))
+    ended = time.time()
+    for outcome in outcomes:
+        outcome.started, outcome.ended = outcome.started or started, outcome.ended or ended
+    return outcomes
 
 
 def _in_process(suite: Suite, args: tuple[Any, ...]) -> list[GroupOutcome]:
     """One group here. The analytic and speed suites turn their own failures into rows; any
     other failure becomes the group's `error` rows, so earlier groups' results are kept."""
     try:
-        return _as_list(suite.measure(*args))
+        return timed_measure(suite.measure, *args)
     except ReproError as exc:
         return suite.failed(args, exc.paragraph())
     except (KeyboardInterrupt, SystemExit):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from repro.runner.write import PaperRun
+from repro.runner.write import PaperRun, process_seconds
 
 
 def mlflow_groups(run: PaperRun) -> list[dict[str, Any]]:
@@ -24,6 +24,8 @@ def mlflow_groups(run: PaperRun) -> list[dict[str, Any]]:
             "input_size": g.input_size,
             "summary": g.summary,
             "rows": [r.as_row() for r in g.results],
+            "started": g.started or None,
+            "ended": g.ended or None,
         }
         measured.update(r.claim_id for r in g.results)
     for r in run.results:
@@ -55,6 +57,7 @@ def log(runs: Sequence[PaperRun], tracking_uri: str | None) -> None:
     from repro.tracking import spool
 
     start = time.perf_counter()
+    started = time.time() - process_seconds()  # the reproduction's start: its parent run's
     env = runs[0].meta.get("environment", {}) if runs else {}
     replayed: list[str] = []
     down = ""  # why the store failed, while it has not answered since
@@ -75,7 +78,7 @@ def log(runs: Sequence[PaperRun], tracking_uri: str | None) -> None:
             catch_up()
         if not down:
             try:
-                tracking.log_paper(tracking_uri, run.paper, groups, env, session)
+                tracking.log_paper(tracking_uri, run.paper, groups, env, session, started)
                 run.meta["mlflow"] = {"status": "logged", "uri": tracking_uri}
                 continue
             except Exception as exc:  # whatever MLflow raises for a store that went away

@@ -11,7 +11,6 @@ run twice.
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -21,12 +20,33 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from repro.environment import collect
 from repro.errors import ReproError
+from repro.tracking.client import (
+    EXPERIMENT_PREFIX,
+    HTTP_DEFAULTS,
+    _chunks,
+    _client,
+    _create_run,
+    _experiment_id,
+)
+from repro.tracking.provenance import command_line, entry_point, ui_link
+from repro.tracking.training import (
+    SCALING_EXPERIMENT,
+    TRAIN_EXPERIMENT,
+    TRAIN_RUN_TAG,
+    TRAIN_STEP_METRICS,
+    absolute_tracking_uri,
+    close_train_run,
+    find_train_run,
+    log_datasets,
+    log_scaling,
+    log_torch_model,
+    log_train_steps,
+    logged_train_steps,
+    open_train_run,
+)
 
-EXPERIMENT_PREFIX = "repro/"
 VERDICT_ORDER = ("error", "deviates", "measured", "reproduced", "not-run")
-_BATCH = 90  # MLflow's log_batch takes at most 100 tags or params per call
 
 
 def check_tracking_uri(uri: str) -> None:
@@ -60,15 +80,6 @@ def check_tracking_uri(uri: str) -> None:
             ) from None
 
 
-# MLflow's own HTTP defaults retry a refused connection 7 times with doubling backoff (minutes
-# per call); a harness that spools what it cannot log is better served by failing within seconds.
-HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
-}
-
-
 def reachable(uri: str, timeout: float = 3.0) -> bool:
     """Whether the tracking server answers its health check now (databases: always True)."""
     if urlparse(uri).scheme not in ("http", "https"):
@@ -85,43 +96,68 @@ def new_session() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def _client(uri: str) -> Any:
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    for key, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri)
-
-
-def _experiment_id(client: Any, uri: str, paper: str) -> str:
-    name = EXPERIMENT_PREFIX + paper
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    location = None
-    if uri.startswith("sqlite:///"):
-        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-    return client.create_experiment(name, artifact_location=location)
-
-
-def _create_run(client: Any, exp_id: str, run_name: str, tags: dict[str, str] | None = None) -> Any:
-    """A new run that carries this process's environment (repro.environment) as ``env.*`` tags,
-    so every run says which versions, GPU, driver and commit produced it."""
-    env_tags = {f"env.{k}": v for k, v in collect().items()}
-    return client.create_run(exp_id, run_name=run_name, tags={**env_tags, **(tags or {})})
-
-
-def _chunks(items: list[Any]) -> Iterable[list[Any]]:
-    for i in range(0, len(items), _BATCH):
-        yield items[i : i + _BATCH]
-
-
 def _worst(verdicts: Iterable[str]) -> str:
     vs = set(verdicts)
     return next((v for v in VERDICT_ORDER if v in vs), "not-run")
+
+
+PARENT_ROLE = "reproduction"  # tag repro.role of the parent run of one paper's session
+
+
+def claim_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """``<id>.claimed``, ``<id>.measured`` and ``<id>.ratio`` (measured / claimed) of one result
+    row, where they are numbers: MLflow's compare view and charts then put them side by side."""
+    out: dict[str, float] = {}
+    for part in ("claimed", "measured"):
+        try:
+            out[f"{row['claim_id']}.{part}"] = float(row[part])
+        except (TypeError, ValueError):
+            pass  # shapes and values not measured stay in tags and the artifact
+    claimed, measured = (
+        out.get(f"{row['claim_id']}.claimed"),
+        out.get(f"{row['claim_id']}.measured"),
+    )
+    if claimed and measured is not None:
+        out[f"{row['claim_id']}.ratio"] = measured / claimed
+    return out
+
+
+def _parent_run(
+    client: Any,
+    exp_id: str,
+    paper: str,
+    session: str,
+    groups: list[dict[str, Any]],
+    started: float | None,
+) -> str:
+    """The parent run of this paper's session (found again on a replay): it holds the per-model
+    runs as children, the verdict counts as metrics and the command line as a param."""
+    from mlflow.entities import Metric, Param
+
+    found = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.`repro.session` = '{session}' and tags.`repro.role` = '{PARENT_ROLE}'",
+        max_results=1,
+    )
+    if found:
+        return found[0].info.run_id
+    starts = [g["started"] for g in groups if g.get("started")]
+    start = started or (min(starts) if starts else None)
+    tags = {"repro.session": session, "paper": paper, "repro.role": PARENT_ROLE}
+    name = f"{paper} ({entry_point()}, {session})"
+    run = _create_run(client, exp_id, name, tags, start_time=start)
+    rid = run.info.run_id
+    counts = {v: 0 for v in ("reproduced", "deviates", "measured", "not-run", "error")}
+    for g in groups:
+        for r in g["rows"]:
+            counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    stamp = int(time.time() * 1000)
+    client.log_batch(
+        rid,
+        metrics=[Metric(f"verdicts.{k}", float(v), stamp, 0) for k, v in counts.items()],
+        params=[Param("command", command_line()[:6000]), Param("paper", paper)],
+    )
+    return rid
 
 
 def log_paper(
@@ -130,9 +166,13 @@ def log_paper(
     groups: list[dict[str, Any]],
     environment: dict[str, Any],
     session: str | None = None,
+    started: float | None = None,
 ) -> str:
-    """Log one paper's measurements. ``groups``: one dict per measured model with keys
-    model_key, model, kwargs, input_size, summary (metrics) and rows (result dicts).
+    """Log one paper's measurements: one parent run for the session (:func:`_parent_run`,
+    from ``started``, the reproduction's start in epoch seconds, to the end of logging) and
+    one child run per measured model. ``groups``: one dict per measured model with keys
+    model_key, model, kwargs, input_size, summary (metrics), rows (result dicts) and, where
+    known, started / ended (epoch seconds of the measurement, the child's start and end).
     Returns the session id that tags every run of this call. Logging a ``session`` again (a
     replay after the server went away mid-paper) skips the groups already finished and deletes
     the half-logged runs before logging them anew, so each group ends as exactly one run."""
@@ -147,10 +187,13 @@ def log_paper(
         for old in client.search_runs(
             [exp_id], filter_string=f"tags.`repro.session` = '{session}'", max_results=5000
         ):
+            if old.data.tags.get("repro.role") == PARENT_ROLE:
+                continue
             if old.info.status == "FINISHED" and old.data.tags.get("model_key") not in finished:
                 finished.add(old.data.tags.get("model_key", ""))
             else:
                 client.delete_run(old.info.run_id)
+    parent = _parent_run(client, exp_id, paper, session, groups, started)
     for g in groups:
         if g["model_key"] in finished:
             continue
@@ -160,7 +203,13 @@ def log_paper(
             client,
             exp_id,
             run_name=g["model_key"] or "claims without a model",
-            tags={"repro.session": session, "model_key": g["model_key"], "paper": paper},
+            tags={
+                "repro.session": session,
+                "model_key": g["model_key"],
+                "paper": paper,
+                "mlflow.parentRunId": parent,
+            },
+            start_time=g.get("started"),
         )
         rid = run.info.run_id
         try:
@@ -183,12 +232,11 @@ def log_paper(
                 tags[f"{base}.claimed"] = f"{r['claimed']} {r['unit']}"
                 tags[f"{base}.measured"] = r["measured"]
                 tags[f"{base}.verdict"] = r["verdict"]
-            metrics = [Metric(k, float(v), 0, 0) for k, v in (g.get("summary") or {}).items()]
+                tags[f"{base}.unit"] = r["unit"]
+            stamp = int(1000 * (g.get("ended") or time.time()))
+            metrics = [Metric(k, float(v), stamp, 0) for k, v in (g.get("summary") or {}).items()]
             for r in rows:
-                try:
-                    metrics.append(Metric(f"claim.{r['claim_id']}", float(r["measured"]), 0, 0))
-                except ValueError:
-                    pass  # shapes and empty values stay in tags and the artifact
+                metrics += [Metric(k, v, stamp, 0) for k, v in claim_metrics(r).items()]
             for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
                 client.log_batch(rid, params=chunk)
             for chunk in _chunks([RunTag(k, str(v)[:7000]) for k, v in tags.items()]):
@@ -196,11 +244,28 @@ def log_paper(
             for chunk in _chunks(metrics):
                 client.log_batch(rid, metrics=chunk)
             client.log_dict(rid, {"paper": paper, "rows": rows}, "results.json")
-            client.set_terminated(rid, "FINISHED")
+            client.set_terminated(rid, "FINISHED", end_time=_end_ms(g.get("ended")))
         except Exception:
             client.set_terminated(rid, "FAILED")
+            client.set_terminated(parent, "FAILED")
             raise
+    client.set_terminated(parent, "FINISHED")
     return session
+
+
+def _end_ms(ended: float | None) -> int | None:
+    return int(ended * 1000) if ended else None
+
+
+def experiment_links(uri: str, papers: list[str]) -> dict[str, str]:
+    """paper -> the MLflow UI link of its experiment's runs (papers without one left out)."""
+    client = _client(uri)
+    out = {}
+    for paper in papers:
+        exp = client.get_experiment_by_name(EXPERIMENT_PREFIX + paper)
+        if exp is not None:
+            out[paper] = ui_link(uri, exp.experiment_id)
+    return out
 
 
 def load_results(uri: str, papers: list[str] | None = None) -> list[dict[str, Any]]:
@@ -220,6 +285,9 @@ def load_results(uri: str, papers: list[str] | None = None) -> list[dict[str, An
             order_by=["attributes.start_time DESC"],
             max_results=2000,
         )
+        if not runs:
+            continue
+        runs = [r for r in runs if r.data.tags.get("repro.role") != PARENT_ROLE]
         if not runs:
             continue
         session = runs[0].data.tags.get("repro.session")
@@ -258,10 +326,33 @@ BENCH_PARAMS = (
 )
 
 
+def open_parent(uri: str, experiment: str, name: str, tags: dict[str, str] | None = None) -> str:
+    """A parent run in repro/<experiment> for the runs of one command (`repro bench`): its
+    children name it in mlflow.parentRunId; the command line is its param."""
+    from mlflow.entities import Param
+
+    client = _client(uri)
+    exp_id = _experiment_id(client, uri, experiment)
+    rid = _create_run(client, exp_id, name, {"repro.role": PARENT_ROLE, **(tags or {})}).info.run_id
+    client.log_batch(rid, params=[Param("command", command_line()[:6000])])
+    return rid
+
+
+def close_parent(uri: str, run_id: str, metrics: dict[str, float], failed: bool = False) -> None:
+    from mlflow.entities import Metric
+
+    client = _client(uri)
+    stamp = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+    client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
+
+
 def log_benchmark(
     uri: str,
     row: dict[str, Any],
     series: dict[str, list[tuple[int, float, int]]] | None = None,
+    parent: str | None = None,
+    started: float | None = None,
 ) -> str:
     """Log one benchmark configuration as one run of experiment "repro/bench": the row's
     identifying columns as params, its numeric columns as metrics, status and note as tags, and
@@ -275,7 +366,8 @@ def log_benchmark(
     client = _client(uri)
     exp_id = _experiment_id(client, uri, BENCH_EXPERIMENT)
     name = f"{row.get('model')}-{row.get('mode')}-b{row.get('batch_size')}-{row.get('precision')}"
-    run = _create_run(client, exp_id, run_name=name)
+    tags = {"mlflow.parentRunId": parent} if parent else {}
+    run = _create_run(client, exp_id, run_name=name, tags=tags, start_time=started)
     rid = run.info.run_id
     try:
         now = int(time.time() * 1000)
@@ -304,140 +396,6 @@ def log_benchmark(
     return rid
 
 
-# --- Training runs (`repro train`, `repro scaling`) ------------------------------------------
-# Logged from rank 0 inside the Ray Train worker (Train V2 rejects MLflowLoggerCallback), one
-# writer per run. Step metrics are logged only once no restart can re-run the step (committed
-# by a checkpoint, or the run finished), so every step appears exactly once.
-
-TRAIN_EXPERIMENT = "train"  # EXPERIMENT_PREFIX + this = "repro/train"
-SCALING_EXPERIMENT = "scaling"  # "repro/scaling"
-TRAIN_RUN_TAG = "repro.train_run"
-TRAIN_STEP_METRICS = ("loss", "step_s", "data_s", "images_per_s")
-
-
-def absolute_tracking_uri(uri: str) -> str:
-    """A relative sqlite path made absolute: Ray workers run in another working directory."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
-    return uri
-
-
-def open_train_run(uri: str, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
-    """The MLflow run of training run ``run_name`` in "repro/train": the existing one when the
-    training run resumes (same name), else a new one. Returns its id."""
-    from mlflow.entities import Param, RunTag
-
-    client = _client(uri)
-    exp_id = _experiment_id(client, uri, TRAIN_EXPERIMENT)
-    found = client.search_runs(
-        [exp_id], filter_string=f"tags.`{TRAIN_RUN_TAG}` = '{run_name}'", max_results=1
-    )
-    if found:
-        rid = found[0].info.run_id
-        client.update_run(rid, status="RUNNING")
-    else:
-        rid = _create_run(client, exp_id, run_name=run_name).info.run_id
-        for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
-            client.log_batch(rid, params=chunk)
-    all_tags = {TRAIN_RUN_TAG: run_name, **tags}
-    client.log_batch(rid, tags=[RunTag(k, str(v)[:7000]) for k, v in all_tags.items()])
-    return rid
-
-
-def logged_train_steps(uri: str, run_id: str) -> set[int]:
-    return {m.step for m in _client(uri).get_metric_history(run_id, "loss")}
-
-
-def log_train_steps(uri: str, run_id: str, entries: list[dict[str, Any]]) -> None:
-    """Per-step metrics (TRAIN_STEP_METRICS) of history ``entries`` with their step numbers."""
-    from mlflow.entities import Metric
-
-    metrics = [
-        Metric(key, float(e[key]), int(e.get("time", 0) * 1000), int(e["step"]))
-        for e in entries
-        for key in TRAIN_STEP_METRICS
-        if key in e
-    ]
-    client = _client(uri)
-    for chunk in _chunks(metrics):
-        client.log_batch(run_id, metrics=chunk)
-
-
-def close_train_run(
-    uri: str, run_id: str, summary: dict[str, float], tags: dict[str, str], status: str
-) -> None:
-    from mlflow.entities import Metric, RunTag
-
-    client = _client(uri)
-    client.log_batch(
-        run_id,
-        metrics=[Metric(k, float(v), 0, 0) for k, v in summary.items()],
-        tags=[RunTag(k, str(v)[:7000]) for k, v in tags.items()],
-    )
-    client.set_terminated(run_id, status)
-
-
-def find_train_run(uri: str, run_name: str) -> dict[str, Any] | None:
-    """A training run's params, tags, status and per-step metric history, read back."""
-    client = _client(uri)
-    exp = client.get_experiment_by_name(EXPERIMENT_PREFIX + TRAIN_EXPERIMENT)
-    if exp is None:
-        return None
-    found = client.search_runs(
-        [exp.experiment_id], filter_string=f"tags.`{TRAIN_RUN_TAG}` = '{run_name}'"
-    )
-    if not found:
-        return None
-    run = found[0]
-    history = {
-        key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
-        for key in TRAIN_STEP_METRICS
-    }
-    return {
-        "run_id": run.info.run_id,
-        "status": run.info.status,
-        "params": dict(run.data.params),
-        "tags": dict(run.data.tags),
-        "metrics": dict(run.data.metrics),
-        "history": history,
-    }
-
-
-def log_scaling(
-    uri: str,
-    name: str,
-    rows: list[dict[str, Any]],
-    params: dict[str, Any],
-    csv_path: str | None = None,
-) -> str:
-    """One scaling sweep as one run of "repro/scaling": each worker count's numbers as metrics
-    with step = worker count, the CSV as an artifact. Returns the run id."""
-    from mlflow.entities import Metric, Param
-
-    client = _client(uri)
-    exp_id = _experiment_id(client, uri, SCALING_EXPERIMENT)
-    rid = _create_run(client, exp_id, run_name=name).info.run_id
-    try:
-        metrics = [
-            Metric(k, float(row[k]), 0, int(row["workers"]))
-            for row in rows
-            for k in ("images_per_s", "step_s_median", "efficiency", "data_s_fraction")
-            if isinstance(row.get(k), int | float)
-        ]
-        for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
-            client.log_batch(rid, params=chunk)
-        for chunk in _chunks(metrics):
-            client.log_batch(rid, metrics=chunk)
-        client.log_dict(rid, {"rows": rows}, "scaling.json")
-        if csv_path:
-            client.log_artifact(rid, csv_path)
-        client.set_terminated(rid, "FINISHED")
-    except Exception:
-        client.set_terminated(rid, "FAILED")
-        raise
-    return rid
-
-
 DEMO_EXPERIMENT = "demos"  # "repro/demos"
 
 
@@ -447,14 +405,19 @@ def log_demo(
     metrics: dict[str, float],
     params: dict[str, Any],
     artifacts: list[str],
+    run_id: str | None = None,
 ) -> str:
     """One embedded demonstration (digits, detection) as one run of "repro/demos": its headline
-    numbers as metrics, its settings as params, its JSON and CSV as artifacts."""
+    numbers as metrics, its settings as params, its JSON and CSV as artifacts. ``run_id``: the
+    demo's parent run (:func:`open_parent`, opened before its training runs), finished here;
+    None: a new run."""
     from mlflow.entities import Metric, Param
 
     client = _client(uri)
-    exp_id = _experiment_id(client, uri, DEMO_EXPERIMENT)
-    rid = _create_run(client, exp_id, run_name=name, tags={"repro.demo": name}).info.run_id
+    rid = run_id
+    if rid is None:
+        exp_id = _experiment_id(client, uri, DEMO_EXPERIMENT)
+        rid = _create_run(client, exp_id, run_name=name, tags={"repro.demo": name}).info.run_id
     try:
         stamp = int(time.time() * 1000)
         found = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
@@ -469,3 +432,38 @@ def log_demo(
         client.set_terminated(rid, "FAILED")
         raise
     return rid
+
+
+__all__ = [
+    "BENCH_EXPERIMENT",
+    "BENCH_PARAMS",
+    "DEMO_EXPERIMENT",
+    "EXPERIMENT_PREFIX",
+    "HTTP_DEFAULTS",
+    "PARENT_ROLE",
+    "SCALING_EXPERIMENT",
+    "TRAIN_EXPERIMENT",
+    "TRAIN_RUN_TAG",
+    "TRAIN_STEP_METRICS",
+    "VERDICT_ORDER",
+    "absolute_tracking_uri",
+    "check_tracking_uri",
+    "claim_metrics",
+    "close_parent",
+    "close_train_run",
+    "experiment_links",
+    "find_train_run",
+    "load_results",
+    "log_benchmark",
+    "log_datasets",
+    "log_demo",
+    "log_paper",
+    "log_scaling",
+    "log_torch_model",
+    "log_train_steps",
+    "logged_train_steps",
+    "new_session",
+    "open_parent",
+    "open_train_run",
+    "reachable",
+]

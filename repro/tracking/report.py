@@ -9,6 +9,7 @@ from typing import Any
 from repro.errors import ReproError
 from repro.tracking import (
     EXPERIMENT_PREFIX,
+    PARENT_ROLE,
     _client,
     _create_run,
     _experiment_id,
@@ -18,8 +19,9 @@ from repro.tracking import (
 
 
 def load_results_of(uri: str, key: str) -> list[dict[str, Any]]:
-    """Result rows of one session (``repro.session`` tag), one run (its id) or the newest
-    session of one experiment (``repro/vgg`` or ``vgg``), for ``repro compare mlflow:KEY``."""
+    """Result rows of one session (``repro.session`` tag), one run (its id; a reproduction's
+    parent run gives its children's) or the newest session of one experiment (``repro/vgg`` or
+    ``vgg``), for ``repro compare mlflow:KEY`` and ``repro report --from mlflow:KEY``."""
     client = _client(uri)
     experiments = [
         e.experiment_id for e in client.search_experiments() if e.name.startswith(EXPERIMENT_PREFIX)
@@ -32,13 +34,21 @@ def load_results_of(uri: str, key: str) -> list[dict[str, Any]]:
             max_results=5000,
         )
         for run in runs:
-            rows.extend(_load_dict(client, run.info.run_id)["rows"])
+            if run.data.tags.get("repro.role") != PARENT_ROLE:
+                rows.extend(_load_dict(client, run.info.run_id)["rows"])
     if rows:
         return rows
     try:
         run = client.get_run(key)
     except Exception:  # noqa: BLE001 - MLflow raises its own exception types for unknown ids
         run = None
+    if run is not None and run.data.tags.get("repro.role") == PARENT_ROLE:
+        children = client.search_runs(
+            [run.info.experiment_id],
+            filter_string=f"attributes.status = 'FINISHED' and tags.`mlflow.parentRunId` = '{key}'",
+            max_results=5000,
+        )
+        return [row for c in children for row in _load_dict(client, c.info.run_id)["rows"]]
     if run is not None and run.data.tags.get("repro.session"):
         return list(_load_dict(client, key)["rows"])
     paper = key.removeprefix(EXPERIMENT_PREFIX)

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
 
 # A seed record's numbers that EpochLog writes as the MLflow run's summary (those present).
 SUMMARY_METRICS = ("top1_error", "top5_error", "map", "map50", "epochs")
+# An epoch's numbers logged with step = epoch (those present), plus images_per_s.
+EPOCH_METRICS = ("loss", "lr", "top1_error", "top5_error", "map", "map50", "train_s")
 
 
 class EpochLog:
@@ -22,6 +24,9 @@ class EpochLog:
     def __init__(self, config: FitConfig, enabled: bool) -> None:
         self.uri = config.tracking_uri if enabled else None
         self.config = config
+        self.recipe: Any = None
+        self.classes = 0
+        self.last_epoch: dict[str, Any] = {}
         self.run_id: str | None = None
         self.logged: set[int] = set()
 
@@ -43,8 +48,16 @@ class EpochLog:
             **facts,
         }
         name = f"{self.config.run_name}-seed{run.seed}"
-        self.run_id = tracking.open_train_run(self.uri, name, params, {"repro.kind": "fit"})
+        self.recipe, self.classes = recipe, int(facts.get("classes") or 0)
+        tags = {"repro.kind": "fit"}
+        if self.config.mlflow_parent:
+            tags["mlflow.parentRunId"] = self.config.mlflow_parent
+        self.run_id = tracking.open_train_run(
+            self.uri, name, params, tags, self.config.mlflow_experiment
+        )
         self.logged = tracking.logged_train_steps(self.uri, self.run_id)
+        if not self.logged:  # a new run (a resumed one has its inputs already)
+            tracking.log_datasets(self.uri, self.run_id, datasets_of(facts))
         for entry in run.history:  # restored from a checkpoint; logged unless already there
             self.epoch(entry)
 
@@ -53,8 +66,12 @@ class EpochLog:
             return
         from repro import tracking
 
-        step = {"step": entry["epoch"], "loss": entry["loss"], "time": entry["time"]}
-        tracking.log_train_steps(self.uri, self.run_id, [step])
+        step = {"step": entry["epoch"], "time": entry["time"]}
+        step |= {k: entry[k] for k in EPOCH_METRICS if isinstance(entry.get(k), int | float)}
+        if entry.get("images") and entry.get("train_s"):
+            step["images_per_s"] = entry["images"] / entry["train_s"]
+        tracking.log_train_steps(self.uri, self.run_id, [step], (*EPOCH_METRICS, "images_per_s"))
+        self.last_epoch = step
         self.logged.add(entry["epoch"])
 
     def close(self, record: dict[str, Any] | None, status: str = "FINISHED") -> None:
@@ -66,5 +83,46 @@ class EpochLog:
         if record is not None:
             summary = {k: float(record[k]) for k in SUMMARY_METRICS if record.get(k) is not None}
         tags = {"diverged": str(bool(record and record["diverged"]))}
-        tracking.close_train_run(self.uri, self.run_id, summary, tags, status)
+        if self.config.log_model and record is not None and record.get("weights"):
+            try:
+                model, example = self._trained(record["weights"])
+                tracking.log_torch_model(self.uri, self.run_id, model, example)
+            except Exception as exc:  # noqa: BLE001 - the trained numbers are logged regardless
+                tags["model_not_logged"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+        curve = {k: v for k, v in self.last_epoch.items() if k in summary}
+        # the curve's last point already is the final number; a final that differs (another
+        # evaluation protocol) is kept apart, so no curve has two points at one step
+        summary = {(f"final_{k}" if k in curve else k): v for k, v in summary.items()
+                   if curve.get(k) != v}  # fmt: skip
+        last = max((int(e) for e in self.logged), default=0)
+        tracking.close_train_run(self.uri, self.run_id, summary, tags, status, last)
         self.run_id = None
+
+    def _trained(self, weights: str) -> tuple[Any, Any]:
+        """The seed's network with its final weights, and an input for the model signature."""
+        import torch
+
+        from repro.models import get_model_spec
+
+        spec = get_model_spec(self.recipe.model)
+        kwargs = dict(self.recipe.model_kwargs)
+        if self.classes:
+            kwargs["num_classes"] = self.classes
+        model = spec.build(**kwargs)
+        model.load_state_dict(torch.load(weights, weights_only=True))
+        return model.eval(), spec.example_input(2)
+
+
+def datasets_of(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training and evaluation splits of a plan's facts (repro.train.fit), as MLflow inputs."""
+    return [
+        {
+            "name": f"{facts.get('dataset')}/{facts.get(f'{part}_split')}",
+            "context": context,
+            "digest": facts.get(f"{part}_digest") or "unknown",
+            "source": facts.get("data_source"),
+            "images": facts.get(f"{part}_images"),
+        }
+        for part, context in (("train", "train"), ("eval", "eval"))
+        if facts.get("dataset")
+    ]

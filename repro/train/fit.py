@@ -114,7 +114,7 @@ def fit(config: FitConfig) -> FitResult:
 
 def _plan(config: FitConfig, recipe: Recipe, rank: int, world: int, device: Any) -> Plan:
     from repro.data.augment import eval_transform, train_transform
-    from repro.data.training_sets import load_dataset, shard_loaders
+    from repro.data.training_sets import dataset_digest, load_dataset, shard_loaders
     from repro.models import get_model_spec
 
     channels = get_model_spec(recipe.model).input_size[0]
@@ -143,6 +143,9 @@ def _plan(config: FitConfig, recipe: Recipe, rank: int, world: int, device: Any)
         "global_batch": batch,
         "steps_per_epoch": steps,
         "classes": len(classes),
+        "train_digest": dataset_digest(train_set),
+        "eval_digest": dataset_digest(eval_set),
+        "data_source": str(config.data_root or ("scikit-learn" if name == "digits" else "")),
     }
     return Plan(
         recipe=recipe,

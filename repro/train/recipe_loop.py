@@ -51,6 +51,9 @@ class FitConfig:
     channels_last: bool = False
     ray_address: str | None = None
     torch_threads: int | None = None  # None: torch's default (Ray gives a worker 1 per CPU)
+    log_model: bool = False  # each seed's trained network as an MLflow model (mlflow.pytorch)
+    mlflow_experiment: str = "train"  # repro/<this>: where each seed's run goes
+    mlflow_parent: str | None = None  # the run each seed's run is a child of (a demo's)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -264,17 +267,22 @@ def train_epoch(
     pm.module.train()
     plan.sampler.set_epoch(run.seed, epoch)
     steps = plan.steps_in(epoch)
-    loss_sum, done, first_lr = torch.zeros((), device=pm.device), 0, None
+    loss_sum, done, first_lr, images = torch.zeros((), device=pm.device), 0, None, 0
     for step, (x, y) in enumerate(plan.train_loader):
         if step >= steps:
             break
         lr = run.schedule.apply(run.optimizer, epoch, step)
         first_lr = lr if first_lr is None else first_lr
+        images += len(x) if hasattr(x, "__len__") else 0
         x, y = prepare(x, y, pm.device, channels_last)
         loss_sum += pm.forward_backward(x, y).float()
         loop.optimizer_step(run.optimizer, pm.scaler)
         done += 1
-    return {"loss": pm.global_loss(loss_sum / max(done, 1)), "lr": float(first_lr or 0.0)}
+    return {
+        "loss": pm.global_loss(loss_sum / max(done, 1)),
+        "lr": float(first_lr or 0.0),
+        "images": images * pm.world,  # this rank's batches times the data-parallel ranks
+    }
 
 
 def _save_checkpoint(

@@ -1,0 +1,76 @@
+"""The MLflow client, experiments and runs as every logger here opens them: a fast-failing HTTP
+client, experiments named repro/<name> that open on their runs, runs born with their
+provenance (repro.tracking.provenance) and the environment as ``env.*`` tags."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from repro.environment import collect
+from repro.tracking.provenance import mark_experiment, source_tags
+
+EXPERIMENT_PREFIX = "repro/"
+_BATCH = 90  # MLflow's log_batch takes at most 100 tags or params per call
+
+# MLflow's own HTTP defaults retry a refused connection 7 times with doubling backoff (minutes
+# per call); a harness that spools what it cannot log is better served by failing within seconds.
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
+
+def _client(uri: str) -> Any:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def _experiment_id(client: Any, uri: str, paper: str) -> str:
+    """The id of experiment repro/<paper>, created if new, marked as a training experiment."""
+    name = EXPERIMENT_PREFIX + paper
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        mark_experiment(client, exp)
+        return exp.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    exp_id = client.create_experiment(name, artifact_location=location)
+    mark_experiment(client, client.get_experiment(exp_id))
+    return exp_id
+
+
+def _create_run(
+    client: Any,
+    exp_id: str,
+    run_name: str,
+    tags: dict[str, str] | None = None,
+    start_time: float | None = None,
+) -> Any:
+    """A new run that carries its provenance (entry point, commit, user) and this process's
+    environment (repro.environment) as ``env.*`` tags, started at ``start_time`` (epoch
+    seconds; now when None), so its Duration is that of the work it holds."""
+    env_tags = {f"env.{k}": v for k, v in collect().items()}
+    start_ms = int((time.time() if start_time is None else start_time) * 1000)
+    return client.create_run(
+        exp_id,
+        start_time=start_ms,
+        run_name=run_name,
+        tags={**env_tags, **source_tags(), **(tags or {})},
+    )
+
+
+def _chunks(items: list[Any]) -> Iterable[list[Any]]:
+    for i in range(0, len(items), _BATCH):
+        yield items[i : i + _BATCH]
