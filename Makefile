@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: reproduce test test-slow test-all faults lint report clean-results chromium browser screenshot retime-speed
+.PHONY: reproduce test test-slow test-all faults lint report clean-results chromium browser screenshot retime-speed mlflow-screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,18 @@ browser: $(STAMP) chromium
 ## screenshot: check reports/index.html in headless Chromium and save reports/screenshot.png
 screenshot: $(STAMP) chromium
 	$(BIN)/repro screenshot --page reports/index.html --out reports/screenshot.png
+
+## mlflow-screenshot: the vgg experiment's runs in the MLflow UI over ./mlflow.db -> reports/mlflow_runs.png
+MLFLOW_PORT ?= 5055
+mlflow-screenshot: $(STAMP) chromium
+	@$(BIN)/mlflow server --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 \
+		--port $(MLFLOW_PORT) --workers 1 >/tmp/repro-mlflow-ui.log 2>&1 & pid=$$!; \
+	url=$$($(BIN)/python -c "from repro import tracking; import time; \
+		uri = 'http://127.0.0.1:$(MLFLOW_PORT)'; \
+		exec('for _ in range(90):\n if tracking.reachable(uri, 1): break\n time.sleep(1)'); \
+		print(tracking.experiment_links(uri, ['vgg'])['vgg'])"); \
+	$(BIN)/repro screenshot --page "$$url" --out reports/mlflow_runs.png --width 1400 \
+		--height 900; status=$$?; kill $$pid; exit $$status
 
 ## retime-speed: re-time the papers' speed claims here (the DVC speed stage; ~10 min on 2 cores)
 retime-speed: $(STAMP)
