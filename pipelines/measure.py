@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from repro.errors import ReproError
-from repro.runner import RunSettings, degraded, failures, run_papers
+from repro.runner import RunSettings, run_papers, stage_status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,14 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc.paragraph(), file=sys.stderr)
         return 2
     print(f"{run.paper}: {len(run.results)} claims measured in {run.meta['run_seconds']:.1f} s")
-    spooled = degraded([run])
-    if spooled:  # the stage's outputs are complete; the report renders from them
-        print(spooled, file=sys.stderr)
-    problem = failures([run])
-    if problem:
-        print(problem, file=sys.stderr)
-        return 1
-    return 0
+    return stage_status([run])
 
 
 if __name__ == "__main__":

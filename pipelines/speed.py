@@ -9,7 +9,7 @@ import sys
 
 from repro import config
 from repro.errors import ReproError
-from repro.runner import RunSettings, degraded, failures, run_papers
+from repro.runner import RunSettings, run_papers, stage_status
 from repro.suites.speed_settings import default_device
 from repro.suites.speed_stage import RETIME, SpeedStage, committed_folders, results_folder
 
@@ -48,14 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for run in runs:
         print(f"{run.paper}: {len(run.results)} claims in {run.meta['run_seconds']:.1f} s")
-    spooled = degraded(runs)
-    if spooled:
-        print(spooled, file=sys.stderr)
-    problem = failures(runs)
-    if problem:
-        print(problem, file=sys.stderr)
-        return 1
-    return 0
+    return stage_status(runs)
 
 
 if __name__ == "__main__":

@@ -151,12 +151,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 print(f"    {r.verdict}: {r.table} / {r.row} / {r.metric}: {r.note}")
     uri = settings.tracking_uri
     print(f"measurements written to {args.out}" + (f"; logged to MLflow at {uri}" if uri else ""))
-    if uri and not degraded(runs):
+    spooled = degraded(runs)
+    if uri and not spooled:
         _print_links(uri, [run.paper for run in runs])
     problem = failures(runs)
     if problem:
         print(problem, file=sys.stderr)
-    spooled = degraded(runs)
     if spooled:
         print(spooled, file=sys.stderr)
     return 1 if problem else EXIT_TRACKING_DEGRADED if spooled else 0

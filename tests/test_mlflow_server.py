@@ -136,3 +136,25 @@ def test_report_and_compare_select_a_reproduction_by_its_parent(logged, server, 
     rows = load_results_of(server.uri, parent.info.run_id)
     assert rows and {r["paper"] for r in rows} == {"lenet"}
     assert rows == load_results_of(server.uri, parent.data.tags["repro.session"])
+
+
+def test_a_replayed_session_keeps_the_command_that_measured_it(tmp_path, monkeypatch) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from repro.tracking import spool
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    rows = [{"paper": "lenet", "claim_id": "p", "table": "T", "row": "r", "claimed": "1",
+             "measured": "1", "unit": "count", "verdict": "reproduced"}]  # fmt: skip
+    group = {"model_key": "lenet5", "model": "lenet5", "rows": rows, "started": 1.7e9}
+    monkeypatch.setattr(sys, "argv", ["/x/bin/repro", "run", "lenet"])
+    spool.save_paper(uri, "lenet", [group], {}, "abc123", "down", tmp_path / "spool", 1.7e9 - 5)
+    monkeypatch.setattr(sys, "argv", ["/x/bin/repro", "sync"])
+    assert spool.replay(directory=tmp_path / "spool").replayed == ["lenet (abc123)"]
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("repro/lenet")
+    (parent,) = [r for r in client.search_runs([exp.experiment_id])
+                 if r.data.tags.get("repro.role") == "reproduction"]  # fmt: skip
+    assert parent.data.params["command"] == "repro run lenet"
+    assert parent.info.run_name == "lenet (repro run, abc123)"
+    assert parent.info.start_time == int((1.7e9 - 5) * 1000)

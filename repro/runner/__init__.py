@@ -33,6 +33,7 @@ from repro.runner.write import (
 )
 
 __all__ = [
+    "stage_status",
     "DEFAULT_MEASUREMENTS",
     "Execution",
     "PaperRun",
@@ -90,3 +91,18 @@ def failures(runs: Sequence[PaperRun]) -> str | None:
         f"{first.note} The other results are written; every failed claim has verdict `error` "
         "and its note says what to correct."
     )
+
+
+def stage_status(runs: Sequence[PaperRun]) -> int:
+    """A DVC stage's exit status after its runs, with the spool and the failed claims said on
+    stderr: 1 when a claim's measurement failed, else 0. Logs waiting in the spool do not fail
+    the stage: its outputs are complete and the report renders from them."""
+    import sys
+
+    spooled = degraded(runs)
+    if spooled:
+        print(spooled, file=sys.stderr)
+    problem = failures(runs)
+    if problem:
+        print(problem, file=sys.stderr)
+    return 1 if problem else 0

@@ -83,7 +83,7 @@ def log(runs: Sequence[PaperRun], tracking_uri: str | None) -> None:
                 continue
             except Exception as exc:  # whatever MLflow raises for a store that went away
                 down = spool.first_line(exc)
-        path = spool.save_paper(tracking_uri, run.paper, groups, env, session, down)
+        path = spool.save_paper(tracking_uri, run.paper, groups, env, session, down, None, started)
         run.meta["mlflow"] = {
             "status": "spooled",
             "uri": tracking_uri,

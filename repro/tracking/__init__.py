@@ -28,8 +28,9 @@ from repro.tracking.client import (
     _client,
     _create_run,
     _experiment_id,
+    terminating,
 )
-from repro.tracking.provenance import command_line, entry_point, ui_link
+from repro.tracking.provenance import command_entry, command_line, ui_link
 from repro.tracking.training import (
     SCALING_EXPERIMENT,
     TRAIN_EXPERIMENT,
@@ -122,6 +123,67 @@ def claim_metrics(row: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def _log_group(
+    client: Any,
+    exp_id: str,
+    paper: str,
+    session: str,
+    parent: str,
+    g: dict[str, Any],
+    environment: dict[str, Any],
+) -> None:
+    """One measured group as one child run of ``parent``, from its measurement's start to end."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    rows = g["rows"]
+    # born with its session and group, so a replay can find a run that was cut off early
+    run = _create_run(
+        client,
+        exp_id,
+        run_name=g["model_key"] or "claims without a model",
+        tags={
+            "repro.session": session,
+            "model_key": g["model_key"],
+            "paper": paper,
+            "mlflow.parentRunId": parent,
+        },
+        start_time=g.get("started"),
+    )
+    rid = run.info.run_id
+    with terminating(client, rid, end_time=g.get("ended")):
+        params = {
+            "model": g.get("model") or "",
+            "input_size": "x".join(map(str, g.get("input_size") or [])),
+            "flavour": json.dumps(g.get("kwargs") or {}, sort_keys=True),
+            **{f"env.{k}": v for k, v in environment.items()},
+        }
+        tags = {
+            "repro.session": session,
+            "paper": paper,
+            "model_key": g["model_key"],
+            "tables": ", ".join(sorted({r["table"] for r in rows})),
+            "rows": ", ".join(r["row"] for r in rows)[:4000],
+            "verdict": _worst(r["verdict"] for r in rows),
+        }
+        for r in rows:
+            base = f"claim.{r['claim_id']}"
+            tags[f"{base}.claimed"] = f"{r['claimed']} {r['unit']}"
+            tags[f"{base}.measured"] = r["measured"]
+            tags[f"{base}.verdict"] = r["verdict"]
+            tags[f"{base}.unit"] = r["unit"]
+        stamp = int(1000 * (g.get("ended") or time.time()))
+        metrics = [Metric(k, float(v), stamp, 0) for k, v in (g.get("summary") or {}).items()]
+        for r in rows:
+            metrics += [Metric(k, v, stamp, 0) for k, v in claim_metrics(r).items()]
+        for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
+            client.log_batch(rid, params=chunk)
+        for chunk in _chunks([RunTag(k, str(v)[:7000]) for k, v in tags.items()]):
+            client.log_batch(rid, tags=chunk)
+        for chunk in _chunks(metrics):
+            client.log_batch(rid, metrics=chunk)
+        client.log_dict(rid, {"paper": paper, "rows": rows}, "results.json")
+
+
 def _parent_run(
     client: Any,
     exp_id: str,
@@ -129,6 +191,7 @@ def _parent_run(
     session: str,
     groups: list[dict[str, Any]],
     started: float | None,
+    command: str | None = None,
 ) -> str:
     """The parent run of this paper's session (found again on a replay): it holds the per-model
     runs as children, the verdict counts as metrics and the command line as a param."""
@@ -144,7 +207,8 @@ def _parent_run(
     starts = [g["started"] for g in groups if g.get("started")]
     start = started or (min(starts) if starts else None)
     tags = {"repro.session": session, "paper": paper, "repro.role": PARENT_ROLE}
-    name = f"{paper} ({entry_point()}, {session})"
+    command = command or command_line()
+    name = f"{paper} ({command_entry(command)}, {session})"
     run = _create_run(client, exp_id, name, tags, start_time=start)
     rid = run.info.run_id
     counts = {v: 0 for v in ("reproduced", "deviates", "measured", "not-run", "error")}
@@ -155,7 +219,7 @@ def _parent_run(
     client.log_batch(
         rid,
         metrics=[Metric(f"verdicts.{k}", float(v), stamp, 0) for k, v in counts.items()],
-        params=[Param("command", command_line()[:6000]), Param("paper", paper)],
+        params=[Param("command", command[:6000]), Param("paper", paper)],
     )
     return rid
 
@@ -167,17 +231,17 @@ def log_paper(
     environment: dict[str, Any],
     session: str | None = None,
     started: float | None = None,
+    command: str | None = None,
 ) -> str:
     """Log one paper's measurements: one parent run for the session (:func:`_parent_run`,
-    from ``started``, the reproduction's start in epoch seconds, to the end of logging) and
+    from ``started``, the reproduction's start in epoch seconds, to the end of logging; its
+    ``command``, by default this process's) and
     one child run per measured model. ``groups``: one dict per measured model with keys
     model_key, model, kwargs, input_size, summary (metrics), rows (result dicts) and, where
     known, started / ended (epoch seconds of the measurement, the child's start and end).
     Returns the session id that tags every run of this call. Logging a ``session`` again (a
     replay after the server went away mid-paper) skips the groups already finished and deletes
     the half-logged runs before logging them anew, so each group ends as exactly one run."""
-    from mlflow.entities import Metric, Param, RunTag
-
     client = _client(uri)
     exp_id = _experiment_id(client, uri, paper)
     finished: set[str] = set()
@@ -193,68 +257,12 @@ def log_paper(
                 finished.add(old.data.tags.get("model_key", ""))
             else:
                 client.delete_run(old.info.run_id)
-    parent = _parent_run(client, exp_id, paper, session, groups, started)
-    for g in groups:
-        if g["model_key"] in finished:
-            continue
-        rows = g["rows"]
-        # born with its session and group, so a replay can find a run that was cut off early
-        run = _create_run(
-            client,
-            exp_id,
-            run_name=g["model_key"] or "claims without a model",
-            tags={
-                "repro.session": session,
-                "model_key": g["model_key"],
-                "paper": paper,
-                "mlflow.parentRunId": parent,
-            },
-            start_time=g.get("started"),
-        )
-        rid = run.info.run_id
-        try:
-            params = {
-                "model": g.get("model") or "",
-                "input_size": "x".join(map(str, g.get("input_size") or [])),
-                "flavour": json.dumps(g.get("kwargs") or {}, sort_keys=True),
-                **{f"env.{k}": v for k, v in environment.items()},
-            }
-            tags = {
-                "repro.session": session,
-                "paper": paper,
-                "model_key": g["model_key"],
-                "tables": ", ".join(sorted({r["table"] for r in rows})),
-                "rows": ", ".join(r["row"] for r in rows)[:4000],
-                "verdict": _worst(r["verdict"] for r in rows),
-            }
-            for r in rows:
-                base = f"claim.{r['claim_id']}"
-                tags[f"{base}.claimed"] = f"{r['claimed']} {r['unit']}"
-                tags[f"{base}.measured"] = r["measured"]
-                tags[f"{base}.verdict"] = r["verdict"]
-                tags[f"{base}.unit"] = r["unit"]
-            stamp = int(1000 * (g.get("ended") or time.time()))
-            metrics = [Metric(k, float(v), stamp, 0) for k, v in (g.get("summary") or {}).items()]
-            for r in rows:
-                metrics += [Metric(k, v, stamp, 0) for k, v in claim_metrics(r).items()]
-            for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
-                client.log_batch(rid, params=chunk)
-            for chunk in _chunks([RunTag(k, str(v)[:7000]) for k, v in tags.items()]):
-                client.log_batch(rid, tags=chunk)
-            for chunk in _chunks(metrics):
-                client.log_batch(rid, metrics=chunk)
-            client.log_dict(rid, {"paper": paper, "rows": rows}, "results.json")
-            client.set_terminated(rid, "FINISHED", end_time=_end_ms(g.get("ended")))
-        except Exception:
-            client.set_terminated(rid, "FAILED")
-            client.set_terminated(parent, "FAILED")
-            raise
-    client.set_terminated(parent, "FINISHED")
+    parent = _parent_run(client, exp_id, paper, session, groups, started, command)
+    with terminating(client, parent):  # FAILED with the first child that fails
+        for g in groups:
+            if g["model_key"] not in finished:
+                _log_group(client, exp_id, paper, session, parent, g, environment)
     return session
-
-
-def _end_ms(ended: float | None) -> int | None:
-    return int(ended * 1000) if ended else None
 
 
 def experiment_links(uri: str, papers: list[str]) -> dict[str, str]:
@@ -369,7 +377,7 @@ def log_benchmark(
     tags = {"mlflow.parentRunId": parent} if parent else {}
     run = _create_run(client, exp_id, run_name=name, tags=tags, start_time=started)
     rid = run.info.run_id
-    try:
+    with terminating(client, rid, "FINISHED" if row.get("status") == "ok" else "FAILED"):
         now = int(time.time() * 1000)
         params = [Param(k, str(row.get(k, ""))[:6000]) for k in BENCH_PARAMS]
         tags = [
@@ -389,10 +397,6 @@ def log_benchmark(
         client.log_batch(rid, tags=tags)
         for chunk in _chunks(metrics):
             client.log_batch(rid, metrics=chunk)
-        client.set_terminated(rid, "FINISHED" if row.get("status") == "ok" else "FAILED")
-    except Exception:
-        client.set_terminated(rid, "FAILED")
-        raise
     return rid
 
 
@@ -418,7 +422,7 @@ def log_demo(
     if rid is None:
         exp_id = _experiment_id(client, uri, DEMO_EXPERIMENT)
         rid = _create_run(client, exp_id, run_name=name, tags={"repro.demo": name}).info.run_id
-    try:
+    with terminating(client, rid):
         stamp = int(time.time() * 1000)
         found = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
         for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
@@ -427,10 +431,6 @@ def log_demo(
             client.log_batch(rid, metrics=chunk)
         for path in artifacts:
             client.log_artifact(rid, path)
-        client.set_terminated(rid, "FINISHED")
-    except Exception:
-        client.set_terminated(rid, "FAILED")
-        raise
     return rid
 
 

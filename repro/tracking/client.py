@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from repro.environment import collect
-from repro.tracking.provenance import mark_experiment, source_tags
+from repro.tracking.provenance import (
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
+    mark_experiment,
+    source_tags,
+)
 
 EXPERIMENT_PREFIX = "repro/"
 _BATCH = 90  # MLflow's log_batch takes at most 100 tags or params per call
@@ -46,9 +52,9 @@ def _experiment_id(client: Any, uri: str, paper: str) -> str:
     location = None
     if uri.startswith("sqlite:///"):
         location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-    exp_id = client.create_experiment(name, artifact_location=location)
-    mark_experiment(client, client.get_experiment(exp_id))
-    return exp_id
+    return client.create_experiment(
+        name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+    )
 
 
 def _create_run(
@@ -74,3 +80,17 @@ def _create_run(
 def _chunks(items: list[Any]) -> Iterable[list[Any]]:
     for i in range(0, len(items), _BATCH):
         yield items[i : i + _BATCH]
+
+
+@contextmanager
+def terminating(
+    client: Any, run_id: str, status: str = "FINISHED", end_time: float | None = None
+) -> Iterator[None]:
+    """End run ``run_id`` with ``status`` (at ``end_time``, epoch seconds; now when None) once
+    the block completes, or FAILED when it raises; the exception goes on."""
+    try:
+        yield
+    except Exception:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, status, end_time=int(end_time * 1000) if end_time else None)

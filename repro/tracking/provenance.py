@@ -43,6 +43,12 @@ def command_line(argv: list[str] | None = None) -> str:
     return " ".join([name, *argv[2 if name.startswith("repro ") else 1 :]])
 
 
+def command_entry(command: str) -> str:
+    """The entry point a :func:`command_line` starts with: 'repro run' of 'repro run vgg'."""
+    words = command.split(" ")
+    return " ".join(words[:2]) if words[0] == "repro" and len(words) > 1 else words[0]
+
+
 def user() -> str:
     try:
         return getpass.getuser()

@@ -16,6 +16,7 @@ from repro.tracking import (
     _load_dict,
     load_results,
 )
+from repro.tracking.client import terminating
 
 
 def load_results_of(uri: str, key: str) -> list[dict[str, Any]]:
@@ -79,15 +80,11 @@ def log_report(uri: str, files: dict[str, Path], tags: dict[str, str] | None = N
     exp_id = _experiment_id(client, uri, REPORT_EXPERIMENT)
     run = _create_run(client, exp_id, run_name="report", tags=tags)
     rid = run.info.run_id
-    try:
+    with terminating(client, rid):
         for path in files.values():
             path = Path(path)
             if path.is_dir():
                 client.log_artifacts(rid, str(path), artifact_path=path.name)
             elif path.is_file():
                 client.log_artifact(rid, str(path))
-        client.set_terminated(rid, "FINISHED")
-    except Exception:
-        client.set_terminated(rid, "FAILED")
-        raise
     return rid

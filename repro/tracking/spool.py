@@ -37,8 +37,12 @@ def save_paper(
     session: str,
     reason: str,
     directory: Path | str | None = None,
+    started: float | None = None,
 ) -> Path:
-    """Spool one paper's log_paper call; returns the file written."""
+    """Spool one paper's log_paper call, with the command and start of the reproduction that
+    made it (a replay by `repro sync` names them on the parent run); returns the file written."""
+    from repro.tracking.provenance import command_line
+
     entry = {
         "call": "log_paper",
         "uri": uri,
@@ -48,6 +52,8 @@ def save_paper(
         "environment": environment,
         "reason": reason,
         "spooled_at": time.time(),
+        "started": started,
+        "command": command_line(),
     }
     path = spool_dir(directory) / f"{time.time_ns()}-{paper}-{session}.json"
     atomic_write_json(path, entry, default=str)
@@ -104,8 +110,9 @@ def replay(
         target = uri or entry["uri"]
         try:
             tracking.log_paper(
-                target, entry["paper"], entry["groups"], entry["environment"], entry["session"]
-            )
+                target, entry["paper"], entry["groups"], entry["environment"], entry["session"],
+                entry.get("started"), entry.get("command"),
+            )  # fmt: skip
         except Exception as exc:  # the store's fault, whatever MLflow raises for it
             outcome.error = first_line(exc)
             outcome.remaining = entries[i:]

@@ -6,7 +6,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repro.tracking.client import EXPERIMENT_PREFIX, _chunks, _client, _create_run, _experiment_id
+from repro.tracking.client import (
+    EXPERIMENT_PREFIX,
+    _chunks,
+    _client,
+    _create_run,
+    _experiment_id,
+    terminating,
+)
 
 # Logged from rank 0 inside the Ray Train worker (Train V2 rejects MLflowLoggerCallback), one
 # writer per run. Step metrics are logged only once no restart can re-run the step (committed
@@ -178,7 +185,7 @@ def log_scaling(
     client = _client(uri)
     exp_id = _experiment_id(client, uri, SCALING_EXPERIMENT)
     rid = _create_run(client, exp_id, run_name=name).info.run_id
-    try:
+    with terminating(client, rid):
         metrics = [
             Metric(k, float(row[k]), 0, int(row["workers"]))
             for row in rows
@@ -192,8 +199,4 @@ def log_scaling(
         client.log_dict(rid, {"rows": rows}, "scaling.json")
         if csv_path:
             client.log_artifact(rid, csv_path)
-        client.set_terminated(rid, "FINISHED")
-    except Exception:
-        client.set_terminated(rid, "FAILED")
-        raise
     return rid

@@ -143,10 +143,11 @@ def _plan(config: FitConfig, recipe: Recipe, rank: int, world: int, device: Any)
         "global_batch": batch,
         "steps_per_epoch": steps,
         "classes": len(classes),
-        "train_digest": dataset_digest(train_set),
-        "eval_digest": dataset_digest(eval_set),
         "data_source": str(config.data_root or ("scikit-learn" if name == "digits" else "")),
     }
+    if config.tracking_uri and rank == 0:  # the MLflow dataset inputs' digests, logged by rank 0
+        facts["train_digest"] = dataset_digest(train_set)
+        facts["eval_digest"] = dataset_digest(eval_set)
     return Plan(
         recipe=recipe,
         epochs=float(config.epochs or recipe.epochs),
