@@ -28,11 +28,11 @@ from repro.bench.results import (
 )
 from repro.bench.rows import flops_columns, timing_columns
 from repro.bench.runner import benchmark
-from repro.bench.telemetry import TelemetrySampler, open_nvml_device
 from repro.cli import main
 from repro.environment import collect
 from repro.errors import ReproError, UnknownModelError
 from repro.runtime.device import DeviceInfo, resolve_device, torch_version_slug
+from repro.runtime.telemetry import TelemetrySampler, open_nvml_device
 from repro.runtime.timing import Timing, percentile, time_step
 from repro.train.config import TrainResult
 
@@ -331,7 +331,7 @@ def test_gpu_row_from_fake_telemetry_has_energy_per_image_and_mfu() -> None:
     from repro.bench.memory import MemoryPeaks
     from repro.bench.rows import single_device_row
     from repro.bench.runner import Measurement
-    from repro.bench.telemetry import Telemetry, TelemetrySample
+    from repro.runtime.telemetry import Telemetry, TelemetrySample
 
     h100 = DeviceInfo(
         torch.device("cpu"), "NVIDIA H100 80GB HBM3", "cuda:0 (NVIDIA H100 80GB HBM3)"
@@ -439,6 +439,21 @@ def test_results_file_of_an_earlier_version_gains_the_environment_columns(tmp_pa
     assert new["model"] == "lenet5"
     assert {k: new[k] for k in ENV_COLUMNS} == {k: env[k] for k in ENV_COLUMNS}
     assert new["git_commit"] not in ("", "unknown")  # this checkout is a git repository
+
+
+def test_a_cpu_benchmark_samples_host_cpu_and_memory_but_no_gpu() -> None:
+    result = benchmark(BenchConfig("lenet5", **TINY))
+    series = result.series()
+    assert set(series) == {
+        "cpu_utilization_percentage",
+        "system_memory_usage_megabytes",
+        "system_memory_usage_percentage",
+    }
+    assert len(series["cpu_utilization_percentage"]) >= 2  # the window's start and stop at least
+    assert all(0 <= v <= 100 for _, v, _ in series["system_memory_usage_percentage"])
+    row = result.row  # the NVML columns stay empty: host samples are not GPU telemetry
+    assert row["nvml_samples"] == 0 and row["nvml_sampler_overhead"] is None
+    assert row["gpu_util_pct"] is None and row["energy_j"] is None
 
 
 def test_mlflow_run_holds_params_metrics_and_system_series(tmp_path: Path) -> None:

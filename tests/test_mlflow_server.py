@@ -1,8 +1,8 @@
 """MLflow as its users see it, against a real `mlflow server` over HTTP: `repro run lenet` and a
 short digits demo, read back through the client. The experiment opens on its runs, every run says
 what produced it, the reproduction is one parent run with its model runs as children, claimed /
-measured / ratio are metrics, training runs have per-epoch curves, a dataset input and a model
-that loads back."""
+measured / ratio are metrics, training runs have per-epoch curves, system metrics, a dataset
+input and a model that loads back."""
 
 from __future__ import annotations
 
@@ -119,6 +119,10 @@ def test_training_runs_have_curves_a_dataset_and_a_model(logged, server) -> None
     for key in ("loss", "lr", "top1_error", "images_per_s"):
         history = logged.get_metric_history(rid, key)
         assert [h.step for h in sorted(history, key=lambda h: h.step)] == [1, 2, 3], key
+    cpu = logged.get_metric_history(rid, "system/cpu_utilization_percentage")
+    memory = logged.get_metric_history(rid, "system/system_memory_usage_megabytes")
+    assert len(cpu) >= 2 and len(memory) == len(cpu)  # sampled from the fit's start to its end
+    assert sorted(m.step for m in cpu) == list(range(len(cpu)))
     inputs = {i.tags[0].value: i.dataset for i in logged.get_run(rid).inputs.dataset_inputs}
     assert set(inputs) == {"train", "eval"}
     assert inputs["train"].name == "digits/train" and len(inputs["train"].digest) == 16

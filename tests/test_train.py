@@ -57,7 +57,24 @@ def _assert_mlflow_steps(uri: str, run_name: str, steps: int) -> dict:
     assert run is not None and run["status"] == "FINISHED"
     for key in ("loss", "step_s", "images_per_s"):
         assert [s for s, _ in run["history"][key]] == list(range(steps)), key
+    _assert_system_series(uri, run["run_id"])
     return run
+
+
+def _assert_system_series(uri: str, run_id: str) -> None:
+    """CPU and memory sampled during training: at least the start and end samples, each step
+    once (a resumed run continues its series), CPU a percentage."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    for key in ("system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"):
+        history = client.get_metric_history(run_id, key)
+        steps = sorted(m.step for m in history)
+        assert len(steps) >= 2 and steps == list(range(len(steps))), (key, steps)
+        if "cpu" in key:
+            assert all(0.0 <= m.value <= 100.0 for m in history)
+        else:
+            assert all(m.value > 0 for m in history)
 
 
 # --- in this process (workers=0): no Ray -----------------------------------------------------

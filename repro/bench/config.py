@@ -32,7 +32,7 @@ class BenchConfig:
     repeats: int = 3
     data_root: str | None = None  # torchvision ImageFolder root; None: synthetic tensors
     loader_workers: int = 2  # DataLoader num_workers with data_root
-    sample_interval_s: float = 0.1  # NVML sampling period
+    sample_interval_s: float = 0.1  # telemetry sampling period (NVML and host)
     max_batch: int | None = None  # cap of the auto search; None: AUTO_BATCH_CAP[device]
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 

@@ -8,8 +8,8 @@ from typing import Any
 from repro.bench import rows
 from repro.bench.batch import AutoBatch
 from repro.bench.config import BenchConfig
-from repro.bench.telemetry import Telemetry
 from repro.runtime.device import DeviceInfo
+from repro.runtime.telemetry import Telemetry
 from repro.runtime.timing import Timing
 
 

@@ -112,8 +112,8 @@ def single_device_row(
         power_w=t.power_mean_w,
         energy_j=t.energy_j,
         energy_j_per_image=t.energy_j / images if t.energy_j is not None and images else None,
-        nvml_samples=len(t.samples),
-        nvml_sampler_overhead=t.overhead_fraction,
+        nvml_samples=t.gpu_samples,
+        nvml_sampler_overhead=t.overhead_fraction if t.available else None,
         compile_s=m.compile_s,
     )
     row.update(data_columns(m.data_waits, m.timing))

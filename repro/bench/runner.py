@@ -30,12 +30,17 @@ from repro.bench.flops import count_step_flops
 from repro.bench.memory import MemoryPeaks, host_peak_rss_mb, read_peaks, reset_peaks
 from repro.bench.result import BenchResult
 from repro.bench.steps import build_workload
-from repro.bench.telemetry import Telemetry, TelemetrySampler, open_nvml_device
 from repro.errors import ReproError
 from repro.models import get_model_spec
 from repro.models.registry import ModelSpec
 from repro.runtime.device import DeviceInfo, resolve_device
 from repro.runtime.precision import tf32_switches
+from repro.runtime.telemetry import (
+    Telemetry,
+    TelemetrySampler,
+    open_host_probe,
+    open_nvml_device,
+)
 from repro.runtime.timing import Timing, synchronize, time_step
 
 __all__ = ["BenchResult", "Measurement", "benchmark", "check_model"]
@@ -176,7 +181,8 @@ def _measure(
             synchronize(tdev)
             compile_s = time.perf_counter() - t0
         nvml_device, reason = _nvml_for(device, nvml)
-        sampler = TelemetrySampler(nvml_device, config.sample_interval_s, reason)
+        host, _ = open_host_probe()  # psutil is a dependency; absent, the GPU series remain
+        sampler = TelemetrySampler(nvml_device, config.sample_interval_s, reason, host)
         timing = _timed(step, config, device, batch, sampler, feed)
         telemetry = sampler.stop()
     waits = list(feed.waits) if feed is not None else None

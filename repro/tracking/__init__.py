@@ -41,10 +41,13 @@ from repro.tracking.training import (
     find_train_run,
     log_datasets,
     log_scaling,
+    log_system_metrics,
     log_torch_model,
     log_train_steps,
+    logged_system_steps,
     logged_train_steps,
     open_train_run,
+    system_metrics,
 )
 
 VERDICT_ORDER = ("error", "deviates", "measured", "reproduced", "not-run")
@@ -390,8 +393,7 @@ def log_benchmark(
             for k, v in row.items()
             if isinstance(v, int | float) and not isinstance(v, bool) and k not in BENCH_PARAMS
         ]
-        for key, points in (series or {}).items():
-            metrics.extend(Metric(f"system/{key}", float(v), ts, step) for step, v, ts in points)
+        metrics.extend(system_metrics(series or {}))
         for chunk in _chunks(params):
             client.log_batch(rid, params=chunk)
         client.log_batch(rid, tags=tags)
@@ -459,11 +461,14 @@ __all__ = [
     "log_demo",
     "log_paper",
     "log_scaling",
+    "log_system_metrics",
     "log_torch_model",
     "log_train_steps",
+    "logged_system_steps",
     "logged_train_steps",
     "new_session",
     "open_parent",
     "open_train_run",
+    "system_metrics",
     "reachable",
 ]

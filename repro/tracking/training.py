@@ -82,6 +82,37 @@ def log_train_steps(
         client.log_batch(run_id, metrics=chunk)
 
 
+def system_metrics(series: dict[str, list[tuple[int, float, int]]]) -> list[Any]:
+    """MLflow metrics "system/<name>" of a sampler's series (name -> [(step, value, ms)]):
+    where MLflow's own system-metrics monitor would put them, so the UI charts them alike."""
+    from mlflow.entities import Metric
+
+    return [
+        Metric(f"system/{key}", float(v), ts, step)
+        for key, points in series.items()
+        for step, v, ts in points
+    ]
+
+
+def log_system_metrics(
+    uri: str, run_id: str, series: dict[str, list[tuple[int, float, int]]]
+) -> None:
+    client = _client(uri)
+    for chunk in _chunks(system_metrics(series)):
+        client.log_batch(run_id, metrics=chunk)
+
+
+def logged_system_steps(uri: str, run_id: str) -> int:
+    """The step the run's next system sample takes: one past the last logged (0 for a new run),
+    so a resumed training run continues its series instead of overwriting them."""
+    client = _client(uri)
+    for key in ("cpu_utilization_percentage", "gpu_0_utilization_percentage"):
+        steps = [m.step for m in client.get_metric_history(run_id, f"system/{key}")]
+        if steps:
+            return max(steps) + 1
+    return 0
+
+
 def log_datasets(uri: str, run_id: str, datasets: list[dict[str, Any]]) -> None:
     """Each of ``datasets`` ({name, context, digest, source, images}) as an MLflow dataset input
     of the run, its split ("train", "eval") as the input's context."""

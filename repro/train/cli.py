@@ -86,6 +86,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=0, help="steps; 0: no checkpoints")
     p.add_argument("--max-failures", type=int, default=0, help="worker-group restarts allowed")
     p.add_argument("--name", help="run name; an existing run of this name resumes")
+    p.add_argument(
+        "--system-metrics-interval",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds between CPU, memory and GPU samples logged to MLflow as system/* metrics "
+        "(default 5; 0: none)",
+    )
     # fault tests: rank 1 (rank 0 alone) exits abruptly at this step, on the first attempt only
     p.add_argument("--inject-fault-at", type=int, metavar="STEP", help=argparse.SUPPRESS)
     p.add_argument("--json", metavar="PATH", help="also write the full result as JSON")
@@ -166,6 +174,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_failures=args.max_failures,
         run_name=args.name,
         fault_step=args.inject_fault_at,
+        system_metrics_s=args.system_metrics_interval,
     )
     result = run_training(config)
     env, o = result.environment, result.overhead

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from repro.runtime.vocabulary import PARALLEL, PRECISIONS
+from repro.train.system_log import DEFAULT_INTERVAL_S
 
 __all__ = ["PARALLEL", "PRECISIONS", "TrainConfig", "TrainResult"]
 
@@ -33,6 +34,7 @@ class TrainConfig:
     storage_path: str | None = None  # where Ray Train keeps checkpoints
     run_name: str | None = None
     tracking_uri: str | None = None  # rank 0 logs to MLflow inside the worker when set
+    system_metrics_s: float = DEFAULT_INTERVAL_S  # CPU/memory/GPU sampling period; 0: none
     data_root: str | None = None  # ImageFolder root; None: synthetic batches
     num_classes: int | None = None
     input_size: list[int] | None = None  # CxHxW; None: the model's paper input size

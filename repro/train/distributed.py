@@ -63,7 +63,7 @@ def validate(config: TrainConfig) -> None:
     )
     for name in ("steps", "batch_size", "microbatches"):
         _need(getattr(config, name) >= 1, f"{name} must be at least 1.", f"pass a positive {name}.")
-    for name in ("workers", "checkpoint_every", "max_failures", "warmup_steps"):
+    for name in ("workers", "checkpoint_every", "max_failures", "warmup_steps", "system_metrics_s"):
         _need(getattr(config, name) >= 0, f"{name} must not be negative.", f"fix {name}.")
     spec = loop.check_trainable(config.model)
     world, p = max(config.workers, 1), config.parallel

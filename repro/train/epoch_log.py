@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from repro.train.system_log import SystemLog
+
 if TYPE_CHECKING:
     from repro.recipes import Recipe
     from repro.train.recipe_loop import FitConfig, SeedRun
@@ -29,6 +31,7 @@ class EpochLog:
         self.last_epoch: dict[str, Any] = {}
         self.run_id: str | None = None
         self.logged: set[int] = set()
+        self.system: SystemLog | None = None
 
     def open(self, run: SeedRun, recipe: Recipe, facts: dict[str, Any]) -> None:
         if self.uri is None:
@@ -56,6 +59,7 @@ class EpochLog:
             self.uri, name, params, tags, self.config.mlflow_experiment
         )
         self.logged = tracking.logged_train_steps(self.uri, self.run_id)
+        self.system = SystemLog(self.uri, self.run_id, run.pm.device, self.config.system_metrics_s)
         if not self.logged:  # a new run (a resumed one has its inputs already)
             tracking.log_datasets(self.uri, self.run_id, datasets_of(facts))
         for entry in run.history:  # restored from a checkpoint; logged unless already there
@@ -73,12 +77,17 @@ class EpochLog:
         tracking.log_train_steps(self.uri, self.run_id, [step], (*EPOCH_METRICS, "images_per_s"))
         self.last_epoch = step
         self.logged.add(entry["epoch"])
+        if self.system is not None:
+            self.system.flush()
 
     def close(self, record: dict[str, Any] | None, status: str = "FINISHED") -> None:
         if self.uri is None or self.run_id is None:
             return
         from repro import tracking
 
+        if self.system is not None:
+            self.system.close()
+            self.system = None
         summary = {}
         if record is not None:
             summary = {k: float(record[k]) for k in SUMMARY_METRICS if record.get(k) is not None}

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from repro.errors import ReproError
 from repro.train.epoch_log import EpochLog
+from repro.train.system_log import DEFAULT_INTERVAL_S
 
 if TYPE_CHECKING:
     from repro.data.training_sets import EpochShard
@@ -46,6 +47,7 @@ class FitConfig:
     run_name: str | None = None
     storage_path: str | None = None
     tracking_uri: str | None = None
+    system_metrics_s: float = DEFAULT_INTERVAL_S  # CPU/memory/GPU sampling period; 0: none
     loader_workers: int = 2  # DataLoader processes per worker
     checkpoint_every_epoch: bool = True  # False: only after each seed's last epoch
     channels_last: bool = False

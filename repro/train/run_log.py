@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from repro.train.config import TrainConfig
+from repro.train.system_log import SystemLog
 
 
 class RunLog:
@@ -22,12 +23,13 @@ class RunLog:
         self.run_id: str | None = None
         self.logged: set[int] = set()
         self.seconds = 0.0
+        self.system: SystemLog | None = None
 
     @property
     def active(self) -> bool:
         return self.uri is not None
 
-    def open(self, tags: dict[str, str]) -> None:
+    def open(self, tags: dict[str, str], device: Any = None) -> None:
         if not self.active:
             return
         from repro import tracking
@@ -38,6 +40,7 @@ class RunLog:
             self.uri, self.config.run_name or "train", params, tags
         )
         self.logged = tracking.logged_train_steps(self.uri, self.run_id)
+        self.system = SystemLog(self.uri, self.run_id, device, self.config.system_metrics_s)
         self.seconds += time.perf_counter() - start
 
     def commit(self, history: list[dict[str, Any]], upto: int) -> None:
@@ -52,6 +55,8 @@ class RunLog:
         start = time.perf_counter()
         tracking.log_train_steps(self.uri, self.run_id, new)
         self.logged.update(e["step"] for e in new)
+        if self.system is not None:
+            self.system.flush()
         self.seconds += time.perf_counter() - start
 
     def close(self, summary: dict[str, float], tags: dict[str, str], status: str) -> None:
@@ -60,5 +65,8 @@ class RunLog:
         from repro import tracking
 
         start = time.perf_counter()
+        if self.system is not None:
+            self.system.close()
+            self.system = None
         tracking.close_train_run(self.uri, self.run_id, summary, tags, status)
         self.seconds += time.perf_counter() - start

@@ -183,7 +183,7 @@ def train_worker(
             history = [e for e in state["history"] if e["step"] < start]
     log = RunLog(config, enabled=rank == 0 and bool(config.tracking_uri))
     opened = {"restarts": str(attempt), "parallel": config.parallel, "workers": str(world)}
-    log.open(opened | ({"resume_skipped": "; ".join(skipped)} if skipped else {}))
+    log.open(opened | ({"resume_skipped": "; ".join(skipped)} if skipped else {}), pm.device)
     log.commit(history, start)  # steps a checkpoint committed before a crash kept them out
 
     data = batches(config, setup, pm.shard, start, dataset)

@@ -1,0 +1,172 @@
+"""The project's system-metrics sampler (repro.runtime.telemetry) on the host side, and the
+training runs' system log (repro.train.system_log): host CPU and memory through a fake psutil,
+series under MLflow's names, drains that hand each sample over once, and a store that refuses
+the series without stopping the training."""
+
+from __future__ import annotations
+
+import logging
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from repro.runtime.telemetry import (
+    TelemetrySampler,
+    open_host_probe,
+    open_sampler,
+    samples_series,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+HOST_KEYS = {
+    "cpu_utilization_percentage",
+    "system_memory_usage_megabytes",
+    "system_memory_usage_percentage",
+}
+
+
+class FakePsutil:
+    def __init__(self, cpu: list[float]) -> None:
+        self.cpu = list(cpu)
+        self.calls = 0
+
+    def cpu_percent(self, interval: float | None = None) -> float:
+        assert interval is None  # a blocking interval would stall the sampler thread
+        self.calls += 1
+        return self.cpu.pop(0) if self.cpu else 50.0
+
+    def virtual_memory(self) -> Any:
+        return types.SimpleNamespace(used=4_000_000_000, percent=25.0)
+
+
+def test_host_probe_primes_cpu_percent_and_reads_mlflow_units() -> None:
+    fake = FakePsutil([0.0, 37.5])
+    probe, reason = open_host_probe(fake)
+    assert probe is not None and reason == "" and fake.calls == 1  # primed on open
+    assert probe.read() == (37.5, 4000.0, 25.0)  # bytes -> MB as MLflow's monitor
+
+
+def test_host_only_sampler_has_cpu_and_memory_series_and_no_gpu_ones() -> None:
+    sampler = open_sampler(None, 0.02, psutil=FakePsutil([0.0]))
+    assert "no GPU" in sampler.reason
+    sampler.start()
+    time.sleep(0.15)
+    t = sampler.stop()
+    assert len(t.samples) >= 3 and not t.available and t.gpu_samples == 0
+    assert t.utilization_mean is None and t.memory_used_max_mb is None and t.energy_j is None
+    series = t.series()
+    assert set(series) == HOST_KEYS
+    assert [step for step, _, _ in series["cpu_utilization_percentage"]] == list(
+        range(len(t.samples))
+    )
+    assert t.cpu_mean_pct == pytest.approx(50.0)
+
+
+def test_a_long_interval_still_samples_the_start_and_the_stop() -> None:
+    sampler = open_sampler(None, 60.0, psutil=FakePsutil([0.0]))
+    sampler.start()
+    t0 = time.perf_counter()
+    t = sampler.stop()
+    assert time.perf_counter() - t0 < 5  # stop() does not wait out the interval
+    assert len(t.samples) == 2 and t.samples[0].t_s <= t.samples[1].t_s
+
+
+def test_drain_hands_each_sample_over_once_and_steps_continue() -> None:
+    sampler = TelemetrySampler(None, 0.02, host=open_host_probe(FakePsutil([0.0]))[0])
+    sampler.start()
+    time.sleep(0.1)
+    first = sampler.drain()
+    time.sleep(0.1)
+    sampler.stop()
+    rest = sampler.drain()
+    assert first and rest and sampler.drain() == []
+    assert len(first) + len(rest) == len(sampler.stop().samples)
+    later = samples_series(rest, first_step=len(first))
+    steps = [s for s, _, _ in later["cpu_utilization_percentage"]]
+    assert steps == list(range(len(first), len(first) + len(rest)))
+
+
+def test_without_psutil_the_reason_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_psutil(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "psutil":
+            raise ImportError("No module named 'psutil'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_psutil)
+    probe, reason = open_host_probe()
+    assert probe is None and "psutil is not installed" in reason
+    sampler = open_sampler(None, 0.05)
+    sampler.start()
+    t = sampler.stop()
+    assert t.samples == [] and "psutil" in sampler.reason
+
+
+def _open_run(tmp_path: Path) -> tuple[str, str]:
+    from repro import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return uri, tracking.open_train_run(uri, "sys", {"model": "lenet5"}, {})
+
+
+def test_system_log_resumes_its_series_where_the_last_attempt_stopped(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from repro.train.system_log import SystemLog
+
+    uri, rid = _open_run(tmp_path)
+    for _ in range(2):  # a training run and its resumption log into one MLflow run
+        log = SystemLog(uri, rid, torch.device("cpu"), 0.02)
+        time.sleep(0.06)
+        log.flush()
+        log.close()
+    history = MlflowClient(tracking_uri=uri).get_metric_history(
+        rid, "system/cpu_utilization_percentage"
+    )
+    steps = sorted(m.step for m in history)
+    assert len(steps) >= 4 and steps == list(range(len(steps)))
+
+
+def test_a_store_that_refuses_system_metrics_warns_once_and_training_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from repro import tracking
+    from repro.train.system_log import SystemLog
+
+    uri, rid = _open_run(tmp_path)
+    calls = []
+
+    def refuse(*args: Any) -> None:
+        calls.append(args)
+        raise ConnectionError("503 Service Unavailable")
+
+    monkeypatch.setattr(tracking, "log_system_metrics", refuse)
+    log = SystemLog(uri, rid, torch.device("cpu"), 0.01)
+    with caplog.at_level(logging.WARNING, logger="repro.train"):
+        time.sleep(0.05)
+        log.flush()
+        log.flush()
+        log.close()  # no exception: the numbers of the training are not at stake
+    assert len(calls) == 1 and log.failed
+    assert [r.getMessage() for r in caplog.records if "system metrics" in r.getMessage()] == [
+        f"system metrics of MLflow run {rid} are not logged (ConnectionError: 503 Service "
+        "Unavailable); training goes on"
+    ]
+
+
+def test_zero_interval_samples_nothing(tmp_path: Path) -> None:
+    from repro.train.system_log import SystemLog
+
+    uri, rid = _open_run(tmp_path)
+    log = SystemLog(uri, rid, torch.device("cpu"), 0.0)
+    assert log.sampler is None and log.reason == "system metrics off"
+    log.flush()
+    log.close()
