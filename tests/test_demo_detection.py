@@ -149,6 +149,57 @@ def test_short_run_writes_every_metric(tmp_path: Path) -> None:
     assert all(r["demo"] == "detection" and r["images_test"] == "12" for r in rows)
 
 
+def test_tracked_run_is_a_demo_run_holding_a_training_run_with_curves(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = DetectionDemoConfig(train_images=24, test_images=12, epochs=3, batch_size=12)
+    result = run_detection_demo(
+        tmp_path / "out", work_dir=tmp_path / "work", config=config, tracking_uri=uri
+    )
+    client = MlflowClient(tracking_uri=uri)
+    demo, fit = client.get_run(result["mlflow_run_id"]), client.get_run(result["mlflow_fit_run_id"])
+    assert fit.data.tags["mlflow.parentRunId"] == demo.info.run_id
+    assert demo.data.tags["repro.demo"] == "detection" and fit.data.tags["repro.kind"] == "fit"
+    assert demo.info.status == fit.info.status == "FINISHED"
+    assert demo.data.metrics["voc07_map"] == pytest.approx(result["metrics"]["voc07_map"])
+    per_epoch = result["per_epoch"]
+    for key in ("loss", "lr", "voc07_map", "images_per_s"):
+        history = sorted(client.get_metric_history(fit.info.run_id, key), key=lambda m: m.step)
+        assert [m.step for m in history] == [1, 2, 3], key
+        assert [m.value for m in history] == pytest.approx([e[key] for e in per_epoch]), key
+    # the curve's last point is the demo's final VOC07 mAP (the last epoch's detections)
+    assert per_epoch[-1]["voc07_map"] == pytest.approx(result["metrics"]["voc07_map"])
+    lrs = [e["lr"] for e in per_epoch]
+    assert lrs[0] > lrs[1] > lrs[2] > 0  # cosine decay after one warm-up epoch
+    inputs = {i.tags[0].value: i.dataset for i in fit.inputs.dataset_inputs}
+    assert inputs["train"].name == "synthetic-voc/trainval" and inputs["eval"].digest
+    assert inputs["train"].digest != inputs["eval"].digest
+    cpu = client.get_metric_history(fit.info.run_id, "system/cpu_utilization_percentage")
+    assert len(cpu) >= 2
+    assert (
+        json.loads((tmp_path / "out" / "detection.json").read_text())["per_epoch"][0]["epoch"] == 1
+    )
+
+
+def test_a_store_failing_mid_run_keeps_the_demo_and_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repro import tracking
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("503 Service Unavailable")
+
+    monkeypatch.setattr(tracking, "log_train_steps", refuse)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = DetectionDemoConfig(train_images=24, test_images=12, epochs=2, batch_size=12)
+    result = run_detection_demo(
+        tmp_path / "out", work_dir=tmp_path / "work", config=config, tracking_uri=uri
+    )
+    doc = json.loads((tmp_path / "out" / "detection.json").read_text())
+    assert len(doc["per_epoch"]) == 2 and doc["metrics"] == pytest.approx(result["metrics"])
+
+
 def test_bad_settings_name_the_setting(tmp_path: Path) -> None:
     with pytest.raises(ReproError, match="epochs"):
         run_detection_demo(None, work_dir=tmp_path, epochs=0)

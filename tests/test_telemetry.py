@@ -34,10 +34,11 @@ class FakePsutil:
     def __init__(self, cpu: list[float]) -> None:
         self.cpu = list(cpu)
         self.calls = 0
+        self.intervals: list[float | None] = []
 
     def cpu_percent(self, interval: float | None = None) -> float:
-        assert interval is None  # a blocking interval would stall the sampler thread
         self.calls += 1
+        self.intervals.append(interval)
         return self.cpu.pop(0) if self.cpu else 50.0
 
     def virtual_memory(self) -> Any:
@@ -49,6 +50,21 @@ def test_host_probe_primes_cpu_percent_and_reads_mlflow_units() -> None:
     probe, reason = open_host_probe(fake)
     assert probe is not None and reason == "" and fake.calls == 1  # primed on open
     assert probe.read() == (37.5, 4000.0, 25.0)  # bytes -> MB as MLflow's monitor
+    # read at once after the priming: over a short window of its own, not psutil's 0.0 of none
+    assert fake.intervals == [None, probe.MIN_CPU_WINDOW_S]
+    time.sleep(probe.MIN_CPU_WINDOW_S * 2)
+    probe.read()
+    assert fake.intervals[-1] is None  # a window long enough: no wait
+
+
+def test_real_psutil_sees_a_busy_core() -> None:
+    probe, _ = open_host_probe()
+    assert probe is not None
+    busy_until = time.perf_counter() + 0.2
+    while time.perf_counter() < busy_until:  # keeps one core busy while the next reads
+        pass
+    cpu, used_mb, pct = probe.read()
+    assert 0.0 < cpu <= 100.0 and used_mb > 0 and 0.0 < pct < 100.0
 
 
 def test_host_only_sampler_has_cpu_and_memory_series_and_no_gpu_ones() -> None:

@@ -51,8 +51,8 @@ def run_demo(
     tracking_uri: str | None = None,
     parent: str | None = None,
 ) -> dict[str, Any]:
-    """Run demo ``name``; the digits demo's training runs are logged as children of ``parent``
-    (the demo's own run in repro/demos) when ``tracking_uri`` is given."""
+    """Run demo ``name``; its training runs are logged as children of ``parent`` (the demo's
+    own run in repro/demos) when ``tracking_uri`` is given."""
     out = Path(args.out)
     if name == "digits":
         from repro.demos.digits import run_digits_demo
@@ -77,6 +77,8 @@ def run_demo(
         train_images=images,
         test_images=max(round(images * share), 1),
         epochs=int(args.epochs) if args.epochs else DetectionDemoConfig.epochs,
+        tracking_uri=tracking_uri if parent else None,
+        mlflow_parent=parent,
     )
 
 

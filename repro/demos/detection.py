@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from repro.files import atomic_write, atomic_write_text
 if TYPE_CHECKING:
     import torch
 
+    from repro.demos.detection_log import DetectionFitLog
     from repro.demos.detector import TinyYolo
     from repro.methods.yolo_v1 import Detections
 
@@ -111,9 +113,12 @@ def train_detector(
     targets: list[dict[str, Any]],
     config: DetectionDemoConfig,
     seed: int,
-) -> list[float]:
-    """AdamW with a linear warm-up then cosine decay, random horizontal flips; returns the mean
-    loss of each epoch."""
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """AdamW with a linear warm-up then cosine decay, random horizontal flips. Returns each
+    epoch's numbers (epoch from 1, mean loss, the last step's learning rate, train_s,
+    images_per_s, time), each also handed to ``on_epoch`` (which may add to it and must leave
+    the model in train mode) as soon as the epoch ends."""
     import torch
 
     from repro.methods.yolo_v1 import encode_targets, yolo_loss
@@ -134,9 +139,10 @@ def train_detector(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     boxes = [t["boxes"] for t in targets]
     labels = [t["labels"] for t in targets]
-    history = []
+    history: list[dict[str, Any]] = []
     model.train()
-    for _ in range(config.epochs):
+    for epoch in range(config.epochs):
+        t0 = time.perf_counter()
         order = torch.randperm(len(images), generator=generator)
         flips = torch.rand(len(images), generator=generator) < 0.5
         losses = []
@@ -152,10 +158,23 @@ def train_detector(
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             optimizer.step()
             schedule.step()
             losses.append(loss.item() * len(idx))
-        history.append(sum(losses) / len(images))
+        train_s = time.perf_counter() - t0
+        entry = {
+            "epoch": epoch + 1,
+            "loss": sum(losses) / len(images),
+            "lr": lr,
+            "train_s": train_s,
+            "images_per_s": len(images) / train_s,
+            "time": time.time(),
+        }
+        history.append(entry)
+        if on_epoch is not None:
+            on_epoch(entry)
+            model.train()
     return history
 
 
@@ -271,13 +290,34 @@ def write_outputs(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     return json_path, csv_path
 
 
-def _log_to_mlflow(uri: str, result: dict[str, Any], files: list[Path]) -> str:
+def _log_to_mlflow(uri: str, result: dict[str, Any], files: list[Path], run_id: str) -> str:
     from repro import tracking
 
     metrics = {k: v for k, v in result["metrics"].items() if isinstance(v, int | float)}
     metrics["seconds"] = result["seconds"]["total"]
     params = {**result["config"], "seed": result["seed"], "device": result["device"]}
-    return tracking.log_demo(uri, "detection", metrics, params, [str(f) for f in files])
+    return tracking.log_demo(uri, "detection", metrics, params, [str(f) for f in files], run_id)
+
+
+def _open_fit_log(
+    uri: str | None,
+    parent: str | None,
+    config: DetectionDemoConfig,
+    seed: int,
+    voc_root: Path,
+    train_x: torch.Tensor,
+    test_x: torch.Tensor,
+) -> DetectionFitLog | None:
+    if not (uri and parent):
+        return None
+    from repro.demos.detection_log import DetectionFitLog, split_input
+
+    datasets = [
+        split_input("synthetic-voc/trainval", "train", train_x, str(voc_root)),
+        split_input("synthetic-voc/test", "eval", test_x, str(voc_root)),
+    ]
+    params = {**asdict(config), "seed": seed, "model": "TinyYolo", "optimizer": "AdamW"}
+    return DetectionFitLog(uri, parent, params, datasets)
 
 
 def run_detection_demo(
@@ -290,10 +330,13 @@ def run_detection_demo(
     epochs: int = DetectionDemoConfig.epochs,
     tracking_uri: str | None = None,
     config: DetectionDemoConfig | None = None,
+    mlflow_parent: str | None = None,
 ) -> dict[str, Any]:
     """Write the synthetic VOC set under ``work_dir``, train on trainval, detect on test, score
     VOC07/VOC2010 mAP and COCO AP/AP50/AP75; write ``<out_dir>/detection.json`` and
-    ``detection.csv`` when out_dir is given, log to MLflow when ``tracking_uri`` is. ``config``
+    ``detection.csv`` when out_dir is given. With ``tracking_uri``, the training is a run with
+    per-epoch curves, a child of ``mlflow_parent`` (the caller then logs the demo's numbers) or
+    of the demo's own run, opened and logged here. ``config``
     overrides the other settings (its counts win over train_images/test_images/epochs when
     given). Deterministic for a seed on one machine and thread count."""
     import torch
@@ -334,17 +377,40 @@ def run_detection_demo(
         boxes=config.boxes,
         width=config.width,
     )
-    history = train_detector(model, train_x, train_t, config, seed)
-    train_s = time.perf_counter() - started - data_s
-
-    detections = detect(model, test_x, config)
     image_ids = [t["image_id"] for t in test_t]
-    voc_dets = to_voc_detections(detections, image_ids, classes)
     annotations = load_split(voc_root, "test")
-    voc07 = evaluate_voc(annotations, voc_dets, metric="voc07", classes=classes)
-    voc10 = evaluate_voc(annotations, voc_dets, metric="voc2010", classes=classes)
-    gt = coco_ground_truth(voc_root, "test")
-    coco = evaluate_coco(gt, to_coco_results(detections, image_ids, classes, gt))
+    parent = mlflow_parent
+    if tracking_uri and parent is None:  # called alone: the demo's own run, opened first
+        parent = tracking.open_parent(
+            tracking_uri, tracking.DEMO_EXPERIMENT, "detection", {"repro.demo": "detection"}
+        )
+    fit = _open_fit_log(tracking_uri, parent, config, seed, voc_root, train_x, test_x)
+    last: dict[str, Any] = {}
+
+    def on_epoch(entry: dict[str, Any]) -> None:
+        """The test split's VOC07 mAP after every epoch: the curve beside the loss; the last
+        epoch's detections are the demo's final ones."""
+        t0 = time.perf_counter()
+        last["detections"] = detect(model, test_x, config)
+        last["voc_dets"] = to_voc_detections(last["detections"], image_ids, classes)
+        last["voc07"] = evaluate_voc(annotations, last["voc_dets"], metric="voc07", classes=classes)
+        entry |= {"voc07_map": last["voc07"]["mAP"], "eval_s": time.perf_counter() - t0}
+        if fit is not None:
+            fit.epoch(entry)
+
+    try:
+        per_epoch = train_detector(model, train_x, train_t, config, seed, on_epoch)
+        train_s = sum(e["train_s"] for e in per_epoch)
+        detections, voc_dets, voc07 = last["detections"], last["voc_dets"], last["voc07"]
+        voc10 = evaluate_voc(annotations, voc_dets, metric="voc2010", classes=classes)
+        gt = coco_ground_truth(voc_root, "test")
+        coco = evaluate_coco(gt, to_coco_results(detections, image_ids, classes, gt))
+    except BaseException:
+        if fit is not None:
+            fit.close({}, "FAILED")
+        if tracking_uri and parent and mlflow_parent is None:
+            tracking.close_parent(tracking_uri, parent, {}, failed=True)
+        raise
     total_s = time.perf_counter() - started
 
     cross = coco.get("cross_check", {})
@@ -377,7 +443,8 @@ def run_detection_demo(
         "coco_stats": {k: coco[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")},
         "coco_cross_check": cross,
         "detections": sum(len(d.scores) for d in detections),
-        "loss_per_epoch": history,
+        "loss_per_epoch": [e["loss"] for e in per_epoch],
+        "per_epoch": per_epoch,
         "images_train": len(train_x),
         "images_test": len(test_x),
         "classes": classes,
@@ -394,8 +461,11 @@ def run_detection_demo(
         "voc_root": str(voc_root),
     }
     files = list(write_outputs(result, Path(out_dir))) if out_dir is not None else []
-    if tracking_uri:
-        result["mlflow_run_id"] = _log_to_mlflow(tracking_uri, result, files)
+    if fit is not None:
+        fit.close(metrics)
+        result["mlflow_fit_run_id"] = fit.run_id
+    if tracking_uri and parent and mlflow_parent is None:  # else the caller logs the demo's run
+        result["mlflow_run_id"] = _log_to_mlflow(tracking_uri, result, files, parent)
     log.info(
         "detection demo: VOC07 mAP %.3f, VOC2010 mAP %.3f, COCO AP %.3f in %.1f s",
         metrics["voc07_map"] or 0.0,

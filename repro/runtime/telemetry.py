@@ -30,15 +30,23 @@ SERIES_KEYS = {
 
 class HostProbe:
     """This machine's CPU utilisation (all cores, since the previous reading) and memory in
-    use, read through psutil as MLflow's CPU monitor reads them."""
+    use, read through psutil as MLflow's CPU monitor reads them. A reading less than
+    MIN_CPU_WINDOW_S after the previous one (the first, the last) measures over that window
+    instead, in the sampler's thread: psutil says 0.0 over a window of no length."""
+
+    MIN_CPU_WINDOW_S = 0.05
 
     def __init__(self, psutil: Any) -> None:
         self.psutil = psutil
-        psutil.cpu_percent(interval=None)  # the first reading has no interval: start one
+        psutil.cpu_percent(interval=None)  # opens the first window
+        self._last = time.perf_counter()
 
     def read(self) -> tuple[float, float, float]:
+        short = time.perf_counter() - self._last < self.MIN_CPU_WINDOW_S
+        cpu = self.psutil.cpu_percent(interval=self.MIN_CPU_WINDOW_S if short else None)
+        self._last = time.perf_counter()
         memory = self.psutil.virtual_memory()
-        return float(self.psutil.cpu_percent(interval=None)), memory.used / 1e6, memory.percent
+        return float(cpu), memory.used / 1e6, memory.percent
 
 
 def open_host_probe(psutil: Any = None) -> tuple[HostProbe | None, str]:
