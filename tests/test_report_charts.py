@@ -147,12 +147,17 @@ def test_training_curves_from_the_demos_json(tmp_path: Path) -> None:
     history = [{"epoch": e, "loss": 1.0 / e, "top1_error": 50.0 - e} for e in range(1, 4)]
     digits = {"runs": [{"workers": 2, "result": {"seeds": [{"seed": 0, "history": history}]}}]}
     (tmp_path / "digits.json").write_text(json.dumps(digits))
-    (tmp_path / "detection.json").write_text(json.dumps({"loss_per_epoch": [3.0, 2.0]}))
+    per_epoch = [{"epoch": 1, "voc07_map": 0.25}, {"epoch": 2, "voc07_map": 0.5}]
+    detection = {"loss_per_epoch": [3.0, 2.0], "per_epoch": per_epoch}
+    (tmp_path / "detection.json").write_text(json.dumps(detection))
     (tmp_path / "broken.json").write_text("{not json")
     charts = {c.name: c for c in training_charts(tmp_path)}
     assert set(charts) == {"training-digits", "training-detection"}
     tips = titles(charts["training-digits"].svg)
     assert any("top1_error 49 at epoch 1, 47 at 3" in t for t in tips)
+    tips = titles(charts["training-detection"].svg)
+    assert any("voc07_map 0.25 at epoch 1, 0.5 at 2" in t for t in tips)
+    assert any("loss 3 at epoch 1, 2 at 2" in t for t in tips)
 
 
 def test_svg_is_deterministic_for_the_same_data() -> None:

@@ -225,6 +225,10 @@ def training_curves(demos: Path) -> dict[str, dict[str, list[tuple[str, list[flo
         curves: dict[str, list[tuple[str, list[float]]]] = defaultdict(list)
         if isinstance(data.get("loss_per_epoch"), list):
             curves["loss"].append(("training", [float(v) for v in data["loss_per_epoch"]]))
+        per_epoch = data.get("per_epoch") if isinstance(data.get("per_epoch"), list) else []
+        maps = [e.get("voc07_map") for e in per_epoch if isinstance(e, dict)]
+        if maps and all(isinstance(v, int | float) for v in maps):  # the detection demo
+            curves["voc07_map"].append(("test split", [float(v) for v in maps]))
         for run in data.get("runs") or []:
             seeds = ((run.get("result") or {}).get("seeds")) or []
             for i, seed in enumerate(seeds):

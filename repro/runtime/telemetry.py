@@ -249,16 +249,20 @@ class TelemetrySampler:
 
     def _run(self) -> None:
         cpu0 = time.thread_time()
-        while True:
-            try:
-                self._result.samples.append(self._sample())
-            except Exception as exc:  # a device that stops answering ends the series, not the run
-                self._result.reason = f"telemetry sampling stopped ({exc})"
-                break
-            if self._stop.is_set():
-                break
-            self._stop.wait(self.interval_s)  # set by stop(): one last sample, then out
+        ok = self._append()  # the start
+        while ok and not self._stop.wait(self.interval_s):
+            ok = self._append()
+        if ok:
+            self._append()  # the stop, however soon it came
         self._result.sampler_cpu_s = time.thread_time() - cpu0
+
+    def _append(self) -> bool:
+        try:
+            self._result.samples.append(self._sample())
+            return True
+        except Exception as exc:  # a device that stops answering ends the series, not the run
+            self._result.reason = f"telemetry sampling stopped ({exc})"
+            return False
 
     def drain(self) -> list[TelemetrySample]:
         """The samples taken since the previous drain (list appends are atomic in CPython)."""
