@@ -93,7 +93,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.1,
         metavar="SECONDS",
-        help="NVML sampling interval (default 0.1)",
+        help="seconds between CPU, memory and (NVML) GPU samples over the timed window, logged "
+        "to MLflow as system/* metrics (default 0.1)",
     )
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"results directory ({DEFAULT_OUT})")
     add_settings_flags(p, ray=False)

@@ -69,7 +69,7 @@ class BenchConfig:
                 raise ReproError(f"{flag} must be at least {least}, not {value}.", f"fix {flag}.")
         if self.sample_interval_s <= 0:
             raise ReproError(
-                f"the NVML sampling interval must be positive, not {self.sample_interval_s}.",
+                f"the telemetry sampling interval must be positive, not {self.sample_interval_s}.",
                 "pass e.g. --sample-interval 0.1.",
             )
         if self.max_batch is not None and self.max_batch < 1:
