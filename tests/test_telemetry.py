@@ -186,3 +186,14 @@ def test_zero_interval_samples_nothing(tmp_path: Path) -> None:
     assert log.sampler is None and log.reason == "system metrics off"
     log.flush()
     log.close()
+
+
+def test_a_resumed_run_continues_from_any_system_series(tmp_path: Path) -> None:
+    """A run on GPU 1 without psutil has only gpu_1_* series; its resumption continues them."""
+    from repro import tracking
+
+    uri, rid = _open_run(tmp_path)
+    assert tracking.logged_system_steps(uri, rid) == 0
+    points = [(n, 50.0, 1000 + n) for n in range(3)]
+    tracking.log_system_metrics(uri, rid, {"gpu_1_utilization_percentage": points})
+    assert tracking.logged_system_steps(uri, rid) == 3

@@ -106,11 +106,9 @@ def logged_system_steps(uri: str, run_id: str) -> int:
     """The step the run's next system sample takes: one past the last logged (0 for a new run),
     so a resumed training run continues its series instead of overwriting them."""
     client = _client(uri)
-    for key in ("cpu_utilization_percentage", "gpu_0_utilization_percentage"):
-        steps = [m.step for m in client.get_metric_history(run_id, f"system/{key}")]
-        if steps:
-            return max(steps) + 1
-    return 0
+    keys = [k for k in client.get_run(run_id).data.metrics if k.startswith("system/")]
+    steps = [m.step for key in keys for m in client.get_metric_history(run_id, key)]
+    return max(steps) + 1 if steps else 0
 
 
 def log_datasets(uri: str, run_id: str, datasets: list[dict[str, Any]]) -> None:
