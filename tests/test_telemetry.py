@@ -69,7 +69,7 @@ def test_real_psutil_sees_a_busy_core() -> None:
 
 def test_host_only_sampler_has_cpu_and_memory_series_and_no_gpu_ones() -> None:
     sampler = open_sampler(None, 0.02, psutil=FakePsutil([0.0]))
-    assert "no GPU" in sampler.reason
+    assert "no NVML telemetry" in sampler.reason
     sampler.start()
     time.sleep(0.15)
     t = sampler.stop()
@@ -80,7 +80,8 @@ def test_host_only_sampler_has_cpu_and_memory_series_and_no_gpu_ones() -> None:
     assert [step for step, _, _ in series["cpu_utilization_percentage"]] == list(
         range(len(t.samples))
     )
-    assert t.cpu_mean_pct == pytest.approx(50.0)
+    cpu = [v for _, v, _ in series["cpu_utilization_percentage"]]
+    assert cpu == [50.0] * len(cpu)  # the fake's readings after the priming one
 
 
 def test_a_long_interval_still_samples_the_start_and_the_stop() -> None:
@@ -183,7 +184,7 @@ def test_zero_interval_samples_nothing(tmp_path: Path) -> None:
 
     uri, rid = _open_run(tmp_path)
     log = SystemLog(uri, rid, torch.device("cpu"), 0.0)
-    assert log.sampler is None and log.reason == "system metrics off"
+    assert log.sampler is None
     log.flush()
     log.close()
 
@@ -197,3 +198,14 @@ def test_a_resumed_run_continues_from_any_system_series(tmp_path: Path) -> None:
     points = [(n, 50.0, 1000 + n) for n in range(3)]
     tracking.log_system_metrics(uri, rid, {"gpu_1_utilization_percentage": points})
     assert tracking.logged_system_steps(uri, rid) == 3
+
+
+def test_a_cuda_device_is_found_in_nvml_by_its_uuid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NVML numbers GPUs physically, CUDA_VISIBLE_DEVICES renumbers them: the UUID decides."""
+    from tests.test_bench import FakeNvml
+
+    props = types.SimpleNamespace(uuid="1234-abcd")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: props)
+    sampler = open_sampler(torch.device("cuda", 0), 0.05, nvml=FakeNvml(), psutil=FakePsutil([]))
+    assert sampler.device is not None and sampler.device.handle == "GPU-1234-abcd"
+    assert sampler.reason == "" and sampler.gpu_index == 0

@@ -342,3 +342,19 @@ def test_model_and_data_parallel_strategies_on_ray(
     else:  # each rank holds only its part of the model
         assert sum(held) == total and max(held) < total
     assert result.checkpoint is not None and Path(result.checkpoint).is_dir()
+
+
+def test_a_final_number_is_not_a_second_point_of_its_curve(uri: str) -> None:
+    """close_train_run: a final equal to its curve's last point is not logged again; one that
+    differs (another protocol) is final_<name>; numbers without a curve are logged as they are."""
+    from mlflow.tracking import MlflowClient
+
+    rid = tracking.open_train_run(uri, "finals", {}, {})
+    last = {"step": 3, "loss": 0.5, "top1_error": 6.0}
+    tracking.log_train_steps(uri, rid, [last], ("loss", "top1_error"))
+    summary = {"loss": 0.5, "top1_error": 5.0, "epochs": 3.0}
+    tracking.close_train_run(uri, rid, summary, {}, "FINISHED", 3, last)
+    client = MlflowClient(tracking_uri=uri)
+    metrics = client.get_run(rid).data.metrics
+    assert metrics == {"loss": 0.5, "top1_error": 6.0, "final_top1_error": 5.0, "epochs": 3.0}
+    assert [m.step for m in client.get_metric_history(rid, "loss")] == [3]

@@ -35,12 +35,7 @@ from repro.models import get_model_spec
 from repro.models.registry import ModelSpec
 from repro.runtime.device import DeviceInfo, resolve_device
 from repro.runtime.precision import tf32_switches
-from repro.runtime.telemetry import (
-    Telemetry,
-    TelemetrySampler,
-    open_host_probe,
-    open_nvml_device,
-)
+from repro.runtime.telemetry import Telemetry, TelemetrySampler, open_sampler
 from repro.runtime.timing import Timing, synchronize, time_step
 
 __all__ = ["BenchResult", "Measurement", "benchmark", "check_model"]
@@ -137,14 +132,6 @@ def _search_batch(
     return find_max_batch(fits_step, start=2 if config.mode == "train" else 1, cap=cap)
 
 
-def _nvml_for(device: DeviceInfo, nvml: Any) -> tuple[Any, str]:
-    if not device.is_cuda:
-        return None, "cpu run: no NVML telemetry (utilisation, power, energy do not apply)"
-    props = torch.cuda.get_device_properties(device.torch_device)
-    uuid = getattr(props, "uuid", None)
-    return open_nvml_device(device.index, str(uuid) if uuid else None, nvml=nvml)
-
-
 def _measure(
     model: nn.Module,
     spec: ModelSpec,
@@ -180,9 +167,7 @@ def _measure(
             step()  # compiles; timed apart and never counted in images/s
             synchronize(tdev)
             compile_s = time.perf_counter() - t0
-        nvml_device, reason = _nvml_for(device, nvml)
-        host, _ = open_host_probe()  # psutil is a dependency; absent, the GPU series remain
-        sampler = TelemetrySampler(nvml_device, config.sample_interval_s, reason, host)
+        sampler = open_sampler(tdev, config.sample_interval_s, nvml=nvml)
         timing = _timed(step, config, device, batch, sampler, feed)
         telemetry = sampler.stop()
     waits = list(feed.waits) if feed is not None else None

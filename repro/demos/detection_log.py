@@ -49,6 +49,7 @@ class DetectionFitLog:
         self.uri = uri
         self.failed = False
         self.last_epoch = 0
+        self.last_point: dict[str, Any] = {}
         name = f"detection-fit-{uuid.uuid4().hex[:8]}"  # one MLflow run per demo run
         tags = {"repro.kind": "fit", "mlflow.parentRunId": parent}
         self.run_id = tracking.open_train_run(uri, name, params, tags, tracking.DEMO_EXPERIMENT)
@@ -66,6 +67,7 @@ class DetectionFitLog:
         step |= {k: entry[k] for k in EPOCH_KEYS if isinstance(entry.get(k), int | float)}
         try:
             tracking.log_train_steps(self.uri, self.run_id, [step], EPOCH_KEYS)
+            self.last_point = step
         except Exception as exc:  # noqa: BLE001 - see the module's docstring
             self.failed = True
             log.warning(
@@ -77,7 +79,8 @@ class DetectionFitLog:
         self.system.flush()
 
     def close(self, metrics: dict[str, float], status: str = "FINISHED") -> None:
-        """The final numbers (those not already the last point of a curve), and the end."""
+        """The final numbers (those that are not already the last point of a curve), and the
+        end."""
         from repro import tracking
 
         self.system.close()
@@ -88,5 +91,6 @@ class DetectionFitLog:
                 pass
             return
         final = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-        final.pop("voc07_map", None)  # the curve's last point is the final VOC07 mAP
-        tracking.close_train_run(self.uri, self.run_id, final, {}, status, self.last_epoch)
+        tracking.close_train_run(
+            self.uri, self.run_id, final, {}, status, self.last_epoch, self.last_point
+        )

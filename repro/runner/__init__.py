@@ -33,7 +33,6 @@ from repro.runner.write import (
 )
 
 __all__ = [
-    "stage_status",
     "DEFAULT_MEASUREMENTS",
     "Execution",
     "PaperRun",
@@ -50,6 +49,7 @@ __all__ = [
     "plan_run",
     "process_seconds",
     "run_papers",
+    "stage_status",
     "write",
     "write_paper_outputs",
     "write_results_csv",

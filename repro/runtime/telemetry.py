@@ -170,10 +170,6 @@ class Telemetry:
         return max(self._values("memory_used_mb"), default=None)
 
     @property
-    def cpu_mean_pct(self) -> float | None:
-        return self._mean("cpu_pct")
-
-    @property
     def overhead_fraction(self) -> float | None:
         """CPU time of the sampler thread / wall time of the window."""
         return self.sampler_cpu_s / self.window_s if self.window_s > 0 and self.samples else None
@@ -291,16 +287,22 @@ class TelemetrySampler:
 
 
 def open_sampler(
-    cuda_index: int | None,
-    interval_s: float,
-    uuid: str | None = None,
-    *,
-    nvml: Any = None,
-    psutil: Any = None,
+    device: Any, interval_s: float, *, nvml: Any = None, psutil: Any = None
 ) -> TelemetrySampler:
-    """A sampler of the host and, for a CUDA device, its GPU; the reasons for what is missing
-    (no GPU, no NVML, no psutil) are its ``reason``."""
+    """A sampler of the host and, where ``device`` (a torch device) is a CUDA one, its GPU,
+    found by UUID; the reasons for what is missing (no GPU, no NVML, no psutil) are its
+    ``reason``."""
     host, host_reason = open_host_probe(psutil)
-    device, gpu_reason = open_nvml_device(cuda_index, uuid, nvml)
+    if getattr(device, "type", None) == "cuda":
+        import torch
+
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+        gpu, gpu_reason = open_nvml_device(index, str(uuid) if uuid else None, nvml)
+    else:
+        gpu, gpu_reason = (
+            None,
+            "cpu run: no NVML telemetry (utilisation, power, energy do not apply)",
+        )
     reason = "; ".join(r for r in (gpu_reason, host_reason) if r)
-    return TelemetrySampler(device, interval_s, reason, host)
+    return TelemetrySampler(gpu, interval_s, reason, host)

@@ -469,6 +469,6 @@ __all__ = [
     "new_session",
     "open_parent",
     "open_train_run",
-    "system_metrics",
     "reachable",
+    "system_metrics",
 ]

@@ -159,11 +159,18 @@ def close_train_run(
     tags: dict[str, str],
     status: str,
     step: int = 0,
+    last_point: dict[str, Any] | None = None,
 ) -> None:
     """The run's final numbers (at ``step``: the last epoch's, so a curve of the same metric
-    does not gain a point at 0), its closing tags, and its end."""
+    does not gain a point at 0), its closing tags, and its end. ``last_point``: the curve's
+    last logged numbers; a final number equal to its curve's last point is that point already
+    and is not logged again, one that differs (another evaluation protocol) is logged as
+    ``final_<name>``, so no curve has two points at one step."""
     from mlflow.entities import Metric, RunTag
 
+    curve = {k: v for k, v in (last_point or {}).items() if k in summary}
+    summary = {(f"final_{k}" if k in curve else k): v for k, v in summary.items()
+               if curve.get(k) != v}  # fmt: skip
     client = _client(uri)
     stamp = int(time.time() * 1000)
     client.log_batch(

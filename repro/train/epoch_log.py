@@ -98,13 +98,10 @@ class EpochLog:
                 tracking.log_torch_model(self.uri, self.run_id, model, example)
             except Exception as exc:  # noqa: BLE001 - the trained numbers are logged regardless
                 tags["model_not_logged"] = f"{type(exc).__name__}: {str(exc)[:300]}"
-        curve = {k: v for k, v in self.last_epoch.items() if k in summary}
-        # the curve's last point already is the final number; a final that differs (another
-        # evaluation protocol) is kept apart, so no curve has two points at one step
-        summary = {(f"final_{k}" if k in curve else k): v for k, v in summary.items()
-                   if curve.get(k) != v}  # fmt: skip
         last = max((int(e) for e in self.logged), default=0)
-        tracking.close_train_run(self.uri, self.run_id, summary, tags, status, last)
+        tracking.close_train_run(
+            self.uri, self.run_id, summary, tags, status, last, self.last_epoch
+        )
         self.run_id = None
 
     def _trained(self, weights: str) -> tuple[Any, Any]:

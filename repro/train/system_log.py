@@ -19,17 +19,6 @@ log = logging.getLogger("repro.train")
 DEFAULT_INTERVAL_S = 5.0  # MLflow's own monitor samples every 10 s
 
 
-def cuda_index(device: Any) -> int | None:
-    """The CUDA ordinal of a torch device, None for any other device."""
-    if device is None or getattr(device, "type", None) != "cuda":
-        return None
-    if device.index is not None:
-        return int(device.index)
-    import torch
-
-    return torch.cuda.current_device()
-
-
 class SystemLog:
     def __init__(self, uri: str, run_id: str, device: Any, interval_s: float) -> None:
         from repro import tracking
@@ -44,19 +33,8 @@ class SystemLog:
         except Exception as exc:  # noqa: BLE001 - see the module's docstring
             self._warn(exc)
             return
-        index = cuda_index(device)
-        uuid = None
-        if index is not None:
-            import torch
-
-            uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
-        self.sampler = open_sampler(index, interval_s, str(uuid) if uuid else None)
+        self.sampler = open_sampler(device, interval_s)
         self.sampler.start()
-
-    @property
-    def reason(self) -> str:
-        """What is not sampled and why (no GPU, no NVML, no psutil), or "" when all is."""
-        return self.sampler.reason if self.sampler is not None else "system metrics off"
 
     def flush(self) -> None:
         """Log the samples taken since the last flush."""
