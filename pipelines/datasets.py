@@ -12,6 +12,7 @@ from pathlib import Path
 
 from repro import config
 from repro.data.roots import data_root
+from repro.data.verify import verify_dataset
 from repro.errors import ReproError
 from repro.files import atomic_write_text
 
@@ -23,13 +24,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml", help="params file")
     parser.add_argument("--out", default="reports/datasets", help="manifest directory")
     args = parser.parse_args(argv)
-    params = config.load_params(args.params)
-    roots = config.data_roots(params)
+    try:
+        settings = config.load_settings(args.params)
+    except ReproError as exc:
+        print(exc.paragraph(), file=sys.stderr)
+        return 2
+    roots = settings.data_roots
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     index: dict[str, dict[str, object]] = {}
     status = 0
-    for name in sorted(set(params.get("data") or {}) | set(VERIFIABLE)):
+    for name in sorted(set(type(settings.data).model_fields) | set(VERIFIABLE)):
         root = data_root(name, roots)
         if not root or not Path(root).exists():
             index[name] = {"present": False, "root": root or ""}
@@ -37,8 +42,6 @@ def main(argv: list[str] | None = None) -> int:
         if name not in VERIFIABLE:
             index[name] = {"present": True, "root": root, "verified": False}
             continue
-        from repro.data.verify import verify_dataset
-
         try:
             report = verify_dataset(name, Path(root))
         except ReproError as exc:

@@ -11,7 +11,9 @@ from pathlib import Path
 from repro import config
 from repro.demos.cli import DEMOS
 from repro.demos.cli import main as demo_main
+from repro.errors import ReproError
 from repro.files import atomic_write_text
+from repro.runner import process_seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,21 +21,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("demo", choices=DEMOS)
     parser.add_argument("--params", default="params.yaml", help="params file")
     args = parser.parse_args(argv)
-    params = config.load_params(args.params)
-    demo = params.get("demos") or {}
+    try:
+        demo = config.load_settings(args.params).demos
+    except ReproError as exc:
+        print(exc.paragraph(), file=sys.stderr)
+        return 2
     flags = ["demo", args.demo, "--params", args.params, "--out", "reports/demos"]
+    epochs = demo.digits_epochs if args.demo == "digits" else demo.detection_epochs
     if args.demo == "digits":
-        workers = ",".join(str(w) for w in demo.get("digits_workers", [0, 2]))
-        flags += ["--workers", workers, "--seeds", str(demo.get("digits_seeds", 3))]
-    if demo.get(f"{args.demo}_epochs"):
-        flags += ["--epochs", str(demo[f"{args.demo}_epochs"])]
-    if args.demo == "detection" and demo.get("detection_images"):
-        flags += ["--images", str(demo["detection_images"])]
+        workers = ",".join(str(w) for w in demo.digits_workers)
+        flags += ["--workers", workers, "--seeds", str(demo.digits_seeds)]
+    if epochs:
+        flags += ["--epochs", str(epochs)]
+    if args.demo == "detection" and demo.detection_images:
+        flags += ["--images", str(demo.detection_images)]
     status = demo_main(flags)
     path = Path("reports/demos") / f"{args.demo}.json"
     if status == 0 and path.exists():  # the stage's whole cost, imports and Ray included
-        from repro.runner import process_seconds
-
         record = json.loads(path.read_text())
         record["process_seconds"] = process_seconds()
         atomic_write_text(path, json.dumps(record, indent=2) + "\n")

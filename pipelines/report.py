@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", help="params file (default: ./params.yaml if present)")
     args = parser.parse_args(argv)
     try:
+        uri = config.load_settings(args.params, tracking_uri=args.tracking_uri).tracking_uri
         rows, metas = read_measurements(Path(args.measurements))
         demos = Path(args.demos)
         paths = write_report(
@@ -32,7 +33,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if not args.no_mlflow:
-        uri = config.tracking_uri(args.tracking_uri, config.load_params(args.params))
         logged, line = log_report(paths, uri)
         print(line, file=sys.stdout if logged else sys.stderr)
     return 0

@@ -10,8 +10,7 @@ import sys
 from repro import config
 from repro.errors import ReproError
 from repro.runner import RunSettings, run_papers, stage_status
-from repro.suites.speed_settings import default_device
-from repro.suites.speed_stage import RETIME, SpeedStage, committed_folders, results_folder
+from repro.suites.speed_stage import committed_folders, default_device, results_folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,19 +18,21 @@ def main(argv: list[str] | None = None) -> int:
     config.add_settings_flags(parser)
     parser.add_argument("--no-ray", action="store_true", help="time in this process, no Ray")
     parser.add_argument(
-        "--retime", choices=RETIME, help="override speed_stage.retime (and REPRO_RETIME_SPEED)"
+        "--retime",
+        choices=config.RETIME,
+        help="override speed_stage.retime (and REPRO_RETIME_SPEED)",
     )
     args = parser.parse_args(argv)
     try:
-        stage = SpeedStage.resolve(config.load_params(args.params), args.retime)
+        stage = config.load_settings(args.params, retime=args.retime).speed_stage
         device = default_device()
         go, why = stage.decide(device.type == "cuda")
         if not go:
-            kept = ", ".join(committed_folders(stage.root)) or "none"
+            kept = ", ".join(committed_folders(stage.out)) or "none"
             print(f"speed: not re-timed: {why}. The report renders the committed results "
-                  f"under {stage.root}/ ({kept}).")  # fmt: skip
+                  f"under {stage.out}/ ({kept}).")  # fmt: skip
             return 0
-        out = results_folder(stage.root, device)
+        out = results_folder(stage.out, device)
         print(f"speed: re-timing {', '.join(stage.papers)} into {out}/ ({why})")
         settings = RunSettings.resolve(
             args.params,

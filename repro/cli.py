@@ -213,8 +213,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if args.source == "mlflow":
         from repro import tracking
 
-        params = config.load_params(args.params)
-        uri = config.tracking_uri(args.tracking_uri, params)
+        uri = config.settings_of(args).tracking_uri
         tracking.check_tracking_uri(uri)
         if args.run:
             from repro.tracking.report import load_results_of
@@ -248,7 +247,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not args.no_mlflow:
         from repro.report import log_report
 
-        uri = config.tracking_uri(args.tracking_uri, config.load_params(args.params))
+        uri = config.settings_of(args).tracking_uri
         logged, line = log_report(paths, uri)
         print(line, file=sys.stdout if logged else sys.stderr)
     return 0

@@ -1,114 +1,350 @@
-"""Settings: command-line flag, then environment, then params.yaml, then the embedded default."""
+"""Settings: params.yaml as one model (a section per mapping, defaults here and nowhere else),
+overlaid by the environment and then by command-line flags, so the precedence is flag, then
+environment, then params.yaml, then the default. An unknown key, a wrong type or a value out of
+range is an error that names the file and line, the variable or the flag."""
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from repro.errors import ReproError, yaml_syntax_error
 from repro.files import read_text
 
 DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+RETIME = ("auto", "always", "never")
+RETIME_ENV = "REPRO_RETIME_SPEED"
+SPEED_PAPERS = ("fast_rcnn", "faster_rcnn", "googlenet", "rcnn", "yolo_v1")
 
 
-def load_params(path: Path | str | None = None) -> dict[str, Any]:
-    """Read params.yaml; a missing default file means the embedded defaults."""
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_default(cls, data: Any) -> Any:
+        """`key:` left empty (YAML null) means the default."""
+        if isinstance(data, Mapping):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
+
+class AccuracyParams(Section):
+    """params.yaml `accuracy:` (REPRO_ACCURACY_<KEY>)."""
+
+    workers: int = Field(1, ge=0)  # Ray Train data-parallel workers per run (0: in-process)
+    use_gpu: bool = False
+    seeds: int = Field(1, ge=1)  # training runs per recipe; 2 or more: a confidence interval
+    epochs: float | None = Field(None, gt=0)  # every recipe's epochs (a short trial run)
+    eval_limit: int | None = Field(None, ge=1)  # evaluate the first N images (noted in results)
+    batch_size: int | None = Field(None, ge=1)  # the recipe's global batch (noted in results)
+    storage: str = "~/ray_results/repro-accuracy"
+
+
+class AccuracySettings(AccuracyParams):
+    """The accuracy and dataset suites' knobs: `accuracy:` and the weights files to evaluate
+    instead of training (params.yaml `weights:`, REPRO_WEIGHTS_<MODEL>, --weights)."""
+
+    weights: dict[str, str] = {}  # model name -> state-dict file
+
+
+class SpeedSettings(Section):
+    """The speed suite's knobs (params.yaml `speed:`, REPRO_SPEED_<NAME>), the papers' values
+    by default. Tests shrink proposals, the image and the scale: a full-size R-CNN pass (2000
+    VGG-16 forward passes) takes about 20 minutes on 2 CPU cores."""
+
+    proposals: int = Field(2000, gt=0)  # R-CNN's and Fast R-CNN's ~2k selective search boxes
+    image_height: int = Field(375, gt=0)  # one synthetic VOC-sized image, VOC's most common size
+    image_width: int = Field(500, gt=0)
+    scale: int = Field(600, gt=0)  # Fast/Faster R-CNN test scale: the shorter side...
+    max_size: int = Field(1000, gt=0)  # ...and the longer side at most this
+    rcnn_batch: int = Field(64, gt=0)  # crops per CNN forward in R-CNN: memory, not a paper value
+    warmup: int = Field(1, ge=0)  # untimed steps before timing each pipeline
+    repeats: int = Field(3, gt=0)  # timed repeats; their median is the result
+    min_repeat_s: float = Field(1.0, gt=0)  # fast steps repeat within a repeat to last this long
+    budget_s: float = Field(300.0, gt=0)  # fewer repeats (at least 1) past this per pipeline
+    seed: int = 0
+
+
+class SpeedStageSettings(Section):
+    """The DVC speed stage (params.yaml `speed_stage:`): whether it re-times the speed claims
+    here (REPRO_RETIME_SPEED, --retime), which papers, and the folder the results go to."""
+
+    retime: Literal["auto", "always", "never"] = "auto"
+    papers: tuple[str, ...] = SPEED_PAPERS
+    out: Path = Path("benchmarks/speed_claims")
+
+    @field_validator("retime", mode="before")
+    @classmethod
+    def _retime_text(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML reads true / false as booleans
+            return "always" if value else "never"
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def decide(self, has_gpu: bool) -> tuple[bool, str]:
+        """(re-time?, why) for a machine with or without a GPU."""
+        if self.retime != "auto":
+            return self.retime == "always", f"speed_stage.retime is {self.retime}"
+        if has_gpu:
+            return True, "speed_stage.retime is auto and torch sees a GPU"
+        return False, (
+            "speed_stage.retime is auto and this machine has no GPU (re-timing on 2 CPU cores "
+            f"takes about 10 minutes: set it to always, or {RETIME_ENV}=always, to do it anyway)"
+        )
+
+
+class DemoParams(Section):
+    """params.yaml `demos:`, the embedded demonstrations' sizes (unset: the demo's own)."""
+
+    digits_workers: list[int] = [0, 2]
+    digits_seeds: int = Field(3, ge=1)
+    digits_epochs: float | None = Field(None, gt=0)
+    detection_epochs: int | None = Field(None, ge=1)
+    detection_images: int | None = Field(None, ge=1)
+
+
+class RayParams(Section):
+    address: str = ""  # empty: a local Ray with this machine's CPUs (RAY_ADDRESS)
+
+
+class MlflowParams(Section):
+    tracking_uri: str = DEFAULT_TRACKING_URI  # MLFLOW_TRACKING_URI
+
+
+class DataRoots(Section):
+    """Dataset roots (REPRO_DATA_<NAME>); empty: not present."""
+
+    imagenet: str = ""
+    ilsvrc2014_det: str = ""
+    voc2007: str = ""
+    voc2010: str = ""
+    voc2012: str = ""
+    coco: str = ""
+    cifar10: str = ""
+    mnist: str = ""
+    sun397: str = ""
+
+
+class Settings(Section):
+    """The whole of params.yaml, after the environment and the flags."""
+
+    papers: list[str] = []
+    suites: list[str] = []  # empty: analytic
+    accuracy: AccuracyParams = AccuracyParams()
+    weights: dict[str, str | None] = {}  # model -> state-dict file to evaluate
+    demos: DemoParams = DemoParams()
+    ray: RayParams = RayParams()
+    mlflow: MlflowParams = MlflowParams()
+    data: DataRoots = DataRoots()
+    speed: SpeedSettings = SpeedSettings()
+    speed_stage: SpeedStageSettings = SpeedStageSettings()
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or DEFAULT_TRACKING_URI
+
+    @property
+    def ray_address(self) -> str | None:
+        return self.ray.address or None
+
+    @property
+    def data_roots(self) -> dict[str, str]:
+        return {name: root for name, root in self.data.model_dump().items() if root}
+
+    def accuracy_settings(self) -> AccuracySettings:
+        """`accuracy:` with the weights files, each checked to exist."""
+        for model, path in self.weights.items():
+            if path and not Path(path).expanduser().is_file():
+                raise ReproError(
+                    f"the weights file for {model} ({path}) does not exist.",
+                    "correct the path in params.yaml weights:, REPRO_WEIGHTS_"
+                    f"{model.upper()} or --weights, or remove it to train by the paper's recipe.",
+                )
+        weights = {m: str(Path(p).expanduser().resolve()) for m, p in self.weights.items() if p}
+        return AccuracySettings(**self.accuracy.model_dump(), weights=weights)
+
+
+# The environment over params.yaml: (section, key) -> variable. REPRO_WEIGHTS_<MODEL> adds any
+# model (lower-cased), the others override the fields they name.
+ENVIRONMENT: dict[tuple[str, str], str] = {
+    ("ray", "address"): "RAY_ADDRESS",
+    ("mlflow", "tracking_uri"): "MLFLOW_TRACKING_URI",
+    ("speed_stage", "retime"): RETIME_ENV,
+    **{(s, f): f"REPRO_{s.upper()}_{f.upper()}" for s, m in
+       (("accuracy", AccuracyParams), ("speed", SpeedSettings), ("data", DataRoots))
+       for f in m.model_fields},
+}  # fmt: skip
+WEIGHTS_ENV = "REPRO_WEIGHTS_"
+# The flags over the environment: keyword of load_settings -> (section, key or None, flag).
+FLAGS: dict[str, tuple[str, str | None, str]] = {
+    "ray_address": ("ray", "address", "--ray-address"),
+    "tracking_uri": ("mlflow", "tracking_uri", "--tracking-uri"),
+    "seeds": ("accuracy", "seeds", "--seeds"),
+    "retime": ("speed_stage", "retime", "--retime"),
+    "suites": ("suites", None, "--suite"),
+}
+
+
+def _weights_flags(flags: Sequence[str]) -> dict[str, str]:
+    found = {}
+    for flag in flags:
+        model, sep, path = flag.partition("=")
+        if not sep or not model or not path:
+            raise ReproError(
+                f"--weights {flag!r} is not of the form MODEL=PATH.",
+                "pass e.g. --weights resnet50=/data/weights/resnet50.pt.",
+            )
+        found[model] = path
+    return found
+
+
+def load_settings(
+    path: Path | str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    weights: Sequence[str] | None = None,
+    **flags: Any,
+) -> Settings:
+    """The settings from ``path`` (default ./params.yaml; a missing default file means the
+    defaults), the environment (``env``, default os.environ) and the flags given (None: not
+    given): the keywords of FLAGS and ``weights``, a list of MODEL=PATH."""
     p = Path(path) if path else DEFAULT_PARAMS
-    if not p.exists():
-        if path:
-            raise ReproError(f"params file {p} does not exist.", "pass an existing --params file.")
-        return {}
-    text = read_text(p)
+    text = ""
+    if p.exists():
+        text = read_text(p)
+    elif path:
+        raise ReproError(f"params file {p} does not exist.", "pass an existing --params file.")
+    return parse_settings(text, p, env=env, weights=weights, **flags)
+
+
+def parse_settings(
+    text: str,
+    path: Path | str = DEFAULT_PARAMS,
+    *,
+    env: Mapping[str, str] | None = None,
+    weights: Sequence[str] | None = None,
+    **flags: Any,
+) -> Settings:
+    """The settings of params.yaml text ``text`` (``path`` names it in errors); see
+    load_settings."""
     try:
         data = yaml.safe_load(text) or {}
+        lines = _key_lines(yaml.compose(text)) if text.strip() else {}
     except yaml.YAMLError as exc:
         raise yaml_syntax_error(
-            p, text, exc, "correct the YAML syntax at the line and column shown."
+            path, text, exc, "correct the YAML syntax at the line and column shown."
         ) from None
     if not isinstance(data, dict):
-        raise ReproError(f"{p} must hold a mapping at the top level.", "see params.yaml.")
-    _check_sections(p, text, data)
-    return data
+        raise ReproError(f"{path} must hold a mapping at the top level.", "see params.yaml.")
+    env = os.environ if env is None else env
+    over: dict[tuple[str, str | None], tuple[Any, str]] = {
+        key: (env[var], var) for key, var in ENVIRONMENT.items() if env.get(var)
+    }
+    for var, value in env.items():
+        if var.startswith(WEIGHTS_ENV) and value:
+            over["weights", var.removeprefix(WEIGHTS_ENV).lower()] = (value, var)
+    for name, value in flags.items():
+        if value is not None and value != []:
+            section, key, flag = FLAGS[name]
+            over[section, key] = (value, flag)
+    for model, file in _weights_flags(weights or []).items():
+        over["weights", model] = (file, "--weights")
+    merged = dict(data)
+    for (section, key), (value, _) in over.items():
+        if key is None:
+            merged[section] = value
+        elif isinstance(merged.get(section) or {}, dict):
+            merged[section] = {**(merged.get(section) or {}), key: value}
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise _settings_error(exc, path, lines, over) from None
 
 
-# What each top-level section of params.yaml holds (None: the section is left empty).
-SECTION_TYPES: dict[str, type] = {
-    "papers": list, "suites": list, "accuracy": dict, "weights": dict, "demos": dict,
-    "ray": dict, "mlflow": dict, "data": dict, "speed": dict, "speed_stage": dict,
+def _key_lines(node: yaml.Node | None, at: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """The line of every key and list entry in a composed YAML document, by its path."""
+    lines: dict[tuple[Any, ...], int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            lines[(*at, key.value)] = key.start_mark.line + 1
+            lines.update(_key_lines(value, (*at, key.value)))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, value in enumerate(node.value):
+            lines[(*at, i)] = value.start_mark.line + 1
+            lines.update(_key_lines(value, (*at, i)))
+    return lines
+
+
+EXPECTED = {
+    "int_parsing": "an integer", "int_type": "an integer", "int_from_float": "an integer",
+    "float_parsing": "a number", "float_type": "a number", "bool_parsing": "true or false",
+    "bool_type": "true or false", "string_type": "text", "list_type": "a list",
+    "tuple_type": "a list", "dict_type": "a mapping", "model_type": "a mapping",
+    "model_attributes_type": "a mapping", "path_type": "a path",
 }  # fmt: skip
-_STRING_FIELDS = {("ray", "address"), ("mlflow", "tracking_uri")}
 
 
-def _line_of(text: str, key: str) -> str:
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.startswith(f"{key}:"):
-            return f", line {number}"
-    return ""
-
-
-def _check_sections(path: Path, text: str, data: dict[str, Any]) -> None:
-    """Each known section has the shape the harness reads, so a damaged params file is an
-    error naming the field here, not a crash where the value is first used."""
-    for key, kind in SECTION_TYPES.items():
-        value = data.get(key)
-        if value is None:
-            continue
-        where = f"{path}{_line_of(text, key)}, field {key}"
-        if not isinstance(value, kind):
-            raise ReproError(
-                f"{where}: expected a {'list' if kind is list else 'mapping'}, found "
-                f"{type(value).__name__} {str(value)[:60]!r}.",
-                f"restore the `{key}:` section (see the params.yaml in the repository).",
-            )
-        if kind is list and not all(isinstance(v, str) for v in value):
-            raise ReproError(
-                f"{where}: every entry must be a name, found {value!r:.80}.",
-                f"write `{key}:` as a list of names, one `- name` a line.",
-            )
-        if key in ("data", "weights"):
-            bad = [k for k, v in value.items() if v is not None and not isinstance(v, str)]
-            if bad:
-                raise ReproError(
-                    f"{where}.{bad[0]}: expected a path, found {value[bad[0]]!r:.60}.",
-                    "write a path (or leave it empty for a dataset that is not present).",
-                )
-    for section, name in _STRING_FIELDS:
-        value = (data.get(section) or {}).get(name)
-        if value is not None and not isinstance(value, str):
-            raise ReproError(
-                f"{path}{_line_of(text, section)}, field {section}.{name}: expected text, found "
-                f"{value!r:.60}.",
-                f'quote it, e.g. {name}: "..."',
-            )
-
-
-def ray_address(flag: str | None, params: dict[str, Any]) -> str | None:
-    return flag or os.environ.get("RAY_ADDRESS") or (params.get("ray") or {}).get("address") or None
-
-
-def tracking_uri(flag: str | None, params: dict[str, Any]) -> str:
-    return (
-        flag
-        or os.environ.get("MLFLOW_TRACKING_URI")
-        or (params.get("mlflow") or {}).get("tracking_uri")
-        or DEFAULT_TRACKING_URI
+def _settings_error(
+    exc: ValidationError,
+    path: Path | str,
+    lines: Mapping[tuple[Any, ...], int],
+    over: Mapping[tuple[str, str | None], tuple[Any, str]],
+) -> ReproError:
+    """The first problem as an error naming where the value came from and the field."""
+    error = exc.errors()[0]
+    loc, kind = tuple(error["loc"]), error["type"]
+    dotted = ".".join(str(part) for part in loc)
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    source = next((over[loc[:n]] for n in (2, 1) if loc[:n] in over), None)
+    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+    where = f"{path}, line {line}" if line else str(path)
+    if kind == "extra_forbidden":
+        model: Any = Settings
+        for part in loc[:-1]:
+            model = model.model_fields[part].annotation
+        known = list(model.model_fields)
+        near = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        section = f" of `{'.'.join(map(str, loc[:-1]))}`" if len(loc) > 1 else ""
+        return ReproError(
+            f"{where}: unknown key `{dotted}`{more}.",
+            (f"did you mean `{near[0]}`? " if near else "remove it. ")
+            + f"The known keys{section} are {', '.join(known)}.",
+        )
+    expected = EXPECTED.get(kind)
+    what = f"expects {expected}" if expected else error["msg"].replace("Input ", "", 1).lower()
+    found = error.get("input")
+    if source is not None:
+        value, name = source
+        flag = name.startswith("--")
+        return ReproError(
+            f"{name if flag else 'environment variable ' + name}: `{dotted}` {what}, found "
+            f"{value!r:.60}{more}.",
+            f"correct {name}." if flag else f"set {name} to a valid value, or unset it.",
+        )
+    return ReproError(
+        f"{where}: `{dotted}` {what}, found {found!r:.60}{more}.",
+        f"correct `{dotted}` (the params.yaml in the repository shows every field).",
     )
 
 
-def data_roots(params: dict[str, Any]) -> dict[str, str]:
-    return {k: str(v) for k, v in (params.get("data") or {}).items() if v}
-
-
-def suites(flag: list[str] | None, params: dict[str, Any]) -> list[str]:
-    return list(flag or params.get("suites") or ["analytic"])
+def settings_of(args: Any) -> Settings:
+    """The settings of a command whose parser has add_settings_flags."""
+    return load_settings(
+        getattr(args, "params", None),
+        ray_address=getattr(args, "ray_address", None),
+        tracking_uri=getattr(args, "tracking_uri", None),
+    )
 
 
 def add_settings_flags(parser: Any, *, ray: bool = True, mlflow: bool = True) -> None:
-    """The flags every command that runs work shares, resolved by the functions above:
+    """The flags every command that runs work shares, read by settings_of:
     --ray-address, --tracking-uri, --no-mlflow, --params."""
     if ray:
         parser.add_argument(

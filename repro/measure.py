@@ -32,8 +32,7 @@ from repro.verdicts import (
 )
 
 if TYPE_CHECKING:
-    from repro.suites.accuracy_settings import AccuracySettings
-    from repro.suites.speed_settings import SpeedSettings
+    from repro.config import AccuracySettings, SpeedSettings
 
 SUITES = {name: name for name in suite_names()}  # suite name -> the claim kind it measures
 check_models = check_paper

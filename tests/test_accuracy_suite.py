@@ -14,10 +14,10 @@ import torch
 import yaml
 
 from repro.claims import Claim, list_papers, load_paper, load_paper_file
+from repro.config import AccuracySettings, parse_settings
 from repro.errors import ReproError
 from repro.measure import measure_paper_local, plan_paper
 from repro.suites.accuracy.suite import judge_runs
-from repro.suites.accuracy_settings import AccuracySettings, resolve_weights
 
 DATASETS = ("imagenet", "cifar10", "mnist", "voc2007", "voc2010", "coco", "sun397")
 KNOWN_REASONS = (
@@ -98,16 +98,17 @@ def test_verdict_uses_the_confidence_interval_of_the_seeds() -> None:
 
 def test_weights_flags_name_the_fault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ReproError, match="MODEL=PATH"):
-        resolve_weights({}, ["lenet5"])
+        parse_settings("", weights=["lenet5"])
     with pytest.raises(ReproError, match="does not exist"):
-        resolve_weights({}, [f"lenet5={tmp_path / 'nope.pt'}"])
+        parse_settings("", weights=[f"lenet5={tmp_path / 'nope.pt'}"]).accuracy_settings()
     f = tmp_path / "w.pt"
     f.write_bytes(b"x")
     monkeypatch.setenv("REPRO_WEIGHTS_VGG_D", str(f))
-    found = resolve_weights({"weights": {"alexnet": str(f)}}, [f"lenet5={f}"])
-    assert set(found) >= {"alexnet", "lenet5", "vgg_d"}
-    with pytest.raises(ReproError, match="unknown key"):
-        AccuracySettings.resolve({"accuracy": {"sedes": 3}})
+    s = parse_settings(f"weights: {{alexnet: {f}}}", weights=[f"lenet5={f}"])
+    assert set(s.accuracy_settings().weights) >= {"alexnet", "lenet5", "vgg_d"}
+    with pytest.raises(ReproError, match="unknown key `accuracy.sedes`") as err:
+        parse_settings("accuracy: {sedes: 3}")
+    assert "did you mean `seeds`?" in err.value.fix
 
 
 DIGITS_PAPER = {

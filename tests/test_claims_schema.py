@@ -87,7 +87,7 @@ def test_yaml_syntax_error_shows_line_and_caret(tmp_path: Path, source: str) -> 
     p = tmp_path / ("x.yaml" if source == "paper" else "params.yaml")
     p.write_text(text)
     with pytest.raises(ReproError) as err:
-        load_paper_file(p) if source == "paper" else config.load_params(p)
+        load_paper_file(p) if source == "paper" else config.load_settings(p)
     lines = err.value.paragraph().splitlines()
     assert lines[0].startswith(f"error: {p}, line 4, column 4: ")
     offending, caret = lines[1], lines[2]

@@ -15,12 +15,12 @@ import torch
 import yaml
 
 from repro.claims import load_paper, load_paper_file
+from repro.config import AccuracySettings
 from repro.errors import ReproError
 from repro.measure import measure_paper_local, plan_paper
 from repro.recipes import Recipe
 from repro.suites.accuracy.reasons import not_run_reason
 from repro.suites.accuracy.suite import evaluate_weights
-from repro.suites.accuracy_settings import AccuracySettings
 from repro.train.detector_fit import DetectorFitConfig, fit_detector, validate
 from repro.train.session import LocalSession
 

@@ -10,10 +10,10 @@ import torch
 import yaml
 
 from repro.claims import load_paper_file
+from repro.config import AccuracySettings
 from repro.measure import measure_paper_local
 from repro.methods.rpn_proposals import count_proposals
 from repro.models import build_model
-from repro.suites.accuracy_settings import AccuracySettings
 
 SMALL = {"min_size": 96, "max_size": 128}
 SOURCE = {"seed": "test", "section": "test"}

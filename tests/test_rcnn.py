@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from repro.claims import load_paper
+from repro.config import AccuracySettings
 from repro.data.voc import voc_classes
 from repro.errors import ReproError
 from repro.methods.rcnn import regions as rcnn_regions
@@ -26,7 +27,6 @@ from repro.methods.rcnn.regions import (
     warp_windows,
 )
 from repro.methods.region_proposals import selective_search_available
-from repro.suites.accuracy_settings import AccuracySettings
 
 needs_ss = pytest.mark.skipif(
     not selective_search_available(), reason="opencv-contrib (cv2.ximgproc) not installed"
@@ -196,9 +196,9 @@ def test_unknown_classifier_is_refused(voc: Path, tmp_path: Path) -> None:
 def test_suite_runs_rcnn_claims_with_imagenet_weights_else_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from repro.config import AccuracySettings
     from repro.methods.rcnn import pipeline as rcnn
     from repro.suites.accuracy import reasons, suite
-    from repro.suites.accuracy_settings import AccuracySettings
 
     paper = load_paper("rcnn")
     ids = ("alexnet-svm-voc2007-map", "alexnet-softmax-voc2007-map")

@@ -89,5 +89,7 @@ def test_settings_resolve_flag_over_environment_over_params(
     s = RunSettings.resolve(params, no_mlflow=True, no_ray=True, seeds=2)
     assert s.tracking_uri is None and s.ray_address is None and not s.use_ray
     assert s.accuracy is not None and s.accuracy.seeds == 2
-    with pytest.raises(ReproError, match="--seeds -1"):
+    with pytest.raises(
+        ReproError, match="--seeds: `accuracy.seeds` should be greater than or equal to 1"
+    ):
         RunSettings.resolve(params, seeds=-1)

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from repro.claims import Claim, list_papers, load_paper, load_paper_file
+from repro.config import SpeedSettings, parse_settings
 from repro.errors import ClaimFileError, ReproError
 from repro.measure import plan_paper
 from repro.methods.fast_rcnn import FastRCNN, resize_factor
@@ -28,7 +29,6 @@ from repro.suites.speed.pipelines import Forward, known_pipeline
 from repro.suites.speed.scene import scene_tensor, synthetic_scene
 from repro.suites.speed.suite import measure_speed_group
 from repro.suites.speed.verdicts import same_hardware, speed_result
-from repro.suites.speed_settings import SpeedSettings
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -286,18 +286,18 @@ def test_one_run_times_both_pipelines_and_judges_their_ratio() -> None:
 
 
 def test_settings_default_to_the_papers_values_and_take_env_then_params() -> None:
-    default = SpeedSettings.resolve({}, env={})
+    default = parse_settings("", env={}).speed
     assert (default.proposals, default.image_width, default.image_height) == (2000, 500, 375)
-    s = SpeedSettings.resolve(
-        {"speed": {"proposals": 50, "repeats": 2}}, env={"REPRO_SPEED_PROPOSALS": "8"}
-    )
+    s = parse_settings(
+        "speed: {proposals: 50, repeats: 2}", env={"REPRO_SPEED_PROPOSALS": "8"}
+    ).speed
     assert (s.proposals, s.repeats) == (8, 2)
-    with pytest.raises(ReproError, match="not a number"):
-        SpeedSettings.resolve({}, env={"REPRO_SPEED_PROPOSALS": "many"})
-    with pytest.raises(ReproError, match="unknown settings"):
-        SpeedSettings.resolve({"speed": {"proposal": 5}}, env={})
-    with pytest.raises(ReproError, match="positive"):
-        SpeedSettings.resolve({}, env={"REPRO_SPEED_REPEATS": "0"})
+    with pytest.raises(ReproError, match="REPRO_SPEED_PROPOSALS: `speed.proposals` expects an"):
+        parse_settings("", env={"REPRO_SPEED_PROPOSALS": "many"})
+    with pytest.raises(ReproError, match="unknown key `speed.proposal`"):
+        parse_settings("speed: {proposal: 5}", env={})
+    with pytest.raises(ReproError, match="REPRO_SPEED_REPEATS: `speed.repeats` should be greater"):
+        parse_settings("", env={"REPRO_SPEED_REPEATS": "0"})
 
 
 def test_repro_run_fast_rcnn_speed_suite_writes_measured_rows(

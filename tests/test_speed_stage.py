@@ -11,9 +11,10 @@ import torch
 import yaml
 
 from pipelines import speed as stage_cli
+from repro.config import SPEED_PAPERS, SpeedStageSettings, parse_settings
 from repro.errors import ReproError
 from repro.report.hardware import read_speed_runs
-from repro.suites.speed_stage import SPEED_PAPERS, SpeedStage, committed_folders, results_folder
+from repro.suites.speed_stage import committed_folders, results_folder
 
 COMMITTED = Path(__file__).resolve().parents[1] / "benchmarks" / "speed_claims"
 TINY = {
@@ -22,26 +23,32 @@ TINY = {
 }  # fmt: skip
 
 
+def _stage(text: str, env: dict[str, str], retime: str | None = None) -> SpeedStageSettings:
+    return parse_settings(text, env=env, retime=retime).speed_stage
+
+
 def test_settings_resolve_from_params_env_and_flag() -> None:
-    assert SpeedStage.resolve({}, env={}) == SpeedStage("auto", SPEED_PAPERS)
-    assert SpeedStage.resolve({"speed_stage": {"retime": True}}, env={}).retime == "always"
-    assert SpeedStage.resolve({"speed_stage": {"retime": False}}, env={}).retime == "never"
+    assert _stage("", {}) == SpeedStageSettings(retime="auto", papers=SPEED_PAPERS)
+    assert _stage("speed_stage: {retime: true}", {}).retime == "always"
+    assert _stage("speed_stage: {retime: false}", {}).retime == "never"
     env = {"REPRO_RETIME_SPEED": "always"}
-    assert SpeedStage.resolve({"speed_stage": {"retime": "never"}}, env=env).retime == "always"
-    assert SpeedStage.resolve({}, flag="never", env=env).retime == "never"
-    with pytest.raises(ReproError, match="REPRO_RETIME_SPEED is 'sometimes'"):
-        SpeedStage.resolve({}, env={"REPRO_RETIME_SPEED": "sometimes"})
-    with pytest.raises(ReproError, match=r"unknown settings \['retimes'\]"):
-        SpeedStage.resolve({"speed_stage": {"retimes": "auto"}}, env={})
-    with pytest.raises(ReproError, match="speed_stage.papers must be a list"):
-        SpeedStage.resolve({"speed_stage": {"papers": "rcnn"}}, env={})
+    assert _stage("speed_stage: {retime: never}", env).retime == "always"
+    assert _stage("", env, retime="never").retime == "never"
+    with pytest.raises(ReproError, match="REPRO_RETIME_SPEED: `speed_stage.retime` should be"):
+        _stage("", {"REPRO_RETIME_SPEED": "sometimes"})
+    with pytest.raises(ReproError, match="unknown key `speed_stage.retimes`") as err:
+        _stage("speed_stage: {retimes: auto}", {})
+    assert "did you mean `retime`?" in err.value.fix
+    with pytest.raises(ReproError, match="`speed_stage.papers` expects a list"):
+        _stage("speed_stage: {papers: rcnn}", {})
 
 
 def test_auto_retimes_only_with_a_gpu() -> None:
-    auto = SpeedStage()
+    auto = SpeedStageSettings()
     assert auto.decide(True)[0] and not auto.decide(False)[0]
     assert "no GPU" in auto.decide(False)[1]
-    assert SpeedStage("always").decide(False)[0] and not SpeedStage("never").decide(True)[0]
+    always, never = SpeedStageSettings(retime="always"), SpeedStageSettings(retime="never")
+    assert always.decide(False)[0] and not never.decide(True)[0]
 
 
 def test_results_folder_names_the_environment() -> None:

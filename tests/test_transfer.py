@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from repro.claims import Claim
+from repro.config import AccuracySettings
 from repro.data import sun397
 from repro.data.synth import SUN397_CLASSES, write_sun397
 from repro.errors import DataError, ReproError
@@ -21,7 +22,6 @@ from repro.methods.transfer import (
     metric_key,
 )
 from repro.recipes import Recipe
-from repro.suites.accuracy_settings import AccuracySettings
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from repro.config import AccuracySettings
 from repro.data.detection_loaders import loader
 from repro.errors import ReproError
 from repro.methods.detection import anchor_spec, detect_rows, score_rows
@@ -31,7 +32,6 @@ from repro.models import build_model
 from repro.models.yolo import YOLOV2_VOC_ANCHORS, YOLOv2
 from repro.recipes import Recipe
 from repro.suites.accuracy.suite import evaluate_weights
-from repro.suites.accuracy_settings import AccuracySettings
 from repro.train.detector_fit import DetectorFitConfig, deviations, fit_detector, training_gap
 
 SPEC = make_spec(YOLOV2_VOC_ANCHORS, 3, 128)  # a 4x4 grid

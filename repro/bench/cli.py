@@ -106,8 +106,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from repro.bench.config import BenchConfig
     from repro.bench.record import exit_code, run_benchmarks
 
-    params = settings.load_params(args.params)
-    uri = None if args.no_mlflow else settings.tracking_uri(args.tracking_uri, params)
+    uri = None if args.no_mlflow else settings.settings_of(args).tracking_uri
     configs = [
         BenchConfig(
             model=model,

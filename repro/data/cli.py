@@ -32,10 +32,10 @@ The dataset root defaults to params.yaml data.<name>, overridden by REPRO_DATA_<
 def _root(args: argparse.Namespace, name: str) -> Path:
     if args.root:
         return Path(args.root)
-    from repro.config import data_roots, load_params
+    from repro.config import load_settings
     from repro.data.roots import data_root
 
-    root = data_root(name, data_roots(load_params(getattr(args, "params", None))))
+    root = data_root(name, load_settings(getattr(args, "params", None)).data_roots)
     if not root:
         raise ReproError(
             f"no root for dataset {name}.",

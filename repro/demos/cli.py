@@ -47,7 +47,7 @@ def headline(name: str, result: dict[str, Any]) -> dict[str, float]:
 def run_demo(
     name: str,
     args: argparse.Namespace,
-    params: dict[str, Any],
+    settings: config.Settings,
     tracking_uri: str | None = None,
     parent: str | None = None,
 ) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def run_demo(
             workers=args.workers,
             seeds=tuple(range(args.seeds)),
             out_dir=out,
-            ray_address=config.ray_address(args.ray_address, params),
+            ray_address=settings.ray_address,
             tracking_uri=tracking_uri if parent else None,
             epochs=args.epochs,
             mlflow_parent=parent,
@@ -83,8 +83,8 @@ def run_demo(
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    params = config.load_params(args.params)
-    uri = None if args.no_mlflow else config.tracking_uri(args.tracking_uri, params)
+    settings = config.settings_of(args)
+    uri = None if args.no_mlflow else settings.tracking_uri
     if uri:
         from repro import tracking
 
@@ -93,7 +93,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     for name in names:
         parent = _open_demo_run(uri, name)
         try:
-            result = run_demo(name, args, params, uri, parent)
+            result = run_demo(name, args, settings, uri, parent)
         except BaseException:
             if uri and parent:
                 from repro import tracking

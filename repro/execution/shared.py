@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from repro import config
+from repro.errors import ReproError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     env = dict(os.environ)
     started, token_dir = False, None
-    if not config.ray_address(None, config.load_params()):
+    try:
+        settings = config.load_settings()
+    except ReproError as exc:
+        print(exc.paragraph(), file=sys.stderr)
+        return 2
+    if not settings.ray_address:
         # Ray 2.60 turns token authentication on when it finds ~/.ray/auth_token, and drivers
         # joining by address do not follow: give the instance and its stages a token of its own.
         token_dir = tempfile.mkdtemp(prefix="repro-ray-")

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     import torch
 
     from repro.claims import Claim
+    from repro.config import AccuracySettings
     from repro.recipes import Recipe
-    from repro.suites.accuracy_settings import AccuracySettings
 
 log = logging.getLogger("repro.accuracy")
 

@@ -33,7 +33,7 @@ def load_side(spec: str, tracking_uri: str | None = None, params: str | None = N
     from repro import config, tracking
     from repro.tracking.report import load_results_of
 
-    uri = config.tracking_uri(tracking_uri, config.load_params(params))
+    uri = config.load_settings(params, tracking_uri=tracking_uri).tracking_uri
     tracking.check_tracking_uri(uri)
     return Table("results", spec, load_results_of(uri, spec.removeprefix(MLFLOW_PREFIX)))
 

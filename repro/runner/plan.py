@@ -15,10 +15,9 @@ from repro.suites import get_suite, suite_names, suite_of
 from repro.verdicts import Result, result_for
 
 if TYPE_CHECKING:
+    from repro.config import AccuracySettings, SpeedSettings
     from repro.runner.settings import RunSettings
-    from repro.suites.accuracy_settings import AccuracySettings
     from repro.suites.registry import SuiteSettings
-    from repro.suites.speed_settings import SpeedSettings
 
 
 @dataclass
@@ -84,13 +83,13 @@ class PlanSettings:
 
     @property
     def accuracy_settings(self) -> AccuracySettings:
-        from repro.suites.accuracy_settings import AccuracySettings
+        from repro.config import AccuracySettings
 
         return self.accuracy or AccuracySettings()
 
     @property
     def speed_settings(self) -> SpeedSettings:
-        from repro.suites.speed_settings import SpeedSettings
+        from repro.config import SpeedSettings
 
         return SpeedSettings()
 

@@ -1,19 +1,19 @@
-"""One settings object for a run, resolved once: command-line flag, then environment, then
-params.yaml, then the embedded default (repro.config holds each rule)."""
+"""One settings object for a run: repro.config's settings (flag, environment, params.yaml,
+default) and what a run alone decides (where files go, whether MLflow and Ray are used)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from repro import config
+from repro.config import AccuracySettings, Settings, SpeedSettings
 from repro.errors import ReproError
-from repro.suites.accuracy_settings import AccuracySettings
-from repro.suites.speed_settings import SpeedSettings
+from repro.suites import suite_names
 
 DEFAULT_MEASUREMENTS = Path("reports/measurements")
 
@@ -32,8 +32,8 @@ class RunSettings:
     papers_dir: Path | None = None  # None: repro/papers
     speed: SpeedSettings | None = None  # None: params.yaml speed: and REPRO_SPEED_*
     accuracy: AccuracySettings | None = None  # None: params.yaml accuracy: and weights:
-    # the params file's contents; None: not read, ./params.yaml when a suite's knobs are needed
-    params: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    # the params file's settings; None: not read, ./params.yaml when a suite's knobs are needed
+    params: Settings | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "suites", tuple(self.suites))
@@ -47,48 +47,34 @@ class RunSettings:
         cls,
         params_file: str | Path | None = None,
         *,
-        suites: Sequence[str] | None = None,
-        tracking_uri: str | None = None,
-        no_mlflow: bool = False,
-        ray_address: str | None = None,
-        no_ray: bool = False,
-        weights: Sequence[str] | None = None,
-        seeds: int | None = None,
         out_dir: str | Path | None = DEFAULT_MEASUREMENTS,
         papers_dir: str | Path | None = None,
+        no_mlflow: bool = False,
+        no_ray: bool = False,
+        **flags: Any,
     ) -> RunSettings:
-        """The settings of one run from its flags (None: not given) over the environment and
-        the params file (``params_file``, default ./params.yaml if present)."""
-        params = config.load_params(params_file)
-        chosen = config.suites(list(suites) if suites else None, params)
-        if not suites:
-            from repro.suites import suite_names
-
-            unknown = [name for name in chosen if name not in suite_names()]
-            if unknown:
-                raise ReproError(
-                    f"{params_file or 'params.yaml'}, field suites: unknown suite {unknown[0]!r}.",
-                    f"use some of: {', '.join(suite_names())}.",
-                )
-        speed = SpeedSettings.resolve(params) if "speed" in chosen else None
-        accuracy = None
-        if "accuracy" in chosen or "dataset" in chosen or weights:
-            accuracy = AccuracySettings.resolve(params, list(weights) if weights else None)
-            if seeds:
-                if seeds < 1:
-                    raise ReproError(f"--seeds {seeds} is below 1.", "pass --seeds 1 or more.")
-                accuracy = dataclasses.replace(accuracy, seeds=seeds)
+        """The settings of one run from the params file (default ./params.yaml if present),
+        the environment and ``flags``, repro.config.load_settings's (None: not given)."""
+        s = config.load_settings(params_file, **flags)
+        chosen = s.suites or ["analytic"]
+        unknown = [name for name in chosen if name not in suite_names()]
+        if unknown and not flags.get("suites"):
+            raise ReproError(
+                f"{params_file or 'params.yaml'}, field suites: unknown suite {unknown[0]!r}.",
+                f"use some of: {', '.join(suite_names())}.",
+            )
+        needs_accuracy = {"accuracy", "dataset"} & set(chosen) or flags.get("weights")
         return cls(
             suites=tuple(chosen),
-            data_roots=config.data_roots(params),
-            out_dir=Path(out_dir) if out_dir is not None else None,
-            tracking_uri=None if no_mlflow else config.tracking_uri(tracking_uri, params),
-            ray_address=None if no_ray else config.ray_address(ray_address, params),
+            data_roots=s.data_roots,
+            out_dir=out_dir,
+            tracking_uri=None if no_mlflow else s.tracking_uri,
+            ray_address=None if no_ray else s.ray_address,
             use_ray=not no_ray,
-            papers_dir=Path(papers_dir) if papers_dir else None,
-            speed=speed,
-            accuracy=accuracy,
-            params=params,
+            papers_dir=papers_dir,
+            speed=s.speed if "speed" in chosen else None,
+            accuracy=s.accuracy_settings() if needs_accuracy else None,
+            params=s,
         )
 
     def replace(self, **changes: Any) -> RunSettings:
@@ -97,12 +83,9 @@ class RunSettings:
     @cached_property
     def speed_settings(self) -> SpeedSettings:
         """The speed suite's knobs: these settings', else params.yaml's and REPRO_SPEED_*."""
-        return self.speed or SpeedSettings.resolve(self._params())
+        return self.speed or (self.params or config.load_settings()).speed
 
     @cached_property
     def accuracy_settings(self) -> AccuracySettings:
         """The accuracy and dataset suites' knobs: these settings', else params.yaml's."""
-        return self.accuracy or AccuracySettings.resolve(self._params())
-
-    def _params(self) -> dict[str, Any]:
-        return dict(self.params) if self.params is not None else config.load_params()
+        return self.accuracy or (self.params or config.load_settings()).accuracy_settings()

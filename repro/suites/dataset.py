@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from repro.claims import Claim, Paper
+from repro.config import AccuracySettings
 from repro.errors import ReproError
 from repro.methods.rpn_proposals import PROPOSALS_METRIC
-from repro.suites.accuracy_settings import AccuracySettings
 from repro.suites.registry import Suite, SuiteSettings, register_suite
 from repro.verdicts import GroupOutcome, in_unit, judge, result_for
 

@@ -17,8 +17,7 @@ from repro.errors import ReproError, UnknownModelError
 
 if TYPE_CHECKING:
     from repro.claims import Claim, ModelRef, Paper
-    from repro.suites.accuracy_settings import AccuracySettings
-    from repro.suites.speed_settings import SpeedSettings
+    from repro.config import AccuracySettings, SpeedSettings
     from repro.verdicts import GroupOutcome
 
 # How the executor runs a suite's groups:

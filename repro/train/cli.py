@@ -141,7 +141,7 @@ def _use_gpu(device: str) -> bool:
 def _base_config(args: argparse.Namespace, workers: int, parallel: str) -> TrainConfig:
     from repro import config
 
-    params = config.load_params(args.params)
+    settings = config.settings_of(args)
     return TrainConfig(
         model=args.model,
         batch_size=args.batch_size,
@@ -156,9 +156,9 @@ def _base_config(args: argparse.Namespace, workers: int, parallel: str) -> Train
         use_gpu=_use_gpu(args.device),
         microbatches=args.microbatches,
         storage_path=args.storage,
-        tracking_uri=None if args.no_mlflow else config.tracking_uri(args.tracking_uri, params),
+        tracking_uri=None if args.no_mlflow else settings.tracking_uri,
         data_root=args.data,
-        ray_address=config.ray_address(args.ray_address, params),
+        ray_address=settings.ray_address,
     )
 
 

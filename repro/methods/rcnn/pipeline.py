@@ -58,9 +58,9 @@ from repro.methods.rcnn.svm import (
 )
 
 if TYPE_CHECKING:
+    from repro.config import AccuracySettings
     from repro.data.voc import VocDetection
     from repro.recipes import Recipe
-    from repro.suites.accuracy_settings import AccuracySettings
 
 log = logging.getLogger("repro.accuracy")
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from repro.claims import COMPARISON_METRICS, Claim, ModelRef, Paper, slug
+from repro.config import AccuracySettings
 from repro.data.detection_loaders import DETECTION_DATASETS
 from repro.errors import ReproError
 from repro.methods.rpn_proposals import PROPOSALS_METRIC
 from repro.recipes import Recipe
-from repro.suites.accuracy_settings import AccuracySettings
 
 CLASSIFICATION_METRICS = {
     "top1_error": "top-1 error, % of images",

@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from repro.claims import COMPARISON_METRICS, Claim, Paper
+from repro.config import AccuracySettings
 from repro.data.detection_loaders import DETECTION_DATASETS
 from repro.errors import ReproError
 from repro.methods.rpn_proposals import PROPOSALS_METRIC
 from repro.recipes import Recipe
 from repro.suites.accuracy.reasons import DETECTION_METRICS, is_rcnn, variant_recipe
-from repro.suites.accuracy_settings import AccuracySettings
 
 PERCENT = 100.0
 

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import torch
 
+from repro.config import SpeedSettings
 from repro.errors import UnknownModelError
-from repro.suites.speed_settings import SpeedSettings
 
 DETECTORS = {
     "rcnn_vgg16": "R-CNN on VGG-16: every proposal warped to 224 and through the whole CNN",

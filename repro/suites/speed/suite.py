@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from repro.config import SpeedSettings
 from repro.errors import ReproError
 from repro.methods.region_proposals import SelectiveSearch, fixed_proposals
 from repro.runtime.timing import Timing, time_step
@@ -23,7 +24,7 @@ from repro.suites.speed.groups import SELECTIVE_SEARCH, SpeedGroup, pipeline_key
 from repro.suites.speed.pipelines import build_pipeline, macs_per_image
 from repro.suites.speed.scene import scene_tensor, synthetic_scene
 from repro.suites.speed.verdicts import measured_on, speed_result
-from repro.suites.speed_settings import SpeedSettings, default_device, describe_device
+from repro.suites.speed_stage import default_device, describe_device
 from repro.verdicts import GroupOutcome, result_for
 
 MAX_ITERS = 100
@@ -143,7 +144,7 @@ def measure_speed_group(
     stats = {**summary(timings, facts), "measure_seconds": elapsed}
     suffix = ".gmacs_per_image"
     gmacs = {k.removesuffix(suffix): v for k, v in facts.items() if k.endswith(suffix)}
-    kwargs = {**s.as_dict(), "device": device_text}
+    kwargs = {**s.model_dump(), "device": device_text}
     setup = (
         f"one synthetic {s.image_width}x{s.image_height} image, {s.proposals} fixed proposals "
         "for R-CNN / Fast R-CNN, untrained weights"
