@@ -192,36 +192,13 @@ FLAGS: dict[str, tuple[str, str | None, str]] = {
 }
 
 
-def _weights_flags(flags: Sequence[str]) -> dict[str, str]:
-    found = {}
-    for flag in flags:
-        model, sep, path = flag.partition("=")
-        if not sep or not model or not path:
-            raise ReproError(
-                f"--weights {flag!r} is not of the form MODEL=PATH.",
-                "pass e.g. --weights resnet50=/data/weights/resnet50.pt.",
-            )
-        found[model] = path
-    return found
-
-
-def load_settings(
-    path: Path | str | None = None,
-    *,
-    env: Mapping[str, str] | None = None,
-    weights: Sequence[str] | None = None,
-    **flags: Any,
-) -> Settings:
+def load_settings(path: Path | str | None = None, **overlay: Any) -> Settings:
     """The settings from ``path`` (default ./params.yaml; a missing default file means the
-    defaults), the environment (``env``, default os.environ) and the flags given (None: not
-    given): the keywords of FLAGS and ``weights``, a list of MODEL=PATH."""
+    defaults) under the environment and the flags (parse_settings's ``overlay``)."""
     p = Path(path) if path else DEFAULT_PARAMS
-    text = ""
-    if p.exists():
-        text = read_text(p)
-    elif path:
+    if path and not p.exists():
         raise ReproError(f"params file {p} does not exist.", "pass an existing --params file.")
-    return parse_settings(text, p, env=env, weights=weights, **flags)
+    return parse_settings(read_text(p) if p.exists() else "", p, **overlay)
 
 
 def parse_settings(
@@ -232,8 +209,9 @@ def parse_settings(
     weights: Sequence[str] | None = None,
     **flags: Any,
 ) -> Settings:
-    """The settings of params.yaml text ``text`` (``path`` names it in errors); see
-    load_settings."""
+    """The settings of params.yaml text ``text`` (``path`` names it in errors) under the
+    environment (``env``, default os.environ) and the flags given (None: not given): the
+    keywords of FLAGS, and ``weights``, a list of MODEL=PATH."""
     try:
         data = yaml.safe_load(text) or {}
         lines = _key_lines(yaml.compose(text)) if text.strip() else {}
@@ -254,7 +232,13 @@ def parse_settings(
         if value is not None and value != []:
             section, key, flag = FLAGS[name]
             over[section, key] = (value, flag)
-    for model, file in _weights_flags(weights or []).items():
+    for flag in weights or []:
+        model, sep, file = flag.partition("=")
+        if not sep or not model or not file:
+            raise ReproError(
+                f"--weights {flag!r} is not of the form MODEL=PATH.",
+                "pass e.g. --weights resnet50=/data/weights/resnet50.pt.",
+            )
         over["weights", model] = (file, "--weights")
     merged = dict(data)
     for (section, key), (value, _) in over.items():
@@ -319,19 +303,13 @@ def _settings_error(
         )
     expected = EXPECTED.get(kind)
     what = f"expects {expected}" if expected else error["msg"].replace("Input ", "", 1).lower()
-    found = error.get("input")
-    if source is not None:
-        value, name = source
-        flag = name.startswith("--")
-        return ReproError(
-            f"{name if flag else 'environment variable ' + name}: `{dotted}` {what}, found "
-            f"{value!r:.60}{more}.",
-            f"correct {name}." if flag else f"set {name} to a valid value, or unset it.",
-        )
-    return ReproError(
-        f"{where}: `{dotted}` {what}, found {found!r:.60}{more}.",
-        f"correct `{dotted}` (the params.yaml in the repository shows every field).",
-    )
+    found, name = source or (error.get("input"), "")
+    fix = f"correct `{dotted}` (the params.yaml in the repository shows every field)."
+    if name.startswith("--"):
+        where, fix = name, f"correct {name}."
+    elif name:
+        where, fix = f"environment variable {name}", f"set {name} to a valid value, or unset it."
+    return ReproError(f"{where}: `{dotted}` {what}, found {found!r:.60}{more}.", fix)
 
 
 def settings_of(args: Any) -> Settings:

@@ -4,8 +4,8 @@
 ``analytic``: parameters, FLOPs, activations, shapes of the built network; ``speed``: the
 papers' test-time claims timed here; ``accuracy``: trained by recipe (or loaded) and evaluated
 by protocol; ``dataset``: the datasets' own numbers. The suites never import one another; what
-they share is the registry, the judging vocabulary (repro.verdicts) and the settings modules
-(``accuracy_settings``, ``speed_settings``).
+they share is the registry, the judging vocabulary (repro.verdicts) and the settings
+(repro.config's ``AccuracySettings`` and ``SpeedSettings``).
 """
 
 # Registration order is the order the CLI lists the suites and the runner measures them.

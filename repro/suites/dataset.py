@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.claims import Claim, Paper
-from repro.config import AccuracySettings
+from repro.config import AccuracySettings, load_settings
 from repro.errors import ReproError
 from repro.methods.rpn_proposals import PROPOSALS_METRIC
 from repro.suites.registry import Suite, SuiteSettings, register_suite
@@ -104,7 +104,7 @@ def measure_dataset_claims(
         root = roots[dataset]
         try:
             if claim.metric in SELECTIVE_SEARCH_METRICS:
-                storage = (settings or AccuracySettings.resolve()).storage
+                storage = (settings or load_settings().accuracy).storage
                 raw, where = selective_search_proposals(claim, root, storage)
             else:
                 if dataset not in reports:
