@@ -9,7 +9,7 @@ import difflib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,7 +19,8 @@ from repro.files import read_text
 
 DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-RETIME = ("auto", "always", "never")
+Retime = Literal["auto", "always", "never"]
+RETIME = get_args(Retime)
 RETIME_ENV = "REPRO_RETIME_SPEED"
 SPEED_PAPERS = ("fast_rcnn", "faster_rcnn", "googlenet", "rcnn", "yolo_v1")
 
@@ -77,7 +78,7 @@ class SpeedStageSettings(Section):
     """The DVC speed stage (params.yaml `speed_stage:`): whether it re-times the speed claims
     here (REPRO_RETIME_SPEED, --retime), which papers, and the folder the results go to."""
 
-    retime: Literal["auto", "always", "never"] = "auto"
+    retime: Retime = "auto"
     papers: tuple[str, ...] = SPEED_PAPERS
     out: Path = Path("benchmarks/speed_claims")
 
