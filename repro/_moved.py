@@ -36,7 +36,7 @@ _SPEED = {
     "groups": "repro.suites.speed.groups",
     "verdicts": "repro.suites.speed.verdicts",
     "scene": "repro.suites.speed.scene",
-    "pipelines": "repro.suites.speed.pipelines",
+    "pipelines": "repro.suites.speed.timed",
     "settings": "repro.suites.speed_settings",
     "rcnn": "repro.methods.rcnn.detector",
     "fast_rcnn": "repro.methods.fast_rcnn",
