@@ -18,8 +18,8 @@ from repro.runner.execute import execute
 from repro.runner.plan import RunPlan, check_paper, check_suites, plan_paper
 from repro.runner.plan import not_run_reason as _not_run_reason
 from repro.runner.settings import RunSettings
-from repro.suites.accuracy_settings import AccuracySettings
 from repro.suites import suite_names
+from repro.suites.accuracy_settings import AccuracySettings
 from repro.suites.analytic import measure_group
 from repro.verdicts import (
     CORE_VERDICTS,

@@ -21,9 +21,9 @@ def mlflow_groups(run: PaperRun) -> list[GroupOutcome]:
     measured = {r.claim_id for g in run.groups for r in g.results}
     for r in run.results:
         if r.claim_id not in measured:
-            model = r.model.split("(")[0].split("@")[0]
-            groups.setdefault(r.model, GroupOutcome(r.model, model, {}, [], {}, [], paper=run.paper))
-            groups[r.model].results.append(r)
+            name = r.model.split("(")[0].split("@")[0]
+            empty = GroupOutcome(r.model, name, {}, [], {}, [], paper=run.paper)
+            groups.setdefault(r.model, empty).results.append(r)
     return list(groups.values())
 
 

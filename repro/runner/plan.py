@@ -35,10 +35,6 @@ class RunPlan:
     plans: list[PaperPlan]
     settings: RunSettings
 
-    @property
-    def papers(self) -> list[Paper]:
-        return [p.paper for p in self.plans]
-
     def suite_items(self, suite: str) -> list[tuple[Paper, list[Claim]]]:
         return [(p.paper, p.of(suite)) for p in self.plans if p.of(suite)]
 

@@ -62,9 +62,10 @@ def not_run_reason(
     measurable = (*CLASSIFICATION_METRICS, *DETECTION_METRICS)
     if not (transferred or comparison) and claim.metric not in measurable:
         measured = ", ".join([*CLASSIFICATION_METRICS, *DETECTION_METRICS])
+        sets = ", ".join(transfer.TRANSFER_DATASETS)
         return (
             f"the accuracy suite measures {measured} of single models and transfer accuracy "
-            f"on {', '.join(transfer.TRANSFER_DATASETS)}; {claim.metric!r} (a comparison of variants or "
+            f"on {sets}; {claim.metric!r} (a comparison of variants or "
             "a proposal statistic) is not measured"
         )
     if claim.model is None:

@@ -19,8 +19,8 @@ from repro.errors import ReproError
 from repro.methods.region_proposals import SelectiveSearch, fixed_proposals
 from repro.runtime.timing import Timing, time_step
 from repro.suites.speed.groups import SELECTIVE_SEARCH, SpeedGroup, pipeline_key
-from repro.suites.speed.timed import build_pipeline, macs_per_image
 from repro.suites.speed.scene import scene_tensor, synthetic_scene
+from repro.suites.speed.timed import build_pipeline, macs_per_image
 from repro.suites.speed.verdicts import measured_on, speed_result
 from repro.suites.speed_settings import SpeedSettings, default_device, describe_device
 from repro.verdicts import GroupOutcome, result_for
