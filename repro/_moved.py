@@ -35,7 +35,7 @@ _SPEED = {
     "groups": "repro.suites.speed.groups",
     "verdicts": "repro.suites.speed.verdicts",
     "scene": "repro.suites.speed.scene",
-    "pipelines": "repro.suites.speed.pipelines",
+    "pipelines": "repro.suites.speed.timed",
     "rcnn": "repro.methods.rcnn.detector",
     "fast_rcnn": "repro.methods.fast_rcnn",
     "proposals": "repro.methods.region_proposals",

@@ -165,7 +165,7 @@ SPEED_UNITS = {
 
 class SpeedTiming(_Strict):
     """What the speed suite times for a speed claim (the pipelines of
-    repro/suites/speed/pipelines.py: R-CNN, Fast R-CNN, or one forward pass of a registered
+    repro/suites/speed/timed.py: R-CNN, Fast R-CNN, or one forward pass of a registered
     model)."""
 
     pipeline: str = Field(description="timed pipeline, e.g. fast_rcnn_vgg16 or yolov1")

@@ -104,7 +104,7 @@ def _print_plan(keys: list[str], settings: RunSettings) -> int:
     totals: dict[str, int] = {}
     for key in keys:
         paper = load_paper(key, settings.papers_dir)
-        plan = plan_paper(paper, suites, settings.data_roots, settings.accuracy)
+        plan = plan_paper(paper, settings)
         reasons = {r.claim_id: r.note for r in plan.not_run}
         for claim in paper.claims:
             if claim.kind not in suites:

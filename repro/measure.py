@@ -9,13 +9,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
 
 from repro.claims import Claim, Paper, load_paper
+from repro.config import AccuracySettings, SpeedSettings
 from repro.data.roots import BUNDLED_DATASETS, data_root, data_roots_of, dataset_present
 from repro.errors import ReproError
-from repro.runner.plan import Plan, PlanSettings, check_paper, check_suites, plan_paper
+from repro.runner.execute import execute
+from repro.runner.plan import RunPlan, check_paper, check_suites, plan_paper
 from repro.runner.plan import not_run_reason as _not_run_reason
+from repro.runner.settings import RunSettings
 from repro.suites import suite_names
 from repro.suites.analytic import measure_group
 from repro.verdicts import (
@@ -31,9 +33,6 @@ from repro.verdicts import (
     result_for,
 )
 
-if TYPE_CHECKING:
-    from repro.config import AccuracySettings, SpeedSettings
-
 SUITES = {name: name for name in suite_names()}  # suite name -> the claim kind it measures
 check_models = check_paper
 
@@ -44,7 +43,6 @@ __all__ = [
     "SUITES",
     "VERDICTS",
     "GroupOutcome",
-    "Plan",
     "Result",
     "check_models",
     "data_root",
@@ -71,7 +69,9 @@ def not_run_reason(
 ) -> str | None:
     """Why this claim cannot be measured in this run, or None if it can (the planner's rule,
     repro.runner.plan.not_run_reason, with this module's earlier arguments)."""
-    settings = PlanSettings(check_suites(suites), data_roots, accuracy)
+    settings = RunSettings(
+        tuple(check_suites(suites)), dict(data_roots or {}), accuracy=accuracy or AccuracySettings()
+    )
     return _not_run_reason(claim, paper, settings)  # type: ignore[arg-type]
 
 
@@ -86,10 +86,6 @@ def measure_paper_local(
     call directly. ``speed_settings``: by default params.yaml's ``speed:`` and
     ``REPRO_SPEED_*``. ``accuracy``: the accuracy suite's settings (training runs on Ray Train
     workers unless ``accuracy.workers`` is 0)."""
-    from repro.runner.execute import execute
-    from repro.runner.plan import RunPlan
-    from repro.runner.settings import RunSettings
-
     settings = RunSettings(
         suites=tuple(suites),
         data_roots=dict(data_roots or {}),
@@ -98,7 +94,7 @@ def measure_paper_local(
         speed=speed_settings,
         accuracy=accuracy,
     )
-    plan = plan_paper(paper, settings=settings)
+    plan = plan_paper(paper, settings)
     execution = execute(RunPlan([plan], settings))
     return order_results(
         paper, [*plan.not_run, *(r for o in execution.outcomes for r in o.results)]

@@ -8,7 +8,7 @@ the report import it and it imports none of them back.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -18,6 +18,7 @@ from repro.claims import SHAPE_METRICS, Claim, ModelRef, Paper
 # beside the paper's hardware and not judged (the speed suite judges ratios instead).
 VERDICTS = ("reproduced", "deviates", "measured", "not-run", "error")
 CORE_VERDICTS = ("reproduced", "deviates", "not-run", "error")  # always shown in summaries
+SEVERITY = ("error", "deviates", "measured", "reproduced", "not-run")  # worst first
 RESULT_COLUMNS = [
     "paper",
     "claim_id",
@@ -124,6 +125,12 @@ def judge(claim: Claim, measured: float | list[Any]) -> tuple[str, str]:
     return "deviates", _deviation_note(claim, f"measured {_fmt(m)} vs claimed {_fmt(v)}{rel}")
 
 
+def worst(verdicts: Iterable[str]) -> str:
+    """The most severe of ``verdicts`` (a group's verdict); `not-run` for none."""
+    found = set(verdicts)
+    return next((v for v in SEVERITY if v in found), "not-run")
+
+
 def _deviation_note(claim: Claim, what: str) -> str:
     return f"{what}. {claim.note}".strip() if claim.note else what
 
@@ -149,6 +156,17 @@ class GroupOutcome:
     paper: str = ""
     started: float = 0.0  # epoch seconds: when the measurement began and ended (MLflow's times)
     ended: float = 0.0
+
+    def record(self) -> dict[str, Any]:
+        """As JSON keeps it (the MLflow spool): the results as rows."""
+        out = asdict(self)
+        out["rows"] = out.pop("results")
+        return out
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> GroupOutcome:
+        fields = {k: v for k, v in record.items() if k != "rows"}
+        return cls(**fields, results=[Result(**row) for row in record["rows"]])
 
 
 def failed_group(paper: str, ref: ModelRef, claims: list[Claim], note: str) -> GroupOutcome:

@@ -16,7 +16,9 @@ import yaml
 from repro.claims import Claim, list_papers, load_paper, load_paper_file
 from repro.config import AccuracySettings, parse_settings
 from repro.errors import ReproError
-from repro.measure import measure_paper_local, plan_paper
+from repro.measure import measure_paper_local
+from repro.runner.plan import plan_paper
+from repro.runner.settings import RunSettings
 from repro.suites.accuracy.suite import judge_runs
 
 DATASETS = ("imagenet", "cifar10", "mnist", "voc2007", "voc2010", "coco", "sun397")
@@ -38,11 +40,12 @@ KNOWN_REASONS = (
 @pytest.mark.parametrize("key", list_papers())
 def test_accuracy_claims_not_run_without_their_dataset(key: str) -> None:
     paper = load_paper(key)
-    plan = plan_paper(paper, ["analytic", "accuracy", "dataset"], {})
+    suites = ("analytic", "accuracy", "dataset")
+    plan = plan_paper(paper, RunSettings(suites, {}, accuracy=AccuracySettings()))
     for result in plan.not_run:
         if result.kind in ("accuracy", "dataset"):
             assert result.note.startswith("dataset not present"), result
-    assert not plan.accuracy and not plan.dataset
+    assert not plan.of("accuracy") and not plan.of("dataset")
 
 
 @pytest.mark.parametrize("key", list_papers())
@@ -51,8 +54,10 @@ def test_accuracy_claims_run_or_say_why_when_data_is_present(key: str, tmp_path:
     other than the dataset (ensembles, other methods' entries, comparisons)."""
     paper = load_paper(key)
     roots = {name: str(tmp_path) for name in DATASETS}
-    plan = plan_paper(paper, ["accuracy", "dataset"], roots)
-    planned = {c.id for c in plan.accuracy} | {c.id for c in plan.dataset}
+    plan = plan_paper(
+        paper, RunSettings(("accuracy", "dataset"), roots, accuracy=AccuracySettings())
+    )
+    planned = {c.id for c in plan.of("accuracy")} | {c.id for c in plan.of("dataset")}
     for claim in paper.claims:
         if claim.kind not in ("accuracy", "dataset") or claim.dataset not in DATASETS:
             continue
@@ -329,8 +334,7 @@ def test_ablation_trains_each_variant_once_and_judges_paired_differences(
         return [{"top1_error": base + s, "top5_error": base / 2 + s} for s in (0, 1)], "fake"
 
     monkeypatch.setattr(suite, "_runs", fake_runs)
-    cache: suite.RunCache = {}
-    outcomes = [suite.measure_accuracy_group(g, settings, cache) for g in groups]
+    outcomes = [suite.measure_accuracy_group(g) for g in groups]  # sharing one run cache
     assert len(calls) == 2 and {c.get("pool_kernel", 3) for c in calls} == {2, 3}
     results = {r.claim_id: r for o in outcomes for r in o.results}
     assert float(results["overlap-pool-top1"].measured) == pytest.approx(0.5)
@@ -360,8 +364,8 @@ def test_batch_norm_ablation_trains_yolo_with_and_without_bn(tmp_path: Path) -> 
     paper = load_paper("yolo_v2")
     claim = next(c for c in paper.claims if c.id == "batchnorm-map-gain")
     roots = {"voc2007": str(tmp_path), "voc2012": str(tmp_path)}
-    plan = plan_paper(paper, ["accuracy"], roots)
-    assert claim.id in {c.id for c in plan.accuracy}
+    plan = plan_paper(paper, RunSettings(("accuracy",), roots, accuracy=AccuracySettings()))
+    assert claim.id in {c.id for c in plan.of("accuracy")}
     (group,) = group_accuracy_claims(paper, [claim], AccuracySettings(), roots)
     assert group.baseline == paper.recipe_for(claim)  # YOLO as published
     assert group.recipe.model_kwargs == {"batch_norm": True, "dropout": 0.0}

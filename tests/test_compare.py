@@ -10,7 +10,7 @@ import pytest
 
 from repro.cli import main
 from repro.report.compare import compare_bench, compare_results, moved_beyond_tolerance
-from repro.verdicts import RESULT_COLUMNS
+from repro.verdicts import RESULT_COLUMNS, GroupOutcome, Result
 
 FIXTURES = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
@@ -146,9 +146,13 @@ def test_mlflow_sessions_runs_and_experiments_are_sides(tmp_path: Path, capsys) 
     from repro import tracking
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    group = {"model_key": "vgg_d", "model": "vgg_d", "kwargs": {}, "input_size": [3, 224, 224]}
-    first = tracking.log_paper(uri, "vgg", [{**group, "rows": A}], {"device": "cpu"})
-    second = tracking.log_paper(uri, "vgg", [{**group, "rows": B}], {"device": "cpu"})
+
+    def group(rows: list[dict]) -> GroupOutcome:
+        results = [Result(**dict.fromkeys(RESULT_COLUMNS, "") | {"seconds": 0.0} | r) for r in rows]
+        return GroupOutcome("vgg_d", "vgg_d", {}, [3, 224, 224], {}, results, paper="vgg")
+
+    first = tracking.log_paper(uri, "vgg", [group(A)], {"device": "cpu"})
+    second = tracking.log_paper(uri, "vgg", [group(B)], {"device": "cpu"})
     args = ["--tracking-uri", uri]
     assert main(["compare", f"mlflow:{first}", f"mlflow:{second}", *args]) == 0
     assert "verdict changed: 1; moved beyond tolerance: 1" in capsys.readouterr().out

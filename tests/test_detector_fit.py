@@ -17,8 +17,10 @@ import yaml
 from repro.claims import load_paper, load_paper_file
 from repro.config import AccuracySettings
 from repro.errors import ReproError
-from repro.measure import measure_paper_local, plan_paper
+from repro.measure import measure_paper_local
 from repro.recipes import Recipe
+from repro.runner.plan import PaperPlan, plan_paper
+from repro.runner.settings import RunSettings
 from repro.suites.accuracy.reasons import not_run_reason
 from repro.suites.accuracy.suite import evaluate_weights
 from repro.train.detector_fit import DetectorFitConfig, fit_detector, validate
@@ -210,16 +212,20 @@ def test_suite_reasons_name_the_anchor_loss_and_the_missing_2012_set(
     assert "recipe fast-yolo-test trains on trainval+voc2012:trainval" in reason
     both = {"voc2007": str(tmp_path), "voc2012": str(tmp_path)}
     assert not_run_reason(paper, fast, settings, both) is None
+
+    def plan_of(key: str, roots: dict[str, str]) -> PaperPlan:
+        return plan_paper(load_paper(key), RunSettings(("accuracy",), roots, accuracy=settings))
+
     # the papers' own claims: YOLO trains on 07+12, Faster R-CNN's VOC 2007 recipe on 07 alone
-    plan = plan_paper(load_paper("yolo_v1"), ["accuracy"], {"voc2007": str(tmp_path)})
+    plan = plan_of("yolo_v1", {"voc2007": str(tmp_path)})
     notes = {r.claim_id: r.note for r in plan.not_run}
     for claim_id in ("yolo-map", "fast-yolo-map", "faster-rcnn-vgg16-map", "faster-rcnn-zf-map"):
         assert "dataset not present: voc2012" in notes[claim_id], notes[claim_id]
     roots = {"voc2007": str(tmp_path), "voc2012": str(tmp_path)}
-    planned = plan_paper(load_paper("yolo_v1"), ["accuracy"], roots).accuracy
+    planned = plan_of("yolo_v1", roots).of("accuracy")
     assert {c.id for c in planned} >= {"yolo-map", "fast-yolo-map", "faster-rcnn-zf-map"}
-    frcnn = plan_paper(load_paper("faster_rcnn"), ["accuracy"], {"voc2007": str(tmp_path)})
-    assert "vgg16-voc2007-map" in {c.id for c in frcnn.accuracy}
+    frcnn = plan_of("faster_rcnn", {"voc2007": str(tmp_path)})
+    assert "vgg16-voc2007-map" in {c.id for c in frcnn.of("accuracy")}
 
 
 def test_suite_trains_a_detection_claim_by_its_recipe(voc: dict[str, str], tmp_path: Path) -> None:

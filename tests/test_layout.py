@@ -4,6 +4,7 @@ import-linter layers name the same parts, and every suite has the registry's int
 from __future__ import annotations
 
 import importlib
+import pickle
 import sys
 import tomllib
 import warnings
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from repro._moved import GONE_PACKAGES, MOVED
-from repro.suites import get_suite, suite_names
+from repro.suites import Suite, get_suite, suite_names
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,11 +75,11 @@ def test_readme_layout_and_layers_name_the_same_parts() -> None:
 @pytest.mark.parametrize("name", suite_names())
 def test_suite_has_the_registry_interface(name: str) -> None:
     suite = get_suite(name)
+    assert isinstance(suite, Suite)
+    assert type(pickle.loads(pickle.dumps(suite))) is type(suite)  # Ray ships it with a group
     assert suite.name == name and suite.placement in ("tasks", "exclusive", "driver")
-    for part in ("not_run_reason", "group", "measure", "failed", "unselected", "check"):
-        assert callable(getattr(suite, part)), part
-    assert name in suite.unselected([]) or "suite" in suite.unselected([])
-    assert suite.group([], None) == []  # nothing to measure, no group
+    assert name in suite.unselected([]) and "suite" in suite.unselected([])
+    assert suite.groups([], None) == []  # type: ignore[arg-type]  # nothing to measure, no group
 
 
 def test_cli_suite_choices_are_the_registry() -> None:

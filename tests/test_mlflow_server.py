@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from repro.verdicts import RESULT_COLUMNS
 from tests.servers import MlflowServer
 
 pytestmark = pytest.mark.timeout(900)
@@ -146,13 +147,16 @@ def test_a_replayed_session_keeps_the_command_that_measured_it(tmp_path, monkeyp
     from mlflow.tracking import MlflowClient
 
     from repro.tracking import spool
+    from repro.verdicts import GroupOutcome, Result
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    rows = [{"paper": "lenet", "claim_id": "p", "table": "T", "row": "r", "claimed": "1",
-             "measured": "1", "unit": "count", "verdict": "reproduced"}]  # fmt: skip
-    group = {"model_key": "lenet5", "model": "lenet5", "rows": rows, "started": 1.7e9}
+    row = dict.fromkeys(RESULT_COLUMNS, "") | {"paper": "lenet", "claim_id": "p", "seconds": 0.0}
+    rows = [Result(**row | {"claimed": "1", "measured": "1", "verdict": "reproduced"})]
+    group = GroupOutcome("lenet5", "lenet5", {}, [], {}, rows, paper="lenet", started=1.7e9)
     monkeypatch.setattr(sys, "argv", ["/x/bin/repro", "run", "lenet"])
-    spool.save_paper(uri, "lenet", [group], {}, "abc123", "down", tmp_path / "spool", 1.7e9 - 5)
+    record = group.record()
+    spool.save_paper(uri, "lenet", [record], {}, "abc123", "down", tmp_path / "spool", 1.7e9 - 5)
+    assert GroupOutcome.from_record(record) == group
     monkeypatch.setattr(sys, "argv", ["/x/bin/repro", "sync"])
     assert spool.replay(directory=tmp_path / "spool").replayed == ["lenet (abc123)"]
     client = MlflowClient(tracking_uri=uri)

@@ -13,7 +13,7 @@ import pytest
 
 from repro.cli import main
 from repro.errors import UnknownModelError
-from repro.runner import run_papers
+from repro.runner import RunSettings, run_papers
 
 
 def _free_port() -> int:
@@ -42,9 +42,8 @@ def test_run_through_ray_and_mlflow_then_report(
 ) -> None:
     out = tmp_path / "measurements"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    runs = run_papers(
-        ["alpha", "beta"], out_dir=out, tracking_uri=uri, papers_dir=tiny_paper_dir, num_cpus=2
-    )
+    settings = RunSettings(out_dir=out, tracking_uri=uri, papers_dir=tiny_paper_dir, num_cpus=2)
+    runs = run_papers(["alpha", "beta"], settings)
     assert [r.paper for r in runs] == ["alpha", "beta"]
     assert runs[0].meta["ray_address"] == "local"
     alpha = {r["claim_id"]: r for r in _rows(out / "alpha.csv")}
@@ -100,11 +99,11 @@ def test_malformed_paper_keeps_earlier_results(
     tiny_paper_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "m"
-    run_papers(["alpha"], out_dir=out, papers_dir=tiny_paper_dir, use_ray=False)
+    run_papers(["alpha"], RunSettings(out_dir=out, papers_dir=tiny_paper_dir, use_ray=False))
     before = (out / "alpha.csv").read_text()
     (tiny_paper_dir / "alpha.yaml").write_text("paper: alpha\nclaims: [{table: T1}]\n")
     with pytest.raises(Exception) as err:
-        run_papers(["alpha"], out_dir=out, papers_dir=tiny_paper_dir, use_ray=False)
+        run_papers(["alpha"], RunSettings(out_dir=out, papers_dir=tiny_paper_dir, use_ray=False))
     assert "alpha.yaml" in str(err.value) or "alpha.yaml" in err.value.paragraph()  # type: ignore[attr-defined]
     assert (out / "alpha.csv").read_text() == before
 
@@ -139,12 +138,12 @@ def test_cli_errors_are_one_paragraph(
 
 def test_unknown_model_in_paper_is_a_named_error(tiny_paper_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m"
-    run_papers(["beta"], out_dir=out, papers_dir=tiny_paper_dir, use_ray=False)
+    run_papers(["beta"], RunSettings(out_dir=out, papers_dir=tiny_paper_dir, use_ray=False))
     before = (out / "beta.csv").read_text()
     text = (tiny_paper_dir / "beta.yaml").read_text().replace("model: lenet5", "model: lenet6")
     (tiny_paper_dir / "beta.yaml").write_text(text)
     with pytest.raises(UnknownModelError) as err:
-        run_papers(["beta"], out_dir=out, papers_dir=tiny_paper_dir, use_ray=False)
+        run_papers(["beta"], RunSettings(out_dir=out, papers_dir=tiny_paper_dir, use_ray=False))
     text = err.value.paragraph()
     assert "beta.yaml, entry claims[0] (wrong)" in text
     assert "unknown model 'lenet6'" in text and "lenet5" in text and "Fix:" in text
@@ -156,7 +155,9 @@ def test_unknown_layer_is_an_error_row_and_a_failing_exit(
 ) -> None:
     text = (tiny_paper_dir / "beta.yaml").read_text().replace("note:", "layer: C9, note:")
     (tiny_paper_dir / "beta.yaml").write_text(text)
-    (run,) = run_papers(["beta"], out_dir=tmp_path, papers_dir=tiny_paper_dir, use_ray=False)
+    (run,) = run_papers(
+        ["beta"], RunSettings(out_dir=tmp_path, papers_dir=tiny_paper_dir, use_ray=False)
+    )
     (row,) = run.results
     assert row.verdict == "error" and "layer 'C9' is not a module of lenet5" in row.note
     assert (tmp_path / "beta.csv").exists()

@@ -7,8 +7,10 @@ import re
 
 from repro.claims import load_paper
 from repro.cli import main
-from repro.runner.execute import describe
+from repro.config import SpeedSettings
+from repro.runner.execute import progress
 from repro.runtime.progress import Progress
+from repro.suites.speed.groups import SpeedGroup
 
 
 class Clock:
@@ -65,12 +67,11 @@ def test_a_terminal_gets_one_bar() -> None:
     assert "elapsed, ETA" not in text  # not the plain lines
 
 
-def test_describe_counts_claims_and_names_papers() -> None:
-    paper = load_paper("alexnet")
-    claims = paper.claims[:3]
-    assert describe(("alexnet", object(), claims)) == (3, "alexnet")
-    assert describe((paper, claims, {"x": 1})) == (3, "alexnet")
-    assert describe((42,)) == (1, "")
+def test_progress_counts_a_groups_claims_and_names_its_papers() -> None:
+    a, b, c = load_paper("alexnet").claims[:3]
+    pairs = (("alexnet", a), ("vgg", b), ("alexnet", c))
+    assert progress(SpeedGroup(pairs, SpeedSettings())) == (3, "alexnet, vgg")
+    assert progress(SpeedGroup((), SpeedSettings())) == (1, "")
 
 
 def test_repro_run_reports_progress_when_not_a_terminal(tmp_path, capsys, monkeypatch) -> None:

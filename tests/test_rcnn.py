@@ -216,9 +216,7 @@ def test_suite_runs_rcnn_claims_with_imagenet_weights_else_says_why(
 
     monkeypatch.setattr(rcnn, "measure_rcnn", fake)
     groups = suite.group_accuracy_claims(paper, claims, settings, {"voc2007": str(tmp_path)})
-    results = {
-        r.claim_id: r for g in groups for r in suite.measure_accuracy_group(g, settings).results
-    }
+    results = {r.claim_id: r for g in groups for r in suite.measure_accuracy_group(g).results}
     assert sorted(c for *_, c in seen) == ["softmax", "svm"]
     assert {w for _, w, _ in seen} == {str(tmp_path / "in.pt")}
     assert float(results["alexnet-svm-voc2007-map"].measured) == 40.0

@@ -15,7 +15,6 @@ import torch
 from repro.claims import Claim, list_papers, load_paper, load_paper_file
 from repro.config import SpeedSettings, parse_settings
 from repro.errors import ClaimFileError, ReproError
-from repro.measure import plan_paper
 from repro.methods.fast_rcnn import FastRCNN, resize_factor
 from repro.methods.rcnn.detector import RCNN, context_boxes
 from repro.methods.region_proposals import (
@@ -23,11 +22,14 @@ from repro.methods.region_proposals import (
     fixed_proposals,
     selective_search_available,
 )
+from repro.runner import run_papers
+from repro.runner.plan import plan_paper
+from repro.runner.settings import RunSettings
 from repro.runtime.timing import Timing
 from repro.suites.speed.groups import SELECTIVE_SEARCH, check_pipelines, group_claims
-from repro.suites.speed.pipelines import Forward, known_pipeline
 from repro.suites.speed.scene import scene_tensor, synthetic_scene
 from repro.suites.speed.suite import measure_speed_group
+from repro.suites.speed.timed import Forward, known_pipeline
 from repro.suites.speed.verdicts import same_hardware, speed_result
 
 pytestmark = pytest.mark.timeout(240)
@@ -179,14 +181,14 @@ def test_schema_rejects_inconsistent_timing(tmp_path: Path) -> None:
 
 def test_speed_claims_stay_not_run_without_the_speed_suite() -> None:
     paper = load_paper("fast_rcnn")
-    plan = plan_paper(paper)
+    plan = plan_paper(paper, RunSettings())
     speed = [r for r in plan.not_run if r.kind == "speed"]
-    assert len(speed) == 6 and not plan.speed
+    assert len(speed) == 6 and not plan.of("speed")
     assert all("--suite speed" in r.note for r in speed)
-    plan = plan_paper(paper, ["speed"])
-    assert {c.id for c in plan.speed} >= {"vgg16-test-time", "test-speedup"}
+    plan = plan_paper(paper, RunSettings(("speed",)))
+    assert {c.id for c in plan.of("speed")} >= {"vgg16-test-time", "test-speedup"}
     reasons = {r.claim_id: r.note for r in plan.not_run if r.kind == "speed"}
-    assert "training" in reasons["vgg16-training-time"] and not plan.groups
+    assert "training" in reasons["vgg16-training-time"] and not plan.of("analytic")
 
 
 def test_claims_sharing_pipelines_are_grouped_across_papers() -> None:
@@ -200,7 +202,7 @@ def test_claims_sharing_pipelines_are_grouped_across_papers() -> None:
         value=2,
         timing={"pipeline": "lenet5", "relative_to": "alexnet", "batch": 4},
     )
-    groups = group_claims([("p1", a), ("p2", b), ("p1", d), ("p2", c)])
+    groups = group_claims([("p1", a), ("p2", b), ("p1", d), ("p2", c)], TINY)
     assert len(groups) == 2
     big = next(g for g in groups if len(g.claims) == 3)
     assert big.papers == ["p1", "p2"]
@@ -270,7 +272,7 @@ def test_one_run_times_both_pipelines_and_judges_their_ratio() -> None:
         metric="time_ratio", value=1000, timing={"pipeline": "alexnet", "relative_to": "lenet5"}
     )
     fps = claim(id="fps", metric="fps", unit="fps", value=100, timing={"pipeline": "lenet5"})
-    (outcome,) = measure_speed_group(group_claims([("p", fast), ("p", fps)])[0], TINY)
+    (outcome,) = measure_speed_group(group_claims([("p", fast), ("p", fps)], TINY)[0])
     ratio_row, fps_row = outcome.results
     s = outcome.summary
     assert ratio_row.verdict in ("reproduced", "deviates") and fps_row.verdict == "measured"
@@ -343,23 +345,17 @@ claims:
 def test_speed_groups_run_through_ray_holding_every_cpu(tmp_path: Path) -> None:
     import ray
 
-    from repro.runner import run_papers
-
     papers = tmp_path / "papers"
     papers.mkdir()
     (papers / "gamma.yaml").write_text(TINY_SPEED_PAPER)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ray.shutdown()
     try:
-        (run,) = run_papers(
-            ["gamma"],
-            suites=["analytic", "speed"],
-            out_dir=tmp_path / "m",
-            papers_dir=papers,
-            num_cpus=2,
-            speed=TINY,
-            tracking_uri=uri,
-        )
+        settings = RunSettings(
+            ("analytic", "speed"), out_dir=tmp_path / "m", papers_dir=papers, num_cpus=2,
+            speed=TINY, tracking_uri=uri,
+        )  # fmt: skip
+        (run,) = run_papers(["gamma"], settings)
     finally:
         ray.shutdown()
     verdicts = {r.claim_id: r.verdict for r in run.results}

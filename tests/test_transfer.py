@@ -202,14 +202,18 @@ def test_decaf_claims_run_through_the_suite_with_weights(sun: Path, tmp_path: Pa
     import yaml
 
     from repro.claims import load_paper, load_paper_file
-    from repro.measure import measure_paper_local, plan_paper
+    from repro.measure import measure_paper_local
     from repro.models import build_model
+    from repro.runner.plan import plan_paper
+    from repro.runner.settings import RunSettings
 
     roots = {"sun397": str(sun.parent)}
-    plan = plan_paper(load_paper("decaf"), ["accuracy"], roots, AccuracySettings())
+    plan = plan_paper(
+        load_paper("decaf"), RunSettings(("accuracy",), roots, accuracy=AccuracySettings())
+    )
     reasons = {r.claim_id: r.note for r in plan.not_run}
     assert "weights: {alexnet: PATH}" in reasons["decaf6-logreg"]
-    assert not plan.accuracy
+    assert not plan.of("accuracy")
     # the real recipes with a 5-class alexnet (the test's weights file stays small)
     data = yaml.safe_load(Path(load_paper("decaf").path).read_text())
     for recipe in data["recipes"]:

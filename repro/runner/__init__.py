@@ -13,13 +13,13 @@ params.yaml, carries every choice. Shared by `repro run` and the DVC measure sta
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from repro.runner.execute import Execution, execute, shutdown
 from repro.runner.log import degraded, log, mlflow_groups
-from repro.runner.plan import Plan, RunPlan, plan_paper, plan_run
+from repro.runner.plan import PaperPlan, RunPlan, plan_paper, plan_run
 from repro.runner.settings import DEFAULT_MEASUREMENTS, RunSettings
 from repro.runner.write import (
     PaperRun,
@@ -35,8 +35,8 @@ from repro.runner.write import (
 __all__ = [
     "DEFAULT_MEASUREMENTS",
     "Execution",
+    "PaperPlan",
     "PaperRun",
-    "Plan",
     "RunPlan",
     "RunSettings",
     "degraded",
@@ -56,17 +56,11 @@ __all__ = [
 ]
 
 
-def run_papers(
-    keys: Sequence[str], settings: RunSettings | None = None, **overrides: Any
-) -> list[PaperRun]:
+def run_papers(keys: Sequence[str], settings: RunSettings) -> list[PaperRun]:
     """Measure ``keys``: plan, execute, write, log. Nothing is written until every paper
     file, the tracking store and the cluster address have been checked, so a bad input leaves
-    earlier results as they were. ``overrides`` are RunSettings fields (the keyword arguments
-    this function took before the settings object), applied over ``settings``."""
+    earlier results as they were."""
     start = time.perf_counter()
-    settings = settings or RunSettings()
-    if overrides:
-        settings = settings.replace(**overrides)
     run = plan_run(keys, settings)
     execution = execute(run)
     try:
@@ -97,8 +91,6 @@ def stage_status(runs: Sequence[PaperRun]) -> int:
     """A DVC stage's exit status after its runs, with the spool and the failed claims said on
     stderr: 1 when a claim's measurement failed, else 0. Logs waiting in the spool do not fail
     the stage: its outputs are complete and the report renders from them."""
-    import sys
-
     spooled = degraded(runs)
     if spooled:
         print(spooled, file=sys.stderr)

@@ -6,16 +6,19 @@ comes back as `error` rows of its claims, so no other group's results are lost."
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from repro.claims import Claim, Paper
+from repro import execution as ray_execution
 from repro.errors import ReproError
+from repro.execution import TaskCall, run_calls
 from repro.runner.plan import RunPlan
+from repro.runner.settings import RunSettings
 from repro.runtime.progress import Progress
-from repro.suites import Suite, get_suite, suite_names
+from repro.suites import Group, Suite, get_suite, suite_names
 from repro.verdicts import GroupOutcome
+
+Work = tuple[Suite[Group], Group]
 
 
 @dataclass
@@ -30,103 +33,78 @@ def task_failure(exc: BaseException) -> str:
     return f"the Ray task failed: {type(exc).__name__}: {lines[0] if lines else ''}"
 
 
-def describe(args: tuple[Any, ...]) -> tuple[int, str]:
-    """(claims, papers) of one group's arguments, for the progress: suites pass their papers
-    (or paper keys) and claim lists among the arguments, in suite-specific order."""
-    claims, papers = 0, []
-    for a in args:
-        items = a if isinstance(a, list | tuple) else [a]
-        claims += sum(isinstance(x, Claim) for x in items)
-        for x in items:
-            key = x.paper if isinstance(x, Paper) else None
-            if key and key not in papers:
-                papers.append(key)
-    if not papers and args and isinstance(args[0], str):
-        papers.append(args[0])
-    return max(claims, 1), ", ".join(papers)
-
-
-def _as_list(out: GroupOutcome | list[GroupOutcome]) -> list[GroupOutcome]:
-    return out if isinstance(out, list) else [out]
+def progress(group: Group) -> tuple[int, str]:
+    """What the progress counts for one group (its claims) and names while it runs (papers)."""
+    return max(len(group.claims), 1), ", ".join(group.papers)
 
 
 def execute(run: RunPlan) -> Execution:
     """Measure every group of ``run``; returns the outcomes in suite order."""
     settings = run.settings
-    selected = [get_suite(n) for n in suite_names() if n in settings.suites]
-    work: list[tuple[Suite, tuple[Any, ...]]] = []
-    for suite in selected:
+    work: list[Work] = []
+    for suite in [get_suite(n) for n in suite_names() if n in settings.suites]:
         items = run.suite_items(suite.name)
         if items:
-            work += [(suite, args) for args in suite.group(items, settings)]
-    remote = [(s, a) for s, a in work if s.placement != "driver"]
+            work += [(suite, group) for group in suite.groups(items, settings)]
+    remote = [(s, g) for s, g in work if s.placement != "driver"]
     execution = Execution([], {"ray_address": "none (nothing to measure)", "ray_startup_s": 0.0})
     if remote and settings.use_ray:
         _run_on_ray(remote, settings, execution)
     elif remote:
         execution.ray_info = {"ray_address": "in-process (no Ray)", "ray_startup_s": 0.0}
-        groups = [(suite, args, *describe(args)) for suite, args in remote]
-        with Progress(sum(g[2] for g in groups), "measuring") as bar:
-            for suite, args, units, label in groups:
+        with Progress(sum(progress(g)[0] for _, g in remote), "measuring") as bar:
+            for suite, group in remote:
+                units, label = progress(group)
                 bar.start(label)
-                execution.outcomes += _in_process(suite, args)
+                execution.outcomes += _in_process(suite, group)
                 bar.update(units, label)
-    for suite, args in work:
+    for suite, group in work:
         if suite.placement == "driver":
-            execution.outcomes += _in_process(suite, args)
+            execution.outcomes += _in_process(suite, group)
     return execution
 
 
-def _run_on_ray(
-    work: list[tuple[Suite, tuple[Any, ...]]], settings: Any, execution: Execution
-) -> None:
-    from repro import execution as ray_execution
-    from repro.execution import TaskCall, run_calls
-
+def _run_on_ray(work: list[Work], settings: RunSettings, execution: Execution) -> None:
     execution.started_ray = not ray_execution.is_initialized()
     execution.ray_info = ray_execution.init_ray(settings.ray_address, settings.num_cpus)
-    tasks = []
-    for suite, args in work:
-
-        def on_error(
-            a: tuple[Any, ...], exc: BaseException, suite: Suite = suite
-        ) -> list[GroupOutcome]:
-            return suite.failed(a[1:], task_failure(exc))  # a[0] is suite.measure
-
-        units, label = describe(args)
-        exclusive = suite.placement == "exclusive"
-        call = (suite.measure, *args)
-        tasks.append(TaskCall(timed_measure, call, on_error, exclusive, units, label))
-    for out in run_calls(tasks):
-        execution.outcomes += _as_list(out)
+    calls = [
+        TaskCall(timed_measure, (suite, group), _task_failed, suite.placement == "exclusive",
+                 *progress(group))
+        for suite, group in work
+    ]  # fmt: skip
+    for outcomes in run_calls(calls):
+        execution.outcomes += outcomes
 
 
-def timed_measure(measure: Callable[..., Any], *args: Any) -> list[GroupOutcome]:
-    """``measure(*args)`` with each outcome stamped with when it began and ended (wall clock,
-    epoch seconds), so its MLflow run brackets the work. A Ray task on any node."""
+def _task_failed(args: Work, exc: BaseException) -> list[GroupOutcome]:
+    suite, group = args
+    return suite.failed(group, task_failure(exc))
+
+
+def timed_measure(suite: Suite[Group], group: Group) -> list[GroupOutcome]:
+    """``suite.measure(group)`` with each outcome stamped with when it began and ended (wall
+    clock, epoch seconds), so its MLflow run brackets the work. A Ray task on any node."""
     started = time.time()
-    outcomes = _as_list(measure(*args))
+    outcomes = suite.measure(group)
     ended = time.time()
     for outcome in outcomes:
         outcome.started, outcome.ended = outcome.started or started, outcome.ended or ended
     return outcomes
 
 
-def _in_process(suite: Suite, args: tuple[Any, ...]) -> list[GroupOutcome]:
+def _in_process(suite: Suite[Group], group: Group) -> list[GroupOutcome]:
     """One group here. The analytic and speed suites turn their own failures into rows; any
     other failure becomes the group's `error` rows, so earlier groups' results are kept."""
     try:
-        return timed_measure(suite.measure, *args)
+        return timed_measure(suite, group)
     except ReproError as exc:
-        return suite.failed(args, exc.paragraph())
+        return suite.failed(group, exc.paragraph())
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - one broken group must not lose the others
-        return suite.failed(args, f"{suite.name} measurement failed: {type(exc).__name__}: {exc}")
+        return suite.failed(group, f"{suite.name} measurement failed: {type(exc).__name__}: {exc}")
 
 
 def shutdown(execution: Execution) -> None:
     if execution.started_ray:
-        from repro import execution as ray_execution
-
         ray_execution.shutdown()

@@ -5,43 +5,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
+from repro import tracking
 from repro.runner.write import PaperRun, process_seconds
+from repro.tracking import spool
+from repro.verdicts import GroupOutcome
 
 
-def mlflow_groups(run: PaperRun) -> list[dict[str, Any]]:
+def mlflow_groups(run: PaperRun) -> list[GroupOutcome]:
     """Measured groups (a model, or a speed group) with their own rows, plus one group per model
     (or none) for claims that were not run."""
-    groups: dict[str, dict[str, Any]] = {}
-    measured: set[str] = set()
-    for g in run.groups:
-        groups[g.model_key] = {
-            "model_key": g.model_key,
-            "model": g.model,
-            "kwargs": g.kwargs,
-            "input_size": g.input_size,
-            "summary": g.summary,
-            "rows": [r.as_row() for r in g.results],
-            "started": g.started or None,
-            "ended": g.ended or None,
-        }
-        measured.update(r.claim_id for r in g.results)
+    groups = {g.model_key: replace(g, results=list(g.results)) for g in run.groups}
+    measured = {r.claim_id for g in run.groups for r in g.results}
     for r in run.results:
-        if r.claim_id in measured:
-            continue
-        key = r.model
-        if key not in groups:
-            groups[key] = {
-                "model_key": key,
-                "model": key.split("(")[0].split("@")[0],
-                "kwargs": {},
-                "input_size": [],
-                "summary": {},
-                "rows": [],
-            }
-        groups[key]["rows"].append(r.as_row())
+        if r.claim_id not in measured:
+            name = r.model.split("(")[0].split("@")[0]
+            empty = GroupOutcome(r.model, name, {}, [], {}, [], paper=run.paper)
+            groups.setdefault(r.model, empty).results.append(r)
     return list(groups.values())
 
 
@@ -53,9 +35,6 @@ def log(runs: Sequence[PaperRun], tracking_uri: str | None) -> None:
     `repro sync`. Entries spooled by earlier runs for this store are replayed first."""
     if not tracking_uri:
         return
-    from repro import tracking
-    from repro.tracking import spool
-
     start = time.perf_counter()
     started = time.time() - process_seconds()  # the reproduction's start: its parent run's
     env = runs[0].meta.get("environment", {}) if runs else {}
@@ -83,7 +62,8 @@ def log(runs: Sequence[PaperRun], tracking_uri: str | None) -> None:
                 continue
             except Exception as exc:  # whatever MLflow raises for a store that went away
                 down = spool.first_line(exc)
-        path = spool.save_paper(tracking_uri, run.paper, groups, env, session, down, None, started)
+        records = [g.record() for g in groups]
+        path = spool.save_paper(tracking_uri, run.paper, records, env, session, down, None, started)
         run.meta["mlflow"] = {
             "status": "spooled",
             "uri": tracking_uri,

@@ -5,23 +5,21 @@ nothing, measures nothing, starts no Ray: a bad input stops the run before any f
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from repro import tracking
 from repro.claims import Claim, Paper, load_paper
 from repro.data.roots import data_root, dataset_present
+from repro.execution.tasks import check_address, is_initialized
+from repro.runner.settings import RunSettings
 from repro.suites import get_suite, suite_names, suite_of
+from repro.suites.registry import SuiteSettings
 from repro.verdicts import Result, result_for
-
-if TYPE_CHECKING:
-    from repro.config import AccuracySettings, SpeedSettings
-    from repro.runner.settings import RunSettings
-    from repro.suites.registry import SuiteSettings
 
 
 @dataclass
-class Plan:
+class PaperPlan:
     """One paper's plan: the claims each selected suite measures, and the not-run rows."""
 
     paper: Paper
@@ -31,67 +29,14 @@ class Plan:
     def of(self, suite: str) -> list[Claim]:
         return self.claims.get(suite, [])
 
-    # the names earlier callers used
-    @property
-    def speed(self) -> list[Claim]:
-        return self.of("speed")
-
-    @property
-    def accuracy(self) -> list[Claim]:
-        return self.of("accuracy")
-
-    @property
-    def dataset(self) -> list[Claim]:
-        return self.of("dataset")
-
-    @property
-    def groups(self) -> dict[str, tuple[object, list[Claim]]]:
-        """The analytic claims by model key: (model, claims), as the analytic suite groups them."""
-        items = [(self.paper, self.of("analytic"))]
-        return {
-            ref.key(): (ref, claims) for _, ref, claims in get_suite("analytic").group(items, None)
-        }
-
 
 @dataclass
 class RunPlan:
-    plans: list[Plan]
+    plans: list[PaperPlan]
     settings: RunSettings
-
-    @property
-    def papers(self) -> list[Paper]:
-        return [p.paper for p in self.plans]
 
     def suite_items(self, suite: str) -> list[tuple[Paper, list[Claim]]]:
         return [(p.paper, p.of(suite)) for p in self.plans if p.of(suite)]
-
-
-class PlanSettings:
-    """What the planner reads, when it is called without a RunSettings (``plan_paper`` with
-    suites, roots and accuracy settings, as tests and ``repro run --plan`` call it): the
-    accuracy suite's defaults, not params.yaml's, unless ``accuracy`` is given."""
-
-    def __init__(
-        self,
-        suites: Sequence[str],
-        data_roots: Mapping[str, str] | None,
-        accuracy: AccuracySettings | None,
-    ) -> None:
-        self.suites = list(suites)
-        self.data_roots = dict(data_roots or {})
-        self.accuracy = accuracy
-
-    @property
-    def accuracy_settings(self) -> AccuracySettings:
-        from repro.config import AccuracySettings
-
-        return self.accuracy or AccuracySettings()
-
-    @property
-    def speed_settings(self) -> SpeedSettings:
-        from repro.config import SpeedSettings
-
-        return SpeedSettings()
 
 
 def check_suites(suites: Iterable[str]) -> list[str]:
@@ -127,19 +72,11 @@ def check_paper(paper: Paper) -> None:
         get_suite(name).check(paper)
 
 
-def plan_paper(
-    paper: Paper,
-    suites: Iterable[str] = ("analytic",),
-    data_roots: Mapping[str, str] | None = None,
-    accuracy: AccuracySettings | None = None,
-    *,
-    settings: SuiteSettings | None = None,
-) -> Plan:
+def plan_paper(paper: Paper, settings: SuiteSettings) -> PaperPlan:
     """Which suite measures each claim of ``paper``, and why the others are not run."""
-    if settings is None:
-        settings = PlanSettings(check_suites(suites), data_roots, accuracy)
+    check_suites(settings.suites)
     check_paper(paper)
-    plan = Plan(paper)
+    plan = PaperPlan(paper)
     for claim in paper.claims:
         reason = not_run_reason(claim, paper, settings)
         if reason is not None:
@@ -149,25 +86,15 @@ def plan_paper(
     return plan
 
 
-def _ray_initialized() -> bool:
-    """Already joined (a test's or a DVC stage's shared Ray): nothing to check."""
-    from repro.execution.tasks import is_initialized
-
-    return is_initialized()
-
-
 def plan_run(keys: Sequence[str], settings: RunSettings) -> RunPlan:
     """Load and check every paper, the tracking store and the cluster address; plan each
     paper. Raises ReproError naming the file, entry or flag at fault."""
-    from repro import tracking
-
     check_suites(settings.suites)
     papers = [load_paper(k, settings.papers_dir) for k in keys]
     if settings.tracking_uri:
         tracking.check_tracking_uri(settings.tracking_uri)
-    if settings.use_ray and settings.ray_address and not _ray_initialized():
-        from repro.execution.tasks import check_address
-
+    # a Ray already joined (a test's or a DVC stage's shared one) needs no check
+    if settings.use_ray and settings.ray_address and not is_initialized():
         check_address(settings.ray_address)
-    plans = [plan_paper(p, settings=settings) for p in papers]
+    plans = [plan_paper(p, settings) for p in papers]
     return RunPlan(plans, settings)

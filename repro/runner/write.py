@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
+
 from repro.environment import collect
 from repro.files import atomic_write
 from repro.runner.execute import Execution
@@ -31,7 +33,7 @@ class PaperRun:
 def environment() -> dict[str, Any]:
     """The device the claims were measured on, their precision, and the process's environment
     (repro.environment: versions, GPU and driver, CPU, git commit)."""
-    import torch
+    import torch  # not on `repro report`'s path (process_seconds, write_results_csv)
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return {"device": device, "precision": "fp32", **collect()}
@@ -89,8 +91,6 @@ def write(runs: Sequence[PaperRun], out_dir: Path | None) -> None:
 def process_seconds() -> float:
     """Seconds since this process started, imports and Ray's shut-down included: what a DVC
     stage costs."""
-    import psutil
-
     return round(time.time() - psutil.Process().create_time(), 3)
 
 

@@ -1,5 +1,6 @@
-"""The suites: each measures one kind of claim. Importing this package registers every suite
-(``repro.suites.registry``), in the order the runner plans and reports them.
+"""The suites: each measures one kind of claim, one class each. Importing this package registers
+every suite (``repro.suites.registry``), in the order the runner plans and reports them; it
+loads on `repro --help`, so the suites import torch only where they measure.
 
 ``analytic``: parameters, FLOPs, activations, shapes of the built network; ``speed``: the
 papers' test-time claims timed here; ``accuracy``: trained by recipe (or loaded) and evaluated
@@ -13,6 +14,6 @@ from repro.suites import analytic  # noqa: F401, I001
 from repro.suites import speed  # noqa: F401
 from repro.suites import accuracy  # noqa: F401
 from repro.suites import dataset  # noqa: F401
-from repro.suites.registry import Suite, get_suite, register_suite, suite_names, suite_of
+from repro.suites.registry import Group, Suite, get_suite, register_suite, suite_names, suite_of
 
-__all__ = ["Suite", "get_suite", "register_suite", "suite_names", "suite_of"]
+__all__ = ["Group", "Suite", "get_suite", "register_suite", "suite_names", "suite_of"]

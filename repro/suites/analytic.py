@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from repro.claims import Claim, ModelRef, Paper
@@ -29,8 +30,8 @@ def _analytic_value(
 
 
 def measure_group(paper: str, ref: ModelRef, claims: list[Claim]) -> GroupOutcome:
-    """Measure every analytic claim on one built model. This is one Ray task."""
-    from repro.analytic import profile_model
+    """Measure every analytic claim on one built model."""
+    from repro.analytic import profile_model  # torch: this module loads on `repro --help`
 
     start = time.perf_counter()
     profiles: dict[str, ModelProfile] = {}
@@ -86,42 +87,46 @@ def measure_group(paper: str, ref: ModelRef, claims: list[Claim]) -> GroupOutcom
     )
 
 
-def group(
-    items: Sequence[tuple[Paper, list[Claim]]], settings: SuiteSettings
-) -> list[tuple[Any, ...]]:
-    """One group per (paper, model): (paper key, model, its claims)."""
-    out = []
-    for paper, claims in items:
-        groups: dict[str, tuple[ModelRef, list[Claim]]] = {}
-        for claim in claims:
-            assert claim.model is not None
-            groups.setdefault(claim.model.key(), (claim.model, []))[1].append(claim)
-        out += [(paper.paper, ref, mine) for ref, mine in groups.values()]
-    return out
+@dataclass(frozen=True)
+class AnalyticGroup:
+    """One model of one paper and its analytic claims: one build, one Ray task."""
+
+    paper: str
+    model: ModelRef
+    claims: tuple[Claim, ...]
+
+    @property
+    def papers(self) -> tuple[str, ...]:
+        return (self.paper,)
 
 
-def failed(args: tuple[Any, ...], note: str) -> list[GroupOutcome]:
-    return [failed_group(*args, note)]
+@register_suite
+class AnalyticSuite(Suite[AnalyticGroup]):
+    name = "analytic"
+    placement = "tasks"
 
+    def groups(
+        self, items: Sequence[tuple[Paper, list[Claim]]], settings: SuiteSettings
+    ) -> list[AnalyticGroup]:
+        """One group per (paper, model)."""
+        out = []
+        for paper, claims in items:
+            groups: dict[str, tuple[ModelRef, list[Claim]]] = {}
+            for claim in claims:
+                assert claim.model is not None
+                groups.setdefault(claim.model.key(), (claim.model, []))[1].append(claim)
+            out += [AnalyticGroup(paper.paper, ref, tuple(mine)) for ref, mine in groups.values()]
+        return out
 
-def unselected(suites: Sequence[str]) -> str:
-    return f"kind 'analytic' is outside the selected suites ({', '.join(sorted(suites))})"
+    def measure(self, group: AnalyticGroup) -> list[GroupOutcome]:
+        return [measure_group(group.paper, group.model, list(group.claims))]
 
+    def failed(self, group: AnalyticGroup, note: str) -> list[GroupOutcome]:
+        return [failed_group(group.paper, group.model, list(group.claims), note)]
 
-def check(paper: Paper) -> None:
-    """Every model (and reference model) an analytic claim names must be registered."""
-    check_model_refs(paper, lambda c: [c.model, c.relative_to] if c.kind == "analytic" else [])
+    def unselected(self, suites: Sequence[str]) -> str:
+        return f"kind 'analytic' is outside the selected suites ({', '.join(sorted(suites))})"
 
-
-SUITE = register_suite(
-    Suite(
-        name="analytic",
-        placement="tasks",
-        not_run_reason=lambda claim, paper, settings: None,
-        group=group,
-        measure=measure_group,
-        failed=failed,
-        unselected=unselected,
-        check=check,
-    )
-)
+    def check(self, paper: Paper) -> None:
+        """Every model (and reference model) an analytic claim names must be registered."""
+        check_model_refs(paper, lambda c: [c.model, c.relative_to] if c.kind == "analytic" else [])

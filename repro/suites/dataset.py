@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from repro.claims import Claim, Paper
 from repro.config import AccuracySettings, load_settings
+from repro.data.claim_values import claim_report, dataset_metric
+from repro.data.roots import data_roots_of
+from repro.data.stats import CLAIM_DATASETS, METRICS
 from repro.errors import ReproError
 from repro.methods.rpn_proposals import PROPOSALS_METRIC
 from repro.suites.registry import Suite, SuiteSettings, register_suite
@@ -24,9 +28,8 @@ SELECTIVE_SEARCH_METRICS = (PROPOSALS_METRIC, FEATURE_CACHE_METRIC)  # dataset c
 
 
 def dataset_not_run_reason(claim: Claim) -> str | None:
-    from repro.data.stats import CLAIM_DATASETS, METRICS
-
     if claim.metric in SELECTIVE_SEARCH_METRICS:  # as R-CNN and Fast R-CNN ran it
+        # torch, as the two below: this module loads on `repro --help`
         from repro.methods.rcnn.regions import require_selective_search
 
         if not (claim.dataset or "").startswith("voc"):
@@ -91,11 +94,9 @@ def measure_dataset_claims(
     claims: Sequence[Claim],
     roots: Mapping[str, str],
     settings: AccuracySettings | None = None,
-) -> Any:
+) -> GroupOutcome:
     """Count the dataset claims' metrics on the datasets present: each dataset is scanned once
     (annotations parsed, images listed, not decoded)."""
-    from repro.data.claim_values import claim_report, dataset_metric
-
     start = time.perf_counter()
     reports: dict[str, Any] = {}
     results = []
@@ -132,46 +133,46 @@ def measure_dataset_claims(
     )
 
 
-def _group(
-    items: Sequence[tuple[Paper, list[Claim]]], settings: SuiteSettings
-) -> list[tuple[Any, ...]]:
-    """One group per paper: every dataset its claims use is scanned once."""
-    from repro.data.roots import data_roots_of
+@dataclass(frozen=True)
+class DatasetGroup:
+    """One paper's dataset claims: every dataset they use is scanned once."""
 
-    return [
-        (
-            paper.paper,
-            claims,
-            data_roots_of(claims, settings.data_roots),
-            settings.accuracy_settings,
-        )
-        for paper, claims in items
-        if claims
-    ]
+    paper: str
+    claims: tuple[Claim, ...]
+    roots: dict[str, str]
+    settings: AccuracySettings
+
+    @property
+    def papers(self) -> tuple[str, ...]:
+        return (self.paper,)
 
 
-def _failed(args: tuple[Any, ...], note: str) -> list[GroupOutcome]:
-    paper, claims = args[0], args[1]
-    rows = [result_for(c, paper, None, "error", note) for c in claims]
-    return [GroupOutcome("datasets", "datasets", {}, [], {}, rows, paper=paper)]
+@register_suite
+class DatasetSuite(Suite[DatasetGroup]):
+    name = "dataset"
+    placement = "driver"
+    needs_dataset = True
 
+    def not_run_reason(self, claim: Claim, paper: Paper, settings: SuiteSettings) -> str | None:
+        return dataset_not_run_reason(claim)
 
-def _unselected(suites: Sequence[str]) -> str:
-    return (
-        "the dataset suite is not selected (`repro run PAPER --suite dataset`, "
-        "or add it to params.yaml suites)"
-    )
+    def groups(
+        self, items: Sequence[tuple[Paper, list[Claim]]], settings: SuiteSettings
+    ) -> list[DatasetGroup]:
+        return [
+            DatasetGroup(
+                paper.paper,
+                tuple(claims),
+                data_roots_of(claims, settings.data_roots),
+                settings.accuracy_settings,
+            )
+            for paper, claims in items
+            if claims
+        ]
 
+    def measure(self, group: DatasetGroup) -> list[GroupOutcome]:
+        return [measure_dataset_claims(group.paper, group.claims, group.roots, group.settings)]
 
-SUITE = register_suite(
-    Suite(
-        name="dataset",
-        placement="driver",
-        not_run_reason=lambda claim, paper, settings: dataset_not_run_reason(claim),
-        group=_group,
-        measure=measure_dataset_claims,
-        failed=_failed,
-        unselected=_unselected,
-        needs_dataset=True,
-    )
-)
+    def failed(self, group: DatasetGroup, note: str) -> list[GroupOutcome]:
+        rows = [result_for(c, group.paper, None, "error", note) for c in group.claims]
+        return [GroupOutcome("datasets", "datasets", {}, [], {}, rows, paper=group.paper)]

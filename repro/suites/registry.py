@@ -1,17 +1,18 @@
 """The suites, looked up by name: what each one measures and how the runner places its work.
 
-A suite is one module (or package) that registers one :class:`Suite`: which claims it takes
-(the claim kind of its name), why it cannot measure a claim here, how it groups the claims of a
-run, how it measures one group and what a failed group returns. The runner's planner and
-executor look suites up here by name and are never imported by them; adding a suite is one
-module and one line in ``repro/suites/__init__.py``, as adding a model is one decorator.
+A suite is one class (in its own module or package) registered here: which claims it takes (the
+claim kind of its name), why it cannot measure a claim here, how it groups the claims of a run,
+how it measures one group and what a failed group returns. A group is a frozen dataclass with
+its claims and papers (what the progress counts) and whatever the suite needs to measure it.
+The runner's planner and executor look suites up here by name and are never imported by them;
+adding a suite is one module and one line in ``repro/suites/__init__.py``.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Generic, Literal, Protocol, TypeVar
 
 from repro.errors import ReproError, UnknownModelError
 
@@ -40,40 +41,70 @@ class SuiteSettings(Protocol):
     def speed_settings(self) -> SpeedSettings: ...
 
 
-@dataclass(frozen=True)
-class Suite:
-    name: str  # the --suite name and the claim kind it measures
-    placement: Placement
-    # (claim, paper, settings) -> why it cannot be measured here, or None
-    not_run_reason: Callable[[Claim, Paper, SuiteSettings], str | None]
-    # [(paper, its claims for this suite)], settings -> one argument tuple per group
-    group: Callable[[Sequence[tuple[Paper, list[Claim]]], SuiteSettings], list[tuple[Any, ...]]]
-    # *group -> what it measured (a module-level function: Ray pickles it)
-    measure: Callable[..., GroupOutcome | list[GroupOutcome]]
-    # (group, note) -> every claim of the group with verdict `error`
-    failed: Callable[[tuple[Any, ...], str], list[GroupOutcome]]
-    # why a claim of this kind is not run when the suite is not selected
-    unselected: Callable[[Sequence[str]], str]
-    # raise a ReproError naming the entry when the paper names what this suite cannot build
-    check: Callable[[Paper], None] = lambda paper: None
-    needs_dataset: bool = False  # its claims run only where their dataset is present
+class Group(Protocol):
+    """One group of claims a suite measures at once: one Ray task, or one call here."""
+
+    @property
+    def claims(self) -> Sequence[Claim]: ...
+
+    @property
+    def papers(self) -> Sequence[str]: ...
 
 
-_SUITES: dict[str, Suite] = {}
+G = TypeVar("G", bound=Group)
 
 
-def register_suite(suite: Suite) -> Suite:
-    if suite.name in _SUITES:
-        raise ValueError(f"suite {suite.name!r} is registered twice")
-    _SUITES[suite.name] = suite
-    return suite
+class Suite(ABC, Generic[G]):
+    """One suite. Instances are pickled into Ray tasks with their groups: keep them stateless."""
+
+    name: ClassVar[str]  # the --suite name and the claim kind it measures
+    placement: ClassVar[Placement]
+    needs_dataset: ClassVar[bool] = False  # its claims run only where their dataset is present
+
+    def not_run_reason(self, claim: Claim, paper: Paper, settings: SuiteSettings) -> str | None:
+        """Why it cannot measure ``claim`` in this run, or None."""
+        return None
+
+    @abstractmethod
+    def groups(
+        self, items: Sequence[tuple[Paper, list[Claim]]], settings: SuiteSettings
+    ) -> list[G]:
+        """The groups of a run, from each paper with its claims for this suite."""
+
+    @abstractmethod
+    def measure(self, group: G) -> list[GroupOutcome]: ...
+
+    @abstractmethod
+    def failed(self, group: G, note: str) -> list[GroupOutcome]:
+        """Every claim of ``group`` with verdict `error` and ``note``."""
+
+    def unselected(self, suites: Sequence[str]) -> str:
+        """Why a claim of this kind is not run when the suite is not selected."""
+        return (
+            f"the {self.name} suite is not selected (`repro run PAPER --suite {self.name}`, "
+            "or add it to params.yaml suites)"
+        )
+
+    def check(self, paper: Paper) -> None:
+        """Raise a ReproError naming the entry when ``paper`` names what it cannot build."""
+
+
+_SUITES: dict[str, Suite[Group]] = {}
+
+
+def register_suite(cls: type[Suite[G]]) -> type[Suite[G]]:
+    """Class decorator: register one instance of the suite ``cls``."""
+    if cls.name in _SUITES:
+        raise ValueError(f"suite {cls.name!r} is registered twice")
+    _SUITES[cls.name] = cls()  # type: ignore[assignment]
+    return cls
 
 
 def suite_names() -> list[str]:
     return list(_SUITES)
 
 
-def get_suite(name: str) -> Suite:
+def get_suite(name: str) -> Suite[Group]:
     try:
         return _SUITES[name]
     except KeyError:
@@ -83,14 +114,14 @@ def get_suite(name: str) -> Suite:
         ) from None
 
 
-def suite_of(claim: Claim) -> Suite | None:
+def suite_of(claim: Claim) -> Suite[Group] | None:
     """The suite that measures claims of this kind."""
     return _SUITES.get(claim.kind)
 
 
 def check_model_refs(paper: Paper, refs: Callable[[Claim], Sequence[ModelRef | None]]) -> None:
     """Every model ``refs`` names for a claim must be registered; say which entry names it."""
-    from repro.models import get_model_spec
+    from repro.models import get_model_spec  # torch: the registry loads on `repro --help`
 
     for i, claim in enumerate(paper.claims):
         for ref in refs(claim):

@@ -11,11 +11,12 @@ run twice.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -49,8 +50,7 @@ from repro.tracking.training import (
     open_train_run,
     system_metrics,
 )
-
-VERDICT_ORDER = ("error", "deviates", "measured", "reproduced", "not-run")
+from repro.verdicts import VERDICTS, GroupOutcome, worst
 
 
 def check_tracking_uri(uri: str) -> None:
@@ -100,11 +100,6 @@ def new_session() -> str:
     return uuid.uuid4().hex[:12]
 
 
-def _worst(verdicts: Iterable[str]) -> str:
-    vs = set(verdicts)
-    return next((v for v in VERDICT_ORDER if v in vs), "not-run")
-
-
 PARENT_ROLE = "reproduction"  # tag repro.role of the parent run of one paper's session
 
 
@@ -132,50 +127,50 @@ def _log_group(
     paper: str,
     session: str,
     parent: str,
-    g: dict[str, Any],
+    g: GroupOutcome,
     environment: dict[str, Any],
 ) -> None:
     """One measured group as one child run of ``parent``, from its measurement's start to end."""
     from mlflow.entities import Metric, Param, RunTag
 
-    rows = g["rows"]
+    rows = [r.as_row() for r in g.results]
     # born with its session and group, so a replay can find a run that was cut off early
     run = _create_run(
         client,
         exp_id,
-        run_name=g["model_key"] or "claims without a model",
+        run_name=g.model_key or "claims without a model",
         tags={
             "repro.session": session,
-            "model_key": g["model_key"],
+            "model_key": g.model_key,
             "paper": paper,
             "mlflow.parentRunId": parent,
         },
-        start_time=g.get("started"),
+        start_time=g.started or None,
     )
     rid = run.info.run_id
-    with terminating(client, rid, end_time=g.get("ended")):
+    with terminating(client, rid, end_time=g.ended or None):
         params = {
-            "model": g.get("model") or "",
-            "input_size": "x".join(map(str, g.get("input_size") or [])),
-            "flavour": json.dumps(g.get("kwargs") or {}, sort_keys=True),
+            "model": g.model,
+            "input_size": "x".join(map(str, g.input_size)),
+            "flavour": json.dumps(g.kwargs, sort_keys=True),
             **{f"env.{k}": v for k, v in environment.items()},
         }
         tags = {
             "repro.session": session,
             "paper": paper,
-            "model_key": g["model_key"],
-            "tables": ", ".join(sorted({r["table"] for r in rows})),
-            "rows": ", ".join(r["row"] for r in rows)[:4000],
-            "verdict": _worst(r["verdict"] for r in rows),
+            "model_key": g.model_key,
+            "tables": ", ".join(sorted({r.table for r in g.results})),
+            "rows": ", ".join(r.row for r in g.results)[:4000],
+            "verdict": worst(r.verdict for r in g.results),
         }
-        for r in rows:
-            base = f"claim.{r['claim_id']}"
-            tags[f"{base}.claimed"] = f"{r['claimed']} {r['unit']}"
-            tags[f"{base}.measured"] = r["measured"]
-            tags[f"{base}.verdict"] = r["verdict"]
-            tags[f"{base}.unit"] = r["unit"]
-        stamp = int(1000 * (g.get("ended") or time.time()))
-        metrics = [Metric(k, float(v), stamp, 0) for k, v in (g.get("summary") or {}).items()]
+        for r in g.results:
+            base = f"claim.{r.claim_id}"
+            tags[f"{base}.claimed"] = f"{r.claimed} {r.unit}"
+            tags[f"{base}.measured"] = r.measured
+            tags[f"{base}.verdict"] = r.verdict
+            tags[f"{base}.unit"] = r.unit
+        stamp = int(1000 * (g.ended or time.time()))
+        metrics = [Metric(k, float(v), stamp, 0) for k, v in g.summary.items()]
         for r in rows:
             metrics += [Metric(k, v, stamp, 0) for k, v in claim_metrics(r).items()]
         for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
@@ -192,7 +187,7 @@ def _parent_run(
     exp_id: str,
     paper: str,
     session: str,
-    groups: list[dict[str, Any]],
+    groups: Sequence[GroupOutcome],
     started: float | None,
     command: str | None = None,
 ) -> str:
@@ -207,17 +202,17 @@ def _parent_run(
     )
     if found:
         return found[0].info.run_id
-    starts = [g["started"] for g in groups if g.get("started")]
+    starts = [g.started for g in groups if g.started]
     start = started or (min(starts) if starts else None)
     tags = {"repro.session": session, "paper": paper, "repro.role": PARENT_ROLE}
     command = command or command_line()
     name = f"{paper} ({command_entry(command)}, {session})"
     run = _create_run(client, exp_id, name, tags, start_time=start)
     rid = run.info.run_id
-    counts = {v: 0 for v in ("reproduced", "deviates", "measured", "not-run", "error")}
+    counts = dict.fromkeys(VERDICTS, 0)
     for g in groups:
-        for r in g["rows"]:
-            counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+        for r in g.results:
+            counts[r.verdict] = counts.get(r.verdict, 0) + 1
     stamp = int(time.time() * 1000)
     client.log_batch(
         rid,
@@ -230,7 +225,7 @@ def _parent_run(
 def log_paper(
     uri: str,
     paper: str,
-    groups: list[dict[str, Any]],
+    groups: Sequence[GroupOutcome],
     environment: dict[str, Any],
     session: str | None = None,
     started: float | None = None,
@@ -239,10 +234,8 @@ def log_paper(
     """Log one paper's measurements: one parent run for the session (:func:`_parent_run`,
     from ``started``, the reproduction's start in epoch seconds, to the end of logging; its
     ``command``, by default this process's) and
-    one child run per measured model. ``groups``: one dict per measured model with keys
-    model_key, model, kwargs, input_size, summary (metrics), rows (result dicts) and, where
-    known, started / ended (epoch seconds of the measurement, the child's start and end).
-    Returns the session id that tags every run of this call. Logging a ``session`` again (a
+    one child run per measured group (its started / ended, where known, the child's start and
+    end). Returns the session id that tags every run of this call. Logging a ``session`` again (a
     replay after the server went away mid-paper) skips the groups already finished and deletes
     the half-logged runs before logging them anew, so each group ends as exactly one run."""
     client = _client(uri)
@@ -263,7 +256,7 @@ def log_paper(
     parent = _parent_run(client, exp_id, paper, session, groups, started, command)
     with terminating(client, parent):  # FAILED with the first child that fails
         for g in groups:
-            if g["model_key"] not in finished:
+            if g.model_key not in finished:
                 _log_group(client, exp_id, paper, session, parent, g, environment)
     return session
 
@@ -310,8 +303,6 @@ def load_results(uri: str, papers: list[str] | None = None) -> list[dict[str, An
 
 
 def _load_dict(client: Any, run_id: str) -> dict[str, Any]:
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         path = client.download_artifacts(run_id, "results.json", tmp)
         return json.loads(Path(path).read_text())
@@ -370,8 +361,6 @@ def log_benchmark(
     ``series`` (MLflow system-metric name -> [(step, value, timestamp_ms)]) as "system/<name>"
     metrics with step = sample index, as MLflow's own system-metrics monitor names them.
     Returns the run id."""
-    import time
-
     from mlflow.entities import Metric, Param, RunTag
 
     client = _client(uri)
@@ -447,7 +436,6 @@ __all__ = [
     "TRAIN_EXPERIMENT",
     "TRAIN_RUN_TAG",
     "TRAIN_STEP_METRICS",
-    "VERDICT_ORDER",
     "absolute_tracking_uri",
     "check_tracking_uri",
     "claim_metrics",

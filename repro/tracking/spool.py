@@ -18,6 +18,7 @@ from typing import Any
 
 from repro.errors import ReproError
 from repro.files import atomic_write_json
+from repro.verdicts import GroupOutcome
 
 SPOOL_ENV = "REPRO_MLFLOW_SPOOL"
 DEFAULT_DIR = ".mlflow-spool"
@@ -110,7 +111,8 @@ def replay(
         target = uri or entry["uri"]
         try:
             tracking.log_paper(
-                target, entry["paper"], entry["groups"], entry["environment"], entry["session"],
+                target, entry["paper"], [GroupOutcome.from_record(g) for g in entry["groups"]],
+                entry["environment"], entry["session"],
                 entry.get("started"), entry.get("command"),
             )  # fmt: skip
         except Exception as exc:  # the store's fault, whatever MLflow raises for it

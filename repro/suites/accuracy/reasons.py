@@ -10,10 +10,16 @@ from collections.abc import Mapping
 
 from repro.claims import COMPARISON_METRICS, Claim, ModelRef, Paper, slug
 from repro.config import AccuracySettings
-from repro.data.detection_loaders import DETECTION_DATASETS
+from repro.data.detection_loaders import DETECTION_DATASETS, recipe_datasets
+from repro.data.roots import data_root, dataset_present
 from repro.errors import ReproError
+from repro.methods import transfer
+from repro.methods.rcnn import pipeline as rcnn_pipeline
+from repro.methods.rcnn.regions import require_selective_search
 from repro.methods.rpn_proposals import PROPOSALS_METRIC
+from repro.models import get_model_spec
 from repro.recipes import Recipe
+from repro.train.detector_fit import training_gap
 
 CLASSIFICATION_METRICS = {
     "top1_error": "top-1 error, % of images",
@@ -45,9 +51,8 @@ def not_run_reason(
 ) -> str | None:
     """Why the accuracy suite cannot measure ``claim`` (its dataset is present), or None.
     ``data_roots`` (params.yaml `data:`) locates the other datasets a recipe trains on."""
-    from repro.methods.transfer import TRANSFER_DATASETS, TRANSFER_METRIC
-
-    transfer = claim.metric == TRANSFER_METRIC and claim.dataset in TRANSFER_DATASETS
+    transferred = claim.metric == transfer.TRANSFER_METRIC
+    transferred = transferred and claim.dataset in transfer.TRANSFER_DATASETS
     comparison = claim.metric in COMPARISON_METRICS
     if comparison and claim.baseline is None:
         return (
@@ -55,11 +60,12 @@ def not_run_reason(
             "build and train the pair of networks it compares (see the claim's note)"
         )
     measurable = (*CLASSIFICATION_METRICS, *DETECTION_METRICS)
-    if not (transfer or comparison) and claim.metric not in measurable:
+    if not (transferred or comparison) and claim.metric not in measurable:
         measured = ", ".join([*CLASSIFICATION_METRICS, *DETECTION_METRICS])
+        sets = ", ".join(transfer.TRANSFER_DATASETS)
         return (
             f"the accuracy suite measures {measured} of single models and transfer accuracy "
-            f"on {', '.join(TRANSFER_DATASETS)}; {claim.metric!r} (a comparison of variants or "
+            f"on {sets}; {claim.metric!r} (a comparison of variants or "
             "a proposal statistic) is not measured"
         )
     if claim.model is None:
@@ -75,7 +81,7 @@ def not_run_reason(
             f"no recipe in {paper.path} for {claim.model.name} on {claim.dataset}; add one "
             "under `recipes:` (repro/papers/README.md, Recipes)"
         )
-    if transfer:
+    if transferred:
         return transfer_reason(claim, recipe, settings)
     if comparison:
         return comparison_reason(claim, recipe, data_roots)
@@ -98,10 +104,6 @@ def detector_training_reason(
 ) -> str | None:
     """Why a detection recipe cannot train here (no loss for its model, a training dataset
     missing), or None."""
-    from repro.data.detection_loaders import recipe_datasets
-    from repro.data.roots import data_root, dataset_present
-    from repro.train.detector_fit import training_gap
-
     weights = (
         f"supply weights to evaluate them: `weights: {{{recipe.model}: PATH}}` in params.yaml "
         f"or --weights {recipe.model}=PATH"
@@ -129,8 +131,6 @@ def detector_training_reason(
 def is_rcnn(recipe: Recipe) -> bool:
     """A detection recipe on a classification network: R-CNN's pipeline (selective-search
     windows through a fine-tuned classifier, repro.methods.rcnn.pipeline)."""
-    from repro.models import get_model_spec
-
     return recipe.dataset in DETECTION_DATASETS and get_model_spec(recipe.model).task == (
         "classification"
     )
@@ -139,11 +139,8 @@ def is_rcnn(recipe: Recipe) -> bool:
 def rcnn_reason(recipe: Recipe, settings: AccuracySettings) -> str | None:
     """Why R-CNN's pipeline cannot run for ``recipe``: no window classifier named, no selective
     search, or no ImageNet weights to fine-tune from."""
-    from repro.methods.rcnn.pipeline import classifier_of
-    from repro.methods.rcnn.regions import require_selective_search
-
     try:
-        classifier_of(recipe)
+        rcnn_pipeline.classifier_of(recipe)
         require_selective_search()
     except ReproError as exc:
         return exc.cause
@@ -198,12 +195,10 @@ def comparison_reason(
 def transfer_reason(claim: Claim, recipe: Recipe, settings: AccuracySettings) -> str | None:
     """Why a transfer claim cannot run: no layer named, or no ImageNet weights for the network
     (the suite does not chain an ImageNet training into the transfer)."""
-    from repro.methods.transfer import classifier_of
-
     if not isinstance(claim.layer, str):
         return "a transfer claim names one `layer` whose frozen activations are the features"
     try:
-        classifier_of(recipe)
+        transfer.classifier_of(recipe)
     except ReproError as exc:
         return exc.cause
     if recipe.model not in settings.weights:

@@ -19,33 +19,55 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch.utils.data
+
 from repro.claims import COMPARISON_METRICS, Claim, Paper
 from repro.config import AccuracySettings
-from repro.data.detection_loaders import DETECTION_DATASETS
+from repro.data.detection_loaders import DETECTION_DATASETS, recipe_datasets
+from repro.data.roots import data_root
+from repro.data.training_sets import load_dataset
 from repro.errors import ReproError
-from repro.methods.rpn_proposals import PROPOSALS_METRIC
+from repro.evaluation.classification import eval_transform, evaluate_classifier
+from repro.evaluation.stats import judge_interval, mean_ci
+from repro.evaluation.weights import load_weights
+from repro.methods.detection import evaluate_detector
+from repro.methods.rcnn import pipeline as rcnn_pipeline
+from repro.methods.rpn_proposals import PROPOSALS_METRIC, measure_proposals
+from repro.methods.transfer import TRANSFER_DATASETS, TRANSFER_METRIC, measure_transfer, metric_key
+from repro.models import build_model
 from repro.recipes import Recipe
 from repro.suites.accuracy.reasons import DETECTION_METRICS, is_rcnn, variant_recipe
+from repro.train.detector_fit import DetectorFitConfig, deviations, fit_detector
+from repro.train.fit import FitConfig, fit
+from repro.verdicts import GroupOutcome, result_for
 
 PERCENT = 100.0
+RunCache = dict[str, tuple[list[dict[str, float]], str]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class AccuracyGroup:
     """Claims measured by one recipe on one dataset: one training (per seed) or one evaluation."""
 
     paper: str
     recipe: Recipe
-    claims: list[Claim]
+    claims: tuple[Claim, ...]
     data_root: str
+    settings: AccuracySettings
+    # one per paper: a variant that an ablation and a plain claim both train is trained once
+    cache: RunCache = field(default_factory=dict, compare=False, repr=False)
     weights: str | None = None
     roots: dict[str, str] = field(default_factory=dict)  # every dataset the recipe reads
     overrides: str = ""  # where the settings changed the recipe's training (results say so)
     baseline: Recipe | None = None  # an ablation's other variant (``recipe`` trains the model)
+
+    @property
+    def papers(self) -> tuple[str, ...]:
+        return (self.paper,)
 
     @property
     def other_roots(self) -> dict[str, str]:
@@ -62,8 +84,6 @@ def recipe_datasets_of(recipe: Recipe) -> list[str]:
     """The datasets a recipe reads: its own, and for a detector every train_split part's."""
     if recipe.dataset not in DETECTION_DATASETS:
         return [recipe.dataset]
-    from repro.data.detection_loaders import recipe_datasets
-
     return recipe_datasets(recipe)
 
 
@@ -71,8 +91,6 @@ def accuracy_roots(
     paper: Paper, claims: Sequence[Claim], data_roots: Mapping[str, str] | None
 ) -> dict[str, str]:
     """The resolved root of every dataset the claims' recipes read (present: the plan said)."""
-    from repro.data.roots import data_root
-
     names = {c.dataset for c in claims if c.dataset is not None}
     for claim in claims:
         recipe = paper.recipe_for(claim)
@@ -85,6 +103,8 @@ def accuracy_roots(
 def group_accuracy_claims(
     paper: Paper, claims: Sequence[Claim], settings: AccuracySettings, roots: Mapping[str, str]
 ) -> list[AccuracyGroup]:
+    """One group per recipe and dataset; the groups share one run cache."""
+    cache: RunCache = {}
     groups: dict[str, AccuracyGroup] = {}
     for claim in claims:
         recipe = paper.recipe_for(claim)
@@ -95,33 +115,29 @@ def group_accuracy_claims(
             baseline = variant_recipe(recipe, claim.baseline)
             recipe = variant_recipe(recipe, claim.model)
             weights = None  # an ablation trains both variants
-        group = AccuracyGroup(
-            paper.paper,
-            recipe,
-            [],
-            roots[recipe.dataset],
-            weights,
-            {d: roots[d] for d in recipe_datasets_of(recipe) if d in roots},
-            baseline=baseline,
-        )
-        batch = settings.batch_size
+        mine = {d: roots[d] for d in recipe_datasets_of(recipe) if d in roots}
+        overrides, batch = "", settings.batch_size
         if weights is None and batch is not None and batch != recipe.batch_size:
-            group.overrides = (
+            overrides = (
                 f"; global batch {batch} instead of the recipe's {recipe.batch_size} "
                 "(accuracy.batch_size)"
             )
-            group.recipe = recipe.model_copy(update={"batch_size": batch})
+            recipe = recipe.model_copy(update={"batch_size": batch})
             if baseline is not None:
-                group.baseline = baseline.model_copy(update={"batch_size": batch})
-        groups.setdefault(group.key, group).claims.append(claim)
+                baseline = baseline.model_copy(update={"batch_size": batch})
+        group = AccuracyGroup(
+            paper.paper, recipe, (claim,), roots[recipe.dataset], settings, cache, weights, mine,
+            overrides, baseline,
+        )  # fmt: skip
+        if group.key in groups:
+            group = replace(groups[group.key], claims=(*groups[group.key].claims, claim))
+        groups[group.key] = group
     return list(groups.values())
 
 
 def claim_value(claim: Claim, metrics: Mapping[str, float]) -> float:
     """The claim's metric from an evaluation's metrics (all in percent, as the papers give
     them)."""
-    from repro.methods.transfer import TRANSFER_METRIC, metric_key
-
     if claim.metric == "top5_accuracy":
         return PERCENT - metrics["top5_error"]
     if claim.metric in COMPARISON_METRICS:
@@ -135,8 +151,6 @@ def claim_value(claim: Claim, metrics: Mapping[str, float]) -> float:
 def judge_runs(claim: Claim, values: Sequence[float]) -> tuple[str, str, float]:
     """Verdict, note and mean of one claim over seeds: with two or more runs the 95% confidence
     interval of the mean must overlap the claim's tolerance band."""
-    from repro.evaluation.stats import judge_interval, mean_ci
-
     mean, low, high = mean_ci(list(values))
     tol = claim.tolerance
     verdict = judge_interval(
@@ -154,24 +168,12 @@ def judge_runs(claim: Claim, values: Sequence[float]) -> tuple[str, str, float]:
     return verdict, note, mean
 
 
-RunCache = dict[str, tuple[list[dict[str, float]], str]]
-
-
-def measure_accuracy_group(
-    group: AccuracyGroup, settings: AccuracySettings, cache: RunCache | None = None
-) -> Any:
-    """Train (or load) and evaluate; returns a GroupOutcome with one result per claim.
-    ``cache`` (one per call of the suite) keeps each recipe's runs, so the variant an ablation
-    shares with a plain claim trains once."""
-    from repro.verdicts import GroupOutcome, result_for
-
+def measure_accuracy_group(group: AccuracyGroup) -> GroupOutcome:
+    """Train (or load) and evaluate; one result per claim. The group's cache keeps each
+    recipe's runs, so the variant an ablation shares with a plain claim trains once."""
     start = time.perf_counter()
-    cache = {} if cache is None else cache
     try:
-        if group.baseline is None:
-            runs, details = _cached_runs(group, settings, cache)
-        else:
-            runs, details = _comparison_runs(group, settings, cache)
+        runs, details = (_cached_runs if group.baseline is None else _comparison_runs)(group)
     except ReproError as exc:
         rows = [result_for(c, group.paper, None, "error", exc.paragraph()) for c in group.claims]
         return GroupOutcome(group.key, group.recipe.model, {}, [], {}, rows, paper=group.paper)
@@ -199,30 +201,23 @@ def measure_accuracy_group(
     )
 
 
-def _cached_runs(
-    group: AccuracyGroup, settings: AccuracySettings, cache: RunCache
-) -> tuple[list[dict[str, float]], str]:
-    from repro.methods.transfer import TRANSFER_DATASETS
-
+def _cached_runs(group: AccuracyGroup) -> tuple[list[dict[str, float]], str]:
     key = f"{group.recipe.model_dump_json()}|{group.weights}"
     if group.recipe.dataset in TRANSFER_DATASETS:  # the claims name the layers measured
         key += "|" + ",".join(c.id for c in group.claims)
     if _counts_proposals(group):
         key += "|proposals"
-    if key not in cache:
-        cache[key] = _runs(group, settings)
-    return cache[key]
+    if key not in group.cache:
+        group.cache[key] = _runs(group, group.settings)
+    return group.cache[key]
 
 
-def _comparison_runs(
-    group: AccuracyGroup, settings: AccuracySettings, cache: RunCache
-) -> tuple[list[dict[str, float]], str]:
+def _comparison_runs(group: AccuracyGroup) -> tuple[list[dict[str, float]], str]:
     """Both variants' runs, paired seed by seed: ``model.<metric>`` and ``baseline.<metric>``."""
     assert group.baseline is not None
-    model = AccuracyGroup(group.paper, group.recipe, [], group.data_root, None, group.roots)
-    base = AccuracyGroup(group.paper, group.baseline, [], group.data_root, None, group.roots)
-    model_runs, model_note = _cached_runs(model, settings, cache)
-    base_runs, base_note = _cached_runs(base, settings, cache)
+    model = replace(group, claims=(), weights=None, overrides="", baseline=None)
+    model_runs, model_note = _cached_runs(model)
+    base_runs, base_note = _cached_runs(replace(model, recipe=group.baseline))
     runs = [
         {**{f"model.{k}": v for k, v in m.items()}, **{f"baseline.{k}": v for k, v in b.items()}}
         for m, b in zip(model_runs, base_runs, strict=True)
@@ -242,24 +237,21 @@ def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[s
     """Per-run metrics (percent) and a note on how they were obtained."""
     recipe = group.recipe
     limit = f", first {settings.eval_limit} images" if settings.eval_limit else ""
-    from repro.methods.transfer import TRANSFER_DATASETS, measure_transfer
-
     if recipe.dataset in TRANSFER_DATASETS:
         assert group.weights is not None  # transfer_reason said so
         return measure_transfer(recipe, group.claims, group.data_root, group.weights, settings)
     if is_rcnn(recipe):
-        from repro.methods.rcnn.pipeline import classifier_of, measure_rcnn
-
         assert group.weights is not None  # rcnn_reason said so
-        return measure_rcnn(recipe, group.data_root, group.weights, settings, classifier_of(recipe))
+        classifier = rcnn_pipeline.classifier_of(recipe)
+        return rcnn_pipeline.measure_rcnn(
+            recipe, group.data_root, group.weights, settings, classifier
+        )
     if group.weights is not None:
         runs = [evaluate_weights(recipe, group.data_root, group.weights, settings)]
         _add_proposals(group, settings, runs, [group.weights])
         return runs, f"weights {Path(group.weights).name}, {protocol_text(recipe)}{limit}"
     if recipe.dataset in DETECTION_DATASETS:
         return _train_detector(group, settings)
-    from repro.train.fit import FitConfig, fit
-
     seeds = list(range(settings.seeds))
     result = fit(
         FitConfig(
@@ -301,8 +293,6 @@ def _train_detector(
 ) -> tuple[list[dict[str, float]], str]:
     """Train the group's detector by its recipe, one run per seed, each evaluated by the
     recipe's protocol inside the run (the detections of every rank scored once)."""
-    from repro.train.detector_fit import DetectorFitConfig, deviations, fit_detector
-
     recipe = group.recipe
     seeds = list(range(settings.seeds))
     result = fit_detector(
@@ -342,8 +332,6 @@ def _add_proposals(
     """Each run's mean RPN proposal count, from its weights, when a claim of the group asks."""
     if not _counts_proposals(group):
         return
-    from repro.methods.rpn_proposals import measure_proposals
-
     device = "cuda" if settings.use_gpu else "cpu"
     for run, path in zip(runs, weights, strict=True):
         if path is None:
@@ -370,23 +358,14 @@ def evaluate_weights(
     recipe: Recipe, root: str, weights: str, settings: AccuracySettings
 ) -> dict[str, float]:
     if recipe.dataset in DETECTION_DATASETS:
-        from repro.methods.detection import evaluate_detector
-
         device = "cuda" if settings.use_gpu else "cpu"
         return evaluate_detector(recipe, root, weights, limit=settings.eval_limit, device=device)
-    from repro.data.training_sets import load_dataset
-    from repro.evaluation.classification import eval_transform, evaluate_classifier
-    from repro.evaluation.weights import load_weights
-    from repro.models import build_model
-
     e = recipe.evaluation
     channels = 1 if recipe.dataset in ("mnist", "digits") else 3
     # load_dataset normalizes with the dataset's own statistics (LeNet's for digits)
     transform = eval_transform(e.resize, e.crop, e.crops, channels=channels, normalize=False)
     dataset, classes = load_dataset(recipe.dataset, root, recipe.eval_split, transform)
     if settings.eval_limit:
-        import torch.utils.data
-
         dataset = torch.utils.data.Subset(dataset, range(min(settings.eval_limit, len(dataset))))
     model = build_model(recipe.model, **{**recipe.model_kwargs, "num_classes": len(classes)})
     load_weights(model, weights)

@@ -7,12 +7,13 @@ form one group, timed in one task, each pipeline once, so that every ratio comes
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from repro.claims import Claim
+from repro.config import SpeedSettings
 from repro.errors import ReproError
 from repro.methods.region_proposals import SELECTIVE_SEARCH_PACKAGE, selective_search_available
-from repro.suites.speed.pipelines import DETECTORS, known_pipeline, unknown_pipeline_fix
+from repro.suites.speed.timed import DETECTORS, known_pipeline, unknown_pipeline_fix
 
 SELECTIVE_SEARCH = "selective_search"
 
@@ -69,19 +70,25 @@ def not_run_reason(claim: Claim) -> str | None:
     return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class SpeedGroup:
-    """Claims timed together: (paper, claim) pairs whose pipelines are linked by ratios."""
+    """Claims timed together, (paper, claim) pairs whose pipelines are linked by ratios, and
+    the settings they are timed with."""
 
-    claims: list[tuple[str, Claim]] = field(default_factory=list)
+    pairs: tuple[tuple[str, Claim], ...]
+    settings: SpeedSettings
+
+    @property
+    def claims(self) -> list[Claim]:
+        return [c for _, c in self.pairs]
 
     @property
     def pipelines(self) -> list[Pipeline]:
-        return sorted({p for _, c in self.claims for p in claim_pipelines(c)})
+        return sorted({p for c in self.claims for p in claim_pipelines(c)})
 
     @property
     def selective_search(self) -> bool:
-        return any(needs_selective_search(c) for _, c in self.claims)
+        return any(needs_selective_search(c) for c in self.claims)
 
     @property
     def key(self) -> str:
@@ -90,10 +97,10 @@ class SpeedGroup:
 
     @property
     def papers(self) -> list[str]:
-        return list(dict.fromkeys(p for p, _ in self.claims))
+        return list(dict.fromkeys(p for p, _ in self.pairs))
 
 
-def group_claims(items: Iterable[tuple[str, Claim]]) -> list[SpeedGroup]:
+def group_claims(items: Iterable[tuple[str, Claim]], settings: SpeedSettings) -> list[SpeedGroup]:
     """Split (paper, claim) pairs into groups of claims that share pipelines (union-find)."""
     parent: dict[Pipeline, Pipeline] = {}
 
@@ -107,8 +114,7 @@ def group_claims(items: Iterable[tuple[str, Claim]]) -> list[SpeedGroup]:
         first, *rest = claim_pipelines(claim)
         for other in rest:
             parent[find(other)] = find(first)
-    groups: dict[Pipeline, SpeedGroup] = {}
+    groups: dict[Pipeline, list[tuple[str, Claim]]] = {}
     for paper, claim in items:
-        root = find(claim_pipelines(claim)[0])
-        groups.setdefault(root, SpeedGroup()).claims.append((paper, claim))
-    return list(groups.values())
+        groups.setdefault(find(claim_pipelines(claim)[0]), []).append((paper, claim))
+    return [SpeedGroup(tuple(pairs), settings) for pairs in groups.values()]

@@ -3,8 +3,7 @@
 One synthetic VOC-sized image and one fixed set of proposals serve every pipeline; each is
 warmed up, probed, and timed with :func:`repro.runtime.timing.time_step` (median of repeats).
 Selective search, where a claim includes proposals, is timed on the same image on the CPU.
-This is one Ray task (``repro.execution`` runs these one at a time on a whole node or one GPU);
-without Ray, :func:`measure_speed_group` is a plain function.
+The speed suite runs these as Ray tasks one at a time, each on a whole node or one GPU.
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ from repro.errors import ReproError
 from repro.methods.region_proposals import SelectiveSearch, fixed_proposals
 from repro.runtime.timing import Timing, time_step
 from repro.suites.speed.groups import SELECTIVE_SEARCH, SpeedGroup, pipeline_key
-from repro.suites.speed.pipelines import build_pipeline, macs_per_image
 from repro.suites.speed.scene import scene_tensor, synthetic_scene
+from repro.suites.speed.timed import build_pipeline, macs_per_image
 from repro.suites.speed.verdicts import measured_on, speed_result
 from repro.suites.speed_stage import default_device, describe_device
 from repro.verdicts import GroupOutcome, result_for
@@ -122,7 +121,7 @@ def failed_speed_group(group: SpeedGroup, note: str) -> list[GroupOutcome]:
     outcomes = []
     for paper in group.papers:
         rows = []
-        for p, claim in group.claims:
+        for p, claim in group.pairs:
             if p == paper:
                 row = result_for(claim, paper, None, "error", note)
                 row.model = measured_on(claim)
@@ -131,12 +130,10 @@ def failed_speed_group(group: SpeedGroup, note: str) -> list[GroupOutcome]:
     return outcomes
 
 
-def measure_speed_group(
-    group: SpeedGroup, settings: SpeedSettings | None = None, device: Any = None
-) -> list[GroupOutcome]:
+def measure_speed_group(group: SpeedGroup, device: Any = None) -> list[GroupOutcome]:
     """Time the group and judge its claims: one outcome per paper, all from the same timings."""
     start = time.perf_counter()
-    s = settings or SpeedSettings()
+    s = group.settings
     device = torch.device(device) if device is not None else default_device()
     device_text = describe_device(device)
     timings, failed, facts = time_group(group, s, device)
@@ -153,7 +150,7 @@ def measure_speed_group(
     outcomes = []
     for paper in group.papers:
         rows = []
-        for p, claim in group.claims:
+        for p, claim in group.pairs:
             if p != paper:
                 continue
             row = speed_result(claim, paper, timings, failed, device_text, setup, gmacs)

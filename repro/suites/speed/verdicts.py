@@ -12,7 +12,7 @@ import re
 from repro.claims import SPEED_RATIO_METRICS, Claim
 from repro.runtime.timing import Timing
 from repro.suites.speed.groups import SELECTIVE_SEARCH, needs_selective_search, pipeline_key
-from repro.suites.speed.pipelines import DETECTORS
+from repro.suites.speed.timed import DETECTORS
 from repro.verdicts import Result, in_unit, judge, result_for
 
 RATIO_CAUSE = (

@@ -13,9 +13,13 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from repro.config import SpeedSettings
 from repro.errors import UnknownModelError
+from repro.methods.fast_rcnn import FastRCNN
+from repro.methods.rcnn.detector import RCNN
+from repro.models import get_model_spec
 
 DETECTORS = {
     "rcnn_vgg16": "R-CNN on VGG-16: every proposal warped to 224 and through the whole CNN",
@@ -53,8 +57,6 @@ class Forward:
         settings: SpeedSettings,
         device: torch.device | str = "cpu",
     ) -> None:
-        from repro.models import get_model_spec
-
         spec = get_model_spec(name)
         self.device = torch.device(device)
         self.images = batch
@@ -79,8 +81,6 @@ def macs_per_image(p: Timed) -> float:
     """Multiply-adds of one image through the pipeline, as ``torch.utils.flop_counter`` counts
     them (half its FLOPs): what a ratio of times tends to where both are compute-bound. Counts
     one more step, or the pipeline's own cheaper ``count_macs`` (R-CNN: one crop x crops)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     own = getattr(p, "count_macs", None)
     if own is not None:
         return float(own()) / p.images
@@ -90,8 +90,6 @@ def macs_per_image(p: Timed) -> float:
 
 
 def known_pipeline(name: str) -> bool:
-    from repro.models import get_model_spec
-
     if name in DETECTORS:
         return True
     try:
@@ -120,13 +118,9 @@ def build_pipeline(
     """The timed pipeline ``name`` on the given image and proposals (used by the detectors that
     take proposals; the others ignore them)."""
     if name.startswith("rcnn_"):
-        from repro.methods.rcnn.detector import RCNN
-
         cnn = name.removeprefix("rcnn_")
         return RCNN(cnn, image, boxes, batch=settings.rcnn_batch, device=device)
     if name == "fast_rcnn_vgg16":
-        from repro.methods.fast_rcnn import FastRCNN
-
         return FastRCNN(
             image, boxes, scale=settings.scale, max_size=settings.max_size, device=device
         )
