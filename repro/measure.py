@@ -1,8 +1,5 @@
 """Measure a paper in this process, no Ray and no MLflow: the reference path tests call, and
-``python -m repro.measure PAPER`` for development. The judging vocabulary now lives in
-repro.verdicts, the suites in repro.suites and the planner in repro.runner.plan; the names
-below are re-exported from there for code that imported them from here.
-"""
+``python -m repro.measure PAPER`` for development."""
 
 from __future__ import annotations
 
@@ -11,69 +8,17 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from repro.claims import Claim, Paper, load_paper
-from repro.data.roots import BUNDLED_DATASETS, data_root, data_roots_of, dataset_present
+from repro.claims import Paper, load_paper
 from repro.errors import ReproError
-from repro.runner.plan import Plan, PlanSettings, check_paper, check_suites, plan_paper
-from repro.runner.plan import not_run_reason as _not_run_reason
+from repro.runner.execute import execute
+from repro.runner.plan import RunPlan, plan_paper
+from repro.runner.settings import RunSettings
 from repro.suites import suite_names
-from repro.suites.analytic import measure_group
-from repro.verdicts import (
-    CORE_VERDICTS,
-    RESULT_COLUMNS,
-    VERDICTS,
-    GroupOutcome,
-    Result,
-    failed_group,
-    in_unit,
-    judge,
-    order_results,
-    result_for,
-)
+from repro.verdicts import Result, order_results
 
 if TYPE_CHECKING:
     from repro.suites.accuracy_settings import AccuracySettings
     from repro.suites.speed_settings import SpeedSettings
-
-SUITES = {name: name for name in suite_names()}  # suite name -> the claim kind it measures
-check_models = check_paper
-
-__all__ = [
-    "BUNDLED_DATASETS",
-    "CORE_VERDICTS",
-    "RESULT_COLUMNS",
-    "SUITES",
-    "VERDICTS",
-    "GroupOutcome",
-    "Plan",
-    "Result",
-    "check_models",
-    "data_root",
-    "data_roots_of",
-    "dataset_present",
-    "failed_group",
-    "in_unit",
-    "judge",
-    "measure_group",
-    "measure_paper_local",
-    "not_run_reason",
-    "order_results",
-    "plan_paper",
-    "result_for",
-]
-
-
-def not_run_reason(
-    claim: Claim,
-    suites: Iterable[str],
-    data_roots: Mapping[str, str] | None,
-    paper: Paper | None = None,
-    accuracy: AccuracySettings | None = None,
-) -> str | None:
-    """Why this claim cannot be measured in this run, or None if it can (the planner's rule,
-    repro.runner.plan.not_run_reason, with this module's earlier arguments)."""
-    settings = PlanSettings(check_suites(suites), data_roots, accuracy)
-    return _not_run_reason(claim, paper, settings)  # type: ignore[arg-type]
 
 
 def measure_paper_local(
@@ -87,10 +32,6 @@ def measure_paper_local(
     call directly. ``speed_settings``: by default params.yaml's ``speed:`` and
     ``REPRO_SPEED_*``. ``accuracy``: the accuracy suite's settings (training runs on Ray Train
     workers unless ``accuracy.workers`` is 0)."""
-    from repro.runner.execute import execute
-    from repro.runner.plan import RunPlan
-    from repro.runner.settings import RunSettings
-
     settings = RunSettings(
         suites=tuple(suites),
         data_roots=dict(data_roots or {}),

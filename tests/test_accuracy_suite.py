@@ -15,7 +15,8 @@ import yaml
 
 from repro.claims import Claim, list_papers, load_paper, load_paper_file
 from repro.errors import ReproError
-from repro.measure import measure_paper_local, plan_paper
+from repro.measure import measure_paper_local
+from repro.runner.plan import plan_paper
 from repro.suites.accuracy.suite import judge_runs
 from repro.suites.accuracy_settings import AccuracySettings, resolve_weights
 

@@ -16,8 +16,9 @@ import yaml
 
 from repro.claims import load_paper, load_paper_file
 from repro.errors import ReproError
-from repro.measure import measure_paper_local, plan_paper
+from repro.measure import measure_paper_local
 from repro.recipes import Recipe
+from repro.runner.plan import plan_paper
 from repro.suites.accuracy.reasons import not_run_reason
 from repro.suites.accuracy.suite import evaluate_weights
 from repro.suites.accuracy_settings import AccuracySettings

@@ -1,42 +1,17 @@
-"""The house: old import paths still work, modules stay small, the README's layout and the
+"""The house: modules stay small, the README's layout and the
 import-linter layers name the same parts, and every suite has the registry's interface."""
 
 from __future__ import annotations
 
-import importlib
 import sys
 import tomllib
-import warnings
 from pathlib import Path
 
 import pytest
 
-from repro._moved import GONE_PACKAGES, MOVED
 from repro.suites import get_suite, suite_names
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.mark.parametrize("old", sorted(MOVED))
-def test_old_import_path_gives_the_moved_module(old: str) -> None:
-    sys.modules.pop(old, None)  # imported again, so it warns again
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        module = importlib.import_module(old)
-    assert module is importlib.import_module(MOVED[old])
-    assert module.__spec__.name == MOVED[old]  # the new module is not renamed
-    assert [str(w.message) for w in caught if w.category is DeprecationWarning] == [
-        f"{old} moved to {MOVED[old]}; import it from there."
-    ]
-
-
-@pytest.mark.parametrize("package", sorted(GONE_PACKAGES))
-def test_from_old_package_import_submodule(package: str) -> None:
-    name, new = next(iter(GONE_PACKAGES[package].items()))
-    module = importlib.import_module(package)
-    assert getattr(module, name) is importlib.import_module(new)
-    with pytest.raises(AttributeError):
-        module.not_a_module  # noqa: B018
 
 
 def test_no_module_over_500_lines() -> None:

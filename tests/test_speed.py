@@ -14,7 +14,6 @@ import torch
 
 from repro.claims import Claim, list_papers, load_paper, load_paper_file
 from repro.errors import ClaimFileError, ReproError
-from repro.measure import plan_paper
 from repro.methods.fast_rcnn import FastRCNN, resize_factor
 from repro.methods.rcnn.detector import RCNN, context_boxes
 from repro.methods.region_proposals import (
@@ -22,6 +21,7 @@ from repro.methods.region_proposals import (
     fixed_proposals,
     selective_search_available,
 )
+from repro.runner.plan import plan_paper
 from repro.runtime.timing import Timing
 from repro.suites.speed.groups import SELECTIVE_SEARCH, check_pipelines, group_claims
 from repro.suites.speed.pipelines import Forward, known_pipeline

@@ -202,8 +202,9 @@ def test_decaf_claims_run_through_the_suite_with_weights(sun: Path, tmp_path: Pa
     import yaml
 
     from repro.claims import load_paper, load_paper_file
-    from repro.measure import measure_paper_local, plan_paper
+    from repro.measure import measure_paper_local
     from repro.models import build_model
+    from repro.runner.plan import plan_paper
 
     roots = {"sun397": str(sun.parent)}
     plan = plan_paper(load_paper("decaf"), ["accuracy"], roots, AccuracySettings())

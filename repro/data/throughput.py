@@ -168,7 +168,7 @@ def _decode_jpeg(
 
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its image codecs for TorchCodec; they still work.
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", "The image decoding and encoding capabilities of TorchV")
         decode_jpeg(batch_list[0], device=device)  # warm-up
         sync()
         start = time.perf_counter()

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm import tqdm
 
-from repro.data.coco import coco_paths  # noqa: F401 - re-exported, its old home
 from repro.errors import ReproError
 from repro.recipes import Recipe
 
