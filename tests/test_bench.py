@@ -328,9 +328,9 @@ def test_peak_table_and_mfu() -> None:
 
 def test_gpu_row_from_fake_telemetry_has_energy_per_image_and_mfu() -> None:
     from repro.bench.batch import RetryOutcome
+    from repro.bench.measurement import Measurement
     from repro.bench.memory import MemoryPeaks
     from repro.bench.rows import single_device_row
-    from repro.bench.runner import Measurement
     from repro.runtime.telemetry import Telemetry, TelemetrySample
 
     h100 = DeviceInfo(

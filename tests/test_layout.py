@@ -3,6 +3,7 @@ import-linter layers name the same parts, and every suite has the registry's int
 
 from __future__ import annotations
 
+import ast
 import sys
 import tomllib
 from pathlib import Path
@@ -76,26 +77,44 @@ def test_the_cli_parses_without_torch_ray_or_mlflow() -> None:
     assert out.stdout.strip() == "[]"
 
 
+# Circles other branches of issue 25 remove: removed by the train/settings branches (the
+# coordinator empties this after the merge).
+KNOWN_CIRCLES = [
+    ["repro.train.epoch_log", "repro.train.recipe_loop"],
+    ["repro.execution", "repro.methods", "repro.suites", "repro.train"],
+]
+
+
 def test_no_import_circle_between_files_or_folders() -> None:
-    """Every runtime import (function level too; `if TYPE_CHECKING:` aside), as import-linter
-    reads them: no circle between two modules, nor between two folders of repro/."""
+    """Every import (function level and `if TYPE_CHECKING:` ones too): no circle between two
+    modules, nor between two parts of any package of repro/ (repro.methods's files and folders,
+    repro.methods.rcnn's files, ...)."""
     import grimp
 
-    graph = grimp.build_graph("repro", exclude_type_checking_imports=True)
+    graph = grimp.build_graph("repro", exclude_type_checking_imports=False)
     modules = sorted(graph.modules)
-
-    def folder(module: str) -> str:
-        return ".".join(module.split(".")[:2])
-
     edges = {m: graph.find_modules_directly_imported_by(m) for m in modules}
-    folder_edges: dict[str, set[str]] = {}
-    for m, targets in edges.items():
-        for t in targets:
-            if folder(m) != folder(t):
-                folder_edges.setdefault(folder(m), set()).add(folder(t))
-    for nodes, arrows in ((modules, edges), (sorted({folder(m) for m in modules}), folder_edges)):
-        circles = [c for c in _strongly_connected(nodes, arrows) if len(c) > 1]
-        assert not circles, circles
+    graphs = [(modules, edges)]
+    for package in sorted(m for m in modules if graph.find_children(m)):
+        depth = package.count(".") + 2
+
+        def part(module: str, depth: int = depth) -> str:
+            return ".".join(module.split(".")[:depth])
+
+        inside = [m for m in modules if m.startswith(package + ".")]
+        part_edges: dict[str, set[str]] = {}
+        for m in inside:
+            for t in edges[m]:
+                if t.startswith(package + ".") and part(m) != part(t):
+                    part_edges.setdefault(part(m), set()).add(part(t))
+        graphs.append((sorted({part(m) for m in inside}), part_edges))
+    circles = [
+        c
+        for nodes, arrows in graphs
+        for c in _strongly_connected(nodes, arrows)
+        if len(c) > 1 and c not in KNOWN_CIRCLES
+    ]
+    assert not circles, circles
 
 
 def _strongly_connected(nodes: list[str], edges: dict[str, set[str]]) -> list[list[str]]:
@@ -127,3 +146,40 @@ def _strongly_connected(nodes: list[str], edges: dict[str, set[str]]) -> list[li
         if v not in index:
             visit(v)
     return out
+
+
+# Files other branches of issue 25 rewrite: removed by the train/suites/settings branches (the
+# coordinator empties this after the merge).
+PENDING_IMPORTS = ("repro/train/", "repro/demos/", "repro/suites/", "repro/runner/",
+                   "repro/tracking/", "repro/config.py", "repro/verdicts.py",
+                   "repro/methods/rcnn/pipeline.py", "repro/methods/transfer.py",
+                   "repro/execution/train.py")  # fmt: skip
+
+
+def test_few_imports_inside_functions() -> None:
+    """Imports belong at the top of a module; one inside a function keeps a heavy library off a
+    light path (the CLI's parse, the Ray and MLflow entry points), and those stay few."""
+    inside = []
+    for path in sorted((ROOT / "repro").rglob("*.py")):
+        name = str(path.relative_to(ROOT))
+        if name.startswith(PENDING_IMPORTS):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for sub in ast.walk(node):
+                    if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                        inside.append(f"{name}:{sub.lineno}")
+    assert 0 < len(set(inside)) <= 80, len(set(inside))
+
+
+@pytest.mark.xfail(strict=True, reason="until the train branch lands")
+def test_backward_only_in_train_and_bench() -> None:
+    """Gradients are taken by the trainer (repro.train) and the benchmark's step (repro.bench)."""
+    found = [
+        f"{p.relative_to(ROOT)}:{i}"
+        for p in sorted((ROOT / "repro").rglob("*.py"))
+        if not str(p.relative_to(ROOT)).startswith(("repro/train/", "repro/bench/"))
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if ".backward(" in line
+    ]
+    assert not found, found

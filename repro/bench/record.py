@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from repro.bench.config import BenchConfig
+from repro.bench.result import BenchResult
 from repro.bench.results import append_row, check_results_file, results_path
 from repro.bench.rows import error_row, summary_line
-from repro.bench.runner import BenchResult, benchmark, check_model
+from repro.bench.runner import benchmark, check_model
 from repro.errors import ReproError
 from repro.runtime.device import resolve_device
 

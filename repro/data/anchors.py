@@ -36,15 +36,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from repro.data.problems import Problem, Problems
+from repro.data.verify_report import VerifyReport
 from repro.errors import DataError, ReproError
-
-if TYPE_CHECKING:
-    from repro.data.verify import VerifyReport
 
 log = logging.getLogger("repro.data")
 
