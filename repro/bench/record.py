@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro import tracking
 from repro.bench.config import BenchConfig
 from repro.bench.result import BenchResult
 from repro.bench.results import append_row, check_results_file, results_path
@@ -45,8 +46,6 @@ def preflight(configs: list[BenchConfig], out_dir: Path, tracking_uri: str | Non
         device = resolve_device(config.device)
         check_results_file(results_path(out_dir, device.slug, config.precision))
     if tracking_uri:
-        from repro import tracking
-
         tracking.check_tracking_uri(tracking_uri)
 
 
@@ -60,8 +59,6 @@ def record_row(
 ) -> None:
     """Log to MLflow (if asked), then append the CSV row, whatever MLflow did."""
     if tracking_uri:
-        from repro import tracking
-
         t0 = time.perf_counter()
         try:
             tracking.log_benchmark(tracking_uri, row, series, parent, started)
@@ -113,7 +110,6 @@ def _open_parent(tracking_uri: str | None, configs: int) -> str | None:
     the measurements do not depend on it)."""
     if not tracking_uri:
         return None
-    from repro import tracking
 
     try:
         name = f"bench ({configs} configuration{'s' if configs != 1 else ''})"
@@ -125,7 +121,6 @@ def _open_parent(tracking_uri: str | None, configs: int) -> str | None:
 def _close_parent(tracking_uri: str | None, parent: str | None, session: Session) -> None:
     if not (tracking_uri and parent):
         return
-    from repro import tracking
 
     counts = {"configurations": len(session.recorded), "failed": len(session.failed)}
     try:

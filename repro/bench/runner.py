@@ -12,8 +12,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import psutil
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from repro.bench import rows
 from repro.bench.batch import (
@@ -92,8 +94,6 @@ def _search_batch(
     cap = config.max_batch or AUTO_BATCH_CAP[device.type]
     budget_mb = None
     if not device.is_cuda:
-        import psutil
-
         budget_mb = host_peak_rss_mb() + 0.5 * psutil.virtual_memory().available / 1e6
 
     def fits_step(b: int) -> None:
@@ -169,8 +169,6 @@ def _timed(
     sampler: TelemetrySampler,
     feed: LoaderFeed | None,
 ) -> Timing:
-    from tqdm import tqdm
-
     def on_timed_start() -> None:
         reset_peaks(device.torch_device)
         if feed is not None:

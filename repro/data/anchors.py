@@ -40,8 +40,11 @@ from typing import Any
 
 import numpy as np
 
+from repro.data.coco import load_instances
 from repro.data.problems import Problem, Problems
+from repro.data.splits import named_splits
 from repro.data.verify_report import VerifyReport
+from repro.data.voc import load_split
 from repro.errors import DataError, ReproError
 
 log = logging.getLogger("repro.data")
@@ -262,7 +265,6 @@ def kmeans_iou(
 def training_splits(report: VerifyReport, split: str | None = None) -> list[str]:
     """The splits clustered: `split` ('a+b' for several) when given, else the training set
     (module docstring)."""
-    from repro.data.splits import named_splits
 
     have = set(report.splits)
     if split:
@@ -296,7 +298,6 @@ class _Unlogged(Problems):
 
 def voc_box_shapes(voc_root: Path | str, splits: Sequence[str]) -> BoxShapes:
     """Shapes of the non-difficult objects of VOC `splits` (an image in two splits counts once)."""
-    from repro.data.voc import load_split
 
     voc_root = Path(voc_root)
     seen: set[str] = set()
@@ -318,7 +319,6 @@ def voc_box_shapes(voc_root: Path | str, splits: Sequence[str]) -> BoxShapes:
 
 def coco_box_shapes(root: Path | str, splits: Sequence[str]) -> BoxShapes:
     """Shapes of the non-crowd instances of COCO `splits` (annotations/instances_<split>.json)."""
-    from repro.data.coco import load_instances
 
     root = Path(root)
     wh: list[Any] = []

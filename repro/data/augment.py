@@ -16,6 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 from repro.errors import ReproError
 from repro.recipes import Evaluation, Recipe
@@ -134,7 +137,6 @@ def warp_affine(image: torch.Tensor, forward: Matrix2, shift: tuple[float, float
     """``image`` (CxHxW or NxCxHxW) under x -> forward @ x + shift, x = (right, down) in pixels
     from the image centre; bilinear, border 0, through torch's affine_grid and grid_sample
     (torchvision's v2 affine took ~2.7 ms per 32x32 image, this ~0.1 ms in one thread)."""
-    import torch.nn.functional as F
 
     h, w = image.shape[-2:]
     (a, b), (c, d) = forward
@@ -186,9 +188,8 @@ class AsTensor:
     def __call__(self, image: Any) -> torch.Tensor:
         if isinstance(image, torch.Tensor):
             return image.as_subclass(torch.Tensor)
-        from torchvision.transforms.v2 import functional as F
 
-        return F.pil_to_tensor(image)
+        return TF.pil_to_tensor(image)
 
 
 class ToFloat:
@@ -207,8 +208,6 @@ class ResizeCenterCrop:
     returned as is (tensor datasets such as digits skip two v2 dispatches per image)."""
 
     def __init__(self, resize: int, crop: int) -> None:
-        from torchvision.transforms import v2
-
         self.resize, self.crop = resize, crop
         self.steps = v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(crop)])
 
@@ -229,10 +228,9 @@ class ToChannels:
         have = image.shape[-3]
         if have == self.channels:
             return image
-        from torchvision.transforms.v2 import functional as F
 
         if self.channels == 1:
-            return F.rgb_to_grayscale(image, num_output_channels=1)
+            return TF.rgb_to_grayscale(image, num_output_channels=1)
         if have == 1:
             return image.repeat(self.channels, 1, 1)
         raise ReproError(f"cannot turn {have}-channel images into {self.channels} channels.")
@@ -273,7 +271,6 @@ def train_transform(recipe: Recipe | dict[str, Any], channels: int) -> Callable[
     """The recipe's training augmentation, in fb.resnet's order: crop, geometric distortions
     (YOLO's translate_scale, the digits' random_shift / affine), flip, photometric distortions,
     then (on [0, 1] floats) PCA lighting."""
-    from torchvision.transforms import v2
 
     r = _recipe(recipe)
     names = set(r.augmentation)

@@ -8,10 +8,18 @@ batch of every mode is a warm-up (worker start, nvjpeg init) and is not timed.
 
 from __future__ import annotations
 
+import csv
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision import transforms
+from torchvision.io import decode_jpeg
 
 from repro.errors import DataError, ReproError
 
@@ -61,8 +69,6 @@ class _TrainInput:
     """A Dataset cycling over files with the training transform (module level: picklable)."""
 
     def __init__(self, files: list[Path], input_size: int, length: int) -> None:
-        from torchvision import transforms
-
         self.files, self.length = files, length
         self.transform = transforms.Compose(
             [
@@ -77,8 +83,6 @@ class _TrainInput:
         return self.length
 
     def __getitem__(self, index: int) -> Any:
-        from PIL import Image
-
         with Image.open(self.files[index % len(self.files)]) as img:
             return self.transform(img.convert("RGB"))
 
@@ -101,8 +105,6 @@ def _row(
     seconds: float,
     note: str = "",
 ) -> dict[str, Any]:
-    import torch
-
     rate = images / seconds if seconds > 0 else float("nan")
     return {
         "device": device,
@@ -124,8 +126,6 @@ def _row(
 def _pipeline(
     files: list[Path], workers: int, batch_size: int, input_size: int, batches: int
 ) -> dict[str, Any]:
-    from torch.utils.data import DataLoader
-
     dataset = _TrainInput(files, input_size, (batches + 1) * batch_size)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
     images, start = 0, 0.0
@@ -151,11 +151,6 @@ def _pipeline(
 def _decode_jpeg(
     files: list[Path], device: str, batch_size: int, input_size: int, batches: int
 ) -> dict[str, Any]:
-    import warnings
-
-    import torch
-    from torchvision.io import decode_jpeg
-
     data = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in files]
     batch_list = [
         [data[(b * batch_size + i) % len(data)] for i in range(batch_size)]
@@ -228,8 +223,6 @@ def measure_decode(
         )
     limit = (batches + 1) * batch_size
     if device == "cuda":
-        import torch
-
         if not torch.cuda.is_available():
             raise ReproError(
                 "--device cuda was asked but no GPU is visible to torch.",
@@ -262,7 +255,6 @@ def measure_decode_modes(root: Path, **kwargs: Any) -> list[dict[str, Any]]:
 
 def write_rows(rows: list[dict[str, Any]], path: Path) -> Path:
     """Append rows to a CSV (header written when the file is new)."""
-    import csv
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

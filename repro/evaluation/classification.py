@@ -15,6 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+from torch.utils.data import DataLoader, default_collate
+from torchvision.transforms import v2
+from tqdm import tqdm
+
 from repro.errors import DataError, ReproError
 
 log = logging.getLogger("repro.evaluation")
@@ -27,7 +32,6 @@ CROP_COUNTS = (1, 10)
 def topk_correct(logits: Any, targets: Any, ks: Sequence[int] = (1, 5)) -> dict[int, int]:
     """How many rows have their target among the k highest scores, for each k. k above the
     number of classes counts every row as correct (all classes are in the top k)."""
-    import torch
 
     logits = torch.as_tensor(logits)
     targets = torch.as_tensor(targets).reshape(-1, 1)
@@ -57,8 +61,6 @@ class _StackCrops:
         self.per_crop = per_crop
 
     def __call__(self, crops: Sequence[Any]) -> Any:
-        import torch
-
         return torch.stack([self.per_crop(c) for c in crops])
 
 
@@ -77,8 +79,6 @@ def eval_transform(
     (ImageNet's by default; their average for channels=1). ``normalize=False`` leaves values
     in [0, 1], for datasets that normalize themselves (repro.data.training_sets). Accepts PIL
     images or tensors."""
-    import torch
-    from torchvision.transforms import v2
 
     if crops not in CROP_COUNTS:
         raise ReproError(f"--crops {crops} is not supported.", "use 1 (centre) or 10 (TenCrop).")
@@ -127,7 +127,6 @@ class SkipUnreadable:
 
 def collate_skipping(items: list[Any]) -> tuple[Any, Any, list[_Skipped]]:
     """(inputs, targets, skipped markers); inputs and targets are None when all were skipped."""
-    from torch.utils.data import default_collate
 
     good = [item for item in items if not isinstance(item, _Skipped)]
     skipped = [item for item in items if isinstance(item, _Skipped)]
@@ -138,8 +137,6 @@ def collate_skipping(items: list[Any]) -> tuple[Any, Any, list[_Skipped]]:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    import torch
-
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     text = str(exc).lower()
@@ -168,7 +165,6 @@ class _Chunking:
 
 def _scores(model: Any, inputs: Any, device: Any, chunking: _Chunking) -> Any:
     """Per-image class scores on the CPU: logits (1 crop) or the mean softmax over crops."""
-    import torch
 
     parts = []
     start = 0
@@ -216,9 +212,6 @@ def evaluate_classifier(
     ``skipped_items``); a batch that runs out of memory is retried at half the size, and the
     smaller size is kept (``oom_retries``, ``batch_size_used``).
     """
-    import torch
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
 
     if crops not in CROP_COUNTS:
         raise ReproError(f"crops={crops} is not supported.", "use 1 or 10.")
