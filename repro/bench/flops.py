@@ -18,7 +18,6 @@ from repro.models.registry import ModelSpec
 
 def count_step_flops(step: Callable[[], None]) -> tuple[int | None, str]:
     """FLOPs of one call of ``step`` (a real step: in train mode the weights are updated)."""
-
     try:
         with FlopCounterMode(display=False) as counter:
             step()
@@ -33,7 +32,6 @@ def count_meta_flops(
     spec: ModelSpec, model_kwargs: dict[str, Any], mode: str, batch: int
 ) -> tuple[int | None, str]:
     """FLOPs of one step at ``batch`` on the meta device: shapes only, no memory, no compute."""
-
     try:
         with torch.device("meta"):
             model = spec.build(**model_kwargs)

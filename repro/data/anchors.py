@@ -265,7 +265,6 @@ def kmeans_iou(
 def training_splits(report: VerifyReport, split: str | None = None) -> list[str]:
     """The splits clustered: `split` ('a+b' for several) when given, else the training set
     (module docstring)."""
-
     have = set(report.splits)
     if split:
         fix = "set the claim's params.split to splits the dataset has, joined with '+'."
@@ -298,7 +297,6 @@ class _Unlogged(Problems):
 
 def voc_box_shapes(voc_root: Path | str, splits: Sequence[str]) -> BoxShapes:
     """Shapes of the non-difficult objects of VOC `splits` (an image in two splits counts once)."""
-
     voc_root = Path(voc_root)
     seen: set[str] = set()
     wh: list[tuple[float, float]] = []
@@ -319,7 +317,6 @@ def voc_box_shapes(voc_root: Path | str, splits: Sequence[str]) -> BoxShapes:
 
 def coco_box_shapes(root: Path | str, splits: Sequence[str]) -> BoxShapes:
     """Shapes of the non-crowd instances of COCO `splits` (annotations/instances_<split>.json)."""
-
     root = Path(root)
     wh: list[Any] = []
     image_wh: list[Any] = []

@@ -137,7 +137,6 @@ def warp_affine(image: torch.Tensor, forward: Matrix2, shift: tuple[float, float
     """``image`` (CxHxW or NxCxHxW) under x -> forward @ x + shift, x = (right, down) in pixels
     from the image centre; bilinear, border 0, through torch's affine_grid and grid_sample
     (torchvision's v2 affine took ~2.7 ms per 32x32 image, this ~0.1 ms in one thread)."""
-
     h, w = image.shape[-2:]
     (a, b), (c, d) = forward
     det = a * d - b * c
@@ -271,7 +270,6 @@ def train_transform(recipe: Recipe | dict[str, Any], channels: int) -> Callable[
     """The recipe's training augmentation, in fb.resnet's order: crop, geometric distortions
     (YOLO's translate_scale, the digits' random_shift / affine), flip, photometric distortions,
     then (on [0, 1] floats) PCA lighting."""
-
     r = _recipe(recipe)
     names = set(r.augmentation)
     if "pca_lighting" in names and channels != 3:

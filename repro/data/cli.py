@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from repro.config import data_roots, load_params
+from repro.data.roots import data_root
 from repro.errors import ReproError
 
 DATASETS = (
@@ -32,8 +34,6 @@ The dataset root defaults to params.yaml data.<name>, overridden by REPRO_DATA_<
 def _root(args: argparse.Namespace, name: str) -> Path:
     if args.root:
         return Path(args.root)
-    from repro.config import data_roots, load_params
-    from repro.data.roots import data_root
 
     root = data_root(name, data_roots(load_params(getattr(args, "params", None))))
     if not root:

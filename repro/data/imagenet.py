@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from repro.data.problems import Problems
 from repro.errors import DataError
 from repro.files import read_text
@@ -225,8 +227,6 @@ class ImageNetSplit:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        from PIL import Image
-
         path, label = self.samples[index]
         try:
             with Image.open(path) as img:

@@ -255,7 +255,6 @@ def measure_decode_modes(root: Path, **kwargs: Any) -> list[dict[str, Any]]:
 
 def write_rows(rows: list[dict[str, Any]], path: Path) -> Path:
     """Append rows to a CSV (header written when the file is new)."""
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()

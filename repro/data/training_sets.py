@@ -133,7 +133,6 @@ def _digits_raw() -> tuple[Any, Any]:
     """scikit-learn's digits (8x8 images, 0-16) and labels. Read from the CSV that
     sklearn.datasets.load_digits reads, without importing scikit-learn (seconds per Ray worker
     on a busy machine); load_digits itself when the file is not where scikit-learn keeps it."""
-
     spec = importlib.util.find_spec("sklearn")
     folders = list(spec.submodule_search_locations or []) if spec else []
     for folder in folders:
@@ -149,7 +148,6 @@ def _digits_raw() -> tuple[Any, Any]:
 
 def stratified_split(labels: Sequence[int], test_fraction: float, seed: int) -> list[int]:
     """Indices of the test part: a seeded random ``test_fraction`` of each class (rounded)."""
-
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
     test: list[int] = []
@@ -207,7 +205,6 @@ def digits_field(inner: int) -> Iterator[None]:
 def digits_arrays(split: str, inner: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The images (N x 1 x 32 x 32 in [0, 1]) and labels of one of `DIGITS_SPLITS`, the digit
     upsampled to ``inner`` pixels (default: `digits_field`'s, else `DIGITS_INNER`)."""
-
     chosen = torch.tensor(digits_split_indices(split))
     inner = inner or _inner_override or DIGITS_INNER
     _check_inner(inner)
@@ -287,7 +284,6 @@ def load_dataset(
 def dataset_digest(dataset: Any) -> str:
     """A short fingerprint of a split's content (MLflow's dataset digest): the images of an
     in-memory split, else the file paths and labels of a folder split, else its labels."""
-
     h = hashlib.sha256()
     for name in ("images", "data", "targets"):  # in-memory splits (digits, torchvision's)
         value = getattr(dataset, name, None)
@@ -327,7 +323,6 @@ def shard_loaders(
 ) -> tuple[Any, Any]:
     """This rank's training loader (its slice of each global batch, by ``sampler``) and its
     shard of the eval split (every ``world``-th image from its rank)."""
-
     common: dict[str, Any] = dict(
         num_workers=loader_workers, pin_memory=pin, persistent_workers=loader_workers > 0
     )

@@ -16,6 +16,7 @@ from repro.data import mnist, sun397
 from repro.data.imagenet import imagenet_classes, imagenet_split
 from repro.data.scan import Scan
 from repro.data.stats import dataset_stats
+from repro.data.verify_detection import find_voc_root, verify_coco, verify_voc
 from repro.data.verify_report import VerifyReport
 from repro.errors import DataError
 
@@ -38,8 +39,6 @@ def verify_dataset(
 ) -> VerifyReport:
     """Verify a dataset in one pass (see the module docstring). `labels`: the flat ImageNet
     validation label file. `workers`: decoding threads (default min(8, CPUs))."""
-    from repro.data.verify_detection import find_voc_root, verify_coco, verify_voc
-
     name = name.lower()
     if name not in NAMES:
         raise DataError(f"unknown dataset {name!r}.", f"name one of {', '.join(NAMES)}.")

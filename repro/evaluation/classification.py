@@ -32,7 +32,6 @@ CROP_COUNTS = (1, 10)
 def topk_correct(logits: Any, targets: Any, ks: Sequence[int] = (1, 5)) -> dict[int, int]:
     """How many rows have their target among the k highest scores, for each k. k above the
     number of classes counts every row as correct (all classes are in the top k)."""
-
     logits = torch.as_tensor(logits)
     targets = torch.as_tensor(targets).reshape(-1, 1)
     if logits.dim() != 2 or logits.shape[0] != targets.shape[0]:
@@ -79,7 +78,6 @@ def eval_transform(
     (ImageNet's by default; their average for channels=1). ``normalize=False`` leaves values
     in [0, 1], for datasets that normalize themselves (repro.data.training_sets). Accepts PIL
     images or tensors."""
-
     if crops not in CROP_COUNTS:
         raise ReproError(f"--crops {crops} is not supported.", "use 1 (centre) or 10 (TenCrop).")
     if channels not in (1, 3):
@@ -127,7 +125,6 @@ class SkipUnreadable:
 
 def collate_skipping(items: list[Any]) -> tuple[Any, Any, list[_Skipped]]:
     """(inputs, targets, skipped markers); inputs and targets are None when all were skipped."""
-
     good = [item for item in items if not isinstance(item, _Skipped)]
     skipped = [item for item in items if isinstance(item, _Skipped)]
     if not good:
@@ -165,7 +162,6 @@ class _Chunking:
 
 def _scores(model: Any, inputs: Any, device: Any, chunking: _Chunking) -> Any:
     """Per-image class scores on the CPU: logits (1 crop) or the mean softmax over crops."""
-
     parts = []
     start = 0
     while start < inputs.shape[0]:
@@ -212,7 +208,6 @@ def evaluate_classifier(
     ``skipped_items``); a batch that runs out of memory is retried at half the size, and the
     smaller size is kept (``oom_retries``, ``batch_size_used``).
     """
-
     if crops not in CROP_COUNTS:
         raise ReproError(f"crops={crops} is not supported.", "use 1 or 10.")
     if batch_size < 1:

@@ -12,7 +12,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from repro.data.problems import Problems
 from repro.errors import DataError, ReproError
+from repro.evaluation.detections_io import InvalidDetections, read_voc_results, voc_result_files
 
 log = logging.getLogger("repro.evaluation")
 
@@ -54,7 +56,7 @@ def _print_json(result: dict[str, Any]) -> None:
 def resolve_voc_root(gt: Path) -> Path:
     """A VOC year folder, or the one VOC<year> folder inside ``gt`` or inside ``gt/VOCdevkit``
     (repro.data's find_voc_root), with errors that name --gt."""
-    from repro.data.verify_detection import find_voc_root
+    from repro.data.verify_detection import find_voc_root  # the readers: off `repro --help`
 
     if not gt.is_dir():
         raise ReproError(
@@ -80,13 +82,7 @@ def _class_list(text: str | None) -> list[str] | None:
 
 
 def _eval_voc(args: argparse.Namespace) -> dict[str, Any]:
-    from repro.data.problems import Problems
     from repro.data.voc import load_split, read_split, voc_classes
-    from repro.evaluation.detections_io import (
-        InvalidDetections,
-        read_voc_results,
-        voc_result_files,
-    )
     from repro.evaluation.voc import evaluate_voc, metric_uses_07
 
     metric_uses_07(args.metric)
@@ -182,7 +178,6 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     from torch.utils.data import Subset
 
     from repro.data.imagenet import ImageNetSplit
-    from repro.data.problems import Problems
     from repro.evaluation.classification import eval_transform, evaluate_classifier
     from repro.evaluation.weights import load_weights
     from repro.models import build_model, get_model_spec

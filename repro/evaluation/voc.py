@@ -38,6 +38,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from repro.data.voc import VOC_CLASSES
 from repro.errors import ReproError
 
 if TYPE_CHECKING:
@@ -75,8 +78,6 @@ def voc_ap(rec: Any, prec: Any, use_07_metric: bool) -> float:
     under the precision envelope (precision made monotone from the right) summed over the
     points where recall changes.
     """
-    import numpy as np
-
     rec = np.asarray(rec, dtype=np.float64)
     prec = np.asarray(prec, dtype=np.float64)
     if use_07_metric:
@@ -95,8 +96,6 @@ def voc_ap(rec: Any, prec: Any, use_07_metric: bool) -> float:
 
 def _overlaps(gt_boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
     """IoU of one box with each ground-truth box, inclusive pixel coordinates (+1 widths)."""
-    import numpy as np
-
     ixmin = np.maximum(gt_boxes[:, 0], box[0])
     iymin = np.maximum(gt_boxes[:, 1], box[1])
     ixmax = np.minimum(gt_boxes[:, 2], box[2])
@@ -123,8 +122,6 @@ def eval_class(
     ``(bbox, difficult)``; ``dets``: ``(image_id, score, bbox)`` in any order. A detection on an
     image missing from ``gts`` is treated as one on an image without objects of the class (an
     FP); ``evaluate_voc`` checks image ids before it gets here."""
-    import numpy as np
-
     boxes: dict[str, np.ndarray] = {}
     difficult: dict[str, np.ndarray] = {}
     detected: dict[str, np.ndarray] = {}
@@ -183,8 +180,6 @@ def metric_uses_07(metric: str) -> bool:
 
 def _default_classes(annotations: Mapping[str, VocAnnotation]) -> list[str]:
     """The classes present in the annotations: VOC's order first, any others sorted after."""
-    from repro.data.voc import VOC_CLASSES
-
     names = {obj.name for ann in annotations.values() for obj in ann.objects}
     return [c for c in VOC_CLASSES if c in names] + sorted(names - set(VOC_CLASSES))
 

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from repro.errors import ReproError
+from repro.execution.tasks import init_ray, shutdown
 
 
 def live_nodes() -> list[dict[str, Any]]:
@@ -72,8 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, help="tasks to run (default: the cluster's CPUs)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for nodes")
     args = parser.parse_args(argv)
-
-    from repro.execution.tasks import init_ray, shutdown
 
     try:
         info = init_ray(args.address)

@@ -7,6 +7,7 @@ code and claim files as they are here.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shlex
@@ -280,8 +281,6 @@ class _CountingWriter:
 
 
 def _tail(client: Any, job_id: str, out: _CountingWriter) -> None:
-    import asyncio
-
     async def follow() -> None:
         async for chunk in client.tail_job_logs(job_id):
             out.write(chunk)

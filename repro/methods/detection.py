@@ -58,13 +58,11 @@ Detected = list[tuple[int, float, list[float]]]
 
 def is_grid_detector(model: torch.nn.Module) -> bool:
     """A YOLOv1 grid detector (fully connected head, (N, S, S, B * 5 + C) output)."""
-
     return isinstance(model, YOLOv1)
 
 
 def is_region_detector(model: torch.nn.Module) -> bool:
     """A YOLOv2 anchor-box detector (fully convolutional, (N, A * (5 + C), S, S) output)."""
-
     return isinstance(model, YOLOv2)
 
 
@@ -75,7 +73,6 @@ def is_square_detector(model: torch.nn.Module) -> bool:
 
 def grid_spec(model: torch.nn.Module, num_classes: int, size: int) -> GridSpec:
     """The output geometry of a YOLOv1 model with ``num_classes`` classes on ``size`` inputs."""
-
     boxes, rest = divmod(int(model.depth) - num_classes, yolo_v1.BOX_FIELDS)
     if rest or boxes < 1:
         raise ReproError(
@@ -89,7 +86,6 @@ def grid_spec(model: torch.nn.Module, num_classes: int, size: int) -> GridSpec:
 def anchor_spec(model: torch.nn.Module, num_classes: int, size: int) -> AnchorSpec:
     """The output geometry of a YOLOv2 model with ``num_classes`` classes on ``size`` inputs,
     its priors (13x13 grid units) scaled to the grid (repro.methods.yolo_v2.make_spec)."""
-
     anchors = getattr(model, "anchors", None)
     if anchors is None:
         raise ReproError(
@@ -109,13 +105,11 @@ def anchor_spec(model: torch.nn.Module, num_classes: int, size: int) -> AnchorSp
 
 def detector_num_classes(model_name: str, classes: int) -> int:
     """The ``num_classes`` a detector is built with: torchvision's count the background."""
-
     return classes + 1 if get_model_spec(model_name).source == "torchvision" else classes
 
 
 def build_detector(recipe: Recipe, classes: int) -> torch.nn.Module:
     """The recipe's model for a dataset of ``classes`` classes (recipe model_kwargs kept)."""
-
     kwargs = {**recipe.model_kwargs, "num_classes": detector_num_classes(recipe.model, classes)}
     return build_model(recipe.model, **kwargs)
 
@@ -181,7 +175,6 @@ def decode_square(
 ) -> list[Detections]:
     """A YOLO detector's raw output on ``input_size`` squares as per-image detections in
     input pixels, by the detector's own decoding at the test-time thresholds."""
-
     decode: Callable[..., list[Detections]] = yolo_v1.decode
     spec: Any
     if is_region_detector(model):
@@ -270,7 +263,6 @@ def evaluate_detector(
 ) -> dict[str, float]:
     """mAP (and COCO AP50) in percent of ``weights`` on the recipe's evaluation split, and the
     number of detections scored."""
-
     dataset, classes = open_split(recipe.dataset, root, recipe.eval_split)
     model = build_detector(recipe, len(classes))
     load_weights(model, weights)

@@ -191,7 +191,6 @@ def select_detections(
     """Per image, from pixel xyxy ``boxes`` (N, K, 4) and class-specific ``scores`` (N, K, C):
     every (box, class) above ``score_threshold`` with a box of positive width and height,
     per-class NMS at ``nms_iou``, the ``max_per_image`` best kept."""
-
     out: list[Detections] = []
     for i in range(boxes.shape[0]):
         box_idx, cls = (scores[i] > score_threshold).nonzero(as_tuple=True)

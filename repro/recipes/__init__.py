@@ -117,7 +117,6 @@ class Recipe(_Strict):
     def named_choice(self, choices: tuple[str, ...], what: str, example: str) -> str:
         """The one of ``choices`` the recipe's name carries (a protocol option the schema has
         no field for, e.g. DeCAF's logreg / svm); ReproError naming the recipe otherwise."""
-
         found = [kind for kind in choices if kind in self.name.split("-")]
         if len(found) != 1:
             raise ReproError(

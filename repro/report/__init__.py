@@ -113,7 +113,7 @@ def log_report(paths: dict[str, Path], uri: str) -> tuple[bool, str]:
     """Log the written report to MLflow (experiment "repro/report": the files and the charts as
     artifacts). Never raises for the store: the report is on disk already, so a store that is
     down or refuses costs a warning, not the report. Returns (logged, a line saying so)."""
-    from repro import tracking
+    from repro import tracking  # MLflow's side: off `repro --help`
     from repro.tracking.report import log_report as log_report_run
     from repro.tracking.spool import first_line
 

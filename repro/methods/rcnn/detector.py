@@ -122,7 +122,6 @@ class RCNN:
 
     def count_macs(self) -> float:
         """Multiply-adds of a step: one crop's CNN pass, times the crops, plus the SVMs."""
-
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
             self._features(caffe_pixels(self.image), self.boxes[:1])
         return counter.get_total_flops() / 2 * self.crops_per_step + (

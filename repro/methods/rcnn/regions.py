@@ -123,7 +123,6 @@ def load_proposals(
 ) -> Proposals:
     """Proposals of every (image id, image path) in ``items``: from ``cache_dir`` where cached,
     else by selective search (``processes`` > 1: in that many processes), then cached."""
-
     cache = cache_dir / PROPOSALS_FILE if cache_dir is not None else None
     stored = _load_cache(cache) if cache is not None else {}
     todo = [(i, p) for i, p in items if i not in stored]

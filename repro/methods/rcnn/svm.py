@@ -87,7 +87,6 @@ def train_svms(
     retrain_limit: int = RETRAIN_LIMIT,
 ) -> SvmBank:
     """Per-class SVMs: ground-truth positives; negatives mined in one pass over the images."""
-
     bank = SvmBank(classes, retrain_limit)
     body.eval().to(device)
     feats: dict[int, torch.Tensor] = {}
