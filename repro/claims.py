@@ -251,7 +251,7 @@ class Claim(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Claim:
         if not self.id:
-            self.id = slug(f"{self.table}-{self.row}-{self.metric}")
+            self.id = kebab_case(f"{self.table}-{self.row}-{self.metric}")
         if self.kind == "analytic":
             if self.metric not in ANALYTIC_METRICS:
                 raise ValueError(
@@ -349,7 +349,8 @@ class Paper(_Strict):
         return found[0] if len(found) == 1 else None
 
 
-def slug(text: str) -> str:
+def kebab_case(text: str) -> str:
+    """Lowercase words and digits joined by single dashes (claim ids, recipe names)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 

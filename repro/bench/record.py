@@ -30,7 +30,7 @@ class Recorded:
 
 
 @dataclass
-class Session:
+class BenchSession:
     recorded: list[Recorded] = field(default_factory=list)
 
     @property
@@ -77,9 +77,9 @@ def run_benchmarks(
     *,
     nvml: Any = None,
     echo: Callable[[str], None] = print,
-) -> Session:
+) -> BenchSession:
     preflight(configs, out_dir, tracking_uri)
-    session = Session()
+    session = BenchSession()
     parent = _open_parent(tracking_uri, len(configs))
     for config in configs:
         device = resolve_device(config.device)
@@ -118,7 +118,7 @@ def _open_parent(tracking_uri: str | None, configs: int) -> str | None:
         return None
 
 
-def _close_parent(tracking_uri: str | None, parent: str | None, session: Session) -> None:
+def _close_parent(tracking_uri: str | None, parent: str | None, session: BenchSession) -> None:
     if not (tracking_uri and parent):
         return
 
@@ -129,7 +129,7 @@ def _close_parent(tracking_uri: str | None, parent: str | None, session: Session
         pass
 
 
-def exit_code(session: Session) -> int:
+def exit_code(session: BenchSession) -> int:
     """0: all measured; 2: a failure the user can act on (ReproError); 1: any other failure."""
     if not session.failed:
         return 0

@@ -4,7 +4,7 @@ Both take a PIL image or an image tensor (CxHxW, uint8 or float in [0, 1]) and g
 tensor in [0, 1] with ``channels`` channels at the recipe's input size; the dataset normalises
 afterwards (repro.data.training_sets), so colour noise acts on [0, 1] pixels as in fb.resnet.
 
-The per-epoch validation uses the centre crop of `eval_transform`; the 10-crop protocol of a
+The per-epoch validation uses the centre crop of `center_crop_transform`; the 10-crop protocol of a
 recipe's `evaluation` block is the final evaluation's (repro.evaluation.classification).
 """
 
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from repro.data.detection_loaders import YOLO_HSV, YOLO_SHIFT
 from repro.errors import ReproError
 from repro.recipes import Evaluation, Recipe
 
@@ -38,8 +39,6 @@ PCA_EIGVEC = (
 JITTER = 0.4
 # YOLO (Redmon et al. 2016, Section 2.2): scaling and translations of up to 20% of the image,
 # exposure and saturation up to a factor of 1.5.
-YOLO_SHIFT = 0.2
-YOLO_HSV = 1.5
 PAD_CROP_PIXELS = 4
 # Small-data distortions for centred digits, in the spirit of LeNet-5's (LeCun et al. 1998,
 # Section V.C: translations, scaling, squeezing, horizontal shearing), magnitudes of our own.
@@ -303,7 +302,9 @@ def train_transform(recipe: Recipe | dict[str, Any], channels: int) -> Callable[
     return Pipeline(steps)
 
 
-def eval_transform(evaluation: Evaluation | dict[str, Any], channels: int) -> Callable[[Any], Any]:
+def center_crop_transform(
+    evaluation: Evaluation | dict[str, Any], channels: int
+) -> Callable[[Any], Any]:
     """Shorter side to ``evaluation.resize``, then the centre ``evaluation.crop``."""
     e = evaluation if isinstance(evaluation, Evaluation) else Evaluation.model_validate(evaluation)
     return Pipeline(

@@ -24,6 +24,8 @@ from repro.data.problems import Problems
 from repro.errors import DataError
 from repro.files import read_text
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # per-channel statistics of its training images
+IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".ppm", ".bmp", ".webp")
 KAGGLE_SOLUTION = "LOC_{split}_solution.csv"
 KAGGLE_SYNSETS = "LOC_synset_mapping.txt"

@@ -21,9 +21,10 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.io import decode_jpeg
 
+from repro.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from repro.errors import DataError, ReproError
 
-MODES = ("pipeline", "decode_jpeg")
+DECODE_MODES = ("pipeline", "decode_jpeg")
 ROW_KEYS = (
     "device",
     "mode",
@@ -40,7 +41,6 @@ ROW_KEYS = (
     "note",
 )
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def list_images(root: Path, jpeg_only: bool = False, limit: int | None = None) -> list[Path]:
@@ -75,7 +75,7 @@ class _TrainInput:
                 transforms.RandomResizedCrop(input_size),
                 transforms.RandomHorizontalFlip(),
                 transforms.ToTensor(),
-                transforms.Normalize(MEAN, STD),
+                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
             ]
         )
 
@@ -214,8 +214,8 @@ def measure_decode(
     if device not in ("cpu", "cuda"):
         raise ReproError(f"device {device!r} is not cpu or cuda.", "pass --device cpu or cuda.")
     mode = mode or ("decode_jpeg" if device == "cuda" else "pipeline")
-    if mode not in MODES:
-        raise ReproError(f"mode {mode!r} is unknown.", f"use one of {', '.join(MODES)}.")
+    if mode not in DECODE_MODES:
+        raise ReproError(f"mode {mode!r} is unknown.", f"use one of {', '.join(DECODE_MODES)}.")
     if min(batch_size, batches, input_size) < 1 or workers < 0:
         raise ReproError(
             "batch size, batches and input size must be >= 1 and workers >= 0.",
@@ -247,7 +247,7 @@ def measure_decode_modes(root: Path, **kwargs: Any) -> list[dict[str, Any]]:
     """The CPU pipeline and CPU decode_jpeg rows, plus the GPU decode_jpeg row on "cuda"."""
     device = kwargs.pop("device", "cpu")
     kwargs.pop("mode", None)
-    rows = [measure_decode(root, device="cpu", mode=m, **kwargs) for m in MODES]
+    rows = [measure_decode(root, device="cpu", mode=m, **kwargs) for m in DECODE_MODES]
     if device == "cuda":
         rows.append(measure_decode(root, device="cuda", **kwargs))
     return rows

@@ -35,7 +35,7 @@ from torchvision import datasets
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from repro.data.imagenet import ImageNetSplit
+from repro.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, ImageNetSplit
 from repro.errors import DataError, ReproError
 
 DATASETS = ("digits", "mnist", "cifar10", "imagenet", "imagefolder")
@@ -61,8 +61,6 @@ LENET_STD = 1.0 / (LENET_INK - LENET_BACKGROUND)
 LENET_MEAN = -LENET_BACKGROUND * LENET_STD
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MNIST_PAD = 2  # 28x28 -> 32x32, as LeNet-5 was fed
 
 

@@ -14,15 +14,13 @@ from typing import Any
 
 from repro.data import mnist, sun397
 from repro.data.imagenet import imagenet_classes, imagenet_split
+from repro.data.roots import VERIFIABLE_DATASETS
 from repro.data.scan import Scan
 from repro.data.stats import dataset_stats
 from repro.data.verify_detection import find_voc_root, verify_coco, verify_voc
 from repro.data.verify_report import VerifyReport
 from repro.errors import DataError
 
-NAMES = (
-    "imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco", "sun397", "mnist",
-)  # fmt: skip
 IMAGENET_EXPECTED = {"train": 1281167, "val": 50000}
 IMAGENET_CLASSES = 1000
 _WNID = re.compile(r"^n\d{8}$")
@@ -40,8 +38,10 @@ def verify_dataset(
     """Verify a dataset in one pass (see the module docstring). `labels`: the flat ImageNet
     validation label file. `workers`: decoding threads (default min(8, CPUs))."""
     name = name.lower()
-    if name not in NAMES:
-        raise DataError(f"unknown dataset {name!r}.", f"name one of {', '.join(NAMES)}.")
+    if name not in VERIFIABLE_DATASETS:
+        raise DataError(
+            f"unknown dataset {name!r}.", f"name one of {', '.join(VERIFIABLE_DATASETS)}."
+        )
     root = Path(root)
     if not root.is_dir():
         raise DataError(

@@ -20,12 +20,11 @@ from torch.utils.data import DataLoader, default_collate
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from repro.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from repro.errors import DataError, ReproError
 
 log = logging.getLogger("repro.evaluation")
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP_COUNTS = (1, 10)
 
 

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 Box = tuple[float, float, float, float]
 Detection = tuple[str, float, Box]  # (image_id, score, (x1, y1, x2, y2))
 
-METRICS = {"voc07": True, "voc2010": False}  # name -> use_07_metric
+USES_07_METRIC = {"voc07": True, "voc2010": False}  # name -> use_07_metric
 
 
 @dataclass(frozen=True)
@@ -169,12 +169,12 @@ def eval_class(
 def metric_uses_07(metric: str) -> bool:
     """``voc07`` -> True (11-point AP), ``voc2010`` -> False (all-point AP)."""
     try:
-        return METRICS[metric]
+        return USES_07_METRIC[metric]
     except KeyError:
         raise ReproError(
             f"unknown VOC metric {metric!r}.",
-            f"use one of {', '.join(METRICS)} (voc07: VOC2007 11-point AP; voc2010: all-point "
-            "AP of VOC2010-2012).",
+            f"use one of {', '.join(USES_07_METRIC)} (voc07: VOC2007 11-point AP; voc2010: "
+            "all-point AP of VOC2010-2012).",
         ) from None
 
 
