@@ -25,7 +25,6 @@ from repro.files import read_text
 from repro.recipes import Recipe
 
 PAPERS_DIR = Path(__file__).parent / "papers"
-SEEDS_HINT = "../shared/seeds/"
 
 Kind = Literal["analytic", "speed", "accuracy", "dataset"]
 
@@ -441,7 +440,3 @@ def load_paper(key: str, papers_dir: Path | None = None) -> Paper:
             "pick one of the known papers, or add a YAML file for it to repro/papers/.",
         )
     return load_paper_file(path)
-
-
-def load_papers(keys: list[str] | None = None, papers_dir: Path | None = None) -> list[Paper]:
-    return [load_paper(k, papers_dir) for k in (keys or list_papers(papers_dir))]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from repro.cli import main
-from repro.evaluation.detections_io import write_voc_results
+from tests.voc_results import write_voc_results
 
 OBJECTS = {  # image id -> (class, xmin, ymin, xmax, ymax, difficult)
     "000001": [("cat", 10, 10, 60, 50, 0), ("dog", 70, 20, 120, 90, 0)],
