@@ -4,12 +4,15 @@ import-linter layers name the same parts, and every suite has the registry's int
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
+import grimp
 import pytest
 
+from repro.cli import build_parser
 from repro.suites import get_suite, suite_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,8 +61,6 @@ def test_suite_has_the_registry_interface(name: str) -> None:
 
 
 def test_cli_suite_choices_are_the_registry() -> None:
-    from repro.cli import build_parser
-
     run = build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
     (suite_flag,) = [a for a in run._actions if "--suite" in a.option_strings]
     assert list(suite_flag.choices) == suite_names() == ["analytic", "speed", "accuracy", "dataset"]
@@ -67,8 +68,6 @@ def test_cli_suite_choices_are_the_registry() -> None:
 
 def test_the_cli_parses_without_torch_ray_or_mlflow() -> None:
     """`repro --help` and `repro papers` stay quick: heavy imports wait for the work."""
-    import subprocess
-
     code = (
         "import sys, repro.cli; repro.cli.build_parser(); "
         "print(sorted(m for m in ('torch', 'ray', 'mlflow') if m in sys.modules))"
@@ -89,8 +88,6 @@ def test_no_import_circle_between_files_or_folders() -> None:
     """Every import (function level and `if TYPE_CHECKING:` ones too): no circle between two
     modules, nor between two parts of any package of repro/ (repro.methods's files and folders,
     repro.methods.rcnn's files, ...)."""
-    import grimp
-
     graph = grimp.build_graph("repro", exclude_type_checking_imports=False)
     modules = sorted(graph.modules)
     edges = {m: graph.find_modules_directly_imported_by(m) for m in modules}

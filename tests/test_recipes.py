@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from repro.claims import list_papers, load_paper, load_paper_file
@@ -73,8 +74,6 @@ def test_named_recipes_fit_the_claim(key: str) -> None:
 
 
 def test_recipe_models_are_registered_and_build() -> None:
-    import torch
-
     built: set[str] = set()
     for paper, recipe in RECIPES:
         spec = get_model_spec(recipe.model)  # raises for an unregistered model
