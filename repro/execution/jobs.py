@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlparse
 
+from ray.exceptions import AuthenticationError
+
 from repro.errors import ReproError
 
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
@@ -189,7 +191,6 @@ def connect(address: str | None) -> Any:
     url = dashboard_url(address)
     _probe(url)
     try:
-        from ray.exceptions import AuthenticationError
         from ray.job_submission import JobSubmissionClient
     except ImportError as exc:
         raise ReproError(
@@ -213,8 +214,6 @@ def connect(address: str | None) -> Any:
 
 def _request(what: str, fix: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Calls into the client, with the errors a user can cause turned into ReproErrors."""
-    from ray.exceptions import AuthenticationError
-
     try:
         return fn(*args, **kwargs)
     except AuthenticationError as exc:
