@@ -25,7 +25,6 @@ from repro.files import read_text
 from repro.recipes import Recipe
 
 PAPERS_DIR = Path(__file__).parent / "papers"
-SEEDS_HINT = "../shared/seeds/"
 
 Kind = Literal["analytic", "speed", "accuracy", "dataset"]
 
@@ -251,7 +250,7 @@ class Claim(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> Claim:
         if not self.id:
-            self.id = slug(f"{self.table}-{self.row}-{self.metric}")
+            self.id = kebab_case(f"{self.table}-{self.row}-{self.metric}")
         if self.kind == "analytic":
             if self.metric not in ANALYTIC_METRICS:
                 raise ValueError(
@@ -349,7 +348,8 @@ class Paper(_Strict):
         return found[0] if len(found) == 1 else None
 
 
-def slug(text: str) -> str:
+def kebab_case(text: str) -> str:
+    """Lowercase words and digits joined by single dashes (claim ids, recipe names)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
@@ -440,7 +440,3 @@ def load_paper(key: str, papers_dir: Path | None = None) -> Paper:
             "pick one of the known papers, or add a YAML file for it to repro/papers/.",
         )
     return load_paper_file(path)
-
-
-def load_papers(keys: list[str] | None = None, papers_dir: Path | None = None) -> list[Paper]:
-    return [load_paper(k, papers_dir) for k in (keys or list_papers(papers_dir))]

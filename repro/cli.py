@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from repro import config
+from repro.bench.cli import add_parsers as add_bench_parsers
+from repro.claims import list_papers, load_paper
+from repro.data.cli import add_parsers as add_data_parsers
+from repro.demos.cli import add_parsers as add_demo_parsers
+from repro.environment import collect, format_lines
 from repro.errors import ReproError
-
-if TYPE_CHECKING:
-    from repro.runner.settings import RunSettings
+from repro.evaluation.cli import add_parsers as add_eval_parsers
+from repro.report import demo_seconds, log_report, read_demos, read_measurements, write_report
+from repro.report.cli import add_parsers as add_report_parsers
+from repro.report.cli import compare_with_current
+from repro.runner import degraded, failures, run_papers
+from repro.runner.plan import plan_paper
+from repro.runner.settings import RunSettings
+from repro.submit import add_parsers as add_submit_parsers
+from repro.suites import suite_names  # light: torch loads only when something is measured
+from repro.train.cli import add_parsers as add_train_parsers
 
 EXIT_TRACKING_DEGRADED = 3  # everything measured and written; some MLflow logs wait in the spool
 
@@ -39,8 +51,6 @@ exit status: 0 done; 1 some claims failed (their rows say why); 2 bad input or s
 
 
 def _cmd_papers(args: argparse.Namespace) -> int:
-    from repro.claims import list_papers, load_paper
-
     papers_dir = Path(args.papers_dir) if args.papers_dir else None
     if papers_dir is not None and not papers_dir.is_dir():
         raise ReproError(
@@ -97,9 +107,6 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _print_plan(keys: list[str], settings: RunSettings) -> int:
     """Which claims of ``keys`` the suites would measure, and why the others would not run;
     nothing is measured (no Ray, no MLflow)."""
-    from repro.claims import load_paper
-    from repro.runner.plan import plan_paper
-
     suites = settings.suites
     totals: dict[str, int] = {}
     for key in keys:
@@ -119,9 +126,6 @@ def _print_plan(keys: list[str], settings: RunSettings) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from repro.claims import list_papers
-    from repro.runner import RunSettings, degraded, failures, run_papers
-
     settings = RunSettings.resolve(
         args.params,
         suites=args.suite,
@@ -163,7 +167,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    from repro.tracking import spool
+    from repro.tracking import spool  # MLflow's side: off the parse
 
     entries = spool.pending(args.spool)
     folder = spool.spool_dir(args.spool)
@@ -184,10 +188,6 @@ def _cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
-    import json
-
-    from repro.environment import collect, format_lines
-
     env = collect()
     print(json.dumps(env, indent=2) if args.json else "\n".join(format_lines(env)))
     return 0
@@ -208,16 +208,13 @@ def _print_links(uri: str, papers: list[str]) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from repro.report import read_measurements, write_report
-
     if args.source == "mlflow":
         from repro import tracking
+        from repro.tracking.report import load_results_of
 
         uri = config.settings_of(args).tracking_uri
         tracking.check_tracking_uri(uri)
         if args.run:
-            from repro.tracking.report import load_results_of
-
             rows = load_results_of(uri, args.run)
         else:
             rows = tracking.load_results(uri, args.papers or None)
@@ -230,13 +227,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         rows, metas = read_measurements(Path(args.measurements))
         if args.papers:
             rows = [r for r in rows if r["paper"] in args.papers]
-    from repro.report import demo_seconds, read_demos
 
     demos = Path(args.out) / "demos"
     comparison = None
     if args.compare:
-        from repro.report.cli import compare_with_current
-
         comparison = compare_with_current(args.compare, rows, args.tracking_uri, args.params)
         print("\n".join(comparison.lines))
     paths = write_report(
@@ -245,8 +239,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     if not args.no_mlflow:
-        from repro.report import log_report
-
         uri = config.settings_of(args).tracking_uri
         logged, line = log_report(paths, uri)
         print(line, file=sys.stdout if logged else sys.stderr)
@@ -282,7 +274,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("papers", nargs="*", help="paper keys (see `repro papers`)")
     p.add_argument("--all", action="store_true", help="every paper in repro/papers/")
-    from repro.suites import suite_names  # light: torch loads only when something is measured
 
     p.add_argument(
         "--suite",
@@ -376,13 +367,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Commands that live beside the library parts they drive; each module imports its heavy
     # dependencies only when its command runs.
-    from repro.bench.cli import add_parsers as add_bench_parsers
-    from repro.data.cli import add_parsers as add_data_parsers
-    from repro.demos.cli import add_parsers as add_demo_parsers
-    from repro.evaluation.cli import add_parsers as add_eval_parsers
-    from repro.report.cli import add_parsers as add_report_parsers
-    from repro.submit import add_parsers as add_submit_parsers
-    from repro.train.cli import add_parsers as add_train_parsers
 
     add_bench_parsers(sub)
     add_train_parsers(sub)

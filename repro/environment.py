@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import repro
 
@@ -83,10 +84,9 @@ def git_state(where: Path | None = None) -> tuple[str, str]:
     return commit, dirty
 
 
-def _gpus(nvml: object | None = None) -> tuple[str, str]:
-    """(GPU names, driver) from NVML; torch's view of the GPUs when NVML is absent."""
-    import torch
-
+def _gpus(cuda: Any, nvml: object | None = None) -> tuple[str, str]:
+    """(GPU names, driver) from NVML; ``cuda`` (torch.cuda)'s view of the GPUs when NVML is
+    absent."""
     try:
         if nvml is None:
             import pynvml as nvml  # nvidia-ml-py
@@ -104,8 +104,8 @@ def _gpus(nvml: object | None = None) -> tuple[str, str]:
         driver = driver.decode() if isinstance(driver, bytes) else str(driver)
         return (_count_names(names) or "none"), driver
     except Exception:  # no NVIDIA driver (NVMLError_LibraryNotFound and the like), or no pynvml
-        if torch.cuda.is_available():
-            names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if cuda.is_available():
+            names = [cuda.get_device_name(i) for i in range(cuda.device_count())]
             return _count_names(names), "unknown (NVML unavailable)"
         return "none", "none"
 
@@ -119,11 +119,10 @@ def _count_names(names: list[str]) -> str:
     return ", ".join(names)
 
 
-def _cudnn() -> str:
-    import torch
-
+def _cudnn(cudnn: Any) -> str:
+    """The version of ``cudnn`` (torch.backends.cudnn)."""
     try:
-        version = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        version = cudnn.version() if cudnn.is_available() else None
     except Exception:  # a CUDA build on a machine without the library
         version = None
     if not version:
@@ -137,7 +136,7 @@ def gather(nvml: object | None = None, where: Path | None = None) -> dict[str, s
     import torch  # here, not at import: tracking and the CLI import this module cheaply
 
     commit, dirty = git_state(where)
-    gpu, driver = _gpus(nvml)
+    gpu, driver = _gpus(torch.cuda, nvml)
     env = {
         "repro": repro.__version__,
         "git_commit": commit,
@@ -146,7 +145,7 @@ def gather(nvml: object | None = None, where: Path | None = None) -> dict[str, s
         "torch": torch.__version__,
         "torchvision": _version("torchvision"),
         "cuda": torch.version.cuda or "none",
-        "cudnn": _cudnn(),
+        "cudnn": _cudnn(torch.backends.cudnn),
         "gpu": gpu,
         "driver": driver,
         "cpu": cpu_name(),

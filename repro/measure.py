@@ -1,8 +1,5 @@
 """Measure a paper in this process, no Ray and no MLflow: the reference path tests call, and
-``python -m repro.measure PAPER`` for development. The judging vocabulary now lives in
-repro.verdicts, the suites in repro.suites and the planner in repro.runner.plan; the names
-below are re-exported from there for code that imported them from here.
-"""
+``python -m repro.measure PAPER`` for development."""
 
 from __future__ import annotations
 
@@ -10,69 +7,14 @@ import argparse
 import sys
 from collections.abc import Iterable, Mapping
 
-from repro.claims import Claim, Paper, load_paper
+from repro.claims import Paper, load_paper
 from repro.config import AccuracySettings, SpeedSettings
-from repro.data.roots import BUNDLED_DATASETS, data_root, data_roots_of, dataset_present
 from repro.errors import ReproError
 from repro.runner.execute import execute
-from repro.runner.plan import RunPlan, check_paper, check_suites, plan_paper
-from repro.runner.plan import not_run_reason as _not_run_reason
+from repro.runner.plan import RunPlan, plan_paper
 from repro.runner.settings import RunSettings
 from repro.suites import suite_names
-from repro.suites.analytic import measure_group
-from repro.verdicts import (
-    CORE_VERDICTS,
-    RESULT_COLUMNS,
-    VERDICTS,
-    GroupOutcome,
-    Result,
-    failed_group,
-    in_unit,
-    judge,
-    order_results,
-    result_for,
-)
-
-SUITES = {name: name for name in suite_names()}  # suite name -> the claim kind it measures
-check_models = check_paper
-
-__all__ = [
-    "BUNDLED_DATASETS",
-    "CORE_VERDICTS",
-    "RESULT_COLUMNS",
-    "SUITES",
-    "VERDICTS",
-    "GroupOutcome",
-    "Result",
-    "check_models",
-    "data_root",
-    "data_roots_of",
-    "dataset_present",
-    "failed_group",
-    "in_unit",
-    "judge",
-    "measure_group",
-    "measure_paper_local",
-    "not_run_reason",
-    "order_results",
-    "plan_paper",
-    "result_for",
-]
-
-
-def not_run_reason(
-    claim: Claim,
-    suites: Iterable[str],
-    data_roots: Mapping[str, str] | None,
-    paper: Paper | None = None,
-    accuracy: AccuracySettings | None = None,
-) -> str | None:
-    """Why this claim cannot be measured in this run, or None if it can (the planner's rule,
-    repro.runner.plan.not_run_reason, with this module's earlier arguments)."""
-    settings = RunSettings(
-        tuple(check_suites(suites)), dict(data_roots or {}), accuracy=accuracy or AccuracySettings()
-    )
-    return _not_run_reason(claim, paper, settings)  # type: ignore[arg-type]
+from repro.verdicts import Result, order_results
 
 
 def measure_paper_local(

@@ -65,7 +65,7 @@ def _tracking_note(uri: str | None) -> str | None:
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from repro.execution import jobs
+    from repro.execution import jobs  # Ray's side: off `repro --help`
 
     address = jobs.dashboard_url(args.address)
     if args.status or args.logs or args.stop:

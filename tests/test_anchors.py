@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from repro.claims import Claim, load_paper
+from repro.config import AccuracySettings
 from repro.data.anchors import (
     BoxShapes,
     coco_box_shapes,
@@ -24,7 +25,8 @@ from repro.data.coco import load_instances
 from repro.data.synth import write_coco, write_voc
 from repro.data.voc import load_split
 from repro.errors import ReproError
-from repro.measure import not_run_reason
+from repro.runner.plan import not_run_reason
+from repro.runner.settings import RunSettings
 from repro.suites.dataset import dataset_not_run_reason, measure_dataset_claims
 
 TRUE_SHAPES = np.array([[0.1, 0.3], [0.4, 0.2], [0.7, 0.7]])
@@ -167,9 +169,12 @@ def test_params_errors_name_the_fix(synth: Path) -> None:
 
 
 def test_missing_dataset_is_not_present() -> None:
-    for claim in _claims("yolo_v2", ("avg_iou",)) + _claims("yolo_v3", ("anchor_width",)):
-        reason = not_run_reason(claim, ["dataset"], {claim.dataset or "": "/nonexistent/data"})
-        assert reason is not None and reason.startswith("dataset not present"), reason
+    for paper in ("yolo_v2", "yolo_v3"):
+        for claim in _claims(paper, ("avg_iou", "anchor_width")):
+            roots = {claim.dataset or "": "/nonexistent/data"}
+            settings = RunSettings(("dataset",), roots, accuracy=AccuracySettings())
+            reason = not_run_reason(claim, load_paper(paper), settings)
+            assert reason is not None and reason.startswith("dataset not present"), reason
 
 
 def test_dataset_suite_measures_anchor_claims(synth: Path) -> None:

@@ -13,12 +13,17 @@ from typing import Any
 
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
+from PIL import Image
 
+import repro.bench.record as record
 from repro.bench import runner as bench_runner
-from repro.bench.batch import find_max_batch, is_oom, run_with_oom_retry
+from repro.bench.batch import RetryOutcome, find_max_batch, is_oom, run_with_oom_retry
 from repro.bench.config import BenchConfig
+from repro.bench.measurement import Measurement
+from repro.bench.memory import MemoryPeaks
 from repro.bench.peaks import mfu, peak_flops
-from repro.bench.record import exit_code, run_benchmarks
+from repro.bench.record import exit_code, record_row, run_benchmarks
 from repro.bench.results import (
     BENCH_COLUMNS,
     ENV_COLUMNS,
@@ -26,13 +31,13 @@ from repro.bench.results import (
     read_rows,
     results_path,
 )
-from repro.bench.rows import flops_columns, timing_columns
+from repro.bench.rows import flops_columns, single_device_row, timing_columns
 from repro.bench.runner import benchmark
 from repro.cli import main
 from repro.environment import collect
 from repro.errors import ReproError, UnknownModelError
 from repro.runtime.device import DeviceInfo, resolve_device, torch_version_slug
-from repro.runtime.telemetry import TelemetrySampler, open_nvml_device
+from repro.runtime.telemetry import Telemetry, TelemetrySample, TelemetrySampler, open_nvml_device
 from repro.runtime.timing import Timing, percentile, time_step
 from repro.train.config import TrainResult
 
@@ -327,12 +332,6 @@ def test_peak_table_and_mfu() -> None:
 
 
 def test_gpu_row_from_fake_telemetry_has_energy_per_image_and_mfu() -> None:
-    from repro.bench.batch import RetryOutcome
-    from repro.bench.memory import MemoryPeaks
-    from repro.bench.rows import single_device_row
-    from repro.bench.runner import Measurement
-    from repro.runtime.telemetry import Telemetry, TelemetrySample
-
     h100 = DeviceInfo(
         torch.device("cpu"), "NVIDIA H100 80GB HBM3", "cuda:0 (NVIDIA H100 80GB HBM3)"
     )
@@ -361,8 +360,6 @@ def test_gpu_row_from_fake_telemetry_has_energy_per_image_and_mfu() -> None:
 
 
 def _image_folder(root: Path, classes: int = 2, per_class: int = 3) -> Path:
-    from PIL import Image
-
     for c in range(classes):
         d = root / f"class{c}"
         d.mkdir(parents=True)
@@ -391,8 +388,6 @@ def test_data_loading_split_on_a_tiny_image_folder(tmp_path: Path) -> None:
 def test_failed_configuration_writes_an_error_row_and_keeps_earlier_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import repro.bench.record as record
-
     real = record.benchmark
 
     def flaky(config: BenchConfig, **kw: Any) -> Any:
@@ -457,10 +452,6 @@ def test_a_cpu_benchmark_samples_host_cpu_and_memory_but_no_gpu() -> None:
 
 
 def test_mlflow_run_holds_params_metrics_and_system_series(tmp_path: Path) -> None:
-    from mlflow.tracking import MlflowClient
-
-    from repro.bench.record import record_row
-
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     row = benchmark(BenchConfig("lenet5", **TINY)).row
     series = {"gpu_0_utilization_percentage": [(0, 50.0, 1000), (1, 70.0, 1100), (2, 60.0, 1200)]}

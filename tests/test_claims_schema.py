@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from repro import config
 from repro.claims import ANALYTIC_METRICS, list_papers, load_paper, load_paper_file
 from repro.errors import ClaimFileError, ReproError
 from repro.models import get_model_spec
@@ -81,8 +82,6 @@ def test_yaml_syntax_error_names_file(tmp_path: Path) -> None:
 def test_yaml_syntax_error_shows_line_and_caret(tmp_path: Path, source: str) -> None:
     """File, line and column first, then the offending line and a caret under the column, each
     on its own line, as PyYAML's problem mark gives them."""
-    from repro import config
-
     text = "paper: x\nclaims:\n  - table: T1\n   row: a\n"  # line 4 is indented wrongly
     p = tmp_path / ("x.yaml" if source == "paper" else "params.yaml")
     p.write_text(text)

@@ -28,8 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import jsonschema
+import psutil
 import pytest
+import ray
 import yaml
+from ray.autoscaler._private.util import prepare_config, validate_config
 
 from repro.cli import main
 from repro.execution import jobs
@@ -56,8 +60,6 @@ def _ray_up_validation(config: dict) -> dict:
     """What `ray up` does before it talks to the cloud: merge the provider's defaults
     (prepare_config) and check the result against ray/autoscaler/ray-schema.json and Ray's
     own cross-field rules (validate_config)."""
-    from ray.autoscaler._private.util import prepare_config, validate_config
-
     prepared = prepare_config(copy.deepcopy(config))
     validate_config(prepared)
     return prepared
@@ -73,8 +75,6 @@ def test_cluster_yaml_passes_rays_launcher_validation(repo: Path) -> None:
 
 
 def test_cluster_yaml_with_a_misspelled_key_fails_validation(repo: Path) -> None:
-    import jsonschema
-
     config = _launcher_config(repo)
     config["available_node_types"]["gpu_a10g"]["max_worker"] = 2  # for max_workers
     with pytest.raises(jsonschema.ValidationError, match="'max_worker' was unexpected"):
@@ -88,8 +88,6 @@ def test_cluster_yaml_with_a_misspelled_key_fails_validation(repo: Path) -> None
 def test_cluster_yaml_matches_this_project(repo: Path) -> None:
     """The nodes must run this Ray and Python, the pinned torch, the project, and get neither
     the local stores nor the environments copied over."""
-    import ray
-
     config = _launcher_config(repo)
     py = f"py{sys.version_info.major}{sys.version_info.minor}"
     assert config["docker"]["image"] == f"rayproject/ray:{ray.__version__}-{py}-gpu"
@@ -244,8 +242,6 @@ def _jobs_api_up(url: str, token: str) -> bool:
 def _stop_node(proc: subprocess.Popen) -> None:
     """SIGTERM to the `ray start --block` process makes it stop its own Ray processes; any
     that outlive it are killed by pid."""
-    import psutil
-
     try:
         children = psutil.Process(proc.pid).children(recursive=True)
     except psutil.NoSuchProcess:

@@ -7,7 +7,9 @@ import re
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
+from repro import tracking
 from repro.cli import main
 from repro.report.compare import compare_bench, compare_results, moved_beyond_tolerance
 from repro.verdicts import RESULT_COLUMNS, GroupOutcome, Result
@@ -143,8 +145,6 @@ def test_report_compare_adds_a_section(tmp_path: Path, capsys) -> None:
 
 
 def test_mlflow_sessions_runs_and_experiments_are_sides(tmp_path: Path, capsys) -> None:
-    from repro import tracking
-
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
 
     def group(rows: list[dict]) -> GroupOutcome:
@@ -159,7 +159,6 @@ def test_mlflow_sessions_runs_and_experiments_are_sides(tmp_path: Path, capsys) 
     # an experiment means its newest session: the same as comparing with `second`
     assert main(["compare", f"mlflow:{first}", "mlflow:repro/vgg", *args]) == 0
     assert "verdict changed: 1;" in capsys.readouterr().out
-    from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("repro/vgg")

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from repro.data.cli import add_parsers
 from repro.data.synth import write_image_folder, write_voc
@@ -87,8 +88,6 @@ def test_measure_decode_rates(tmp_path: Path) -> None:
 
 
 def test_cuda_decode_needs_a_gpu(tmp_path: Path) -> None:
-    import torch
-
     root = write_image_folder(tmp_path, per_split={"train": 2}, size=40)
     if torch.cuda.is_available():
         row = measure_decode(root, device="cuda", batch_size=4, batches=2)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pycocotools import mask as mask_utils
 
 from repro.data.coco import CocoDetection, load_instances, voc_to_coco
 from repro.data.imagenet import ImageNetSplit, imagenet_classes, imagenet_split
@@ -80,8 +81,6 @@ def test_synth_is_deterministic_for_a_seed(tmp_path: Path) -> None:
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools on numpy 2
 def test_write_coco_parses_back(tmp_path: Path) -> None:
-    from pycocotools import mask as mask_utils
-
     root = write_coco(tmp_path, splits={"train2017": 30, "val2017": 10}, crowd_fraction=0.5)
     train = load_instances(root / "annotations" / "instances_train2017.json")
     val = load_instances(root / "annotations" / "instances_val2017.json")

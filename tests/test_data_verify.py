@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from repro.data.claim_values import dataset_metric
 from repro.data.stats import dataset_stats
@@ -162,8 +163,6 @@ def test_dataset_stats_and_metric(synth: Path) -> None:
 
 
 def test_imagenet_flat_val_with_labels(tmp_path: Path) -> None:
-    from PIL import Image
-
     wnids = ("n01440764", "n01443537")
     root = write_image_folder(tmp_path, classes=wnids, per_split={"train": 2}, size=16)
     (root / "val").mkdir()

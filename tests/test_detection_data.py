@@ -3,17 +3,20 @@ training transform a recipe names, on small synthetic VOC sets written by the te
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from repro.data.coco import voc_to_coco
 from repro.data.detection_loaders import (
     DropDifficult,
     HFlip,
     ResizeSquare,
     SplitPart,
+    open_split,
     recipe_datasets,
     scale_hsv,
     split_parts,
@@ -21,7 +24,9 @@ from repro.data.detection_loaders import (
     training_set,
     translate_scale,
 )
+from repro.data.synth import write_voc
 from repro.errors import DataError, ReproError
+from repro.methods.detection import score_rows
 from repro.recipes import Recipe
 
 
@@ -80,8 +85,6 @@ def test_split_parts_name_each_dataset_and_refuse_bad_parts() -> None:
 
 
 def test_union_of_two_years_and_mismatched_classes(tmp_path: Path) -> None:
-    from repro.data.synth import write_voc
-
     v07 = write_voc(tmp_path / "a", splits={"trainval": 3, "test": 2}, size=(64, 48))
     v12 = write_voc(tmp_path / "b", year="2012", splits={"trainval": 4}, size=(64, 48), seed=1)
     data, classes = training_set(recipe(), {"voc2007": str(v07), "voc2012": str(v12)}, None)
@@ -182,13 +185,6 @@ def test_yolo_transform_drops_difficult_and_resizes_to_the_square() -> None:
 def test_coco_split_reads_and_its_own_boxes_score_ap_100(tmp_path: Path) -> None:
     """A COCO root made from a synthetic VOC split: open_split reads it, and the ground-truth
     boxes handed back as detections score AP and AP50 of 100 by pycocotools."""
-    import json
-
-    from repro.data.coco import voc_to_coco
-    from repro.data.detection_loaders import open_split
-    from repro.data.synth import write_voc
-    from repro.methods.detection import score_rows
-
     voc = write_voc(tmp_path / "voc", splits={"val": 4}, size=(80, 60), seed=2)
     coco = tmp_path / "coco"
     (coco / "annotations").mkdir(parents=True)

@@ -7,8 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
+from mlflow.tracking import MlflowClient
 
-from repro import environment
+from repro import environment, tracking
 from repro.cli import main
 from repro.environment import ENV_KEYS, collect, gather, git_state
 
@@ -44,8 +46,6 @@ class BrokenNvml(FakeNvml):
 
 
 def test_keys_in_order_and_versions_of_this_process() -> None:
-    import torch
-
     env = collect()
     assert tuple(env) == ENV_KEYS
     assert env["torch"] == torch.__version__
@@ -77,8 +77,6 @@ def test_gpus_and_driver_from_nvml() -> None:
 
 
 def test_no_driver_is_said_not_raised() -> None:
-    import torch
-
     env = gather(nvml=BrokenNvml([]))
     if not torch.cuda.is_available():
         assert (env["gpu"], env["driver"]) == ("none", "none")
@@ -122,10 +120,6 @@ def test_repro_env_prints_every_key(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_every_mlflow_run_carries_the_environment(tmp_path: Path) -> None:
-    from mlflow.tracking import MlflowClient
-
-    from repro import tracking
-
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     rid = tracking.log_demo(uri, "env-check", {"acc": 0.5}, {"epochs": 1}, [])
     bench = tracking.log_benchmark(uri, {"model": "lenet5", "status": "ok", "images_per_s": 1.0})

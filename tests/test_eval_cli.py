@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from repro.cli import main
-from repro.evaluation.detections_io import write_voc_results
+from repro.data.synth import write_image_folder
+from repro.evaluation.classification import eval_transform
+from repro.models import build_model
+from tests.voc_results import write_voc_results
 
 OBJECTS = {  # image id -> (class, xmin, ymin, xmax, ymax, difficult)
     "000001": [("cat", 10, 10, 60, 50, 0), ("dog", 70, 20, 120, 90, 0)],
@@ -130,10 +134,6 @@ def test_bad_paths_exit_2_with_one_paragraph(
 
 
 def test_classifier_json_matches_a_direct_evaluation(tmp_path: Path, capsys) -> None:
-    from repro.data.synth import write_image_folder
-    from repro.evaluation.classification import eval_transform
-    from repro.models import build_model
-
     root = write_image_folder(tmp_path / "imgs", per_split={"val": 3}, size=32)
     broken = sorted((root / "val" / "square").iterdir())[0]
     broken.write_bytes(b"not a jpeg")
@@ -151,7 +151,6 @@ def test_classifier_json_matches_a_direct_evaluation(tmp_path: Path, capsys) -> 
     assert result["top5_error"] == 0.0  # 3 classes: every target is in the top 5
     transform = eval_transform(32, 32)
     wrong = 0
-    from PIL import Image
 
     for label, name in enumerate(("circle", "square", "triangle")):
         for path in sorted((root / "val" / name).iterdir()):

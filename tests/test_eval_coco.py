@@ -11,7 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
+import repro.evaluation.coco as coco_mod
 from repro.errors import ReproError
 from repro.evaluation.coco import STAT_NAMES, evaluate_coco
 
@@ -71,9 +74,6 @@ def make_results(gt: dict, seed: int) -> list[dict]:
 
 
 def direct_pycocotools(gt: dict, results: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = copy.deepcopy(gt)
@@ -144,8 +144,6 @@ def test_caller_inputs_are_not_modified() -> None:
 
 
 def test_disagreement_is_reported_loudly(monkeypatch, caplog) -> None:
-    import repro.evaluation.coco as coco_mod
-
     real = coco_mod._run_faster
 
     def skewed(*args, **kwargs):

@@ -144,7 +144,7 @@ def test_augment_rejects_two_crops_and_eval_takes_the_centre() -> None:
     with pytest.raises(ReproError, match="random_crop and pad_crop"):
         augment.train_transform(_image_recipe(["random_crop", "pad_crop"]), channels=3)
     image = torch.arange(40 * 50, dtype=torch.float32).view(1, 40, 50) / 2000
-    out = augment.eval_transform({"resize": 40, "crop": 20}, channels=3)(image)
+    out = augment.center_crop_transform({"resize": 40, "crop": 20}, channels=3)(image)
     assert out.shape == (3, 20, 20)
     assert torch.allclose(out[0], image[0, 10:30, 15:35])  # centre crop, grey repeated
     lighting = augment.PcaLighting()
@@ -195,7 +195,7 @@ def test_imagefolder_dataset_is_normalised_at_the_crop(tmp_path: Path) -> None:
         for i in range(2):
             Image.new("RGB", (40, 30), (255, 255, 255)).save(tmp_path / "val" / cls / f"{i}.png")
     ds, classes = load_dataset(
-        "imagefolder", tmp_path, "val", augment.eval_transform(EVAL | {"crop": 24}, 3)
+        "imagefolder", tmp_path, "val", augment.center_crop_transform(EVAL | {"crop": 24}, 3)
     )
     assert classes == ["n01", "n02"] and len(ds) == 4
     x, y = ds[3]

@@ -1,43 +1,22 @@
-"""The house: old import paths still work, modules stay small, the README's layout and the
+"""The house: modules stay small, the README's layout and the
 import-linter layers name the same parts, and every suite has the registry's interface."""
 
 from __future__ import annotations
 
-import importlib
+import ast
 import pickle
+import subprocess
 import sys
 import tomllib
-import warnings
 from pathlib import Path
 
+import grimp
 import pytest
 
-from repro._moved import GONE_PACKAGES, MOVED
+from repro.cli import build_parser
 from repro.suites import Suite, get_suite, suite_names
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.mark.parametrize("old", sorted(MOVED))
-def test_old_import_path_gives_the_moved_module(old: str) -> None:
-    sys.modules.pop(old, None)  # imported again, so it warns again
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        module = importlib.import_module(old)
-    assert module is importlib.import_module(MOVED[old])
-    assert module.__spec__.name == MOVED[old]  # the new module is not renamed
-    assert [str(w.message) for w in caught if w.category is DeprecationWarning] == [
-        f"{old} moved to {MOVED[old]}; import it from there."
-    ]
-
-
-@pytest.mark.parametrize("package", sorted(GONE_PACKAGES))
-def test_from_old_package_import_submodule(package: str) -> None:
-    name, new = next(iter(GONE_PACKAGES[package].items()))
-    module = importlib.import_module(package)
-    assert getattr(module, name) is importlib.import_module(new)
-    with pytest.raises(AttributeError):
-        module.not_a_module  # noqa: B018
 
 
 def test_no_module_over_500_lines() -> None:
@@ -83,8 +62,6 @@ def test_suite_has_the_registry_interface(name: str) -> None:
 
 
 def test_cli_suite_choices_are_the_registry() -> None:
-    from repro.cli import build_parser
-
     run = build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
     (suite_flag,) = [a for a in run._actions if "--suite" in a.option_strings]
     assert list(suite_flag.choices) == suite_names() == ["analytic", "speed", "accuracy", "dataset"]
@@ -92,8 +69,6 @@ def test_cli_suite_choices_are_the_registry() -> None:
 
 def test_the_cli_parses_without_torch_ray_or_mlflow() -> None:
     """`repro --help` and `repro papers` stay quick: heavy imports wait for the work."""
-    import subprocess
-
     code = (
         "import sys, repro.cli; repro.cli.build_parser(); "
         "print(sorted(m for m in ('torch', 'ray', 'mlflow') if m in sys.modules))"
@@ -102,26 +77,42 @@ def test_the_cli_parses_without_torch_ray_or_mlflow() -> None:
     assert out.stdout.strip() == "[]"
 
 
+# Circles other branches of issue 25 remove: removed by the train/settings branches (the
+# coordinator empties this after the merge).
+KNOWN_CIRCLES = [
+    ["repro.train.epoch_log", "repro.train.recipe_loop"],
+    ["repro.execution", "repro.methods", "repro.suites", "repro.train"],
+]
+
+
 def test_no_import_circle_between_files_or_folders() -> None:
-    """Every runtime import (function level too; `if TYPE_CHECKING:` aside), as import-linter
-    reads them: no circle between two modules, nor between two folders of repro/."""
-    import grimp
-
-    graph = grimp.build_graph("repro", exclude_type_checking_imports=True)
+    """Every import (function level and `if TYPE_CHECKING:` ones too): no circle between two
+    modules, nor between two parts of any package of repro/ (repro.methods's files and folders,
+    repro.methods.rcnn's files, ...)."""
+    graph = grimp.build_graph("repro", exclude_type_checking_imports=False)
     modules = sorted(graph.modules)
-
-    def folder(module: str) -> str:
-        return ".".join(module.split(".")[:2])
-
     edges = {m: graph.find_modules_directly_imported_by(m) for m in modules}
-    folder_edges: dict[str, set[str]] = {}
-    for m, targets in edges.items():
-        for t in targets:
-            if folder(m) != folder(t):
-                folder_edges.setdefault(folder(m), set()).add(folder(t))
-    for nodes, arrows in ((modules, edges), (sorted({folder(m) for m in modules}), folder_edges)):
-        circles = [c for c in _strongly_connected(nodes, arrows) if len(c) > 1]
-        assert not circles, circles
+    graphs = [(modules, edges)]
+    for package in sorted(m for m in modules if graph.find_children(m)):
+        depth = package.count(".") + 2
+
+        def part(module: str, depth: int = depth) -> str:
+            return ".".join(module.split(".")[:depth])
+
+        inside = [m for m in modules if m.startswith(package + ".")]
+        part_edges: dict[str, set[str]] = {}
+        for m in inside:
+            for t in edges[m]:
+                if t.startswith(package + ".") and part(m) != part(t):
+                    part_edges.setdefault(part(m), set()).add(part(t))
+        graphs.append((sorted({part(m) for m in inside}), part_edges))
+    circles = [
+        c
+        for nodes, arrows in graphs
+        for c in _strongly_connected(nodes, arrows)
+        if len(c) > 1 and c not in KNOWN_CIRCLES
+    ]
+    assert not circles, circles
 
 
 def _strongly_connected(nodes: list[str], edges: dict[str, set[str]]) -> list[list[str]]:
@@ -153,3 +144,40 @@ def _strongly_connected(nodes: list[str], edges: dict[str, set[str]]) -> list[li
         if v not in index:
             visit(v)
     return out
+
+
+# Files other branches of issue 25 rewrite: removed by the train/suites/settings branches (the
+# coordinator empties this after the merge).
+PENDING_IMPORTS = ("repro/train/", "repro/demos/", "repro/suites/", "repro/runner/",
+                   "repro/tracking/", "repro/config.py", "repro/verdicts.py",
+                   "repro/methods/rcnn/pipeline.py", "repro/methods/transfer.py",
+                   "repro/execution/train.py")  # fmt: skip
+
+
+def test_few_imports_inside_functions() -> None:
+    """Imports belong at the top of a module; one inside a function keeps a heavy library off a
+    light path (the CLI's parse, the Ray and MLflow entry points), and those stay few."""
+    inside = []
+    for path in sorted((ROOT / "repro").rglob("*.py")):
+        name = str(path.relative_to(ROOT))
+        if name.startswith(PENDING_IMPORTS):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for sub in ast.walk(node):
+                    if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                        inside.append(f"{name}:{sub.lineno}")
+    assert 0 < len(set(inside)) <= 80, len(set(inside))
+
+
+@pytest.mark.xfail(strict=True, reason="until the train branch lands")
+def test_backward_only_in_train_and_bench() -> None:
+    """Gradients are taken by the trainer (repro.train) and the benchmark's step (repro.bench)."""
+    found = [
+        f"{p.relative_to(ROOT)}:{i}"
+        for p in sorted((ROOT / "repro").rglob("*.py"))
+        if not str(p.relative_to(ROOT)).startswith(("repro/train/", "repro/bench/"))
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if ".backward(" in line
+    ]
+    assert not found, found

@@ -8,10 +8,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from torchvision import datasets
 
+from repro.claims import load_paper
 from repro.data import mnist
 from repro.data.synth import write_mnist
 from repro.data.verify import verify_dataset
+from repro.suites.dataset import dataset_not_run_reason, measure_dataset_claims
 
 
 @pytest.fixture
@@ -20,8 +23,6 @@ def root(tmp_path: Path) -> Path:
 
 
 def test_synthetic_mnist_reads_as_torchvision_reads_it(root: Path) -> None:
-    from torchvision import datasets
-
     train = datasets.MNIST(str(root), train=True, download=False)
     test = datasets.MNIST(str(root), train=False, download=False)
     assert (len(train), len(test)) == (30, 12)
@@ -49,9 +50,6 @@ def test_verify_counts_and_names_what_is_wrong(root: Path) -> None:
 
 
 def test_lenet_dataset_claims_are_counted_on_mnist(root: Path) -> None:
-    from repro.claims import load_paper
-    from repro.suites.dataset import dataset_not_run_reason, measure_dataset_claims
-
     claims = [c for c in load_paper("lenet").claims if c.kind == "dataset"]
     assert {c.id for c in claims} == {"mnist-classes", "training-data-size"}
     assert all(dataset_not_run_reason(c) is None for c in claims)

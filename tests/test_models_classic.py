@@ -10,6 +10,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from repro.models import build_model, get_model_spec
+from repro.models.alexnet import krizhevsky_lrn
+from repro.models.lenet import C3_TABLE, ScaledTanh
 
 NAMES = [
     "lenet5",
@@ -94,8 +96,6 @@ def test_forward_on_paper_input(name):
 
 
 def test_lenet5_params_and_shapes():
-    from repro.models.lenet import C3_TABLE
-
     model = build_model("lenet5")
     assert n_params(model) == 60_000
     per_layer = {n: n_params(m) for n, m in model.named_children()}
@@ -122,8 +122,6 @@ def test_lenet5_params_and_shapes():
 
 
 def test_lenet5_c3_connection_table():
-    from repro.models.lenet import C3_TABLE
-
     c3 = build_model("lenet5").C3[0]
     x = torch.rand(1, 6, 14, 14)
     base = c3(x)
@@ -140,8 +138,6 @@ def test_lenet5_c3_connection_table():
 
 
 def test_lenet5_squashing_and_rbf():
-    from repro.models.lenet import ScaledTanh
-
     f = ScaledTanh()
     assert torch.allclose(f(torch.tensor([1.0, -1.0])), torch.tensor([1.0, -1.0]), atol=1e-4)
     model = build_model("lenet5")
@@ -218,8 +214,6 @@ def test_alexnet_towers_do_not_communicate():
 
 
 def test_lrn_matches_paper_formula():
-    from repro.models.alexnet import krizhevsky_lrn
-
     a = torch.rand(1, 7, 3, 3) * 50
     k, n, alpha, beta = 2.0, 5, 1e-4, 0.75
     expected = torch.empty_like(a)

@@ -176,10 +176,6 @@ def test_faster_rcnn_vgg16_detects() -> None:
 
 
 def test_yolov1_batch_norm_variant_has_bn_on_every_conv_and_no_dropout() -> None:
-    from torch import nn
-
-    from repro.models import build_model
-
     plain = build_model("yolov1", grid=2)
     bn = build_model("yolov1", grid=2, batch_norm=True, dropout=0.0)
     convs = [m for m in bn.modules() if isinstance(m, nn.Conv2d)]

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from repro.models import build_model, get_model_spec
+from repro.models.xception import SeparableConv2d
 
 IMAGENET_RESNETS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 CIFAR_RESNETS = ["resnet20", "resnet32", "resnet44", "resnet56", "resnet110"]
@@ -255,8 +256,6 @@ def test_xception_flows():
 
 
 def test_separable_conv_is_depthwise_then_pointwise():
-    from repro.models.xception import SeparableConv2d
-
     conv = SeparableConv2d(8, 16)
     assert [name for name, _ in conv.named_children()] == ["depthwise", "pointwise"]
     assert conv.depthwise.groups == 8 and conv.depthwise.kernel_size == (3, 3)

@@ -13,7 +13,8 @@ from functools import cache
 import pytest
 
 from repro.claims import list_papers, load_paper
-from repro.measure import Result, measure_paper_local
+from repro.measure import measure_paper_local
+from repro.verdicts import Result
 
 EXPECTED_DEVIATIONS: dict[str, set[str]] = {
     # the paper's network normalises before pooling; the lecture table's rows are single-tower

@@ -11,6 +11,8 @@ import yaml
 
 from repro.claims import load_paper_file
 from repro.config import AccuracySettings
+from repro.data.synth import write_voc
+from repro.data.voc import VocDetection
 from repro.measure import measure_paper_local
 from repro.methods.rpn_proposals import count_proposals
 from repro.models import build_model
@@ -42,9 +44,6 @@ def test_nms_threshold_orders_the_counts_and_the_caps_come_back(model) -> None:
 
 
 def test_the_suite_counts_proposals_of_supplied_weights(tmp_path: Path) -> None:
-    from repro.data.synth import write_voc
-    from repro.data.voc import VocDetection
-
     root = write_voc(tmp_path / "voc", splits={"test": 3}, seed=0)
     classes = len(VocDetection(root, "test").classes)
     weights = tmp_path / "zf.pt"

@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
-from repro.claims import list_papers, load_paper, load_paper_file, load_papers
+from repro.claims import list_papers, load_paper, load_paper_file
 from repro.errors import ClaimFileError
 from repro.models import get_model_spec
 from repro.recipes import AUGMENTATIONS, Recipe
@@ -29,7 +30,7 @@ CLASSIFICATION_EVAL = {"top1_error", "top5_error", "top1_top5"}
 
 
 def _recipes() -> list[tuple[str, Recipe]]:
-    return [(p.paper, r) for p in load_papers() for r in p.recipes]
+    return [(p.paper, r) for p in map(load_paper, list_papers()) for r in p.recipes]
 
 
 RECIPES = _recipes()
@@ -73,8 +74,6 @@ def test_named_recipes_fit_the_claim(key: str) -> None:
 
 
 def test_recipe_models_are_registered_and_build() -> None:
-    import torch
-
     built: set[str] = set()
     for paper, recipe in RECIPES:
         spec = get_model_spec(recipe.model)  # raises for an unregistered model

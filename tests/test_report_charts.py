@@ -10,9 +10,17 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from mlflow.tracking import MlflowClient
 
 from repro.claims import Tolerance
-from repro.report import Content, build_charts, render_html, render_markdown, write_report
+from repro.report import (
+    Content,
+    build_charts,
+    log_report,
+    render_html,
+    render_markdown,
+    write_report,
+)
 from repro.report.bench_charts import bench_charts, read_benchmarks, training_charts, value_axis
 from repro.report.charts import RATIO_LIMITS, claim_points, new_figure, to_svg
 from repro.verdicts import RESULT_COLUMNS
@@ -197,10 +205,6 @@ def test_markdown_and_html_show_the_same_charts() -> None:
 
 
 def test_the_report_and_its_charts_are_logged_to_mlflow(tmp_path: Path) -> None:
-    from mlflow.tracking import MlflowClient
-
-    from repro.report import log_report
-
     paths = write_report(ROWS, [], tmp_path / "reports", bench_dir=None)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     logged, line = log_report(paths, uri)
@@ -215,8 +219,6 @@ def test_the_report_and_its_charts_are_logged_to_mlflow(tmp_path: Path) -> None:
 
 
 def test_a_store_that_is_down_costs_a_warning_not_the_report(tmp_path: Path) -> None:
-    from repro.report import log_report
-
     paths = write_report(ROWS, [], tmp_path, bench_dir=None)
     logged, line = log_report(paths, "http://127.0.0.1:9")
     assert not logged and "the report is written" in line and "127.0.0.1:9" in line

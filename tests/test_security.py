@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from ray._private.runtime_env.packaging import create_package
 
 from repro.errors import ReproError
 from repro.execution import jobs
@@ -26,8 +27,6 @@ KEPT = ["repro/__init__.py", "params.yaml", "repro/papers/lenet.yaml", "environm
 
 def test_submit_upload_leaves_secrets_behind(tmp_path: Path) -> None:
     """The package Ray would upload, built by Ray's own packaging with the job's excludes."""
-    from ray._private.runtime_env.packaging import create_package
-
     work = tmp_path / "work"
     for name in [*SECRETS, *KEPT]:
         (work / name).parent.mkdir(parents=True, exist_ok=True)

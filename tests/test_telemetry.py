@@ -5,6 +5,7 @@ the series without stopping the training."""
 
 from __future__ import annotations
 
+import builtins
 import logging
 import time
 import types
@@ -13,13 +14,17 @@ from typing import Any
 
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
+from repro import tracking
 from repro.runtime.telemetry import (
     TelemetrySampler,
     open_host_probe,
     open_sampler,
     samples_series,
 )
+from repro.train.system_log import SystemLog
+from tests.test_bench import FakeNvml
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -109,8 +114,6 @@ def test_drain_hands_each_sample_over_once_and_steps_continue() -> None:
 
 
 def test_without_psutil_the_reason_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    import builtins
-
     real_import = builtins.__import__
 
     def no_psutil(name: str, *args: Any, **kwargs: Any) -> Any:
@@ -128,17 +131,11 @@ def test_without_psutil_the_reason_says_so(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def _open_run(tmp_path: Path) -> tuple[str, str]:
-    from repro import tracking
-
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     return uri, tracking.open_train_run(uri, "sys", {"model": "lenet5"}, {})
 
 
 def test_system_log_resumes_its_series_where_the_last_attempt_stopped(tmp_path: Path) -> None:
-    from mlflow.tracking import MlflowClient
-
-    from repro.train.system_log import SystemLog
-
     uri, rid = _open_run(tmp_path)
     for _ in range(2):  # a training run and its resumption log into one MLflow run
         log = SystemLog(uri, rid, torch.device("cpu"), 0.02)
@@ -155,9 +152,6 @@ def test_system_log_resumes_its_series_where_the_last_attempt_stopped(tmp_path: 
 def test_a_store_that_refuses_system_metrics_warns_once_and_training_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from repro import tracking
-    from repro.train.system_log import SystemLog
-
     uri, rid = _open_run(tmp_path)
     calls = []
 
@@ -180,8 +174,6 @@ def test_a_store_that_refuses_system_metrics_warns_once_and_training_goes_on(
 
 
 def test_zero_interval_samples_nothing(tmp_path: Path) -> None:
-    from repro.train.system_log import SystemLog
-
     uri, rid = _open_run(tmp_path)
     log = SystemLog(uri, rid, torch.device("cpu"), 0.0)
     assert log.sampler is None
@@ -191,8 +183,6 @@ def test_zero_interval_samples_nothing(tmp_path: Path) -> None:
 
 def test_a_resumed_run_continues_from_any_system_series(tmp_path: Path) -> None:
     """A run on GPU 1 without psutil has only gpu_1_* series; its resumption continues them."""
-    from repro import tracking
-
     uri, rid = _open_run(tmp_path)
     assert tracking.logged_system_steps(uri, rid) == 0
     points = [(n, 50.0, 1000 + n) for n in range(3)]
@@ -202,8 +192,6 @@ def test_a_resumed_run_continues_from_any_system_series(tmp_path: Path) -> None:
 
 def test_a_cuda_device_is_found_in_nvml_by_its_uuid(monkeypatch: pytest.MonkeyPatch) -> None:
     """NVML numbers GPUs physically, CUDA_VISIBLE_DEVICES renumbers them: the UUID decides."""
-    from tests.test_bench import FakeNvml
-
     props = types.SimpleNamespace(uuid="1234-abcd")
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: props)
     sampler = open_sampler(torch.device("cuda", 0), 0.05, nvml=FakeNvml(), psutil=FakePsutil([]))

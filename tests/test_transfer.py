@@ -22,6 +22,7 @@ from repro.methods.transfer import (
     metric_key,
 )
 from repro.recipes import Recipe
+from repro.runner.settings import RunSettings
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +206,6 @@ def test_decaf_claims_run_through_the_suite_with_weights(sun: Path, tmp_path: Pa
     from repro.measure import measure_paper_local
     from repro.models import build_model
     from repro.runner.plan import plan_paper
-    from repro.runner.settings import RunSettings
 
     roots = {"sun397": str(sun.parent)}
     plan = plan_paper(

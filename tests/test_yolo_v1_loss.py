@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 from repro.data.detection_loaders import loader
+from repro.data.synth import write_voc
+from repro.data.voc import VocDetection
 from repro.errors import ReproError
 from repro.methods.detection import detect, detect_rows, grid_spec, score_rows
 from repro.methods.yolo_v1 import GridSpec, decode, encode_targets, perfect_prediction, yolo_loss
@@ -99,9 +101,6 @@ def _recipe() -> Recipe:
 def test_perfect_grid_prediction_scores_map_100_on_non_square_images(tmp_path: Path) -> None:
     """Encode each test image's objects on the 112x112 input, decode the perfect prediction
     through the grid detector's path (boxes scaled back to 120x90 images) and score by VOC07."""
-    from repro.data.synth import write_voc
-    from repro.data.voc import VocDetection
-
     root = write_voc(tmp_path, splits={"test": 5}, size=(120, 90), max_objects=2, seed=3)
     dataset = VocDetection(root, "test")
     spec = GridSpec(grid=7, boxes=2, classes=3, size=112)

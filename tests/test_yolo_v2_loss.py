@@ -14,6 +14,8 @@ from torch import nn
 
 from repro.config import AccuracySettings
 from repro.data.detection_loaders import loader
+from repro.data.synth import write_voc
+from repro.data.voc import VocDetection
 from repro.errors import ReproError
 from repro.methods.detection import anchor_spec, detect_rows, score_rows
 from repro.methods.yolo_v1 import iou_xyxy
@@ -238,9 +240,6 @@ def _recipe(**kw: Any) -> dict[str, Any]:
 def test_perfect_region_output_scores_map_100_on_non_square_images(tmp_path: Path) -> None:
     """Each test image's objects encoded on the 224x224 input (7x7 grid), the perfect raw
     output decoded through the detection path (boxes scaled back to 120x90), scored by VOC07."""
-    from repro.data.synth import write_voc
-    from repro.data.voc import VocDetection
-
     root = write_voc(tmp_path, splits={"test": 5}, size=(120, 90), max_objects=2, seed=3)
     dataset = VocDetection(root, "test")
     spec = make_spec(YOLOV2_VOC_ANCHORS, 3, 224)
@@ -262,8 +261,6 @@ def test_perfect_region_output_scores_map_100_on_non_square_images(tmp_path: Pat
 
 
 def test_yolov2_trains_by_recipe_and_its_weights_evaluate_alike(tmp_path: Path) -> None:
-    from repro.data.synth import write_voc
-
     assert training_gap("yolov2") is None and training_gap("yolov3") is not None
     root = write_voc(tmp_path / "voc", splits={"trainval": 4, "test": 3}, seed=0)
     config = DetectorFitConfig(

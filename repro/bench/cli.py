@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from repro.bench.config import DEFAULT_OUT, DEVICES, MODES
+from repro import config as settings
+from repro.bench.config import DEFAULT_OUT, DEVICES, MODES, BenchConfig
 from repro.config import add_settings_flags
 from repro.runtime.vocabulary import PARALLEL, PRECISIONS
 
@@ -102,8 +103,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from repro import config as settings
-    from repro.bench.config import BenchConfig
     from repro.bench.record import exit_code, run_benchmarks
 
     uri = None if args.no_mlflow else settings.settings_of(args).tracking_uri

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torchvision import datasets, transforms
 
 from repro.errors import ReproError
 
@@ -20,8 +21,6 @@ def image_folder_loader(
     num_workers: int,
     pin_memory: bool,
 ) -> torch.utils.data.DataLoader:
-    from torchvision import datasets, transforms
-
     channels, height, width = input_size
     steps: list[Any] = [transforms.Resize((height, width))]
     if channels == 1:

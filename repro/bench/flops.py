@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from repro.bench.batch import is_oom
 from repro.bench.steps import logits_of
@@ -17,8 +18,6 @@ from repro.models.registry import ModelSpec
 
 def count_step_flops(step: Callable[[], None]) -> tuple[int | None, str]:
     """FLOPs of one call of ``step`` (a real step: in train mode the weights are updated)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     try:
         with FlopCounterMode(display=False) as counter:
             step()
@@ -33,8 +32,6 @@ def count_meta_flops(
     spec: ModelSpec, model_kwargs: dict[str, Any], mode: str, batch: int
 ) -> tuple[int | None, str]:
     """FLOPs of one step at ``batch`` on the meta device: shapes only, no memory, no compute."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     try:
         with torch.device("meta"):
             model = spec.build(**model_kwargs)

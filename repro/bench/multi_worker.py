@@ -4,21 +4,19 @@ single-device benchmark writes."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from repro.bench import rows
 from repro.bench.batch import run_with_oom_retry
 from repro.bench.config import BenchConfig
 from repro.bench.flops import count_meta_flops
+from repro.bench.result import BenchResult
 from repro.errors import ReproError
 from repro.models.registry import ModelSpec
 from repro.runtime.device import DeviceInfo
 from repro.runtime.precision import precision_notes
 from repro.runtime.timing import Timing
 from repro.train.config import TrainConfig, TrainResult
-
-if TYPE_CHECKING:
-    from repro.bench.result import BenchResult
 
 NOT_OVERHEAD = {"fit_s"}  # TrainResult.overhead keys that time the run itself
 
@@ -64,8 +62,6 @@ def timed_steps(result: TrainResult, warmup: int, iters: int) -> Timing:
 
 
 def benchmark_distributed(config: BenchConfig, spec: ModelSpec, device: DeviceInfo) -> BenchResult:
-    from repro.bench.result import BenchResult
-
     try:
         from repro.train.distributed import run_training
     except ImportError as exc:

@@ -11,10 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro import tracking
 from repro.bench.config import BenchConfig
+from repro.bench.result import BenchResult
 from repro.bench.results import append_row, check_results_file, results_path
 from repro.bench.rows import error_row, summary_line
-from repro.bench.runner import BenchResult, benchmark, check_model
+from repro.bench.runner import benchmark, check_model
 from repro.errors import ReproError
 from repro.runtime.device import resolve_device
 
@@ -28,7 +30,7 @@ class Recorded:
 
 
 @dataclass
-class Session:
+class BenchSession:
     recorded: list[Recorded] = field(default_factory=list)
 
     @property
@@ -44,8 +46,6 @@ def preflight(configs: list[BenchConfig], out_dir: Path, tracking_uri: str | Non
         device = resolve_device(config.device)
         check_results_file(results_path(out_dir, device.slug, config.precision))
     if tracking_uri:
-        from repro import tracking
-
         tracking.check_tracking_uri(tracking_uri)
 
 
@@ -59,8 +59,6 @@ def record_row(
 ) -> None:
     """Log to MLflow (if asked), then append the CSV row, whatever MLflow did."""
     if tracking_uri:
-        from repro import tracking
-
         t0 = time.perf_counter()
         try:
             tracking.log_benchmark(tracking_uri, row, series, parent, started)
@@ -79,9 +77,9 @@ def run_benchmarks(
     *,
     nvml: Any = None,
     echo: Callable[[str], None] = print,
-) -> Session:
+) -> BenchSession:
     preflight(configs, out_dir, tracking_uri)
-    session = Session()
+    session = BenchSession()
     parent = _open_parent(tracking_uri, len(configs))
     for config in configs:
         device = resolve_device(config.device)
@@ -112,7 +110,6 @@ def _open_parent(tracking_uri: str | None, configs: int) -> str | None:
     the measurements do not depend on it)."""
     if not tracking_uri:
         return None
-    from repro import tracking
 
     try:
         name = f"bench ({configs} configuration{'s' if configs != 1 else ''})"
@@ -121,10 +118,9 @@ def _open_parent(tracking_uri: str | None, configs: int) -> str | None:
         return None
 
 
-def _close_parent(tracking_uri: str | None, parent: str | None, session: Session) -> None:
+def _close_parent(tracking_uri: str | None, parent: str | None, session: BenchSession) -> None:
     if not (tracking_uri and parent):
         return
-    from repro import tracking
 
     counts = {"configurations": len(session.recorded), "failed": len(session.failed)}
     try:
@@ -133,7 +129,7 @@ def _close_parent(tracking_uri: str | None, parent: str | None, session: Session
         pass
 
 
-def exit_code(session: Session) -> int:
+def exit_code(session: BenchSession) -> int:
     """0: all measured; 2: a failure the user can act on (ReproError); 1: any other failure."""
     if not session.failed:
         return 0

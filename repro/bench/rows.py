@@ -17,7 +17,7 @@ from repro.runtime.timing import Timing
 
 if TYPE_CHECKING:
     from repro.bench.batch import AutoBatch, RetryOutcome
-    from repro.bench.runner import Measurement
+    from repro.bench.measurement import Measurement
 
 SYNTHETIC = "synthetic"
 

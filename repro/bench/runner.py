@@ -10,11 +10,12 @@ repro.train.distributed through repro.bench.multi_worker.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from repro.bench import rows
 from repro.bench.batch import (
@@ -27,7 +28,9 @@ from repro.bench.batch import (
 from repro.bench.config import AUTO_BATCH_CAP, BenchConfig
 from repro.bench.data import LoaderFeed, image_folder_loader
 from repro.bench.flops import count_step_flops
-from repro.bench.memory import MemoryPeaks, host_peak_rss_mb, read_peaks, reset_peaks
+from repro.bench.measurement import Measurement
+from repro.bench.memory import host_peak_rss_mb, read_peaks, reset_peaks
+from repro.bench.multi_worker import benchmark_distributed
 from repro.bench.result import BenchResult
 from repro.bench.steps import build_workload
 from repro.errors import ReproError
@@ -35,24 +38,10 @@ from repro.models import get_model_spec
 from repro.models.registry import ModelSpec
 from repro.runtime.device import DeviceInfo, resolve_device
 from repro.runtime.precision import tf32_switches
-from repro.runtime.telemetry import Telemetry, TelemetrySampler, open_sampler
+from repro.runtime.telemetry import TelemetrySampler, open_sampler
 from repro.runtime.timing import Timing, synchronize, time_step
 
-__all__ = ["BenchResult", "Measurement", "benchmark", "check_model"]
-
-
-@dataclass
-class Measurement:
-    """What one timed run at one batch produced, before it becomes a row."""
-
-    batch: int
-    timing: Timing
-    telemetry: Telemetry
-    memory: MemoryPeaks
-    flops_per_iter: int | None
-    flops_note: str
-    compile_s: float | None
-    data_waits: list[float] | None  # seconds per timed step; None: synthetic inputs
+__all__ = ["benchmark", "check_model"]
 
 
 def check_model(config: BenchConfig) -> ModelSpec:
@@ -73,8 +62,6 @@ def benchmark(config: BenchConfig, *, nvml: Any = None) -> BenchResult:
     spec = check_model(config)
     device = resolve_device(config.device)
     if config.distributed:
-        from repro.bench.multi_worker import benchmark_distributed
-
         return benchmark_distributed(config, spec, device)
     model = _build_model(spec, config, device)
     auto = None
@@ -107,8 +94,6 @@ def _search_batch(
     cap = config.max_batch or AUTO_BATCH_CAP[device.type]
     budget_mb = None
     if not device.is_cuda:
-        import psutil
-
         budget_mb = host_peak_rss_mb() + 0.5 * psutil.virtual_memory().available / 1e6
 
     def fits_step(b: int) -> None:
@@ -184,8 +169,6 @@ def _timed(
     sampler: TelemetrySampler,
     feed: LoaderFeed | None,
 ) -> Timing:
-    from tqdm import tqdm
-
     def on_timed_start() -> None:
         reset_peaks(device.torch_device)
         if feed is not None:

@@ -36,15 +36,16 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from repro.data.coco import load_instances
 from repro.data.problems import Problem, Problems
+from repro.data.splits import named_splits
+from repro.data.verify_report import VerifyReport
+from repro.data.voc import load_split
 from repro.errors import DataError, ReproError
-
-if TYPE_CHECKING:
-    from repro.data.verify import VerifyReport
 
 log = logging.getLogger("repro.data")
 
@@ -264,8 +265,6 @@ def kmeans_iou(
 def training_splits(report: VerifyReport, split: str | None = None) -> list[str]:
     """The splits clustered: `split` ('a+b' for several) when given, else the training set
     (module docstring)."""
-    from repro.data.splits import named_splits
-
     have = set(report.splits)
     if split:
         fix = "set the claim's params.split to splits the dataset has, joined with '+'."
@@ -298,8 +297,6 @@ class _Unlogged(Problems):
 
 def voc_box_shapes(voc_root: Path | str, splits: Sequence[str]) -> BoxShapes:
     """Shapes of the non-difficult objects of VOC `splits` (an image in two splits counts once)."""
-    from repro.data.voc import load_split
-
     voc_root = Path(voc_root)
     seen: set[str] = set()
     wh: list[tuple[float, float]] = []
@@ -320,8 +317,6 @@ def voc_box_shapes(voc_root: Path | str, splits: Sequence[str]) -> BoxShapes:
 
 def coco_box_shapes(root: Path | str, splits: Sequence[str]) -> BoxShapes:
     """Shapes of the non-crowd instances of COCO `splits` (annotations/instances_<split>.json)."""
-    from repro.data.coco import load_instances
-
     root = Path(root)
     wh: list[Any] = []
     image_wh: list[Any] = []

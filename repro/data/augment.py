@@ -4,7 +4,7 @@ Both take a PIL image or an image tensor (CxHxW, uint8 or float in [0, 1]) and g
 tensor in [0, 1] with ``channels`` channels at the recipe's input size; the dataset normalises
 afterwards (repro.data.training_sets), so colour noise acts on [0, 1] pixels as in fb.resnet.
 
-The per-epoch validation uses the centre crop of `eval_transform`; the 10-crop protocol of a
+The per-epoch validation uses the centre crop of `center_crop_transform`; the 10-crop protocol of a
 recipe's `evaluation` block is the final evaluation's (repro.evaluation.classification).
 """
 
@@ -16,7 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
+from repro.data.detection_loaders import YOLO_HSV, YOLO_SHIFT
 from repro.errors import ReproError
 from repro.recipes import Evaluation, Recipe
 
@@ -35,8 +39,6 @@ PCA_EIGVEC = (
 JITTER = 0.4
 # YOLO (Redmon et al. 2016, Section 2.2): scaling and translations of up to 20% of the image,
 # exposure and saturation up to a factor of 1.5.
-YOLO_SHIFT = 0.2
-YOLO_HSV = 1.5
 PAD_CROP_PIXELS = 4
 # Small-data distortions for centred digits, in the spirit of LeNet-5's (LeCun et al. 1998,
 # Section V.C: translations, scaling, squeezing, horizontal shearing), magnitudes of our own.
@@ -134,8 +136,6 @@ def warp_affine(image: torch.Tensor, forward: Matrix2, shift: tuple[float, float
     """``image`` (CxHxW or NxCxHxW) under x -> forward @ x + shift, x = (right, down) in pixels
     from the image centre; bilinear, border 0, through torch's affine_grid and grid_sample
     (torchvision's v2 affine took ~2.7 ms per 32x32 image, this ~0.1 ms in one thread)."""
-    import torch.nn.functional as F
-
     h, w = image.shape[-2:]
     (a, b), (c, d) = forward
     det = a * d - b * c
@@ -186,9 +186,8 @@ class AsTensor:
     def __call__(self, image: Any) -> torch.Tensor:
         if isinstance(image, torch.Tensor):
             return image.as_subclass(torch.Tensor)
-        from torchvision.transforms.v2 import functional as F
 
-        return F.pil_to_tensor(image)
+        return TF.pil_to_tensor(image)
 
 
 class ToFloat:
@@ -207,8 +206,6 @@ class ResizeCenterCrop:
     returned as is (tensor datasets such as digits skip two v2 dispatches per image)."""
 
     def __init__(self, resize: int, crop: int) -> None:
-        from torchvision.transforms import v2
-
         self.resize, self.crop = resize, crop
         self.steps = v2.Compose([v2.Resize(resize, antialias=True), v2.CenterCrop(crop)])
 
@@ -229,10 +226,9 @@ class ToChannels:
         have = image.shape[-3]
         if have == self.channels:
             return image
-        from torchvision.transforms.v2 import functional as F
 
         if self.channels == 1:
-            return F.rgb_to_grayscale(image, num_output_channels=1)
+            return TF.rgb_to_grayscale(image, num_output_channels=1)
         if have == 1:
             return image.repeat(self.channels, 1, 1)
         raise ReproError(f"cannot turn {have}-channel images into {self.channels} channels.")
@@ -273,8 +269,6 @@ def train_transform(recipe: Recipe | dict[str, Any], channels: int) -> Callable[
     """The recipe's training augmentation, in fb.resnet's order: crop, geometric distortions
     (YOLO's translate_scale, the digits' random_shift / affine), flip, photometric distortions,
     then (on [0, 1] floats) PCA lighting."""
-    from torchvision.transforms import v2
-
     r = _recipe(recipe)
     names = set(r.augmentation)
     if "pca_lighting" in names and channels != 3:
@@ -308,7 +302,9 @@ def train_transform(recipe: Recipe | dict[str, Any], channels: int) -> Callable[
     return Pipeline(steps)
 
 
-def eval_transform(evaluation: Evaluation | dict[str, Any], channels: int) -> Callable[[Any], Any]:
+def center_crop_transform(
+    evaluation: Evaluation | dict[str, Any], channels: int
+) -> Callable[[Any], Any]:
     """Shorter side to ``evaluation.resize``, then the centre ``evaluation.crop``."""
     e = evaluation if isinstance(evaluation, Evaluation) else Evaluation.model_validate(evaluation)
     return Pipeline(

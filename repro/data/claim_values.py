@@ -9,7 +9,8 @@ from pathlib import Path
 
 from repro.data.anchors import ANCHOR_METRICS, anchor_metric
 from repro.data.stats import CLAIM_DATASETS, METRICS, UNITS, dataset_stats
-from repro.data.verify import VerifyReport, verify_dataset
+from repro.data.verify import verify_dataset
+from repro.data.verify_report import VerifyReport
 from repro.errors import ReproError
 
 log = logging.getLogger("repro.data")

@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from repro.config import load_settings
+from repro.data.roots import VERIFIABLE_DATASETS, data_root
 from repro.errors import ReproError
 
-DATASETS = (
-    "imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco", "sun397", "mnist",
-)  # fmt: skip
 SYNTH_KINDS = ("imagefolder", "voc", "coco", "sun397", "mnist", "all")
 
 EPILOG = """examples:
@@ -32,8 +31,6 @@ The dataset root defaults to params.yaml data.<name>, overridden by REPRO_DATA_<
 def _root(args: argparse.Namespace, name: str) -> Path:
     if args.root:
         return Path(args.root)
-    from repro.config import load_settings
-    from repro.data.roots import data_root
 
     root = data_root(name, load_settings(getattr(args, "params", None)).data_roots)
     if not root:
@@ -202,7 +199,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "decode every image. Every problem is reported, counted by kind. Exit code 0: no "
         "problems; 1: problems found; 2: the dataset cannot be read at all.",
     )
-    p.add_argument("name", choices=DATASETS, help="dataset kind")
+    p.add_argument("name", choices=VERIFIABLE_DATASETS, help="dataset kind")
     p.add_argument("--root", help="dataset root (default: params.yaml data.NAME / REPRO_DATA_NAME)")
     p.add_argument(
         "--labels",
@@ -249,7 +246,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         description="Classes, images, objects and objects per image over the protocol splits "
         "(default: VOC trainval, COCO train2014+val2014, ImageNet train), and per split.",
     )
-    p.add_argument("name", choices=DATASETS, help="dataset kind")
+    p.add_argument("name", choices=VERIFIABLE_DATASETS, help="dataset kind")
     p.add_argument("--root", help="dataset root (default: params.yaml data.NAME)")
     p.add_argument("--protocol-split", help="splits to count, joined by '+' (e.g. train+val)")
     p.add_argument("--params", help="params file (default: ./params.yaml if present)")

@@ -30,7 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader, Subset
 
+from repro.data.coco import CocoDetection, coco_paths
+from repro.data.verify_detection import find_voc_root
+from repro.data.voc import VocDetection
 from repro.errors import DataError, ReproError
 from repro.recipes import Recipe
 
@@ -87,8 +91,6 @@ def open_split(
 ) -> tuple[Any, list[str]]:
     """(dataset of (image, target), class names) of one split of VOC or COCO under ``root``."""
     if dataset == "coco":
-        from repro.data.coco import CocoDetection, coco_paths
-
         images, instances = coco_paths(root, split)
         coco = CocoDetection(images, instances, transform=transform)
         return coco, list(coco.classes)
@@ -97,8 +99,6 @@ def open_split(
             f"no detection reader for dataset {dataset!r}.",
             f"use one of {', '.join(DETECTION_DATASETS)}.",
         )
-    from repro.data.verify_detection import find_voc_root
-    from repro.data.voc import VocDetection
 
     voc = VocDetection(
         find_voc_root(Path(root).expanduser(), dataset.removeprefix("voc")),
@@ -318,8 +318,6 @@ def loader(
     workers: int = 0,
     pin: bool = False,
 ) -> Any:
-    from torch.utils.data import DataLoader, Subset
-
     data = Subset(dataset, list(indices)) if indices is not None else dataset
     return DataLoader(
         data,

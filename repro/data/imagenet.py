@@ -18,10 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from repro.data.problems import Problems
 from repro.errors import DataError
 from repro.files import read_text
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # per-channel statistics of its training images
+IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".ppm", ".bmp", ".webp")
 KAGGLE_SOLUTION = "LOC_{split}_solution.csv"
 KAGGLE_SYNSETS = "LOC_synset_mapping.txt"
@@ -225,8 +229,6 @@ class ImageNetSplit:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        from PIL import Image
-
         path, label = self.samples[index]
         try:
             with Image.open(path) as img:

@@ -11,6 +11,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from repro.claims import Claim
 
+# The datasets `repro data verify` knows.
+VERIFIABLE_DATASETS = (
+    "imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco", "sun397", "mnist",
+)  # fmt: skip
 # Datasets that ship with a dependency: always present, no root to set.
 BUNDLED_DATASETS = {"digits": "scikit-learn's load_digits"}
 

@@ -8,6 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from PIL import Image
+from tqdm import tqdm
+
 from repro.data.problems import Problems
 
 
@@ -65,8 +68,6 @@ class Scan:
         """Decode every queued image fully (PIL load); corrupt-image problems for those that do
         not decode, bad-annotation for a decoded size other than the annotated one. Pillow
         releases the GIL while decoding, so threads use the cores. Returns images decoded."""
-        from tqdm import tqdm
-
         items = sorted(self.to_decode.items())
         workers = workers or min(8, os.cpu_count() or 1)
         chunk = 512
@@ -97,8 +98,6 @@ class Scan:
 
 def decode_image(path: Path) -> tuple[tuple[int, int] | None, str | None]:
     """((width, height), None) when the file decodes fully, else (None, why)."""
-    from PIL import Image
-
     try:
         with Image.open(path) as img:
             img.load()

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from repro.data.verify_report import VerifyReport
 from repro.errors import DataError
-
-if TYPE_CHECKING:
-    from repro.data.verify import VerifyReport
 
 
 def named_splits(report: VerifyReport, text: str, fix: str) -> list[str]:

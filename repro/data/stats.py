@@ -14,13 +14,11 @@ images re-split), ImageNet train.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from repro.data.anchors import ANCHOR_METRICS
 from repro.data.splits import named_splits
-
-if TYPE_CHECKING:
-    from repro.data.verify import VerifyReport
+from repro.data.verify_report import VerifyReport
 
 METRICS = (
     "num_classes",

@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image, ImageDraw
+
+from repro.data import mnist
 from repro.data.voc import CLASSES_FILE
 from repro.errors import ReproError
 
@@ -88,8 +92,6 @@ class _Canvas:
     """One image: a noisy background and shapes of distinct colours drawn on it."""
 
     def __init__(self, rng: Any, width: int, height: int) -> None:
-        import numpy as np
-
         self.rng, self.width, self.height = rng, width, height
         self.background = rng.integers(0, 256, 3)
         self.pixels = np.empty((height, width, 3), dtype=np.float32)
@@ -97,8 +99,6 @@ class _Canvas:
         self.colours: list[Any] = []
 
     def _colour(self) -> Any:
-        import numpy as np
-
         best, best_gap = None, -1.0
         for _ in range(30):
             c = self.rng.integers(0, 256, 3)
@@ -114,9 +114,6 @@ class _Canvas:
         return best
 
     def shape_mask(self, outline: list, x0: int, y0: int, side: int) -> tuple[Any, list[float]]:
-        import numpy as np
-        from PIL import Image, ImageDraw
-
         points = [(x0 + u * (side - 1), y0 + v * (side - 1)) for u, v in outline]
         layer = Image.new("L", (self.width, self.height), 0)
         ImageDraw.Draw(layer).polygon(points, fill=1)
@@ -136,9 +133,6 @@ class _Canvas:
         return None
 
     def save(self, path: Path) -> None:
-        import numpy as np
-        from PIL import Image
-
         noisy = self.pixels + self.rng.normal(0.0, 12.0, self.pixels.shape)
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(path, quality=92)
@@ -155,8 +149,6 @@ def _overlap(a: tuple[int, ...], b: tuple[int, ...]) -> float:
 
 
 def _mask_bbox(mask: Any) -> tuple[int, int, int, int]:
-    import numpy as np
-
     ys, xs = np.nonzero(mask)
     return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
 
@@ -208,8 +200,6 @@ def _draw_scene(
 
 
 def _split_rng(seed: int, index: int) -> Any:
-    import numpy as np
-
     return np.random.default_rng([seed, index])
 
 
@@ -265,8 +255,6 @@ def write_sun397(
     ROOT/SUN397/<class path>/sun_<n>.jpg (``per_class`` per class, one shape each) and
     ROOT/SUN397/Partitions/Training_NN.txt / Testing_NN.txt, each partition a seeded draw of
     ``train_per_class`` + ``test_per_class`` disjoint images per class. Returns ROOT/SUN397."""
-    import numpy as np
-
     if train_per_class + test_per_class > per_class:
         raise ReproError(
             f"{train_per_class} + {test_per_class} images per class per partition exceed the "
@@ -375,8 +363,6 @@ def write_voc(
 def _rle(mask: Any) -> dict[str, Any]:
     """COCO uncompressed RLE (as the official files store crowd regions): column-major runs,
     starting with a run of zeros."""
-    import numpy as np
-
     flat = mask.flatten(order="F").astype(np.uint8)
     change = np.flatnonzero(np.diff(flat)) + 1
     runs = np.diff(np.concatenate([[0], change, [flat.size]])).tolist()
@@ -459,12 +445,9 @@ def write_mnist(
     handwritten digits: scikit-learn's 8x8 digits, upsampled to 20x20 and centred in 28x28 as
     MNIST centres its digits, drawn without replacement (train and test disjoint). Returns
     ``root``."""
-    import numpy as np
     import torch
     import torch.nn.functional as F
     from sklearn.datasets import load_digits
-
-    from repro.data import mnist
 
     per_split = dict(per_split or {"train": 100, "test": 50})
     digits = load_digits()

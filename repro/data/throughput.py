@@ -8,14 +8,23 @@ batch of every mode is a warm-up (worker start, nvjpeg init) and is not timed.
 
 from __future__ import annotations
 
+import csv
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision import transforms
+from torchvision.io import decode_jpeg
+
+from repro.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from repro.errors import DataError, ReproError
 
-MODES = ("pipeline", "decode_jpeg")
+DECODE_MODES = ("pipeline", "decode_jpeg")
 ROW_KEYS = (
     "device",
     "mode",
@@ -32,7 +41,6 @@ ROW_KEYS = (
     "note",
 )
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def list_images(root: Path, jpeg_only: bool = False, limit: int | None = None) -> list[Path]:
@@ -61,15 +69,13 @@ class _TrainInput:
     """A Dataset cycling over files with the training transform (module level: picklable)."""
 
     def __init__(self, files: list[Path], input_size: int, length: int) -> None:
-        from torchvision import transforms
-
         self.files, self.length = files, length
         self.transform = transforms.Compose(
             [
                 transforms.RandomResizedCrop(input_size),
                 transforms.RandomHorizontalFlip(),
                 transforms.ToTensor(),
-                transforms.Normalize(MEAN, STD),
+                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
             ]
         )
 
@@ -77,8 +83,6 @@ class _TrainInput:
         return self.length
 
     def __getitem__(self, index: int) -> Any:
-        from PIL import Image
-
         with Image.open(self.files[index % len(self.files)]) as img:
             return self.transform(img.convert("RGB"))
 
@@ -101,8 +105,6 @@ def _row(
     seconds: float,
     note: str = "",
 ) -> dict[str, Any]:
-    import torch
-
     rate = images / seconds if seconds > 0 else float("nan")
     return {
         "device": device,
@@ -124,8 +126,6 @@ def _row(
 def _pipeline(
     files: list[Path], workers: int, batch_size: int, input_size: int, batches: int
 ) -> dict[str, Any]:
-    from torch.utils.data import DataLoader
-
     dataset = _TrainInput(files, input_size, (batches + 1) * batch_size)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
     images, start = 0, 0.0
@@ -151,11 +151,6 @@ def _pipeline(
 def _decode_jpeg(
     files: list[Path], device: str, batch_size: int, input_size: int, batches: int
 ) -> dict[str, Any]:
-    import warnings
-
-    import torch
-    from torchvision.io import decode_jpeg
-
     data = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in files]
     batch_list = [
         [data[(b * batch_size + i) % len(data)] for i in range(batch_size)]
@@ -168,7 +163,7 @@ def _decode_jpeg(
 
     with warnings.catch_warnings():
         # torchvision 0.29 deprecates its image codecs for TorchCodec; they still work.
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", "The image decoding and encoding capabilities of TorchV")
         decode_jpeg(batch_list[0], device=device)  # warm-up
         sync()
         start = time.perf_counter()
@@ -219,8 +214,8 @@ def measure_decode(
     if device not in ("cpu", "cuda"):
         raise ReproError(f"device {device!r} is not cpu or cuda.", "pass --device cpu or cuda.")
     mode = mode or ("decode_jpeg" if device == "cuda" else "pipeline")
-    if mode not in MODES:
-        raise ReproError(f"mode {mode!r} is unknown.", f"use one of {', '.join(MODES)}.")
+    if mode not in DECODE_MODES:
+        raise ReproError(f"mode {mode!r} is unknown.", f"use one of {', '.join(DECODE_MODES)}.")
     if min(batch_size, batches, input_size) < 1 or workers < 0:
         raise ReproError(
             "batch size, batches and input size must be >= 1 and workers >= 0.",
@@ -228,8 +223,6 @@ def measure_decode(
         )
     limit = (batches + 1) * batch_size
     if device == "cuda":
-        import torch
-
         if not torch.cuda.is_available():
             raise ReproError(
                 "--device cuda was asked but no GPU is visible to torch.",
@@ -254,7 +247,7 @@ def measure_decode_modes(root: Path, **kwargs: Any) -> list[dict[str, Any]]:
     """The CPU pipeline and CPU decode_jpeg rows, plus the GPU decode_jpeg row on "cuda"."""
     device = kwargs.pop("device", "cpu")
     kwargs.pop("mode", None)
-    rows = [measure_decode(root, device="cpu", mode=m, **kwargs) for m in MODES]
+    rows = [measure_decode(root, device="cpu", mode=m, **kwargs) for m in DECODE_MODES]
     if device == "cuda":
         rows.append(measure_decode(root, device="cuda", **kwargs))
     return rows
@@ -262,8 +255,6 @@ def measure_decode_modes(root: Path, **kwargs: Any) -> list[dict[str, Any]]:
 
 def write_rows(rows: list[dict[str, Any]], path: Path) -> Path:
     """Append rows to a CSV (header written when the file is new)."""
-    import csv
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()

@@ -20,13 +20,22 @@ so "test" is looked at once, by the chosen recipe trained on all of "train".
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.util
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+from torchvision import datasets
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
+from repro.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, ImageNetSplit
 from repro.errors import DataError, ReproError
 
 DATASETS = ("digits", "mnist", "cifar10", "imagenet", "imagefolder")
@@ -52,8 +61,6 @@ LENET_STD = 1.0 / (LENET_INK - LENET_BACKGROUND)
 LENET_MEAN = -LENET_BACKGROUND * LENET_STD
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MNIST_PAD = 2  # 28x28 -> 32x32, as LeNet-5 was fed
 
 
@@ -87,23 +94,17 @@ class _ThenNormalize:
         if self.transform is not None:
             image = self.transform(image)
         if not isinstance(image, torch.Tensor):
-            from torchvision.transforms.v2 import functional as F
-
-            image = F.pil_to_tensor(image)
+            image = TF.pil_to_tensor(image)
         if not image.is_floating_point():
             image = image.float() / 255.0
         return self.normalize(image)
 
 
 def _pad_first(pad: int, then: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    from torchvision.transforms import v2
-
     padding = v2.Pad(pad)
 
     def transform(image: Any) -> Any:
-        from torchvision.transforms.v2 import functional as F
-
-        return then(padding(F.pil_to_tensor(image)))
+        return then(padding(TF.pil_to_tensor(image)))
 
     return transform
 
@@ -130,10 +131,6 @@ def _digits_raw() -> tuple[Any, Any]:
     """scikit-learn's digits (8x8 images, 0-16) and labels. Read from the CSV that
     sklearn.datasets.load_digits reads, without importing scikit-learn (seconds per Ray worker
     on a busy machine); load_digits itself when the file is not where scikit-learn keeps it."""
-    import importlib.util
-
-    import numpy as np
-
     spec = importlib.util.find_spec("sklearn")
     folders = list(spec.submodule_search_locations or []) if spec else []
     for folder in folders:
@@ -149,8 +146,6 @@ def _digits_raw() -> tuple[Any, Any]:
 
 def stratified_split(labels: Sequence[int], test_fraction: float, seed: int) -> list[int]:
     """Indices of the test part: a seeded random ``test_fraction`` of each class (rounded)."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
     test: list[int] = []
@@ -208,8 +203,6 @@ def digits_field(inner: int) -> Iterator[None]:
 def digits_arrays(split: str, inner: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The images (N x 1 x 32 x 32 in [0, 1]) and labels of one of `DIGITS_SPLITS`, the digit
     upsampled to ``inner`` pixels (default: `digits_field`'s, else `DIGITS_INNER`)."""
-    import torch.nn.functional as F
-
     chosen = torch.tensor(digits_split_indices(split))
     inner = inner or _inner_override or DIGITS_INNER
     _check_inner(inner)
@@ -243,8 +236,6 @@ def _need_root(name: str, root: str | Path | None) -> Path:
 
 
 def _torchvision(name: str, root: Path, split: str, transform: Callable[[Any], Any]) -> Any:
-    from torchvision import datasets
-
     _check_split(name, split, ("train", "test"))
     kind = datasets.MNIST if name == "mnist" else datasets.CIFAR10
     try:
@@ -278,7 +269,6 @@ def load_dataset(
         per_image = _pad_first(MNIST_PAD, full) if name == "mnist" else full
         dataset = _torchvision(name, path, split, per_image)
         return dataset, [str(c) for c in dataset.classes]
-    from repro.data.imagenet import ImageNetSplit
 
     dataset = ImageNetSplit(path, split, transform=full)
     if not dataset.classes or not len(dataset):
@@ -292,8 +282,6 @@ def load_dataset(
 def dataset_digest(dataset: Any) -> str:
     """A short fingerprint of a split's content (MLflow's dataset digest): the images of an
     in-memory split, else the file paths and labels of a folder split, else its labels."""
-    import hashlib
-
     h = hashlib.sha256()
     for name in ("images", "data", "targets"):  # in-memory splits (digits, torchvision's)
         value = getattr(dataset, name, None)
@@ -333,8 +321,6 @@ def shard_loaders(
 ) -> tuple[Any, Any]:
     """This rank's training loader (its slice of each global batch, by ``sampler``) and its
     shard of the eval split (every ``world``-th image from its rank)."""
-    from torch.utils.data import DataLoader, Subset
-
     common: dict[str, Any] = dict(
         num_workers=loader_workers, pin_memory=pin, persistent_workers=loader_workers > 0
     )

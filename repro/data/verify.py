@@ -8,69 +8,22 @@ root that is not the named dataset at all, raises DataError.
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from repro.data import mnist, sun397
 from repro.data.imagenet import imagenet_classes, imagenet_split
-from repro.data.problems import Problems
+from repro.data.roots import VERIFIABLE_DATASETS
 from repro.data.scan import Scan
 from repro.data.stats import dataset_stats
+from repro.data.verify_detection import find_voc_root, verify_coco, verify_voc
+from repro.data.verify_report import VerifyReport
 from repro.errors import DataError
-from repro.files import atomic_write_text
 
-__all__ = ["VerifyReport", "dataset_stats", "verify_dataset"]
-NAMES = (
-    "imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco", "sun397", "mnist",
-)  # fmt: skip
 IMAGENET_EXPECTED = {"train": 1281167, "val": 50000}
 IMAGENET_CLASSES = 1000
 _WNID = re.compile(r"^n\d{8}$")
-
-
-@dataclass
-class VerifyReport:
-    name: str
-    root: Path
-    splits: dict[str, dict[str, int]]  # split -> images, objects, classes (+ difficult, crowd)
-    classes: list[str]
-    problems: Problems
-    stats: dict[str, Any] = field(default_factory=dict)
-    expected: dict[str, int] = field(default_factory=dict)  # published counts, when compared
-    real_classes: bool = False  # the real dataset's class list (counts are compared then)
-    decoded: int = 0  # images decoded without error (0 with decode=False)
-    index_sha256: str = ""
-    index_files: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return len(self.problems) == 0
-
-    def manifest(self) -> dict[str, Any]:
-        from repro import __version__
-
-        return {
-            "name": self.name,
-            "root": str(self.root),
-            "splits": self.splits,
-            "expected": self.expected,
-            "num_classes": len(self.classes),
-            "real_classes": self.real_classes,
-            "decoded_images": self.decoded,
-            "problems": self.problems.counts(),
-            "index_sha256": self.index_sha256,
-            "index_files": self.index_files,
-            "index_format": "sha256 of sorted lines 'split<TAB>relative path<TAB>size in bytes'",
-            "repro_version": __version__,
-        }
-
-    def write_manifest(self, path: Path | str) -> Path:
-        path = Path(path)
-        atomic_write_text(path, json.dumps(self.manifest(), indent=2, sort_keys=True) + "\n")
-        return path
 
 
 def verify_dataset(
@@ -84,11 +37,11 @@ def verify_dataset(
 ) -> VerifyReport:
     """Verify a dataset in one pass (see the module docstring). `labels`: the flat ImageNet
     validation label file. `workers`: decoding threads (default min(8, CPUs))."""
-    from repro.data.verify_detection import find_voc_root, verify_coco, verify_voc
-
     name = name.lower()
-    if name not in NAMES:
-        raise DataError(f"unknown dataset {name!r}.", f"name one of {', '.join(NAMES)}.")
+    if name not in VERIFIABLE_DATASETS:
+        raise DataError(
+            f"unknown dataset {name!r}.", f"name one of {', '.join(VERIFIABLE_DATASETS)}."
+        )
     root = Path(root)
     if not root.is_dir():
         raise DataError(

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from repro.data.problems import Problems
 from repro.errors import DataError
 from repro.files import read_text
@@ -336,7 +338,6 @@ def load_image_tensor(path: Path) -> Any:
     """RGB float tensor C x H x W in [0, 1]; DataError naming the file when it does not decode."""
     import numpy as np
     import torch
-    from PIL import Image
 
     try:
         with Image.open(path) as img:

@@ -15,20 +15,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+from torch.utils.data import DataLoader, default_collate
+from torchvision.transforms import v2
+from tqdm import tqdm
+
+from repro.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
 from repro.errors import DataError, ReproError
 
 log = logging.getLogger("repro.evaluation")
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP_COUNTS = (1, 10)
 
 
 def topk_correct(logits: Any, targets: Any, ks: Sequence[int] = (1, 5)) -> dict[int, int]:
     """How many rows have their target among the k highest scores, for each k. k above the
     number of classes counts every row as correct (all classes are in the top k)."""
-    import torch
-
     logits = torch.as_tensor(logits)
     targets = torch.as_tensor(targets).reshape(-1, 1)
     if logits.dim() != 2 or logits.shape[0] != targets.shape[0]:
@@ -57,8 +59,6 @@ class _StackCrops:
         self.per_crop = per_crop
 
     def __call__(self, crops: Sequence[Any]) -> Any:
-        import torch
-
         return torch.stack([self.per_crop(c) for c in crops])
 
 
@@ -77,9 +77,6 @@ def eval_transform(
     (ImageNet's by default; their average for channels=1). ``normalize=False`` leaves values
     in [0, 1], for datasets that normalize themselves (repro.data.training_sets). Accepts PIL
     images or tensors."""
-    import torch
-    from torchvision.transforms import v2
-
     if crops not in CROP_COUNTS:
         raise ReproError(f"--crops {crops} is not supported.", "use 1 (centre) or 10 (TenCrop).")
     if channels not in (1, 3):
@@ -127,8 +124,6 @@ class SkipUnreadable:
 
 def collate_skipping(items: list[Any]) -> tuple[Any, Any, list[_Skipped]]:
     """(inputs, targets, skipped markers); inputs and targets are None when all were skipped."""
-    from torch.utils.data import default_collate
-
     good = [item for item in items if not isinstance(item, _Skipped)]
     skipped = [item for item in items if isinstance(item, _Skipped)]
     if not good:
@@ -138,8 +133,6 @@ def collate_skipping(items: list[Any]) -> tuple[Any, Any, list[_Skipped]]:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    import torch
-
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     text = str(exc).lower()
@@ -168,8 +161,6 @@ class _Chunking:
 
 def _scores(model: Any, inputs: Any, device: Any, chunking: _Chunking) -> Any:
     """Per-image class scores on the CPU: logits (1 crop) or the mean softmax over crops."""
-    import torch
-
     parts = []
     start = 0
     while start < inputs.shape[0]:
@@ -216,10 +207,6 @@ def evaluate_classifier(
     ``skipped_items``); a batch that runs out of memory is retried at half the size, and the
     smaller size is kept (``oom_retries``, ``batch_size_used``).
     """
-    import torch
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
     if crops not in CROP_COUNTS:
         raise ReproError(f"crops={crops} is not supported.", "use 1 or 10.")
     if batch_size < 1:

@@ -12,7 +12,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from repro.data.problems import Problems
 from repro.errors import DataError, ReproError
+from repro.evaluation.detections_io import InvalidDetections, read_voc_results, voc_result_files
 
 log = logging.getLogger("repro.evaluation")
 
@@ -54,7 +56,7 @@ def _print_json(result: dict[str, Any]) -> None:
 def resolve_voc_root(gt: Path) -> Path:
     """A VOC year folder, or the one VOC<year> folder inside ``gt`` or inside ``gt/VOCdevkit``
     (repro.data's find_voc_root), with errors that name --gt."""
-    from repro.data.verify_detection import find_voc_root
+    from repro.data.verify_detection import find_voc_root  # the readers: off `repro --help`
 
     if not gt.is_dir():
         raise ReproError(
@@ -80,13 +82,7 @@ def _class_list(text: str | None) -> list[str] | None:
 
 
 def _eval_voc(args: argparse.Namespace) -> dict[str, Any]:
-    from repro.data.problems import Problems
     from repro.data.voc import load_split, read_split, voc_classes
-    from repro.evaluation.detections_io import (
-        InvalidDetections,
-        read_voc_results,
-        voc_result_files,
-    )
     from repro.evaluation.voc import evaluate_voc, metric_uses_07
 
     metric_uses_07(args.metric)
@@ -159,91 +155,10 @@ def cmd_detections(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_sizes(resize: int | None, crop: int | None, input_size: tuple) -> tuple[int, int]:
-    """--crop defaults to the model's input size; --resize to crop / 0.875 (256 for 224)."""
-    crop = crop or int(input_size[-1])
-    resize = resize or round(crop / 0.875)
-    return resize, crop
-
-
-def _spread_indices(count: int, limit: int | None) -> list[int] | None:
-    """``limit`` indices spread evenly over ``count`` samples (so every class folder of a
-    sorted split is visited), or None for all of them."""
-    if limit is None or limit >= count:
-        return None
-    if limit < 1:
-        raise ReproError(f"--limit {limit} is not positive.", "pass e.g. --limit 1000.")
-    step = count / limit
-    return [int(i * step) for i in range(limit)]
-
-
 def cmd_classifier(args: argparse.Namespace) -> int:
-    import torch
-    from torch.utils.data import Subset
+    from repro.evaluation import classifier_command  # torch and the models: off `repro --help`
 
-    from repro.data.imagenet import ImageNetSplit
-    from repro.data.problems import Problems
-    from repro.evaluation.classification import eval_transform, evaluate_classifier
-    from repro.evaluation.weights import load_weights
-    from repro.models import build_model, get_model_spec
-
-    spec = get_model_spec(args.model)
-    if spec.task != "classification":
-        raise ReproError(
-            f"{args.model} is a {spec.task} model, not a classifier.",
-            "use `repro eval detections` for detectors; `repro models` lists the classifiers.",
-        )
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ReproError("--device cuda: torch sees no CUDA device here.", "use --device cpu.")
-    resize, crop = _default_sizes(args.resize, args.crop, spec.input_size)
-    transform = eval_transform(resize, crop, args.crops, channels=int(spec.input_size[0]))
-    problems = Problems()
-    labels = Path(args.labels) if args.labels else None
-    split = ImageNetSplit(args.data, args.split, transform, labels=labels, problems=problems)
-    if not split.classes or not len(split):
-        raise ReproError(
-            f"split {args.split!r} of {args.data} holds no labelled images.",
-            "pass the dataset root holding <split>/<class>/*.JPEG, or a flat <split>/ folder "
-            "with --labels; `repro data verify imagenet` shows what is there.",
-        )
-    try:
-        model = build_model(args.model, num_classes=len(split.classes))
-    except (TypeError, ValueError) as exc:
-        raise ReproError(
-            f"model {args.model} cannot be built with num_classes={len(split.classes)} "
-            f"(the classes of {args.data}/{args.split}): {exc}",
-            "evaluate on a dataset with the class count the model supports, or register a "
-            "builder taking num_classes.",
-        ) from None
-    weights = load_weights(model, args.weights)
-    indices = _spread_indices(len(split), args.limit)
-    dataset = split if indices is None else Subset(split, indices)
-    result = evaluate_classifier(
-        model,
-        dataset,
-        crops=args.crops,
-        batch_size=args.batch_size,
-        device=args.device,
-        workers=args.workers,
-        progress=not args.no_progress,
-    )
-    if len(problems):
-        log.warning("%s: %d dataset problem(s) %s", args.data, len(problems), problems.counts())
-    _print_json(
-        {
-            "model": args.model,
-            "data": str(args.data),
-            "split": args.split,
-            "classes": len(split.classes),
-            "split_images": len(split),
-            "resize": resize,
-            "crop": crop,
-            "weights": weights,
-            "dataset_problems": problems.counts(),
-            **result,
-        }
-    )
-    return 0
+    return classifier_command.run(args)
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

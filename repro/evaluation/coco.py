@@ -26,6 +26,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import faster_coco_eval
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
 from repro.errors import ReproError
 from repro.evaluation.detections_io import (
     InvalidDetections,
@@ -132,9 +137,6 @@ def _empty_results(gt: dict) -> dict:
 
 
 def _run_pycocotools(gt: dict, results: list[dict], iou_type: str) -> Any:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = copy.deepcopy(gt)
@@ -153,15 +155,15 @@ def _run_pycocotools(gt: dict, results: list[dict], iou_type: str) -> Any:
 
 
 def _run_faster(gt: dict, results: list[dict], iou_type: str) -> Any:
-    from faster_coco_eval import COCO, COCOeval_faster
-
     def quiet(*args: Any, **kwargs: Any) -> None:
         return None
 
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO(copy.deepcopy(gt), print_function=quiet)
+        coco_gt = faster_coco_eval.COCO(copy.deepcopy(gt), print_function=quiet)
         coco_dt = coco_gt.loadRes(copy.deepcopy(results))
-        evaluator = COCOeval_faster(coco_gt, coco_dt, iou_type, print_function=quiet)
+        evaluator = faster_coco_eval.COCOeval_faster(
+            coco_gt, coco_dt, iou_type, print_function=quiet
+        )
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
@@ -171,8 +173,6 @@ def _run_faster(gt: dict, results: list[dict], iou_type: str) -> Any:
 def _per_class_ap(precision: Any, cat_ids: Sequence[int]) -> dict[int, float]:
     """AP at IoU .5:.95, area all, maxDets 100 per category, as COCOeval.summarize averages it:
     the mean of the precision entries > -1; categories with none (no ground truth) left out."""
-    import numpy as np
-
     out = {}
     for k, cat_id in enumerate(cat_ids):
         values = np.asarray(precision)[:, :, k, 0, -1]
@@ -197,8 +197,6 @@ def _category_names(gt: dict) -> dict[int, str]:
 def _cross_check(
     gt: dict, results: list[dict], iou_type: str, stats: dict[str, float], per_class: dict
 ) -> dict[str, Any]:
-    import faster_coco_eval
-
     tool = f"faster-coco-eval {faster_coco_eval.__version__}"
     other = _run_faster(gt, results, iou_type)
     other_stats = [float(v) for v in other.stats[: len(STAT_NAMES)]]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,29 +180,6 @@ def read_voc_results(
     out = {cls: read_voc_file(files[cls], invalid) if cls in files else [] for cls in classes}
     invalid.warn(str(path_or_prefix))
     return out
-
-
-def write_voc_results(
-    prefix: Path | str, detections: Mapping[str, Sequence[Detection]]
-) -> list[Path]:
-    """Write ``<prefix><class>.txt`` for each class. Numbers are written with Python's shortest
-    round-trip repr, so reading the files back gives the same floats."""
-    paths = []
-    for cls, dets in detections.items():
-        path = Path(f"{prefix}{cls}.txt")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lines = []
-        for image_id, score, box in dets:
-            if not str(image_id) or any(c.isspace() for c in str(image_id)):
-                raise ReproError(
-                    f"image id {image_id!r} of a {cls} detection is empty or holds whitespace.",
-                    "use the VOC image ids (e.g. 000001) as written in ImageSets/Main/*.txt.",
-                )
-            numbers = " ".join(repr(float(v)) for v in (score, *box))
-            lines.append(f"{image_id} {numbers}\n")
-        path.write_text("".join(lines))
-        paths.append(path)
-    return paths
 
 
 def _bad_entry(source: str, index: int, problem: str) -> ReproError:

@@ -9,6 +9,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
+from scipy import stats
+
 from repro.errors import ReproError
 
 Verdict = Literal["reproduced", "deviates"]
@@ -52,8 +54,6 @@ def _check_confidence(confidence: float) -> None:
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> MeanCI:
     """Mean with the Student t interval (n - 1 degrees of freedom, standard error s / sqrt(n)).
     One value: (v, v, v) with ``has_interval`` False. Identical values: a zero-width interval."""
-    from scipy import stats
-
     _check_confidence(confidence)
     data = _values(values, "values")
     n = len(data)
@@ -93,8 +93,6 @@ def welch_same(a: Sequence[float], b: Sequence[float], confidence: float = 0.95)
     """Whether two sets of runs (e.g. 1 vs 2 workers) agree within noise: the Welch t interval
     of mean(a) - mean(b) (Welch-Satterthwaite degrees of freedom) contains 0. Each set needs two
     values or more; when both have zero spread the interval is the difference itself."""
-    from scipy import stats
-
     _check_confidence(confidence)
     xa, xb = _values(a, "a"), _values(b, "b")
     if len(xa) < 2 or len(xb) < 2:

@@ -38,6 +38,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from repro.data.voc import VOC_CLASSES
 from repro.errors import ReproError
 
 if TYPE_CHECKING:
@@ -48,7 +51,7 @@ if TYPE_CHECKING:
 Box = tuple[float, float, float, float]
 Detection = tuple[str, float, Box]  # (image_id, score, (x1, y1, x2, y2))
 
-METRICS = {"voc07": True, "voc2010": False}  # name -> use_07_metric
+USES_07_METRIC = {"voc07": True, "voc2010": False}  # name -> use_07_metric
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,6 @@ def voc_ap(rec: Any, prec: Any, use_07_metric: bool) -> float:
     under the precision envelope (precision made monotone from the right) summed over the
     points where recall changes.
     """
-    import numpy as np
-
     rec = np.asarray(rec, dtype=np.float64)
     prec = np.asarray(prec, dtype=np.float64)
     if use_07_metric:
@@ -95,8 +96,6 @@ def voc_ap(rec: Any, prec: Any, use_07_metric: bool) -> float:
 
 def _overlaps(gt_boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
     """IoU of one box with each ground-truth box, inclusive pixel coordinates (+1 widths)."""
-    import numpy as np
-
     ixmin = np.maximum(gt_boxes[:, 0], box[0])
     iymin = np.maximum(gt_boxes[:, 1], box[1])
     ixmax = np.minimum(gt_boxes[:, 2], box[2])
@@ -123,8 +122,6 @@ def eval_class(
     ``(bbox, difficult)``; ``dets``: ``(image_id, score, bbox)`` in any order. A detection on an
     image missing from ``gts`` is treated as one on an image without objects of the class (an
     FP); ``evaluate_voc`` checks image ids before it gets here."""
-    import numpy as np
-
     boxes: dict[str, np.ndarray] = {}
     difficult: dict[str, np.ndarray] = {}
     detected: dict[str, np.ndarray] = {}
@@ -172,19 +169,17 @@ def eval_class(
 def metric_uses_07(metric: str) -> bool:
     """``voc07`` -> True (11-point AP), ``voc2010`` -> False (all-point AP)."""
     try:
-        return METRICS[metric]
+        return USES_07_METRIC[metric]
     except KeyError:
         raise ReproError(
             f"unknown VOC metric {metric!r}.",
-            f"use one of {', '.join(METRICS)} (voc07: VOC2007 11-point AP; voc2010: all-point "
-            "AP of VOC2010-2012).",
+            f"use one of {', '.join(USES_07_METRIC)} (voc07: VOC2007 11-point AP; voc2010: "
+            "all-point AP of VOC2010-2012).",
         ) from None
 
 
 def _default_classes(annotations: Mapping[str, VocAnnotation]) -> list[str]:
     """The classes present in the annotations: VOC's order first, any others sorted after."""
-    from repro.data.voc import VOC_CLASSES
-
     names = {obj.name for ann in annotations.values() for obj in ann.objects}
     return [c for c in VOC_CLASSES if c in names] + sorted(names - set(VOC_CLASSES))
 

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from repro.errors import ReproError
 
 CHECKPOINT_KEYS = ("state_dict", "model", "model_state")
@@ -35,8 +37,6 @@ def file_sha256(path: Path) -> str:
 
 
 def _read(path: Path) -> Any:
-    import torch
-
     if not path.is_file():
         raise ReproError(f"weights file {path} does not exist.", "pass the path to a .pt file.")
     try:
@@ -66,8 +66,6 @@ def _read(path: Path) -> Any:
 
 
 def _state_dict(data: Any, path: Path) -> dict[str, Any]:
-    import torch
-
     if isinstance(data, Mapping):
         for key in CHECKPOINT_KEYS:
             if isinstance(data.get(key), Mapping):

@@ -13,13 +13,14 @@ import sys
 import time
 from typing import Any
 
+import ray
+
 from repro.errors import ReproError
+from repro.execution.tasks import init_ray, shutdown
 
 
 def live_nodes() -> list[dict[str, Any]]:
     """The cluster's live nodes: id, address and resources (CPU, GPU, ...)."""
-    import ray
-
     return [
         {
             "node_id": n["NodeID"],
@@ -48,8 +49,6 @@ def wait_for_nodes(count: int, timeout_s: float = 60.0) -> list[dict[str, Any]]:
 
 
 def _where(hold_s: float) -> str:
-    import ray
-
     time.sleep(hold_s)  # holds the CPU, so the other tasks must go elsewhere
     return ray.get_runtime_context().get_node_id()
 
@@ -59,8 +58,6 @@ def task_nodes(tasks: int, hold_s: float = 1.0) -> list[str]:
 
     With one task per CPU in the cluster, every task holds a CPU while the others are placed,
     so they can only all run if they spread over the nodes."""
-    import ray
-
     remote = ray.remote(num_cpus=1, max_retries=0)(_where)
     return ray.get([remote.remote(hold_s) for _ in range(tasks)])
 
@@ -72,8 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, help="tasks to run (default: the cluster's CPUs)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for nodes")
     args = parser.parse_args(argv)
-
-    from repro.execution.tasks import init_ray, shutdown
 
     try:
         info = init_ray(args.address)

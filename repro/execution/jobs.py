@@ -7,6 +7,7 @@ code and claim files as they are here.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shlex
@@ -18,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlparse
+
+from ray.exceptions import AuthenticationError
 
 from repro.errors import ReproError
 
@@ -188,7 +191,6 @@ def connect(address: str | None) -> Any:
     url = dashboard_url(address)
     _probe(url)
     try:
-        from ray.exceptions import AuthenticationError
         from ray.job_submission import JobSubmissionClient
     except ImportError as exc:
         raise ReproError(
@@ -212,8 +214,6 @@ def connect(address: str | None) -> Any:
 
 def _request(what: str, fix: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Calls into the client, with the errors a user can cause turned into ReproErrors."""
-    from ray.exceptions import AuthenticationError
-
     try:
         return fn(*args, **kwargs)
     except AuthenticationError as exc:
@@ -280,8 +280,6 @@ class _CountingWriter:
 
 
 def _tail(client: Any, job_id: str, out: _CountingWriter) -> None:
-    import asyncio
-
     async def follow() -> None:
         async for chunk in client.tail_job_logs(job_id):
             out.write(chunk)

@@ -53,8 +53,6 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.call(argv, env=env)
     finally:
         if started:
-            import ray
-
             ray.shutdown()
         if token_dir:
             shutil.rmtree(token_dir, ignore_errors=True)

@@ -19,18 +19,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from repro.data.coco import coco_paths  # noqa: F401 - re-exported, its old home
+from repro.data.coco import load_instances
+from repro.data.detection_loaders import loader, open_split, resize_square
+from repro.data.voc import to_devkit_box
 from repro.errors import ReproError
+from repro.evaluation.coco import evaluate_coco
+from repro.evaluation.voc import evaluate_voc
+from repro.evaluation.weights import load_weights
+from repro.methods import yolo_v1, yolo_v2
+from repro.methods.yolo_v1 import Detections, GridSpec
+from repro.methods.yolo_v2 import AnchorSpec, make_spec
+from repro.models import build_model, get_model_spec
+from repro.models.yolo import YOLOv1, YOLOv2
 from repro.recipes import Recipe
-
-if TYPE_CHECKING:
-    from repro.methods.yolo_v1 import Detections, GridSpec
-    from repro.methods.yolo_v2 import AnchorSpec
 
 # YOLO at test time (darknet's validate_yolo): every box above 0.001, per-class NMS at 0.5; at
 # most 100 per image, as Faster R-CNN keeps (py-faster-rcnn's max_per_image, torchvision's).
@@ -52,15 +58,11 @@ Detected = list[tuple[int, float, list[float]]]
 
 def is_grid_detector(model: torch.nn.Module) -> bool:
     """A YOLOv1 grid detector (fully connected head, (N, S, S, B * 5 + C) output)."""
-    from repro.models.yolo import YOLOv1
-
     return isinstance(model, YOLOv1)
 
 
 def is_region_detector(model: torch.nn.Module) -> bool:
     """A YOLOv2 anchor-box detector (fully convolutional, (N, A * (5 + C), S, S) output)."""
-    from repro.models.yolo import YOLOv2
-
     return isinstance(model, YOLOv2)
 
 
@@ -71,13 +73,11 @@ def is_square_detector(model: torch.nn.Module) -> bool:
 
 def grid_spec(model: torch.nn.Module, num_classes: int, size: int) -> GridSpec:
     """The output geometry of a YOLOv1 model with ``num_classes`` classes on ``size`` inputs."""
-    from repro.methods.yolo_v1 import BOX_FIELDS, GridSpec
-
-    boxes, rest = divmod(int(model.depth) - num_classes, BOX_FIELDS)
+    boxes, rest = divmod(int(model.depth) - num_classes, yolo_v1.BOX_FIELDS)
     if rest or boxes < 1:
         raise ReproError(
             f"{type(model).__name__} predicts {model.depth} values per cell, which is not "
-            f"B * {BOX_FIELDS} + {num_classes} classes for any B.",
+            f"B * {yolo_v1.BOX_FIELDS} + {num_classes} classes for any B.",
             "build the model with the dataset's class count (model_kwargs num_classes).",
         )
     return GridSpec(grid=int(model.grid), boxes=boxes, classes=num_classes, size=size)
@@ -86,8 +86,6 @@ def grid_spec(model: torch.nn.Module, num_classes: int, size: int) -> GridSpec:
 def anchor_spec(model: torch.nn.Module, num_classes: int, size: int) -> AnchorSpec:
     """The output geometry of a YOLOv2 model with ``num_classes`` classes on ``size`` inputs,
     its priors (13x13 grid units) scaled to the grid (repro.methods.yolo_v2.make_spec)."""
-    from repro.methods.yolo_v2 import BOX_FIELDS, make_spec
-
     anchors = getattr(model, "anchors", None)
     if anchors is None:
         raise ReproError(
@@ -99,7 +97,7 @@ def anchor_spec(model: torch.nn.Module, num_classes: int, size: int) -> AnchorSp
     if depth != spec.depth:
         raise ReproError(
             f"{type(model).__name__} predicts {depth} channels per cell, not {len(anchors)} "
-            f"anchors x ({BOX_FIELDS} + {num_classes} classes) = {spec.depth}.",
+            f"anchors x ({yolo_v2.BOX_FIELDS} + {num_classes} classes) = {spec.depth}.",
             "build the model with the dataset's class count (model_kwargs num_classes).",
         )
     return spec
@@ -107,15 +105,11 @@ def anchor_spec(model: torch.nn.Module, num_classes: int, size: int) -> AnchorSp
 
 def detector_num_classes(model_name: str, classes: int) -> int:
     """The ``num_classes`` a detector is built with: torchvision's count the background."""
-    from repro.models import get_model_spec
-
     return classes + 1 if get_model_spec(model_name).source == "torchvision" else classes
 
 
 def build_detector(recipe: Recipe, classes: int) -> torch.nn.Module:
     """The recipe's model for a dataset of ``classes`` classes (recipe model_kwargs kept)."""
-    from repro.models import build_model
-
     kwargs = {**recipe.model_kwargs, "num_classes": detector_num_classes(recipe.model, classes)}
     return build_model(recipe.model, **kwargs)
 
@@ -157,7 +151,6 @@ def detect_images(
             "decoding a YOLO detector's output needs the class count and the square input size.",
             "pass num_classes and input_size (the recipe's evaluation crop).",
         )
-    from repro.data.detection_loaders import resize_square
 
     batch = torch.stack([resize_square(image, input_size) for image in images]).to(device)
     decoded = decode_square(model, model(batch).cpu(), num_classes, input_size)
@@ -182,8 +175,6 @@ def decode_square(
 ) -> list[Detections]:
     """A YOLO detector's raw output on ``input_size`` squares as per-image detections in
     input pixels, by the detector's own decoding at the test-time thresholds."""
-    from repro.methods import yolo_v1, yolo_v2
-
     decode: Callable[..., list[Detections]] = yolo_v1.decode
     spec: Any
     if is_region_detector(model):
@@ -241,9 +232,6 @@ def score_rows(
     """The recipe's metric (percent) of ``rows`` on the images ``ids`` of ``dataset``: VOC mAP
     (VOC07 11-point, or all-point for voc2010_map) or COCO AP and AP50."""
     if recipe.dataset != "coco":
-        from repro.data.voc import to_devkit_box
-        from repro.evaluation.voc import evaluate_voc
-
         detections: dict[str, list[Any]] = {c: [] for c in classes}
         for image_id, label, score, box in rows:
             detections[classes[label]].append((image_id, score, to_devkit_box(box)))
@@ -252,8 +240,6 @@ def score_rows(
         result = evaluate_voc(annotations, detections, metric=metric, classes=list(classes))
         value = result["mAP"]
         return {"map": 100.0 * float(value) if value is not None else math.nan}
-    from repro.data.coco import load_instances
-    from repro.evaluation.coco import evaluate_coco
 
     results = [
         {
@@ -277,9 +263,6 @@ def evaluate_detector(
 ) -> dict[str, float]:
     """mAP (and COCO AP50) in percent of ``weights`` on the recipe's evaluation split, and the
     number of detections scored."""
-    from repro.data.detection_loaders import loader, open_split
-    from repro.evaluation.weights import load_weights
-
     dataset, classes = open_split(recipe.dataset, root, recipe.eval_split)
     model = build_detector(recipe, len(classes))
     load_weights(model, weights)

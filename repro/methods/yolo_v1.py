@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torchvision.ops import batched_nms
 
 LAMBDA_COORD = 5.0  # Redmon et al. 2016, Section 2.2
 LAMBDA_NOOBJ = 0.5
@@ -190,8 +191,6 @@ def select_detections(
     """Per image, from pixel xyxy ``boxes`` (N, K, 4) and class-specific ``scores`` (N, K, C):
     every (box, class) above ``score_threshold`` with a box of positive width and height,
     per-class NMS at ``nms_iou``, the ``max_per_image`` best kept."""
-    from torchvision.ops import batched_nms
-
     out: list[Detections] = []
     for i in range(boxes.shape[0]):
         box_idx, cls = (scores[i] > score_threshold).nonzero(as_tuple=True)

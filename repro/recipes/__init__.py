@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from repro.errors import ReproError
+
 OPTIMIZERS = ("sgd", "adam", "rmsprop")
 SCHEDULES = ("constant", "step", "multistep", "plateau", "poly", "cosine", "exponential")
 AUGMENTATIONS = {
@@ -115,8 +117,6 @@ class Recipe(_Strict):
     def named_choice(self, choices: tuple[str, ...], what: str, example: str) -> str:
         """The one of ``choices`` the recipe's name carries (a protocol option the schema has
         no field for, e.g. DeCAF's logreg / svm); ReproError naming the recipe otherwise."""
-        from repro.errors import ReproError
-
         found = [kind for kind in choices if kind in self.name.split("-")]
         if len(found) != 1:
             raise ReproError(

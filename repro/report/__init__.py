@@ -113,9 +113,8 @@ def log_report(paths: dict[str, Path], uri: str) -> tuple[bool, str]:
     """Log the written report to MLflow (experiment "repro/report": the files and the charts as
     artifacts). Never raises for the store: the report is on disk already, so a store that is
     down or refuses costs a warning, not the report. Returns (logged, a line saying so)."""
-    from repro import tracking
+    from repro.tracking import check_tracking_uri, reachable, spool  # off `repro --help`
     from repro.tracking.report import log_report as log_report_run
-    from repro.tracking.spool import first_line
 
     def failed(reason: str) -> tuple[bool, str]:
         return False, (
@@ -123,12 +122,12 @@ def log_report(paths: dict[str, Path], uri: str) -> tuple[bool, str]:
             "`repro report` when the store answers, or pass --no-mlflow."
         )
 
-    if not tracking.reachable(uri):
+    if not reachable(uri):
         return failed(f"{uri} does not answer")
     charts = len(list(Path(paths["charts"]).glob("*.svg")))
     try:
-        tracking.check_tracking_uri(uri)
+        check_tracking_uri(uri)
         run_id = log_report_run(uri, paths, tags={"charts": str(charts)})
     except Exception as exc:  # noqa: BLE001 - any store failure degrades to a warning
-        return failed(first_line(exc))
+        return failed(spool.first_line(exc))
     return True, f"logged the report to MLflow at {uri} (experiment repro/report, run {run_id})"

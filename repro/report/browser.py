@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image  # matplotlib's dependency
+
 from repro.errors import ReproError
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -186,8 +188,6 @@ class ImageStats:
 
 
 def image_stats(png: Path) -> ImageStats:
-    from PIL import Image  # matplotlib's dependency
-
     with Image.open(png) as img:
         rgb = img.convert("RGB")
         small = rgb.resize((max(1, rgb.width // 4), max(1, rgb.height // 4)))

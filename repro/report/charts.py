@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from repro.claims import Tolerance
+from repro.claims import SHAPE_METRICS, Tolerance
 from repro.report.numbers import number
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -30,7 +30,6 @@ VERDICT_COLOURS = {
     "not-run": "#9e9e9e",
     "error": "#c62828",
 }
-SHAPE_METRICS = ("output_shape", "output_size")
 LABEL_CHARS = 58
 RATIO_LIMITS = (1e-3, 1e3)  # measured/claimed beyond these is drawn at the edge, marked
 

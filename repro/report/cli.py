@@ -6,8 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from repro import config
 from repro.errors import ReproError
+from repro.files import atomic_write_text
 from repro.report.compare import Comparison, Table, compare, read_table
+from repro.report.content import BENCHMARKS_DIR
+from repro.report.html_page import comparison_page
 
 COMPARE_EPILOG = """A and B are each one of:
   reports/results.csv                    a results table (or a measurement folder)
@@ -30,7 +34,7 @@ def load_side(spec: str, tracking_uri: str | None = None, params: str | None = N
     """One side of a comparison from a path or ``mlflow:KEY``."""
     if not spec.startswith(MLFLOW_PREFIX):
         return read_table(Path(spec))
-    from repro import config, tracking
+    from repro import tracking  # MLflow's side: off `repro --help`
     from repro.tracking.report import load_results_of
 
     uri = config.load_settings(params, tracking_uri=tracking_uri).tracking_uri
@@ -47,7 +51,6 @@ def compare_with_current(
     if baseline.kind == "results":
         return compare(baseline, Table("results", "this report", rows))
     from repro.report.bench_charts import read_benchmarks
-    from repro.report.content import BENCHMARKS_DIR
 
     bench_rows, _ = read_benchmarks(BENCHMARKS_DIR)
     if not bench_rows:
@@ -72,14 +75,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def write_comparison_html(result: Comparison, path: Path) -> None:
-    from repro.files import atomic_write_text
-    from repro.report.html_page import comparison_page
-
     atomic_write_text(path, comparison_page(result))
 
 
 def _cmd_screenshot(args: argparse.Namespace) -> int:
-    from repro.report import browser
+    from repro.report import browser  # Pillow: off `repro --help`
 
     if args.page.startswith(("http://", "https://")):  # an app (the MLflow UI): no chart probe
         shot = browser.screenshot(args.page, Path(args.out), args.width, args.height,

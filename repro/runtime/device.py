@@ -33,6 +33,8 @@ class DeviceInfo:
 
 
 def slugify(text: str) -> str:
+    """Lowercase, runs of anything but letters, digits and dots as one dash (file names:
+    versions keep their dots)."""
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
 
 

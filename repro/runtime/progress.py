@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from tqdm import tqdm
+
 LINE_EVERY_S = 30.0  # plain lines: one per interval once work has run that long, and the last
 EVERY_ENV = "REPRO_PROGRESS_S"  # overrides the interval; 0 prints a line at every step
 
@@ -48,8 +50,6 @@ class Progress:
         is_tty = self.out.isatty() if tty is None and hasattr(self.out, "isatty") else bool(tty)
         self._bar = None
         if is_tty:
-            from tqdm import tqdm
-
             self._bar = tqdm(total=total, desc=desc, unit=unit, file=self.out, dynamic_ncols=True)
 
     def line(self) -> str:

@@ -113,7 +113,7 @@ def fit(config: FitConfig) -> FitResult:
 
 
 def _plan(config: FitConfig, recipe: Recipe, rank: int, world: int, device: Any) -> Plan:
-    from repro.data.augment import eval_transform, train_transform
+    from repro.data.augment import center_crop_transform, train_transform
     from repro.data.training_sets import dataset_digest, load_dataset, shard_loaders
     from repro.models import get_model_spec
 
@@ -124,7 +124,7 @@ def _plan(config: FitConfig, recipe: Recipe, rank: int, world: int, device: Any)
         name, config.data_root, recipe.train_split, train_transform(recipe, channels)
     )
     eval_set, _ = load_dataset(
-        name, config.data_root, eval_split, eval_transform(recipe.evaluation, channels)
+        name, config.data_root, eval_split, center_crop_transform(recipe.evaluation, channels)
     )
     batch = recipe.batch_size
     sampler = epoch_sampler(

@@ -16,6 +16,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import batched_nms, roi_align
 
 from repro.models import build_model
@@ -121,8 +122,6 @@ class RCNN:
 
     def count_macs(self) -> float:
         """Multiply-adds of a step: one crop's CNN pass, times the crops, plus the SVMs."""
-        from torch.utils.flop_counter import FlopCounterMode
-
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
             self._features(caffe_pixels(self.image), self.boxes[:1])
         return counter.get_total_flops() / 2 * self.crops_per_step + (

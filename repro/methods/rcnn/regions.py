@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torchvision.ops import box_iou, roi_align
+from tqdm import tqdm
 
 from repro.data.voc import VocDetection, load_image_tensor
 from repro.errors import DataError, ReproError
@@ -122,8 +123,6 @@ def load_proposals(
 ) -> Proposals:
     """Proposals of every (image id, image path) in ``items``: from ``cache_dir`` where cached,
     else by selective search (``processes`` > 1: in that many processes), then cached."""
-    from tqdm import tqdm
-
     cache = cache_dir / PROPOSALS_FILE if cache_dir is not None else None
     stored = _load_cache(cache) if cache is not None else {}
     todo = [(i, p) for i, p in items if i not in stored]

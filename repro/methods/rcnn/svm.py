@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.svm import LinearSVC
 from torch import nn
+from tqdm import tqdm
 
 from repro.errors import ReproError
 from repro.methods.rcnn.regions import ImageStore, Windows, svm_negatives, warp_windows
@@ -61,8 +63,6 @@ class SvmBank:
         return features @ self.weight.T + self.bias
 
     def fit_class(self, cls: int, positives: np.ndarray, negatives: np.ndarray) -> None:
-        from sklearn.svm import LinearSVC
-
         if len(positives) == 0 or len(negatives) == 0:
             return
         x = np.concatenate([positives, negatives])
@@ -87,8 +87,6 @@ def train_svms(
     retrain_limit: int = RETRAIN_LIMIT,
 ) -> SvmBank:
     """Per-class SVMs: ground-truth positives; negatives mined in one pass over the images."""
-    from tqdm import tqdm
-
     bank = SvmBank(classes, retrain_limit)
     body.eval().to(device)
     feats: dict[int, torch.Tensor] = {}
@@ -127,8 +125,6 @@ def _mine(
     size: int,
     device: torch.device,
 ) -> None:
-    from tqdm import tqdm
-
     negatives: list[dict[tuple[int, int], np.ndarray]] = [{} for _ in range(bank.classes)]
     fresh = [0] * bank.classes
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from repro.claims import COMPARISON_METRICS, Claim, ModelRef, Paper, slug
+from repro.claims import COMPARISON_METRICS, Claim, ModelRef, Paper, kebab_case
 from repro.config import AccuracySettings
 from repro.data.detection_loaders import DETECTION_DATASETS, recipe_datasets
 from repro.data.roots import data_root, dataset_present
@@ -167,7 +167,7 @@ def variant_recipe(recipe: Recipe, ref: ModelRef) -> Recipe:
     if ref.name == recipe.model and kwargs == recipe.model_kwargs:
         return recipe
     changed = ",".join(f"{k}={v}" for k, v in sorted(ref.kwargs.items()))
-    name = slug(f"{recipe.name} {ref.name if ref.name != recipe.model else ''} {changed}")
+    name = kebab_case(f"{recipe.name} {ref.name if ref.name != recipe.model else ''} {changed}")
     update = {"name": name, "model": ref.name, "model_kwargs": kwargs}
     if "dropout" in ref.kwargs:  # the recipe's dropout would override the variant's
         update["dropout"] = ref.kwargs["dropout"]
