@@ -81,7 +81,7 @@ def test_the_cli_parses_without_torch_ray_or_mlflow() -> None:
 # coordinator empties this after the merge).
 KNOWN_CIRCLES = [
     ["repro.train.epoch_log", "repro.train.recipe_loop"],
-    ["repro.execution", "repro.methods", "repro.suites", "repro.train"],
+    ["repro.execution", "repro.train"],
 ]
 
 

@@ -17,19 +17,25 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from repro.claims import Claim
+from repro.config import AccuracySettings
+from repro.data import sun397
+from repro.data.training_sets import NORMALIZATION
 from repro.errors import ReproError
-
-if TYPE_CHECKING:
-    import numpy as np
-    import torch
-
-    from repro.claims import Claim
-    from repro.config import AccuracySettings
-    from repro.recipes import Recipe
+from repro.evaluation.classification import eval_transform
+from repro.evaluation.weights import load_weights
+from repro.models import build_model
+from repro.recipes import Recipe
 
 log = logging.getLogger("repro.accuracy")
 
@@ -69,8 +75,6 @@ class _Images:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        from PIL import Image, UnidentifiedImageError
-
         try:
             with Image.open(self.paths[index]) as image:
                 return self.transform(image.convert("RGB")), index
@@ -79,8 +83,6 @@ class _Images:
 
 
 def _collate(items: list[tuple[Any, int]]) -> tuple[Any, list[int], list[int]]:
-    import torch
-
     kept = [(x, i) for x, i in items if x is not None]
     bad = [i for x, i in items if x is None]
     images = torch.stack([x for x, _ in kept]) if kept else None
@@ -99,11 +101,6 @@ def extract_features(
     skipped: Skipped | None = None,
 ) -> tuple[dict[str, np.ndarray], list[int]]:
     """({layer: (n, d) activations}, indices of ``paths`` that decoded), in ``paths`` order."""
-    import numpy as np
-    import torch
-    from torch.utils.data import DataLoader
-    from tqdm import tqdm
-
     modules = dict(model.named_modules())
     missing = [name for name in layers if name not in modules]
     if missing:
@@ -154,7 +151,6 @@ def linear_accuracy(
     test_y: Sequence[int],
 ) -> float:
     """Test accuracy (%) of ``kind`` (a key of CLASSIFIERS) fit on the training features."""
-    import numpy as np
     from sklearn.svm import LinearSVC
 
     if kind == "logreg":
@@ -176,9 +172,6 @@ def linear_accuracy(
 
 def feature_model(recipe: Recipe, weights: str) -> torch.nn.Module:
     """The recipe's network with the supplied ImageNet weights."""
-    from repro.evaluation.weights import load_weights
-    from repro.models import build_model
-
     model = build_model(recipe.model, **recipe.model_kwargs)
     load_weights(model, weights)
     return model
@@ -197,10 +190,6 @@ def measure_transfer(
     """Per partition {"accuracy@<layer>": %} for the claims' layers, and a note on the protocol.
     ``settings.seeds`` > 1 is irrelevant here (nothing random is trained); the partitions are the
     runs. ``settings.eval_limit`` keeps the first N images of each list (a trial run)."""
-    from repro.data import sun397
-    from repro.data.training_sets import NORMALIZATION
-    from repro.evaluation.classification import eval_transform
-
     if recipe.dataset not in TRANSFER_DATASETS:
         raise ReproError(
             f"the transfer protocol reads {', '.join(TRANSFER_DATASETS)}, not {recipe.dataset}.",
@@ -261,14 +250,10 @@ def measure_transfer(
 
 
 def _first(split: Any, limit: int) -> Any:
-    from dataclasses import replace
-
     return replace(split, paths=split.paths[:limit], labels=split.labels[:limit])
 
 
 def _stack(split: Any, cache: dict[Path, dict[str, Any]], layer: str) -> tuple[Any, list[int]]:
-    import numpy as np
-
     rows = [
         (cache[p][layer], y) for p, y in zip(split.paths, split.labels, strict=True) if p in cache
     ]
