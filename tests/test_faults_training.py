@@ -131,7 +131,8 @@ def test_problem_names_the_file(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ray_local() -> Iterator[None]:
-    from repro.execution import init_ray, shutdown
+    from repro.execution.address import shutdown
+    from repro.execution.tasks import init_ray
 
     init_ray(num_cpus=2)
     yield

@@ -28,7 +28,8 @@ from repro.train.summary import summarize
 
 @pytest.fixture(scope="module")
 def ray_local() -> Iterator[None]:
-    from repro.execution import init_ray, shutdown
+    from repro.execution.address import shutdown
+    from repro.execution.tasks import init_ray
 
     init_ray(num_cpus=2)
     yield

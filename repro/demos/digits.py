@@ -227,7 +227,7 @@ def run_digits_demo(
     agree within noise. ``epochs`` overrides the recipe's (quick checks only)."""
     import tempfile
 
-    from repro import execution
+    from repro.execution import address as execution
 
     started_ray = not execution.is_initialized()
     start = time.perf_counter()

@@ -1,9 +1,8 @@
 """Ray: the only package that imports ray.
 
-``tasks``: measurements as Ray tasks (local Ray by default, ``--ray-address`` for a cluster).
+``address``: reachability of a cluster and Ray's state in this process, without importing Ray;
+``tasks``: measurements as Ray tasks (local Ray by default, ``--ray-address`` for a cluster);
+``train``: Ray Train worker groups; ``jobs``: Ray Jobs on a cluster (`repro submit`);
+``shared``: one local instance for the stages of `make reproduce`; ``cluster``: cluster checks.
 Everything else in repro is plain library code that runs without Ray.
 """
-
-from repro.execution.tasks import TaskCall, init_ray, is_initialized, run_calls, shutdown
-
-__all__ = ["TaskCall", "init_ray", "is_initialized", "run_calls", "shutdown"]

@@ -16,7 +16,8 @@ from typing import Any
 import ray
 
 from repro.errors import ReproError
-from repro.execution.tasks import init_ray, shutdown
+from repro.execution.address import shutdown
+from repro.execution.tasks import init_ray
 
 
 def live_nodes() -> list[dict[str, Any]]:

@@ -9,48 +9,17 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlparse
+
+import ray
+import torch
 
 from repro.errors import ReproError
+from repro.execution.address import check_address
 from repro.runtime.progress import Progress
-
-
-def _reachable(address: str, timeout: float = 3.0) -> tuple[bool, str]:
-    """Probe a host:port (or ray://host:port) Ray address before handing it to ray.init,
-    which otherwise retries for a long time against a dead address."""
-    if address in ("auto", "local"):
-        return True, ""
-    parsed = urlparse(address if "://" in address else f"ray://{address}")
-    host, port = parsed.hostname, parsed.port
-    if not host or not port:
-        return False, "it is not of the form host:port or ray://host:port"
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True, ""
-    except OSError as exc:
-        return False, str(exc)
-
-
-def check_address(address: str | None) -> None:
-    """A ReproError, before anything runs, when the cluster at ``address`` does not answer
-    (None: a local Ray, nothing to check). Imports no Ray."""
-    if not address:
-        return
-    ok, why = _reachable(address)
-    if not ok:
-        raise ReproError(
-            f"cannot reach the Ray cluster at {address!r} ({why}); nothing was measured.",
-            "start the cluster (`ray start --head` on the head node, or "
-            "`ray up cluster.yaml`), "
-            "check the address with `ray status --address ADDR`, or drop --ray-address / "
-            "unset RAY_ADDRESS to run on a local Ray instance.",
-        )
-
 
 # Ray 2.60 announces on stderr, at every start of a local instance, that it switched token
 # authentication on. For the harness's own local instance that is noise: authentication stays
@@ -68,8 +37,6 @@ class _QuietAuthBanner(logging.Filter):
 
 
 def _start_local(num_cpus: int | None) -> None:
-    import ray
-
     quiet, auth_log = _QuietAuthBanner(), logging.getLogger(_AUTH_LOGGER)
     auth_log.addFilter(quiet)
     try:
@@ -85,8 +52,6 @@ def _start_local(num_cpus: int | None) -> None:
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[str, Any]:
     """Start or join Ray; returns facts about the cluster for the report."""
-    import ray
-
     start = time.perf_counter()
     if ray.is_initialized():
         return {"ray_address": address or "local", "ray_startup_s": 0.0}
@@ -111,19 +76,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[st
     }
 
 
-def is_initialized() -> bool:
-    import ray
-
-    return ray.is_initialized()
-
-
-def shutdown() -> None:
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-
-
 @dataclass(frozen=True)
 class TaskCall:
     """``fn(*args)`` as one Ray task. ``on_error(args, exc)`` replaces the result of a task that
@@ -141,8 +93,6 @@ class TaskCall:
 def exclusive_resources() -> dict[str, float]:
     """What one exclusive task holds: one GPU (and a CPU to drive it) where the cluster has a
     GPU, otherwise every CPU of the largest node, so no other task shares that node."""
-    import ray
-
     if ray.cluster_resources().get("GPU", 0) >= 1:
         return {"num_gpus": 1, "num_cpus": 1}
     cpus = [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")]
@@ -152,9 +102,6 @@ def exclusive_resources() -> dict[str, float]:
 def _run_with_all_threads(fn: Callable[..., Any], *args: Any) -> Any:
     """In the worker: use as many torch threads as the task holds CPUs (a reused worker may
     have started with one), at normal priority, then restore both."""
-    import ray
-    import torch
-
     cpus = int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))
     threads = torch.get_num_threads()
     niceness = os.getpriority(os.PRIO_PROCESS, 0)
@@ -179,8 +126,6 @@ def run_calls(calls: Sequence[TaskCall], desc: str = "measuring", unit: str = "c
 
     Concurrent calls are all submitted at once; exclusive calls are submitted one after the
     other, each when the previous has finished, so that timings never overlap."""
-    import ray
-
     out: list[Any] = [None] * len(calls)
     pending: dict[Any, int] = {}
     for i, call in enumerate(calls):

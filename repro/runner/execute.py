@@ -9,9 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from repro import execution as ray_execution
 from repro.errors import ReproError
-from repro.execution import TaskCall, run_calls
+from repro.execution import address as ray_state
 from repro.runner.plan import RunPlan
 from repro.runner.settings import RunSettings
 from repro.runtime.progress import Progress
@@ -65,8 +64,10 @@ def execute(run: RunPlan) -> Execution:
 
 
 def _run_on_ray(work: list[Work], settings: RunSettings, execution: Execution) -> None:
-    execution.started_ray = not ray_execution.is_initialized()
-    execution.ray_info = ray_execution.init_ray(settings.ray_address, settings.num_cpus)
+    from repro.execution.tasks import TaskCall, init_ray, run_calls  # Ray: only when used
+
+    execution.started_ray = not ray_state.is_initialized()
+    execution.ray_info = init_ray(settings.ray_address, settings.num_cpus)
     calls = [
         TaskCall(timed_measure, (suite, group), _task_failed, suite.placement == "exclusive",
                  *progress(group))
@@ -107,4 +108,4 @@ def _in_process(suite: Suite[Group], group: Group) -> list[GroupOutcome]:
 
 def shutdown(execution: Execution) -> None:
     if execution.started_ray:
-        ray_execution.shutdown()
+        ray_state.shutdown()
