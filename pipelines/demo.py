@@ -11,9 +11,9 @@ from pathlib import Path
 from repro import config
 from repro.demos.cli import DEMOS
 from repro.demos.cli import main as demo_main
+from repro.environment import process_seconds
 from repro.errors import ReproError
 from repro.files import atomic_write_text
-from repro.runner import process_seconds
 
 
 def main(argv: list[str] | None = None) -> int:

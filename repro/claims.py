@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -27,6 +27,8 @@ from repro.recipes import Recipe
 PAPERS_DIR = Path(__file__).parent / "papers"
 
 Kind = Literal["analytic", "speed", "accuracy", "dataset"]
+# A kind of claim is measured by the suite of that name (repro.suites), in this order.
+SUITE_NAMES: tuple[str, ...] = get_args(Kind)
 
 # Metrics the analytic suite computes from a built model (see repro/analytic.py).
 ANALYTIC_METRICS = {

@@ -7,10 +7,11 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from repro import config
 from repro.bench.cli import add_parsers as add_bench_parsers
-from repro.claims import list_papers, load_paper
+from repro.claims import SUITE_NAMES, list_papers, load_paper
 from repro.data.cli import add_parsers as add_data_parsers
 from repro.demos.cli import add_parsers as add_demo_parsers
 from repro.environment import collect, format_lines
@@ -19,12 +20,11 @@ from repro.evaluation.cli import add_parsers as add_eval_parsers
 from repro.report import demo_seconds, log_report, read_demos, read_measurements, write_report
 from repro.report.cli import add_parsers as add_report_parsers
 from repro.report.cli import compare_with_current
-from repro.runner import degraded, failures, run_papers
-from repro.runner.plan import plan_paper
-from repro.runner.settings import RunSettings
 from repro.submit import add_parsers as add_submit_parsers
-from repro.suites import suite_names  # light: torch loads only when something is measured
 from repro.train.cli import add_parsers as add_train_parsers
+
+if TYPE_CHECKING:
+    from repro.runner.settings import RunSettings
 
 EXIT_TRACKING_DEGRADED = 3  # everything measured and written; some MLflow logs wait in the spool
 
@@ -107,6 +107,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _print_plan(keys: list[str], settings: RunSettings) -> int:
     """Which claims of ``keys`` the suites would measure, and why the others would not run;
     nothing is measured (no Ray, no MLflow)."""
+    from repro.runner.plan import plan_paper
+
     suites = settings.suites
     totals: dict[str, int] = {}
     for key in keys:
@@ -126,7 +128,9 @@ def _print_plan(keys: list[str], settings: RunSettings) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    settings = RunSettings.resolve(
+    from repro import runner  # the suites, torch: not on `repro --help`
+
+    settings = runner.RunSettings.resolve(
         args.params,
         suites=args.suite,
         tracking_uri=args.tracking_uri,
@@ -143,7 +147,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ReproError("no papers given.", "name papers (see `repro papers`) or pass --all.")
     if args.plan:
         return _print_plan(keys, settings)
-    runs = run_papers(keys, settings)
+    runs = runner.run_papers(keys, settings)
     for run in runs:
         counts: dict[str, int] = {}
         for r in run.results:
@@ -155,10 +159,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 print(f"    {r.verdict}: {r.table} / {r.row} / {r.metric}: {r.note}")
     uri = settings.tracking_uri
     print(f"measurements written to {args.out}" + (f"; logged to MLflow at {uri}" if uri else ""))
-    spooled = degraded(runs)
+    spooled = runner.degraded(runs)
     if uri and not spooled:
         _print_links(uri, [run.paper for run in runs])
-    problem = failures(runs)
+    problem = runner.failures(runs)
     if problem:
         print(problem, file=sys.stderr)
     if spooled:
@@ -278,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--suite",
         action="append",
-        choices=suite_names(),
+        choices=SUITE_NAMES,
         help="suite to run (repeatable; default: params.yaml suites, else analytic)",
     )
     config.add_settings_flags(p)

@@ -12,8 +12,11 @@ import importlib.metadata
 import os
 import platform
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 import repro
 
@@ -172,3 +175,9 @@ def collect() -> dict[str, str]:
 def format_lines(env: dict[str, str]) -> list[str]:
     width = max(map(len, env), default=0)
     return [f"{k:<{width}}  {v}" for k, v in env.items()]
+
+
+def process_seconds() -> float:
+    """Seconds since this process started, imports and Ray's shut-down included: what a DVC
+    stage costs."""
+    return round(time.time() - psutil.Process().create_time(), 3)

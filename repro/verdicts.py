@@ -7,12 +7,15 @@ the report import it and it imports none of them back.
 
 from __future__ import annotations
 
+import csv
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from repro.claims import SHAPE_METRICS, Claim, ModelRef, Paper
+from repro.files import atomic_write
 
 # `measured`: an absolute time or rate measured on other hardware than the paper's, recorded
 # beside the paper's hardware and not judged (the speed suite judges ratios instead).
@@ -179,3 +182,14 @@ def order_results(paper: Paper, results: Iterable[Result]) -> list[Result]:
     """Results in the order the claims appear in the paper file."""
     index = {c.id: i for i, c in enumerate(paper.claims)}
     return sorted(results, key=lambda r: index.get(r.claim_id, len(index)))
+
+
+def write_results_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """The flat results table (RESULT_COLUMNS), written atomically."""
+
+    def write(fh: IO[str]) -> None:
+        w = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+
+    atomic_write(path, write)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from repro.environment import process_seconds
 from repro.errors import ReproError
 from repro.files import atomic_write_text
 from repro.report.compare import Comparison
@@ -29,8 +30,7 @@ from repro.report.content import (
 from repro.report.hardware import SPEED_DIR, fold_speed, read_speed_runs
 from repro.report.html_page import render_html
 from repro.report.markdown import CHARTS_DIR, render_markdown
-from repro.runner.write import process_seconds, write_results_csv
-from repro.verdicts import RESULT_COLUMNS
+from repro.verdicts import RESULT_COLUMNS, write_results_csv
 
 __all__ = [
     "BENCHMARKS_DIR",

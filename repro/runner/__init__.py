@@ -26,10 +26,8 @@ from repro.runner.write import (
     environment,
     finish,
     paper_runs,
-    process_seconds,
     write,
     write_paper_outputs,
-    write_results_csv,
 )
 
 __all__ = [
@@ -47,12 +45,10 @@ __all__ = [
     "mlflow_groups",
     "plan_paper",
     "plan_run",
-    "process_seconds",
     "run_papers",
     "stage_status",
     "write",
     "write_paper_outputs",
-    "write_results_csv",
 ]
 
 

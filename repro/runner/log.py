@@ -9,7 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from repro import tracking
-from repro.runner.write import PaperRun, process_seconds
+from repro.environment import process_seconds
+from repro.runner.write import PaperRun
 from repro.tracking import spool
 from repro.verdicts import GroupOutcome
 

@@ -4,22 +4,21 @@ Written before MLflow is touched: a logging failure loses nothing measured."""
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import psutil
+import torch
 
-from repro.environment import collect
+from repro.environment import collect, process_seconds
 from repro.files import atomic_write
 from repro.runner.execute import Execution
 from repro.runner.plan import RunPlan
-from repro.verdicts import RESULT_COLUMNS, GroupOutcome, Result, order_results
+from repro.verdicts import GroupOutcome, Result, order_results, write_results_csv
 
 
 @dataclass
@@ -33,19 +32,8 @@ class PaperRun:
 def environment() -> dict[str, Any]:
     """The device the claims were measured on, their precision, and the process's environment
     (repro.environment: versions, GPU and driver, CPU, git commit)."""
-    import torch  # not on `repro report`'s path (process_seconds, write_results_csv)
-
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return {"device": device, "precision": "fp32", **collect()}
-
-
-def write_results_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    def write(fh: IO[str]) -> None:
-        w = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-
-    atomic_write(path, write)
 
 
 def write_meta(run: PaperRun, out_dir: Path) -> None:
@@ -86,12 +74,6 @@ def write(runs: Sequence[PaperRun], out_dir: Path | None) -> None:
     if out_dir is not None:
         for run in runs:
             write_paper_outputs(run, out_dir)
-
-
-def process_seconds() -> float:
-    """Seconds since this process started, imports and Ray's shut-down included: what a DVC
-    stage costs."""
-    return round(time.time() - psutil.Process().create_time(), 3)
 
 
 def finish(runs: Sequence[PaperRun], out_dir: Path | None) -> None:

@@ -8,15 +8,13 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from repro.analytic import ModelProfile, profile_model
 from repro.claims import Claim, ModelRef, Paper
 from repro.errors import ReproError
 from repro.suites.registry import Suite, SuiteSettings, check_model_refs, register_suite
 from repro.verdicts import GroupOutcome, failed_group, in_unit, judge, result_for
-
-if TYPE_CHECKING:
-    from repro.analytic import ModelProfile
 
 
 def _analytic_value(
@@ -31,8 +29,6 @@ def _analytic_value(
 
 def measure_group(paper: str, ref: ModelRef, claims: list[Claim]) -> GroupOutcome:
     """Measure every analytic claim on one built model."""
-    from repro.analytic import profile_model  # torch: this module loads on `repro --help`
-
     start = time.perf_counter()
     profiles: dict[str, ModelProfile] = {}
     try:

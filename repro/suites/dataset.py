@@ -11,12 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from repro.analytic import profile_model
 from repro.claims import Claim, Paper
 from repro.config import AccuracySettings, load_settings
 from repro.data.claim_values import claim_report, dataset_metric
 from repro.data.roots import data_roots_of
 from repro.data.stats import CLAIM_DATASETS, METRICS
 from repro.errors import ReproError
+from repro.methods.rcnn.regions import (
+    proposal_base,
+    proposal_cache_dir,
+    require_selective_search,
+)
 from repro.methods.rpn_proposals import PROPOSALS_METRIC
 from repro.suites.registry import Suite, SuiteSettings, register_suite
 from repro.verdicts import GroupOutcome, in_unit, judge, result_for
@@ -30,8 +36,6 @@ SELECTIVE_SEARCH_METRICS = (PROPOSALS_METRIC, FEATURE_CACHE_METRIC)  # dataset c
 def dataset_not_run_reason(claim: Claim) -> str | None:
     if claim.metric in SELECTIVE_SEARCH_METRICS:  # as R-CNN and Fast R-CNN ran it
         # torch, as the two below: this module loads on `repro --help`
-        from repro.methods.rcnn.regions import require_selective_search
-
         if not (claim.dataset or "").startswith("voc"):
             return f"selective-search proposals are counted on VOC sets, not {claim.dataset}"
         try:
@@ -55,7 +59,6 @@ def selective_search_proposals(claim: Claim, root: str, storage: str) -> tuple[f
     (proposals_per_image), or the bytes of the claim's `layer` of `model` (fp32) for all of
     them (feature_cache_size, R-CNN's feature cache)."""
     from repro.methods.rcnn.pipeline import proposal_counts
-    from repro.methods.rcnn.regions import proposal_base, proposal_cache_dir
 
     split = str(claim.params.get("split", "test"))
     cache = proposal_cache_dir(proposal_base(storage), claim.dataset or "", root, split)
@@ -72,8 +75,6 @@ def selective_search_proposals(claim: Claim, root: str, storage: str) -> tuple[f
 
 def feature_elements(claim: Claim) -> int:
     """Elements of the output of the claim's `layer` of its `model` for one image."""
-    from repro.analytic import profile_model
-
     if claim.model is None or not isinstance(claim.layer, str):
         raise ReproError(
             f"claim {claim.id}: {FEATURE_CACHE_METRIC} needs `model` and one `layer` (the "

@@ -5,21 +5,21 @@ claim kind of its name), why it cannot measure a claim here, how it groups the c
 how it measures one group and what a failed group returns. A group is a frozen dataclass with
 its claims and papers (what the progress counts) and whatever the suite needs to measure it.
 The runner's planner and executor look suites up here by name and are never imported by them;
-adding a suite is one module and one line in ``repro/suites/__init__.py``.
+adding a suite is one module, one line in ``repro/suites/__init__.py`` and its claim kind in
+``repro.claims.Kind``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, ClassVar, Generic, Literal, Protocol, TypeVar
+from typing import ClassVar, Generic, Literal, Protocol, TypeVar
 
+from repro.claims import SUITE_NAMES, Claim, ModelRef, Paper
+from repro.config import AccuracySettings, SpeedSettings
 from repro.errors import ReproError, UnknownModelError
-
-if TYPE_CHECKING:
-    from repro.claims import Claim, ModelRef, Paper
-    from repro.config import AccuracySettings, SpeedSettings
-    from repro.verdicts import GroupOutcome
+from repro.models import get_model_spec
+from repro.verdicts import GroupOutcome
 
 # How the executor runs a suite's groups:
 # "tasks": concurrent Ray tasks (or in this process without Ray);
@@ -96,6 +96,8 @@ def register_suite(cls: type[Suite[G]]) -> type[Suite[G]]:
     """Class decorator: register one instance of the suite ``cls``."""
     if cls.name in _SUITES:
         raise ValueError(f"suite {cls.name!r} is registered twice")
+    if cls.name not in SUITE_NAMES:  # the CLI offers the claim kinds without loading the suites
+        raise ValueError(f"suite {cls.name!r} measures no claim kind of repro.claims.Kind")
     _SUITES[cls.name] = cls()  # type: ignore[assignment]
     return cls
 
@@ -121,8 +123,6 @@ def suite_of(claim: Claim) -> Suite[Group] | None:
 
 def check_model_refs(paper: Paper, refs: Callable[[Claim], Sequence[ModelRef | None]]) -> None:
     """Every model ``refs`` names for a claim must be registered; say which entry names it."""
-    from repro.models import get_model_spec  # torch: the registry loads on `repro --help`
-
     for i, claim in enumerate(paper.claims):
         for ref in refs(claim):
             if ref is None:

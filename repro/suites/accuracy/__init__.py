@@ -1,38 +1,38 @@
 """The accuracy suite: which accuracy claims can run and why not (``reasons``), how they are
 grouped, trained by the paper's recipe (repro.train.fit, repro.train.detector_fit) or loaded,
-evaluated and judged (``suite``). This module loads on `repro --help`, so those two (torch) are
-imported where they are used."""
+evaluated and judged (``suite``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+from repro.claims import Claim, Paper
+from repro.suites.accuracy.reasons import not_run_reason as accuracy_not_run_reason
+from repro.suites.accuracy.suite import (
+    AccuracyGroup,
+    accuracy_roots,
+    group_accuracy_claims,
+    measure_accuracy_group,
+)
 from repro.suites.registry import Suite, SuiteSettings, check_model_refs, register_suite
 from repro.verdicts import GroupOutcome, result_for
 
-if TYPE_CHECKING:
-    from repro.claims import Claim, Paper
-    from repro.suites.accuracy.suite import AccuracyGroup
-
 
 @register_suite
-class AccuracySuite(Suite["AccuracyGroup"]):
+class AccuracySuite(Suite[AccuracyGroup]):
     name = "accuracy"
     placement = "driver"
     needs_dataset = True
 
     def not_run_reason(self, claim: Claim, paper: Paper, settings: SuiteSettings) -> str | None:
-        from repro.suites.accuracy.reasons import not_run_reason
-
-        return not_run_reason(paper, claim, settings.accuracy_settings, settings.data_roots)
+        return accuracy_not_run_reason(
+            paper, claim, settings.accuracy_settings, settings.data_roots
+        )
 
     def groups(
         self, items: Sequence[tuple[Paper, list[Claim]]], settings: SuiteSettings
     ) -> list[AccuracyGroup]:
         """One group per recipe and dataset of each paper."""
-        from repro.suites.accuracy.suite import accuracy_roots, group_accuracy_claims
-
         out: list[AccuracyGroup] = []
         for paper, claims in items:
             roots = accuracy_roots(paper, claims, settings.data_roots)  # a recipe's other sets
@@ -40,8 +40,6 @@ class AccuracySuite(Suite["AccuracyGroup"]):
         return out
 
     def measure(self, group: AccuracyGroup) -> list[GroupOutcome]:
-        from repro.suites.accuracy.suite import measure_accuracy_group
-
         return [measure_accuracy_group(group)]
 
     def failed(self, group: AccuracyGroup, note: str) -> list[GroupOutcome]:
