@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import pickle
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,21 @@ def save_checkpoint(
         torch.save(state, _model(directory))
     if pm.rank == 0:
         (directory / TRAINER_FILE).write_text(json.dumps(trainer_state))
+
+
+def persist(
+    session: Session,
+    pm: ParallelModel,
+    optimizer: torch.optim.Optimizer,
+    trainer_state: dict[str, Any],
+    metrics: dict[str, Any],
+    name: str,
+) -> str:
+    """A checkpoint written to a temporary folder and handed to ``session`` as ``name`` (every
+    rank calls this); returns where it was persisted."""
+    with tempfile.TemporaryDirectory(prefix="repro-ckpt-") as tmp:
+        save_checkpoint(Path(tmp), pm, optimizer, trainer_state)
+        return session.report(metrics, Path(tmp), name)
 
 
 def _model(directory: Path) -> Path:

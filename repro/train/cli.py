@@ -12,7 +12,8 @@ from pathlib import Path
 from repro.config import add_settings_flags
 from repro.errors import ReproError
 from repro.files import atomic_write_json
-from repro.train.config import PARALLEL, PRECISIONS, TrainConfig
+from repro.runtime.vocabulary import PARALLEL, PRECISIONS
+from repro.train.config import TrainConfig
 
 TRAIN_EPILOG = """examples:
   repro train lenet5 --workers 0 --steps 20          in this process, no Ray, no parallelism

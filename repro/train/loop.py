@@ -16,7 +16,8 @@ from torch import nn
 from repro.errors import ReproError
 from repro.models import get_model_spec
 from repro.models.registry import ModelSpec
-from repro.train.config import PRECISIONS, TrainConfig
+from repro.runtime.vocabulary import PRECISIONS
+from repro.train.config import TrainConfig
 
 # GoogLeNet (Szegedy et al. 2014, Section 5): the auxiliary classifiers' losses are added to
 # the total loss with weight 0.3 during training.

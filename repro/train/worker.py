@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +21,9 @@ import torch.distributed as dist
 from repro.errors import ReproError
 from repro.models import get_model_spec
 from repro.runtime.timing import synchronize
+from repro.tracking.training import TRAIN_STEP_METRICS, TrainingRun
 from repro.train import loop
-from repro.train.checkpoint import load_checkpoint, newest_readable, save_checkpoint
+from repro.train.checkpoint import load_checkpoint, newest_readable, persist
 from repro.train.config import TrainConfig
 from repro.train.data import (
     Batch,
@@ -33,9 +33,9 @@ from repro.train.data import (
     synthetic_batches,
 )
 from repro.train.parallelize import ParallelModel, parallelize, parameter_summary
-from repro.train.run_log import RunLog
 from repro.train.session import Session, checkpoint_name
 from repro.train.summary import summarize
+from repro.train.system_log import system_log
 
 FAULT_MARKER = "fault_injected"
 
@@ -108,18 +108,6 @@ def _gather(value: Any, world: int) -> list[Any]:
     return out
 
 
-def _checkpoint(
-    session: Session,
-    pm: ParallelModel,
-    optimizer: torch.optim.Optimizer,
-    state: dict[str, Any],
-) -> str:
-    with tempfile.TemporaryDirectory(prefix="repro-ckpt-") as tmp:
-        save_checkpoint(Path(tmp), pm, optimizer, state)
-        metrics = {"step": state["next_step"], "loss": state["history"][-1]["loss"]}
-        return session.report(metrics, Path(tmp), checkpoint_name(state["next_step"]))
-
-
 def timed_step(
     pm: ParallelModel,
     optimizer: torch.optim.Optimizer,
@@ -181,10 +169,20 @@ def train_worker(
             state = load_checkpoint(ckpt, pm, optimizer)
             start, resumed_from = int(state["next_step"]), int(state["next_step"])
             history = [e for e in state["history"] if e["step"] < start]
-    log = RunLog(config, enabled=rank == 0 and bool(config.tracking_uri))
     opened = {"restarts": str(attempt), "parallel": config.parallel, "workers": str(world)}
-    log.open(opened | ({"resume_skipped": "; ".join(skipped)} if skipped else {}), pm.device)
-    log.commit(history, start)  # steps a checkpoint committed before a crash kept them out
+    log = TrainingRun(
+        config.tracking_uri if rank == 0 else None,
+        config.run_name or "train",
+        {k: v for k, v in config.as_dict().items() if k != "tracking_uri"},
+        opened | ({"resume_skipped": "; ".join(skipped)} if skipped else {}),
+        system=system_log(pm.device, config.system_metrics_s),
+    )
+
+    def commit(upto: int) -> None:
+        """Steps reach MLflow once no restart can re-run them (see repro.tracking.training)."""
+        log.log([e for e in history if e["step"] < upto], TRAIN_STEP_METRICS)
+
+    commit(start)  # steps a checkpoint committed before a crash kept them out
 
     data = batches(config, setup, pm.shard, start, dataset)
     warmup = min(config.warmup_steps, max(config.steps - start - 1, 0))
@@ -199,13 +197,15 @@ def train_worker(
                 c0 = time.perf_counter()
                 state = {"next_step": done, "history": history, "parallel": config.parallel}
                 state |= {"world": world, "model": config.model}
-                checkpoint_path = _checkpoint(session, pm, optimizer, state)
+                metrics = {"step": done, "loss": history[-1]["loss"]}
+                name = checkpoint_name(done)
+                checkpoint_path = persist(session, pm, optimizer, state, metrics, name)
                 checkpoint_s += time.perf_counter() - c0
-                log.commit(history, done)
-        log.commit(history, config.steps)
+                commit(done)
+        commit(config.steps)
         summaries = _gather({**parameter_summary(pm), "info": pm.info}, world)
     except BaseException:
-        log.close({}, {"restarts": str(attempt)}, "FAILED")  # a restart reopens the run
+        log.close({}, {"restarts": str(attempt)}, "FAILED", step=0)  # a restart reopens it
         raise
     if rank != 0:
         return None
@@ -215,6 +215,7 @@ def train_worker(
         {f"summary.{k}": float(v) for k, v in summary.items()},
         {"restarts": str(attempt), "resumed_from_step": str(resumed_from), "finite": str(finite)},
         "FINISHED",
+        step=0,
     )
     return {
         "history": history,
