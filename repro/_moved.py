@@ -21,7 +21,7 @@ _ACCURACY = {
     "detection": "repro.methods.detection",
     "proposals": "repro.methods.rpn_proposals",
     "transfer": "repro.methods.transfer",
-    "rcnn": "repro.methods.rcnn.pipeline",
+    "rcnn": "repro.methods.rcnn.system",
     "rcnn_regions": "repro.methods.rcnn.regions",
     "rcnn_svm": "repro.methods.rcnn.svm",
     "fit": "repro.train.fit",

@@ -1,7 +1,7 @@
-"""R-CNN's accuracy pipeline (repro.methods.rcnn: pipeline, regions) on a tiny synthetic VOC
-set: window labels by IoU on hand-made boxes, the proposal cache, and measure_rcnn end to end
-for both window classifiers with a tiny network (AlexNet at 227 is too slow to fine-tune in a
-test)."""
+"""R-CNN's accuracy system (repro.methods.rcnn: system, regions; repro.train.rcnn) on a tiny
+synthetic VOC set: window labels by IoU on hand-made boxes, the proposal cache, and measure_rcnn
+end to end for both window classifiers with a tiny network (AlexNet at 227 is too slow to
+fine-tune in a test)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,16 @@ from repro.claims import load_paper
 from repro.data.voc import voc_classes
 from repro.errors import ReproError
 from repro.methods.rcnn import regions as rcnn_regions
-from repro.methods.rcnn.pipeline import measure_rcnn, proposal_counts
 from repro.methods.rcnn.regions import (
     finetune_labels,
     proposal_cache_dir,
     svm_negatives,
     warp_windows,
 )
+from repro.methods.rcnn.system import proposal_counts
 from repro.methods.region_proposals import selective_search_available
 from repro.suites.accuracy_settings import AccuracySettings
+from repro.train.rcnn import measure_rcnn
 
 needs_ss = pytest.mark.skipif(
     not selective_search_available(), reason="opencv-contrib (cv2.ximgproc) not installed"
@@ -196,9 +197,9 @@ def test_unknown_classifier_is_refused(voc: Path, tmp_path: Path) -> None:
 def test_suite_runs_rcnn_claims_with_imagenet_weights_else_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from repro.methods.rcnn import pipeline as rcnn
     from repro.suites.accuracy import reasons, suite
     from repro.suites.accuracy_settings import AccuracySettings
+    from repro.train import rcnn
 
     paper = load_paper("rcnn")
     ids = ("alexnet-svm-voc2007-map", "alexnet-softmax-voc2007-map")

@@ -128,7 +128,7 @@ def detector_training_reason(
 
 def is_rcnn(recipe: Recipe) -> bool:
     """A detection recipe on a classification network: R-CNN's pipeline (selective-search
-    windows through a fine-tuned classifier, repro.methods.rcnn.pipeline)."""
+    windows through a fine-tuned classifier, repro.methods.rcnn.system)."""
     from repro.models import get_model_spec
 
     return recipe.dataset in DETECTION_DATASETS and get_model_spec(recipe.model).task == (
@@ -139,8 +139,8 @@ def is_rcnn(recipe: Recipe) -> bool:
 def rcnn_reason(recipe: Recipe, settings: AccuracySettings) -> str | None:
     """Why R-CNN's pipeline cannot run for ``recipe``: no window classifier named, no selective
     search, or no ImageNet weights to fine-tune from."""
-    from repro.methods.rcnn.pipeline import classifier_of
     from repro.methods.rcnn.regions import require_selective_search
+    from repro.methods.rcnn.system import classifier_of
 
     try:
         classifier_of(recipe)

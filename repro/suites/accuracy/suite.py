@@ -5,7 +5,7 @@ evaluates weights the user supplies (params.yaml `weights:`, `--weights MODEL=PA
 the recipe through Ray Train (data-parallel, checkpointed, resumable; one run per seed) and then
 evaluates: classifiers through repro.train.fit, the YOLO and Faster R-CNN detectors through
 repro.train.detector_fit (on every dataset their train_split names, e.g. VOC 2007+2012),
-R-CNN's recipes through repro.methods.rcnn.pipeline. Transfer claims (DeCAF on SUN-397) fit a linear
+R-CNN's recipes through repro.train.rcnn. Transfer claims (DeCAF on SUN-397) fit a linear
 classifier on the frozen features of supplied ImageNet weights, one run per SUN-397 partition
 (repro.methods.transfer). Ablation claims (`baseline:`, e.g. AlexNet's overlapping pooling)
 train both variants by the recipe, seed by seed, and judge the paired differences; a variant
@@ -248,7 +248,8 @@ def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[s
         assert group.weights is not None  # transfer_reason said so
         return measure_transfer(recipe, group.claims, group.data_root, group.weights, settings)
     if is_rcnn(recipe):
-        from repro.methods.rcnn.pipeline import classifier_of, measure_rcnn
+        from repro.methods.rcnn.system import classifier_of
+        from repro.train.rcnn import measure_rcnn
 
         assert group.weights is not None  # rcnn_reason said so
         return measure_rcnn(recipe, group.data_root, group.weights, settings, classifier_of(recipe))
