@@ -19,16 +19,16 @@ from repro.demos.detection import (
     to_coco_results,
     to_voc_detections,
 )
-from repro.demos.detector import (
+from repro.demos.detector import TinyYolo
+from repro.errors import ReproError
+from repro.methods.yolo_v1 import (
     Detections,
     GridSpec,
-    TinyYolo,
     decode,
     encode_targets,
     perfect_prediction,
     yolo_loss,
 )
-from repro.errors import ReproError
 
 SPEC = GridSpec(grid=6, boxes=2, classes=3, size=96)
 

@@ -68,7 +68,7 @@ from repro.train.distributed import launch, resolve
 from repro.train.loop import ModelSetup
 from repro.train.parallelize import parallelize_detector
 from repro.train.recipe_loop import (
-    Plan,
+    DataPlan,
     RecipeTask,
     SeedRun,
     check_run_settings,
@@ -77,7 +77,7 @@ from repro.train.recipe_loop import (
     run_worker,
     seed_run,
 )
-from repro.train.session import Session
+from repro.train.session import WorkerSession
 
 WORKER_FN = "repro.train.detector_fit:detector_fit_worker"
 # What the harness lacks to train the other detectors the papers name.
@@ -233,7 +233,7 @@ def fit_detector(config: DetectorFitConfig) -> FitResult:
 
 
 @dataclass
-class DetectionPlan(Plan):
+class DetectionPlan(DataPlan):
     classes: list[str]
     eval_set: Any  # the whole evaluation split (annotations for scoring)
 
@@ -311,7 +311,7 @@ def protocol(recipe: Recipe, images: int) -> str:
 class Detection(RecipeTask):
     """A detector, evaluated once, after the last epoch (mAP)."""
 
-    def plan(self, config: DetectorFitConfig, rank: int, world: int, device: Any) -> Plan:
+    def plan(self, config: DetectorFitConfig, rank: int, world: int, device: Any) -> DataPlan:
         """The data of every seed: the config's recipe with its dataset and eval_split
         overrides."""
         recipe = effective_recipe(config)
@@ -441,7 +441,7 @@ class Detection(RecipeTask):
         }
 
 
-def detector_fit_worker(payload: dict[str, Any], session: Session) -> dict[str, Any] | None:
+def detector_fit_worker(payload: dict[str, Any], session: WorkerSession) -> dict[str, Any] | None:
     """Train and evaluate every seed of ``payload`` (a DetectorFitConfig as a dict) as this
     session's rank; rank 0 returns the seeds' records, environment and final weights."""
     return run_worker(DetectorFitConfig(**payload), session, Detection())

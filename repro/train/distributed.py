@@ -10,6 +10,7 @@ are reported in ``overhead`` and never enter images/s.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import time
 import uuid
 from pathlib import Path
@@ -19,12 +20,15 @@ import torch
 
 from repro import tracking
 from repro.errors import ReproError
+from repro.execution.train import run_ray_training, run_worker_group
 from repro.runtime.vocabulary import PARALLEL
 from repro.train import loop
 from repro.train.config import FitConfig, FitResult, TrainConfig, TrainResult, need
+from repro.train.gpipe import sequential_layers
 from repro.train.parallelize import check_strategy
 from repro.train.session import LocalSession
 from repro.train.summary import summarize
+from repro.train.worker import train_worker
 
 DEFAULT_STORAGE = "~/ray_results/repro"  # beside Ray Train's own default storage
 
@@ -100,8 +104,6 @@ def validate(config: TrainConfig) -> None:
 
 
 def _check_pipeline(config: TrainConfig, world: int) -> None:
-    from repro.train.pipeline import sequential_layers
-
     layers = sequential_layers(loop.build_model_setup(config, device="meta").model)
     need(
         len(layers) >= world,
@@ -120,15 +122,11 @@ def run_training(config: TrainConfig) -> TrainResult:
     if config.workers == 0:
         out = run_in_process(config, launch)
     else:
-        from repro.execution.train import run_ray_training
-
         out = run_ray_training(config, launch)
     return to_result(config, out)
 
 
 def run_in_process(config: TrainConfig, launch: dict[str, Any]) -> dict[str, Any]:
-    from repro.train.worker import train_worker
-
     start = time.perf_counter()
     session = LocalSession(Path(config.storage_path or DEFAULT_STORAGE) / str(config.run_name))
     record = train_worker(config, session, launch)
@@ -182,8 +180,6 @@ def run_workers(
     workers, or (``workers == 0``) once in this process without Ray. The function sets up its
     own model and data, calls ``session.report`` for checkpoints, and rank 0 returns its record,
     which comes back under "worker"."""
-    import importlib
-
     run_dir = Path(run_dir).expanduser().resolve()
     if workers == 0:
         module, _, name = fn.partition(":")
@@ -195,7 +191,6 @@ def run_workers(
             "overhead": {"fit_s": time.perf_counter() - start},
             "environment": {"ray": "not used"},
         }
-    from repro.execution.train import run_worker_group
 
     return run_worker_group(
         fn,

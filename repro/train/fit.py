@@ -31,7 +31,7 @@ from repro.train.config import FitConfig, FitResult, TrainConfig, need
 from repro.train.distributed import launch, resolve
 from repro.train.parallelize import ParallelModel, parallelize
 from repro.train.recipe_loop import (
-    Plan,
+    DataPlan,
     RecipeTask,
     SeedRun,
     check_run_settings,
@@ -39,7 +39,7 @@ from repro.train.recipe_loop import (
     parse_recipe,
     run_worker,
 )
-from repro.train.session import Session
+from repro.train.session import WorkerSession
 
 WORKER_FN = "repro.train.fit:fit_worker"
 PROTOCOL = "per-epoch validation: centre crop of the recipe's evaluation resize/crop"
@@ -109,7 +109,7 @@ class Classification(RecipeTask):
     def __init__(self, channels_last: bool) -> None:
         self.channels_last = channels_last
 
-    def plan(self, config: FitConfig, rank: int, world: int, device: Any) -> Plan:
+    def plan(self, config: FitConfig, rank: int, world: int, device: Any) -> DataPlan:
         recipe = parse_recipe(config.recipe)
         channels = get_model_spec(recipe.model).input_size[0]
         name = config.dataset or recipe.dataset
@@ -144,7 +144,7 @@ class Classification(RecipeTask):
         ):  # the MLflow dataset inputs' digests, logged by rank 0
             facts["train_digest"] = dataset_digest(train_set)
             facts["eval_digest"] = dataset_digest(eval_set)
-        return Plan(
+        return DataPlan(
             recipe=recipe,
             epochs=float(config.epochs or recipe.epochs),
             steps_per_epoch=steps,
@@ -156,7 +156,7 @@ class Classification(RecipeTask):
         )
 
     def build(
-        self, config: FitConfig, plan: Plan, index: int, rank: int, world: int, device: Any
+        self, config: FitConfig, plan: DataPlan, index: int, rank: int, world: int, device: Any
     ) -> SeedRun:
         recipe, seed = plan.recipe, config.seeds[index]
         spec = get_model_spec(recipe.model)
@@ -187,13 +187,13 @@ class Classification(RecipeTask):
     def prepare(self, x: Any, y: Any, device: torch.device) -> tuple[Any, Any]:
         return loop.prepare_inputs(x, y, device, self.channels_last)
 
-    def evaluate(self, run: SeedRun, plan: Plan) -> dict[str, float]:
+    def evaluate(self, run: SeedRun, plan: DataPlan) -> dict[str, float]:
         errors = evaluate(run.pm, plan.eval_loader)
         run.schedule.observe(errors["top1_error"])
         return errors
 
     def record(
-        self, run: SeedRun, plan: Plan, weights: str | None, diverged: bool, metrics: dict
+        self, run: SeedRun, plan: DataPlan, weights: str | None, diverged: bool, metrics: dict
     ) -> dict[str, Any]:
         last = run.history[-1] if run.history else {}
         return {
@@ -208,7 +208,7 @@ class Classification(RecipeTask):
         }
 
 
-def fit_worker(payload: dict[str, Any], session: Session) -> dict[str, Any] | None:
+def fit_worker(payload: dict[str, Any], session: WorkerSession) -> dict[str, Any] | None:
     """Train every seed of ``payload`` (a FitConfig as a dict) as this session's rank; rank 0
     returns {"seeds": [...], "environment": {...}, "checkpoint": final weights}."""
     config = FitConfig(**payload)

@@ -16,13 +16,13 @@ from torch import nn
 from repro.errors import ReproError
 from repro.models import get_model_spec
 from repro.models.registry import ModelSpec
+from repro.runtime.precision import autocast
 from repro.runtime.vocabulary import PRECISIONS
 from repro.train.config import TrainConfig
 
 # GoogLeNet (Szegedy et al. 2014, Section 5): the auxiliary classifiers' losses are added to
 # the total loss with weight 0.3 during training.
 AUX_LOSS_WEIGHT = 0.3
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass
@@ -109,19 +109,13 @@ def set_matmul_precision(precision: str) -> None:
     torch.backends.cudnn.allow_tf32 = allow
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    dtype = AUTOCAST_DTYPES.get(precision)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def make_grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
     """fp16 needs loss scaling against gradient underflow; bf16 has fp32's exponent range."""
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
 
-def make_optimizer(params: Iterator[nn.Parameter], config: TrainConfig) -> torch.optim.SGD:
+def sgd_optimizer(params: Iterator[nn.Parameter], config: TrainConfig) -> torch.optim.SGD:
+    """`repro train`'s SGD (a recipe names its own: repro.recipes.schedules.make_optimizer)."""
     return torch.optim.SGD(
         params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
@@ -168,7 +162,7 @@ def forward_backward(
     """One forward and backward of ``model`` on (x, y); returns the detached loss.
     ``backward_scale`` multiplies the loss for backward only (model parallelism, where every
     rank holds the same loss)."""
-    with autocast(device, precision):
+    with autocast(precision, device.type):
         loss = classification_loss(model(x), y)
     scaled = loss * backward_scale if backward_scale != 1.0 else loss
     (scaler.scale(scaled) if scaler is not None else scaled).backward()

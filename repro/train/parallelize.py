@@ -15,12 +15,20 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
+from torch.distributed.tensor import DTensor
+from torch.nn.parallel import DistributedDataParallel
 
 from repro.errors import ReproError
+from repro.runtime.precision import autocast
 from repro.train import loop
 from repro.train.config import TrainConfig
 from repro.train.data import Shard
+from repro.train.gpipe import build_stage, layer_flops, sequential_layers
 from repro.train.loop import ModelSetup
+from repro.train.towers import AlexNetTower
 
 DATA_PARALLEL = ("none", "ddp", "fsdp")
 DETECTOR_PARALLEL = ("none", "ddp")  # detectors take lists of images and targets
@@ -68,7 +76,7 @@ class DetectorModel(ParallelModel):
 
     def forward_backward(self, x: Any, y: Any) -> torch.Tensor:
         assert self.loss_fn is not None  # parallelize_detector sets it
-        with loop.autocast(self.device, self.precision):
+        with autocast(self.precision, self.device.type):
             loss = self.loss_fn(self.module, x, y)
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         return loss.detach()
@@ -103,7 +111,7 @@ class PipelineModel(ParallelModel):
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         losses: list[torch.Tensor] = []
-        with loop.autocast(self.device, self.precision):
+        with autocast(self.precision, self.device.type):
             if self.rank == 0:
                 self.schedule.step(x)
             elif self.last:
@@ -165,9 +173,6 @@ def _fsdp_blocks(model: nn.Module) -> list[nn.Module]:
 
 
 def apply_fsdp(model: nn.Module, device: torch.device, world: int) -> nn.Module:
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
-
     mesh = init_device_mesh(device.type, (world,))
     for block in _fsdp_blocks(model):
         fully_shard(block, mesh=mesh)
@@ -178,8 +183,6 @@ def apply_fsdp(model: nn.Module, device: torch.device, world: int) -> nn.Module:
 def _pipeline_stage(
     setup: ModelSetup, config: TrainConfig, rank: int, world: int
 ) -> tuple[nn.Module, dict[str, Any]]:
-    from repro.train.pipeline import build_stage, layer_flops, sequential_layers
-
     layers = sequential_layers(setup.model)
     meta = loop.build_model_setup(config, setup.num_classes, device="meta")
     flops = layer_flops(sequential_layers(meta.model), setup.input_size)
@@ -206,8 +209,6 @@ def parallelize(
         raise ReproError(f"--parallel {p} needs the workers' process group, which is not set up.")
     model, info = setup.model, {}
     if p == "towers":  # 1. model parallel: this rank keeps its tower only
-        from repro.train.towers import AlexNetTower
-
         model = AlexNetTower(model, rank, group)
     if p == "pipeline":  # 2. pipeline: this rank keeps its stage only
         model, info = _pipeline_stage(setup, config, rank, world)
@@ -218,8 +219,6 @@ def parallelize(
     if p == "fsdp" and world > 1:  # 3. FSDP shards parameters in place (base is sharded too)
         model = apply_fsdp(model, device, world)
     if p == "ddp" and world > 1:  # 4. DDP
-        from torch.nn.parallel import DistributedDataParallel
-
         model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
@@ -245,8 +244,6 @@ def parallelize(
 def _pipeline_model(
     stage_module: nn.Module, config: TrainConfig, common: dict[str, Any], group: Any
 ) -> PipelineModel:
-    from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
-
     stage = PipelineStage(
         stage_module, common["rank"], common["world"], common["device"], group=group
     )
@@ -257,8 +254,6 @@ def _pipeline_model(
 def parameter_summary(pm: ParallelModel) -> dict[str, float]:
     """What this rank holds: its parameter count and the sum of the parameters' values,
     over the full (unsharded) parameters for FSDP so replicas can be compared."""
-    from torch.distributed.tensor import DTensor
-
     count, total = 0, 0.0
     with torch.no_grad():
         for p in pm.base.parameters():

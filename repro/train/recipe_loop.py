@@ -26,7 +26,7 @@ from repro.train import loop, trainer
 from repro.train.checkpoint import load_checkpoint, newest_readable, persist, read_trainer_state
 from repro.train.config import FitConfig, need
 from repro.train.parallelize import ParallelModel
-from repro.train.session import Session, checkpoint_name
+from repro.train.session import WorkerSession, checkpoint_name
 from repro.train.system_log import system_log
 from repro.train.worker import environment
 
@@ -102,7 +102,7 @@ def check_run_settings(config: FitConfig, recipe: Recipe) -> None:
 
 
 @dataclass
-class Plan:
+class DataPlan:
     """What every seed trains: epochs, steps per epoch and the loaders."""
 
     recipe: Recipe
@@ -151,7 +151,7 @@ class SeedRun:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def seed_run(index: int, seed: int, pm: ParallelModel, plan: Plan, params: Any) -> SeedRun:
+def seed_run(index: int, seed: int, pm: ParallelModel, plan: DataPlan, params: Any) -> SeedRun:
     """A seed's run of ``pm``: the recipe's optimizer over ``params`` and its schedule."""
     optimizer = make_optimizer(params, plan.recipe.optimizer)
     recipe = plan.recipe
@@ -159,7 +159,7 @@ def seed_run(index: int, seed: int, pm: ParallelModel, plan: Plan, params: Any) 
     return SeedRun(index, seed, pm, optimizer, schedule)
 
 
-def train_epoch(run: SeedRun, plan: Plan, epoch: int, prepare: Prepare) -> dict[str, float]:
+def train_epoch(run: SeedRun, plan: DataPlan, epoch: int, prepare: Prepare) -> dict[str, float]:
     """One epoch of ``plan``'s batches on ``run``; ``prepare(x, y, device)`` readies a batch."""
     plan.sampler.set_epoch(run.seed, epoch)
     stats = trainer.train_epoch(
@@ -179,7 +179,7 @@ def train_epoch(run: SeedRun, plan: Plan, epoch: int, prepare: Prepare) -> dict[
     }
 
 
-def _save_weights(session: Session, run: SeedRun, recipe_name: str) -> str:
+def _save_weights(session: WorkerSession, run: SeedRun, recipe_name: str) -> str:
     folder = session.run_dir / "weights"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{recipe_name}-seed{run.seed}.pt"
@@ -189,9 +189,9 @@ def _save_weights(session: Session, run: SeedRun, recipe_name: str) -> str:
 
 
 def _resume(
-    session: Session,
+    session: WorkerSession,
     config: FitConfig,
-    plan: Plan,
+    plan: DataPlan,
     rank: int,
     world: int,
     device: Any,
@@ -222,7 +222,7 @@ def _resume(
 
 
 def checkpoint_state(
-    config: FitConfig, plan: Plan, run: SeedRun, finished: list[dict[str, Any]]
+    config: FitConfig, plan: DataPlan, run: SeedRun, finished: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """The trainer state saved with the model after an epoch (``run.history[-1]``'s)."""
     return {
@@ -247,27 +247,29 @@ class RecipeTask:
 
     evaluate_every_epoch = False
 
-    def plan(self, config: FitConfig, rank: int, world: int, device: torch.device) -> Plan:
+    def plan(self, config: FitConfig, rank: int, world: int, device: torch.device) -> DataPlan:
         raise NotImplementedError
 
     def build(
-        self, config: FitConfig, plan: Plan, index: int, rank: int, world: int, device: Any
+        self, config: FitConfig, plan: DataPlan, index: int, rank: int, world: int, device: Any
     ) -> SeedRun:
         raise NotImplementedError
 
     def prepare(self, x: Any, y: Any, device: torch.device) -> tuple[Any, Any]:
         return x, y  # as given: the loss moves what it uses to the device
 
-    def evaluate(self, run: SeedRun, plan: Plan) -> dict[str, float]:
+    def evaluate(self, run: SeedRun, plan: DataPlan) -> dict[str, float]:
         raise NotImplementedError
 
     def record(
-        self, run: SeedRun, plan: Plan, weights: str | None, diverged: bool, metrics: dict
+        self, run: SeedRun, plan: DataPlan, weights: str | None, diverged: bool, metrics: dict
     ) -> dict[str, Any]:
         raise NotImplementedError
 
 
-def run_worker(config: FitConfig, session: Session, task: RecipeTask) -> dict[str, Any] | None:
+def run_worker(
+    config: FitConfig, session: WorkerSession, task: RecipeTask
+) -> dict[str, Any] | None:
     """Every seed of ``config`` by ``task``, with ``config.torch_threads`` set meanwhile."""
     threads = torch.get_num_threads()
     if config.torch_threads:
@@ -278,7 +280,9 @@ def run_worker(config: FitConfig, session: Session, task: RecipeTask) -> dict[st
         torch.set_num_threads(threads)
 
 
-def _fit_seeds(config: FitConfig, session: Session, task: RecipeTask) -> dict[str, Any] | None:
+def _fit_seeds(
+    config: FitConfig, session: WorkerSession, task: RecipeTask
+) -> dict[str, Any] | None:
     entered = time.perf_counter()
     rank, world = session.rank, session.world_size
     device = loop.select_device(config.use_gpu, session.local_rank)
@@ -311,9 +315,9 @@ def _fit_seeds(config: FitConfig, session: Session, task: RecipeTask) -> dict[st
 
 
 def run_epochs(
-    session: Session,
+    session: WorkerSession,
     config: FitConfig,
-    plan: Plan,
+    plan: DataPlan,
     run: SeedRun,
     finished: list[dict[str, Any]],
     log: TrainingRun,
@@ -353,7 +357,7 @@ def run_epochs(
             return
 
 
-def open_seed_log(config: FitConfig | None, run: SeedRun, plan: Plan) -> TrainingRun:
+def open_seed_log(config: FitConfig | None, run: SeedRun, plan: DataPlan) -> TrainingRun:
     """Rank 0's MLflow run of one seed (experiment repro/<config.mlflow_experiment>): the recipe
     and the plan's facts as parameters, its splits as dataset inputs, the epochs restored from a
     checkpoint logged unless already there. ``config`` None (other ranks): nothing is logged."""
@@ -395,7 +399,9 @@ def epoch_point(entry: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def close_seed_log(log: TrainingRun, config: FitConfig, plan: Plan, record: dict[str, Any]) -> None:
+def close_seed_log(
+    log: TrainingRun, config: FitConfig, plan: DataPlan, record: dict[str, Any]
+) -> None:
     """The seed's record as the run's summary, and its trained network when asked for."""
     if not log.active:
         return
@@ -411,7 +417,7 @@ def close_seed_log(log: TrainingRun, config: FitConfig, plan: Plan, record: dict
     log.close(summary, tags)
 
 
-def _trained(plan: Plan, weights: str) -> tuple[Any, Any]:
+def _trained(plan: DataPlan, weights: str) -> tuple[Any, Any]:
     """The seed's network with its final weights, and an input for the model signature."""
     spec = get_model_spec(plan.recipe.model)
     kwargs = dict(plan.recipe.model_kwargs)

@@ -1,6 +1,6 @@
 """The training loop every worker runs: build, parallelize, resume, step, checkpoint, log.
 
-Runs under any Session (Ray Train's workers, or this process). Step time is split into the
+Runs under any WorkerSession (Ray Train's workers, or this process). Step time is split into the
 wait for the batch (data_s, including the copy to the device) and the compute (forward,
 backward, optimizer); checkpointing and MLflow are timed apart and never enter step times.
 """
@@ -33,7 +33,7 @@ from repro.train.data import (
     synthetic_batches,
 )
 from repro.train.parallelize import ParallelModel, parallelize, parameter_summary
-from repro.train.session import Session, checkpoint_name
+from repro.train.session import WorkerSession, checkpoint_name
 from repro.train.summary import summarize
 from repro.train.system_log import system_log
 
@@ -50,7 +50,7 @@ def begin_attempt(run_dir: Path, launch_id: str) -> int:
     return n
 
 
-def maybe_inject_fault(config: TrainConfig, session: Session, step: int) -> None:
+def maybe_inject_fault(config: TrainConfig, session: WorkerSession, step: int) -> None:
     """Testing aid: rank 1 (rank 0 alone) dies at ``config.fault_step`` on the first attempt."""
     if config.fault_step != step or session.rank != min(1, session.world_size - 1):
         return
@@ -145,7 +145,7 @@ def timed_step(
 
 
 def train_worker(
-    config: TrainConfig, session: Session, launch: dict[str, Any]
+    config: TrainConfig, session: WorkerSession, launch: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Train ``config`` as this session's rank; rank 0 returns the run's record."""
     entered = time.time()
@@ -160,7 +160,7 @@ def train_worker(
         dataset = image_folder(config.data_root, size)
     setup = loop.build_model_setup(config, len(dataset.classes) if dataset is not None else None)
     pm = parallelize(setup, config, rank=rank, world=world, device=device)
-    optimizer = loop.make_optimizer(pm.module.parameters(), config)
+    optimizer = loop.sgd_optimizer(pm.module.parameters(), config)
     setup_s = time.perf_counter() - t_setup
 
     start, history, resumed_from = 0, [], None
@@ -245,7 +245,7 @@ def train_worker(
 
 
 def ray_worker(
-    config: dict[str, Any], session: Session, launch: dict[str, Any]
+    config: dict[str, Any], session: WorkerSession, launch: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Ray Train's per-worker entry (repro.execution.train names it): the config arrives as a
     dict."""

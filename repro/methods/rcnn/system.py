@@ -31,8 +31,12 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from repro.data.voc import VocDetection, to_devkit_box
 from repro.errors import ReproError
+from repro.evaluation.voc import evaluate_voc
+from repro.evaluation.weights import load_weights
 from repro.methods.rcnn.detector import per_class_nms
 from repro.methods.rcnn.regions import (
     ImageStore,
@@ -51,9 +55,9 @@ from repro.methods.rcnn.svm import (
     scaled,
     window_features,
 )
+from repro.models import build_model
 
 if TYPE_CHECKING:
-    from repro.data.voc import VocDetection
     from repro.recipes import Recipe
     from repro.suites.accuracy_settings import AccuracySettings
 
@@ -93,9 +97,6 @@ def window_net(
     recipe: Recipe, weights: str, classes: int, build: Callable[[], nn.Module] | None
 ) -> WindowNet:
     """The recipe's ImageNet network with ``weights`` loaded and a new (classes + 1)-way layer."""
-    from repro.evaluation.weights import load_weights
-    from repro.models import build_model
-
     if build is None:
         kwargs = {k: v for k, v in recipe.model_kwargs.items() if k != "num_classes"}
         model = build_model(recipe.model, **kwargs)
@@ -200,10 +201,6 @@ def detect(
 ) -> Detections:
     """Every window of every image scored, greedy NMS 0.3 per class, the top MAX_PER_IMAGE of
     each class and image kept; boxes in the devkit's 1-based convention."""
-    from tqdm import tqdm
-
-    from repro.data.voc import to_devkit_box
-
     found: Detections = {name: [] for name in class_names}
     with torch.inference_mode():
         for win in tqdm(windows, desc="detect", unit="image"):
@@ -222,8 +219,6 @@ def detect(
 
 
 def dataset_split(root: str, split: str) -> VocDetection:
-    from repro.data.voc import VocDetection
-
     if "+" in split:
         raise ReproError(
             f"R-CNN trains on one split, not {split!r}.",
@@ -257,8 +252,6 @@ def voc07_map(
     detections: Detections,
     names: list[str],
 ) -> float:
-    from repro.evaluation.voc import evaluate_voc
-
     bad = set(store.corrupt)
     scored = {w.image_id for w in test if str(w.path) not in bad}
     annotations = {i: a for i, a in eval_set.annotations.items() if i in scored}
