@@ -108,7 +108,7 @@ def training_gap(model: str) -> str | None:
     if get_model_spec(model).task == "classification":
         return (
             f"{model} is a classification network: a detection recipe on it is R-CNN's "
-            "selective-search system (repro.train.rcnn), not a detector training"
+            "selective-search pipeline (repro.train.rcnn), not a detector training"
         )
     return TRAINING_GAPS.get(
         model,

@@ -2,12 +2,14 @@
 detectors), the demos and R-CNN's fine-tuning. A method supplies the network and its loss as a
 :class:`~repro.train.parallelize.ParallelModel` (its ``forward_backward`` is the only backward
 pass outside the benchmark), the optimizer, and an :class:`Epoch`: the batches and the
-learning rate of each step. `repro train` steps the same ParallelModel with its timing around
-each step (repro.train.worker)."""
+learning rate of each step; :class:`Hooks` add what a training does around a step (`repro
+train`'s timing, checkpoints and fault injection: repro.train.worker)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,26 +17,41 @@ from typing import Any
 import torch
 from torch import nn
 
+from repro.runtime.timing import synchronize
 from repro.train import loop
 from repro.train.data import Shard
 from repro.train.parallelize import DetectorLoss, DetectorModel, ParallelModel
 
 log = logging.getLogger("repro.train")
+_END = object()
 
 
 @dataclass
 class Epoch:
     """One pass of the loop: ``batches`` yields (inputs, targets) pairs (None: a step without a
     batch, its rate set all the same), at most ``steps`` of them; ``rate(step)`` sets the
-    optimizer's learning rate of a step (counted from 0 in this pass) and returns it. Every
-    ``log_every`` steps the loss is logged, named by ``name``."""
+    optimizer's learning rate of a step (counted from 0 in this pass) and returns it (None:
+    the optimizer's rate stays). Every ``log_every`` steps the loss is logged, named by
+    ``name``."""
 
     batches: Iterable[Any]
-    rate: Callable[[int], float]
+    rate: Callable[[int], float] | None = None
     steps: int | None = None
     prepare: Callable[[Any, Any, torch.device], tuple[Any, Any]] | None = None
     log_every: int = 0
     name: str = "training"
+
+
+class Hooks:
+    """What a training adds around each step (detectron2's hooks, reduced to two): the step
+    counts from 0 in the pass; ``data_s`` is the wait for the batch and its copy to the device,
+    ``step_s`` that and the forward, backward and optimizer step."""
+
+    def before_step(self, step: int) -> None:
+        pass
+
+    def after_step(self, step: int, loss: torch.Tensor, data_s: float, step_s: float) -> None:
+        pass
 
 
 @dataclass
@@ -52,24 +69,42 @@ class EpochStats:
         return total / max(len(self.losses), 1)
 
 
-def train_epoch(pm: ParallelModel, optimizer: torch.optim.Optimizer, epoch: Epoch) -> EpochStats:
+def train_epoch(
+    pm: ParallelModel,
+    optimizer: torch.optim.Optimizer,
+    epoch: Epoch,
+    hooks: Hooks | None = None,
+) -> EpochStats:
     """``epoch``'s steps on ``pm``: the step's rate, forward and backward (pm's loss, precision
-    and parallelism), the optimizer's step."""
+    and parallelism), the optimizer's step; ``hooks`` around each (their times measured with
+    the device synchronised)."""
+    timed = hooks is not None
+    hooks = hooks or Hooks()
     pm.module.train()
     stats = EpochStats()
-    for step, batch in enumerate(epoch.batches):
-        if epoch.steps is not None and step >= epoch.steps:
+    batches = iter(epoch.batches)
+    for step in itertools.count():
+        t0 = time.perf_counter()
+        batch = next(batches, _END)  # fetched before the count is checked, as a for loop does
+        if batch is _END or (epoch.steps is not None and step >= epoch.steps):
             break
-        lr = epoch.rate(step)
+        lr = epoch.rate(step) if epoch.rate else optimizer.param_groups[0]["lr"]
         stats.steps += 1
         if batch is None:
             continue
+        hooks.before_step(step)
         x, y = batch
         stats.sizes.append(len(x) if hasattr(x, "__len__") else 0)
         if epoch.prepare is not None:
             x, y = epoch.prepare(x, y, pm.device)
+        if timed:
+            synchronize(pm.device)
+        t1 = time.perf_counter()
         loss = pm.forward_backward(x, y)
         loop.optimizer_step(optimizer, pm.scaler)
+        if timed:
+            synchronize(pm.device)
+        hooks.after_step(step, loss, t1 - t0, time.perf_counter() - t0)
         stats.losses.append(loss)
         stats.lrs.append(lr)
         if epoch.log_every and step % epoch.log_every == 0:

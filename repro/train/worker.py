@@ -1,4 +1,5 @@
-"""The training loop every worker runs: build, parallelize, resume, step, checkpoint, log.
+"""`repro train`'s worker: build, parallelize, resume, then the training loop
+(repro.train.trainer) with its step hooks: timing, checkpoints, the MLflow log.
 
 Runs under any WorkerSession (Ray Train's workers, or this process). Step time is split into the
 wait for the batch (data_s, including the copy to the device) and the compute (forward,
@@ -7,11 +8,12 @@ backward, optimizer); checkpointing and MLflow are timed apart and never enter s
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,6 @@ import torch.distributed as dist
 
 from repro.errors import ReproError
 from repro.models import get_model_spec
-from repro.runtime.timing import synchronize
 from repro.tracking.training import TRAIN_STEP_METRICS, TrainingRun
 from repro.train import loop
 from repro.train.checkpoint import load_checkpoint, newest_readable, persist
@@ -36,6 +37,7 @@ from repro.train.parallelize import ParallelModel, parallelize, parameter_summar
 from repro.train.session import WorkerSession, checkpoint_name
 from repro.train.summary import summarize
 from repro.train.system_log import system_log
+from repro.train.trainer import Epoch, Hooks, train_epoch
 
 FAULT_MARKER = "fault_injected"
 
@@ -108,40 +110,56 @@ def _gather(value: Any, world: int) -> list[Any]:
     return out
 
 
-def timed_step(
-    pm: ParallelModel,
-    optimizer: torch.optim.Optimizer,
-    data: Iterator[Batch],
-    config: TrainConfig,
-    step: int,
-) -> dict[str, Any]:
-    """One training step, timed: data wait (next batch and its copy to the device), then
-    forward, backward and optimizer. Returns the step's history entry."""
-    t0 = time.perf_counter()
-    x, y = next(data)
-    x, y = loop.prepare_inputs(x, y, pm.device, config.channels_last)
-    synchronize(pm.device)
-    t1 = time.perf_counter()
-    try:
-        loss = pm.forward_backward(x, y)
-        loop.optimizer_step(optimizer, pm.scaler)
-    except torch.OutOfMemoryError:
-        raise ReproError(
-            f"rank {pm.rank} ran out of memory at step {step} training {config.model} with a "
-            f"global batch of {config.batch_size} ({config.parallel}, {config.precision}).",
-            "lower --batch-size, use --precision bf16, or spread the model over more workers.",
-        ) from None
-    synchronize(pm.device)
-    t2 = time.perf_counter()
-    return {
-        "step": step,
-        "loss": pm.global_loss(loss),  # a collective: outside the timed window
-        "step_s": t2 - t0,
-        "data_s": t1 - t0,
-        "images": config.batch_size,
-        "images_per_s": config.batch_size / (t2 - t0),
-        "time": time.time(),
-    }
+class StepHooks(Hooks):
+    """`repro train`'s step: the fault a test injects, the step's history entry (its loss a
+    collective, outside the timed window), a checkpoint every ``config.checkpoint_every``
+    steps and the MLflow steps it commits."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        session: WorkerSession,
+        pm: ParallelModel,
+        optimizer: torch.optim.Optimizer,
+        start: int,
+        history: list[dict[str, Any]],
+        commit: Callable[[int], None],
+        attempt: int,
+    ) -> None:
+        self.config, self.session, self.pm, self.optimizer = config, session, pm, optimizer
+        self.start, self.history, self.commit, self.attempt = start, history, commit, attempt
+        self.warmup = min(config.warmup_steps, max(config.steps - start - 1, 0))
+        self.step = start
+        self.checkpoint_s, self.checkpoint_path = 0.0, None
+
+    def before_step(self, step: int) -> None:
+        self.step = self.start + step
+        maybe_inject_fault(self.config, self.session, self.step)
+
+    def after_step(self, step: int, loss: torch.Tensor, data_s: float, step_s: float) -> None:
+        config, step = self.config, self.start + step
+        self.history.append({
+            "step": step,
+            "loss": self.pm.global_loss(loss),
+            "step_s": step_s,
+            "data_s": data_s,
+            "images": config.batch_size,
+            "images_per_s": config.batch_size / step_s,
+            "time": time.time(),
+            "attempt": self.attempt,
+            "warmup": step - self.start < self.warmup,
+        })  # fmt: skip
+        done, every = step + 1, config.checkpoint_every
+        if every and (done % every == 0 or done == config.steps):
+            c0 = time.perf_counter()
+            state = {"next_step": done, "history": self.history, "parallel": config.parallel}
+            state |= {"world": self.pm.world, "model": config.model}
+            metrics = {"step": done, "loss": self.history[-1]["loss"]}
+            self.checkpoint_path = persist(
+                self.session, self.pm, self.optimizer, state, metrics, checkpoint_name(done)
+            )
+            self.checkpoint_s += time.perf_counter() - c0
+            self.commit(done)
 
 
 def train_worker(
@@ -184,24 +202,21 @@ def train_worker(
 
     commit(start)  # steps a checkpoint committed before a crash kept them out
 
-    data = batches(config, setup, pm.shard, start, dataset)
-    warmup = min(config.warmup_steps, max(config.steps - start - 1, 0))
-    checkpoint_s, checkpoint_path = 0.0, None
+    data = itertools.islice(
+        batches(config, setup, pm.shard, start, dataset), max(config.steps - start, 0)
+    )
+    hooks = StepHooks(config, session, pm, optimizer, start, history, commit, attempt)
+    epoch = Epoch(data, prepare=lambda x, y, d: loop.prepare_inputs(x, y, d, config.channels_last))
     try:
-        for step in range(start, config.steps):
-            maybe_inject_fault(config, session, step)
-            entry = timed_step(pm, optimizer, data, config, step)
-            history.append({**entry, "attempt": attempt, "warmup": step - start < warmup})
-            done, every = step + 1, config.checkpoint_every
-            if every and (done % every == 0 or done == config.steps):
-                c0 = time.perf_counter()
-                state = {"next_step": done, "history": history, "parallel": config.parallel}
-                state |= {"world": world, "model": config.model}
-                metrics = {"step": done, "loss": history[-1]["loss"]}
-                name = checkpoint_name(done)
-                checkpoint_path = persist(session, pm, optimizer, state, metrics, name)
-                checkpoint_s += time.perf_counter() - c0
-                commit(done)
+        try:
+            train_epoch(pm, optimizer, epoch, hooks)
+        except torch.OutOfMemoryError:
+            raise ReproError(
+                f"rank {rank} ran out of memory at step {hooks.step} training {config.model} "
+                f"with a global batch of {config.batch_size} ({config.parallel}, "
+                f"{config.precision}).",
+                "lower --batch-size, use --precision bf16, or spread the model over more workers.",
+            ) from None
         commit(config.steps)
         summaries = _gather({**parameter_summary(pm), "info": pm.info}, world)
     except BaseException:
@@ -222,7 +237,7 @@ def train_worker(
         "restarts": attempt,
         "resumed_from_step": resumed_from,
         "resume_skipped": skipped,
-        "checkpoint": checkpoint_path,
+        "checkpoint": hooks.checkpoint_path,
         "environment": {
             **environment(pm),
             "num_classes": setup.num_classes,
@@ -237,7 +252,7 @@ def train_worker(
         "overhead": {
             "worker_start_s": entered - launch.get("t_launch", entered),
             "setup_s": setup_s,
-            "checkpoint_s": checkpoint_s,
+            "checkpoint_s": hooks.checkpoint_s,
             "mlflow_s": log.seconds,
         },
         "mlflow_run_id": log.run_id,
