@@ -28,6 +28,7 @@ from repro.tracking.client import (
 )
 
 log = logging.getLogger("repro.tracking")
+_WARNED: set[str] = set()  # stores found failing mid-training in this process
 
 # Logged from rank 0 inside the Ray Train worker (Train V2 rejects MLflowLoggerCallback), one
 # writer per run. Step metrics are logged only once no restart can re-run the step (committed
@@ -322,6 +323,9 @@ class TrainingRun:
             return True
         except Exception as exc:  # noqa: BLE001 - the store's fault, whatever MLflow raises
             self.down = first_line(exc)
+            if self.uri in _WARNED:  # the user is told once per store, not once per run
+                return False
+            _WARNED.add(str(self.uri))
             log.warning(
                 "MLflow training run %s: the tracking store failed (%s); training goes on, and "
                 "what is not logged is kept in %s: run `repro sync` once the store answers",
