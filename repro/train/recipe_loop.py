@@ -28,7 +28,7 @@ from repro.train.config import FitConfig, need
 from repro.train.parallelize import ParallelModel
 from repro.train.session import WorkerSession, checkpoint_name
 from repro.train.system_log import system_log
-from repro.train.worker import environment
+from repro.train.trainer import environment
 
 Prepare = Callable[[Any, Any, Any], tuple[Any, Any]]  # (inputs, targets, device) -> on device
 CHECKPOINTS_PER_SEED = 10_000  # checkpoint names order (seed index, epoch)

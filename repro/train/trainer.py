@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import platform
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from repro.runtime.timing import synchronize
@@ -121,3 +124,20 @@ def single_device(
     if loss_fn is None:
         return pm
     return DetectorModel(**vars(pm), loss_fn=loss_fn)
+
+
+def environment(pm: ParallelModel) -> dict[str, Any]:
+    """Where and how ``pm`` trains (a run's record carries it)."""
+    return {
+        "device": loop.device_name(pm.device),
+        "device_type": pm.device.type,
+        "precision": pm.precision,
+        "torch": torch.__version__,
+        "torch_cuda_build": torch.version.cuda or "",
+        "python": platform.python_version(),
+        "world_size": pm.world,
+        "parallel": pm.strategy,
+        "backend": dist.get_backend() if dist.is_initialized() else "none",
+        "threads_per_worker": torch.get_num_threads(),
+        "host_cpus": os.cpu_count() or 0,
+    }

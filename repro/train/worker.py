@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,7 +36,7 @@ from repro.train.parallelize import ParallelModel, parallelize, parameter_summar
 from repro.train.session import WorkerSession, checkpoint_name
 from repro.train.summary import summarize
 from repro.train.system_log import system_log
-from repro.train.trainer import Epoch, Hooks, train_epoch
+from repro.train.trainer import Epoch, Hooks, environment, train_epoch
 
 FAULT_MARKER = "fault_injected"
 
@@ -84,22 +83,6 @@ def batches(
         shard=shard,
         workers=config.loader_workers,
     )
-
-
-def environment(pm: ParallelModel) -> dict[str, Any]:
-    return {
-        "device": loop.device_name(pm.device),
-        "device_type": pm.device.type,
-        "precision": pm.precision,
-        "torch": torch.__version__,
-        "torch_cuda_build": torch.version.cuda or "",
-        "python": platform.python_version(),
-        "world_size": pm.world,
-        "parallel": pm.strategy,
-        "backend": dist.get_backend() if dist.is_initialized() else "none",
-        "threads_per_worker": torch.get_num_threads(),
-        "host_cpus": os.cpu_count() or 0,
-    }
 
 
 def _gather(value: Any, world: int) -> list[Any]:
