@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,9 @@ from repro.train.config import TrainConfig
 # GoogLeNet (Szegedy et al. 2014, Section 5): the auxiliary classifiers' losses are added to
 # the total loss with weight 0.3 during training.
 AUX_LOSS_WEIGHT = 0.3
+# A loss other than the classification loss: loss_fn(module, inputs, targets) -> scalar (a
+# detector's inputs are lists of images and of target dicts).
+Loss = Callable[[nn.Module, Any, Any], torch.Tensor]
 
 
 @dataclass
@@ -158,12 +161,14 @@ def forward_backward(
     precision: str,
     scaler: torch.amp.GradScaler | None = None,
     backward_scale: float = 1.0,
+    loss_fn: Loss | None = None,
 ) -> torch.Tensor:
-    """One forward and backward of ``model`` on (x, y); returns the detached loss.
-    ``backward_scale`` multiplies the loss for backward only (model parallelism, where every
-    rank holds the same loss)."""
+    """One forward and backward of ``model`` on (x, y); returns the detached loss:
+    ``loss_fn(model, x, y)``, or the classification loss of ``model(x)``. ``backward_scale``
+    multiplies the loss for backward only (model parallelism, where every rank holds the same
+    loss)."""
     with autocast(precision, device.type):
-        loss = classification_loss(model(x), y)
+        loss = loss_fn(model, x, y) if loss_fn else classification_loss(model(x), y)
     scaled = loss * backward_scale if backward_scale != 1.0 else loss
     (scaler.scale(scaled) if scaler is not None else scaled).backward()
     return loss.detach()

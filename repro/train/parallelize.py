@@ -8,8 +8,8 @@ one runs: for the pipeline the schedule's step replaces forward and backward.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -32,8 +32,6 @@ from repro.train.towers import AlexNetTower
 
 DATA_PARALLEL = ("none", "ddp", "fsdp")
 DETECTOR_PARALLEL = ("none", "ddp")  # detectors take lists of images and targets
-# loss_fn(module, images, targets) -> scalar loss tensor
-DetectorLoss = Callable[[nn.Module, Any, Any], torch.Tensor]
 
 
 @dataclass
@@ -50,10 +48,19 @@ class ParallelModel:
     shard: Shard  # which part of the global batch this rank reads
     scaler: torch.amp.GradScaler | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # A detector's loss (DDP averages the ranks' gradients, so each rank's loss is the mean
+    # over its share of the global batch); None: the classification loss.
+    loss_fn: loop.Loss | None = None
 
-    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward_backward(self, x: Any, y: Any) -> torch.Tensor:
         return loop.forward_backward(
-            self.module, x, y, device=self.device, precision=self.precision, scaler=self.scaler
+            self.module,
+            x,
+            y,
+            device=self.device,
+            precision=self.precision,
+            scaler=self.scaler,
+            loss_fn=self.loss_fn,
         )
 
     def global_loss(self, loss: torch.Tensor) -> float:
@@ -63,23 +70,6 @@ class ParallelModel:
         t = loss.detach().float().reshape(1).clone()
         dist.all_reduce(t)
         return float(t) / self.world
-
-
-@dataclass
-class DetectorModel(ParallelModel):
-    """A data-parallel detector: its inputs are lists of images and of target dicts, and its
-    loss is ``loss_fn(module, images, targets)`` (the model's own loss dict for torchvision's
-    detectors, YOLO's sum-squared error for the grid detectors). DDP averages the ranks'
-    gradients, so each rank's loss is the mean over its share of the global batch."""
-
-    loss_fn: DetectorLoss | None = None
-
-    def forward_backward(self, x: Any, y: Any) -> torch.Tensor:
-        assert self.loss_fn is not None  # parallelize_detector sets it
-        with autocast(self.precision, self.device.type):
-            loss = self.loss_fn(self.module, x, y)
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        return loss.detach()
 
 
 @dataclass
@@ -271,8 +261,8 @@ def parallelize_detector(
     rank: int,
     world: int,
     device: torch.device,
-    loss_fn: DetectorLoss,
-) -> DetectorModel:
+    loss_fn: loop.Loss,
+) -> ParallelModel:
     """:func:`parallelize` for a detector (``config.parallel`` "none" or "ddp"), whose training
     step computes ``loss_fn`` instead of the classification loss."""
     if config.parallel not in DETECTOR_PARALLEL:
@@ -281,4 +271,4 @@ def parallelize_detector(
             f"use one of {', '.join(DETECTOR_PARALLEL)} (data-parallel DDP over several workers).",
         )
     pm = parallelize(setup, config, rank=rank, world=world, device=device)
-    return DetectorModel(**{f.name: getattr(pm, f.name) for f in fields(pm)}, loss_fn=loss_fn)
+    return dataclasses.replace(pm, loss_fn=loss_fn)

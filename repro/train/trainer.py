@@ -23,7 +23,7 @@ from torch import nn
 from repro.runtime.timing import synchronize
 from repro.train import loop
 from repro.train.data import Shard
-from repro.train.parallelize import DetectorLoss, DetectorModel, ParallelModel
+from repro.train.parallelize import ParallelModel
 
 log = logging.getLogger("repro.train")
 _END = object()
@@ -116,14 +116,11 @@ def train_epoch(
 
 
 def single_device(
-    module: nn.Module, device: torch.device, loss_fn: DetectorLoss | None = None
+    module: nn.Module, device: torch.device, loss_fn: loop.Loss | None = None
 ) -> ParallelModel:
     """``module`` on one device in fp32, trained on its classification loss or ``loss_fn``
     (module, inputs, targets) -> loss."""
-    pm = ParallelModel("none", module, module, 0, 1, device, "fp32", Shard())
-    if loss_fn is None:
-        return pm
-    return DetectorModel(**vars(pm), loss_fn=loss_fn)
+    return ParallelModel("none", module, module, 0, 1, device, "fp32", Shard(), loss_fn=loss_fn)
 
 
 def environment(pm: ParallelModel) -> dict[str, Any]:
