@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -18,16 +19,16 @@ from repro.demos.detection import (
     to_coco_results,
     to_voc_detections,
 )
-from repro.demos.detector import (
+from repro.demos.detector import TinyYolo
+from repro.errors import ReproError
+from repro.methods.yolo_v1 import (
     Detections,
     GridSpec,
-    TinyYolo,
     decode,
     encode_targets,
     perfect_prediction,
     yolo_loss,
 )
-from repro.errors import ReproError
 
 SPEC = GridSpec(grid=6, boxes=2, classes=3, size=96)
 
@@ -183,21 +184,40 @@ def test_tracked_run_is_a_demo_run_holding_a_training_run_with_curves(tmp_path: 
 
 
 def test_a_store_failing_mid_run_keeps_the_demo_and_its_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from repro import tracking
+    """The outage policy of every training run: training goes on, one warning, what was not
+    logged is spooled, and `repro sync` (spool.replay) logs it once the store answers."""
+    from mlflow.tracking import MlflowClient
+
+    from repro.tracking import spool, training
+    from repro.tracking.client import SPOOL_ENV
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise ConnectionError("503 Service Unavailable")
 
-    monkeypatch.setattr(tracking, "log_train_steps", refuse)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    config = DetectionDemoConfig(train_images=24, test_images=12, epochs=2, batch_size=12)
-    result = run_detection_demo(
-        tmp_path / "out", work_dir=tmp_path / "work", config=config, tracking_uri=uri
-    )
+    monkeypatch.setenv(SPOOL_ENV, str(tmp_path / "spool"))
+    with monkeypatch.context() as mp:
+        mp.setattr(training, "log_train_steps", refuse)
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        config = DetectionDemoConfig(train_images=24, test_images=12, epochs=2, batch_size=12)
+        with caplog.at_level(logging.WARNING, logger="repro.tracking"):
+            result = run_detection_demo(
+                tmp_path / "out", work_dir=tmp_path / "work", config=config, tracking_uri=uri
+            )
     doc = json.loads((tmp_path / "out" / "detection.json").read_text())
     assert len(doc["per_epoch"]) == 2 and doc["metrics"] == pytest.approx(result["metrics"])
+    warned = [r for r in caplog.records if "tracking store failed" in r.getMessage()]
+    assert len(warned) == 1
+    (spooled,) = spool.pending()
+    assert [p["step"] for p in json.loads(spooled.read_text())["points"]] == [1, 2]
+    outcome = spool.replay()
+    assert len(outcome.replayed) == 1 and not spool.pending()
+    client = MlflowClient(tracking_uri=uri)
+    fit = client.get_run(result["mlflow_fit_run_id"])
+    losses = sorted(client.get_metric_history(fit.info.run_id, "loss"), key=lambda m: m.step)
+    assert [m.value for m in losses] == pytest.approx([e["loss"] for e in doc["per_epoch"]])
+    assert fit.info.status == "FINISHED"
 
 
 def test_bad_settings_name_the_setting(tmp_path: Path) -> None:

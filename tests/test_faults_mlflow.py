@@ -18,6 +18,7 @@ import pytest
 from repro import tracking
 from repro.cli import main
 from repro.tracking import spool
+from repro.tracking.client import SPOOL_ENV
 from tests.servers import MlflowServer
 
 pytestmark = pytest.mark.faults
@@ -90,7 +91,7 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], 
     for name, text in (("alpha", TINY_ALPHA), ("beta", TINY_BETA), ("gamma", GAMMA)):
         (papers / f"{name}.yaml").write_text(text)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(spool.SPOOL_ENV, str(root / "spool"))
+        mp.setenv(SPOOL_ENV, str(root / "spool"))
         server = MlflowServer(root / "server")
         server.start()
         try:
@@ -108,7 +109,7 @@ def test_server_killed_between_papers_and_back_before_the_run_ends(
 ) -> None:
     """Killed after the first paper is logged, restarted once the second is spooled: the third
     paper's turn finds it back, replays the second, logs itself; the run exits 0."""
-    monkeypatch.setenv(spool.SPOOL_ENV, str(tmp_path / "spool"))
+    monkeypatch.setenv(SPOOL_ENV, str(tmp_path / "spool"))
     server = MlflowServer(tmp_path / "flaky")
     server.start()
     real_log, real_save = tracking.log_paper, spool.save_paper
@@ -161,7 +162,7 @@ def test_server_killed_at_a_random_moment_then_synced(
     """Killed before a seeded MLflow request (mid-paper included) and not back
     before the run ends: exit 3 with a line that says how to sync, results written; `repro sync`
     after the restart logs what was missing, each claim once."""
-    monkeypatch.setenv(spool.SPOOL_ENV, str(tmp_path / "spool"))
+    monkeypatch.setenv(SPOOL_ENV, str(tmp_path / "spool"))
     server = MlflowServer(tmp_path / "down")
     server.start()
     import mlflow.utils.rest_utils as rest
@@ -221,7 +222,7 @@ def test_spooled_entry_replays_into_another_store(
 ) -> None:
     """A run whose server went away for good: `repro sync --tracking-uri` sends the spool to a
     store that answers, each claim once, and empties the spool."""
-    monkeypatch.setenv(spool.SPOOL_ENV, str(tmp_path / "spool"))
+    monkeypatch.setenv(SPOOL_ENV, str(tmp_path / "spool"))
     server = MlflowServer(tmp_path / "gone")
     server.start()
     monkeypatch.setattr(tracking, "reachable", lambda uri, timeout=3.0: False)

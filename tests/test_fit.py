@@ -3,6 +3,7 @@ this process (workers=0) on small slices of the real digits."""
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 from pathlib import Path
@@ -308,3 +309,43 @@ def test_mlflow_gets_one_run_per_seed_with_epoch_losses(tmp_path: Path) -> None:
     assert [step for step, _ in run["history"]["loss"]] == [1, 2]
     assert run["metrics"]["top1_error"] == pytest.approx(result.seeds[0]["top1_error"])
     assert run["params"]["recipe"] == "lenet5-digits-test"
+
+
+def test_a_store_failing_mid_fit_warns_once_spools_and_sync_replays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A recipe fit meets a store that goes away mid-run as every training does: it finishes
+    with its results, warns once, and `repro sync` (spool.replay) logs what was kept."""
+    from repro import tracking
+    from repro.tracking import spool, training
+    from repro.tracking.client import SPOOL_ENV
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    real = training.log_train_steps
+    calls = []
+
+    def fail_after_first(*args: Any, **kwargs: Any) -> None:
+        calls.append(args)
+        if len(calls) > 1:
+            raise ConnectionError("503 Service Unavailable")
+        real(*args, **kwargs)
+
+    monkeypatch.setenv(SPOOL_ENV, str(tmp_path / "spool"))
+    config = _config(tmp_path, epochs=3, max_steps_per_epoch=2, tracking_uri=uri, run_name="out")
+    with monkeypatch.context() as mp:
+        mp.setattr(training, "log_train_steps", fail_after_first)
+        with caplog.at_level(logging.WARNING, logger="repro.tracking"):
+            result = fit(config)
+    (record,) = result.seeds
+    assert [e["epoch"] for e in record["history"]] == [1, 2, 3]
+    assert math.isfinite(record["top1_error"]) and record["weights"]
+    assert len([r for r in caplog.records if "tracking store failed" in r.getMessage()]) == 1
+    assert len(calls) == 2  # epoch 1 logged, epoch 2 failed, epoch 3 not tried
+    (spooled,) = spool.pending()
+    assert spool.replay().replayed and not spool.pending()
+    run = tracking.find_train_run(uri, "out-seed0")
+    assert run is not None and run["status"] == "FINISHED"
+    assert [v for _, v in run["history"]["loss"]] == pytest.approx(
+        [e["loss"] for e in record["history"]]
+    )
+    assert run["metrics"]["top1_error"] == pytest.approx(record["top1_error"])

@@ -77,14 +77,6 @@ def test_the_cli_parses_without_torch_ray_or_mlflow() -> None:
     assert out.stdout.strip() == "[]"
 
 
-# Circles other branches of issue 25 remove: removed by the train/settings branches (the
-# coordinator empties this after the merge).
-KNOWN_CIRCLES = [
-    ["repro.train.epoch_log", "repro.train.recipe_loop"],
-    ["repro.execution", "repro.train"],
-]
-
-
 def test_no_import_circle_between_files_or_folders() -> None:
     """Every import (function level and `if TYPE_CHECKING:` ones too): no circle between two
     modules, nor between two parts of any package of repro/ (repro.methods's files and folders,
@@ -110,7 +102,7 @@ def test_no_import_circle_between_files_or_folders() -> None:
         c
         for nodes, arrows in graphs
         for c in _strongly_connected(nodes, arrows)
-        if len(c) > 1 and c not in KNOWN_CIRCLES
+        if len(c) > 1
     ]
     assert not circles, circles
 
@@ -148,20 +140,12 @@ def _strongly_connected(nodes: list[str], edges: dict[str, set[str]]) -> list[li
 
 # Files other branches of issue 25 rewrite: removed by the train/suites/settings branches (the
 # coordinator empties this after the merge).
-PENDING_IMPORTS = ("repro/train/", "repro/demos/", "repro/suites/", "repro/runner/",
-                   "repro/tracking/", "repro/config.py", "repro/verdicts.py",
-                   "repro/methods/rcnn/pipeline.py", "repro/methods/transfer.py",
-                   "repro/execution/train.py")  # fmt: skip
-
-
 def test_few_imports_inside_functions() -> None:
     """Imports belong at the top of a module; one inside a function keeps a heavy library off a
     light path (the CLI's parse, the Ray and MLflow entry points), and those stay few."""
     inside = []
     for path in sorted((ROOT / "repro").rglob("*.py")):
         name = str(path.relative_to(ROOT))
-        if name.startswith(PENDING_IMPORTS):
-            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 for sub in ast.walk(node):
@@ -170,7 +154,6 @@ def test_few_imports_inside_functions() -> None:
     assert 0 < len(set(inside)) <= 80, len(set(inside))
 
 
-@pytest.mark.xfail(strict=True, reason="until the train branch lands")
 def test_backward_only_in_train_and_bench() -> None:
     """Gradients are taken by the trainer (repro.train) and the benchmark's step (repro.bench)."""
     found = [

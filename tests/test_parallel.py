@@ -19,8 +19,8 @@ from repro.errors import ReproError
 from repro.train import loop
 from repro.train.config import TrainConfig
 from repro.train.data import global_synthetic_batch, synthetic_batch
+from repro.train.gpipe import layer_flops, sequential_layers, split_points
 from repro.train.parallelize import parallelize, parameter_summary
-from repro.train.pipeline import layer_flops, sequential_layers, split_points
 
 TOL = dict(rtol=1e-4, atol=1e-5)
 
@@ -66,7 +66,7 @@ def run_ranks(fn: Callable[[int, int], Any], tmp_path: Path, world: int = 2) -> 
 def _single_step(config: TrainConfig, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     setup = loop.build_model_setup(config)
     model = setup.model.train()
-    opt = loop.make_optimizer(model.parameters(), config)
+    opt = loop.sgd_optimizer(model.parameters(), config)
     loss = loop.forward_backward(model, x, y, device=torch.device("cpu"), precision="fp32")
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     loop.optimizer_step(opt, None)
@@ -83,7 +83,7 @@ def _data_parallel_step(strategy: str) -> Callable[[int, int], dict[str, Any]]:
             world=world,
             device=torch.device("cpu"),
         )
-        opt = loop.make_optimizer(pm.module.parameters(), config)
+        opt = loop.sgd_optimizer(pm.module.parameters(), config)
         x, y = synthetic_batch(
             0, batch=8, input_size=(1, 32, 32), num_classes=10, seed=0, shard=pm.shard
         )
@@ -282,7 +282,7 @@ def _roundtrip(kw: dict[str, Any], directory: Path) -> Callable[[int, int], dict
             config = TrainConfig(workers=world, seed=seed, **kw)
             setup = loop.build_model_setup(config)
             pm = parallelize(setup, config, rank=rank, world=world, device=torch.device("cpu"))
-            return pm, loop.make_optimizer(pm.module.parameters(), config)
+            return pm, loop.sgd_optimizer(pm.module.parameters(), config)
 
         def step(pm: Any, opt: torch.optim.Optimizer, i: int) -> float:
             size = loop.build_model_setup(TrainConfig(**kw), device="meta")

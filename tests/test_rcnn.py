@@ -1,7 +1,7 @@
-"""R-CNN's accuracy pipeline (repro.methods.rcnn: pipeline, regions) on a tiny synthetic VOC
-set: window labels by IoU on hand-made boxes, the proposal cache, and measure_rcnn end to end
-for both window classifiers with a tiny network (AlexNet at 227 is too slow to fine-tune in a
-test)."""
+"""R-CNN's accuracy system (repro.methods.rcnn: system, regions; repro.train.rcnn) on a tiny
+synthetic VOC set: window labels by IoU on hand-made boxes, the proposal cache, and measure_rcnn
+end to end for both window classifiers with a tiny network (AlexNet at 227 is too slow to
+fine-tune in a test)."""
 
 from __future__ import annotations
 
@@ -19,14 +19,15 @@ from repro.config import AccuracySettings
 from repro.data.voc import voc_classes
 from repro.errors import ReproError
 from repro.methods.rcnn import regions as rcnn_regions
-from repro.methods.rcnn.pipeline import measure_rcnn, proposal_counts
 from repro.methods.rcnn.regions import (
     finetune_labels,
     proposal_cache_dir,
     svm_negatives,
     warp_windows,
 )
+from repro.methods.rcnn.system import proposal_counts
 from repro.methods.region_proposals import selective_search_available
+from repro.train.rcnn import measure_rcnn
 
 needs_ss = pytest.mark.skipif(
     not selective_search_available(), reason="opencv-contrib (cv2.ximgproc) not installed"
@@ -196,8 +197,6 @@ def test_unknown_classifier_is_refused(voc: Path, tmp_path: Path) -> None:
 def test_suite_runs_rcnn_claims_with_imagenet_weights_else_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from repro.config import AccuracySettings
-    from repro.methods.rcnn import pipeline as rcnn
     from repro.suites.accuracy import reasons, suite
 
     paper = load_paper("rcnn")
@@ -214,7 +213,7 @@ def test_suite_runs_rcnn_claims_with_imagenet_weights_else_says_why(
         seen.append((recipe.name, weights, classifier))
         return [{"map": 40.0 if classifier == "svm" else 30.0}], f"fake {classifier}"
 
-    monkeypatch.setattr(rcnn, "measure_rcnn", fake)
+    monkeypatch.setattr(suite, "measure_rcnn", fake)
     groups = suite.group_accuracy_claims(paper, claims, settings, {"voc2007": str(tmp_path)})
     results = {r.claim_id: r for g in groups for r in suite.measure_accuracy_group(g).results}
     assert sorted(c for *_, c in seen) == ["softmax", "svm"]

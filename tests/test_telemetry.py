@@ -1,7 +1,7 @@
 """The project's system-metrics sampler (repro.runtime.telemetry) on the host side, and the
-training runs' system log (repro.train.system_log): host CPU and memory through a fake psutil,
-series under MLflow's names, drains that hand each sample over once, and a store that refuses
-the series without stopping the training."""
+training runs' system log (repro.train.system_log, logged by repro.tracking.training): host CPU
+and memory through a fake psutil, series under MLflow's names, drains that hand each sample
+over once, and a store that refuses the series without stopping the training."""
 
 from __future__ import annotations
 
@@ -23,7 +23,10 @@ from repro.runtime.telemetry import (
     open_sampler,
     samples_series,
 )
-from repro.train.system_log import SystemLog
+from repro.tracking import training
+from repro.tracking.client import SPOOL_ENV
+from repro.tracking.training import TrainingRun
+from repro.train.system_log import system_log
 from tests.test_bench import FakeNvml
 
 pytestmark = pytest.mark.timeout(120)
@@ -130,20 +133,20 @@ def test_without_psutil_the_reason_says_so(monkeypatch: pytest.MonkeyPatch) -> N
     assert t.samples == [] and "psutil" in sampler.reason
 
 
-def _open_run(tmp_path: Path) -> tuple[str, str]:
+def _run(tmp_path: Path, interval_s: float = 0.02) -> TrainingRun:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    return uri, tracking.open_train_run(uri, "sys", {"model": "lenet5"}, {})
+    system = system_log(torch.device("cpu"), interval_s)
+    return TrainingRun(uri, "sys", {"model": "lenet5"}, {}, system=system)
 
 
 def test_system_log_resumes_its_series_where_the_last_attempt_stopped(tmp_path: Path) -> None:
-    uri, rid = _open_run(tmp_path)
-    for _ in range(2):  # a training run and its resumption log into one MLflow run
-        log = SystemLog(uri, rid, torch.device("cpu"), 0.02)
+    for attempt in range(2):  # a training run and its resumption log into one MLflow run
+        run = _run(tmp_path)
         time.sleep(0.06)
-        log.flush()
-        log.close()
-    history = MlflowClient(tracking_uri=uri).get_metric_history(
-        rid, "system/cpu_utilization_percentage"
+        run.log([{"step": attempt, "loss": 1.0}], ("loss",))
+        run.close({}, {})
+    history = MlflowClient(tracking_uri=run.uri).get_metric_history(
+        run.run_id, "system/cpu_utilization_percentage"
     )
     steps = sorted(m.step for m in history)
     assert len(steps) >= 4 and steps == list(range(len(steps)))
@@ -152,38 +155,37 @@ def test_system_log_resumes_its_series_where_the_last_attempt_stopped(tmp_path: 
 def test_a_store_that_refuses_system_metrics_warns_once_and_training_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    uri, rid = _open_run(tmp_path)
     calls = []
 
     def refuse(*args: Any) -> None:
         calls.append(args)
         raise ConnectionError("503 Service Unavailable")
 
-    monkeypatch.setattr(tracking, "log_system_metrics", refuse)
-    log = SystemLog(uri, rid, torch.device("cpu"), 0.01)
-    with caplog.at_level(logging.WARNING, logger="repro.train"):
+    monkeypatch.setattr(training, "log_system_metrics", refuse)
+    monkeypatch.setenv(SPOOL_ENV, str(tmp_path / "spool"))
+    run = _run(tmp_path, 0.01)
+    with caplog.at_level(logging.WARNING, logger="repro.tracking"):
         time.sleep(0.05)
-        log.flush()
-        log.flush()
-        log.close()  # no exception: the numbers of the training are not at stake
-    assert len(calls) == 1 and log.failed
-    assert [r.getMessage() for r in caplog.records if "system metrics" in r.getMessage()] == [
-        f"system metrics of MLflow run {rid} are not logged (ConnectionError: 503 Service "
-        "Unavailable); training goes on"
-    ]
+        run.log([{"step": 0, "loss": 1.0}], ("loss",))
+        run.log([{"step": 1, "loss": 0.5}], ("loss",))
+        run.close({}, {})  # no exception: the numbers of the training are not at stake
+    assert len(calls) == 1 and run.down
+    warned = [r.getMessage() for r in caplog.records if "tracking store failed" in r.getMessage()]
+    assert len(warned) == 1 and "ConnectionError: 503 Service Unavailable" in warned[0]
 
 
 def test_zero_interval_samples_nothing(tmp_path: Path) -> None:
-    uri, rid = _open_run(tmp_path)
-    log = SystemLog(uri, rid, torch.device("cpu"), 0.0)
-    assert log.sampler is None
-    log.flush()
-    log.close()
+    assert system_log(torch.device("cpu"), 0.0) is None
+    run = _run(tmp_path, 0.0)
+    assert run.system is None
+    run.log([{"step": 0, "loss": 1.0}], ("loss",))
+    run.close({}, {})
 
 
 def test_a_resumed_run_continues_from_any_system_series(tmp_path: Path) -> None:
     """A run on GPU 1 without psutil has only gpu_1_* series; its resumption continues them."""
-    uri, rid = _open_run(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    rid = tracking.open_train_run(uri, "sys", {"model": "lenet5"}, {})
     assert tracking.logged_system_steps(uri, rid) == 0
     points = [(n, 50.0, 1000 + n) for n in range(3)]
     tracking.log_system_metrics(uri, rid, {"gpu_1_utilization_percentage": points})

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from repro import config
+from repro import config, tracking
 from repro.errors import ReproError
 
 DEMOS = ("digits", "detection")
@@ -86,8 +86,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     settings = config.settings_of(args)
     uri = None if args.no_mlflow else settings.tracking_uri
     if uri:
-        from repro import tracking
-
         tracking.check_tracking_uri(uri)
     names = DEMOS if args.demo == "all" else (args.demo,)
     for name in names:
@@ -96,15 +94,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             result = run_demo(name, args, settings, uri, parent)
         except BaseException:
             if uri and parent:
-                from repro import tracking
-
                 tracking.close_parent(uri, parent, {}, failed=True)
             raise
         numbers = headline(name, result)
         print(f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in numbers.items()))
         if uri:
-            from repro import tracking
-
             files = [str(Path(args.out) / f"{name}.{ext}") for ext in ("json", "csv")]
             settings = {"seeds": args.seeds, "workers": args.workers}
             if name == "detection":
@@ -126,8 +120,6 @@ def _open_demo_run(uri: str | None, name: str) -> str | None:
     children and its duration is the demo's."""
     if not uri:
         return None
-    from repro import tracking
-
     return tracking.open_parent(uri, tracking.DEMO_EXPERIMENT, name, {"repro.demo": name})
 
 

@@ -16,20 +16,30 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+import types
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+
+from repro import tracking
+from repro.data.coco import voc_to_coco
+from repro.data.synth import write_voc
+from repro.data.training_sets import dataset_digest
+from repro.data.voc import VocDetection, load_split, to_devkit_box, voc_classes
+from repro.demos.detector import TinyYolo
 from repro.errors import ReproError
+from repro.evaluation.coco import evaluate_coco
+from repro.evaluation.voc import evaluate_voc
 from repro.files import atomic_write, atomic_write_text
-
-if TYPE_CHECKING:
-    import torch
-
-    from repro.demos.detection_log import DetectionFitLog
-    from repro.demos.detector import TinyYolo
-    from repro.methods.yolo_v1 import Detections
+from repro.methods.yolo_v1 import Detections, decode
+from repro.tracking.training import TrainingRun
+from repro.train.detector_fit import GridLoss
+from repro.train.system_log import DEFAULT_INTERVAL_S, system_log
+from repro.train.trainer import Epoch, single_device, train_epoch
 
 log = logging.getLogger("repro.demos")
 
@@ -46,6 +56,9 @@ CSV_COLUMNS = (
     "note",
 )
 ACCEPTANCE_METRIC, ACCEPTANCE_THRESHOLD = "voc07_map", 0.5
+# The training run's curves (the curve is bookkeeping: a store failing mid-run does not stop
+# the demo, see repro.tracking.training).
+EPOCH_KEYS = ("loss", "lr", "voc07_map", "train_s", "eval_s", "images_per_s")
 # Detections kept per image before evaluation: COCO's maxDets is 100; VOC has no limit.
 MAX_DETECTIONS = 100
 
@@ -79,10 +92,6 @@ def _check_config(config: DetectionDemoConfig) -> None:
 
 def _load_split_tensors(voc_root: Path, split: str) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """A whole split in memory: images stacked (N, 3, H, W) and their targets."""
-    import torch
-
-    from repro.data.voc import VocDetection
-
     dataset = VocDetection(voc_root, split)
     images, targets = [], []
     for index in range(len(dataset)):
@@ -115,14 +124,10 @@ def train_detector(
     seed: int,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """AdamW with a linear warm-up then cosine decay, random horizontal flips. Returns each
-    epoch's numbers (epoch from 1, mean loss, the last step's learning rate, train_s,
-    images_per_s, time), each also handed to ``on_epoch`` (which may add to it and must leave
-    the model in train mode) as soon as the epoch ends."""
-    import torch
-
-    from repro.methods.yolo_v1 import encode_targets, yolo_loss
-
+    """AdamW with a linear warm-up then cosine decay, random horizontal flips, YOLOv1's loss,
+    through the project's training loop (repro.train.trainer). Returns each epoch's numbers
+    (epoch from 1, mean loss, the last step's learning rate, train_s, images_per_s, time), each
+    also handed to ``on_epoch`` (which may add to it) as soon as the epoch ends."""
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -136,37 +141,37 @@ def train_detector(
             return (step + 1) / warmup
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-    boxes = [t["boxes"] for t in targets]
-    labels = [t["labels"] for t in targets]
-    history: list[dict[str, Any]] = []
-    model.train()
-    for epoch in range(config.epochs):
-        t0 = time.perf_counter()
+    def batches() -> Iterator[tuple[torch.Tensor, list[dict[str, torch.Tensor]]]]:
         order = torch.randperm(len(images), generator=generator)
         flips = torch.rand(len(images), generator=generator) < 0.5
-        losses = []
         for start in range(0, len(images), config.batch_size):
             idx = order[start : start + config.batch_size]
-            batch, batch_boxes = _flip(images[idx], [boxes[i] for i in idx], flips[idx])
-            target = encode_targets(batch_boxes, [labels[i] for i in idx], model.spec)
-            loss = yolo_loss(model(batch), target, model.spec)
-            if not torch.isfinite(loss):
-                raise ReproError(
-                    f"detection demo: the training loss became {loss.item()} (diverged).",
-                    "lower the learning rate (DetectionDemoConfig.lr).",
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            lr = optimizer.param_groups[0]["lr"]  # the rate this step used
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item() * len(idx))
+            batch, boxes = _flip(images[idx], [targets[i]["boxes"] for i in idx], flips[idx])
+            labels = [targets[i]["labels"] for i in idx]
+            yield batch, [{"boxes": b, "labels": c} for b, c in zip(boxes, labels, strict=True)]
+
+    pm = single_device(model, torch.device("cpu"), GridLoss(model.spec))
+    history: list[dict[str, Any]] = []
+    for epoch in range(config.epochs):
+        t0 = time.perf_counter()
+
+        def rate(step: int, first: int = epoch * steps_per_epoch) -> float:
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * factor(first + step)
+            return optimizer.param_groups[0]["lr"]
+
+        stats = train_epoch(pm, optimizer, Epoch(batches(), rate))
+        loss = sum(x.item() * n for x, n in zip(stats.losses, stats.sizes, strict=True))
+        if not math.isfinite(loss):
+            raise ReproError(
+                f"detection demo: the training loss became {loss} (diverged).",
+                "lower the learning rate (DetectionDemoConfig.lr).",
+            )
         train_s = time.perf_counter() - t0
         entry = {
             "epoch": epoch + 1,
-            "loss": sum(losses) / len(images),
-            "lr": lr,
+            "loss": loss / len(images),
+            "lr": stats.lrs[-1],
             "train_s": train_s,
             "images_per_s": len(images) / train_s,
             "time": time.time(),
@@ -174,15 +179,10 @@ def train_detector(
         history.append(entry)
         if on_epoch is not None:
             on_epoch(entry)
-            model.train()
     return history
 
 
 def detect(model: TinyYolo, images: torch.Tensor, config: DetectionDemoConfig) -> list[Detections]:
-    import torch
-
-    from repro.methods.yolo_v1 import decode
-
     model.eval()
     out: list[Detections] = []
     with torch.no_grad():
@@ -207,8 +207,6 @@ def to_voc_detections(
 ) -> dict[str, list[tuple[str, float, tuple[float, float, float, float]]]]:
     """class -> [(image id, score, devkit box)]: the model's 0-based pixel-edge boxes become the
     devkit's 1-based inclusive coordinates."""
-    from repro.data.voc import to_devkit_box
-
     out: dict[str, list] = {c: [] for c in classes}
     for dets, image_id in zip(detections, image_ids, strict=True):
         for box, score, label in _rows(dets):
@@ -243,8 +241,6 @@ def coco_ground_truth(voc_root: Path, split: str) -> dict[str, Any]:
     "ignore" flag voc_to_coco sets with iscrowd, so this is how the VOC protocol's "difficult
     objects neither help nor hurt" carries over to COCO AP (a detection matched to a crowd
     region is ignored, not a false positive)."""
-    from repro.data.coco import voc_to_coco
-
     gt = voc_to_coco(voc_root, split)
     for ann in gt["annotations"]:
         if ann.get("ignore"):
@@ -291,12 +287,22 @@ def write_outputs(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
 
 
 def _log_to_mlflow(uri: str, result: dict[str, Any], files: list[Path], run_id: str) -> str:
-    from repro import tracking
-
     metrics = {k: v for k, v in result["metrics"].items() if isinstance(v, int | float)}
     metrics["seconds"] = result["seconds"]["total"]
     params = {**result["config"], "seed": result["seed"], "device": result["device"]}
     return tracking.log_demo(uri, "detection", metrics, params, [str(f) for f in files], run_id)
+
+
+def split_input(name: str, context: str, images: Any, source: str) -> dict[str, Any]:
+    """One split as an MLflow dataset input (repro.tracking.log_datasets): its digest is the
+    content of its images, as the digits demo's."""
+    return {
+        "name": name,
+        "context": context,
+        "digest": dataset_digest(types.SimpleNamespace(images=images)),
+        "source": source,
+        "images": len(images),
+    }
 
 
 def _open_fit_log(
@@ -307,17 +313,22 @@ def _open_fit_log(
     voc_root: Path,
     train_x: torch.Tensor,
     test_x: torch.Tensor,
-) -> DetectionFitLog | None:
+) -> TrainingRun:
+    """The demo's training as an MLflow training run: a child of the demo's run in repro/demos
+    (as the digits demo's fits are), with the loss, learning rate, images/s and the test
+    split's VOC07 mAP per epoch (step = epoch), the splits as dataset inputs, and the host's
+    CPU and memory sampled meanwhile (system/*)."""
     if not (uri and parent):
-        return None
-    from repro.demos.detection_log import DetectionFitLog, split_input
-
+        return TrainingRun(None, "", {}, {})
     datasets = [
         split_input("synthetic-voc/trainval", "train", train_x, str(voc_root)),
         split_input("synthetic-voc/test", "eval", test_x, str(voc_root)),
     ]
     params = {**asdict(config), "seed": seed, "model": "TinyYolo", "optimizer": "AdamW"}
-    return DetectionFitLog(uri, parent, params, datasets)
+    name = f"detection-fit-{uuid.uuid4().hex[:8]}"  # one MLflow run per demo run
+    tags = {"repro.kind": "fit", "mlflow.parentRunId": parent}
+    system = system_log(None, DEFAULT_INTERVAL_S)
+    return TrainingRun(uri, name, params, tags, tracking.DEMO_EXPERIMENT, datasets, system)
 
 
 def run_detection_demo(
@@ -339,22 +350,12 @@ def run_detection_demo(
     of the demo's own run, opened and logged here. ``config``
     overrides the other settings (its counts win over train_images/test_images/epochs when
     given). Deterministic for a seed on one machine and thread count."""
-    import torch
-
-    from repro.data.synth import write_voc
-    from repro.data.voc import load_split, voc_classes
-    from repro.demos.detector import TinyYolo
-    from repro.evaluation.coco import evaluate_coco
-    from repro.evaluation.voc import evaluate_voc
-
     if config is None:
         config = DetectionDemoConfig(
             train_images=train_images, test_images=test_images, epochs=epochs
         )
     _check_config(config)
     if tracking_uri:
-        from repro import tracking
-
         tracking_uri = tracking.absolute_tracking_uri(tracking_uri)
         tracking.check_tracking_uri(tracking_uri)  # fail before the minute of work, not after
     started = time.perf_counter()
@@ -395,8 +396,7 @@ def run_detection_demo(
         last["voc_dets"] = to_voc_detections(last["detections"], image_ids, classes)
         last["voc07"] = evaluate_voc(annotations, last["voc_dets"], metric="voc07", classes=classes)
         entry |= {"voc07_map": last["voc07"]["mAP"], "eval_s": time.perf_counter() - t0}
-        if fit is not None:
-            fit.epoch(entry)
+        fit.log([entry], EPOCH_KEYS, step="epoch")
 
     try:
         per_epoch = train_detector(model, train_x, train_t, config, seed, on_epoch)
@@ -406,8 +406,7 @@ def run_detection_demo(
         gt = coco_ground_truth(voc_root, "test")
         coco = evaluate_coco(gt, to_coco_results(detections, image_ids, classes, gt))
     except BaseException:
-        if fit is not None:
-            fit.close({}, "FAILED")
+        fit.close({}, {}, "FAILED")
         if tracking_uri and parent and mlflow_parent is None:
             tracking.close_parent(tracking_uri, parent, {}, failed=True)
         raise
@@ -461,8 +460,8 @@ def run_detection_demo(
         "voc_root": str(voc_root),
     }
     files = list(write_outputs(result, Path(out_dir))) if out_dir is not None else []
-    if fit is not None:
-        fit.close(metrics)
+    if fit.active:
+        fit.close({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}, {})
         result["mlflow_fit_run_id"] = fit.run_id
     if tracking_uri and parent and mlflow_parent is None:  # else the caller logs the demo's run
         result["mlflow_run_id"] = _log_to_mlflow(tracking_uri, result, files, parent)

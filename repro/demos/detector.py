@@ -23,35 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# The loss, targets and decoding are YOLOv1's, shared with the paper's networks
-# (repro.methods.yolo_v1); re-exported here so the demo's callers keep their imports.
-from repro.methods.yolo_v1 import (
-    BOX_FIELDS,
-    LAMBDA_COORD,
-    LAMBDA_NOOBJ,
-    Detections,
-    GridSpec,
-    boxes_from_grid,
-    decode,
-    encode_targets,
-    perfect_prediction,
-    yolo_loss,
-)
-
-__all__ = [
-    "BOX_FIELDS",
-    "LAMBDA_COORD",
-    "LAMBDA_NOOBJ",
-    "Detections",
-    "GridSpec",
-    "TinyYolo",
-    "activate",
-    "boxes_from_grid",
-    "decode",
-    "encode_targets",
-    "perfect_prediction",
-    "yolo_loss",
-]
+from repro.methods.yolo_v1 import BOX_FIELDS, GridSpec
 
 
 def _conv_bn(in_ch: int, out_ch: int, stride: int = 1) -> list[nn.Module]:

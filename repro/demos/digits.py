@@ -43,13 +43,17 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from repro.evaluation.stats import mean_ci, welch_same
+from repro.execution import address as execution
 from repro.files import atomic_write, atomic_write_text
 from repro.recipes import Recipe
+from repro.train.fit import FitConfig, fit
 
 log = logging.getLogger("repro.demos.digits")
 
@@ -97,15 +101,11 @@ DIGITS_RECIPE = Recipe.model_validate(
 
 
 def _stats(values: list[float]) -> tuple[float, float, float]:
-    from repro.evaluation.stats import mean_ci
-
     mean, low, high = mean_ci(values)
     return float(mean), float(low), float(high)
 
 
 def _compare(a: list[float], b: list[float]) -> dict[str, Any]:
-    from repro.evaluation.stats import welch_same
-
     if len(a) < 2 or len(b) < 2:
         return {"same_within_noise": None, "why": "Welch's test needs 2 seeds or more per side"}
     result = welch_same(a, b)
@@ -126,8 +126,6 @@ def _train(
     epochs: float | None,
     mlflow_parent: str | None = None,
 ) -> dict[str, Any]:
-    from repro.train.fit import FitConfig, fit
-
     stamp = time.strftime("%Y%m%d-%H%M%S")
     config = FitConfig(
         recipe=DIGITS_RECIPE.model_dump(),
@@ -225,10 +223,6 @@ def run_digits_demo(
     seed; returns (and writes to ``out_dir``/digits.json and digits.csv) the per-seed records,
     the mean test error with its 95% interval per worker count, and whether the worker counts
     agree within noise. ``epochs`` overrides the recipe's (quick checks only)."""
-    import tempfile
-
-    from repro.execution import address as execution
-
     started_ray = not execution.is_initialized()
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="repro-digits-") as tmp:

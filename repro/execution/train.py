@@ -11,12 +11,14 @@ latest checkpoint. Rank 0's return value (history, checks, overheads) comes back
 from __future__ import annotations
 
 import contextlib
+import importlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repro.errors import ReproError
+from repro.execution.tasks import init_ray
 
 if TYPE_CHECKING:
     from repro.train.config import TrainConfig
@@ -26,7 +28,7 @@ CHECKPOINT_PREFIX = "checkpoint_"  # + the next step, 7 digits (repro.train.sess
 
 
 class RaySession:
-    """A training worker's view of Ray Train (see repro.train.session.Session)."""
+    """A training worker's view of Ray Train (see repro.train.session.WorkerSession)."""
 
     def __init__(self, run_dir: Path) -> None:
         import ray.train
@@ -89,8 +91,6 @@ class RaySession:
 def _import_fn(ref: str) -> Any:
     """The function ``ref`` ("module:function") names: Ray sends a name, not the training code,
     so this module never imports the training side (repro.train uses it, not the reverse)."""
-    import importlib
-
     module, _, name = ref.partition(":")
     return getattr(importlib.import_module(module), name)
 
@@ -127,8 +127,6 @@ def _check_resources(workers: int, use_gpu: bool) -> dict[str, float]:
 
 def ensure_capacity(config: TrainConfig) -> dict[str, Any]:
     """Start or join Ray and check it can place ``config.workers`` workers."""
-    from repro.execution.tasks import init_ray
-
     info = init_ray(config.ray_address)
     return {**info, **check_resources(config)}
 
@@ -169,8 +167,6 @@ def run_ray_training(
         TrainingFailedError,
     )
     from ray.train.torch import TorchTrainer
-
-    from repro.execution.tasks import init_ray
 
     ray_info = init_ray(config.ray_address)
     resources = check_resources(config)
@@ -240,8 +236,6 @@ def run_worker_group(
         TrainingFailedError,
     )
     from ray.train.torch import TorchTrainer
-
-    from repro.execution.tasks import init_ray
 
     ray_info = init_ray(ray_address)
     resources = _check_resources(workers, use_gpu)

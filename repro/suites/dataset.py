@@ -1,7 +1,7 @@
 """The dataset suite: `kind: dataset` claims measured on the datasets present. Counts (classes,
 images, objects per image) and dimension clusters come from repro.data.stats; selective
 search's proposals per image and R-CNN's feature cache from the proposals
-repro.methods.rcnn.pipeline caches."""
+repro.methods.rcnn.system caches."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from repro.methods.rcnn.regions import (
     proposal_cache_dir,
     require_selective_search,
 )
+from repro.methods.rcnn.system import proposal_counts
 from repro.methods.rpn_proposals import PROPOSALS_METRIC
 from repro.suites.registry import Suite, SuiteSettings, register_suite
 from repro.verdicts import GroupOutcome, in_unit, judge, result_for
@@ -58,7 +59,6 @@ def selective_search_proposals(claim: Claim, root: str, storage: str) -> tuple[f
     default test), cached where the R-CNN pipeline reads them: their mean per image
     (proposals_per_image), or the bytes of the claim's `layer` of `model` (fp32) for all of
     them (feature_cache_size, R-CNN's feature cache)."""
-    from repro.methods.rcnn.pipeline import proposal_counts
 
     split = str(claim.params.get("split", "test"))
     cache = proposal_cache_dir(proposal_base(storage), claim.dataset or "", root, split)

@@ -20,6 +20,8 @@ from repro.tracking.provenance import (
 )
 
 EXPERIMENT_PREFIX = "repro/"
+SPOOL_ENV = "REPRO_MLFLOW_SPOOL"  # where what could not be logged waits (repro.tracking.spool)
+DEFAULT_SPOOL_DIR = ".mlflow-spool"
 _BATCH = 90  # MLflow's log_batch takes at most 100 tags or params per call
 
 # MLflow's own HTTP defaults retry a refused connection 7 times with doubling backoff (minutes
@@ -94,3 +96,14 @@ def terminating(
         client.set_terminated(run_id, "FAILED")
         raise
     client.set_terminated(run_id, status, end_time=int(end_time * 1000) if end_time else None)
+
+
+def spool_dir(directory: Path | str | None = None) -> Path:
+    """``directory``, else $REPRO_MLFLOW_SPOOL, else ./.mlflow-spool (made absolute)."""
+    chosen = directory or os.environ.get(SPOOL_ENV) or DEFAULT_SPOOL_DIR
+    return Path(chosen).expanduser().resolve()
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"

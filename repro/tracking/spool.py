@@ -1,8 +1,9 @@
 """What could not be logged to MLflow, kept on disk until the store answers again.
 
-A spooled entry is one JSON file: the tracking URI, the call (only :func:`repro.tracking.
-log_paper` today) and its arguments, session id included, so a replay is idempotent (a paper
-cut off half-way is finished, not logged twice). Entries are replayed by the next `repro run`
+A spooled entry is one JSON file: the tracking URI, the call (:func:`repro.tracking.log_paper`,
+or a training run's :class:`repro.tracking.training.TrainingRun`) and its arguments, session id
+or run name included, so a replay is idempotent (a paper or run cut off half-way is finished,
+not logged twice). Entries are replayed by the next `repro run`
 against the same store once it answers, or by `repro sync`. Files are written atomically; an
 entry is deleted only after its replay succeeded.
 """
@@ -10,24 +11,18 @@ entry is deleted only after its replay succeeded.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro import tracking
 from repro.errors import ReproError
 from repro.files import atomic_write_json
+from repro.tracking.client import first_line, spool_dir
+from repro.tracking.provenance import command_line
+from repro.tracking.training import replay_run
 from repro.verdicts import GroupOutcome
-
-SPOOL_ENV = "REPRO_MLFLOW_SPOOL"
-DEFAULT_DIR = ".mlflow-spool"
-
-
-def spool_dir(directory: Path | str | None = None) -> Path:
-    """``directory``, else $REPRO_MLFLOW_SPOOL, else ./.mlflow-spool (made absolute)."""
-    chosen = directory or os.environ.get(SPOOL_ENV) or DEFAULT_DIR
-    return Path(chosen).expanduser().resolve()
 
 
 def save_paper(
@@ -42,8 +37,6 @@ def save_paper(
 ) -> Path:
     """Spool one paper's log_paper call, with the command and start of the reproduction that
     made it (a replay by `repro sync` names them on the parent run); returns the file written."""
-    from repro.tracking.provenance import command_line
-
     entry = {
         "call": "log_paper",
         "uri": uri,
@@ -80,7 +73,7 @@ def _read(path: Path) -> dict[str, Any]:
             f"spooled MLflow entry {path} cannot be read ({exc}).",
             "delete the file if it is not needed; nothing else in the spool is affected.",
         ) from None
-    if not isinstance(entry, dict) or entry.get("call") != "log_paper":
+    if not isinstance(entry, dict) or entry.get("call") not in ("log_paper", "train_run"):
         raise ReproError(
             f"spooled MLflow entry {path} is not a repro spool file (call: "
             f"{entry.get('call') if isinstance(entry, dict) else type(entry).__name__}).",
@@ -102,28 +95,26 @@ def replay(
     """Log every pending entry (to ``uri`` when given, else to the store it was meant for),
     oldest first, deleting each once logged. Stops at the first failure: the store is most
     likely still away, and later entries keep their order."""
-    from repro import tracking
-
     outcome = Replay()
     entries = pending(directory, only_uri)
     for i, path in enumerate(entries):
         entry = _read(path)
         target = uri or entry["uri"]
         try:
-            tracking.log_paper(
-                target, entry["paper"], [GroupOutcome.from_record(g) for g in entry["groups"]],
-                entry["environment"], entry["session"],
-                entry.get("started"), entry.get("command"),
-            )  # fmt: skip
+            if entry["call"] == "train_run":
+                replay_run(target, entry)
+            else:
+                tracking.log_paper(
+                    target, entry["paper"],
+                    [GroupOutcome.from_record(g) for g in entry["groups"]],
+                    entry["environment"], entry["session"],
+                    entry.get("started"), entry.get("command"),
+                )  # fmt: skip
         except Exception as exc:  # the store's fault, whatever MLflow raises for it
             outcome.error = first_line(exc)
             outcome.remaining = entries[i:]
             return outcome
         path.unlink(missing_ok=True)
-        outcome.replayed.append(f"{entry['paper']} ({entry['session']})")
+        what = entry.get("paper") or f"training run {entry.get('run_name')}"
+        outcome.replayed.append(f"{what} ({entry.get('session', entry.get('experiment'))})")
     return outcome
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"

@@ -1,19 +1,34 @@
-"""Training runs (`repro train`, recipes, the demos' fits) in experiment repro/train."""
+"""Training runs (`repro train`, recipes, the demos' fits) in experiment repro/train, and
+:class:`TrainingRun`, the one logger every training writes through.
+
+A store that fails mid-training is met the same way everywhere: the training goes on, the user
+is warned once, and what could not be logged (the run's parameters, tags, dataset inputs, the
+points of its curves and its closing numbers) is kept in the spool (repro.tracking.spool) for
+`repro sync` to replay. System metrics are bookkeeping and are not spooled.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from repro.files import atomic_write_json
 from repro.tracking.client import (
     EXPERIMENT_PREFIX,
     _chunks,
     _client,
     _create_run,
     _experiment_id,
+    first_line,
+    spool_dir,
     terminating,
 )
+
+log = logging.getLogger("repro.tracking")
+_WARNED: set[str] = set()  # stores found failing mid-training in this process
 
 # Logged from rank 0 inside the Ray Train worker (Train V2 rejects MLflowLoggerCallback), one
 # writer per run. Step metrics are logged only once no restart can re-run the step (committed
@@ -236,3 +251,185 @@ def log_scaling(
         if csv_path:
             client.log_artifact(rid, csv_path)
     return rid
+
+
+class SystemSeries(Protocol):
+    """A sampler of the host's (and GPU's) system metrics (repro.train.system_log)."""
+
+    def take(self, first_step: int) -> tuple[dict[str, list[tuple[int, float, int]]], int]: ...
+
+    def stop(self) -> None: ...
+
+
+def _numbers(entry: dict[str, Any], keys: Iterable[str]) -> dict[str, float]:
+    return {k: entry[k] for k in keys if isinstance(entry.get(k), int | float)}
+
+
+class TrainingRun:
+    """One MLflow training run, opened (or reopened, by name, when the training resumes) on
+    creation; with ``uri`` None every method does nothing. A step is logged once: points whose
+    step the run holds already are skipped. ``seconds``: the time spent here (overhead)."""
+
+    def __init__(
+        self,
+        uri: str | None,
+        name: str,
+        params: dict[str, Any],
+        tags: dict[str, str],
+        experiment: str = TRAIN_EXPERIMENT,
+        datasets: list[dict[str, Any]] | None = None,
+        system: Callable[[], SystemSeries] | None = None,
+    ) -> None:
+        self.uri, self.name, self.experiment = uri, name, experiment
+        self.params, self.tags = params, tags
+        self.run_id: str | None = None
+        self.logged: set[int] = set()
+        self.last_point: dict[str, Any] = {}
+        self.seconds = 0.0
+        self.down = ""  # why the store failed, once it has
+        self.unlogged: list[dict[str, Any]] = []
+        self.datasets = list(datasets or [])  # not logged yet
+        self.system: SystemSeries | None = None
+        self.system_step = 0
+        self.closed: dict[str, Any] | None = None
+        self.spool_path: Path | None = None
+        if uri is None:
+            return
+        self._call(self._open)
+        if system is not None and self.run_id is not None:
+            self.system = system()
+
+    @property
+    def active(self) -> bool:
+        return self.uri is not None
+
+    def _open(self) -> None:
+        assert self.uri is not None
+        self.run_id = open_train_run(self.uri, self.name, self.params, self.tags, self.experiment)
+        self.logged = logged_train_steps(self.uri, self.run_id)
+        if self.datasets and not self.logged:  # a resumed run has its inputs already
+            log_datasets(self.uri, self.run_id, self.datasets)
+        self.datasets = []
+        self.system_step = logged_system_steps(self.uri, self.run_id)
+
+    def _call(self, fn: Callable[[], Any]) -> bool:
+        """``fn`` against the store, timed; False (and the run spooled) when the store is or
+        goes away."""
+        if self.down:
+            return False
+        start = time.perf_counter()
+        try:
+            fn()
+            return True
+        except Exception as exc:  # noqa: BLE001 - the store's fault, whatever MLflow raises
+            self.down = first_line(exc)
+            if self.uri in _WARNED:  # the user is told once per store, not once per run
+                return False
+            _WARNED.add(str(self.uri))
+            log.warning(
+                "MLflow training run %s: the tracking store failed (%s); training goes on, and "
+                "what is not logged is kept in %s: run `repro sync` once the store answers",
+                self.name, self.down, spool_dir(),
+            )  # fmt: skip
+            return False
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def log(self, entries: list[dict[str, Any]], keys: tuple[str, ...], step: str = "step") -> None:
+        """The ``keys`` of ``entries`` as metrics at step ``entry[step]``, those not logged."""
+        if not self.active:
+            return
+        points = [
+            {"step": int(e[step]), "time": e.get("time", 0), **_numbers(e, keys)}
+            for e in entries
+            if int(e[step]) not in self.logged
+        ]
+        if not points:
+            return
+        self.last_point = points[-1]
+        if self._call(lambda: log_points(str(self.uri), str(self.run_id), points)):
+            self.logged.update(p["step"] for p in points)
+            self._flush_system()
+        else:
+            self.unlogged += points
+            self._spool()
+
+    def _flush_system(self) -> None:
+        if self.system is None or self.down:
+            return
+        series, count = self.system.take(self.system_step)
+        self.system_step += count
+        if series:
+            self._call(lambda: log_system_metrics(str(self.uri), str(self.run_id), series))
+
+    def log_model(self, model: Any, example: Any) -> str | None:
+        """``model`` as the run's MLflow model; why not, when it could not be."""
+        if not self.active or self.down:
+            return None
+        try:
+            log_torch_model(str(self.uri), str(self.run_id), model, example)
+        except Exception as exc:  # noqa: BLE001 - the trained numbers are logged regardless
+            return f"{type(exc).__name__}: {str(exc)[:300]}"
+        return None
+
+    def close(
+        self,
+        summary: dict[str, float],
+        tags: dict[str, str],
+        status: str = "FINISHED",
+        step: int | None = None,
+    ) -> None:
+        """The final numbers (at ``step``; None: the last logged step), closing tags and end."""
+        if not self.active:
+            return
+        if self.system is not None:
+            self.system.stop()
+            self._flush_system()
+            self.system = None
+        if step is None:
+            step = max(self.logged | {p["step"] for p in self.unlogged}, default=0)
+        self.closed = {"summary": summary, "tags": tags, "status": status, "step": step}
+        self.closed["last_point"] = self.last_point
+        closed = self.closed
+        if self._call(lambda: close_train_run(str(self.uri), str(self.run_id), **closed)):
+            return
+        self._spool()
+
+    def _spool(self) -> None:
+        """What the store has not got, as one spool file (rewritten as more piles up)."""
+        entry = {
+            "call": "train_run",
+            "uri": self.uri,
+            "run_name": self.name,
+            "experiment": self.experiment,
+            "params": {k: str(v) for k, v in self.params.items()},
+            "tags": self.tags,
+            "datasets": self.datasets,
+            "points": self.unlogged,
+            "close": self.closed,
+            "reason": self.down,
+            "spooled_at": time.time(),
+        }
+        if self.spool_path is None:
+            self.spool_path = spool_dir() / f"{time.time_ns()}-train-{self.name}.json"
+        atomic_write_json(self.spool_path, entry, default=str)
+
+
+def log_points(uri: str, run_id: str, points: list[dict[str, Any]]) -> None:
+    keys = tuple(sorted({k for p in points for k in p} - {"step", "time"}))
+    log_train_steps(uri, run_id, points, keys)
+
+
+def replay_run(uri: str, entry: dict[str, Any]) -> None:
+    """A spooled training run (TrainingRun's) logged: opened by name (so twice is once), its
+    missing points, inputs and end."""
+    name, experiment = entry["run_name"], entry["experiment"]
+    rid = open_train_run(uri, name, entry["params"], entry["tags"], experiment)
+    logged = logged_train_steps(uri, rid)
+    if entry.get("datasets") and not logged:
+        log_datasets(uri, rid, entry["datasets"])
+    points = [p for p in entry.get("points", []) if p["step"] not in logged]
+    if points:
+        log_points(uri, rid, points)
+    if entry.get("close"):
+        close_train_run(uri, rid, **entry["close"])

@@ -19,17 +19,24 @@ from __future__ import annotations
 import contextlib
 import json
 import pickle
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_state_dict,
+    set_state_dict,
+)
 
 from repro.errors import ReproError
 from repro.train.parallelize import ParallelModel
 
 if TYPE_CHECKING:
-    from repro.train.session import Session
+    from repro.train.session import WorkerSession
 
 TRAINER_FILE = "trainer.json"
 MODEL_FILE = "model.pt"
@@ -59,8 +66,6 @@ def save_checkpoint(
         state = {"model": pm.base.state_dict(), "optimizer": optimizer.state_dict()}
         torch.save(state, directory / f"model_rank{pm.rank}.pt")
     elif _full_fsdp(pm):
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
-
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         model_sd, optim_sd = get_state_dict(pm.base, optimizer, options=options)
         if pm.rank == 0:
@@ -70,6 +75,21 @@ def save_checkpoint(
         torch.save(state, _model(directory))
     if pm.rank == 0:
         (directory / TRAINER_FILE).write_text(json.dumps(trainer_state))
+
+
+def persist(
+    session: WorkerSession,
+    pm: ParallelModel,
+    optimizer: torch.optim.Optimizer,
+    trainer_state: dict[str, Any],
+    metrics: dict[str, Any],
+    name: str,
+) -> str:
+    """A checkpoint written to a temporary folder and handed to ``session`` as ``name`` (every
+    rank calls this); returns where it was persisted."""
+    with tempfile.TemporaryDirectory(prefix="repro-ckpt-") as tmp:
+        save_checkpoint(Path(tmp), pm, optimizer, trainer_state)
+        return session.report(metrics, Path(tmp), name)
 
 
 def _model(directory: Path) -> Path:
@@ -115,11 +135,9 @@ def problem(directory: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def newest_readable(session: Session) -> Iterator[tuple[Path | None, list[str]]]:
+def newest_readable(session: WorkerSession) -> Iterator[tuple[Path | None, list[str]]]:
     """The newest checkpoint of ``session`` that reads back, and one line per newer checkpoint
     skipped because it did not (printed to stderr too: the run resumes from an earlier step)."""
-    import sys
-
     skipped: list[str] = []
     with session.checkpoint_dirs() as candidates:
         for directory in candidates:
@@ -160,8 +178,6 @@ def load_checkpoint(
         pm.base.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
     elif _full_fsdp(pm):
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
-
         saved = _load(_model(directory))
         set_state_dict(
             pm.base,

@@ -7,12 +7,15 @@ stays fast.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
+from repro import config
 from repro.config import add_settings_flags
 from repro.errors import ReproError
 from repro.files import atomic_write_json
-from repro.train.config import PARALLEL, PRECISIONS, TrainConfig
+from repro.runtime.vocabulary import PARALLEL, PRECISIONS
+from repro.train.config import TrainConfig
 
 TRAIN_EPILOG = """examples:
   repro train lenet5 --workers 0 --steps 20          in this process, no Ray, no parallelism
@@ -139,8 +142,6 @@ def _use_gpu(device: str) -> bool:
 
 
 def _base_config(args: argparse.Namespace, workers: int, parallel: str) -> TrainConfig:
-    from repro import config
-
     settings = config.settings_of(args)
     return TrainConfig(
         model=args.model,
@@ -163,8 +164,6 @@ def _base_config(args: argparse.Namespace, workers: int, parallel: str) -> Train
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from repro.train.distributed import run_training
 
     parallel = args.parallel or ("ddp" if args.workers > 1 else "none")

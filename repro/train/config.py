@@ -1,15 +1,14 @@
-"""What a training run is asked to do and what it reports. Shared by `repro train`, the
-`scaling` suite and `repro bench --mode train --workers N` (the interface between them)."""
+"""What a training run is asked to do and what it reports: `repro train`'s (shared by the
+`scaling` suite and `repro bench --mode train --workers N`, the interface between them) and a
+recipe training's (repro.train.fit, repro.train.detector_fit)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from repro.runtime.vocabulary import PARALLEL, PRECISIONS
+from repro.errors import ReproError
 from repro.train.system_log import DEFAULT_INTERVAL_S
-
-__all__ = ["PARALLEL", "PRECISIONS", "TrainConfig", "TrainResult"]
 
 
 @dataclass
@@ -66,3 +65,52 @@ class TrainResult:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class FitConfig:
+    recipe: dict[str, Any]  # Recipe.model_dump()
+    data_root: str | None = None
+    dataset: str | None = None  # None: the recipe's dataset
+    workers: int = 1  # Ray Train workers; 0: in this process, without Ray
+    use_gpu: bool = False
+    seeds: list[int] = field(default_factory=lambda: [0])
+    epochs: float | None = None  # overrides the recipe's (tests, quick runs)
+    max_steps_per_epoch: int | None = None
+    num_classes: int | None = None  # None: the dataset's class count
+    eval_split: str | None = None  # None: the recipe's eval_split
+    precision: str = "fp32"
+    run_name: str | None = None
+    storage_path: str | None = None
+    tracking_uri: str | None = None
+    system_metrics_s: float = DEFAULT_INTERVAL_S  # CPU/memory/GPU sampling period; 0: none
+    loader_workers: int = 2  # DataLoader processes per worker
+    checkpoint_every_epoch: bool = True  # False: only after each seed's last epoch
+    channels_last: bool = False
+    ray_address: str | None = None
+    torch_threads: int | None = None  # None: torch's default (Ray gives a worker 1 per CPU)
+    log_model: bool = False  # each seed's trained network as an MLflow model (mlflow.pytorch)
+    mlflow_experiment: str = "train"  # repro/<this>: where each seed's run goes
+    mlflow_parent: str | None = None  # the run each seed's run is a child of (a demo's)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FitResult:
+    seeds: list[dict[str, Any]]  # per seed: seed, top1_error, top5_error, epochs, history, ...
+    environment: dict[str, Any]
+    checkpoint: str | None  # the last seed's final weights (a state_dict file)
+    run_dir: str
+    overhead: dict[str, float]
+    config: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def need(ok: bool, cause: str, fix: str) -> None:
+    """A setting's check: ReproError(cause, fix) unless ``ok``."""
+    if not ok:
+        raise ReproError(cause, fix)

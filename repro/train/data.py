@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader, Subset
+from torchvision import datasets, transforms
 
 from repro.errors import ReproError
 
@@ -100,8 +102,6 @@ def synthetic_batches(
 
 def image_folder(root: str, input_size: tuple[int, ...]):  # noqa: ANN201 - torchvision type
     """ImageFolder with the usual training augmentation at the model's input size."""
-    from torchvision import datasets, transforms
-
     path = Path(root)
     if not path.is_dir():
         raise ReproError(
@@ -136,8 +136,6 @@ def image_folder_batches(
 ) -> Iterator[Batch]:
     """Batches of an ImageFolder by step: epoch e is a seeded permutation, rank i takes every
     ``count``-th index from position i; resuming at ``start_step`` skips indices, not images."""
-    from torch.utils.data import DataLoader, Subset
-
     per_shard = shard_batch_size(batch, shard)
     per_epoch = len(dataset) // batch
     if per_epoch == 0:

@@ -32,33 +32,52 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+import torch.distributed as dist
+
+from repro.data.detection_loaders import (
+    DETECTION_DATASETS,
+    check_augmentation,
+    loader,
+    open_split,
+    recipe_datasets,
+    shard_indices,
+    train_transform,
+    training_set,
+)
 from repro.errors import DataError
-from repro.methods.detection import (  # noqa: F401 - GRID_/REGION_ re-exported
+from repro.methods import yolo_v1, yolo_v2
+from repro.methods.detection import (
     GRID_DETECTORS,
+    GRID_EVAL_BATCH,
     REGION_DETECTORS,
     SQUARE_DETECTORS,
-    TORCHVISION_DETECTORS,
     TRAINABLE_DETECTORS,
+    anchor_spec,
+    build_detector,
+    detect_rows,
+    grid_spec,
+    score_rows,
 )
+from repro.models import get_model_spec
+from repro.recipes import Recipe
+from repro.train.config import FitConfig, FitResult, TrainConfig, need
+from repro.train.distributed import launch, resolve
+from repro.train.loop import ModelSetup
+from repro.train.parallelize import parallelize_detector
 from repro.train.recipe_loop import (
-    FitConfig,
-    FitResult,
-    Plan,
+    DataPlan,
+    RecipeTask,
     SeedRun,
-    WorkerSteps,
+    check_run_settings,
     epoch_sampler,
+    parse_recipe,
+    run_worker,
+    seed_run,
 )
-
-if TYPE_CHECKING:
-    import torch
-
-    from repro.methods.yolo_v1 import GridSpec
-    from repro.methods.yolo_v2 import AnchorSpec
-    from repro.recipes import Recipe
-    from repro.train.recipe_loop import EpochLog
-    from repro.train.session import Session
+from repro.train.session import WorkerSession
 
 WORKER_FN = "repro.train.detector_fit:detector_fit_worker"
 # What the harness lacks to train the other detectors the papers name.
@@ -85,12 +104,11 @@ def training_gap(model: str) -> str | None:
     """Why the harness cannot train the detector ``model`` by a recipe, or None if it can."""
     if model in TRAINABLE_DETECTORS:
         return None
-    from repro.models import get_model_spec
 
     if get_model_spec(model).task == "classification":
         return (
             f"{model} is a classification network: a detection recipe on it is R-CNN's "
-            "selective-search pipeline (repro.methods.rcnn.pipeline), not a detector training"
+            "selective-search pipeline (repro.train.rcnn), not a detector training"
         )
     return TRAINING_GAPS.get(
         model,
@@ -118,8 +136,6 @@ class DetectorFitConfig(FitConfig):
 
 def effective_recipe(config: FitConfig) -> Recipe:
     """The recipe with the config's dataset and eval_split overrides applied."""
-    from repro.train.recipe_loop import parse_recipe
-
     recipe = parse_recipe(config.recipe)
     update = {
         "dataset": config.dataset or recipe.dataset,
@@ -130,8 +146,6 @@ def effective_recipe(config: FitConfig) -> Recipe:
 
 def data_roots(config: DetectorFitConfig, recipe: Recipe) -> dict[str, str | None]:
     """Every dataset the recipe reads -> its root from the config (None if none is given)."""
-    from repro.data.detection_loaders import recipe_datasets
-
     return {
         name: config.data_root if name == recipe.dataset else config.data_roots.get(name)
         for name in recipe_datasets(recipe)
@@ -140,40 +154,36 @@ def data_roots(config: DetectorFitConfig, recipe: Recipe) -> dict[str, str | Non
 
 def validate(config: DetectorFitConfig) -> None:
     """Reject what cannot run before any worker starts."""
-    from repro.data.detection_loaders import DETECTION_DATASETS, check_augmentation
-    from repro.models import get_model_spec
-    from repro.train.recipe_loop import _need, check_run_settings
-
     recipe = effective_recipe(config)
     get_model_spec(recipe.model)  # an unknown model names itself
     gap = training_gap(recipe.model)
-    _need(
+    need(
         gap is None,
         f"recipe {recipe.name} cannot train {recipe.model}: {gap}.",
         "supply trained weights (params.yaml `weights:` or --weights MODEL=PATH) to evaluate it.",
     )
-    _need(
+    need(
         recipe.dataset in DETECTION_DATASETS,
         f"recipe {recipe.name}: detectors train on {', '.join(DETECTION_DATASETS)}, not "
         f"{recipe.dataset!r}.",
         "set the recipe's `dataset` to one of them.",
     )
     check_augmentation(recipe)
-    _need(
+    need(
         recipe.schedule.name != "plateau",
         f"recipe {recipe.name}: a plateau schedule needs a validation error every epoch, and "
         "detector training evaluates once, after the last epoch.",
         "use a step, multistep, poly, cosine or constant schedule.",
     )
     if recipe.model in GRID_DETECTORS:
-        _need(
+        need(
             recipe.input_size == recipe.evaluation.crop,
             f"recipe {recipe.name}: {recipe.model} trains on {recipe.input_size}px squares but "
             f"is evaluated at {recipe.evaluation.crop}px; its fully connected head fixes one.",
             "make `input_size` and evaluation `crop` equal.",
         )
     if recipe.model in REGION_DETECTORS:
-        _need(
+        need(
             recipe.input_size % 32 == 0 and recipe.evaluation.crop % 32 == 0,
             f"recipe {recipe.name}: {recipe.model} needs square inputs that are multiples of its "
             f"output stride 32, not input_size {recipe.input_size} / evaluation crop "
@@ -182,23 +192,23 @@ def validate(config: DetectorFitConfig) -> None:
         )
     for name, root in data_roots(config, recipe).items():
         flag = "--data" if name == recipe.dataset else f"data_roots[{name!r}]"
-        _need(
+        need(
             root is not None,
             f"recipe {recipe.name} reads {name} ({recipe.train_split} / {recipe.eval_split}), "
             "and no root is given for it.",
             f"pass {flag} (params.yaml data.{name} for the accuracy suite).",
         )
-        _need(
+        need(
             config.ray_address is not None or Path(str(root)).expanduser().is_dir(),
             f"data folder {root} for {name} ({flag}) does not exist.",
             f"pass the folder holding {name}.",
         )
-    _need(
+    need(
         config.num_classes is None,
         "num_classes is set, but a detector's classes are its dataset's class list.",
         "leave num_classes out.",
     )
-    _need(
+    need(
         config.eval_limit is None or config.eval_limit >= 1,
         f"eval_limit {config.eval_limit} is below 1.",
         "pass 1 or more, or leave it out.",
@@ -206,19 +216,15 @@ def validate(config: DetectorFitConfig) -> None:
     check_run_settings(config, recipe)
 
 
-def resolve(config: DetectorFitConfig) -> DetectorFitConfig:
-    from repro.train.recipe_loop import resolve as resolve_fit
-
-    config = resolve_fit(config)
+def resolve_detector(config: DetectorFitConfig) -> DetectorFitConfig:
+    config = resolve(config)
     roots = {k: str(Path(v).expanduser().resolve()) for k, v in config.data_roots.items()}
     return dataclasses.replace(config, data_roots=roots)
 
 
 def fit_detector(config: DetectorFitConfig) -> FitResult:
     """Train every seed of ``config`` and evaluate each; records carry "map" (percent)."""
-    from repro.train.recipe_loop import launch
-
-    config = resolve(config)
+    config = resolve_detector(config)
     validate(config)
     return launch(config, WORKER_FN)
 
@@ -227,74 +233,9 @@ def fit_detector(config: DetectorFitConfig) -> FitResult:
 
 
 @dataclass
-class DetectionPlan(Plan):
+class DetectionPlan(DataPlan):
     classes: list[str]
     eval_set: Any  # the whole evaluation split (annotations for scoring)
-
-
-def _plan(
-    config: DetectorFitConfig, parsed: Recipe, rank: int, world: int, device: Any
-) -> DetectionPlan:
-    """The data of every seed; ``parsed`` (the config's recipe) is taken with the config's
-    dataset and eval_split overrides."""
-    from repro.data.detection_loaders import (
-        loader,
-        open_split,
-        shard_indices,
-        train_transform,
-        training_set,
-    )
-    from repro.methods.detection import GRID_EVAL_BATCH
-
-    recipe = effective_recipe(config)
-    square = recipe.model in SQUARE_DETECTORS
-    roots = {k: str(v) for k, v in data_roots(config, recipe).items()}
-    transform = train_transform(recipe, recipe.input_size if square else None)
-    train_set, classes = training_set(recipe, roots, transform)
-    eval_set, eval_classes = open_split(recipe.dataset, roots[recipe.dataset], recipe.eval_split)
-    if eval_classes != classes:
-        raise DataError(
-            f"{recipe.dataset}:{recipe.eval_split} has the classes {eval_classes}, and the "
-            f"training split {recipe.train_split} {classes}.",
-            "train and evaluate on datasets with the same class list.",
-        )
-    batch = recipe.batch_size
-    sampler = epoch_sampler(config, len(train_set), batch, rank, world, recipe.train_split)
-    steps = sampler.steps
-    pin = device.type == "cuda"
-    workers = config.loader_workers
-    train_loader = loader(
-        train_set, batch_size=sampler.per_rank, sampler=sampler, workers=workers, pin=pin
-    )
-    count = min(config.eval_limit or len(eval_set), len(eval_set))
-    eval_loader = loader(
-        eval_set,
-        batch_size=GRID_EVAL_BATCH if square else 1,
-        indices=shard_indices(count, rank, world),
-        workers=workers,
-    )
-    facts = {
-        "dataset": recipe.dataset,
-        "train_split": recipe.train_split,
-        "eval_split": recipe.eval_split,
-        "train_images": len(train_set),
-        "eval_images": count,
-        "global_batch": batch,
-        "steps_per_epoch": steps,
-        "classes": len(classes),
-    }
-    return DetectionPlan(
-        recipe=recipe,
-        epochs=float(config.epochs or recipe.epochs),
-        steps_per_epoch=steps,
-        train_loader=train_loader,
-        sampler=sampler,
-        eval_loader=eval_loader,
-        num_classes=len(classes),
-        facts=facts,
-        classes=classes,
-        eval_set=eval_set,
-    )
 
 
 class SquareLoss:
@@ -307,10 +248,9 @@ class SquareLoss:
         raise NotImplementedError
 
     def __call__(self, module: torch.nn.Module, images: Any, targets: Any) -> torch.Tensor:
-        import torch
-
         device = next(module.parameters()).device
-        x = torch.stack(images).to(device, non_blocking=True)
+        x = images if isinstance(images, torch.Tensor) else torch.stack(images)
+        x = x.to(device, non_blocking=True)
         boxes = [t["boxes"] for t in targets]
         return self.criterion(module(x), boxes, [t["labels"] for t in targets])
 
@@ -318,37 +258,32 @@ class SquareLoss:
 class GridLoss(SquareLoss):
     """YOLOv1's loss of a grid detector (repro.methods.yolo_v1)."""
 
-    def __init__(self, spec: GridSpec) -> None:
+    def __init__(self, spec: yolo_v1.GridSpec) -> None:
         self.spec = spec
 
     def criterion(
         self, output: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.Tensor]
     ) -> torch.Tensor:
-        from repro.methods.yolo_v1 import encode_targets, yolo_loss
-
-        target = encode_targets(boxes, labels, self.spec)
-        return yolo_loss(output, target.to(output.device), self.spec)
+        target = yolo_v1.encode_targets(boxes, labels, self.spec)
+        return yolo_v1.yolo_loss(output, target.to(output.device), self.spec)
 
 
 class RegionLoss(SquareLoss):
     """YOLOv2's anchor-box loss of a region detector (repro.methods.yolo_v2)."""
 
-    def __init__(self, spec: AnchorSpec) -> None:
+    def __init__(self, spec: yolo_v2.AnchorSpec) -> None:
         self.spec = spec
 
     def criterion(
         self, output: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.Tensor]
     ) -> torch.Tensor:
-        from repro.methods.yolo_v2 import encode_targets, region_loss
-
-        return region_loss(output, encode_targets(boxes, labels, self.spec), self.spec)
+        targets = yolo_v2.encode_targets(boxes, labels, self.spec)
+        return yolo_v2.region_loss(output, targets, self.spec)
 
 
 def detector_loss(model_name: str, model: torch.nn.Module, classes: int, size: int) -> Any:
     """The training loss of the detector ``model`` (registered as ``model_name``) on a dataset
     of ``classes`` classes, square detectors trained at ``size`` pixels."""
-    from repro.methods.detection import anchor_spec, grid_spec
-
     if model_name in GRID_DETECTORS:
         return GridLoss(grid_spec(model, classes, size))
     if model_name in REGION_DETECTORS:
@@ -366,78 +301,6 @@ def torchvision_loss(module: torch.nn.Module, images: Any, targets: Any) -> torc
     return sum(module(images, targets).values())  # type: ignore[return-value]
 
 
-def _build_seed(
-    config: DetectorFitConfig, plan: DetectionPlan, index: int, rank: int, world: int, device: Any
-) -> SeedRun:
-    import torch
-
-    from repro.methods.detection import build_detector
-    from repro.models import get_model_spec
-    from repro.recipes.schedules import LrSchedule, make_optimizer
-    from repro.train.config import TrainConfig
-    from repro.train.loop import ModelSetup
-    from repro.train.parallelize import parallelize_detector
-
-    recipe, seed = plan.recipe, config.seeds[index]
-    spec = get_model_spec(recipe.model)
-    torch.manual_seed(seed)  # the same initial weights on every rank
-    model = build_detector(recipe, plan.num_classes)
-    setup = ModelSetup(model, spec, tuple(spec.input_size), plan.num_classes, recipe.model_kwargs)
-    train_config = TrainConfig(
-        model=recipe.model,
-        model_kwargs=dict(recipe.model_kwargs),
-        batch_size=recipe.batch_size,
-        precision=config.precision,
-        parallel="ddp" if world > 1 else "none",
-        workers=world,
-        use_gpu=config.use_gpu,
-        seed=seed,
-    )
-    loss_fn = detector_loss(recipe.model, model, plan.num_classes, recipe.input_size)
-    pm = parallelize_detector(
-        setup, train_config, rank=rank, world=world, device=device, loss_fn=loss_fn
-    )
-    torch.manual_seed(seed * 1_000_003 + 7_919 * (rank + 1))  # dropout, augmentation per rank
-    params = [p for p in pm.module.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, recipe.optimizer)
-    schedule = LrSchedule(recipe.schedule, recipe.optimizer.lr, plan.epochs, plan.steps_per_epoch)
-    return SeedRun(index, seed, pm, optimizer, schedule)
-
-
-def _as_given(images: Any, targets: Any, device: Any, channels_last: bool) -> tuple[Any, Any]:
-    return images, targets  # the loss functions move what they use to the model's device
-
-
-def evaluate(run: SeedRun, plan: DetectionPlan) -> dict[str, float]:
-    """The recipe's metric over every rank's shard of the evaluation split (and the number of
-    detections scored), the same on all ranks: each rank detects its images, rank 0 gathers
-    and scores them."""
-    import torch.distributed as dist
-
-    from repro.methods.detection import detect_rows, score_rows
-
-    rows, ids = detect_rows(
-        run.pm.base,
-        plan.eval_loader,
-        num_classes=plan.num_classes,
-        input_size=plan.recipe.evaluation.crop,
-    )
-    distributed = run.pm.world > 1 and dist.is_initialized()
-    parts: list[Any] = [(rows, ids)]
-    if distributed:
-        parts = [None] * run.pm.world
-        dist.all_gather_object(parts, (rows, ids))
-    metrics: list[Any] = [None]
-    if run.pm.rank == 0:
-        all_rows = [row for part_rows, _ in parts for row in part_rows]
-        all_ids = [i for _, part_ids in parts for i in part_ids]
-        scores = score_rows(plan.recipe, plan.eval_set, plan.classes, all_rows, all_ids)
-        metrics = [{**scores, "detections": len(all_rows)}]
-    if distributed:
-        dist.broadcast_object_list(metrics, src=0)
-    return metrics[0]
-
-
 def protocol(recipe: Recipe, images: int) -> str:
     metric = {"voc07_map": "VOC07 11-point mAP", "voc2010_map": "VOC2010 all-point mAP"}.get(
         recipe.evaluation.metric, "COCO AP"
@@ -445,54 +308,140 @@ def protocol(recipe: Recipe, images: int) -> str:
     return f"{metric} on {recipe.dataset} {recipe.eval_split} ({images} images)"
 
 
-def _record(
-    run: SeedRun, plan: DetectionPlan, weights: str | None, diverged: bool, metrics: dict
-) -> dict[str, Any]:
-    last = run.history[-1] if run.history else {}
-    return {
-        "seed": run.seed,
-        **metrics,
-        "epochs": last.get("epoch", 0),
-        "history": run.history,
-        "weights": weights,
-        "diverged": diverged,
-        "protocol": protocol(plan.recipe, plan.facts["eval_images"]),
-        "note": deviations(plan.recipe.model),
-    }
+class Detection(RecipeTask):
+    """A detector, evaluated once, after the last epoch (mAP)."""
+
+    def plan(self, config: DetectorFitConfig, rank: int, world: int, device: Any) -> DataPlan:
+        """The data of every seed: the config's recipe with its dataset and eval_split
+        overrides."""
+        recipe = effective_recipe(config)
+        square = recipe.model in SQUARE_DETECTORS
+        roots = {k: str(v) for k, v in data_roots(config, recipe).items()}
+        transform = train_transform(recipe, recipe.input_size if square else None)
+        train_set, classes = training_set(recipe, roots, transform)
+        eval_set, eval_classes = open_split(
+            recipe.dataset, roots[recipe.dataset], recipe.eval_split
+        )
+        if eval_classes != classes:
+            raise DataError(
+                f"{recipe.dataset}:{recipe.eval_split} has the classes {eval_classes}, and the "
+                f"training split {recipe.train_split} {classes}.",
+                "train and evaluate on datasets with the same class list.",
+            )
+        batch = recipe.batch_size
+        sampler = epoch_sampler(config, len(train_set), batch, rank, world, recipe.train_split)
+        steps = sampler.steps
+        pin = device.type == "cuda"
+        workers = config.loader_workers
+        train_loader = loader(
+            train_set, batch_size=sampler.per_rank, sampler=sampler, workers=workers, pin=pin
+        )
+        count = min(config.eval_limit or len(eval_set), len(eval_set))
+        eval_loader = loader(
+            eval_set,
+            batch_size=GRID_EVAL_BATCH if square else 1,
+            indices=shard_indices(count, rank, world),
+            workers=workers,
+        )
+        facts = {
+            "dataset": recipe.dataset,
+            "train_split": recipe.train_split,
+            "eval_split": recipe.eval_split,
+            "train_images": len(train_set),
+            "eval_images": count,
+            "global_batch": batch,
+            "steps_per_epoch": steps,
+            "classes": len(classes),
+        }
+        return DetectionPlan(
+            recipe=recipe,
+            epochs=float(config.epochs or recipe.epochs),
+            steps_per_epoch=steps,
+            train_loader=train_loader,
+            sampler=sampler,
+            eval_loader=eval_loader,
+            num_classes=len(classes),
+            facts=facts,
+            classes=classes,
+            eval_set=eval_set,
+        )
+
+    def build(
+        self,
+        config: DetectorFitConfig,
+        plan: DetectionPlan,
+        index: int,
+        rank: int,
+        world: int,
+        device: Any,
+    ) -> SeedRun:
+        recipe, seed = plan.recipe, config.seeds[index]
+        spec = get_model_spec(recipe.model)
+        torch.manual_seed(seed)  # the same initial weights on every rank
+        model = build_detector(recipe, plan.num_classes)
+        setup = ModelSetup(
+            model, spec, tuple(spec.input_size), plan.num_classes, recipe.model_kwargs
+        )
+        train_config = TrainConfig(
+            model=recipe.model,
+            model_kwargs=dict(recipe.model_kwargs),
+            batch_size=recipe.batch_size,
+            precision=config.precision,
+            parallel="ddp" if world > 1 else "none",
+            workers=world,
+            use_gpu=config.use_gpu,
+            seed=seed,
+        )
+        loss_fn = detector_loss(recipe.model, model, plan.num_classes, recipe.input_size)
+        pm = parallelize_detector(
+            setup, train_config, rank=rank, world=world, device=device, loss_fn=loss_fn
+        )
+        torch.manual_seed(seed * 1_000_003 + 7_919 * (rank + 1))  # dropout, augmentation per rank
+        params = [p for p in pm.module.parameters() if p.requires_grad]
+        return seed_run(index, seed, pm, plan, params)
+
+    def evaluate(self, run: SeedRun, plan: DetectionPlan) -> dict[str, float]:
+        """The recipe's metric over every rank's shard of the evaluation split (and the number of
+        detections scored), the same on all ranks: each rank detects its images, rank 0 gathers
+        and scores them."""
+        rows, ids = detect_rows(
+            run.pm.base,
+            plan.eval_loader,
+            num_classes=plan.num_classes,
+            input_size=plan.recipe.evaluation.crop,
+        )
+        distributed = run.pm.world > 1 and dist.is_initialized()
+        parts: list[Any] = [(rows, ids)]
+        if distributed:
+            parts = [None] * run.pm.world
+            dist.all_gather_object(parts, (rows, ids))
+        metrics: list[Any] = [None]
+        if run.pm.rank == 0:
+            all_rows = [row for part_rows, _ in parts for row in part_rows]
+            all_ids = [i for _, part_ids in parts for i in part_ids]
+            scores = score_rows(plan.recipe, plan.eval_set, plan.classes, all_rows, all_ids)
+            metrics = [{**scores, "detections": len(all_rows)}]
+        if distributed:
+            dist.broadcast_object_list(metrics, src=0)
+        return metrics[0]
+
+    def record(
+        self, run: SeedRun, plan: DetectionPlan, weights: str | None, diverged: bool, metrics: dict
+    ) -> dict[str, Any]:
+        last = run.history[-1] if run.history else {}
+        return {
+            "seed": run.seed,
+            **metrics,
+            "epochs": last.get("epoch", 0),
+            "history": run.history,
+            "weights": weights,
+            "diverged": diverged,
+            "protocol": protocol(plan.recipe, plan.facts["eval_images"]),
+            "note": deviations(plan.recipe.model),
+        }
 
 
-def _train_seed(
-    session: Session,
-    config: DetectorFitConfig,
-    plan: DetectionPlan,
-    run: SeedRun,
-    finished: list[dict[str, Any]],
-    log: EpochLog,
-) -> None:
-    """Train one seed, then evaluate it once (mAP after the last epoch)."""
-    from repro.train.recipe_loop import run_epochs
-
-    run_epochs(
-        session,
-        config,
-        plan,
-        run,
-        finished,
-        log,
-        record=lambda run, weights, diverged, metrics: _record(
-            run, plan, weights, diverged, metrics
-        ),
-        at_end=lambda run: evaluate(run, plan),
-        prepare=_as_given,
-    )
-
-
-DETECTION_STEPS = WorkerSteps(plan=_plan, build=_build_seed, train_seed=_train_seed)
-
-
-def detector_fit_worker(payload: dict[str, Any], session: Session) -> dict[str, Any] | None:
+def detector_fit_worker(payload: dict[str, Any], session: WorkerSession) -> dict[str, Any] | None:
     """Train and evaluate every seed of ``payload`` (a DetectorFitConfig as a dict) as this
     session's rank; rank 0 returns the seeds' records, environment and final weights."""
-    from repro.train.recipe_loop import run_worker
-
-    return run_worker(DetectorFitConfig(**payload), session, DETECTION_STEPS)
+    return run_worker(DetectorFitConfig(**payload), session, Detection())

@@ -10,76 +10,81 @@ are reported in ``overhead`` and never enter images/s.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
+from repro import tracking
 from repro.errors import ReproError
+from repro.execution.train import run_ray_training, run_worker_group
+from repro.runtime.vocabulary import PARALLEL
 from repro.train import loop
-from repro.train.config import PARALLEL, TrainConfig, TrainResult
+from repro.train.config import FitConfig, FitResult, TrainConfig, TrainResult, need
+from repro.train.gpipe import sequential_layers
 from repro.train.parallelize import check_strategy
 from repro.train.session import LocalSession
 from repro.train.summary import summarize
+from repro.train.worker import train_worker
 
 DEFAULT_STORAGE = "~/ray_results/repro"  # beside Ray Train's own default storage
 
 
-def default_run_name(config: TrainConfig) -> str:
+def default_run_name(config: TrainConfig | FitConfig) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return f"{config.model}-{config.parallel}-w{config.workers}-{stamp}-{uuid.uuid4().hex[:6]}"
+    if isinstance(config, TrainConfig):
+        what = f"{config.model}-{config.parallel}"
+    else:
+        what = config.recipe.get("name", "fit")
+    return f"{what}-w{config.workers}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
-def resolve(config: TrainConfig) -> TrainConfig:
+Config = TypeVar("Config", bound=TrainConfig | FitConfig)
+
+
+def resolve(config: Config) -> Config:
     """Absolute paths (Ray workers run elsewhere) and a run name."""
-    from repro import tracking
-
     storage = Path(config.storage_path or DEFAULT_STORAGE).expanduser().resolve()
+    uri, root = config.tracking_uri, config.data_root
     return dataclasses.replace(
         config,
         run_name=config.run_name or default_run_name(config),
         storage_path=str(storage),
-        tracking_uri=tracking.absolute_tracking_uri(config.tracking_uri)
-        if config.tracking_uri
-        else None,
-        data_root=str(Path(config.data_root).expanduser().resolve()) if config.data_root else None,
+        tracking_uri=tracking.absolute_tracking_uri(uri) if uri else None,
+        data_root=str(Path(root).expanduser().resolve()) if root else None,
     )
-
-
-def _need(ok: bool, cause: str, fix: str) -> None:
-    if not ok:
-        raise ReproError(cause, fix)
 
 
 def validate(config: TrainConfig) -> None:
     """Reject impossible combinations before Ray or any worker starts."""
     loop.check_precision(config.precision)
-    _need(
+    need(
         config.parallel in PARALLEL,
         f"unknown parallelism {config.parallel!r}.",
         f"use one of {', '.join(PARALLEL)}.",
     )
     for name in ("steps", "batch_size", "microbatches"):
-        _need(getattr(config, name) >= 1, f"{name} must be at least 1.", f"pass a positive {name}.")
+        need(getattr(config, name) >= 1, f"{name} must be at least 1.", f"pass a positive {name}.")
     for name in ("workers", "checkpoint_every", "max_failures", "warmup_steps", "system_metrics_s"):
-        _need(getattr(config, name) >= 0, f"{name} must not be negative.", f"fix {name}.")
+        need(getattr(config, name) >= 0, f"{name} must not be negative.", f"fix {name}.")
     spec = loop.check_trainable(config.model)
     world, p = max(config.workers, 1), config.parallel
-    _need(
+    need(
         not (config.workers == 0 and p != "none"),
         f"--parallel {p} needs Ray Train workers; --workers 0 trains in this process alone.",
         "pass --workers 2 (or more), or --parallel none.",
     )
-    _need(
+    need(
         not (world > 1 and p == "none"),
         f"{world} workers with --parallel none would train {world} unsynchronised copies.",
         "pass --parallel ddp (or fsdp, pipeline, towers).",
     )
     check_strategy(config, world, spec.name)
     if p in ("ddp", "fsdp"):
-        _need(
+        need(
             config.batch_size % world == 0,
             f"the global batch of {config.batch_size} does not split evenly over {world} workers.",
             f"pass a --batch-size that is a multiple of {world}.",
@@ -99,10 +104,8 @@ def validate(config: TrainConfig) -> None:
 
 
 def _check_pipeline(config: TrainConfig, world: int) -> None:
-    from repro.train.pipeline import sequential_layers
-
     layers = sequential_layers(loop.build_model_setup(config, device="meta").model)
-    _need(
+    need(
         len(layers) >= world,
         f"{config.model} has {len(layers)} layers, too few for {world} pipeline stages.",
         f"use at most {len(layers)} workers.",
@@ -114,22 +117,16 @@ def run_training(config: TrainConfig) -> TrainResult:
     config = resolve(config)
     validate(config)
     if config.tracking_uri:
-        from repro import tracking
-
         tracking.check_tracking_uri(config.tracking_uri)
     launch = {"id": uuid.uuid4().hex[:12], "t_launch": time.time()}
     if config.workers == 0:
         out = run_in_process(config, launch)
     else:
-        from repro.execution.train import run_ray_training
-
         out = run_ray_training(config, launch)
     return to_result(config, out)
 
 
 def run_in_process(config: TrainConfig, launch: dict[str, Any]) -> dict[str, Any]:
-    from repro.train.worker import train_worker
-
     start = time.perf_counter()
     session = LocalSession(Path(config.storage_path or DEFAULT_STORAGE) / str(config.run_name))
     record = train_worker(config, session, launch)
@@ -183,8 +180,6 @@ def run_workers(
     workers, or (``workers == 0``) once in this process without Ray. The function sets up its
     own model and data, calls ``session.report`` for checkpoints, and rank 0 returns its record,
     which comes back under "worker"."""
-    import importlib
-
     run_dir = Path(run_dir).expanduser().resolve()
     if workers == 0:
         module, _, name = fn.partition(":")
@@ -196,7 +191,6 @@ def run_workers(
             "overhead": {"fit_s": time.perf_counter() - start},
             "environment": {"ray": "not used"},
         }
-    from repro.execution.train import run_worker_group
 
     return run_worker_group(
         fn,
@@ -206,4 +200,37 @@ def run_workers(
         use_gpu=use_gpu,
         ray_address=ray_address,
         max_failures=max_failures,
+    )
+
+
+def run_dir_of(config: FitConfig) -> Path:
+    return Path(str(config.storage_path)) / str(config.run_name)
+
+
+def launch(config: FitConfig, worker_fn: str) -> FitResult:
+    """Run ``worker_fn`` ("module:function"(payload, session)) over ``config.workers`` workers
+    (resolved and validated already) and collect rank 0's record."""
+    if config.tracking_uri:
+        tracking.check_tracking_uri(config.tracking_uri)
+    out = run_workers(
+        worker_fn,
+        config.as_dict(),
+        workers=config.workers,
+        run_dir=run_dir_of(config),
+        use_gpu=config.use_gpu,
+        ray_address=config.ray_address,
+    )
+    record = out["worker"]
+    if record is None:
+        raise ReproError(f"run {config.run_name} returned no record from rank 0.")
+    overhead = {**out.get("overhead", {}), **record["timing"]}
+    if "fit_s" in overhead:  # Ray's worker-group start and stop, around rank 0's own time
+        overhead["outside_worker_s"] = overhead["fit_s"] - overhead["worker_s"]
+    return FitResult(
+        seeds=record["seeds"],
+        environment={**record["environment"], **out.get("environment", {})},
+        checkpoint=record.get("checkpoint"),
+        run_dir=str(run_dir_of(config)),
+        overhead={k: round(float(v), 4) for k, v in overhead.items()},
+        config=config.as_dict(),
     )

@@ -13,63 +13,33 @@ as `WorkerSteps`, so repro.train.detector_fit trains detectors through the same 
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from repro.train.epoch_log import SUMMARY_METRICS
+import torch
+import torch.distributed as dist
+
+from repro.data.augment import center_crop_transform, train_transform
+from repro.data.training_sets import DATASETS, dataset_digest, load_dataset, shard_loaders
+from repro.evaluation.classification import classification_errors, topk_correct
+from repro.models import get_model_spec
+from repro.recipes.schedules import LrSchedule, make_optimizer
+from repro.train import loop
+from repro.train.config import FitConfig, FitResult, TrainConfig, need
+from repro.train.distributed import launch, resolve
+from repro.train.parallelize import ParallelModel, parallelize
 from repro.train.recipe_loop import (
-    CHECKPOINTS_PER_SEED,
-    EpochLog,
-    FitConfig,
-    FitResult,
-    Plan,
+    DataPlan,
+    RecipeTask,
     SeedRun,
-    WorkerSteps,
-    _need,
     check_run_settings,
-    checkpoint_state,
     epoch_sampler,
-    launch,
     parse_recipe,
-    resolve,
-    run_dir_of,
-    run_epochs,
     run_worker,
-    train_epoch,
 )
-
-if TYPE_CHECKING:
-    from repro.recipes import Recipe
-    from repro.train.parallelize import ParallelModel
-    from repro.train.session import Session
-
-__all__ = [
-    "CHECKPOINTS_PER_SEED",
-    "CLASSIFICATION_STEPS",
-    "PROTOCOL",
-    "SUMMARY_METRICS",
-    "WORKER_FN",
-    "EpochLog",
-    "FitConfig",
-    "FitResult",
-    "Plan",
-    "SeedRun",
-    "WorkerSteps",
-    "check_run_settings",
-    "checkpoint_state",
-    "epoch_sampler",
-    "evaluate",
-    "fit",
-    "fit_worker",
-    "launch",
-    "parse_recipe",
-    "resolve",
-    "run_dir_of",
-    "run_worker",
-    "train_epoch",
-    "validate",
-]
+from repro.train.session import WorkerSession
 
 WORKER_FN = "repro.train.fit:fit_worker"
 PROTOCOL = "per-epoch validation: centre crop of the recipe's evaluation resize/crop"
@@ -77,23 +47,20 @@ PROTOCOL = "per-epoch validation: centre crop of the recipe's evaluation resize/
 
 def validate(config: FitConfig) -> None:
     """Reject what cannot run before any worker starts."""
-    from repro.data.training_sets import DATASETS
-    from repro.train import loop
-
     recipe = parse_recipe(config.recipe)
     dataset = config.dataset or recipe.dataset
-    _need(
+    need(
         dataset in DATASETS,
         f"unknown dataset {dataset!r} (--dataset, or the recipe's `dataset`).",
         f"use one of {', '.join(DATASETS)}.",
     )
     if dataset != "digits":
-        _need(
+        need(
             config.data_root is not None,
             f"dataset {dataset} needs its data folder.",
             "pass --data DIR.",
         )
-        _need(
+        need(
             config.ray_address is not None or Path(str(config.data_root)).expanduser().is_dir(),
             f"data folder {config.data_root} (--data) does not exist.",
             f"pass the folder holding {dataset}.",
@@ -112,99 +79,8 @@ def fit(config: FitConfig) -> FitResult:
 # --- the worker ----------------------------------------------------------------------------
 
 
-def _plan(config: FitConfig, recipe: Recipe, rank: int, world: int, device: Any) -> Plan:
-    from repro.data.augment import center_crop_transform, train_transform
-    from repro.data.training_sets import dataset_digest, load_dataset, shard_loaders
-    from repro.models import get_model_spec
-
-    channels = get_model_spec(recipe.model).input_size[0]
-    name = config.dataset or recipe.dataset
-    eval_split = config.eval_split or recipe.eval_split
-    train_set, classes = load_dataset(
-        name, config.data_root, recipe.train_split, train_transform(recipe, channels)
-    )
-    eval_set, _ = load_dataset(
-        name, config.data_root, eval_split, center_crop_transform(recipe.evaluation, channels)
-    )
-    batch = recipe.batch_size
-    sampler = epoch_sampler(
-        config, len(train_set), batch, rank, world, f"split {recipe.train_split} of {name}"
-    )
-    steps = sampler.steps
-    train_loader, eval_loader = shard_loaders(
-        train_set, eval_set, sampler, config.loader_workers, pin=device.type == "cuda"
-    )
-    facts = {
-        "dataset": name,
-        "train_split": recipe.train_split,
-        "eval_split": eval_split,
-        "train_images": len(train_set),
-        "eval_images": len(eval_set),
-        "global_batch": batch,
-        "steps_per_epoch": steps,
-        "classes": len(classes),
-        "data_source": str(config.data_root or ("scikit-learn" if name == "digits" else "")),
-    }
-    if config.tracking_uri and rank == 0:  # the MLflow dataset inputs' digests, logged by rank 0
-        facts["train_digest"] = dataset_digest(train_set)
-        facts["eval_digest"] = dataset_digest(eval_set)
-    return Plan(
-        recipe=recipe,
-        epochs=float(config.epochs or recipe.epochs),
-        steps_per_epoch=steps,
-        train_loader=train_loader,
-        sampler=sampler,
-        eval_loader=eval_loader,
-        num_classes=config.num_classes or len(classes),
-        facts=facts,
-    )
-
-
-def _build_seed(
-    config: FitConfig, plan: Plan, index: int, rank: int, world: int, device: Any
-) -> SeedRun:
-    import inspect
-
-    import torch
-
-    from repro.models import get_model_spec
-    from repro.recipes.schedules import LrSchedule, make_optimizer
-    from repro.train import loop
-    from repro.train.config import TrainConfig
-    from repro.train.parallelize import parallelize
-
-    recipe, seed = plan.recipe, config.seeds[index]
-    spec = get_model_spec(recipe.model)
-    kwargs = dict(recipe.model_kwargs)
-    if recipe.dropout is not None and "dropout" in inspect.signature(spec.builder).parameters:
-        kwargs["dropout"] = recipe.dropout
-    train_config = TrainConfig(
-        model=recipe.model,
-        model_kwargs=kwargs,
-        batch_size=recipe.batch_size,
-        precision=config.precision,
-        channels_last=config.channels_last,
-        parallel="ddp" if world > 1 else "none",
-        workers=world,
-        use_gpu=config.use_gpu,
-        num_classes=plan.num_classes,
-        seed=seed,
-    )
-    setup = loop.build_model_setup(train_config, plan.num_classes)  # same weights on all ranks
-    pm = parallelize(setup, train_config, rank=rank, world=world, device=device)
-    torch.manual_seed(seed * 1_000_003 + 7_919 * (rank + 1))  # dropout, augmentation per rank
-    optimizer = make_optimizer(pm.module.parameters(), recipe.optimizer)
-    schedule = LrSchedule(recipe.schedule, recipe.optimizer.lr, plan.epochs, plan.steps_per_epoch)
-    return SeedRun(index, seed, pm, optimizer, schedule)
-
-
 def evaluate(pm: ParallelModel, loader: Any) -> dict[str, float]:
     """Top-1/top-5 error (%) over every rank's shard of the eval split, the same on all ranks."""
-    import torch
-    import torch.distributed as dist
-
-    from repro.evaluation.classification import classification_errors, topk_correct
-
     model = pm.base  # unwrapped: evaluation needs no gradient synchronisation
     was_training = model.training
     model.eval()
@@ -225,52 +101,115 @@ def evaluate(pm: ParallelModel, loader: Any) -> dict[str, float]:
     return classification_errors({1: c1, 5: c5}, total)
 
 
-def _record(run: SeedRun, weights: str | None, diverged: bool) -> dict[str, Any]:
-    last = run.history[-1] if run.history else {}
-    return {
-        "seed": run.seed,
-        "top1_error": last.get("top1_error", math.nan),
-        "top5_error": last.get("top5_error", math.nan),
-        "epochs": last.get("epoch", 0),
-        "history": run.history,
-        "weights": weights,
-        "diverged": diverged,
-        "protocol": PROTOCOL,
-    }
+class Classification(RecipeTask):
+    """A classifier, validated after every epoch (the schedule observes top-1 error)."""
 
+    evaluate_every_epoch = True
 
-def _train_seed(
-    session: Session,
-    config: FitConfig,
-    plan: Plan,
-    run: SeedRun,
-    finished: list[dict[str, Any]],
-    log: EpochLog,
-) -> None:
-    """Train one seed, validating after every epoch (the schedule observes top-1 error)."""
+    def __init__(self, channels_last: bool) -> None:
+        self.channels_last = channels_last
 
-    def each_epoch(run: SeedRun) -> dict[str, float]:
+    def plan(self, config: FitConfig, rank: int, world: int, device: Any) -> DataPlan:
+        recipe = parse_recipe(config.recipe)
+        channels = get_model_spec(recipe.model).input_size[0]
+        name = config.dataset or recipe.dataset
+        eval_split = config.eval_split or recipe.eval_split
+        train_set, classes = load_dataset(
+            name, config.data_root, recipe.train_split, train_transform(recipe, channels)
+        )
+        eval_set, _ = load_dataset(
+            name, config.data_root, eval_split, center_crop_transform(recipe.evaluation, channels)
+        )
+        batch = recipe.batch_size
+        sampler = epoch_sampler(
+            config, len(train_set), batch, rank, world, f"split {recipe.train_split} of {name}"
+        )
+        steps = sampler.steps
+        train_loader, eval_loader = shard_loaders(
+            train_set, eval_set, sampler, config.loader_workers, pin=device.type == "cuda"
+        )
+        facts = {
+            "dataset": name,
+            "train_split": recipe.train_split,
+            "eval_split": eval_split,
+            "train_images": len(train_set),
+            "eval_images": len(eval_set),
+            "global_batch": batch,
+            "steps_per_epoch": steps,
+            "classes": len(classes),
+            "data_source": str(config.data_root or ("scikit-learn" if name == "digits" else "")),
+        }
+        if (
+            config.tracking_uri and rank == 0
+        ):  # the MLflow dataset inputs' digests, logged by rank 0
+            facts["train_digest"] = dataset_digest(train_set)
+            facts["eval_digest"] = dataset_digest(eval_set)
+        return DataPlan(
+            recipe=recipe,
+            epochs=float(config.epochs or recipe.epochs),
+            steps_per_epoch=steps,
+            train_loader=train_loader,
+            sampler=sampler,
+            eval_loader=eval_loader,
+            num_classes=config.num_classes or len(classes),
+            facts=facts,
+        )
+
+    def build(
+        self, config: FitConfig, plan: DataPlan, index: int, rank: int, world: int, device: Any
+    ) -> SeedRun:
+        recipe, seed = plan.recipe, config.seeds[index]
+        spec = get_model_spec(recipe.model)
+        kwargs = dict(recipe.model_kwargs)
+        if recipe.dropout is not None and "dropout" in inspect.signature(spec.builder).parameters:
+            kwargs["dropout"] = recipe.dropout
+        train_config = TrainConfig(
+            model=recipe.model,
+            model_kwargs=kwargs,
+            batch_size=recipe.batch_size,
+            precision=config.precision,
+            channels_last=config.channels_last,
+            parallel="ddp" if world > 1 else "none",
+            workers=world,
+            use_gpu=config.use_gpu,
+            num_classes=plan.num_classes,
+            seed=seed,
+        )
+        setup = loop.build_model_setup(train_config, plan.num_classes)  # same weights on all ranks
+        pm = parallelize(setup, train_config, rank=rank, world=world, device=device)
+        torch.manual_seed(seed * 1_000_003 + 7_919 * (rank + 1))  # dropout, augmentation per rank
+        optimizer = make_optimizer(pm.module.parameters(), recipe.optimizer)
+        schedule = LrSchedule(
+            recipe.schedule, recipe.optimizer.lr, plan.epochs, plan.steps_per_epoch
+        )
+        return SeedRun(index, seed, pm, optimizer, schedule)
+
+    def prepare(self, x: Any, y: Any, device: torch.device) -> tuple[Any, Any]:
+        return loop.prepare_inputs(x, y, device, self.channels_last)
+
+    def evaluate(self, run: SeedRun, plan: DataPlan) -> dict[str, float]:
         errors = evaluate(run.pm, plan.eval_loader)
         run.schedule.observe(errors["top1_error"])
         return errors
 
-    run_epochs(
-        session,
-        config,
-        plan,
-        run,
-        finished,
-        log,
-        record=lambda run, weights, diverged, _: _record(run, weights, diverged),
-        each_epoch=each_epoch,
-        channels_last=config.channels_last,
-    )
+    def record(
+        self, run: SeedRun, plan: DataPlan, weights: str | None, diverged: bool, metrics: dict
+    ) -> dict[str, Any]:
+        last = run.history[-1] if run.history else {}
+        return {
+            "seed": run.seed,
+            "top1_error": last.get("top1_error", math.nan),
+            "top5_error": last.get("top5_error", math.nan),
+            "epochs": last.get("epoch", 0),
+            "history": run.history,
+            "weights": weights,
+            "diverged": diverged,
+            "protocol": PROTOCOL,
+        }
 
 
-def fit_worker(payload: dict[str, Any], session: Session) -> dict[str, Any] | None:
+def fit_worker(payload: dict[str, Any], session: WorkerSession) -> dict[str, Any] | None:
     """Train every seed of ``payload`` (a FitConfig as a dict) as this session's rank; rank 0
     returns {"seeds": [...], "environment": {...}, "checkpoint": final weights}."""
-    return run_worker(FitConfig(**payload), session, CLASSIFICATION_STEPS)
-
-
-CLASSIFICATION_STEPS = WorkerSteps(plan=_plan, build=_build_seed, train_seed=_train_seed)
+    config = FitConfig(**payload)
+    return run_worker(config, session, Classification(config.channels_last))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,12 +16,16 @@ from torch import nn
 from repro.errors import ReproError
 from repro.models import get_model_spec
 from repro.models.registry import ModelSpec
-from repro.train.config import PRECISIONS, TrainConfig
+from repro.runtime.precision import autocast
+from repro.runtime.vocabulary import PRECISIONS
+from repro.train.config import TrainConfig
 
 # GoogLeNet (Szegedy et al. 2014, Section 5): the auxiliary classifiers' losses are added to
 # the total loss with weight 0.3 during training.
 AUX_LOSS_WEIGHT = 0.3
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# A loss other than the classification loss: loss_fn(module, inputs, targets) -> scalar (a
+# detector's inputs are lists of images and of target dicts).
+Loss = Callable[[nn.Module, Any, Any], torch.Tensor]
 
 
 @dataclass
@@ -108,19 +112,13 @@ def set_matmul_precision(precision: str) -> None:
     torch.backends.cudnn.allow_tf32 = allow
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    dtype = AUTOCAST_DTYPES.get(precision)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def make_grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
     """fp16 needs loss scaling against gradient underflow; bf16 has fp32's exponent range."""
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
 
-def make_optimizer(params: Iterator[nn.Parameter], config: TrainConfig) -> torch.optim.SGD:
+def sgd_optimizer(params: Iterator[nn.Parameter], config: TrainConfig) -> torch.optim.SGD:
+    """`repro train`'s SGD (a recipe names its own: repro.recipes.schedules.make_optimizer)."""
     return torch.optim.SGD(
         params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
@@ -163,12 +161,14 @@ def forward_backward(
     precision: str,
     scaler: torch.amp.GradScaler | None = None,
     backward_scale: float = 1.0,
+    loss_fn: Loss | None = None,
 ) -> torch.Tensor:
-    """One forward and backward of ``model`` on (x, y); returns the detached loss.
-    ``backward_scale`` multiplies the loss for backward only (model parallelism, where every
-    rank holds the same loss)."""
-    with autocast(device, precision):
-        loss = classification_loss(model(x), y)
+    """One forward and backward of ``model`` on (x, y); returns the detached loss:
+    ``loss_fn(model, x, y)``, or the classification loss of ``model(x)``. ``backward_scale``
+    multiplies the loss for backward only (model parallelism, where every rank holds the same
+    loss)."""
+    with autocast(precision, device.type):
+        loss = loss_fn(model, x, y) if loss_fn else classification_loss(model(x), y)
     scaled = loss * backward_scale if backward_scale != 1.0 else loss
     (scaler.scale(scaled) if scaler is not None else scaled).backward()
     return loss.detach()

@@ -8,24 +8,30 @@ one runs: for the pipeline the schedule's step replaces forward and backward.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
+from torch.distributed.tensor import DTensor
+from torch.nn.parallel import DistributedDataParallel
 
 from repro.errors import ReproError
+from repro.runtime.precision import autocast
 from repro.train import loop
 from repro.train.config import TrainConfig
 from repro.train.data import Shard
+from repro.train.gpipe import build_stage, layer_flops, sequential_layers
 from repro.train.loop import ModelSetup
+from repro.train.towers import AlexNetTower
 
 DATA_PARALLEL = ("none", "ddp", "fsdp")
 DETECTOR_PARALLEL = ("none", "ddp")  # detectors take lists of images and targets
-# loss_fn(module, images, targets) -> scalar loss tensor
-DetectorLoss = Callable[[nn.Module, Any, Any], torch.Tensor]
 
 
 @dataclass
@@ -42,10 +48,19 @@ class ParallelModel:
     shard: Shard  # which part of the global batch this rank reads
     scaler: torch.amp.GradScaler | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # A detector's loss (DDP averages the ranks' gradients, so each rank's loss is the mean
+    # over its share of the global batch); None: the classification loss.
+    loss_fn: loop.Loss | None = None
 
-    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward_backward(self, x: Any, y: Any) -> torch.Tensor:
         return loop.forward_backward(
-            self.module, x, y, device=self.device, precision=self.precision, scaler=self.scaler
+            self.module,
+            x,
+            y,
+            device=self.device,
+            precision=self.precision,
+            scaler=self.scaler,
+            loss_fn=self.loss_fn,
         )
 
     def global_loss(self, loss: torch.Tensor) -> float:
@@ -55,23 +70,6 @@ class ParallelModel:
         t = loss.detach().float().reshape(1).clone()
         dist.all_reduce(t)
         return float(t) / self.world
-
-
-@dataclass
-class DetectorModel(ParallelModel):
-    """A data-parallel detector: its inputs are lists of images and of target dicts, and its
-    loss is ``loss_fn(module, images, targets)`` (the model's own loss dict for torchvision's
-    detectors, YOLO's sum-squared error for the grid detectors). DDP averages the ranks'
-    gradients, so each rank's loss is the mean over its share of the global batch."""
-
-    loss_fn: DetectorLoss | None = None
-
-    def forward_backward(self, x: Any, y: Any) -> torch.Tensor:
-        assert self.loss_fn is not None  # parallelize_detector sets it
-        with loop.autocast(self.device, self.precision):
-            loss = self.loss_fn(self.module, x, y)
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        return loss.detach()
 
 
 @dataclass
@@ -103,7 +101,7 @@ class PipelineModel(ParallelModel):
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         losses: list[torch.Tensor] = []
-        with loop.autocast(self.device, self.precision):
+        with autocast(self.precision, self.device.type):
             if self.rank == 0:
                 self.schedule.step(x)
             elif self.last:
@@ -165,9 +163,6 @@ def _fsdp_blocks(model: nn.Module) -> list[nn.Module]:
 
 
 def apply_fsdp(model: nn.Module, device: torch.device, world: int) -> nn.Module:
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import fully_shard
-
     mesh = init_device_mesh(device.type, (world,))
     for block in _fsdp_blocks(model):
         fully_shard(block, mesh=mesh)
@@ -178,8 +173,6 @@ def apply_fsdp(model: nn.Module, device: torch.device, world: int) -> nn.Module:
 def _pipeline_stage(
     setup: ModelSetup, config: TrainConfig, rank: int, world: int
 ) -> tuple[nn.Module, dict[str, Any]]:
-    from repro.train.pipeline import build_stage, layer_flops, sequential_layers
-
     layers = sequential_layers(setup.model)
     meta = loop.build_model_setup(config, setup.num_classes, device="meta")
     flops = layer_flops(sequential_layers(meta.model), setup.input_size)
@@ -206,8 +199,6 @@ def parallelize(
         raise ReproError(f"--parallel {p} needs the workers' process group, which is not set up.")
     model, info = setup.model, {}
     if p == "towers":  # 1. model parallel: this rank keeps its tower only
-        from repro.train.towers import AlexNetTower
-
         model = AlexNetTower(model, rank, group)
     if p == "pipeline":  # 2. pipeline: this rank keeps its stage only
         model, info = _pipeline_stage(setup, config, rank, world)
@@ -218,8 +209,6 @@ def parallelize(
     if p == "fsdp" and world > 1:  # 3. FSDP shards parameters in place (base is sharded too)
         model = apply_fsdp(model, device, world)
     if p == "ddp" and world > 1:  # 4. DDP
-        from torch.nn.parallel import DistributedDataParallel
-
         model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
@@ -245,8 +234,6 @@ def parallelize(
 def _pipeline_model(
     stage_module: nn.Module, config: TrainConfig, common: dict[str, Any], group: Any
 ) -> PipelineModel:
-    from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
-
     stage = PipelineStage(
         stage_module, common["rank"], common["world"], common["device"], group=group
     )
@@ -257,8 +244,6 @@ def _pipeline_model(
 def parameter_summary(pm: ParallelModel) -> dict[str, float]:
     """What this rank holds: its parameter count and the sum of the parameters' values,
     over the full (unsharded) parameters for FSDP so replicas can be compared."""
-    from torch.distributed.tensor import DTensor
-
     count, total = 0, 0.0
     with torch.no_grad():
         for p in pm.base.parameters():
@@ -276,8 +261,8 @@ def parallelize_detector(
     rank: int,
     world: int,
     device: torch.device,
-    loss_fn: DetectorLoss,
-) -> DetectorModel:
+    loss_fn: loop.Loss,
+) -> ParallelModel:
     """:func:`parallelize` for a detector (``config.parallel`` "none" or "ddp"), whose training
     step computes ``loss_fn`` instead of the classification loss."""
     if config.parallel not in DETECTOR_PARALLEL:
@@ -286,4 +271,4 @@ def parallelize_detector(
             f"use one of {', '.join(DETECTOR_PARALLEL)} (data-parallel DDP over several workers).",
         )
     pm = parallelize(setup, config, rank=rank, world=world, device=device)
-    return DetectorModel(**{f.name: getattr(pm, f.name) for f in fields(pm)}, loss_fn=loss_fn)
+    return dataclasses.replace(pm, loss_fn=loss_fn)

@@ -7,78 +7,47 @@ and, for one seed's epochs, what it measures after an epoch (:func:`run_epochs`)
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+from pydantic import ValidationError
+
+from repro.data.training_sets import EpochShard
 from repro.errors import ReproError
-from repro.train.epoch_log import EpochLog
-from repro.train.system_log import DEFAULT_INTERVAL_S
+from repro.models import get_model_spec
+from repro.recipes import Recipe
+from repro.recipes.schedules import LrSchedule, make_optimizer
+from repro.tracking.training import TrainingRun
+from repro.train import loop, trainer
+from repro.train.checkpoint import load_checkpoint, newest_readable, persist, read_trainer_state
+from repro.train.config import FitConfig, need
+from repro.train.parallelize import ParallelModel
+from repro.train.session import WorkerSession, checkpoint_name
+from repro.train.system_log import system_log
+from repro.train.trainer import environment
 
-if TYPE_CHECKING:
-    from repro.data.training_sets import EpochShard
-    from repro.recipes import Recipe
-    from repro.train.parallelize import ParallelModel
-    from repro.train.session import Session
-
-
+Prepare = Callable[[Any, Any, Any], tuple[Any, Any]]  # (inputs, targets, device) -> on device
 CHECKPOINTS_PER_SEED = 10_000  # checkpoint names order (seed index, epoch)
-
-
-@dataclass
-class FitConfig:
-    recipe: dict[str, Any]  # Recipe.model_dump()
-    data_root: str | None = None
-    dataset: str | None = None  # None: the recipe's dataset
-    workers: int = 1  # Ray Train workers; 0: in this process, without Ray
-    use_gpu: bool = False
-    seeds: list[int] = field(default_factory=lambda: [0])
-    epochs: float | None = None  # overrides the recipe's (tests, quick runs)
-    max_steps_per_epoch: int | None = None
-    num_classes: int | None = None  # None: the dataset's class count
-    eval_split: str | None = None  # None: the recipe's eval_split
-    precision: str = "fp32"
-    run_name: str | None = None
-    storage_path: str | None = None
-    tracking_uri: str | None = None
-    system_metrics_s: float = DEFAULT_INTERVAL_S  # CPU/memory/GPU sampling period; 0: none
-    loader_workers: int = 2  # DataLoader processes per worker
-    checkpoint_every_epoch: bool = True  # False: only after each seed's last epoch
-    channels_last: bool = False
-    ray_address: str | None = None
-    torch_threads: int | None = None  # None: torch's default (Ray gives a worker 1 per CPU)
-    log_model: bool = False  # each seed's trained network as an MLflow model (mlflow.pytorch)
-    mlflow_experiment: str = "train"  # repro/<this>: where each seed's run goes
-    mlflow_parent: str | None = None  # the run each seed's run is a child of (a demo's)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class FitResult:
-    seeds: list[dict[str, Any]]  # per seed: seed, top1_error, top5_error, epochs, history, ...
-    environment: dict[str, Any]
-    checkpoint: str | None  # the last seed's final weights (a state_dict file)
-    run_dir: str
-    overhead: dict[str, float]
-    config: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+# A seed record's numbers logged as the MLflow run's summary (those present).
+SUMMARY_METRICS = ("top1_error", "top5_error", "map", "map50", "epochs")
+# An epoch's numbers logged with step = epoch (those present).
+EPOCH_METRICS = (
+    "loss",
+    "lr",
+    "top1_error",
+    "top5_error",
+    "map",
+    "map50",
+    "train_s",
+    "images_per_s",
+)
 
 
 def parse_recipe(data: dict[str, Any]) -> Recipe:
-    from pydantic import ValidationError
-
-    from repro.recipes import Recipe
-
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
@@ -90,117 +59,50 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
         ) from None
 
 
-def _need(ok: bool, cause: str, fix: str) -> None:
-    if not ok:
-        raise ReproError(cause, fix)
-
-
 def check_run_settings(config: FitConfig, recipe: Recipe) -> None:
     """What every recipe training checks, whatever the task: precision, workers, seeds, the
     batch split, epochs, steps, loader processes, threads and the GPU."""
-    from repro.train import loop
-
     loop.check_precision(config.precision)
-    _need(config.workers >= 0, "--workers must not be negative.", "pass 0 (in-process) or more.")
-    _need(bool(config.seeds), "no seeds to train (--seeds is empty).", "pass e.g. --seeds 0 1 2.")
-    _need(
+    need(config.workers >= 0, "--workers must not be negative.", "pass 0 (in-process) or more.")
+    need(bool(config.seeds), "no seeds to train (--seeds is empty).", "pass e.g. --seeds 0 1 2.")
+    need(
         len(set(config.seeds)) == len(config.seeds),
         f"--seeds {config.seeds} repeats a seed.",
         "pass distinct seeds.",
     )
     world = max(config.workers, 1)
-    _need(
+    need(
         recipe.batch_size % world == 0,
         f"the recipe's batch_size {recipe.batch_size} does not split evenly over {world} workers.",
         f"pass a --workers count that divides {recipe.batch_size}, or change the recipe's "
         "batch_size.",
     )
-    _need(
+    need(
         config.epochs is None or config.epochs > 0,
         f"--epochs {config.epochs} is not positive.",
         "pass a positive number of epochs.",
     )
-    _need(
+    need(
         config.max_steps_per_epoch is None or config.max_steps_per_epoch >= 1,
         f"--max-steps-per-epoch {config.max_steps_per_epoch} is below 1.",
         "pass 1 or more, or leave it out.",
     )
-    _need(config.loader_workers >= 0, "--loader-workers is negative.", "pass 0 or more.")
-    _need(
+    need(config.loader_workers >= 0, "--loader-workers is negative.", "pass 0 or more.")
+    need(
         config.torch_threads is None or config.torch_threads >= 1,
         f"torch_threads {config.torch_threads} is below 1.",
         "pass 1 or more, or leave it out.",
     )
     if config.use_gpu and config.workers == 0:
-        import torch
-
-        _need(
+        need(
             torch.cuda.is_available(),
             "a GPU was asked for but torch sees no CUDA device here.",
             "drop --device gpu.",
         )
 
 
-def resolve(config: FitConfig) -> FitConfig:
-    """Absolute paths (Ray workers run elsewhere) and a run name."""
-    from repro import tracking
-    from repro.train.distributed import DEFAULT_STORAGE
-
-    name = config.run_name
-    if not name:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        name = (
-            f"{config.recipe.get('name', 'fit')}-w{config.workers}-{stamp}-{uuid.uuid4().hex[:6]}"
-        )
-    uri = config.tracking_uri
-    return dataclasses.replace(
-        config,
-        run_name=name,
-        storage_path=str(Path(config.storage_path or DEFAULT_STORAGE).expanduser().resolve()),
-        tracking_uri=tracking.absolute_tracking_uri(uri) if uri else None,
-        data_root=str(Path(config.data_root).expanduser().resolve()) if config.data_root else None,
-    )
-
-
-def run_dir_of(config: FitConfig) -> Path:
-    return Path(str(config.storage_path)) / str(config.run_name)
-
-
-def launch(config: FitConfig, worker_fn: str) -> FitResult:
-    """Run ``worker_fn`` ("module:function"(payload, session)) over ``config.workers`` workers
-    (resolved and validated already) and collect rank 0's record."""
-    from repro.train.distributed import run_workers
-
-    if config.tracking_uri:
-        from repro import tracking
-
-        tracking.check_tracking_uri(config.tracking_uri)
-    out = run_workers(
-        worker_fn,
-        config.as_dict(),
-        workers=config.workers,
-        run_dir=run_dir_of(config),
-        use_gpu=config.use_gpu,
-        ray_address=config.ray_address,
-    )
-    record = out["worker"]
-    if record is None:
-        raise ReproError(f"run {config.run_name} returned no record from rank 0.")
-    overhead = {**out.get("overhead", {}), **record["timing"]}
-    if "fit_s" in overhead:  # Ray's worker-group start and stop, around rank 0's own time
-        overhead["outside_worker_s"] = overhead["fit_s"] - overhead["worker_s"]
-    return FitResult(
-        seeds=record["seeds"],
-        environment={**record["environment"], **out.get("environment", {})},
-        checkpoint=record.get("checkpoint"),
-        run_dir=str(run_dir_of(config)),
-        overhead={k: round(float(v), 4) for k, v in overhead.items()},
-        config=config.as_dict(),
-    )
-
-
 @dataclass
-class Plan:
+class DataPlan:
     """What every seed trains: epochs, steps per epoch and the loaders."""
 
     recipe: Recipe
@@ -227,8 +129,6 @@ def epoch_sampler(
 ) -> EpochShard:
     """This rank's sampler of every epoch's global batches: as many whole batches as the
     training set holds, at most ``config.max_steps_per_epoch``. ``what`` names the split."""
-    from repro.data.training_sets import EpochShard
-
     steps = train_size // batch
     if steps == 0:
         raise ReproError(
@@ -251,57 +151,35 @@ class SeedRun:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def train_epoch(
-    run: SeedRun,
-    plan: Plan,
-    epoch: int,
-    channels_last: bool,
-    prepare: Callable[[Any, Any, Any, bool], tuple[Any, Any]] | None = None,
-) -> dict[str, float]:
-    """One epoch of ``plan``'s batches on ``run``; ``prepare(x, y, device, channels_last)``
-    readies a batch (default: tensors to the device, loop.prepare_inputs)."""
-    import torch
+def seed_run(index: int, seed: int, pm: ParallelModel, plan: DataPlan, params: Any) -> SeedRun:
+    """A seed's run of ``pm``: the recipe's optimizer over ``params`` and its schedule."""
+    optimizer = make_optimizer(params, plan.recipe.optimizer)
+    recipe = plan.recipe
+    schedule = LrSchedule(recipe.schedule, recipe.optimizer.lr, plan.epochs, plan.steps_per_epoch)
+    return SeedRun(index, seed, pm, optimizer, schedule)
 
-    from repro.train import loop
 
-    prepare = prepare or loop.prepare_inputs
-    pm = run.pm
-    pm.module.train()
+def train_epoch(run: SeedRun, plan: DataPlan, epoch: int, prepare: Prepare) -> dict[str, float]:
+    """One epoch of ``plan``'s batches on ``run``; ``prepare(x, y, device)`` readies a batch."""
     plan.sampler.set_epoch(run.seed, epoch)
-    steps = plan.steps_in(epoch)
-    loss_sum, done, first_lr, images = torch.zeros((), device=pm.device), 0, None, 0
-    for step, (x, y) in enumerate(plan.train_loader):
-        if step >= steps:
-            break
-        lr = run.schedule.apply(run.optimizer, epoch, step)
-        first_lr = lr if first_lr is None else first_lr
-        images += len(x) if hasattr(x, "__len__") else 0
-        x, y = prepare(x, y, pm.device, channels_last)
-        loss_sum += pm.forward_backward(x, y).float()
-        loop.optimizer_step(run.optimizer, pm.scaler)
-        done += 1
+    stats = trainer.train_epoch(
+        run.pm,
+        run.optimizer,
+        trainer.Epoch(
+            plan.train_loader,
+            lambda step: run.schedule.apply(run.optimizer, epoch, step),
+            plan.steps_in(epoch),
+            prepare,
+        ),
+    )
     return {
-        "loss": pm.global_loss(loss_sum / max(done, 1)),
-        "lr": float(first_lr or 0.0),
-        "images": images * pm.world,  # this rank's batches times the data-parallel ranks
+        "loss": run.pm.global_loss(stats.mean_loss(run.pm.device)),
+        "lr": float(stats.lrs[0] if stats.lrs else 0.0),
+        "images": sum(stats.sizes) * run.pm.world,  # this rank's batches times the DP ranks
     }
 
 
-def _save_checkpoint(
-    session: Session, run: SeedRun, state: dict[str, Any], metrics: dict[str, Any]
-) -> None:
-    from repro.train.checkpoint import save_checkpoint
-    from repro.train.session import checkpoint_name
-
-    with tempfile.TemporaryDirectory(prefix="repro-fit-") as tmp:
-        save_checkpoint(Path(tmp), run.pm, run.optimizer, state)
-        name = checkpoint_name(run.index * CHECKPOINTS_PER_SEED + state["next_epoch"])
-        session.report(metrics, Path(tmp), name)
-
-
-def _save_weights(session: Session, run: SeedRun, recipe_name: str) -> str:
-    import torch
-
+def _save_weights(session: WorkerSession, run: SeedRun, recipe_name: str) -> str:
     folder = session.run_dir / "weights"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{recipe_name}-seed{run.seed}.pt"
@@ -311,18 +189,16 @@ def _save_weights(session: Session, run: SeedRun, recipe_name: str) -> str:
 
 
 def _resume(
-    session: Session,
+    session: WorkerSession,
     config: FitConfig,
-    plan: Plan,
+    plan: DataPlan,
     rank: int,
     world: int,
     device: Any,
-    build: BuildSeed,
+    task: RecipeTask,
 ) -> tuple[list[dict[str, Any]], SeedRun | None]:
     """The finished seeds' records and the interrupted seed (model, optimizer and schedule
-    restored) from the latest checkpoint, if any; ``build`` makes a seed's run."""
-    from repro.train.checkpoint import load_checkpoint, newest_readable, read_trainer_state
-
+    restored) from the latest checkpoint, if any."""
     with newest_readable(session) as (ckpt, _skipped):
         if ckpt is None:
             return [], None
@@ -337,7 +213,7 @@ def _resume(
         finished = list(state["finished"])
         if state["seed_index"] < len(finished):
             return finished, None
-        run = build(config, plan, state["seed_index"], rank, world, device)
+        run = task.build(config, plan, state["seed_index"], rank, world, device)
         load_checkpoint(ckpt, run.pm, run.optimizer)
         run.schedule.load_state_dict(state["schedule"])
         run.start_epoch = int(state["next_epoch"])
@@ -346,7 +222,7 @@ def _resume(
 
 
 def checkpoint_state(
-    config: FitConfig, plan: Plan, run: SeedRun, finished: list[dict[str, Any]]
+    config: FitConfig, plan: DataPlan, run: SeedRun, finished: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """The trainer state saved with the model after an epoch (``run.history[-1]``'s)."""
     return {
@@ -363,68 +239,73 @@ def checkpoint_state(
     }
 
 
-MakePlan = Callable[[FitConfig, "Recipe", int, int, Any], Plan]
+class RecipeTask:
+    """What a recipe training varies (classifiers: repro.train.fit, detectors:
+    repro.train.detector_fit): the data plan, a seed's model and optimizer, how a batch reaches
+    the device, the evaluation (after every epoch, or once after the last) and the seed's
+    record. The loop, checkpoints, resumption and the MLflow log are the worker's."""
+
+    evaluate_every_epoch = False
+
+    def plan(self, config: FitConfig, rank: int, world: int, device: torch.device) -> DataPlan:
+        raise NotImplementedError
+
+    def build(
+        self, config: FitConfig, plan: DataPlan, index: int, rank: int, world: int, device: Any
+    ) -> SeedRun:
+        raise NotImplementedError
+
+    def prepare(self, x: Any, y: Any, device: torch.device) -> tuple[Any, Any]:
+        return x, y  # as given: the loss moves what it uses to the device
+
+    def evaluate(self, run: SeedRun, plan: DataPlan) -> dict[str, float]:
+        raise NotImplementedError
+
+    def record(
+        self, run: SeedRun, plan: DataPlan, weights: str | None, diverged: bool, metrics: dict
+    ) -> dict[str, Any]:
+        raise NotImplementedError
 
 
-BuildSeed = Callable[[FitConfig, Plan, int, int, int, Any], SeedRun]
-
-
-TrainSeed = Callable[["Session", FitConfig, Plan, SeedRun, list[dict[str, Any]], EpochLog], None]
-
-
-@dataclass(frozen=True)
-class WorkerSteps:
-    """The task's pieces of the worker: the data plan, a seed's model and optimizer, and the
-    training of one seed (which appends its record to the finished ones)."""
-
-    plan: MakePlan
-    build: BuildSeed
-    train_seed: TrainSeed
-
-
-def run_worker(config: FitConfig, session: Session, steps: WorkerSteps) -> dict[str, Any] | None:
-    """Every seed of ``config`` by ``steps``, with ``config.torch_threads`` set meanwhile."""
-    import torch
-
+def run_worker(
+    config: FitConfig, session: WorkerSession, task: RecipeTask
+) -> dict[str, Any] | None:
+    """Every seed of ``config`` by ``task``, with ``config.torch_threads`` set meanwhile."""
     threads = torch.get_num_threads()
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     try:
-        return _fit_seeds(config, session, steps)
+        return _fit_seeds(config, session, task)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit_seeds(config: FitConfig, session: Session, steps: WorkerSteps) -> dict[str, Any] | None:
-    import torch
-
-    from repro.train import loop
-    from repro.train.worker import environment
-
+def _fit_seeds(
+    config: FitConfig, session: WorkerSession, task: RecipeTask
+) -> dict[str, Any] | None:
     entered = time.perf_counter()
-    recipe = parse_recipe(config.recipe)
     rank, world = session.rank, session.world_size
     device = loop.select_device(config.use_gpu, session.local_rank)
     loop.set_matmul_precision(config.precision)
-    plan = steps.plan(config, recipe, rank, world, device)
-    finished, current = _resume(session, config, plan, rank, world, device, steps.build)
+    plan = task.plan(config, rank, world, device)
+    finished, current = _resume(session, config, plan, rank, world, device, task)
     setup_s = time.perf_counter() - entered
-    log = EpochLog(config, enabled=rank == 0 and bool(config.tracking_uri))
     env = {"device": loop.device_name(device), "world_size": world, "torch": torch.__version__}
     for index in range(len(finished), len(config.seeds)):
-        run = current or steps.build(config, plan, index, rank, world, device)
+        run = current or task.build(config, plan, index, rank, world, device)
         current = None
         env = environment(run.pm)
-        log.open(run, recipe, plan.facts)
+        log = open_seed_log(config if rank == 0 else None, run, plan)
         try:
-            steps.train_seed(session, config, plan, run, finished, log)
+            run_epochs(session, config, plan, run, finished, log, task)
         except BaseException:
-            log.close(None, "FAILED")  # a rerun reopens the same MLflow run
+            log.close({}, {"diverged": "False"}, "FAILED")  # a rerun reopens the same MLflow run
             raise
-        log.close(finished[-1])
+        close_seed_log(log, config, plan, finished[-1])
     if rank != 0:
         return None
     weights = next((r["weights"] for r in reversed(finished) if r.get("weights")), None)
+    recipe = plan.recipe
     return {
         "seeds": finished,
         "environment": {**env, **plan.facts, "recipe": recipe.name, "model": recipe.model},
@@ -433,36 +314,25 @@ def _fit_seeds(config: FitConfig, session: Session, steps: WorkerSteps) -> dict[
     }
 
 
-EpochMetrics = Callable[[SeedRun], dict[str, float]]
-SeedRecord = Callable[[SeedRun, "str | None", bool, dict[str, float]], dict[str, Any]]
-
-
 def run_epochs(
-    session: Session,
+    session: WorkerSession,
     config: FitConfig,
-    plan: Plan,
+    plan: DataPlan,
     run: SeedRun,
     finished: list[dict[str, Any]],
-    log: EpochLog,
-    *,
-    record: SeedRecord,
-    each_epoch: EpochMetrics | None = None,
-    at_end: EpochMetrics | None = None,
-    channels_last: bool = False,
-    prepare: Callable[[Any, Any, Any, bool], tuple[Any, Any]] | None = None,
+    log: TrainingRun,
+    task: RecipeTask,
 ) -> None:
     """Train one seed from ``run.start_epoch`` to the end; appends its record to ``finished``.
-
-    ``each_epoch(run)`` measures after every epoch (into the epoch's history), ``at_end(run)``
-    after the last one only; ``record(run, weights, diverged, metrics)`` is the seed's record.
+    The task evaluates after every epoch (into the epoch's history) or after the last one only.
     A checkpoint follows every epoch (or only the last, ``config.checkpoint_every_epoch``)."""
     for epoch in range(run.start_epoch, plan.whole_epochs):
         t0 = time.perf_counter()
-        trained = train_epoch(run, plan, epoch, channels_last, prepare=prepare)
+        trained = train_epoch(run, plan, epoch, task.prepare)
         t1 = time.perf_counter()
         entry: dict[str, Any] = {"epoch": epoch + 1, **trained}
-        if each_epoch is not None:
-            entry |= each_epoch(run)
+        if task.evaluate_every_epoch:
+            entry |= task.evaluate(run, plan)
             entry |= {"train_s": t1 - t0, "eval_s": time.perf_counter() - t1}
         else:
             entry["train_s"] = t1 - t0
@@ -471,15 +341,103 @@ def run_epochs(
         last = diverged or epoch + 1 == plan.whole_epochs
         if last:
             metrics: dict[str, float] = {}
-            if at_end is not None:
+            if not task.evaluate_every_epoch:
                 t2 = time.perf_counter()
-                metrics = at_end(run)
+                metrics = task.evaluate(run, plan)
                 run.history[-1]["eval_s"] = time.perf_counter() - t2
             weights = _save_weights(session, run, plan.recipe.name) if run.pm.rank == 0 else None
-            finished.append(record(run, weights, diverged, metrics))
+            finished.append(task.record(run, plan, weights, diverged, metrics))
         if config.checkpoint_every_epoch or last:
             state = checkpoint_state(config, plan, run, finished)
-            _save_checkpoint(session, run, state, {"seed": run.seed, **run.history[-1]})
-        log.epoch(run.history[-1])
+            name = checkpoint_name(run.index * CHECKPOINTS_PER_SEED + state["next_epoch"])
+            metrics = {"seed": run.seed, **run.history[-1]}
+            persist(session, run.pm, run.optimizer, state, metrics, name)
+        log.log([epoch_point(run.history[-1])], EPOCH_METRICS, step="epoch")
         if last:
             return
+
+
+def open_seed_log(config: FitConfig | None, run: SeedRun, plan: DataPlan) -> TrainingRun:
+    """Rank 0's MLflow run of one seed (experiment repro/<config.mlflow_experiment>): the recipe
+    and the plan's facts as parameters, its splits as dataset inputs, the epochs restored from a
+    checkpoint logged unless already there. ``config`` None (other ranks): nothing is logged."""
+    uri = config.tracking_uri if config is not None else None
+    if config is None or uri is None:
+        return TrainingRun(None, "", {}, {})
+    recipe, facts = plan.recipe, plan.facts
+    params = {
+        "recipe": recipe.name,
+        "model": recipe.model,
+        "seed": run.seed,
+        "workers": run.pm.world,
+        "optimizer": recipe.optimizer.model_dump_json(),
+        "schedule": recipe.schedule.model_dump_json(),
+        "augmentation": ",".join(recipe.augmentation),
+        "epochs": config.epochs or recipe.epochs,
+        "precision": config.precision,
+        **facts,
+    }
+    tags = {"repro.kind": "fit"}
+    if config.mlflow_parent:
+        tags["mlflow.parentRunId"] = config.mlflow_parent
+    log = TrainingRun(
+        uri,
+        f"{config.run_name}-seed{run.seed}",
+        params,
+        tags,
+        config.mlflow_experiment,
+        datasets_of(facts),
+        system_log(run.pm.device, config.system_metrics_s),
+    )
+    log.log([epoch_point(e) for e in run.history], EPOCH_METRICS, step="epoch")
+    return log
+
+
+def epoch_point(entry: dict[str, Any]) -> dict[str, Any]:
+    if entry.get("images") and entry.get("train_s"):
+        return {**entry, "images_per_s": entry["images"] / entry["train_s"]}
+    return entry
+
+
+def close_seed_log(
+    log: TrainingRun, config: FitConfig, plan: DataPlan, record: dict[str, Any]
+) -> None:
+    """The seed's record as the run's summary, and its trained network when asked for."""
+    if not log.active:
+        return
+    summary = {k: float(record[k]) for k in SUMMARY_METRICS if record.get(k) is not None}
+    tags = {"diverged": str(bool(record["diverged"]))}
+    if config.log_model and record.get("weights"):
+        try:
+            problem = log.log_model(*_trained(plan, record["weights"]))
+        except Exception as exc:  # noqa: BLE001 - the trained numbers are logged regardless
+            problem = f"{type(exc).__name__}: {str(exc)[:300]}"
+        if problem:
+            tags["model_not_logged"] = problem
+    log.close(summary, tags)
+
+
+def _trained(plan: DataPlan, weights: str) -> tuple[Any, Any]:
+    """The seed's network with its final weights, and an input for the model signature."""
+    spec = get_model_spec(plan.recipe.model)
+    kwargs = dict(plan.recipe.model_kwargs)
+    if plan.facts.get("classes"):
+        kwargs["num_classes"] = int(plan.facts["classes"])
+    model = spec.build(**kwargs)
+    model.load_state_dict(torch.load(weights, weights_only=True))
+    return model.eval(), spec.example_input(2)
+
+
+def datasets_of(facts: dict[str, Any]) -> list[dict[str, Any]]:
+    """The training and evaluation splits of a plan's facts, as MLflow dataset inputs."""
+    return [
+        {
+            "name": f"{facts.get('dataset')}/{facts.get(f'{part}_split')}",
+            "context": context,
+            "digest": facts.get(f"{part}_digest") or "unknown",
+            "source": facts.get("data_source"),
+            "images": facts.get(f"{part}_images"),
+        }
+        for part, context in (("train", "train"), ("eval", "eval"))
+        if facts.get("dataset")
+    ]

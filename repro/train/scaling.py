@@ -21,19 +21,23 @@ from typing import Any
 
 import torch
 
+from repro import tracking
+from repro.execution.train import ensure_capacity
 from repro.train.config import TrainConfig, TrainResult
+from repro.train.distributed import resolve, run_training, validate
 
 DEFAULT_OUT = Path("benchmarks/results")
 KEY = ("model", "parallel", "precision", "workers", "global_batch")
 
 
-def slug(text: str) -> str:
+def device_slug(text: str) -> str:
+    """A device name as a file name part (dots kept: "A100-SXM4-40GB", "cpu")."""
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "unknown"
 
 
 def csv_path(out_dir: Path, device: str, precision: str, torch_version: str) -> Path:
     public = torch_version.split("+")[0]
-    return out_dir / f"scaling_{slug(device)}_{precision}_torch{public}.csv"
+    return out_dir / f"scaling_{device_slug(device)}_{precision}_torch{public}.csv"
 
 
 def config_for(base: TrainConfig, workers: int, batch_per_worker: int) -> TrainConfig:
@@ -115,16 +119,12 @@ def run_scaling(
     log: Any = print,
 ) -> tuple[list[dict[str, Any]], Path]:
     """Train ``base`` at each worker count; returns the rows and the CSV written."""
-    from repro.train.distributed import resolve, run_training, validate
-
     base = resolve(base)
     counts = sorted(set(workers))
     configs = [config_for(base, n, batch_per_worker) for n in counts]
     for c in configs:
         validate(resolve(c))  # every count is possible before any runs
     if max(counts) > 0:
-        from repro.execution.train import ensure_capacity
-
         ensure_capacity(configs[-1])
     rows: list[dict[str, Any]] = []
     path: Path | None = None
@@ -140,8 +140,6 @@ def run_scaling(
         )
     assert path is not None
     if base.tracking_uri:
-        from repro import tracking
-
         name = f"{base.model}-{base.parallel}-w{','.join(map(str, counts))}"
         params = {"model": base.model, "parallel": base.parallel, "steps": base.steps}
         params |= {"batch_per_worker": batch_per_worker, "precision": base.precision}

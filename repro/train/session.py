@@ -19,7 +19,7 @@ def checkpoint_name(next_step: int) -> str:
     return f"{CHECKPOINT_PREFIX}{next_step:07d}"
 
 
-class Session(Protocol):
+class WorkerSession(Protocol):
     rank: int
     world_size: int
     local_rank: int

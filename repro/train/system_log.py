@@ -1,68 +1,33 @@
 """Rank 0's system metrics of one training run: the host's CPU and memory and, on a GPU, its
 utilisation, power and memory, sampled every ``interval_s`` by the project's sampler
-(repro.runtime.telemetry) and logged as MLflow step metrics "system/<MLflow's name>" each time
-the run logs its steps or epochs. A resumed run continues its series' step numbers.
-
-Telemetry is bookkeeping: a store that refuses it is warned about once, and the training and
-its measured numbers go on.
-"""
+(repro.runtime.telemetry), handed to the run's logger (repro.tracking.training.TrainingRun) as
+series "system/<MLflow's name>" each time it logs its steps or epochs."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from repro.runtime.telemetry import TelemetrySampler, open_sampler, samples_series
-
-log = logging.getLogger("repro.train")
+from repro.runtime.telemetry import open_sampler, samples_series
 
 DEFAULT_INTERVAL_S = 5.0  # MLflow's own monitor samples every 10 s
 
 
 class SystemLog:
-    def __init__(self, uri: str, run_id: str, device: Any, interval_s: float) -> None:
-        from repro import tracking
-
-        self.uri, self.run_id = uri, run_id
-        self.failed = False
-        self.sampler: TelemetrySampler | None = None
-        if interval_s <= 0:
-            return
-        try:
-            self.next_step = tracking.logged_system_steps(uri, run_id)
-        except Exception as exc:  # noqa: BLE001 - see the module's docstring
-            self._warn(exc)
-            return
+    def __init__(self, device: Any, interval_s: float) -> None:
         self.sampler = open_sampler(device, interval_s)
         self.sampler.start()
 
-    def flush(self) -> None:
-        """Log the samples taken since the last flush."""
-        if self.sampler is None or self.failed:
-            return
+    def take(self, first_step: int) -> tuple[dict[str, list[tuple[int, float, int]]], int]:
+        """The samples taken since the last take as series numbered from ``first_step``, and
+        how many there were."""
         samples = self.sampler.drain()
-        if not samples:
-            return
-        series = samples_series(samples, self.sampler.gpu_index, self.next_step)
-        self.next_step += len(samples)
-        from repro import tracking
+        return samples_series(samples, self.sampler.gpu_index, first_step), len(samples)
 
-        try:
-            tracking.log_system_metrics(self.uri, self.run_id, series)
-        except Exception as exc:  # noqa: BLE001 - see the module's docstring
-            self._warn(exc)
-
-    def close(self) -> None:
-        """Stop sampling (one last sample) and log what is left."""
-        if self.sampler is None:
-            return
+    def stop(self) -> None:
+        """Stop sampling (one last sample)."""
         self.sampler.stop()
-        self.flush()
-        self.sampler = None
 
-    def _warn(self, exc: Exception) -> None:
-        self.failed = True
-        log.warning(
-            "system metrics of MLflow run %s are not logged (%s: %s); training goes on",
-            self.run_id, type(exc).__name__, str(exc)[:200],
-        )  # fmt: skip
+
+def system_log(device: Any, interval_s: float) -> Any:
+    """What a TrainingRun samples with: None when ``interval_s`` is not positive."""
+    return (lambda: SystemLog(device, interval_s)) if interval_s > 0 else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.nn.functional import all_gather
 
 from repro.errors import ReproError
 from repro.models.alexnet import AlexNet, TowerLRN, krizhevsky_lrn
@@ -20,8 +21,6 @@ from repro.models.alexnet import AlexNet, TowerLRN, krizhevsky_lrn
 
 def gather_channels(x: torch.Tensor, group: dist.ProcessGroup | None = None) -> torch.Tensor:
     """Concatenate every tower's ``x`` along dim 1, tower 0 first; differentiable."""
-    from torch.distributed.nn.functional import all_gather
-
     return torch.cat(all_gather(x, group=group), dim=1)
 
 

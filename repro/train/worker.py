@@ -1,18 +1,18 @@
-"""The training loop every worker runs: build, parallelize, resume, step, checkpoint, log.
+"""`repro train`'s worker: build, parallelize, resume, then the training loop
+(repro.train.trainer) with its step hooks: timing, checkpoints, the MLflow log.
 
-Runs under any Session (Ray Train's workers, or this process). Step time is split into the
+Runs under any WorkerSession (Ray Train's workers, or this process). Step time is split into the
 wait for the batch (data_s, including the copy to the device) and the compute (forward,
 backward, optimizer); checkpointing and MLflow are timed apart and never enter step times.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
-import platform
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,9 @@ import torch.distributed as dist
 
 from repro.errors import ReproError
 from repro.models import get_model_spec
-from repro.runtime.timing import synchronize
+from repro.tracking.training import TRAIN_STEP_METRICS, TrainingRun
 from repro.train import loop
-from repro.train.checkpoint import load_checkpoint, newest_readable, save_checkpoint
+from repro.train.checkpoint import load_checkpoint, newest_readable, persist
 from repro.train.config import TrainConfig
 from repro.train.data import (
     Batch,
@@ -33,9 +33,10 @@ from repro.train.data import (
     synthetic_batches,
 )
 from repro.train.parallelize import ParallelModel, parallelize, parameter_summary
-from repro.train.run_log import RunLog
-from repro.train.session import Session, checkpoint_name
+from repro.train.session import WorkerSession, checkpoint_name
 from repro.train.summary import summarize
+from repro.train.system_log import system_log
+from repro.train.trainer import Epoch, Hooks, environment, train_epoch
 
 FAULT_MARKER = "fault_injected"
 
@@ -50,7 +51,7 @@ def begin_attempt(run_dir: Path, launch_id: str) -> int:
     return n
 
 
-def maybe_inject_fault(config: TrainConfig, session: Session, step: int) -> None:
+def maybe_inject_fault(config: TrainConfig, session: WorkerSession, step: int) -> None:
     """Testing aid: rank 1 (rank 0 alone) dies at ``config.fault_step`` on the first attempt."""
     if config.fault_step != step or session.rank != min(1, session.world_size - 1):
         return
@@ -84,22 +85,6 @@ def batches(
     )
 
 
-def environment(pm: ParallelModel) -> dict[str, Any]:
-    return {
-        "device": loop.device_name(pm.device),
-        "device_type": pm.device.type,
-        "precision": pm.precision,
-        "torch": torch.__version__,
-        "torch_cuda_build": torch.version.cuda or "",
-        "python": platform.python_version(),
-        "world_size": pm.world,
-        "parallel": pm.strategy,
-        "backend": dist.get_backend() if dist.is_initialized() else "none",
-        "threads_per_worker": torch.get_num_threads(),
-        "host_cpus": os.cpu_count() or 0,
-    }
-
-
 def _gather(value: Any, world: int) -> list[Any]:
     if world == 1 or not dist.is_initialized():
         return [value]
@@ -108,56 +93,60 @@ def _gather(value: Any, world: int) -> list[Any]:
     return out
 
 
-def _checkpoint(
-    session: Session,
-    pm: ParallelModel,
-    optimizer: torch.optim.Optimizer,
-    state: dict[str, Any],
-) -> str:
-    with tempfile.TemporaryDirectory(prefix="repro-ckpt-") as tmp:
-        save_checkpoint(Path(tmp), pm, optimizer, state)
-        metrics = {"step": state["next_step"], "loss": state["history"][-1]["loss"]}
-        return session.report(metrics, Path(tmp), checkpoint_name(state["next_step"]))
+class StepHooks(Hooks):
+    """`repro train`'s step: the fault a test injects, the step's history entry (its loss a
+    collective, outside the timed window), a checkpoint every ``config.checkpoint_every``
+    steps and the MLflow steps it commits."""
 
+    def __init__(
+        self,
+        config: TrainConfig,
+        session: WorkerSession,
+        pm: ParallelModel,
+        optimizer: torch.optim.Optimizer,
+        start: int,
+        history: list[dict[str, Any]],
+        commit: Callable[[int], None],
+        attempt: int,
+    ) -> None:
+        self.config, self.session, self.pm, self.optimizer = config, session, pm, optimizer
+        self.start, self.history, self.commit, self.attempt = start, history, commit, attempt
+        self.warmup = min(config.warmup_steps, max(config.steps - start - 1, 0))
+        self.step = start
+        self.checkpoint_s, self.checkpoint_path = 0.0, None
 
-def timed_step(
-    pm: ParallelModel,
-    optimizer: torch.optim.Optimizer,
-    data: Iterator[Batch],
-    config: TrainConfig,
-    step: int,
-) -> dict[str, Any]:
-    """One training step, timed: data wait (next batch and its copy to the device), then
-    forward, backward and optimizer. Returns the step's history entry."""
-    t0 = time.perf_counter()
-    x, y = next(data)
-    x, y = loop.prepare_inputs(x, y, pm.device, config.channels_last)
-    synchronize(pm.device)
-    t1 = time.perf_counter()
-    try:
-        loss = pm.forward_backward(x, y)
-        loop.optimizer_step(optimizer, pm.scaler)
-    except torch.OutOfMemoryError:
-        raise ReproError(
-            f"rank {pm.rank} ran out of memory at step {step} training {config.model} with a "
-            f"global batch of {config.batch_size} ({config.parallel}, {config.precision}).",
-            "lower --batch-size, use --precision bf16, or spread the model over more workers.",
-        ) from None
-    synchronize(pm.device)
-    t2 = time.perf_counter()
-    return {
-        "step": step,
-        "loss": pm.global_loss(loss),  # a collective: outside the timed window
-        "step_s": t2 - t0,
-        "data_s": t1 - t0,
-        "images": config.batch_size,
-        "images_per_s": config.batch_size / (t2 - t0),
-        "time": time.time(),
-    }
+    def before_step(self, step: int) -> None:
+        self.step = self.start + step
+        maybe_inject_fault(self.config, self.session, self.step)
+
+    def after_step(self, step: int, loss: torch.Tensor, data_s: float, step_s: float) -> None:
+        config, step = self.config, self.start + step
+        self.history.append({
+            "step": step,
+            "loss": self.pm.global_loss(loss),
+            "step_s": step_s,
+            "data_s": data_s,
+            "images": config.batch_size,
+            "images_per_s": config.batch_size / step_s,
+            "time": time.time(),
+            "attempt": self.attempt,
+            "warmup": step - self.start < self.warmup,
+        })  # fmt: skip
+        done, every = step + 1, config.checkpoint_every
+        if every and (done % every == 0 or done == config.steps):
+            c0 = time.perf_counter()
+            state = {"next_step": done, "history": self.history, "parallel": config.parallel}
+            state |= {"world": self.pm.world, "model": config.model}
+            metrics = {"step": done, "loss": self.history[-1]["loss"]}
+            self.checkpoint_path = persist(
+                self.session, self.pm, self.optimizer, state, metrics, checkpoint_name(done)
+            )
+            self.checkpoint_s += time.perf_counter() - c0
+            self.commit(done)
 
 
 def train_worker(
-    config: TrainConfig, session: Session, launch: dict[str, Any]
+    config: TrainConfig, session: WorkerSession, launch: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Train ``config`` as this session's rank; rank 0 returns the run's record."""
     entered = time.time()
@@ -172,7 +161,7 @@ def train_worker(
         dataset = image_folder(config.data_root, size)
     setup = loop.build_model_setup(config, len(dataset.classes) if dataset is not None else None)
     pm = parallelize(setup, config, rank=rank, world=world, device=device)
-    optimizer = loop.make_optimizer(pm.module.parameters(), config)
+    optimizer = loop.sgd_optimizer(pm.module.parameters(), config)
     setup_s = time.perf_counter() - t_setup
 
     start, history, resumed_from = 0, [], None
@@ -181,31 +170,40 @@ def train_worker(
             state = load_checkpoint(ckpt, pm, optimizer)
             start, resumed_from = int(state["next_step"]), int(state["next_step"])
             history = [e for e in state["history"] if e["step"] < start]
-    log = RunLog(config, enabled=rank == 0 and bool(config.tracking_uri))
     opened = {"restarts": str(attempt), "parallel": config.parallel, "workers": str(world)}
-    log.open(opened | ({"resume_skipped": "; ".join(skipped)} if skipped else {}), pm.device)
-    log.commit(history, start)  # steps a checkpoint committed before a crash kept them out
+    log = TrainingRun(
+        config.tracking_uri if rank == 0 else None,
+        config.run_name or "train",
+        {k: v for k, v in config.as_dict().items() if k != "tracking_uri"},
+        opened | ({"resume_skipped": "; ".join(skipped)} if skipped else {}),
+        system=system_log(pm.device, config.system_metrics_s),
+    )
 
-    data = batches(config, setup, pm.shard, start, dataset)
-    warmup = min(config.warmup_steps, max(config.steps - start - 1, 0))
-    checkpoint_s, checkpoint_path = 0.0, None
+    def commit(upto: int) -> None:
+        """Steps reach MLflow once no restart can re-run them (see repro.tracking.training)."""
+        log.log([e for e in history if e["step"] < upto], TRAIN_STEP_METRICS)
+
+    commit(start)  # steps a checkpoint committed before a crash kept them out
+
+    data = itertools.islice(
+        batches(config, setup, pm.shard, start, dataset), max(config.steps - start, 0)
+    )
+    hooks = StepHooks(config, session, pm, optimizer, start, history, commit, attempt)
+    epoch = Epoch(data, prepare=lambda x, y, d: loop.prepare_inputs(x, y, d, config.channels_last))
     try:
-        for step in range(start, config.steps):
-            maybe_inject_fault(config, session, step)
-            entry = timed_step(pm, optimizer, data, config, step)
-            history.append({**entry, "attempt": attempt, "warmup": step - start < warmup})
-            done, every = step + 1, config.checkpoint_every
-            if every and (done % every == 0 or done == config.steps):
-                c0 = time.perf_counter()
-                state = {"next_step": done, "history": history, "parallel": config.parallel}
-                state |= {"world": world, "model": config.model}
-                checkpoint_path = _checkpoint(session, pm, optimizer, state)
-                checkpoint_s += time.perf_counter() - c0
-                log.commit(history, done)
-        log.commit(history, config.steps)
+        try:
+            train_epoch(pm, optimizer, epoch, hooks)
+        except torch.OutOfMemoryError:
+            raise ReproError(
+                f"rank {rank} ran out of memory at step {hooks.step} training {config.model} "
+                f"with a global batch of {config.batch_size} ({config.parallel}, "
+                f"{config.precision}).",
+                "lower --batch-size, use --precision bf16, or spread the model over more workers.",
+            ) from None
+        commit(config.steps)
         summaries = _gather({**parameter_summary(pm), "info": pm.info}, world)
     except BaseException:
-        log.close({}, {"restarts": str(attempt)}, "FAILED")  # a restart reopens the run
+        log.close({}, {"restarts": str(attempt)}, "FAILED", step=0)  # a restart reopens it
         raise
     if rank != 0:
         return None
@@ -215,13 +213,14 @@ def train_worker(
         {f"summary.{k}": float(v) for k, v in summary.items()},
         {"restarts": str(attempt), "resumed_from_step": str(resumed_from), "finite": str(finite)},
         "FINISHED",
+        step=0,
     )
     return {
         "history": history,
         "restarts": attempt,
         "resumed_from_step": resumed_from,
         "resume_skipped": skipped,
-        "checkpoint": checkpoint_path,
+        "checkpoint": hooks.checkpoint_path,
         "environment": {
             **environment(pm),
             "num_classes": setup.num_classes,
@@ -236,7 +235,7 @@ def train_worker(
         "overhead": {
             "worker_start_s": entered - launch.get("t_launch", entered),
             "setup_s": setup_s,
-            "checkpoint_s": checkpoint_s,
+            "checkpoint_s": hooks.checkpoint_s,
             "mlflow_s": log.seconds,
         },
         "mlflow_run_id": log.run_id,
@@ -244,7 +243,7 @@ def train_worker(
 
 
 def ray_worker(
-    config: dict[str, Any], session: Session, launch: dict[str, Any]
+    config: dict[str, Any], session: WorkerSession, launch: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Ray Train's per-worker entry (repro.execution.train names it): the config arrives as a
     dict."""

@@ -14,8 +14,8 @@ from repro.data.detection_loaders import DETECTION_DATASETS, recipe_datasets
 from repro.data.roots import data_root, dataset_present
 from repro.errors import ReproError
 from repro.methods import transfer
-from repro.methods.rcnn import pipeline as rcnn_pipeline
 from repro.methods.rcnn.regions import require_selective_search
+from repro.methods.rcnn.system import classifier_of
 from repro.methods.rpn_proposals import PROPOSALS_METRIC
 from repro.models import get_model_spec
 from repro.recipes import Recipe
@@ -130,7 +130,7 @@ def detector_training_reason(
 
 def is_rcnn(recipe: Recipe) -> bool:
     """A detection recipe on a classification network: R-CNN's pipeline (selective-search
-    windows through a fine-tuned classifier, repro.methods.rcnn.pipeline)."""
+    windows through a fine-tuned classifier, repro.methods.rcnn.system)."""
     return recipe.dataset in DETECTION_DATASETS and get_model_spec(recipe.model).task == (
         "classification"
     )
@@ -140,7 +140,7 @@ def rcnn_reason(recipe: Recipe, settings: AccuracySettings) -> str | None:
     """Why R-CNN's pipeline cannot run for ``recipe``: no window classifier named, no selective
     search, or no ImageNet weights to fine-tune from."""
     try:
-        rcnn_pipeline.classifier_of(recipe)
+        classifier_of(recipe)
         require_selective_search()
     except ReproError as exc:
         return exc.cause

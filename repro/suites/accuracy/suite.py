@@ -5,7 +5,7 @@ evaluates weights the user supplies (params.yaml `weights:`, `--weights MODEL=PA
 the recipe through Ray Train (data-parallel, checkpointed, resumable; one run per seed) and then
 evaluates: classifiers through repro.train.fit, the YOLO and Faster R-CNN detectors through
 repro.train.detector_fit (on every dataset their train_split names, e.g. VOC 2007+2012),
-R-CNN's recipes through repro.methods.rcnn.pipeline. Transfer claims (DeCAF on SUN-397) fit a linear
+R-CNN's recipes through repro.train.rcnn. Transfer claims (DeCAF on SUN-397) fit a linear
 classifier on the frozen features of supplied ImageNet weights, one run per SUN-397 partition
 (repro.methods.transfer). Ablation claims (`baseline:`, e.g. AlexNet's overlapping pooling)
 train both variants by the recipe, seed by seed, and judge the paired differences; a variant
@@ -35,7 +35,7 @@ from repro.evaluation.classification import eval_transform, evaluate_classifier
 from repro.evaluation.stats import judge_interval, mean_ci
 from repro.evaluation.weights import load_weights
 from repro.methods.detection import evaluate_detector
-from repro.methods.rcnn import pipeline as rcnn_pipeline
+from repro.methods.rcnn.system import classifier_of
 from repro.methods.rpn_proposals import PROPOSALS_METRIC, measure_proposals
 from repro.methods.transfer import TRANSFER_DATASETS, TRANSFER_METRIC, measure_transfer, metric_key
 from repro.models import build_model
@@ -43,6 +43,7 @@ from repro.recipes import Recipe
 from repro.suites.accuracy.reasons import DETECTION_METRICS, is_rcnn, variant_recipe
 from repro.train.detector_fit import DetectorFitConfig, deviations, fit_detector
 from repro.train.fit import FitConfig, fit
+from repro.train.rcnn import measure_rcnn
 from repro.verdicts import GroupOutcome, result_for
 
 PERCENT = 100.0
@@ -242,10 +243,8 @@ def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[s
         return measure_transfer(recipe, group.claims, group.data_root, group.weights, settings)
     if is_rcnn(recipe):
         assert group.weights is not None  # rcnn_reason said so
-        classifier = rcnn_pipeline.classifier_of(recipe)
-        return rcnn_pipeline.measure_rcnn(
-            recipe, group.data_root, group.weights, settings, classifier
-        )
+        classifier = classifier_of(recipe)
+        return measure_rcnn(recipe, group.data_root, group.weights, settings, classifier)
     if group.weights is not None:
         runs = [evaluate_weights(recipe, group.data_root, group.weights, settings)]
         _add_proposals(group, settings, runs, [group.weights])

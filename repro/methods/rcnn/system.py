@@ -1,6 +1,6 @@
-"""R-CNN's detection pipeline for the accuracy claims (Girshick et al. 2014; seed 002, "RCNN").
-
-`measure_rcnn` runs it once per seed, in this process on one device:
+"""R-CNN's detection system for the accuracy claims (Girshick et al. 2014; seed 002, "RCNN"):
+the window network, its fine-tuning batches, the window classifiers, detection and scoring.
+`repro.train.rcnn.measure_rcnn` runs it once per seed, in this process on one device:
 
 1. selective-search proposals (fast mode) of every train and eval image, cached on disk
    (repro.methods.rcnn.regions);
@@ -23,25 +23,26 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from repro.config import AccuracySettings
+from repro.data.voc import VocDetection, to_devkit_box
 from repro.errors import ReproError
+from repro.evaluation.voc import evaluate_voc
+from repro.evaluation.weights import load_weights
 from repro.methods.rcnn.detector import per_class_nms
 from repro.methods.rcnn.regions import (
     ImageStore,
     Proposals,
     Windows,
-    image_windows,
     load_proposals,
-    proposal_base,
     proposal_cache_dir,
     split_items,
     warp_windows,
@@ -49,25 +50,17 @@ from repro.methods.rcnn.regions import (
 from repro.methods.rcnn.svm import (
     FEATURE_NORM,
     HARD_NEGATIVE,
-    RETRAIN_LIMIT,
     SVM_C,
     SvmBank,
     scaled,
-    train_svms,
     window_features,
 )
-
-if TYPE_CHECKING:
-    from repro.config import AccuracySettings
-    from repro.data.voc import VocDetection
-    from repro.recipes import Recipe
-
-log = logging.getLogger("repro.accuracy")
+from repro.models import build_model
+from repro.recipes import Recipe
 
 CLASSIFIERS = ("svm", "softmax")
 FG_FRACTION = 0.25  # 32 of 128 windows per batch are positives
 MAX_PER_IMAGE = 100  # detections kept per class and image after NMS (a memory cap)
-LOG_EVERY = 100
 
 
 class WindowNet(nn.Module):
@@ -101,9 +94,6 @@ def window_net(
     recipe: Recipe, weights: str, classes: int, build: Callable[[], nn.Module] | None
 ) -> WindowNet:
     """The recipe's ImageNet network with ``weights`` loaded and a new (classes + 1)-way layer."""
-    from repro.evaluation.weights import load_weights
-    from repro.models import build_model
-
     if build is None:
         kwargs = {k: v for k, v in recipe.model_kwargs.items() if k != "num_classes"}
         model = build_model(recipe.model, **kwargs)
@@ -175,39 +165,6 @@ class WindowSampler:
         return Batch(torch.cat(crops), torch.cat(labels).to(device))
 
 
-def finetune(
-    net: WindowNet,
-    sampler: WindowSampler,
-    store: ImageStore,
-    recipe: Recipe,
-    epochs: float,
-    device: torch.device,
-) -> int:
-    """SGD on sampled window batches for ``epochs`` x windows / batch steps; returns the steps."""
-    from tqdm import tqdm
-
-    from repro.recipes.schedules import LrSchedule, make_optimizer
-
-    per_epoch = math.ceil(sampler.total / sampler.batch)
-    steps = max(1, math.ceil(epochs * sampler.total / sampler.batch))
-    optimizer = make_optimizer(net.parameters(), recipe.optimizer)
-    schedule = LrSchedule(recipe.schedule, recipe.optimizer.lr, epochs, per_epoch)
-    mirror = "hflip" in recipe.augmentation
-    net.train().to(device)
-    for step in tqdm(range(steps), desc="fine-tune", unit="batch"):
-        schedule.apply(optimizer, step // per_epoch, step % per_epoch)
-        batch = sampler.sample(store, recipe.input_size, mirror, device)
-        if batch is None:
-            continue
-        loss = nn.functional.cross_entropy(net(batch.windows), batch.labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step % LOG_EVERY == 0:
-            log.info("R-CNN fine-tuning step %d/%d: loss %.4f", step, steps, loss.item())
-    return steps
-
-
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (image, boxes) -> (N, C)
 
 
@@ -241,10 +198,6 @@ def detect(
 ) -> Detections:
     """Every window of every image scored, greedy NMS 0.3 per class, the top MAX_PER_IMAGE of
     each class and image kept; boxes in the devkit's 1-based convention."""
-    from tqdm import tqdm
-
-    from repro.data.voc import to_devkit_box
-
     found: Detections = {name: [] for name in class_names}
     with torch.inference_mode():
         for win in tqdm(windows, desc="detect", unit="image"):
@@ -262,9 +215,7 @@ def detect(
     return found
 
 
-def _dataset(root: str, split: str) -> VocDetection:
-    from repro.data.voc import VocDetection
-
+def dataset_split(root: str, split: str) -> VocDetection:
     if "+" in split:
         raise ReproError(
             f"R-CNN trains on one split, not {split!r}.",
@@ -273,7 +224,7 @@ def _dataset(root: str, split: str) -> VocDetection:
     return VocDetection(root, split)
 
 
-def _proposals(
+def split_proposals(
     dataset: VocDetection,
     name: str,
     root: str,
@@ -291,78 +242,13 @@ def classifier_of(recipe: Recipe) -> str:
     return recipe.named_choice(CLASSIFIERS, "R-CNN window classifier", "rcnn-alexnet-svm-voc2007")
 
 
-def measure_rcnn(
-    recipe: Recipe,
-    root: str,
-    weights: str,
-    settings: AccuracySettings,
-    classifier: str,
-    *,
-    build: Callable[[], nn.Module] | None = None,
-    max_proposals: int | None = None,
-    cache_dir: Path | None = None,
-    processes: int | None = None,
-    retrain_limit: int = RETRAIN_LIMIT,
-) -> tuple[list[dict[str, float]], str]:
-    """One {"map": %} per seed in range(settings.seeds) and a note of the protocol and every
-    deviation. ``weights``: an ImageNet state dict of ``recipe.model`` (or of ``build()``, a
-    network with ``fc8`` or ``classifier[-1]``, for tests). ``cache_dir``: the proposal cache
-    root (default ``<settings.storage>/rcnn-proposals``). ``max_proposals``: use only the first
-    N proposals of each image (a trial run)."""
-    if classifier not in CLASSIFIERS:
-        raise ReproError(
-            f"unknown R-CNN window classifier {classifier!r}.", f"use {', '.join(CLASSIFIERS)}."
-        )
-    device = torch.device("cuda" if settings.use_gpu else "cpu")
-    base = cache_dir or proposal_base(settings.storage)
-    train_set = _dataset(root, recipe.train_split)
-    eval_set = _dataset(root, recipe.eval_split)
-    names = train_set.classes
-    props = {
-        key: _proposals(ds, recipe.dataset, root, limit, base, processes)
-        for key, ds, limit in (
-            ("train", train_set, None),
-            ("eval", eval_set, settings.eval_limit),
-        )
-    }
-    train = image_windows(train_set, props["train"], None, max_proposals, True)
-    test = image_windows(eval_set, props["eval"], settings.eval_limit, max_proposals, False)
-    store = ImageStore()
-    epochs = settings.epochs if settings.epochs is not None else recipe.epochs
-    batch = settings.batch_size or recipe.batch_size
-    runs, steps, rounds = [], 0, 0
-    for seed in range(settings.seeds):
-        torch.manual_seed(seed)
-        net = window_net(recipe, weights, len(names), build)
-        sampler = WindowSampler(train, batch, torch.Generator().manual_seed(seed))
-        steps = finetune(net, sampler, store, recipe, epochs, device)
-        if classifier == "svm":
-            bank = train_svms(
-                net.body, train, store, len(names), recipe.input_size, device, retrain_limit
-            )
-            rounds = bank.rounds
-            scorer = svm_scorer(net.body, bank, recipe.input_size, device)
-        else:
-            scorer = softmax_scorer(net, recipe.input_size, device)
-        detections = detect(scorer, test, store, names)
-        runs.append({"map": _map(eval_set, test, store, detections, names)})
-        log.info("R-CNN %s seed %d: mAP %.2f", classifier, seed, runs[-1]["map"])
-    note = _note(recipe, classifier, weights, settings, props, store, test, batch, retrain_limit)
-    note += f"; {epochs:g} epochs of windows ({steps} steps)"
-    if classifier == "svm":
-        note += f"; {rounds} SVM trainings over all classes"
-    return runs, note
-
-
-def _map(
+def voc07_map(
     eval_set: VocDetection,
     test: list[Windows],
     store: ImageStore,
     detections: Detections,
     names: list[str],
 ) -> float:
-    from repro.evaluation.voc import evaluate_voc
-
     bad = set(store.corrupt)
     scored = {w.image_id for w in test if str(w.path) not in bad}
     annotations = {i: a for i, a in eval_set.annotations.items() if i in scored}
@@ -376,7 +262,7 @@ def _map(
     return 100.0 * float(result["mAP"])
 
 
-def _note(
+def protocol_note(
     recipe: Recipe,
     classifier: str,
     weights: str,
@@ -422,7 +308,7 @@ def proposal_counts(
     """Selective-search (fast mode) proposals, duplicates removed, of each image of a VOC split
     (its first ``limit``) that decodes. ``cache_dir``: this split's proposal folder (see
     ``proposal_cache_dir``), None: no cache."""
-    dataset = _dataset(root, split)
+    dataset = dataset_split(root, split)
     found = load_proposals(split_items(dataset, limit), cache_dir, processes)
     if not found.boxes:
         raise ReproError(
