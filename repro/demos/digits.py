@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.evaluation.stats import mean_ci, welch_same
-from repro.execution import address as execution
+from repro.execution import state as execution
 from repro.files import atomic_write, atomic_write_text
 from repro.recipes import Recipe
 from repro.train.fit import FitConfig, fit

@@ -16,7 +16,7 @@ from typing import Any
 import ray
 
 from repro.errors import ReproError
-from repro.execution.address import shutdown
+from repro.execution.state import shutdown
 from repro.execution.tasks import init_ray
 
 

@@ -18,7 +18,7 @@ import ray
 import torch
 
 from repro.errors import ReproError
-from repro.execution.address import check_address
+from repro.execution.state import check_address
 from repro.runtime.progress import Progress
 
 # Ray 2.60 announces on stderr, at every start of a local instance, that it switched token

@@ -17,22 +17,30 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import ray
+import ray.train
+from ray.train import (
+    CheckpointConfig,
+    CheckpointConsistencyMode,
+    FailureConfig,
+    RunConfig,
+    ScalingConfig,
+    TrainingFailedError,
+)
+from ray.train.torch import TorchTrainer
+
 from repro.errors import ReproError
+from repro.execution.state import CHECKPOINT_PREFIX, KEEP_CHECKPOINTS
 from repro.execution.tasks import init_ray
 
 if TYPE_CHECKING:
     from repro.train.config import TrainConfig
-
-KEEP_CHECKPOINTS = 2
-CHECKPOINT_PREFIX = "checkpoint_"  # + the next step, 7 digits (repro.train.session)
 
 
 class RaySession:
     """A training worker's view of Ray Train (see repro.train.session.WorkerSession)."""
 
     def __init__(self, run_dir: Path) -> None:
-        import ray.train
-
         ctx = ray.train.get_context()
         self.rank = ctx.get_world_rank()
         self.world_size = ctx.get_world_size()
@@ -41,8 +49,6 @@ class RaySession:
 
     @contextlib.contextmanager
     def latest_checkpoint(self) -> Iterator[Path | None]:
-        import ray.train
-
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
             yield None
@@ -55,8 +61,6 @@ class RaySession:
         """Ray's latest checkpoint, then the older ones Ray keeps beside it in the run's
         storage folder (``num_to_keep``; found where that folder is a local or mounted path),
         newest first."""
-        import ray.train
-
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
             yield []
@@ -74,9 +78,6 @@ class RaySession:
         registers reports only when it next polls the workers, so without the wait a worker
         that dies right after reporting can lose a checkpoint its peers already moved past
         (and rank 0 would have logged its steps to MLflow)."""
-        import ray.train
-        from ray.train import CheckpointConsistencyMode
-
         ray.train.report(
             metrics,
             checkpoint=ray.train.Checkpoint.from_directory(str(checkpoint_dir)),
@@ -107,8 +108,6 @@ def check_resources(config: TrainConfig) -> dict[str, float]:
 
 
 def _check_resources(workers: int, use_gpu: bool) -> dict[str, float]:
-    import ray
-
     res = ray.cluster_resources()
     cpus, gpus = float(res.get("CPU", 0)), float(res.get("GPU", 0))
     if use_gpu and gpus < workers:
@@ -158,16 +157,6 @@ def run_ray_training(
     """Start (or join) Ray, run TorchTrainer with ``worker`` ("module:function", called with
     the config as a dict, the session and ``launch``) on every rank, and return rank 0's record
     with overheads."""
-    import ray
-    from ray.train import (
-        CheckpointConfig,
-        FailureConfig,
-        RunConfig,
-        ScalingConfig,
-        TrainingFailedError,
-    )
-    from ray.train.torch import TorchTrainer
-
     ray_info = init_ray(config.ray_address)
     resources = check_resources(config)
     run_dir = Path(str(config.storage_path)) / str(config.run_name)
@@ -227,16 +216,6 @@ def run_worker_group(
     """Run ``fn(payload, session)`` (``fn`` is "module:function") on ``workers`` Ray Train
     workers (DDP process group: gloo on CPUs, NCCL on GPUs). Returns rank 0's return value
     under "worker", with Ray start-up and fit seconds under "overhead"."""
-    import ray
-    from ray.train import (
-        CheckpointConfig,
-        FailureConfig,
-        RunConfig,
-        ScalingConfig,
-        TrainingFailedError,
-    )
-    from ray.train.torch import TorchTrainer
-
     ray_info = init_ray(ray_address)
     resources = _check_resources(workers, use_gpu)
     run_dir = Path(run_dir).resolve()

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repro.errors import ReproError
-from repro.execution import address as ray_state
+from repro.execution import state as ray_state
 from repro.runner.plan import RunPlan
 from repro.runner.settings import RunSettings
 from repro.runtime.progress import Progress

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from repro import tracking
 from repro.claims import Claim, Paper, load_paper
 from repro.data.roots import data_root, dataset_present
-from repro.execution.address import check_address, is_initialized
+from repro.execution.state import check_address, is_initialized
 from repro.runner.settings import RunSettings
 from repro.suites import get_suite, suite_names, suite_of
 from repro.suites.registry import SuiteSettings

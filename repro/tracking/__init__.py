@@ -25,10 +25,10 @@ from repro.errors import ReproError
 from repro.tracking.client import (
     EXPERIMENT_PREFIX,
     HTTP_DEFAULTS,
-    _chunks,
     _client,
     _create_run,
     _experiment_id,
+    log_batch,
     terminating,
 )
 from repro.tracking.provenance import command_entry, command_line, ui_link
@@ -131,8 +131,6 @@ def _log_group(
     environment: dict[str, Any],
 ) -> None:
     """One measured group as one child run of ``parent``, from its measurement's start to end."""
-    from mlflow.entities import Metric, Param, RunTag
-
     rows = [r.as_row() for r in g.results]
     # born with its session and group, so a replay can find a run that was cut off early
     run = _create_run(
@@ -170,15 +168,10 @@ def _log_group(
             tags[f"{base}.verdict"] = r.verdict
             tags[f"{base}.unit"] = r.unit
         stamp = int(1000 * (g.ended or time.time()))
-        metrics = [Metric(k, float(v), stamp, 0) for k, v in g.summary.items()]
+        points = [(k, v, stamp, 0) for k, v in g.summary.items()]
         for r in rows:
-            metrics += [Metric(k, v, stamp, 0) for k, v in claim_metrics(r).items()]
-        for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
-            client.log_batch(rid, params=chunk)
-        for chunk in _chunks([RunTag(k, str(v)[:7000]) for k, v in tags.items()]):
-            client.log_batch(rid, tags=chunk)
-        for chunk in _chunks(metrics):
-            client.log_batch(rid, metrics=chunk)
+            points += [(k, v, stamp, 0) for k, v in claim_metrics(r).items()]
+        log_batch(client, rid, params, tags, points)
         client.log_dict(rid, {"paper": paper, "rows": rows}, "results.json")
 
 
@@ -193,8 +186,6 @@ def _parent_run(
 ) -> str:
     """The parent run of this paper's session (found again on a replay): it holds the per-model
     runs as children, the verdict counts as metrics and the command line as a param."""
-    from mlflow.entities import Metric, Param
-
     found = client.search_runs(
         [exp_id],
         filter_string=f"tags.`repro.session` = '{session}' and tags.`repro.role` = '{PARENT_ROLE}'",
@@ -214,11 +205,8 @@ def _parent_run(
         for r in g.results:
             counts[r.verdict] = counts.get(r.verdict, 0) + 1
     stamp = int(time.time() * 1000)
-    client.log_batch(
-        rid,
-        metrics=[Metric(f"verdicts.{k}", float(v), stamp, 0) for k, v in counts.items()],
-        params=[Param("command", command[:6000]), Param("paper", paper)],
-    )
+    verdicts = [(f"verdicts.{k}", v, stamp, 0) for k, v in counts.items()]
+    log_batch(client, rid, {"command": command, "paper": paper}, metrics=verdicts)
     return rid
 
 
@@ -331,21 +319,17 @@ BENCH_PARAMS = (
 def open_parent(uri: str, experiment: str, name: str, tags: dict[str, str] | None = None) -> str:
     """A parent run in repro/<experiment> for the runs of one command (`repro bench`): its
     children name it in mlflow.parentRunId; the command line is its param."""
-    from mlflow.entities import Param
-
     client = _client(uri)
     exp_id = _experiment_id(client, uri, experiment)
     rid = _create_run(client, exp_id, name, {"repro.role": PARENT_ROLE, **(tags or {})}).info.run_id
-    client.log_batch(rid, params=[Param("command", command_line()[:6000])])
+    log_batch(client, rid, {"command": command_line()})
     return rid
 
 
 def close_parent(uri: str, run_id: str, metrics: dict[str, float], failed: bool = False) -> None:
-    from mlflow.entities import Metric
-
     client = _client(uri)
     stamp = int(time.time() * 1000)
-    client.log_batch(run_id, metrics=[Metric(k, float(v), stamp, 0) for k, v in metrics.items()])
+    log_batch(client, run_id, metrics=[(k, v, stamp, 0) for k, v in metrics.items()])
     client.set_terminated(run_id, "FAILED" if failed else "FINISHED")
 
 
@@ -361,8 +345,6 @@ def log_benchmark(
     ``series`` (MLflow system-metric name -> [(step, value, timestamp_ms)]) as "system/<name>"
     metrics with step = sample index, as MLflow's own system-metrics monitor names them.
     Returns the run id."""
-    from mlflow.entities import Metric, Param, RunTag
-
     client = _client(uri)
     exp_id = _experiment_id(client, uri, BENCH_EXPERIMENT)
     name = f"{row.get('model')}-{row.get('mode')}-b{row.get('batch_size')}-{row.get('precision')}"
@@ -371,23 +353,14 @@ def log_benchmark(
     rid = run.info.run_id
     with terminating(client, rid, "FINISHED" if row.get("status") == "ok" else "FAILED"):
         now = int(time.time() * 1000)
-        params = [Param(k, str(row.get(k, ""))[:6000]) for k in BENCH_PARAMS]
-        tags = [
-            RunTag("status", str(row.get("status", ""))),
-            RunTag("note", str(row.get("note", ""))[:7000]),
-            RunTag("device_type", str(row.get("device_type", ""))),
-        ]
+        params = {k: row.get(k, "") for k in BENCH_PARAMS}
+        tags = {k: row.get(k, "") for k in ("status", "note", "device_type")}
         metrics = [
-            Metric(k, float(v), now, 0)
+            (k, v, now, 0)
             for k, v in row.items()
             if isinstance(v, int | float) and not isinstance(v, bool) and k not in BENCH_PARAMS
         ]
-        metrics.extend(system_metrics(series or {}))
-        for chunk in _chunks(params):
-            client.log_batch(rid, params=chunk)
-        client.log_batch(rid, tags=tags)
-        for chunk in _chunks(metrics):
-            client.log_batch(rid, metrics=chunk)
+        log_batch(client, rid, params, tags, [*metrics, *system_metrics(series or {})])
     return rid
 
 
@@ -406,8 +379,6 @@ def log_demo(
     numbers as metrics, its settings as params, its JSON and CSV as artifacts. ``run_id``: the
     demo's parent run (:func:`open_parent`, opened before its training runs), finished here;
     None: a new run."""
-    from mlflow.entities import Metric, Param
-
     client = _client(uri)
     rid = run_id
     if rid is None:
@@ -415,11 +386,7 @@ def log_demo(
         rid = _create_run(client, exp_id, run_name=name, tags={"repro.demo": name}).info.run_id
     with terminating(client, rid):
         stamp = int(time.time() * 1000)
-        found = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
-        for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
-            client.log_batch(rid, params=chunk)
-        for chunk in _chunks(found):
-            client.log_batch(rid, metrics=chunk)
+        log_batch(client, rid, params, metrics=[(k, v, stamp, 0) for k, v in metrics.items()])
         for path in artifacts:
             client.log_artifact(rid, path)
     return rid

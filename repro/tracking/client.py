@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,10 @@ def _client(uri: str) -> Any:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    import mlflow
-    from mlflow.tracking import MlflowClient
+    import mlflow.tracking  # MLflow (a second to import) only where something is logged
 
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(tracking_uri=uri)
+    return mlflow.tracking.MlflowClient(tracking_uri=uri)
 
 
 def _experiment_id(client: Any, uri: str, paper: str) -> str:
@@ -82,6 +81,28 @@ def _create_run(
 def _chunks(items: list[Any]) -> Iterable[list[Any]]:
     for i in range(0, len(items), _BATCH):
         yield items[i : i + _BATCH]
+
+
+Point = tuple[str, float, int, int]  # a metric: name, value, timestamp (ms), step
+
+
+def log_batch(
+    client: Any,
+    run_id: str,
+    params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, Any] | None = None,
+    metrics: Iterable[Point] = (),
+) -> None:
+    """``params``, then ``tags`` (values as text, cut to MLflow's lengths), then ``metrics``,
+    in batches MLflow takes."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in (params or {}).items()]):
+        client.log_batch(run_id, params=chunk)
+    for chunk in _chunks([RunTag(k, str(v)[:7000]) for k, v in (tags or {}).items()]):
+        client.log_batch(run_id, tags=chunk)
+    for chunk in _chunks([Metric(k, float(v), ts, step) for k, v, ts, step in metrics]):
+        client.log_batch(run_id, metrics=chunk)
 
 
 @contextmanager

@@ -18,11 +18,12 @@ from typing import Any, Protocol
 from repro.files import atomic_write_json
 from repro.tracking.client import (
     EXPERIMENT_PREFIX,
-    _chunks,
+    Point,
     _client,
     _create_run,
     _experiment_id,
     first_line,
+    log_batch,
     spool_dir,
     terminating,
 )
@@ -56,8 +57,6 @@ def open_train_run(
 ) -> str:
     """The MLflow run of training run ``run_name`` in "repro/<experiment>": the existing one
     when the training run resumes (same name), else a new one. Returns its id."""
-    from mlflow.entities import Param, RunTag
-
     client = _client(uri)
     exp_id = _experiment_id(client, uri, experiment)
     found = client.search_runs(
@@ -68,10 +67,8 @@ def open_train_run(
         client.update_run(rid, status="RUNNING")
     else:
         rid = _create_run(client, exp_id, run_name=run_name).info.run_id
-        for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
-            client.log_batch(rid, params=chunk)
-    all_tags = {TRAIN_RUN_TAG: run_name, **tags}
-    client.log_batch(rid, tags=[RunTag(k, str(v)[:7000]) for k, v in all_tags.items()])
+        log_batch(client, rid, params)
+    log_batch(client, rid, tags={TRAIN_RUN_TAG: run_name, **tags})
     return rid
 
 
@@ -84,37 +81,27 @@ def log_train_steps(
 ) -> None:
     """The ``keys`` of history ``entries`` (TRAIN_STEP_METRICS for `repro train`; a recipe's
     loss, lr, errors and images/s per epoch) as metrics with their step numbers."""
-    from mlflow.entities import Metric
-
-    metrics = [
-        Metric(key, float(e[key]), int(e.get("time", 0) * 1000), int(e["step"]))
+    points = [
+        (key, e[key], int(e.get("time", 0) * 1000), int(e["step"]))
         for e in entries
         for key in keys
         if key in e
     ]
-    client = _client(uri)
-    for chunk in _chunks(metrics):
-        client.log_batch(run_id, metrics=chunk)
+    log_batch(_client(uri), run_id, metrics=points)
 
 
-def system_metrics(series: dict[str, list[tuple[int, float, int]]]) -> list[Any]:
+def system_metrics(series: dict[str, list[tuple[int, float, int]]]) -> list[Point]:
     """MLflow metrics "system/<name>" of a sampler's series (name -> [(step, value, ms)]):
     where MLflow's own system-metrics monitor would put them, so the UI charts them alike."""
-    from mlflow.entities import Metric
-
     return [
-        Metric(f"system/{key}", float(v), ts, step)
-        for key, points in series.items()
-        for step, v, ts in points
+        (f"system/{key}", v, ts, step) for key, points in series.items() for step, v, ts in points
     ]
 
 
 def log_system_metrics(
     uri: str, run_id: str, series: dict[str, list[tuple[int, float, int]]]
 ) -> None:
-    client = _client(uri)
-    for chunk in _chunks(system_metrics(series)):
-        client.log_batch(run_id, metrics=chunk)
+    log_batch(_client(uri), run_id, metrics=system_metrics(series))
 
 
 def logged_system_steps(uri: str, run_id: str) -> int:
@@ -148,7 +135,6 @@ def log_torch_model(uri: str, run_id: str, model: Any, example: Any) -> None:
     """``model`` (an nn.Module) as the run's MLflow model "model", with the signature of
     ``example`` (an input batch) and its output, so ``mlflow.pytorch.load_model`` gives it back.
     Requirements are given, not inferred (inference imports half the environment)."""
-    import mlflow
     import mlflow.pytorch
     import torch
     from mlflow.models import infer_signature
@@ -181,18 +167,12 @@ def close_train_run(
     last logged numbers; a final number equal to its curve's last point is that point already
     and is not logged again, one that differs (another evaluation protocol) is logged as
     ``final_<name>``, so no curve has two points at one step."""
-    from mlflow.entities import Metric, RunTag
-
     curve = {k: v for k, v in (last_point or {}).items() if k in summary}
     summary = {(f"final_{k}" if k in curve else k): v for k, v in summary.items()
                if curve.get(k) != v}  # fmt: skip
     client = _client(uri)
     stamp = int(time.time() * 1000)
-    client.log_batch(
-        run_id,
-        metrics=[Metric(k, float(v), stamp, step) for k, v in summary.items()],
-        tags=[RunTag(k, str(v)[:7000]) for k, v in tags.items()],
-    )
+    log_batch(client, run_id, tags=tags, metrics=[(k, v, stamp, step) for k, v in summary.items()])
     client.set_terminated(run_id, status)
 
 
@@ -231,22 +211,17 @@ def log_scaling(
 ) -> str:
     """One scaling sweep as one run of "repro/scaling": each worker count's numbers as metrics
     with step = worker count, the CSV as an artifact. Returns the run id."""
-    from mlflow.entities import Metric, Param
-
     client = _client(uri)
     exp_id = _experiment_id(client, uri, SCALING_EXPERIMENT)
     rid = _create_run(client, exp_id, run_name=name).info.run_id
     with terminating(client, rid):
         metrics = [
-            Metric(k, float(row[k]), 0, int(row["workers"]))
+            (k, row[k], 0, int(row["workers"]))
             for row in rows
             for k in ("images_per_s", "step_s_median", "efficiency", "data_s_fraction")
             if isinstance(row.get(k), int | float)
         ]
-        for chunk in _chunks([Param(k, str(v)[:6000]) for k, v in params.items()]):
-            client.log_batch(rid, params=chunk)
-        for chunk in _chunks(metrics):
-            client.log_batch(rid, metrics=chunk)
+        log_batch(client, rid, params, metrics=metrics)
         client.log_dict(rid, {"rows": rows}, "scaling.json")
         if csv_path:
             client.log_artifact(rid, csv_path)

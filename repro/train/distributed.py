@@ -20,7 +20,6 @@ import torch
 
 from repro import tracking
 from repro.errors import ReproError
-from repro.execution.train import run_ray_training, run_worker_group
 from repro.runtime.vocabulary import PARALLEL
 from repro.train import loop
 from repro.train.config import FitConfig, FitResult, TrainConfig, TrainResult, need
@@ -122,6 +121,8 @@ def run_training(config: TrainConfig) -> TrainResult:
     if config.workers == 0:
         out = run_in_process(config, launch)
     else:
+        from repro.execution.train import run_ray_training  # Ray: only for Ray workers
+
         out = run_ray_training(config, launch)
     return to_result(config, out)
 
@@ -191,6 +192,7 @@ def run_workers(
             "overhead": {"fit_s": time.perf_counter() - start},
             "environment": {"ray": "not used"},
         }
+    from repro.execution.train import run_worker_group  # Ray: only for Ray workers
 
     return run_worker_group(
         fn,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from repro.execution.train import CHECKPOINT_PREFIX, KEEP_CHECKPOINTS  # Ray keeps as many
+from repro.execution.state import CHECKPOINT_PREFIX, KEEP_CHECKPOINTS  # Ray keeps as many
 
 
 def checkpoint_name(next_step: int) -> str:

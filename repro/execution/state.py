@@ -1,6 +1,7 @@
-"""What the harness asks of Ray without importing it: is a cluster address reachable, is Ray
-running in this process, stop it if so. `repro run --no-ray`, the planner and `repro --help`
-use these; Ray itself loads with repro.execution.tasks, when something runs on it."""
+"""What the harness knows of Ray without importing it: is a cluster address reachable, is Ray
+running in this process (stop it if so), how Ray Train names and keeps checkpoints. `repro run
+--no-ray`, the planner, training in one process and `repro --help` use these; Ray itself loads
+with repro.execution.tasks and repro.execution.train, when something runs on it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import sys
 from urllib.parse import urlparse
 
 from repro.errors import ReproError
+
+KEEP_CHECKPOINTS = 2  # Ray Train's num_to_keep
+CHECKPOINT_PREFIX = "checkpoint_"  # + the next step, 7 digits (repro.train.session)
 
 
 def _reachable(address: str, timeout: float = 3.0) -> tuple[bool, str]:
