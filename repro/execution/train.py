@@ -15,7 +15,7 @@ import importlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import ray
 import ray.train
@@ -33,8 +33,21 @@ from repro.errors import ReproError
 from repro.execution.state import CHECKPOINT_PREFIX, KEEP_CHECKPOINTS
 from repro.execution.tasks import init_ray
 
-if TYPE_CHECKING:
-    from repro.train.config import TrainConfig
+
+class RayTrainConfig(Protocol):
+    """What Ray Train needs of a training run's settings (repro.train.config.TrainConfig has it;
+    this module sits below repro.train and does not import it)."""
+
+    model: str
+    batch_size: int
+    workers: int
+    use_gpu: bool
+    ray_address: str | None
+    run_name: str | None
+    storage_path: str | None
+    max_failures: int
+
+    def as_dict(self) -> dict[str, Any]: ...
 
 
 class RaySession:
@@ -102,7 +115,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
     return fn(loop_config["config"], session, loop_config["launch"])
 
 
-def check_resources(config: TrainConfig) -> dict[str, float]:
+def check_resources(config: RayTrainConfig) -> dict[str, float]:
     """Ray would wait forever for workers it cannot place: say so instead."""
     return _check_resources(config.workers, config.use_gpu)
 
@@ -124,13 +137,13 @@ def _check_resources(workers: int, use_gpu: bool) -> dict[str, float]:
     return {"ray_cpus": cpus, "ray_gpus": gpus}
 
 
-def ensure_capacity(config: TrainConfig) -> dict[str, Any]:
+def ensure_capacity(config: RayTrainConfig) -> dict[str, Any]:
     """Start or join Ray and check it can place ``config.workers`` workers."""
     info = init_ray(config.ray_address)
     return {**info, **check_resources(config)}
 
 
-def _failure(exc: Exception, config: TrainConfig) -> ReproError:
+def _failure(exc: Exception, config: RayTrainConfig) -> ReproError:
     failures = getattr(exc, "worker_failures", {}) or {}
     for rank, err in sorted(failures.items()):
         if isinstance(err, ReproError):
@@ -152,7 +165,7 @@ def _failure(exc: Exception, config: TrainConfig) -> ReproError:
 
 
 def run_ray_training(
-    config: TrainConfig, launch: dict[str, Any], worker: str = "repro.train.worker:ray_worker"
+    config: RayTrainConfig, launch: dict[str, Any], worker: str = "repro.train.worker:ray_worker"
 ) -> dict[str, Any]:
     """Start (or join) Ray, run TorchTrainer with ``worker`` ("module:function", called with
     the config as a dict, the session and ``launch``) on every rank, and return rank 0's record
