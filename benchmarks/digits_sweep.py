@@ -26,6 +26,7 @@ import csv
 import itertools
 import json
 import logging
+import os
 import platform
 import statistics
 import sys
@@ -40,7 +41,17 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+import torch  # noqa: E402
+
+from repro.data.training_sets import (  # noqa: E402
+    DIGITS_SPLITS,
+    digits_field,
+    digits_split_indices,
+)
+from repro.demos.digits import DIGITS_RECIPE  # noqa: E402
 from repro.errors import ReproError  # noqa: E402
+from repro.runtime.device import cpu_name  # noqa: E402
+from repro.train.fit import FitConfig, fit  # noqa: E402
 
 log = logging.getLogger("benchmarks.digits_sweep")
 
@@ -100,8 +111,6 @@ def grid(
 
 def val_recipe(point: Point) -> dict[str, Any]:
     """The demo's recipe with this point's settings, trained on train-minus-val, scored on val."""
-    from repro.demos.digits import DIGITS_RECIPE
-
     optimizer = DIGITS_RECIPE.optimizer.model_copy(update={"lr": point.lr})
     recipe = DIGITS_RECIPE.model_copy(
         update={
@@ -120,9 +129,6 @@ def measure(
     point: Point, seeds: Sequence[int], max_steps_per_epoch: int | None = None
 ) -> dict[str, Any]:
     """Train ``point`` for every seed in this process; one CSV row (val errors, in %)."""
-    from repro.data.training_sets import digits_field
-    from repro.train.fit import FitConfig, fit
-
     recipe = val_recipe(point)
     start = time.perf_counter()
     with (
@@ -205,12 +211,6 @@ def choose(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def environment() -> dict[str, Any]:
-    import os
-
-    import torch
-
-    from repro.runtime.device import cpu_name
-
     return {
         "device": "cpu",
         "cpu": cpu_name(),
@@ -222,8 +222,6 @@ def environment() -> dict[str, Any]:
 
 
 def split_sizes() -> dict[str, int]:
-    from repro.data.training_sets import DIGITS_SPLITS, digits_split_indices
-
     return {s: len(digits_split_indices(s)) for s in DIGITS_SPLITS}
 
 

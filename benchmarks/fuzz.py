@@ -27,17 +27,25 @@ import io
 import json
 import os
 import pickle
+import platform
 import random
+import re
 import shutil
 import struct
 import sys
 import tempfile
 import time
+import traceback
 import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from PIL import Image
+
+from repro import cli
+from repro.files import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 OUTCOMES = ("named", "skip", "accepted", "unnamed", "traceback")
@@ -105,8 +113,6 @@ def _line_edit(rng: random.Random, data: bytes) -> bytes:
 
 def _token(rng: random.Random, data: bytes) -> bytes:
     """Replace one word or number with a value of the wrong type or range."""
-    import re
-
     text = data.decode("utf-8", "replace")
     spans = [m.span() for m in re.finditer(r"[A-Za-z0-9_.+-]+", text)]
     if not spans:
@@ -181,8 +187,6 @@ def _huge_image(rng: random.Random, data: bytes) -> bytes:
 
 
 def _wrong_mode(rng: random.Random, data: bytes) -> bytes:
-    from PIL import Image
-
     mode = rng.choice(["1", "L", "LA", "P", "I", "I;16", "F", "CMYK", "RGBA", "YCbCr"])
     fmt = {"CMYK": "JPEG", "YCbCr": "JPEG", "I": "TIFF", "F": "TIFF", "I;16": "PNG"}.get(
         mode, "PNG"
@@ -269,10 +273,8 @@ class Family:
 
 
 def _synth(kind: str, out: Path, *extra: str) -> None:
-    from repro.cli import main
-
     with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["data", "synth", kind, "--out", str(out), "--images", "2", *extra]) == 0
+        assert cli.main(["data", "synth", kind, "--out", str(out), "--images", "2", *extra]) == 0
 
 
 def families(work: Path) -> list[Family]:
@@ -380,20 +382,16 @@ def families(work: Path) -> list[Family]:
 
 def run_one(fam: Family, data: bytes) -> tuple[str, str]:
     """Put ``data`` in place of the family's file, run its command; (outcome, output)."""
-    from repro.cli import main
-
     fam.target.write_bytes(data)
     buf = io.StringIO()
     code: object = None
     crashed = ""
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         try:
-            code = main(list(fam.argv))
+            code = cli.main(list(fam.argv))
         except SystemExit as exc:
             code = exc.code
         except BaseException as exc:  # noqa: BLE001 - what would reach the user as a traceback
-            import traceback
-
             crashed = traceback.format_exc()
             del exc
     out = buf.getvalue()
@@ -439,11 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", choices=OUTCOMES, help="print the output of each such run")
     args = parser.parse_args(argv)
     os.environ.setdefault("TQDM_DISABLE", "1")
-    import platform
-
     import torch
-
-    from repro.files import atomic_write
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="repro-fuzz-") as tmp:

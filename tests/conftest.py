@@ -1,8 +1,15 @@
 from __future__ import annotations
 
+import csv
+import os
+import platform
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import torch
+
+from repro.files import atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO.parent / "shared" / "seeds"
@@ -84,14 +91,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     path = session.config.getoption("--faults-csv")
     if not path or not _FAULT_RECORDS:
         return
-    import csv
-    import os
-    import platform
-    from datetime import UTC, datetime
-
-    import torch
-
-    from repro.files import atomic_write
 
     by_fault: dict[str, list[dict]] = {}
     for r in _FAULT_RECORDS:

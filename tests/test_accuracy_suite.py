@@ -14,12 +14,19 @@ import torch
 import yaml
 
 from repro.claims import Claim, list_papers, load_paper, load_paper_file
+from repro.cli import main
 from repro.config import AccuracySettings, parse_settings
+from repro.data.synth import write_voc
+from repro.demos.digits import DIGITS_RECIPE
 from repro.errors import ReproError
 from repro.measure import measure_paper_local
+from repro.models import build_model
 from repro.runner.plan import plan_paper
 from repro.runner.settings import RunSettings
-from repro.suites.accuracy.suite import judge_runs
+from repro.suites.accuracy import reasons, suite
+from repro.suites.accuracy.reasons import not_run_reason
+from repro.suites.accuracy.suite import evaluate_weights, group_accuracy_claims, judge_runs
+from repro.train.fit import FitConfig, fit
 
 DATASETS = ("imagenet", "cifar10", "mnist", "voc2007", "voc2010", "coco", "sun397")
 KNOWN_REASONS = (
@@ -191,8 +198,6 @@ def test_accuracy_suite_trains_by_the_recipe_and_judges(digits_paper, tmp_path: 
 
 
 def test_accuracy_suite_evaluates_supplied_weights(digits_paper, tmp_path: Path) -> None:
-    from repro.models import build_model
-
     torch.manual_seed(0)
     weights = tmp_path / "lenet5_untrained.pt"
     torch.save(build_model("lenet5").state_dict(), weights)
@@ -208,8 +213,6 @@ def test_accuracy_suite_evaluates_supplied_weights(digits_paper, tmp_path: Path)
 
 
 def test_dataset_claims_are_counted_on_the_dataset(tmp_path: Path) -> None:
-    from repro.data.synth import write_voc
-
     voc = write_voc(tmp_path / "synth", year="2010", splits={"trainval": 12, "test": 4})
     paper = load_paper("detection_datasets")
     results = measure_paper_local(paper, ["dataset"], {"voc2010": str(voc)})
@@ -250,10 +253,6 @@ def test_protocol_evaluation_of_trained_weights_equals_the_training_evaluation(
 ) -> None:
     """The suite re-evaluates trained weights by the recipe's protocol; on the same split with one
     centre crop it must give exactly the error training measured (the dataset normalizes once)."""
-    from repro.demos.digits import DIGITS_RECIPE
-    from repro.suites.accuracy.suite import evaluate_weights
-    from repro.train.fit import FitConfig, fit
-
     recipe = DIGITS_RECIPE.model_copy(update={"epochs": 2})
     result = fit(
         FitConfig(
@@ -279,8 +278,6 @@ def test_protocol_evaluation_of_trained_weights_equals_the_training_evaluation(
 def test_batch_size_setting_replaces_the_recipe_batch_for_training_only(
     digits_paper, tmp_path: Path
 ) -> None:
-    from repro.suites.accuracy.suite import group_accuracy_claims
-
     claims = [c for c in digits_paper.claims if c.id == "error"]
     recipe = digits_paper.recipe_for(claims[0])
     assert recipe is not None and recipe.batch_size != 8
@@ -301,8 +298,6 @@ def test_ablation_trains_each_variant_once_and_judges_paired_differences(
     """AlexNet's overlapping-pooling claims: the plain alexnet recipe and the 2x2/2 variant each
     run once (the variant the plain claims train is reused), and the reduction is baseline minus
     model, seed by seed."""
-    from repro.suites.accuracy import reasons, suite
-
     paper = load_paper("alexnet")
     ids = {"overlap-pool-top1", "overlap-pool-top5"}
     claims = [c for c in paper.claims if c.id in ids]
@@ -343,8 +338,6 @@ def test_ablation_trains_each_variant_once_and_judges_paired_differences(
 
 
 def test_an_ablation_without_a_baseline_says_so() -> None:
-    from repro.suites.accuracy.reasons import not_run_reason
-
     paper = load_paper("yolo_v2")
     claim = next(c for c in paper.claims if c.id == "hires-classifier-map-gain")
     reason = not_run_reason(paper, claim, AccuracySettings(), {})
@@ -359,8 +352,6 @@ def test_baseline_is_only_for_comparison_metrics() -> None:
 
 
 def test_batch_norm_ablation_trains_yolo_with_and_without_bn(tmp_path: Path) -> None:
-    from repro.suites.accuracy.suite import group_accuracy_claims
-
     paper = load_paper("yolo_v2")
     claim = next(c for c in paper.claims if c.id == "batchnorm-map-gain")
     roots = {"voc2007": str(tmp_path), "voc2012": str(tmp_path)}
@@ -376,8 +367,6 @@ def test_batch_norm_ablation_trains_yolo_with_and_without_bn(tmp_path: Path) -> 
 def test_run_plan_lists_what_would_run_and_why_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from repro.cli import main
-
     for name in DATASETS:
         monkeypatch.delenv(f"REPRO_DATA_{name.upper()}", raising=False)
     params = tmp_path / "params.yaml"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from repro.demos.detection import (
     CSV_COLUMNS,
@@ -29,6 +30,8 @@ from repro.methods.yolo_v1 import (
     perfect_prediction,
     yolo_loss,
 )
+from repro.tracking import spool, training
+from repro.tracking.client import SPOOL_ENV
 
 SPEC = GridSpec(grid=6, boxes=2, classes=3, size=96)
 
@@ -151,8 +154,6 @@ def test_short_run_writes_every_metric(tmp_path: Path) -> None:
 
 
 def test_tracked_run_is_a_demo_run_holding_a_training_run_with_curves(tmp_path: Path) -> None:
-    from mlflow.tracking import MlflowClient
-
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = DetectionDemoConfig(train_images=24, test_images=12, epochs=3, batch_size=12)
     result = run_detection_demo(
@@ -188,10 +189,6 @@ def test_a_store_failing_mid_run_keeps_the_demo_and_its_files(
 ) -> None:
     """The outage policy of every training run: training goes on, one warning, what was not
     logged is spooled, and `repro sync` (spool.replay) logs it once the store answers."""
-    from mlflow.tracking import MlflowClient
-
-    from repro.tracking import spool, training
-    from repro.tracking.client import SPOOL_ENV
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise ConnectionError("503 Service Unavailable")

@@ -16,6 +16,7 @@ import yaml
 
 from repro.claims import load_paper, load_paper_file
 from repro.config import AccuracySettings
+from repro.data.synth import write_voc
 from repro.errors import ReproError
 from repro.measure import measure_paper_local
 from repro.recipes import Recipe
@@ -67,8 +68,6 @@ def frcnn_recipe(**kw: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def voc(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    from repro.data.synth import write_voc
-
     base = tmp_path_factory.mktemp("voc")
     v07 = write_voc(base / "07", splits={"trainval": 4, "test": 6}, seed=0)
     v12 = write_voc(base / "12", year="2012", splits={"trainval": 4}, seed=1)

@@ -11,10 +11,13 @@ from types import ModuleType
 
 import pytest
 import torch
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
 
 from repro.data import augment
 from repro.data import training_sets as datasets
 from repro.data.training_sets import DIGITS_SPLITS, digits_field, digits_split_indices
+from repro.demos.digits import DIGITS_RECIPE
 from repro.errors import ReproError
 from repro.recipes import AUGMENTATIONS, Recipe
 
@@ -109,9 +112,6 @@ def test_random_shift_keeps_shape_moves_ink_and_is_identity_at_zero() -> None:
 
 
 def test_small_affine_is_identity_at_zero_and_matches_torchvision() -> None:
-    from torchvision.transforms.v2 import InterpolationMode
-    from torchvision.transforms.v2 import functional as F
-
     image = _digit()
     assert augment.SmallAffine(0, 0, 0, 0)(image) is image
     identity = ((1.0, 0.0), (0.0, 1.0))
@@ -140,8 +140,6 @@ def test_small_affine_is_identity_at_zero_and_matches_torchvision() -> None:
 
 
 def test_recipes_accept_the_new_augmentations_in_the_training_pipeline() -> None:
-    from repro.demos.digits import DIGITS_RECIPE
-
     for name, kind in (("random_shift", augment.RandomShift), ("affine", augment.SmallAffine)):
         assert name in AUGMENTATIONS
         recipe = Recipe.model_validate(DIGITS_RECIPE.model_dump() | {"augmentation": [name]})

@@ -13,12 +13,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import mlflow.utils.rest_utils as rest
 import pytest
+from mlflow.tracking import MlflowClient
 
 from repro import tracking
 from repro.cli import main
 from repro.tracking import spool
 from repro.tracking.client import SPOOL_ENV
+from tests.conftest import TINY_ALPHA, TINY_BETA
 from tests.servers import MlflowServer
 
 pytestmark = pytest.mark.faults
@@ -60,8 +63,6 @@ def _results(out: Path) -> dict[tuple[str, str], tuple[str, str]]:
 
 def _logged(uri: str) -> Counter[tuple[str, str]]:
     """(paper, claim id) of every claim verdict held by an active run of the store."""
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient(uri)
     seen: Counter[tuple[str, str]] = Counter()
     for exp in client.search_experiments():
@@ -83,8 +84,6 @@ def _compare(expected: set[tuple[str, str]], seen: Counter[tuple[str, str]]) -> 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], tuple[str, str]]:
     """The papers measured and logged with a healthy server, once for the module."""
-    from tests.conftest import TINY_ALPHA, TINY_BETA
-
     root = tmp_path_factory.mktemp("healthy")
     papers = root / "papers"
     papers.mkdir()
@@ -165,7 +164,6 @@ def test_server_killed_at_a_random_moment_then_synced(
     monkeypatch.setenv(SPOOL_ENV, str(tmp_path / "spool"))
     server = MlflowServer(tmp_path / "down")
     server.start()
-    import mlflow.utils.rest_utils as rest
 
     rng = random.Random(seed)
     kill_at = rng.randint(1, 30)  # the request the kill hits (a healthy run makes about 40)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from mlflow.tracking import MlflowClient
 
 from tests.test_cluster import BIN, LocalCluster, two_nodes  # noqa: F401 - the fixture
 
@@ -31,8 +32,6 @@ def _results(out: Path) -> dict[tuple[str, str], tuple[str, str]]:
 
 
 def _logged(uri: str) -> Counter[tuple[str, str]]:
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient(uri)
     seen: Counter[tuple[str, str]] = Counter()
     for exp in client.search_experiments():

@@ -13,9 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 
 from repro import tracking
+from repro.cli import main
 from repro.errors import ReproError
+from repro.execution.state import shutdown
+from repro.execution.tasks import init_ray
 from repro.train.checkpoint import problem
 from repro.train.config import TrainConfig
 from repro.train.distributed import run_training
@@ -40,7 +44,6 @@ def _mlflow_steps(uri: str, name: str, total: int) -> tuple[int, int]:
     """(lost, duplicated) steps of training run ``name``'s loss history, against 0..total-1."""
     run = tracking.find_train_run(uri, name)
     assert run is not None
-    from mlflow.tracking import MlflowClient
 
     steps = [m.step for m in MlflowClient(uri).get_metric_history(run["run_id"], "loss")]
     want = set(range(total))
@@ -131,9 +134,6 @@ def test_problem_names_the_file(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def ray_local() -> Iterator[None]:
-    from repro.execution.address import shutdown
-    from repro.execution.tasks import init_ray
-
     init_ray(num_cpus=2)
     yield
     shutdown()
@@ -147,8 +147,6 @@ def test_worker_killed_at_a_random_step(
 ) -> None:
     """`repro train` on 2 DDP workers with checkpoints every 2 steps; rank 1 dies (os._exit, no
     clean-up) at a seeded step. Every step of 0..9 in the MLflow history exactly once."""
-    from repro.cli import main
-
     steps = 10
     fault = random.Random(seed).randrange(1, steps)
     name = f"random-kill-{seed}"

@@ -11,12 +11,16 @@ from typing import Any
 
 import pytest
 import torch
+from PIL import Image
 
+from repro import tracking
 from repro.data import augment
 from repro.data.training_sets import LENET_BACKGROUND, LENET_INK, EpochShard, load_dataset
 from repro.errors import DataError, ReproError
 from repro.recipes import AUGMENTATIONS, Recipe, Schedule
 from repro.recipes.schedules import LrSchedule, make_optimizer
+from repro.tracking import spool, training
+from repro.tracking.client import SPOOL_ENV
 from repro.train.fit import FitConfig, fit, validate
 from repro.train.session import LocalSession
 
@@ -122,8 +126,6 @@ def _image_recipe(aug: list[str], **kw: Any) -> Recipe:
 
 @pytest.mark.parametrize("name", sorted(AUGMENTATIONS))
 def test_every_augmentation_builds_and_gives_the_input_size(name: str) -> None:
-    from PIL import Image
-
     torch.manual_seed(0)
     image = Image.fromarray((torch.rand(40, 50, 3) * 255).to(torch.uint8).numpy())
     out = augment.train_transform(_image_recipe([name]), channels=3)(image)
@@ -189,8 +191,6 @@ def test_missing_datasets_raise_data_errors(tmp_path: Path) -> None:
 
 
 def test_imagefolder_dataset_is_normalised_at_the_crop(tmp_path: Path) -> None:
-    from PIL import Image
-
     for cls in ("n01", "n02"):
         (tmp_path / "val" / cls).mkdir(parents=True)
         for i in range(2):
@@ -299,8 +299,6 @@ def test_config_errors_before_any_worker(
 
 
 def test_mlflow_gets_one_run_per_seed_with_epoch_losses(tmp_path: Path) -> None:
-    from repro import tracking
-
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = _config(tmp_path, epochs=2, max_steps_per_epoch=3, tracking_uri=uri, run_name="ml")
     result = fit(config)
@@ -316,10 +314,6 @@ def test_a_store_failing_mid_fit_warns_once_spools_and_sync_replays(
 ) -> None:
     """A recipe fit meets a store that goes away mid-run as every training does: it finishes
     with its results, warns once, and `repro sync` (spool.replay) logs what was kept."""
-    from repro import tracking
-    from repro.tracking import spool, training
-    from repro.tracking.client import SPOOL_ENV
-
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     real = training.log_train_steps
     calls = []

@@ -99,10 +99,7 @@ def test_no_import_circle_between_files_or_folders() -> None:
                     part_edges.setdefault(part(m), set()).add(part(t))
         graphs.append((sorted({part(m) for m in inside}), part_edges))
     circles = [
-        c
-        for nodes, arrows in graphs
-        for c in _strongly_connected(nodes, arrows)
-        if len(c) > 1
+        c for nodes, arrows in graphs for c in _strongly_connected(nodes, arrows) if len(c) > 1
     ]
     assert not circles, circles
 

@@ -10,9 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
+import mlflow.pytorch
 import pytest
+import torch
+from mlflow.tracking import MlflowClient
 
-from repro.verdicts import RESULT_COLUMNS
+from repro.tracking import spool
+from repro.tracking.report import load_results_of
+from repro.verdicts import RESULT_COLUMNS, GroupOutcome, Result
 from tests.servers import MlflowServer
 
 pytestmark = pytest.mark.timeout(900)
@@ -35,8 +41,6 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def logged(server: MlflowServer, tmp_path_factory: pytest.TempPathFactory):
-    from mlflow.tracking import MlflowClient
-
     out = tmp_path_factory.mktemp("out")
     for cmd in (
         ["run", "lenet", "--no-ray", "--out", str(out / "measurements")],
@@ -107,10 +111,6 @@ def test_claimed_measured_and_ratio_are_metrics(logged) -> None:
 
 
 def test_training_runs_have_curves_a_dataset_and_a_model(logged, server) -> None:
-    import mlflow
-    import mlflow.pytorch
-    import torch
-
     _, runs = _runs(logged, "repro/demos")
     (demo,) = [r for r in runs if r.data.tags.get("repro.demo") == "digits"]
     (run,) = [r for r in runs if r.data.tags.get("repro.kind") == "fit"]
@@ -134,8 +134,6 @@ def test_training_runs_have_curves_a_dataset_and_a_model(logged, server) -> None
 
 
 def test_report_and_compare_select_a_reproduction_by_its_parent(logged, server, tmp_path) -> None:
-    from repro.tracking.report import load_results_of
-
     _, runs = _runs(logged, "repro/lenet")
     parent = next(r for r in runs if r.data.tags.get("repro.role") == "reproduction")
     rows = load_results_of(server.uri, parent.info.run_id)
@@ -144,11 +142,6 @@ def test_report_and_compare_select_a_reproduction_by_its_parent(logged, server, 
 
 
 def test_a_replayed_session_keeps_the_command_that_measured_it(tmp_path, monkeypatch) -> None:
-    from mlflow.tracking import MlflowClient
-
-    from repro.tracking import spool
-    from repro.verdicts import GroupOutcome, Result
-
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     row = dict.fromkeys(RESULT_COLUMNS, "") | {"paper": "lenet", "claim_id": "p", "seconds": 0.0}
     rows = [Result(**row | {"claimed": "1", "measured": "1", "verdict": "reproduced"})]

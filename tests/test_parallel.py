@@ -17,10 +17,12 @@ import torch.multiprocessing as mp
 
 from repro.errors import ReproError
 from repro.train import loop
+from repro.train.checkpoint import load_checkpoint, save_checkpoint
 from repro.train.config import TrainConfig
 from repro.train.data import global_synthetic_batch, synthetic_batch
 from repro.train.gpipe import layer_flops, sequential_layers, split_points
 from repro.train.parallelize import parallelize, parameter_summary
+from repro.train.towers import AlexNetTower
 
 TOL = dict(rtol=1e-4, atol=1e-5)
 
@@ -249,8 +251,6 @@ def test_non_sequential_model_is_refused_for_pipeline() -> None:
 
 
 def test_towers_need_the_two_tower_alexnet() -> None:
-    from repro.train.towers import AlexNetTower
-
     model = loop.build_model_setup(TrainConfig(model="alexnet_single")).model
     with pytest.raises(ReproError, match="two-tower"):
         AlexNetTower(model, 0)
@@ -276,8 +276,6 @@ def _roundtrip(kw: dict[str, Any], directory: Path) -> Callable[[int, int], dict
     and takes the same second step: losses and parameters must agree."""
 
     def run(rank: int, world: int) -> dict[str, Any]:
-        from repro.train.checkpoint import load_checkpoint, save_checkpoint
-
         def build(seed: int) -> tuple[Any, torch.optim.Optimizer]:
             config = TrainConfig(workers=world, seed=seed, **kw)
             setup = loop.build_model_setup(config)

@@ -7,13 +7,20 @@ import csv
 import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import mlflow
 import pytest
+import ray
 
+from repro import tracking
 from repro.cli import main
 from repro.errors import UnknownModelError
 from repro.runner import RunSettings, run_papers
+from tests.clones import dvc as dvc_path
+from tests.clones import small_clone
 
 
 def _free_port() -> int:
@@ -30,8 +37,6 @@ def _rows(path: Path) -> list[dict[str, str]]:
 @pytest.fixture()
 def ray_local():
     """Ray started by the code under test, shut down afterwards so later tests start clean."""
-    import ray
-
     ray.shutdown()
     yield
     ray.shutdown()
@@ -54,8 +59,6 @@ def test_run_through_ray_and_mlflow_then_report(
     beta = _rows(out / "beta.csv")
     assert beta[0]["verdict"] == "deviates" and "one parameter too many" in beta[0]["note"]
 
-    from repro import tracking
-
     from_mlflow = tracking.load_results(uri)
     assert {(r["paper"], r["claim_id"], r["verdict"]) for r in from_mlflow} == {
         ("alpha", "params", "reproduced"),
@@ -63,7 +66,6 @@ def test_run_through_ray_and_mlflow_then_report(
         ("alpha", "top5", "not-run"),
         ("beta", "wrong", "deviates"),
     }
-    import mlflow
 
     client = mlflow.tracking.MlflowClient(uri)
     exp = client.get_experiment_by_name("repro/alpha")
@@ -206,11 +208,6 @@ def test_papers_reads_papers_dir_and_checks_every_file_first(
 @pytest.mark.skipif(shutil.which("git") is None, reason="git needed for dvc")
 def test_dvc_pipeline_two_papers(repo: Path, tmp_path: Path) -> None:
     """`dvc repro` on a copy of the repository limited to two papers; a second run does nothing."""
-    import subprocess
-
-    from tests.clones import dvc as dvc_path
-    from tests.clones import small_clone
-
     work = tmp_path / "clone"
     env = small_clone(repo, work, ["lenet", "cnn_basics"])
     dvc = dvc_path()
@@ -229,9 +226,6 @@ def test_dvc_pipeline_two_papers(repo: Path, tmp_path: Path) -> None:
 
 def test_local_run_prints_only_the_harness(tiny_paper_dir: Path, tmp_path: Path) -> None:
     """A local default run says what the harness has to say, not Ray's start-up banners."""
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     out = tmp_path / "m"
     argv = ["run", "alpha", "--papers-dir", str(tiny_paper_dir), "--no-mlflow", "--out", str(out)]

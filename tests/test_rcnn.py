@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from torch import nn
 
 from repro.claims import load_paper
 from repro.config import AccuracySettings
+from repro.data.synth import write_voc
 from repro.data.voc import voc_classes
 from repro.errors import ReproError
 from repro.methods.rcnn import regions as rcnn_regions
@@ -27,6 +29,8 @@ from repro.methods.rcnn.regions import (
 )
 from repro.methods.rcnn.system import proposal_counts
 from repro.methods.region_proposals import selective_search_available
+from repro.suites.accuracy import reasons, suite
+from repro.suites.dataset import dataset_not_run_reason, measure_dataset_claims
 from repro.train.rcnn import measure_rcnn
 
 needs_ss = pytest.mark.skipif(
@@ -52,8 +56,6 @@ class TinyNet(nn.Module):
 
 @pytest.fixture(scope="module")
 def voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from repro.data.synth import write_voc
-
     return write_voc(tmp_path_factory.mktemp("voc"), splits={"trainval": 4, "test": 4}, seed=0)
 
 
@@ -166,8 +168,6 @@ def test_measure_rcnn_end_to_end(voc: Path, weights: str, tmp_path: Path, classi
 
 @needs_ss
 def test_corrupt_eval_image_is_skipped_and_counted(voc: Path, weights: str, tmp_path: Path) -> None:
-    import shutil
-
     root = tmp_path / "VOC2007"
     shutil.copytree(voc, root)
     test_ids = (root / "ImageSets" / "Main" / "test.txt").read_text().split()
@@ -197,8 +197,6 @@ def test_unknown_classifier_is_refused(voc: Path, tmp_path: Path) -> None:
 def test_suite_runs_rcnn_claims_with_imagenet_weights_else_says_why(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from repro.suites.accuracy import reasons, suite
-
     paper = load_paper("rcnn")
     ids = ("alexnet-svm-voc2007-map", "alexnet-softmax-voc2007-map")
     claims = [c for c in paper.claims if c.id in ids]
@@ -226,8 +224,6 @@ def test_suite_runs_rcnn_claims_with_imagenet_weights_else_says_why(
 def test_dataset_suite_counts_selective_search_proposals(
     voc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from repro.suites.dataset import dataset_not_run_reason, measure_dataset_claims
-
     monkeypatch.setenv("REPRO_ACCURACY_STORAGE", str(tmp_path / "runs"))
     claim = next(c for c in load_paper("rcnn").claims if c.id == "selective-search-proposals")
     assert dataset_not_run_reason(claim) is None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from repro import tracking
 from repro.errors import ReproError
 from repro.runner import (
     RunSettings,
@@ -38,8 +39,6 @@ def test_plan_checks_everything_and_writes_nothing(tiny_paper_dir: Path, tmp_pat
 
 
 def test_execute_write_log_alone(tiny_paper_dir: Path, tmp_path: Path) -> None:
-    from repro import tracking
-
     out = tmp_path / "m"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     settings = RunSettings(out_dir=out, papers_dir=tiny_paper_dir, use_ray=False, tracking_uri=uri)

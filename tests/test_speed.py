@@ -9,10 +9,13 @@ import math
 import os
 from pathlib import Path
 
+import mlflow
 import pytest
+import ray
 import torch
 
 from repro.claims import Claim, list_papers, load_paper, load_paper_file
+from repro.cli import main
 from repro.config import SpeedSettings, parse_settings
 from repro.errors import ClaimFileError, ReproError
 from repro.methods.fast_rcnn import FastRCNN, resize_factor
@@ -305,8 +308,6 @@ def test_settings_default_to_the_papers_values_and_take_env_then_params() -> Non
 def test_repro_run_fast_rcnn_speed_suite_writes_measured_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from repro.cli import main
-
     for k, v in TINY_ENV.items():
         monkeypatch.setenv(k, v)
     monkeypatch.chdir(tmp_path)  # no params.yaml here: the environment alone shrinks the run
@@ -343,8 +344,6 @@ claims:
 
 
 def test_speed_groups_run_through_ray_holding_every_cpu(tmp_path: Path) -> None:
-    import ray
-
     papers = tmp_path / "papers"
     papers.mkdir()
     (papers / "gamma.yaml").write_text(TINY_SPEED_PAPER)
@@ -366,8 +365,6 @@ def test_speed_groups_run_through_ray_holding_every_cpu(tmp_path: Path) -> None:
     assert all(g.summary["torch_threads"] == 2 for g in speed_groups)  # the whole node each
     if os.geteuid() == 0:  # Ray's workers run at niceness 15; a timing runs at 0 where allowed
         assert all(g.summary["niceness"] == 0 for g in speed_groups)
-
-    import mlflow
 
     client = mlflow.tracking.MlflowClient(uri)
     exp = client.get_experiment_by_name("repro/gamma")

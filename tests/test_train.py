@@ -15,12 +15,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from torch.utils.data import TensorDataset
 
 from repro import tracking
 from repro.cli import main
 from repro.errors import ReproError
+from repro.execution.state import shutdown
+from repro.execution.tasks import init_ray
 from repro.train.config import TrainConfig, TrainResult
+from repro.train.data import Shard, image_folder_batches
 from repro.train.distributed import run_training, validate
+from repro.train.loop import build_model_setup
 from repro.train.scaling import add_efficiency, csv_path, write_csv
 from repro.train.session import LocalSession
 from repro.train.summary import summarize
@@ -28,9 +35,6 @@ from repro.train.summary import summarize
 
 @pytest.fixture(scope="module")
 def ray_local() -> Iterator[None]:
-    from repro.execution.address import shutdown
-    from repro.execution.tasks import init_ray
-
     init_ray(num_cpus=2)
     yield
     shutdown()
@@ -65,8 +69,6 @@ def _assert_mlflow_steps(uri: str, run_name: str, steps: int) -> dict:
 def _assert_system_series(uri: str, run_id: str) -> None:
     """CPU and memory sampled during training: at least the start and end samples, each step
     once (a resumed run continues its series), CPU a percentage."""
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient(tracking_uri=uri)
     for key in ("system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"):
         history = client.get_metric_history(run_id, key)
@@ -114,8 +116,6 @@ def test_in_process_resume_reproduces_an_uninterrupted_run(tmp_path: Path, uri: 
 
 
 def test_image_folder_training_takes_its_classes_from_the_folders(tmp_path: Path) -> None:
-    from PIL import Image
-
     for c in ("cat", "dog", "eel"):
         (tmp_path / "data" / c).mkdir(parents=True)
         for i in range(4):
@@ -131,10 +131,6 @@ def test_image_folder_training_takes_its_classes_from_the_folders(tmp_path: Path
 
 
 def test_image_folder_batches_shard_without_overlap_and_resume_in_place() -> None:
-    from torch.utils.data import TensorDataset
-
-    from repro.train.data import Shard, image_folder_batches
-
     ds = TensorDataset(torch.zeros(10, 1), torch.arange(10))
 
     def labels(shard: Shard, start: int, n: int) -> list[list[int]]:
@@ -279,7 +275,6 @@ def test_scaling_command_writes_throughput_and_efficiency(
     assert float(rows[1]["efficiency"]) == 1.0
     ips = {n: float(rows[n]["images_per_s"]) for n in rows}
     assert float(rows[2]["efficiency"]) == pytest.approx(ips[2] / (2 * ips[1]), rel=1e-3)
-    from mlflow.tracking import MlflowClient
 
     exp = MlflowClient(uri).get_experiment_by_name("repro/scaling")
     assert exp is not None
@@ -332,7 +327,6 @@ def test_model_and_data_parallel_strategies_on_ray(
     assert result.environment["parallel"] == kw["parallel"]
     _assert_mlflow_steps(config.tracking_uri or "", str(config.run_name), config.steps)
     held = result.checks["params_per_rank"]
-    from repro.train.loop import build_model_setup
 
     total = sum(
         p.numel() for p in build_model_setup(dataclasses.replace(config)).model.parameters()
@@ -348,8 +342,6 @@ def test_model_and_data_parallel_strategies_on_ray(
 def test_a_final_number_is_not_a_second_point_of_its_curve(uri: str) -> None:
     """close_train_run: a final equal to its curve's last point is not logged again; one that
     differs (another protocol) is final_<name>; numbers without a curve are logged as they are."""
-    from mlflow.tracking import MlflowClient
-
     rid = tracking.open_train_run(uri, "finals", {}, {})
     last = {"step": 3, "loss": 0.5, "top1_error": 6.0}
     tracking.log_train_steps(uri, rid, [last], ("loss", "top1_error"))

@@ -3,17 +3,21 @@ small SUN-397 copy written by the test in the dataset's own layout."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
-from repro.claims import Claim
+from repro.claims import Claim, load_paper, load_paper_file
 from repro.config import AccuracySettings
 from repro.data import sun397
 from repro.data.synth import SUN397_CLASSES, write_sun397
+from repro.data.verify import verify_dataset
 from repro.errors import DataError, ReproError
+from repro.measure import measure_paper_local
 from repro.methods.transfer import (
     classifier_of,
     extract_features,
@@ -21,7 +25,9 @@ from repro.methods.transfer import (
     measure_transfer,
     metric_key,
 )
+from repro.models import build_model
 from repro.recipes import Recipe
+from repro.runner.plan import plan_paper
 from repro.runner.settings import RunSettings
 
 
@@ -120,8 +126,6 @@ def test_linear_classifiers_separate_separable_features(kind: str) -> None:
 def test_features_are_the_layer_outputs_and_corrupt_images_are_skipped(
     sun: Path, tmp_path: Path
 ) -> None:
-    from repro.models import build_model
-
     torch.manual_seed(0)
     model = build_model("alexnet", num_classes=5)
     paths = sun397.load_split(sun, 1, "train").paths[:3]
@@ -150,8 +154,6 @@ def test_features_are_the_layer_outputs_and_corrupt_images_are_skipped(
 
 
 def test_measure_transfer_gives_one_run_per_partition(sun: Path, tmp_path: Path) -> None:
-    from repro.models import build_model
-
     torch.manual_seed(0)
     weights = tmp_path / "alexnet.pt"
     torch.save(build_model("alexnet", num_classes=5).state_dict(), weights)
@@ -176,10 +178,6 @@ def test_measure_transfer_gives_one_run_per_partition(sun: Path, tmp_path: Path)
 
 
 def test_verify_sun397_reports_problems_and_counts(sun: Path, tmp_path: Path) -> None:
-    import shutil
-
-    from repro.data.verify import verify_dataset
-
     report = verify_dataset("sun397", sun.parent, progress=False, workers=1)
     assert report.ok, report.problems.items
     assert set(report.splits) == {"train_01", "test_01", "train_02", "test_02"}
@@ -200,13 +198,6 @@ def test_verify_sun397_reports_problems_and_counts(sun: Path, tmp_path: Path) ->
 def test_decaf_claims_run_through_the_suite_with_weights(sun: Path, tmp_path: Path) -> None:
     """decaf.yaml's claims: not-run without ImageNet weights (the reason says how to give
     them); with weights and a SUN-397 root, measured per partition and judged."""
-    import yaml
-
-    from repro.claims import load_paper, load_paper_file
-    from repro.measure import measure_paper_local
-    from repro.models import build_model
-    from repro.runner.plan import plan_paper
-
     roots = {"sun397": str(sun.parent)}
     plan = plan_paper(
         load_paper("decaf"), RunSettings(("accuracy",), roots, accuracy=AccuracySettings())
