@@ -39,7 +39,7 @@ EPILOG = """examples:
   repro data verify voc2007 --root ~/data/VOCdevkit/VOC2007
   repro eval detections --metric voc07 --gt VOCdevkit/VOC2007 --detections results/
   repro demo digits                  LeNet-5 on scikit-learn's digits, 1 vs 2 Ray workers
-  repro sync                         log what a run spooled while MLflow was down
+  repro sync                         log what was spooled while MLflow was down
   repro env                          the versions, GPU, driver and git commit behind results
   repro compare old/results.csv reports/results.csv   verdicts changed, values moved
   repro compare bench_a.csv bench_b.csv              images/s ratio B/A per model
@@ -180,7 +180,10 @@ def _cmd_sync(args: argparse.Namespace) -> int:
         return 0
     outcome = spool.replay(args.tracking_uri, args.spool)
     target = args.tracking_uri or "the store each entry was meant for"
-    print(f"replayed {len(outcome.replayed)} of {len(entries)} spooled paper log(s) to {target}.")
+    print(
+        f"replayed {len(outcome.replayed)} of {len(entries)} spooled entr(y/ies) to {target}: "
+        f"{outcome.summary()}."
+    )
     if outcome.remaining:
         print(
             f"tracking still degraded: {len(outcome.remaining)} entr(y/ies) remain in {folder} "
@@ -245,7 +248,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if not args.no_mlflow:
         uri = config.settings_of(args).tracking_uri
         logged, line = log_report(paths, uri)
-        print(line, file=sys.stdout if logged else sys.stderr)
+        if logged:  # else the warning said it (once), and the spool keeps the report's logging
+            print(line)
     return 0
 
 
@@ -313,10 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "sync",
-        help="log to MLflow what `repro run` spooled while the tracking store was away",
+        help="log to MLflow what was spooled while the tracking store was away",
         description="Replay the spooled MLflow entries (written when the tracking store stopped "
-        "answering during a run), oldest first; each entry is deleted once logged, and a paper "
-        "cut off half-way is completed, not logged twice. Exit status 3 while entries remain.",
+        "answering during `repro run`, training, `repro bench` or `repro report`), oldest "
+        "first; each entry is deleted once logged, and one cut off half-way is completed, not "
+        "logged twice. Exit status 3 while entries remain.",
     )
     p.add_argument(
         "--tracking-uri",

@@ -23,6 +23,7 @@ from repro.report import (
 )
 from repro.report.bench_charts import bench_charts, read_benchmarks, training_charts, value_axis
 from repro.report.charts import RATIO_LIMITS, claim_points, new_figure, to_svg
+from repro.tracking.client import SPOOL_ENV
 from repro.verdicts import RESULT_COLUMNS
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -218,8 +219,12 @@ def test_the_report_and_its_charts_are_logged_to_mlflow(tmp_path: Path) -> None:
     assert run.data.tags["charts"] == str(len(list(paths["charts"].glob("*.svg"))))
 
 
-def test_a_store_that_is_down_costs_a_warning_not_the_report(tmp_path: Path) -> None:
+def test_a_store_that_is_down_costs_a_warning_not_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SPOOL_ENV, str(tmp_path / "spool"))
     paths = write_report(ROWS, [], tmp_path, bench_dir=None)
     logged, line = log_report(paths, "http://127.0.0.1:9")
     assert not logged and "the report is written" in line and "127.0.0.1:9" in line
     assert paths["html"].is_file()
+    assert len(list((tmp_path / "spool").glob("*.json"))) == 1  # kept for `repro sync`

@@ -1,6 +1,11 @@
 """Running several configurations for `repro bench`: check them all before measuring, then for
 each one measure, log to MLflow (timed, as harness overhead), and append its CSV row. A failed
-configuration still writes a row with the error in its note, so earlier rows are never lost."""
+configuration still writes a row with the error in its note, so earlier rows are never lost.
+
+A tracking store that fails mid-benchmark is met as everywhere (repro.tracking.spool): the
+benchmarks go on, the user is warned once, what could not be logged (the rows, the parent run's
+start and end) is spooled as one "bench" entry for `repro sync`, and each such row's note says
+so."""
 
 from __future__ import annotations
 
@@ -19,6 +24,10 @@ from repro.bench.rows import error_row, summary_line
 from repro.bench.runner import benchmark, check_model
 from repro.errors import ReproError
 from repro.runtime.device import resolve_device
+from repro.tracking.client import first_line, save_entry, warn_once
+from repro.tracking.provenance import command_line
+
+SPOOLED_NOTE = "MLflow log spooled"
 
 
 @dataclass
@@ -49,23 +58,90 @@ def preflight(configs: list[BenchConfig], out_dir: Path, tracking_uri: str | Non
         tracking.check_tracking_uri(tracking_uri)
 
 
+class BenchLog:
+    """The MLflow side of one `repro bench` (with ``uri`` None, nothing): its parent run, opened
+    on creation, and one run per row. Once the store has failed, nothing more is tried: the
+    rows and the parent's end go to this session's spool entry (rewritten as more piles up)."""
+
+    def __init__(self, uri: str | None, name: str | None = None) -> None:
+        """``name``: the parent run's (None: rows without a parent run)."""
+        self.uri, self.key, self.down = uri, tracking.new_session(), ""
+        self.parent_run: str | None = None
+        self.parent: dict[str, Any] | None = None
+        if name is not None:
+            self.parent = {"name": name, "key": self.key, "command": command_line(), "closed": None}
+        self.rows: list[dict[str, Any]] = []  # not logged: {key, row, series, started}
+        self.spool_path: Path | None = None
+        if uri and self.parent is not None:
+            self._call(self._open)
+
+    def _open(self) -> None:
+        assert self.uri and self.parent
+        self.parent_run = tracking.open_parent(
+            self.uri, tracking.BENCH_EXPERIMENT, self.parent["name"], None, self.key
+        )
+
+    def _call(self, fn: Callable[[], Any]) -> bool:
+        if self.down:
+            return False
+        try:
+            fn()
+            return True
+        except Exception as exc:  # noqa: BLE001 - the store's fault, whatever MLflow raises
+            self.down = first_line(exc)
+            warn_once(str(self.uri), "MLflow benchmark runs", self.down, "the benchmarks go on")
+            return False
+
+    def row(
+        self,
+        row: dict[str, Any],
+        series: dict[str, list[tuple[int, float, int]]],
+        started: float | None,
+    ) -> bool:
+        """Log one row as a run under the parent; False (and the row spooled) when it could not."""
+        if not self.uri:
+            return True
+        key, spooled = tracking.new_session(), dict(row)
+        uri, parent = self.uri, self.parent_run
+        if self._call(lambda: tracking.log_benchmark(uri, row, series, parent, started, key)):
+            return True
+        self.rows.append({"key": key, "row": spooled, "series": series, "started": started})
+        self._spool()
+        return False
+
+    def close(self, counts: dict[str, float], failed: bool) -> None:
+        """The parent run's counts and end."""
+        if not (self.uri and self.parent):
+            return
+        self.parent["closed"] = {"metrics": counts, "failed": failed}
+        uri, parent = self.uri, self.parent_run
+        if parent and self._call(lambda: tracking.close_parent(uri, parent, counts, failed)):
+            return
+        self._spool()
+
+    def _spool(self) -> None:
+        fields = {"parent": self.parent, "rows": self.rows}
+        self.spool_path = save_entry(
+            "bench", str(self.uri), self.down, fields, f"bench-{self.key}", self.spool_path
+        )
+
+
 def record_row(
     row: dict[str, Any],
     series: dict[str, list[tuple[int, float, int]]],
     path: Path,
     tracking_uri: str | None,
-    parent: str | None = None,
+    bench: BenchLog | None = None,
     started: float | None = None,
 ) -> None:
-    """Log to MLflow (if asked), then append the CSV row, whatever MLflow did."""
+    """Log to MLflow (if asked; through ``bench``, the session's, else one of its own), then
+    append the CSV row, whatever MLflow did: a row the store did not take is spooled, and its
+    note says so."""
     if tracking_uri:
         t0 = time.perf_counter()
-        try:
-            tracking.log_benchmark(tracking_uri, row, series, parent, started)
-        except Exception as exc:  # the measurement is kept in the CSV either way
-            row["note"] = "; ".join(
-                n for n in (row.get("note"), f"MLflow logging failed ({exc})") if n
-            )
+        bench = bench or BenchLog(tracking_uri)
+        if not bench.row(row, series, started):
+            row["note"] = "; ".join(n for n in (row.get("note"), SPOOLED_NOTE) if n)
         row["mlflow_log_s"] = time.perf_counter() - t0
     append_row(path, row)
 
@@ -80,7 +156,8 @@ def run_benchmarks(
 ) -> BenchSession:
     preflight(configs, out_dir, tracking_uri)
     session = BenchSession()
-    parent = _open_parent(tracking_uri, len(configs))
+    count = f"{len(configs)} configuration{'s' if len(configs) != 1 else ''}"
+    bench = BenchLog(tracking_uri, f"bench ({count})")
     for config in configs:
         device = resolve_device(config.device)
         path = results_path(out_dir, device.slug, config.precision)
@@ -94,39 +171,16 @@ def run_benchmarks(
         except Exception as exc:
             rec = Recorded(error_row(config, device, exc), path, error=exc)
             series = {}
-        record_row(rec.row, series, path, tracking_uri, parent, started)
+        record_row(rec.row, series, path, tracking_uri, bench, started)
         session.recorded.append(rec)
         line = f"{summary_line(rec.row)} -> {path}"
         if rec.error is None:
             echo(line)
         else:
             print(line, file=sys.stderr)
-    _close_parent(tracking_uri, parent, session)
-    return session
-
-
-def _open_parent(tracking_uri: str | None, configs: int) -> str | None:
-    """The parent run of this `repro bench` (None without MLflow, or when it cannot be made:
-    the measurements do not depend on it)."""
-    if not tracking_uri:
-        return None
-
-    try:
-        name = f"bench ({configs} configuration{'s' if configs != 1 else ''})"
-        return tracking.open_parent(tracking_uri, tracking.BENCH_EXPERIMENT, name)
-    except Exception:  # noqa: BLE001 - a store that is down is noted on each row instead
-        return None
-
-
-def _close_parent(tracking_uri: str | None, parent: str | None, session: BenchSession) -> None:
-    if not (tracking_uri and parent):
-        return
-
     counts = {"configurations": len(session.recorded), "failed": len(session.failed)}
-    try:
-        tracking.close_parent(tracking_uri, parent, counts, failed=bool(session.failed))
-    except Exception:  # noqa: BLE001 - every row is already in the CSV and its own run
-        pass
+    bench.close(counts, bool(session.failed))
+    return session
 
 
 def exit_code(session: BenchSession) -> int:

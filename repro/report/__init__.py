@@ -112,22 +112,34 @@ def write_report(
 def log_report(paths: dict[str, Path], uri: str) -> tuple[bool, str]:
     """Log the written report to MLflow (experiment "repro/report": the files and the charts as
     artifacts). Never raises for the store: the report is on disk already, so a store that is
-    down or refuses costs a warning, not the report. Returns (logged, a line saying so)."""
-    from repro.tracking import check_tracking_uri, reachable, spool  # off `repro --help`
+    down or fails is met as everywhere (repro.tracking.spool): the report's logging (the paths
+    of its files) is spooled for `repro sync`, and the user is warned once. A tracking URI that
+    cannot work (a file store) is not spooled. Returns (logged, a line saying so; when not
+    logged, the warning has said it)."""
+    from repro.tracking import check_tracking_uri, new_session, reachable  # off `repro --help`
+    from repro.tracking.client import first_line, log, save_entry, warn_once
     from repro.tracking.report import log_report as log_report_run
 
-    def failed(reason: str) -> tuple[bool, str]:
-        return False, (
-            f"the report is written; logging it to MLflow at {uri} failed ({reason}); rerun "
-            "`repro report` when the store answers, or pass --no-mlflow."
-        )
-
-    if not reachable(uri):
-        return failed(f"{uri} does not answer")
     charts = len(list(Path(paths["charts"]).glob("*.svg")))
-    try:
-        check_tracking_uri(uri)
-        run_id = log_report_run(uri, paths, tags={"charts": str(charts)})
-    except Exception as exc:  # noqa: BLE001 - any store failure degrades to a warning
-        return failed(spool.first_line(exc))
-    return True, f"logged the report to MLflow at {uri} (experiment repro/report, run {run_id})"
+    tags = {"charts": str(charts)}
+    key = new_session()
+    if not reachable(uri):
+        reason = f"{uri} does not answer"
+    else:
+        try:
+            check_tracking_uri(uri)
+        except ReproError as exc:  # a store that cannot work: nothing to replay later
+            line = f"the report is written; it is not logged to MLflow: {exc}"
+            log.warning("%s", line)
+            return False, line
+        try:
+            run_id = log_report_run(uri, paths, tags, key)
+        except Exception as exc:  # noqa: BLE001 - any store failure: spooled, not raised
+            reason = first_line(exc)
+        else:
+            return True, (
+                f"logged the report to MLflow at {uri} (experiment repro/report, run {run_id})"
+            )
+    files = {name: str(Path(path).resolve()) for name, path in paths.items()}
+    save_entry("report", uri, reason, {"files": files, "tags": tags, "key": key}, f"report-{key}")
+    return False, warn_once(uri, "MLflow report run", reason, "the report is written")

@@ -316,14 +316,48 @@ BENCH_PARAMS = (
 )
 
 
-def open_parent(uri: str, experiment: str, name: str, tags: dict[str, str] | None = None) -> str:
+BENCH_SESSION_TAG = "repro.bench_session"  # a `repro bench` parent run's key (found again)
+ROW_KEY_TAG = "repro.row_key"  # a spoolable run's key: a replay finds what is logged already
+ROW_LOGGED_TAG = "repro.row_logged"  # set last: the run holds everything
+
+
+def open_parent(
+    uri: str,
+    experiment: str,
+    name: str,
+    tags: dict[str, str] | None = None,
+    key: str | None = None,
+    command: str | None = None,
+) -> str:
     """A parent run in repro/<experiment> for the runs of one command (`repro bench`): its
-    children name it in mlflow.parentRunId; the command line is its param."""
+    children name it in mlflow.parentRunId; the command line (``command``, else this
+    process's) is its param. With ``key``, the run tagged with it is found again if it
+    exists (a spooled `repro bench` replayed), else made with that tag."""
     client = _client(uri)
     exp_id = _experiment_id(client, uri, experiment)
+    if key is not None:
+        found = client.search_runs(
+            [exp_id], filter_string=f"tags.`{BENCH_SESSION_TAG}` = '{key}'", max_results=1
+        )
+        if found:
+            return found[0].info.run_id
+        tags = {**(tags or {}), BENCH_SESSION_TAG: key}
     rid = _create_run(client, exp_id, name, {"repro.role": PARENT_ROLE, **(tags or {})}).info.run_id
-    log_batch(client, rid, {"command": command_line()})
+    log_batch(client, rid, {"command": command or command_line()})
     return rid
+
+
+def logged_once(client: Any, exp_id: str, key: str | None) -> str | None:
+    """The id of the run tagged ``key`` that was logged whole, if there is one; runs with that
+    key cut off half-way are deleted (a replay logs them anew), so each key ends as one run."""
+    if key is None:
+        return None
+    found = client.search_runs([exp_id], filter_string=f"tags.`{ROW_KEY_TAG}` = '{key}'")
+    done = [r.info.run_id for r in found if r.data.tags.get(ROW_LOGGED_TAG)]
+    for run in found:
+        if run.info.run_id not in done[:1]:
+            client.delete_run(run.info.run_id)
+    return done[0] if done else None
 
 
 def close_parent(uri: str, run_id: str, metrics: dict[str, float], failed: bool = False) -> None:
@@ -339,16 +373,22 @@ def log_benchmark(
     series: dict[str, list[tuple[int, float, int]]] | None = None,
     parent: str | None = None,
     started: float | None = None,
+    key: str | None = None,
 ) -> str:
     """Log one benchmark configuration as one run of experiment "repro/bench": the row's
     identifying columns as params, its numeric columns as metrics, status and note as tags, and
     ``series`` (MLflow system-metric name -> [(step, value, timestamp_ms)]) as "system/<name>"
     metrics with step = sample index, as MLflow's own system-metrics monitor names them.
-    Returns the run id."""
+    ``key``: the row's own id (a replay of the spool logs it once). Returns the run id."""
     client = _client(uri)
     exp_id = _experiment_id(client, uri, BENCH_EXPERIMENT)
+    logged = logged_once(client, exp_id, key)
+    if logged is not None:
+        return logged
     name = f"{row.get('model')}-{row.get('mode')}-b{row.get('batch_size')}-{row.get('precision')}"
     tags = {"mlflow.parentRunId": parent} if parent else {}
+    if key is not None:
+        tags[ROW_KEY_TAG] = key
     run = _create_run(client, exp_id, run_name=name, tags=tags, start_time=started)
     rid = run.info.run_id
     with terminating(client, rid, "FINISHED" if row.get("status") == "ok" else "FAILED"):
@@ -361,7 +401,23 @@ def log_benchmark(
             if isinstance(v, int | float) and not isinstance(v, bool) and k not in BENCH_PARAMS
         ]
         log_batch(client, rid, params, tags, [*metrics, *system_metrics(series or {})])
+        if key is not None:
+            client.set_tag(rid, ROW_LOGGED_TAG, "true")
     return rid
+
+
+def replay_bench(uri: str, entry: dict[str, Any]) -> None:
+    """A spooled `repro bench` (its "bench" entry) logged: its parent run (if it has one) found
+    or made by key, the rows it lacks, then the parent's end (when the benchmarks had ended);
+    twice is once."""
+    parent, pid = entry["parent"], None
+    if parent is not None:
+        key, command = parent["key"], parent["command"]
+        pid = open_parent(uri, BENCH_EXPERIMENT, parent["name"], None, key, command)
+    for r in entry["rows"]:
+        log_benchmark(uri, r["row"], r["series"], pid, r["started"], r["key"])
+    if parent is not None and parent["closed"] is not None:
+        close_parent(uri, pid, **parent["closed"])
 
 
 DEMO_EXPERIMENT = "demos"  # "repro/demos"
@@ -395,6 +451,7 @@ def log_demo(
 __all__ = [
     "BENCH_EXPERIMENT",
     "BENCH_PARAMS",
+    "BENCH_SESSION_TAG",
     "DEMO_EXPERIMENT",
     "EXPERIMENT_PREFIX",
     "HTTP_DEFAULTS",
@@ -425,5 +482,6 @@ __all__ = [
     "open_parent",
     "open_train_run",
     "reachable",
+    "replay_bench",
     "system_metrics",
 ]

@@ -4,6 +4,7 @@ provenance (repro.tracking.provenance) and the environment as ``env.*`` tags."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.environment import collect
+from repro.files import atomic_write_json
 from repro.tracking.provenance import (
     EXPERIMENT_KIND,
     EXPERIMENT_KIND_TAG,
@@ -23,6 +25,8 @@ EXPERIMENT_PREFIX = "repro/"
 SPOOL_ENV = "REPRO_MLFLOW_SPOOL"  # where what could not be logged waits (repro.tracking.spool)
 DEFAULT_SPOOL_DIR = ".mlflow-spool"
 _BATCH = 90  # MLflow's log_batch takes at most 100 tags or params per call
+log = logging.getLogger("repro.tracking")
+_WARNED: set[str] = set()  # stores found failing in this process (warn_once)
 
 # MLflow's own HTTP defaults retry a refused connection 7 times with doubling backoff (minutes
 # per call); a harness that spools what it cannot log is better served by failing within seconds.
@@ -128,3 +132,38 @@ def spool_dir(directory: Path | str | None = None) -> Path:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+def warn_once(uri: str, what: str, reason: str, goes_on: str) -> str:
+    """The one outage warning (training, `repro bench`, `repro report`): ``what`` could not be
+    logged to store ``uri`` (``reason``), ``goes_on`` says what happens regardless, and the
+    spool keeps the rest for `repro sync`. Logged the first time ``uri`` fails in this process
+    only (the user is told once per store, not once per run or row); returns the message."""
+    message = (
+        f"{what} ({uri}): the tracking store failed ({reason}); {goes_on}, and what is not "
+        f"logged is kept in {spool_dir()}: run `repro sync` once the store answers"
+    )
+    if uri not in _WARNED:
+        _WARNED.add(uri)
+        log.warning("%s", message)
+    return message
+
+
+def save_entry(
+    call: str,
+    uri: str,
+    reason: str,
+    fields: Mapping[str, Any],
+    name: str,
+    path: Path | None = None,
+    directory: Path | str | None = None,
+) -> Path:
+    """One spool entry, in the spool's one format (repro.tracking.spool): ``call`` (which replay
+    logs it), ``uri``, the call's arguments (``fields``), ``reason`` and ``spooled_at``; written
+    atomically to ``path`` (an entry rewritten as more piles up) or to a new file named after
+    ``name`` in the spool folder. Returns the file written."""
+    entry = {"call": call, "uri": uri, **fields, "reason": reason, "spooled_at": time.time()}
+    if path is None:
+        path = spool_dir(directory) / f"{time.time_ns()}-{name}.json"
+    atomic_write_json(path, entry, default=str)
+    return path

@@ -10,11 +10,14 @@ from repro.errors import ReproError
 from repro.tracking import (
     EXPERIMENT_PREFIX,
     PARENT_ROLE,
+    ROW_KEY_TAG,
+    ROW_LOGGED_TAG,
     _client,
     _create_run,
     _experiment_id,
     _load_dict,
     load_results,
+    logged_once,
 )
 from repro.tracking.client import terminating
 
@@ -72,12 +75,23 @@ def load_results_of(uri: str, key: str) -> list[dict[str, Any]]:
 REPORT_EXPERIMENT = "report"  # EXPERIMENT_PREFIX + this = "repro/report"
 
 
-def log_report(uri: str, files: dict[str, Path], tags: dict[str, str] | None = None) -> str:
+def log_report(
+    uri: str,
+    files: dict[str, Path],
+    tags: dict[str, str] | None = None,
+    key: str | None = None,
+) -> str:
     """Log the rendered report (results.csv, README.md, index.html and the charts folder) as the
     artifacts of one run of experiment "repro/report"; returns the run id. Report runs carry no
-    ``repro.session`` tag, so :func:`load_results` never reads them as measurements."""
+    ``repro.session`` tag, so :func:`load_results` never reads them as measurements. ``key``:
+    this report's own id (a replay of the spool logs it once)."""
     client = _client(uri)
     exp_id = _experiment_id(client, uri, REPORT_EXPERIMENT)
+    logged = logged_once(client, exp_id, key)
+    if logged is not None:
+        return logged
+    if key is not None:
+        tags = {**(tags or {}), ROW_KEY_TAG: key}
     run = _create_run(client, exp_id, run_name="report", tags=tags)
     rid = run.info.run_id
     with terminating(client, rid):
@@ -87,4 +101,12 @@ def log_report(uri: str, files: dict[str, Path], tags: dict[str, str] | None = N
                 client.log_artifacts(rid, str(path), artifact_path=path.name)
             elif path.is_file():
                 client.log_artifact(rid, str(path))
+        if key is not None:
+            client.set_tag(rid, ROW_LOGGED_TAG, "true")
     return rid
+
+
+def replay_report(uri: str, entry: dict[str, Any]) -> None:
+    """A spooled report (its "report" entry) logged from the files on disk, once."""
+    files = {name: Path(path) for name, path in entry["files"].items()}
+    log_report(uri, files, entry.get("tags"), entry["key"])

@@ -1,26 +1,28 @@
 """What could not be logged to MLflow, kept on disk until the store answers again.
 
-A spooled entry is one JSON file: the tracking URI, the call (:func:`repro.tracking.log_paper`,
-or a training run's :class:`repro.tracking.training.TrainingRun`) and its arguments, session id
-or run name included, so a replay is idempotent (a paper or run cut off half-way is finished,
-not logged twice). Entries are replayed by the next `repro run`
-against the same store once it answers, or by `repro sync`. Files are written atomically; an
-entry is deleted only after its replay succeeded.
+A spooled entry is one JSON file (:func:`repro.tracking.client.save_entry`): the call, the
+tracking URI, the call's arguments, the reason and when. The calls (:data:`KINDS`): a paper's
+:func:`repro.tracking.log_paper`, a training run's :class:`repro.tracking.training.TrainingRun`,
+a `repro bench` (its parent run and the rows it could not log) and a `repro report` (the paths
+of its files, which stay on disk). Each carries its session id, run name or key, so a replay is
+idempotent (what was cut off half-way is finished, not logged twice). Entries are replayed by
+the next `repro run` against the same store once it answers, or by `repro sync`. Files are
+written atomically; an entry is deleted only after its replay succeeded.
 """
 
 from __future__ import annotations
 
 import json
-import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from repro import tracking
 from repro.errors import ReproError
-from repro.files import atomic_write_json
-from repro.tracking.client import first_line, spool_dir
+from repro.tracking.client import first_line, save_entry, spool_dir
 from repro.tracking.provenance import command_line
+from repro.tracking.report import replay_report
 from repro.tracking.training import replay_run
 from repro.verdicts import GroupOutcome
 
@@ -37,21 +39,24 @@ def save_paper(
 ) -> Path:
     """Spool one paper's log_paper call, with the command and start of the reproduction that
     made it (a replay by `repro sync` names them on the parent run); returns the file written."""
-    entry = {
-        "call": "log_paper",
-        "uri": uri,
+    fields = {
         "paper": paper,
         "session": session,
         "groups": groups,
         "environment": environment,
-        "reason": reason,
-        "spooled_at": time.time(),
         "started": started,
         "command": command_line(),
     }
-    path = spool_dir(directory) / f"{time.time_ns()}-{paper}-{session}.json"
-    atomic_write_json(path, entry, default=str)
-    return path
+    return save_entry("log_paper", uri, reason, fields, f"{paper}-{session}", None, directory)
+
+
+# call -> what `repro sync` says it replayed
+KINDS = {
+    "log_paper": "paper log",
+    "train_run": "training run",
+    "bench": "benchmark session",
+    "report": "report",
+}
 
 
 def pending(directory: Path | str | None = None, uri: str | None = None) -> list[Path]:
@@ -73,7 +78,7 @@ def _read(path: Path) -> dict[str, Any]:
             f"spooled MLflow entry {path} cannot be read ({exc}).",
             "delete the file if it is not needed; nothing else in the spool is affected.",
         ) from None
-    if not isinstance(entry, dict) or entry.get("call") not in ("log_paper", "train_run"):
+    if not isinstance(entry, dict) or entry.get("call") not in KINDS:
         raise ReproError(
             f"spooled MLflow entry {path} is not a repro spool file (call: "
             f"{entry.get('call') if isinstance(entry, dict) else type(entry).__name__}).",
@@ -87,6 +92,11 @@ class Replay:
     replayed: list[str] = field(default_factory=list)  # "paper (session)" of each entry logged
     remaining: list[Path] = field(default_factory=list)
     error: str = ""  # why the first remaining entry could not be logged
+    kinds: Counter[str] = field(default_factory=Counter)  # call -> entries logged
+
+    def summary(self) -> str:
+        """What was replayed, by kind: "2 paper log(s), 1 report(s)"."""
+        return ", ".join(f"{n} {KINDS[k]}(s)" for k, n in self.kinds.items()) or "nothing"
 
 
 def replay(
@@ -103,6 +113,10 @@ def replay(
         try:
             if entry["call"] == "train_run":
                 replay_run(target, entry)
+            elif entry["call"] == "bench":
+                tracking.replay_bench(target, entry)
+            elif entry["call"] == "report":
+                replay_report(target, entry)
             else:
                 tracking.log_paper(
                     target, entry["paper"],
@@ -115,6 +129,18 @@ def replay(
             outcome.remaining = entries[i:]
             return outcome
         path.unlink(missing_ok=True)
-        what = entry.get("paper") or f"training run {entry.get('run_name')}"
-        outcome.replayed.append(f"{what} ({entry.get('session', entry.get('experiment'))})")
+        outcome.kinds[entry["call"]] += 1
+        outcome.replayed.append(_describe(entry))
     return outcome
+
+
+def _describe(entry: dict[str, Any]) -> str:
+    """One replayed entry, as `repro sync` and a run's metadata name it."""
+    if entry["call"] == "log_paper":
+        return f"{entry['paper']} ({entry['session']})"
+    if entry["call"] == "train_run":
+        return f"training run {entry['run_name']} ({entry['experiment']})"
+    if entry["call"] == "bench":
+        parent = entry["parent"] or {"name": "bench", "key": entry["rows"][0]["key"]}
+        return f"{parent['name']} ({len(entry['rows'])} row(s), {parent['key']})"
+    return f"report ({entry['key']})"

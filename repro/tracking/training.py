@@ -9,13 +9,11 @@ points of its curves and its closing numbers) is kept in the spool (repro.tracki
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
-from repro.files import atomic_write_json
 from repro.tracking.client import (
     EXPERIMENT_PREFIX,
     Point,
@@ -24,12 +22,10 @@ from repro.tracking.client import (
     _experiment_id,
     first_line,
     log_batch,
-    spool_dir,
+    save_entry,
     terminating,
+    warn_once,
 )
-
-log = logging.getLogger("repro.tracking")
-_WARNED: set[str] = set()  # stores found failing mid-training in this process
 
 # Logged from rank 0 inside the Ray Train worker (Train V2 rejects MLflowLoggerCallback), one
 # writer per run. Step metrics are logged only once no restart can re-run the step (committed
@@ -298,14 +294,9 @@ class TrainingRun:
             return True
         except Exception as exc:  # noqa: BLE001 - the store's fault, whatever MLflow raises
             self.down = first_line(exc)
-            if self.uri in _WARNED:  # the user is told once per store, not once per run
-                return False
-            _WARNED.add(str(self.uri))
-            log.warning(
-                "MLflow training run %s: the tracking store failed (%s); training goes on, and "
-                "what is not logged is kept in %s: run `repro sync` once the store answers",
-                self.name, self.down, spool_dir(),
-            )  # fmt: skip
+            warn_once(
+                str(self.uri), f"MLflow training run {self.name}", self.down, "training goes on"
+            )
             return False
         finally:
             self.seconds += time.perf_counter() - start
@@ -372,9 +363,7 @@ class TrainingRun:
 
     def _spool(self) -> None:
         """What the store has not got, as one spool file (rewritten as more piles up)."""
-        entry = {
-            "call": "train_run",
-            "uri": self.uri,
+        fields = {
             "run_name": self.name,
             "experiment": self.experiment,
             "params": {k: str(v) for k, v in self.params.items()},
@@ -382,12 +371,10 @@ class TrainingRun:
             "datasets": self.datasets,
             "points": self.unlogged,
             "close": self.closed,
-            "reason": self.down,
-            "spooled_at": time.time(),
         }
-        if self.spool_path is None:
-            self.spool_path = spool_dir() / f"{time.time_ns()}-train-{self.name}.json"
-        atomic_write_json(self.spool_path, entry, default=str)
+        self.spool_path = save_entry(
+            "train_run", str(self.uri), self.down, fields, f"train-{self.name}", self.spool_path
+        )
 
 
 def log_points(uri: str, run_id: str, points: list[dict[str, Any]]) -> None:
