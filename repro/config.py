@@ -6,6 +6,7 @@ range is an error that names the file and line, the variable or the flag."""
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -282,13 +283,18 @@ def _settings_error(
     lines: Mapping[tuple[Any, ...], int],
     over: Mapping[tuple[str, str | None], tuple[Any, str]],
 ) -> ReproError:
-    """The first problem as an error naming where the value came from and the field."""
-    error = exc.errors()[0]
+    """The first problem in the file's order as an error naming where the value came from and
+    the field."""
+
+    def line_of(loc: tuple[Any, ...]) -> int | None:
+        return next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+
+    error = min(exc.errors(), key=lambda e: line_of(tuple(e["loc"])) or math.inf)
     loc, kind = tuple(error["loc"]), error["type"]
     dotted = ".".join(str(part) for part in loc)
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     source = next((over[loc[:n]] for n in (2, 1) if loc[:n] in over), None)
-    line = next((lines[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in lines), None)
+    line = line_of(loc)
     where = f"{path}, line {line}" if line else str(path)
     if kind == "extra_forbidden":
         model: Any = Settings

@@ -59,6 +59,14 @@ def test_a_nested_misspelling_names_the_section_key_and_line() -> None:
     assert "did you mean `imagenet`?" in err.value.fix
 
 
+def test_of_several_problems_the_first_in_the_file_is_named() -> None:
+    text = "papers: [lenet]\nsuits: [analytic]\naccuracy:\n  batchsize: 8\n"
+    with pytest.raises(ReproError) as err:
+        parse_settings(text, "p.yaml", env={})
+    assert err.value.cause == "p.yaml, line 2: unknown key `suits` (and 1 more)."
+    assert err.value.fix.startswith("did you mean `suites`?")
+
+
 def test_a_wrong_type_names_the_field_and_the_expected_type() -> None:
     with pytest.raises(ReproError, match=r"line 2: `accuracy.seeds` expects an integer, found 'x'"):
         parse_settings("papers: []\naccuracy: {seeds: x}\n", env={})
