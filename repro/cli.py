@@ -21,12 +21,11 @@ from repro.report import demo_seconds, log_report, read_demos, read_measurements
 from repro.report.cli import add_parsers as add_report_parsers
 from repro.report.cli import compare_with_current
 from repro.submit import add_parsers as add_submit_parsers
+from repro.tracking.client import EXIT_TRACKING_DEGRADED
 from repro.train.cli import add_parsers as add_train_parsers
 
 if TYPE_CHECKING:
     from repro.runner.settings import RunSettings
-
-EXIT_TRACKING_DEGRADED = 3  # everything measured and written; some MLflow logs wait in the spool
 
 EPILOG = """examples:
   repro papers                       list papers, their tables and claim counts

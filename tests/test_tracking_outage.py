@@ -15,12 +15,20 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from repro import tracking
-from repro.bench.record import SPOOLED_NOTE, BenchLog, record_row
+from repro.bench.config import BenchConfig
+from repro.bench.record import (
+    SPOOLED_NOTE,
+    BenchLog,
+    BenchSession,
+    exit_code,
+    record_row,
+    run_benchmarks,
+)
 from repro.bench.results import read_rows
 from repro.cli import main
 from repro.report import log_report
 from repro.tracking import client, spool
-from repro.tracking.client import SPOOL_ENV
+from repro.tracking.client import EXIT_TRACKING_DEGRADED, SPOOL_ENV
 from repro.tracking.report import replay_report
 
 
@@ -157,3 +165,19 @@ def test_a_report_whose_store_is_down_is_spooled_warned_once_and_synced_once(
     }
     assert {"results.csv", "README.md", "index.html", "charts"} <= artifacts
     assert spool.replay(store).replayed == []
+
+
+def test_a_bench_that_spooled_its_log_exits_3_as_repro_run_does(
+    dead_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store answered the preflight and went away before the first log: every row is
+    measured and written, and the exit status says the MLflow side waits in the spool."""
+    monkeypatch.setattr(tracking, "check_tracking_uri", lambda uri: None)
+    tiny = {"batch_size": 2, "iters": 1, "repeats": 1, "warmup": 0, "device": "cpu"}
+    session = run_benchmarks([BenchConfig("lenet5", **tiny)], tmp_path / "out", dead_uri,
+                             echo=lambda _: None)  # fmt: skip
+    assert not session.failed and session.spooled is not None and session.spooled.is_file()
+    assert exit_code(session) == EXIT_TRACKING_DEGRADED == 3
+    (row,) = read_rows(session.recorded[0].path)
+    assert row["note"].endswith(SPOOLED_NOTE) and float(row["images_per_s"]) > 0
+    assert exit_code(BenchSession(session.recorded)) == 0  # nothing spooled: done

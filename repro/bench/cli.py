@@ -24,6 +24,9 @@ Each configuration appends one row to OUT/bench_<device>_<precision>_torch<versi
 memory; NVML utilisation, power and energy per image on NVIDIA GPUs; FLOPs and MFU) and logs
 one MLflow run to experiment repro/bench. On the CPU every output says so, and the GPU-only
 columns are empty with the reason in the note.
+
+exit status: 0 done; 1 a configuration failed (its row says why); 2 bad input or settings;
+3 tracking degraded (rows written, MLflow logs spooled: run `repro sync`).
 """
 
 
@@ -128,6 +131,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         for model in args.models
     ]
     session = run_benchmarks(configs, Path(args.out), uri)
-    if uri:
+    if uri and session.spooled is None:
         print(f"logged to MLflow at {uri} (experiment repro/bench)")
     return exit_code(session)

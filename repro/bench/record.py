@@ -24,7 +24,7 @@ from repro.bench.rows import error_row, summary_line
 from repro.bench.runner import benchmark, check_model
 from repro.errors import ReproError
 from repro.runtime.device import resolve_device
-from repro.tracking.client import first_line, save_entry, warn_once
+from repro.tracking.client import EXIT_TRACKING_DEGRADED, first_line, save_entry, warn_once
 from repro.tracking.provenance import command_line
 
 SPOOLED_NOTE = "MLflow log spooled"
@@ -41,6 +41,7 @@ class Recorded:
 @dataclass
 class BenchSession:
     recorded: list[Recorded] = field(default_factory=list)
+    spooled: Path | None = None  # the spool entry of what MLflow did not take, if any
 
     @property
     def failed(self) -> list[Recorded]:
@@ -180,13 +181,15 @@ def run_benchmarks(
             print(line, file=sys.stderr)
     counts = {"configurations": len(session.recorded), "failed": len(session.failed)}
     bench.close(counts, bool(session.failed))
+    session.spooled = bench.spool_path
     return session
 
 
 def exit_code(session: BenchSession) -> int:
-    """0: all measured; 2: a failure the user can act on (ReproError); 1: any other failure."""
+    """0: all measured and logged; 2: a failure the user can act on (ReproError); 1: any other
+    failure; 3: all measured and written, some MLflow logs spooled (as `repro run`)."""
     if not session.failed:
-        return 0
+        return EXIT_TRACKING_DEGRADED if session.spooled else 0
     if all(isinstance(r.error, ReproError) for r in session.failed):
         return 2
     return 1

@@ -23,6 +23,9 @@ from repro.tracking.provenance import (
 
 EXPERIMENT_PREFIX = "repro/"
 SPOOL_ENV = "REPRO_MLFLOW_SPOOL"  # where what could not be logged waits (repro.tracking.spool)
+# the exit status of a command that measured and wrote everything while some MLflow logs wait in
+# the spool for `repro sync`
+EXIT_TRACKING_DEGRADED = 3
 DEFAULT_SPOOL_DIR = ".mlflow-spool"
 _BATCH = 90  # MLflow's log_batch takes at most 100 tags or params per call
 log = logging.getLogger("repro.tracking")
