@@ -24,7 +24,7 @@ from repro.bench.rows import error_row, summary_line
 from repro.bench.runner import benchmark, check_model
 from repro.errors import ReproError
 from repro.runtime.device import resolve_device
-from repro.tracking.client import EXIT_TRACKING_DEGRADED, first_line, save_entry, warn_once
+from repro.tracking.client import EXIT_TRACKING_DEGRADED, StoreCalls, save_entry
 from repro.tracking.provenance import command_line
 
 SPOOLED_NOTE = "MLflow log spooled"
@@ -66,7 +66,8 @@ class BenchLog:
 
     def __init__(self, uri: str | None, name: str | None = None) -> None:
         """``name``: the parent run's (None: rows without a parent run)."""
-        self.uri, self.key, self.down = uri, tracking.new_session(), ""
+        self.uri, self.key = uri, tracking.new_session()
+        self._call = StoreCalls(uri, "MLflow benchmark runs", "the benchmarks go on")
         self.parent_run: str | None = None
         self.parent: dict[str, Any] | None = None
         if name is not None:
@@ -81,17 +82,6 @@ class BenchLog:
         self.parent_run = tracking.open_parent(
             self.uri, tracking.BENCH_EXPERIMENT, self.parent["name"], None, self.key
         )
-
-    def _call(self, fn: Callable[[], Any]) -> bool:
-        if self.down:
-            return False
-        try:
-            fn()
-            return True
-        except Exception as exc:  # noqa: BLE001 - the store's fault, whatever MLflow raises
-            self.down = first_line(exc)
-            warn_once(str(self.uri), "MLflow benchmark runs", self.down, "the benchmarks go on")
-            return False
 
     def row(
         self,
@@ -123,7 +113,7 @@ class BenchLog:
     def _spool(self) -> None:
         fields = {"parent": self.parent, "rows": self.rows}
         self.spool_path = save_entry(
-            "bench", str(self.uri), self.down, fields, f"bench-{self.key}", self.spool_path
+            "bench", str(self.uri), self._call.down, fields, f"bench-{self.key}", self.spool_path
         )
 
 

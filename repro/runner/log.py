@@ -12,6 +12,7 @@ from repro import tracking
 from repro.environment import process_seconds
 from repro.runner.write import PaperRun
 from repro.tracking import spool
+from repro.tracking.client import first_line
 from repro.verdicts import GroupOutcome
 
 
@@ -62,7 +63,7 @@ def log(runs: Sequence[PaperRun], tracking_uri: str | None) -> None:
                 run.meta["mlflow"] = {"status": "logged", "uri": tracking_uri}
                 continue
             except Exception as exc:  # whatever MLflow raises for a store that went away
-                down = spool.first_line(exc)
+                down = first_line(exc)
         records = [g.record() for g in groups]
         path = spool.save_paper(tracking_uri, run.paper, records, env, session, down, None, started)
         run.meta["mlflow"] = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,33 @@ def warn_once(uri: str, what: str, reason: str, goes_on: str) -> str:
         _WARNED.add(uri)
         log.warning("%s", message)
     return message
+
+
+class StoreCalls:
+    """Calls against one tracking store until the first one fails: from then on none is tried
+    (the store is most likely away), ``down`` says why, and the user has been warned once
+    (:func:`warn_once`: ``what`` could not be logged, ``goes_on`` says what happens regardless).
+    ``seconds``: the time the calls took (a training's MLflow overhead)."""
+
+    def __init__(self, uri: str | None, what: str, goes_on: str) -> None:
+        self.uri, self.what, self.goes_on = uri, what, goes_on
+        self.down = ""
+        self.seconds = 0.0
+
+    def __call__(self, fn: Callable[[], Any]) -> bool:
+        """``fn()``; False when the store is, or now goes, away."""
+        if self.down:
+            return False
+        start = time.perf_counter()
+        try:
+            fn()
+            return True
+        except Exception as exc:  # noqa: BLE001 - the store's fault, whatever MLflow raises
+            self.down = first_line(exc)
+            warn_once(str(self.uri), self.what, self.down, self.goes_on)
+            return False
+        finally:
+            self.seconds += time.perf_counter() - start
 
 
 def save_entry(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,19 +112,7 @@ def replay(
         entry = _read(path)
         target = uri or entry["uri"]
         try:
-            if entry["call"] == "train_run":
-                replay_run(target, entry)
-            elif entry["call"] == "bench":
-                tracking.replay_bench(target, entry)
-            elif entry["call"] == "report":
-                replay_report(target, entry)
-            else:
-                tracking.log_paper(
-                    target, entry["paper"],
-                    [GroupOutcome.from_record(g) for g in entry["groups"]],
-                    entry["environment"], entry["session"],
-                    entry.get("started"), entry.get("command"),
-                )  # fmt: skip
+            REPLAYS[entry["call"]](target, entry)
         except Exception as exc:  # the store's fault, whatever MLflow raises for it
             outcome.error = first_line(exc)
             outcome.remaining = entries[i:]
@@ -132,6 +121,23 @@ def replay(
         outcome.kinds[entry["call"]] += 1
         outcome.replayed.append(_describe(entry))
     return outcome
+
+
+def _replay_paper(uri: str, entry: dict[str, Any]) -> None:
+    groups = [GroupOutcome.from_record(g) for g in entry["groups"]]
+    tracking.log_paper(
+        uri, entry["paper"], groups, entry["environment"], entry["session"],
+        entry.get("started"), entry.get("command"),
+    )  # fmt: skip
+
+
+# call -> how its entry is logged (each idempotent: a replay cut off and run again logs once)
+REPLAYS: dict[str, Callable[[str, dict[str, Any]], None]] = {
+    "log_paper": _replay_paper,
+    "train_run": replay_run,
+    "bench": tracking.replay_bench,
+    "report": replay_report,
+}
 
 
 def _describe(entry: dict[str, Any]) -> str:

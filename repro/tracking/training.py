@@ -17,14 +17,13 @@ from typing import Any, Protocol
 from repro.tracking.client import (
     EXPERIMENT_PREFIX,
     Point,
+    StoreCalls,
     _client,
     _create_run,
     _experiment_id,
-    first_line,
     log_batch,
     save_entry,
     terminating,
-    warn_once,
 )
 
 # Logged from rank 0 inside the Ray Train worker (Train V2 rejects MLflowLoggerCallback), one
@@ -256,8 +255,7 @@ class TrainingRun:
         self.run_id: str | None = None
         self.logged: set[int] = set()
         self.last_point: dict[str, Any] = {}
-        self.seconds = 0.0
-        self.down = ""  # why the store failed, once it has
+        self._call = StoreCalls(uri, f"MLflow training run {name}", "training goes on")
         self.unlogged: list[dict[str, Any]] = []
         self.datasets = list(datasets or [])  # not logged yet
         self.system: SystemSeries | None = None
@@ -283,23 +281,15 @@ class TrainingRun:
         self.datasets = []
         self.system_step = logged_system_steps(self.uri, self.run_id)
 
-    def _call(self, fn: Callable[[], Any]) -> bool:
-        """``fn`` against the store, timed; False (and the run spooled) when the store is or
-        goes away."""
-        if self.down:
-            return False
-        start = time.perf_counter()
-        try:
-            fn()
-            return True
-        except Exception as exc:  # noqa: BLE001 - the store's fault, whatever MLflow raises
-            self.down = first_line(exc)
-            warn_once(
-                str(self.uri), f"MLflow training run {self.name}", self.down, "training goes on"
-            )
-            return False
-        finally:
-            self.seconds += time.perf_counter() - start
+    @property
+    def down(self) -> str:
+        """Why the store failed, once it has ("": it has not)."""
+        return self._call.down
+
+    @property
+    def seconds(self) -> float:
+        """The time spent logging (overhead)."""
+        return self._call.seconds
 
     def log(self, entries: list[dict[str, Any]], keys: tuple[str, ...], step: str = "step") -> None:
         """The ``keys`` of ``entries`` as metrics at step ``entry[step]``, those not logged."""

@@ -139,9 +139,7 @@ class Classification(RecipeTask):
             "classes": len(classes),
             "data_source": str(config.data_root or ("scikit-learn" if name == "digits" else "")),
         }
-        if (
-            config.tracking_uri and rank == 0
-        ):  # the MLflow dataset inputs' digests, logged by rank 0
+        if config.tracking_uri and rank == 0:  # the MLflow dataset inputs' digests: rank 0 logs
             facts["train_digest"] = dataset_digest(train_set)
             facts["eval_digest"] = dataset_digest(eval_set)
         return DataPlan(

@@ -1,9 +1,9 @@
-"""The loop every recipe training shares, classifiers (repro.train.fit) and detectors
-(repro.train.detector_fit) alike: the run's settings and checks, launching on Ray Train workers
-or in this process, every seed inside one worker group, one seed's epochs with its checkpoints,
-resumption from the newest checkpoint and the MLflow log of each epoch. A task supplies its
-pieces as :class:`WorkerSteps` (data plan, model and optimizer of a seed, one seed's training)
-and, for one seed's epochs, what it measures after an epoch (:func:`run_epochs`)."""
+"""What every recipe training shares, classifiers (repro.train.fit) and detectors
+(repro.train.detector_fit) alike: the run's checks, every seed inside one worker group, one
+seed's epochs through the training loop (repro.train.trainer) with its checkpoints, resumption
+from the newest checkpoint and the MLflow log of each epoch. A task supplies what varies as a
+:class:`RecipeTask`: the data plan, a seed's model and optimizer, how a batch reaches the device,
+the evaluation and the seed's record."""
 
 from __future__ import annotations
 
