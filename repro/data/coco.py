@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.data.problems import Problems
-from repro.data.voc import UnparsableAnnotation, load_image_tensor, load_split, voc_classes
+from repro.data.voc import DetectionDataset, UnparsableAnnotation, load_split, voc_classes
 from repro.errors import DataError
 
 # The 80 COCO detection categories, in category-id order (ids 1..90 with gaps).
@@ -101,7 +101,7 @@ def check_box(bbox: Any, width: float, height: float, slack: float = 1.0) -> tup
     return None
 
 
-class CocoDetection:
+class CocoDetection(DetectionDataset):
     """torch Dataset over one COCO split: (image, target).
 
     image: float tensor C x H x W in [0, 1]. target: "boxes" float32 (N, 4) xyxy (module
@@ -162,9 +162,6 @@ class CocoDetection:
         self.label_of = label_of
         self.transform = transform
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def image_path(self, index: int) -> Path:
         return self.images_dir / self.images[self.ids[index]]["file_name"]
 
@@ -192,13 +189,6 @@ class CocoDetection:
             "image_id": int(image["id"]),
             "size": (int(image["height"]), int(image["width"])),
         }
-
-    def __getitem__(self, index: int) -> tuple[Any, dict[str, Any]]:
-        image = load_image_tensor(self.image_path(index))
-        target = self.target(index)
-        if self.transform is not None:
-            image, target = self.transform(image, target)
-        return image, target
 
 
 def voc_to_coco(

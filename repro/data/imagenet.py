@@ -197,6 +197,15 @@ def imagenet_split(
     return samples
 
 
+def read_rgb(path: Path, fix: str) -> Image.Image:
+    """The decoded RGB image; DataError naming the file (and `fix`) when it does not decode."""
+    try:
+        with Image.open(path) as img:
+            return img.convert("RGB")
+    except (OSError, SyntaxError) as exc:
+        raise DataError(f"image {path} cannot be read or decoded ({exc}).", fix) from None
+
+
 def _report(problems: Problems | None, kind: str, path: Path, detail: str) -> None:
     if problems is None:
         raise DataError(
@@ -230,14 +239,8 @@ class ImageNetSplit:
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         path, label = self.samples[index]
-        try:
-            with Image.open(path) as img:
-                image = img.convert("RGB")
-        except (OSError, SyntaxError) as exc:
-            raise DataError(
-                f"image {path} cannot be read or decoded ({exc}).",
-                "restore it from the archive; `repro data verify imagenet` lists every one.",
-            ) from None
+        fix = "restore it from the archive; `repro data verify imagenet` lists every one."
+        image = read_rgb(path, fix)
         if self.transform is not None:
             image = self.transform(image)
         return image, label

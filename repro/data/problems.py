@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from repro.errors import ReproError
+
 log = logging.getLogger("repro.data")
 
 # The kinds the readers and the verifier use (others are allowed; these are documented).
@@ -46,6 +48,11 @@ class Problems:
             log.warning("%s: %s: %s", kind, path, detail)
         elif seen == self.max_logged_per_kind + 1:
             log.warning("%s: more problems of this kind; see the summary", kind)
+
+    def add_error(self, path: object, exc: ReproError) -> None:
+        """A reader's error as a problem: a file that does not parse (an error with a `kind`,
+        voc.UnparsableAnnotation) is truncated-annotation, any other bad-annotation."""
+        self.add(getattr(exc, "kind", "bad-annotation"), str(path), exc.cause)
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -7,11 +7,22 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from PIL import Image
 from tqdm import tqdm
 
 from repro.data.problems import Problems
+
+
+class Found(NamedTuple):
+    """A dataset's shape as its verifier reads it; `count_paths`: the file listing each split."""
+
+    classes: list[str]
+    real_classes: bool  # the real dataset's class list: `expected` holds the published counts
+    splits: dict[str, dict[str, int]]
+    expected: dict[str, int]
+    count_paths: dict[str, str]
 
 
 @dataclass

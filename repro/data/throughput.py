@@ -94,38 +94,10 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _row(
-    device: str,
-    mode: str,
-    workers: int,
-    cores: int | None,
-    batch_size: int,
-    input_size: int,
-    images: int,
-    seconds: float,
-    note: str = "",
-) -> dict[str, Any]:
-    rate = images / seconds if seconds > 0 else float("nan")
-    return {
-        "device": device,
-        "mode": mode,
-        "workers": workers,
-        "cores": cores,
-        "batch_size": batch_size,
-        "input_size": input_size,
-        "images": images,
-        "seconds": round(seconds, 4),
-        "images_per_s": round(rate, 2),
-        "images_per_s_per_core": round(rate / cores, 2) if cores else None,
-        "cpu_count": _cpu_count(),
-        "torch": torch.__version__,
-        "note": note,
-    }
-
-
 def _pipeline(
     files: list[Path], workers: int, batch_size: int, input_size: int, batches: int
-) -> dict[str, Any]:
+) -> tuple[int, float]:
+    """(images, seconds) of the training input through a DataLoader, past its warm-up batch."""
     dataset = _TrainInput(files, input_size, (batches + 1) * batch_size)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
     images, start = 0, 0.0
@@ -134,23 +106,13 @@ def _pipeline(
             start = time.perf_counter()  # after the warm-up batch
             continue
         images += batch.shape[0]
-    seconds = time.perf_counter() - start
-    return _row(
-        "cpu",
-        "pipeline",
-        workers,
-        max(workers, 1),
-        batch_size,
-        input_size,
-        images,
-        seconds,
-        "PIL decode + RandomResizedCrop + flip + ToTensor + normalise",
-    )
+    return images, time.perf_counter() - start
 
 
 def _decode_jpeg(
-    files: list[Path], device: str, batch_size: int, input_size: int, batches: int
-) -> dict[str, Any]:
+    files: list[Path], device: str, batch_size: int, batches: int
+) -> tuple[int, float]:
+    """(images, seconds) of batched decode_jpeg on `device`, past its warm-up batch."""
     data = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in files]
     batch_list = [
         [data[(b * batch_size + i) % len(data)] for i in range(batch_size)]
@@ -170,32 +132,7 @@ def _decode_jpeg(
         for batch in batch_list[1:]:
             decode_jpeg(batch, device=device)
         sync()
-    seconds = time.perf_counter() - start
-    if device == "cuda":
-        name = torch.cuda.get_device_name()
-        return _row(
-            "cuda",
-            "decode_jpeg",
-            0,
-            None,
-            batch_size,
-            input_size,
-            batches * batch_size,
-            seconds,
-            f"torchvision.io.decode_jpeg batched on {name} (nvjpeg); "
-            "no per-core rate: the GPU decodes",
-        )
-    return _row(
-        "cpu",
-        "decode_jpeg",
-        0,
-        1,
-        batch_size,
-        input_size,
-        batches * batch_size,
-        seconds,
-        "torchvision.io.decode_jpeg batched, in the calling thread",
-    )
+    return batches * batch_size, time.perf_counter() - start
 
 
 def measure_decode(
@@ -233,14 +170,39 @@ def measure_decode(
                 "on cuda only the decode_jpeg mode runs.",
                 "drop the mode or use --device cpu for the PIL pipeline.",
             )
-        return _decode_jpeg(
-            list_images(root, jpeg_only=True, limit=limit), "cuda", batch_size, input_size, batches
+    if mode == "pipeline":
+        files = list_images(root, limit=limit)
+        images, seconds = _pipeline(files, workers, batch_size, input_size, batches)
+        cores, note = (
+            max(workers, 1),
+            "PIL decode + RandomResizedCrop + flip + ToTensor + normalise",
         )
-    if mode == "decode_jpeg":
-        return _decode_jpeg(
-            list_images(root, jpeg_only=True, limit=limit), "cpu", batch_size, input_size, batches
-        )
-    return _pipeline(list_images(root, limit=limit), workers, batch_size, input_size, batches)
+    else:
+        files = list_images(root, jpeg_only=True, limit=limit)
+        images, seconds = _decode_jpeg(files, device, batch_size, batches)
+        workers, cores = 0, 1 if device == "cpu" else None
+        note = "torchvision.io.decode_jpeg batched, in the calling thread"
+        if device == "cuda":
+            note = (
+                f"torchvision.io.decode_jpeg batched on {torch.cuda.get_device_name()} (nvjpeg); "
+                "no per-core rate: the GPU decodes"
+            )
+    rate = images / seconds if seconds > 0 else float("nan")
+    return {
+        "device": device,
+        "mode": mode,
+        "workers": workers,
+        "cores": cores,
+        "batch_size": batch_size,
+        "input_size": input_size,
+        "images": images,
+        "seconds": round(seconds, 4),
+        "images_per_s": round(rate, 2),
+        "images_per_s_per_core": round(rate / cores, 2) if cores else None,
+        "cpu_count": _cpu_count(),
+        "torch": torch.__version__,
+        "note": note,
+    }
 
 
 def measure_decode_modes(root: Path, **kwargs: Any) -> list[dict[str, Any]]:

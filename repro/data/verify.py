@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 from repro.data import mnist, sun397
 from repro.data.imagenet import imagenet_classes, imagenet_split
 from repro.data.roots import VERIFIABLE_DATASETS
-from repro.data.scan import Scan
+from repro.data.scan import Found, Scan
 from repro.data.stats import dataset_stats
 from repro.data.verify_detection import find_voc_root, verify_coco, verify_voc
 from repro.data.verify_report import VerifyReport
@@ -70,23 +69,23 @@ def verify_dataset(
     else:
         scan = Scan(root)
         found = verify_image_folder(scan, root, name, labels)
-    for split, expected in found["expected"].items():
-        got = found["splits"].get(split, {}).get("images")
+    for split, expected in found.expected.items():
+        got = found.splits.get(split, {}).get("images")
         if got is not None and got != expected:
             scan.problems.add(
                 "count-mismatch",
-                found["count_paths"].get(split, str(scan.root / split)),
+                found.count_paths.get(split, str(scan.root / split)),
                 f"{split} has {got} images; the real {name} {split} has {expected}",
             )
     decoded = scan.decode_all(progress=progress, workers=workers) if decode else 0
     report = VerifyReport(
         name=name,
         root=scan.root,
-        splits=found["splits"],
-        classes=list(found["classes"]),
+        splits=found.splits,
+        classes=list(found.classes),
         problems=scan.problems,
-        expected=dict(found["expected"]),
-        real_classes=found["real_classes"],
+        expected=dict(found.expected),
+        real_classes=found.real_classes,
         decoded=decoded,
         index_sha256=scan.index_sha256(),
         index_files=len(scan.index),
@@ -95,7 +94,7 @@ def verify_dataset(
     return report
 
 
-def verify_image_folder(scan: Scan, root: Path, name: str, labels: Path | None) -> dict[str, Any]:
+def verify_image_folder(scan: Scan, root: Path, name: str, labels: Path | None) -> Found:
     """ImageNet (train/ and val/ required; val may be flat with labels) or any ImageFolder
     (every sub-folder of root is a split)."""
     if name == "imagenet":
@@ -144,16 +143,11 @@ def verify_image_folder(scan: Scan, root: Path, name: str, labels: Path | None) 
             str(root / "train"),
             f"{len(classes)} classes; ImageNet-1k has {IMAGENET_CLASSES}",
         )
-    return {
-        "classes": classes,
-        "real_classes": real,
-        "splits": splits,
-        "expected": {s: n for s, n in IMAGENET_EXPECTED.items() if s in splits} if real else {},
-        "count_paths": {s: str(root / s) for s in splits},
-    }
+    expected = {s: n for s, n in IMAGENET_EXPECTED.items() if s in splits} if real else {}
+    return Found(classes, real, splits, expected, {s: str(root / s) for s in splits})
 
 
-def verify_mnist(scan: Scan, raw: Path) -> dict[str, Any]:
+def verify_mnist(scan: Scan, raw: Path) -> Found:
     """MNIST's IDX files (repro.data.mnist): each split's image and label files present, their
     headers consistent with their length and with each other, labels digits; counts against the
     published 60,000 / 10,000. The images are pixel arrays, not files to decode."""
@@ -174,16 +168,11 @@ def verify_mnist(scan: Scan, raw: Path) -> dict[str, Any]:
         classes = len(set(found.labels.tolist()))
         splits[split] = {"images": found.images, "objects": 0, "classes": classes}
         paths[split] = str(raw / names[0])
-    return {
-        "classes": mnist.CLASSES,
-        "real_classes": True,
-        "splits": splits,
-        "expected": {split: mnist.PUBLISHED[split] for split in mnist.FILES},
-        "count_paths": paths,
-    }
+    expected = {split: mnist.PUBLISHED[split] for split in mnist.FILES}
+    return Found(mnist.CLASSES, True, splits, expected, paths)
 
 
-def verify_sun397(scan: Scan, root: Path) -> dict[str, Any]:
+def verify_sun397(scan: Scan, root: Path) -> Found:
     """SUN-397: every partition list (splits train_01, test_01, ...) against ClassName.txt, each
     listed image present and decodable; with the real 397 classes, 50 images per class per list
     and all ten partitions."""
@@ -219,10 +208,4 @@ def verify_sun397(scan: Scan, root: Path) -> dict[str, Any]:
             paths[key] = str(sun397.partitions_dir(root) / sun397.SPLIT_FILES[side].format(k))
             if real:
                 expected[key] = sun397.PUBLISHED[f"{side}_per_class"] * len(classes)
-    return {
-        "classes": classes,
-        "real_classes": real,
-        "splits": splits,
-        "expected": expected,
-        "count_paths": paths,
-    }
+    return Found(classes, real, splits, expected, paths)

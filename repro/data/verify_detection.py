@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from repro.data.coco import COCO_CLASSES, check_box, load_instances
-from repro.data.scan import Scan
+from repro.data.scan import Found, Scan
 from repro.data.voc import (
     CLASSES_FILE,
     VOC_CLASSES,
-    UnparsableAnnotation,
     VocAnnotation,
     available_splits,
     object_problems,
@@ -59,7 +58,7 @@ def find_voc_root(root: Path, year: str | None) -> Path:
     )
 
 
-def verify_voc(scan: Scan, voc_root: Path, year: str | None) -> dict[str, Any]:
+def verify_voc(scan: Scan, voc_root: Path, year: str | None) -> Found:
     """Splits, class list, expected counts; problems and images to decode go to `scan`."""
     year = year or (voc_root.name[3:] if voc_root.name.startswith("VOC") else None)
     classes = voc_classes(voc_root)
@@ -107,13 +106,8 @@ def verify_voc(scan: Scan, voc_root: Path, year: str | None) -> dict[str, Any]:
             "classes": len(names),
         }
     expected = VOC_EXPECTED.get(year or "", {}) if real else {}
-    return {
-        "classes": classes,
-        "real_classes": real,
-        "splits": splits,
-        "expected": expected,
-        "count_paths": {s: str(voc_root / "ImageSets" / "Main" / f"{s}.txt") for s in splits},
-    }
+    paths = {s: str(voc_root / "ImageSets" / "Main" / f"{s}.txt") for s in splits}
+    return Found(classes, real, splits, expected, paths)
 
 
 def _check_voc_annotation(
@@ -126,15 +120,14 @@ def _check_voc_annotation(
     try:
         ann = parse_annotation(path)
     except DataError as exc:
-        kind = "truncated-annotation" if isinstance(exc, UnparsableAnnotation) else "bad-annotation"
-        scan.problems.add(kind, str(path), exc.cause)
+        scan.problems.add_error(path, exc)
         return None
     for kind, _, detail in object_problems(ann, list(known)):
         scan.problems.add(kind, str(path), detail)
     return ann
 
 
-def verify_coco(scan: Scan, root: Path) -> dict[str, Any]:
+def verify_coco(scan: Scan, root: Path) -> Found:
     annotations_dir = root / "annotations"
     files = sorted(annotations_dir.glob("instances_*.json"))
     present = [f.stem.removeprefix("instances_") for f in files]
@@ -151,12 +144,7 @@ def verify_coco(scan: Scan, root: Path) -> dict[str, Any]:
         try:
             doc = load_instances(path)
         except DataError as exc:
-            kind = (
-                "truncated-annotation"
-                if isinstance(exc, UnparsableAnnotation)
-                else "bad-annotation"
-            )
-            scan.problems.add(kind, str(path), exc.cause)
+            scan.problems.add_error(path, exc)
             continue
         names = [str(c.get("name")) for c in sorted(doc["categories"], key=lambda c: c["id"])]
         if classes is None:
@@ -168,13 +156,9 @@ def verify_coco(scan: Scan, root: Path) -> dict[str, Any]:
         splits[split] = _check_coco_split(scan, root, split, path, doc)
     classes = classes or []
     real = tuple(classes) == COCO_CLASSES
-    return {
-        "classes": classes,
-        "real_classes": real,
-        "splits": splits,
-        "expected": {s: n for s, n in COCO_EXPECTED.items() if s in splits} if real else {},
-        "count_paths": {s: str(annotations_dir / f"instances_{s}.json") for s in splits},
-    }
+    expected = {s: n for s, n in COCO_EXPECTED.items() if s in splits} if real else {}
+    paths = {s: str(annotations_dir / f"instances_{s}.json") for s in splits}
+    return Found(classes, real, splits, expected, paths)
 
 
 def _check_coco_split(scan: Scan, root: Path, split: str, path: Path, doc: dict) -> dict[str, int]:

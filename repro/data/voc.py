@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+import numpy as np
 
+from repro.data.imagenet import read_rgb
 from repro.data.problems import Problems
 from repro.errors import DataError
 from repro.files import read_text
@@ -55,6 +56,8 @@ CLASSES_FILE = "classes.txt"  # written by repro.data.synth next to Annotations/
 
 class UnparsableAnnotation(DataError):
     """An annotation file that does not parse at all (truncated or damaged XML/JSON)."""
+
+    kind = "truncated-annotation"  # the problem kind (Problems.add_error)
 
 
 @dataclass
@@ -229,14 +232,9 @@ def load_split(
         try:
             ann = parse_annotation(path)
         except DataError as exc:
-            kind = (
-                "truncated-annotation"
-                if isinstance(exc, UnparsableAnnotation)
-                else "bad-annotation"
-            )
             if problems is None:
                 raise
-            problems.add(kind, str(path), exc.cause)
+            problems.add_error(path, exc)
             continue
         drop = set()
         for kind, i, detail in object_problems(ann, classes):
@@ -275,7 +273,21 @@ def to_devkit_box(box: Sequence[float]) -> tuple[float, float, float, float]:
     return (x0 + 1, y0 + 1, x1, y1)
 
 
-class VocDetection:
+class DetectionDataset:
+    """(image, target) by index from a subclass's ids, image_path, target and transform."""
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[Any, dict[str, Any]]:
+        image = load_image_tensor(self.image_path(index))
+        target = self.target(index)
+        if self.transform is not None:
+            image, target = self.transform(image, target)
+        return image, target
+
+
+class VocDetection(DetectionDataset):
     """torch Dataset of one VOC split: (image, target).
 
     image: float tensor C x H x W in [0, 1]. target: "boxes" float32 (N, 4) in 0-based pixel-edge
@@ -305,9 +317,6 @@ class VocDetection:
         self.ids = list(self.annotations)
         self.transform = transform
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def image_path(self, index: int) -> Path:
         return self.root / "JPEGImages" / self.annotations[self.ids[index]].filename
 
@@ -326,25 +335,11 @@ class VocDetection:
             "size": (ann.height, ann.width),
         }
 
-    def __getitem__(self, index: int) -> tuple[Any, dict[str, Any]]:
-        image = load_image_tensor(self.image_path(index))
-        target = self.target(index)
-        if self.transform is not None:
-            image, target = self.transform(image, target)
-        return image, target
-
 
 def load_image_tensor(path: Path) -> Any:
     """RGB float tensor C x H x W in [0, 1]; DataError naming the file when it does not decode."""
-    import numpy as np
     import torch
 
-    try:
-        with Image.open(path) as img:
-            array = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (OSError, SyntaxError) as exc:
-        raise DataError(
-            f"image {path} cannot be read or decoded ({exc}).",
-            "restore the file from the dataset archive; `repro data verify` lists every one.",
-        ) from None
+    fix = "restore the file from the dataset archive; `repro data verify` lists every one."
+    array = np.asarray(read_rgb(path, fix), dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
