@@ -6,7 +6,7 @@ centre, so IoU = min(w, pw) * min(h, ph) / (w * h + pw * ph - inter). Shapes com
 ground truth through repro.data's readers and are put in the frame each paper used:
 
 - YOLOv2 (``relative``): w / image width, h / image height, as darknet's labels store them.
-- YOLOv3 (``network``): pixels of the square network input, w * 416 / image width. A uniform
+- YOLOv3: pixels of the square network input, w * 416 / image width (``input_size``). A uniform
   scaling of every box leaves every IoU unchanged, so its clusters are YOLOv2's times 416.
 - Faster R-CNN (``faster_rcnn``): pixels of the image rescaled as Faster R-CNN tests it (shorter
   side 600, longer side at most 1000). Its 9 anchors (areas 128^2, 256^2, 512^2 x aspect ratios
@@ -87,10 +87,6 @@ class BoxShapes:
         """YOLOv2's frame: fractions of the image width and height."""
         return self.wh / self.image_wh
 
-    def network(self, size: float = DEFAULT_INPUT_SIZE) -> np.ndarray:
-        """YOLOv3's frame: pixels of a size x size network input."""
-        return self.relative() * float(size)
-
     def faster_rcnn(
         self, scale: float = FASTER_RCNN_SCALE, max_size: float = FASTER_RCNN_MAX_SIZE
     ) -> np.ndarray:
@@ -107,7 +103,6 @@ class KMeansResult:
     centroids: np.ndarray  # (k, 2) sorted by area, smallest first
     mean_iou: float  # over every box, to its closest centroid
     restart_ious: list[float] = field(default_factory=list)  # per restart (on the sample)
-    iterations: int = 0  # of the final run
 
 
 def faster_rcnn_anchors() -> np.ndarray:
@@ -120,17 +115,6 @@ def faster_rcnn_anchors() -> np.ndarray:
 
 
 PRIOR_SETS = {"faster_rcnn": faster_rcnn_anchors}
-
-
-def shape_iou(boxes: np.ndarray, priors: np.ndarray) -> np.ndarray:
-    """IoU (N, K) of box shapes (N, 2) with prior shapes (K, 2), all aligned at one centre."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 2)
-    priors = np.asarray(priors, dtype=np.float64).reshape(-1, 2)
-    inter = np.minimum(boxes[:, None, 0], priors[None, :, 0]) * np.minimum(
-        boxes[:, None, 1], priors[None, :, 1]
-    )
-    union = (boxes[:, 0] * boxes[:, 1])[:, None] + (priors[:, 0] * priors[:, 1])[None, :] - inter
-    return inter / union
 
 
 def _columns(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -210,20 +194,20 @@ def _update(boxes: np.ndarray, label: np.ndarray, best: np.ndarray, k: int) -> n
 
 def _lloyd(
     boxes: np.ndarray, centroids: np.ndarray, max_iter: int = MAX_ITER, tol: float = 1e-6
-) -> tuple[np.ndarray, float, int]:
-    """Iterate to convergence: (centroids, mean IoU to them, iterations)."""
+) -> tuple[np.ndarray, float]:
+    """Iterate to convergence: (centroids, mean IoU to them)."""
     cols = _columns(boxes)
     label, best = _closest(cols, centroids)
-    for iteration in range(1, max_iter + 1):
+    for _ in range(max_iter):
         moved = _update(boxes, label, best, len(centroids))
         shift = float(np.max(np.abs(moved - centroids) / centroids))
         centroids = moved
         new_label, best = _closest(cols, centroids)
         if shift < tol or np.array_equal(new_label, label):
-            return centroids, float(best.mean()), iteration
+            return centroids, float(best.mean())
         label = new_label
     log.info("k-means stopped after %d iterations without converging", max_iter)
-    return centroids, float(best.mean()), max_iter
+    return centroids, float(best.mean())
 
 
 def kmeans_iou(
@@ -251,12 +235,12 @@ def kmeans_iou(
             "use a smaller k or a split with more annotated objects.",
         )
     runs = [_lloyd(fit, _kmeans_pp(fit, k, rng)) for _ in range(restarts)]
-    ious = [iou for _, iou, _ in runs]
-    centroids, iou, iterations = runs[int(np.argmax(ious))]
+    ious = [iou for _, iou in runs]
+    centroids, iou = runs[int(np.argmax(ious))]
     if fit is not boxes:
         iou = mean_iou(boxes, centroids)
     order = np.argsort(centroids[:, 0] * centroids[:, 1], kind="stable")
-    return KMeansResult(centroids[order], iou, ious, iterations)
+    return KMeansResult(centroids[order], iou, ious)
 
 
 # --- reading box shapes ------------------------------------------------------------------

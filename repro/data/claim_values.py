@@ -24,7 +24,7 @@ def claim_report(name: str, root: Path | str) -> VerifyReport:
             f"dataset {name!r} has no reader in repro.data.",
             f"use one of {', '.join(CLAIM_DATASETS)}.",
         )
-    report = verify_dataset(CLAIM_DATASETS[name], root, decode=False, progress=False)
+    report = verify_dataset(name, root, decode=False, progress=False)
     if not report.ok:
         log.warning(
             "%s at %s has problems; counts may be off:\n%s", name, root, report.problems.summary()

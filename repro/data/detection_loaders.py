@@ -99,7 +99,6 @@ def open_split(
             f"no detection reader for dataset {dataset!r}.",
             f"use one of {', '.join(DETECTION_DATASETS)}.",
         )
-
     voc = VocDetection(
         find_voc_root(Path(root).expanduser(), dataset.removeprefix("voc")),
         split,
@@ -159,9 +158,9 @@ class DropDifficult:
         return image, {**kept, "image_id": target["image_id"]}
 
 
+@dataclass
 class ResizeSquare:
-    def __init__(self, size: int) -> None:
-        self.size = size
+    size: int
 
     def __call__(self, image: torch.Tensor, target: dict[str, Any]) -> Sample:
         h, w = image.shape[-2:]
@@ -169,9 +168,9 @@ class ResizeSquare:
         return resize_square(image, self.size), {**target, "boxes": target["boxes"] * scale}
 
 
+@dataclass
 class HFlip:
-    def __init__(self, p: float = 0.5) -> None:
-        self.p = p
+    p: float = 0.5
 
     def __call__(self, image: torch.Tensor, target: dict[str, Any]) -> Sample:
         if float(torch.rand(())) >= self.p:
@@ -183,11 +182,11 @@ def hflip_boxes(boxes: torch.Tensor, width: int) -> torch.Tensor:
     return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], 1)
 
 
+@dataclass
 class TranslateScale:
     """Scale by s in [1 - f, 1 + f] about the centre, then shift by up to f of each side."""
 
-    def __init__(self, fraction: float = YOLO_SHIFT) -> None:
-        self.fraction = fraction
+    fraction: float = YOLO_SHIFT
 
     def __call__(self, image: torch.Tensor, target: dict[str, Any]) -> Sample:
         f = self.fraction
@@ -231,9 +230,9 @@ def rand_scale(limit: float) -> float:
     return factor if float(torch.rand(())) < 0.5 else 1.0 / factor
 
 
+@dataclass
 class HsvJitter:
-    def __init__(self, limit: float = YOLO_HSV) -> None:
-        self.limit = limit
+    limit: float = YOLO_HSV
 
     def __call__(self, image: torch.Tensor, target: dict[str, Any]) -> Sample:
         saturation, exposure = rand_scale(self.limit), rand_scale(self.limit)

@@ -101,10 +101,6 @@ def read_label_file(path: Path) -> dict[str, str]:
     return labels
 
 
-def _default_labels(root: Path, split: str) -> Path | None:
-    return _find_upwards(Path(root), KAGGLE_SOLUTION.format(split=split))
-
-
 def imagenet_classes(root: Path | str, split: str = "val", labels: Path | None = None) -> list[str]:
     """The class list (sorted wnids); see the module docstring for where it comes from."""
     root = Path(root)
@@ -117,7 +113,7 @@ def imagenet_classes(root: Path | str, split: str = "val", labels: Path | None =
         return sorted(
             line.split()[0] for line in read_text(synsets, DataError).splitlines() if line.strip()
         )
-    label_path = labels or _default_labels(root, split)
+    label_path = labels or _find_upwards(root, KAGGLE_SOLUTION.format(split=split))
     if label_path is None:
         return []
     tokens = set(read_label_file(label_path).values())
@@ -158,7 +154,7 @@ def imagenet_split(
             files = sorted(p for p in (folder / name).rglob("*") if p.is_file() and _is_image(p))
             samples.extend((p, index[name]) for p in files)
         return samples
-    label_path = labels or _default_labels(root, split)
+    label_path = labels or _find_upwards(root, KAGGLE_SOLUTION.format(split=split))
     if label_path is None:
         raise DataError(
             f"{folder} holds images without class folders and no label file was found "

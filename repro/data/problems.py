@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 from repro.errors import ReproError
@@ -55,10 +56,7 @@ class Problems:
         self.add(getattr(exc, "kind", "bad-annotation"), str(path), exc.cause)
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for p in self.items:
-            out[p.kind] = out.get(p.kind, 0) + 1
-        return out
+        return dict(Counter(p.kind for p in self.items))
 
     def of_kind(self, kind: str) -> list[Problem]:
         return [p for p in self.items if p.kind == kind]

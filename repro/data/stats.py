@@ -28,15 +28,8 @@ METRICS = (
     "train_images_per_class",
     *ANCHOR_METRICS,  # an analysis of the boxes (repro.data.anchors) that reads the claim's params
 )
-# claim `dataset:` names -> verify_dataset names
-CLAIM_DATASETS = {
-    "voc2007": "voc2007",
-    "voc2010": "voc2010",
-    "voc2012": "voc2012",
-    "coco": "coco",
-    "imagenet": "imagenet",
-    "mnist": "mnist",
-}
+# The claims' `dataset:` names that verify_dataset reads (under the same name).
+CLAIM_DATASETS = ("voc2007", "voc2010", "voc2012", "coco", "imagenet", "mnist")
 UNITS = {"count": 1.0, "K": 1e3, "M": 1e6}
 
 
