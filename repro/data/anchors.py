@@ -32,6 +32,7 @@ are sorted by area (w * h), smallest first, as YOLOv3 lists its anchors.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -71,14 +72,13 @@ FASTER_RCNN_SCALE = 600.0  # shorter side of the rescaled image
 FASTER_RCNN_MAX_SIZE = 1000.0  # cap on the longer side
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: the k-means cache's key
 class BoxShapes:
     """Ground-truth box sizes of one or more splits, in pixels of the original images."""
 
     wh: np.ndarray  # (N, 2) box width, height
     image_wh: np.ndarray  # (N, 2) width, height of each box's image
     source: str = ""  # what was read, for messages
-    key: tuple[Any, ...] = ()  # identifies the files read (the cache's key)
 
     def __len__(self) -> int:
         return len(self.wh)
@@ -335,13 +335,6 @@ def _stamp(path: Path) -> tuple[int, int]:
     return (st.st_mtime_ns, st.st_size)
 
 
-# Several claims share one dataset's shapes and one clustering: kept for the process, keyed by
-# the files' modification time and size so a rewritten dataset is read again.
-_SHAPES: dict[tuple[Any, ...], BoxShapes] = {}
-_CLUSTERS: dict[tuple[Any, ...], KMeansResult] = {}
-_CACHE_SIZE = 8
-
-
 def report_box_shapes(report: VerifyReport, split: str | None = None) -> BoxShapes:
     """Box shapes of the training split(s) of the dataset `report` scanned (cached)."""
     splits = training_splits(report, split)
@@ -350,36 +343,33 @@ def report_box_shapes(report: VerifyReport, split: str | None = None) -> BoxShap
         files = [root / "ImageSets" / "Main" / f"{s}.txt" for s in splits]
     else:
         files = [root / "annotations" / f"instances_{s}.json" for s in splits]
-    key = (report.name, str(root), tuple(splits), tuple(_stamp(f) for f in files))
-    if key not in _SHAPES:
-        if len(_SHAPES) >= _CACHE_SIZE:
-            _SHAPES.clear()
-        read = voc_box_shapes if report.name.startswith("voc") else coco_box_shapes
-        _SHAPES[key] = read(root, splits)
-        _SHAPES[key].key = key
-        log.info("%d boxes from %s", len(_SHAPES[key]), _SHAPES[key].source)
-    return _SHAPES[key]
+    return _read_shapes(report.name, root, tuple(splits), tuple(_stamp(f) for f in files))
 
 
+# Several claims share one dataset's shapes and one clustering: kept for the process, keyed by
+# the files' modification time and size so a rewritten dataset is read again.
+@functools.lru_cache(maxsize=8)
+def _read_shapes(name: str, root: Path, splits: tuple[str, ...], _stamps: tuple) -> BoxShapes:
+    shapes = (voc_box_shapes if name.startswith("voc") else coco_box_shapes)(root, splits)
+    log.info("%d boxes from %s", len(shapes), shapes.source)
+    return shapes
+
+
+@functools.lru_cache(maxsize=8)
 def _clusters(shapes: BoxShapes, k: int, seed: int, restarts: int) -> KMeansResult:
-    key = (shapes.key or id(shapes), k, seed, restarts)
-    if key not in _CLUSTERS:
-        if len(_CLUSTERS) >= _CACHE_SIZE:
-            _CLUSTERS.clear()
-        result = kmeans_iou(shapes.relative(), k, seed=seed, restarts=restarts)
-        log.info(
-            "k-means k=%d on %s: mean IoU %.4f; restarts' mean IoU %.4f-%.4f (seed %d); "
-            "centroids (w, h) relative: %s",
-            k,
-            shapes.source,
-            result.mean_iou,
-            min(result.restart_ious),
-            max(result.restart_ious),
-            seed,
-            np.round(result.centroids, 4).tolist(),
-        )
-        _CLUSTERS[key] = result
-    return _CLUSTERS[key]
+    result = kmeans_iou(shapes.relative(), k, seed=seed, restarts=restarts)
+    log.info(
+        "k-means k=%d on %s: mean IoU %.4f; restarts' mean IoU %.4f-%.4f (seed %d); "
+        "centroids (w, h) relative: %s",
+        k,
+        shapes.source,
+        result.mean_iou,
+        min(result.restart_ious),
+        max(result.restart_ious),
+        seed,
+        np.round(result.centroids, 4).tolist(),
+    )
+    return result
 
 
 # --- claim values ------------------------------------------------------------------------
