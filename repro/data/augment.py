@@ -37,8 +37,6 @@ PCA_EIGVEC = (
 )
 # fb.resnet.torch's ColorJitter strengths.
 JITTER = 0.4
-# YOLO (Redmon et al. 2016, Section 2.2): scaling and translations of up to 20% of the image,
-# exposure and saturation up to a factor of 1.5.
 PAD_CROP_PIXELS = 4
 # Small-data distortions for centred digits, in the spirit of LeNet-5's (LeCun et al. 1998,
 # Section V.C: translations, scaling, squeezing, horizontal shearing), magnitudes of our own.

@@ -43,22 +43,12 @@ SHAPES: dict[str, list[tuple[float, float]]] = {
     "diamond": [(0.5, 0), (1, 0.5), (0.5, 1), (0, 0.5)],
     "hexagon": _regular(6, start=0.0),
     "star": _regular(10, radii=(0.5, 0.2)),
+    # A plus sign on a 3x3 grid: corner x and y in thirds of the side.
     "cross": [
         (a / 3, b / 3)
-        for a, b in [
-            (1, 0),
-            (2, 0),
-            (2, 1),
-            (3, 1),
-            (3, 2),
-            (2, 2),
-            (2, 3),
-            (1, 3),
-            (1, 2),
-            (0, 2),
-            (0, 1),
-            (1, 1),
-        ]
+        for a, b in zip(
+            (1, 2, 2, 3, 3, 2, 2, 1, 1, 0, 0, 1), (0, 0, 1, 1, 2, 2, 3, 3, 2, 2, 1, 1), strict=True
+        )
     ],
     "pentagon": _regular(5),
 }

@@ -28,27 +28,9 @@ from repro.data.problems import Problems
 from repro.errors import DataError
 from repro.files import read_text
 
-VOC_CLASSES: tuple[str, ...] = (
-    "aeroplane",
-    "bicycle",
-    "bird",
-    "boat",
-    "bottle",
-    "bus",
-    "car",
-    "cat",
-    "chair",
-    "cow",
-    "diningtable",
-    "dog",
-    "horse",
-    "motorbike",
-    "person",
-    "pottedplant",
-    "sheep",
-    "sofa",
-    "train",
-    "tvmonitor",
+VOC_CLASSES: tuple[str, ...] = tuple(
+    "aeroplane bicycle bird boat bottle bus car cat chair cow diningtable dog horse motorbike "
+    "person pottedplant sheep sofa train tvmonitor".split()
 )
 log = logging.getLogger("repro.data")
 CLASSES_FILE = "classes.txt"  # written by repro.data.synth next to Annotations/
@@ -89,13 +71,13 @@ def voc_classes(voc_root: Path | str) -> list[str]:
 
 
 def _text(node: ET.Element, tag: str, path: Path, where: str = "") -> str:
-    child = node.find(tag)
-    if child is None or child.text is None or not child.text.strip():
+    text = (node.findtext(tag) or "").strip()
+    if not text:
         raise DataError(
             f"{path}: required field <{tag}> is missing{where}.",
             "restore the file from the dataset archive or remove its id from the split files.",
         )
-    return child.text.strip()
+    return text
 
 
 def _number(node: ET.Element, tag: str, path: Path, where: str = "") -> float:
@@ -114,12 +96,9 @@ def _number(node: ET.Element, tag: str, path: Path, where: str = "") -> float:
 
 def _flag(node: ET.Element, tag: str) -> bool:
     # VOC2012 omits <difficult>/<truncated> on some objects: absent means 0, as in the devkit.
-    child = node.find(tag)
-    if child is None or child.text is None or not child.text.strip():
-        return False
     try:
-        return int(float(child.text.strip())) != 0
-    except ValueError:
+        return int(float(node.findtext(tag) or "")) != 0
+    except ValueError:  # absent, empty or not a number
         return False
 
 
@@ -150,12 +129,7 @@ def parse_annotation(path: Path) -> VocAnnotation:
             raise DataError(f"{path}: required field <bndbox> is missing{where}.", "restore it.")
         bbox = tuple(_number(box, t, path, where) for t in ("xmin", "ymin", "xmax", "ymax"))
         objects.append(VocObject(name, bbox, _flag(obj, "difficult"), _flag(obj, "truncated")))  # type: ignore[arg-type]
-    filename_node = root.find("filename")
-    filename = (
-        filename_node.text.strip()
-        if filename_node is not None and filename_node.text and filename_node.text.strip()
-        else f"{path.stem}.jpg"
-    )
+    filename = (root.findtext("filename") or "").strip() or f"{path.stem}.jpg"
     return VocAnnotation(path.stem, filename, width, height, objects)
 
 
