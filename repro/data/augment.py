@@ -184,7 +184,6 @@ class AsTensor:
     def __call__(self, image: Any) -> torch.Tensor:
         if isinstance(image, torch.Tensor):
             return image.as_subclass(torch.Tensor)
-
         return TF.pil_to_tensor(image)
 
 
@@ -224,7 +223,6 @@ class ToChannels:
         have = image.shape[-3]
         if have == self.channels:
             return image
-
         if self.channels == 1:
             return TF.rgb_to_grayscale(image, num_output_channels=1)
         if have == 1:

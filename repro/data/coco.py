@@ -131,17 +131,16 @@ class CocoDetection(DetectionDataset):
         categories = sorted(doc["categories"], key=lambda c: c["id"])
         self.category_ids = [int(c["id"]) for c in categories]
         self.classes = [str(c.get("name", c["id"])) for c in categories]
-        label_of = {cid: i for i, cid in enumerate(self.category_ids)}
+        self.label_of = {cid: i for i, cid in enumerate(self.category_ids)}
         self.images = {int(im["id"]): im for im in doc["images"]}
         self.ids = list(self.images)
         self.annotations: dict[int, list[dict]] = {i: [] for i in self.ids}
         for ann in doc["annotations"]:
             image = self.images.get(ann.get("image_id"))
             where = f"{self.instances_json} annotation {ann.get('id')}"
-            fault = None
             if image is None:
                 fault = ("bad-annotation", f"image_id {ann.get('image_id')} is not in images")
-            elif ann.get("category_id") not in label_of:
+            elif ann.get("category_id") not in self.label_of:
                 fault = ("unknown-class", f"category_id {ann.get('category_id')} is unknown")
             else:
                 fault = check_box(ann.get("bbox"), image["width"], image["height"])
@@ -159,7 +158,6 @@ class CocoDetection(DetectionDataset):
                 problems.add(fault[0], where, fault[1])
                 continue
             self.annotations[image["id"]].append(ann)
-        self.label_of = label_of
         self.transform = transform
 
     def image_path(self, index: int) -> Path:

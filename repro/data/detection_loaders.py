@@ -255,9 +255,9 @@ def scale_hsv(image: torch.Tensor, saturation: float, exposure: float) -> torch.
     return out.clamp_(0.0, 1.0)
 
 
+@dataclass
 class Chain:
-    def __init__(self, steps: Sequence[Transform]) -> None:
-        self.steps = list(steps)
+    steps: list[Transform]
 
     def __call__(self, image: torch.Tensor, target: dict[str, Any]) -> Sample:
         for step in self.steps:

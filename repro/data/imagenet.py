@@ -76,9 +76,7 @@ def read_label_file(path: Path) -> dict[str, str]:
     if path.suffix.lower() == ".csv":
         with path.open(newline="") as f:
             reader = csv.DictReader(f)
-            if not reader.fieldnames or not {"ImageId", "PredictionString"} <= set(
-                reader.fieldnames
-            ):
+            if not {"ImageId", "PredictionString"} <= set(reader.fieldnames or ()):
                 raise DataError(
                     f"{path} lacks the ImageId,PredictionString header of LOC_val_solution.csv.",
                     "pass the Kaggle solution file or a text file of `<file name> <label>`.",

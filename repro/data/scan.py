@@ -44,7 +44,8 @@ class Scan:
             return False
         if not path.is_file():
             return False
-        self.index.append((split, self.relative(path), size))
+        rel = path.relative_to(self.root) if path.is_relative_to(self.root) else path
+        self.index.append((split, rel.as_posix(), size))
         return True
 
     def add_image(
@@ -64,12 +65,6 @@ class Scan:
         if listed_in and size is not None:
             self.size_source.setdefault(path, listed_in)
         return True
-
-    def relative(self, path: Path) -> str:
-        try:
-            return path.relative_to(self.root).as_posix()
-        except ValueError:
-            return path.as_posix()
 
     def index_sha256(self) -> str:
         lines = sorted(f"{split}\t{rel}\t{size}\n" for split, rel, size in self.index)

@@ -158,8 +158,7 @@ def stratified_split(labels: Sequence[int], test_fraction: float, seed: int) -> 
 def digits_split_indices(split: str) -> list[int]:
     """Indices into scikit-learn's 1,797 digits of one of `DIGITS_SPLITS`, ascending."""
     _check_split("digits", split, DIGITS_SPLITS)
-    _, raw_labels = _digits_raw()
-    labels = raw_labels.tolist()
+    labels = _digits_raw()[1].tolist()
     test = stratified_split(labels, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED)
     if split == "test":
         return test
