@@ -270,11 +270,9 @@ def write_sun397(
         rng = np.random.default_rng([seed, 397, k])
         train, test = [], []
         for name in classes:
-            order = rng.permutation(per_class)
-            train += [lists[name][i] for i in order[:train_per_class]]
-            test += [
-                lists[name][i] for i in order[train_per_class : train_per_class + test_per_class]
-            ]
+            drawn = [lists[name][i] for i in rng.permutation(per_class)]
+            train += drawn[:train_per_class]
+            test += drawn[train_per_class : train_per_class + test_per_class]
         (folder / f"Training_{k:02d}.txt").write_text("".join(f"{e}\n" for e in train))
         (folder / f"Testing_{k:02d}.txt").write_text("".join(f"{e}\n" for e in test))
     return base
