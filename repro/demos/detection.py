@@ -315,9 +315,9 @@ def run_detection_demo(
     VOC07/VOC2010 mAP and COCO AP/AP50/AP75; write ``<out_dir>/detection.json`` and
     ``detection.csv`` when out_dir is given. With ``tracking_uri``, the training is a run with
     per-epoch curves, a child of ``mlflow_parent`` (the caller then logs the demo's numbers) or
-    of the demo's own run, opened and logged here. ``config``
-    overrides the other settings (its counts win over train_images/test_images/epochs when
-    given). Deterministic for a seed on one machine and thread count."""
+    of the demo's own run, opened and logged here. ``config`` overrides the other settings (its
+    counts win over train_images/test_images/epochs when given). Deterministic for a seed on one
+    machine and thread count."""
     if config is None:
         config = DetectionDemoConfig(
             train_images=train_images, test_images=test_images, epochs=epochs

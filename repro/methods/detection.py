@@ -100,10 +100,6 @@ def build_detector(recipe: Recipe, classes: int) -> torch.nn.Module:
     return build_model(recipe.model, **{**recipe.model_kwargs, "num_classes": classes + background})
 
 
-def eval_batch_size(model: torch.nn.Module) -> int:
-    return GRID_EVAL_BATCH if is_square_detector(model) else 1
-
-
 def detect_images(
     model: torch.nn.Module,
     images: Sequence[torch.Tensor],
@@ -226,7 +222,8 @@ def evaluate_detector(
     load_weights(model, weights)
     model.to(device).eval()
     count = min(limit or len(dataset), len(dataset))
-    batches = loader(dataset, batch_size=eval_batch_size(model), indices=range(count))
+    batch_size = GRID_EVAL_BATCH if is_square_detector(model) else 1
+    batches = loader(dataset, batch_size=batch_size, indices=range(count))
     rows, ids = detect_rows(
         model,
         tqdm(batches, desc=f"detect {recipe.model}", unit="batch"),

@@ -139,9 +139,7 @@ class RegionTargets:
     boxes for the ignore rule."""
 
     responsible: torch.Tensor  # (N, S, S, A) bool
-    offset: (
-        torch.Tensor
-    )  # (N, S, S, A, 2): the centre's offset in its cell, sigmoid(t_x, t_y)'s target
+    offset: torch.Tensor  # (N, S, S, A, 2): centre offset in the cell, sigmoid(t_x, t_y)'s target
     log_scale: torch.Tensor  # (N, S, S, A, 2): log(w / p_w), log(h / p_h), t_w and t_h's target
     weight: torch.Tensor  # (N, S, S, A): 2 - w * h
     box: torch.Tensor  # (N, S, S, A, 4): the truth, normalised xyxy
