@@ -14,7 +14,7 @@ from repro.data.detection_loaders import loader
 from repro.data.synth import write_voc
 from repro.data.voc import VocDetection
 from repro.errors import ReproError
-from repro.methods.detection import detect, detect_rows, grid_spec, score_rows
+from repro.methods.detection import detect_images, detect_rows, grid_spec, score_rows
 from repro.methods.yolo_v1 import GridSpec, decode, encode_targets, perfect_prediction, yolo_loss
 from repro.models import build_model
 from repro.models.yolo import YOLOv1
@@ -128,9 +128,9 @@ def test_perfect_grid_prediction_scores_map_100_on_non_square_images(tmp_path: P
 
 def test_detect_refuses_an_undecodable_model_and_a_wrong_class_count() -> None:
     with pytest.raises(ReproError, match="Linear"):
-        detect(nn.Linear(3, 3), torch.rand(3, 8, 8))
+        detect_images(nn.Linear(3, 3), [torch.rand(3, 8, 8)])
     model = build_model("fast_yolo", num_classes=3, grid=2)
     with pytest.raises(ReproError, match="class count"):
-        detect(model, torch.rand(3, 32, 32))
+        detect_images(model, [torch.rand(3, 32, 32)])
     with pytest.raises(ReproError, match="B \\* 5 \\+ 4 classes"):
         grid_spec(model, 4, 128)

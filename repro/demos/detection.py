@@ -11,8 +11,6 @@ faster-coco-eval) on `voc_to_coco` of the same split.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import math
 import time
@@ -30,11 +28,11 @@ from repro.data.coco import voc_to_coco
 from repro.data.synth import write_voc
 from repro.data.training_sets import dataset_digest
 from repro.data.voc import VocDetection, load_split, to_devkit_box, voc_classes
+from repro.demos import write_outputs
 from repro.demos.detector import TinyYolo
 from repro.errors import ReproError
 from repro.evaluation.coco import evaluate_coco
 from repro.evaluation.voc import evaluate_voc
-from repro.files import atomic_write, atomic_write_text
 from repro.methods.yolo_v1 import Detections, decode
 from repro.tracking.training import TrainingRun
 from repro.train.detector_fit import GridLoss
@@ -93,12 +91,8 @@ def _check_config(config: DetectionDemoConfig) -> None:
 def _load_split_tensors(voc_root: Path, split: str) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """A whole split in memory: images stacked (N, 3, H, W) and their targets."""
     dataset = VocDetection(voc_root, split)
-    images, targets = [], []
-    for index in range(len(dataset)):
-        image, target = dataset[index]
-        images.append(image)
-        targets.append(target)
-    return torch.stack(images), targets
+    images, targets = zip(*(dataset[index] for index in range(len(dataset))), strict=True)
+    return torch.stack(images), list(targets)
 
 
 def _flip(
@@ -272,39 +266,6 @@ def _metric_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def write_outputs(result: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, csv_path = out_dir / "detection.json", out_dir / "detection.csv"
-    atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
-
-    def write_csv(f: Any) -> None:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(_metric_rows(result))
-
-    atomic_write(csv_path, write_csv)
-    return json_path, csv_path
-
-
-def _log_to_mlflow(uri: str, result: dict[str, Any], files: list[Path], run_id: str) -> str:
-    metrics = {k: v for k, v in result["metrics"].items() if isinstance(v, int | float)}
-    metrics["seconds"] = result["seconds"]["total"]
-    params = {**result["config"], "seed": result["seed"], "device": result["device"]}
-    return tracking.log_demo(uri, "detection", metrics, params, [str(f) for f in files], run_id)
-
-
-def split_input(name: str, context: str, images: Any, source: str) -> dict[str, Any]:
-    """One split as an MLflow dataset input (repro.tracking.log_datasets): its digest is the
-    content of its images, as the digits demo's."""
-    return {
-        "name": name,
-        "context": context,
-        "digest": dataset_digest(types.SimpleNamespace(images=images)),
-        "source": source,
-        "images": len(images),
-    }
-
-
 def _open_fit_log(
     uri: str | None,
     parent: str | None,
@@ -317,12 +278,19 @@ def _open_fit_log(
     """The demo's training as an MLflow training run: a child of the demo's run in repro/demos
     (as the digits demo's fits are), with the loss, learning rate, images/s and the test
     split's VOC07 mAP per epoch (step = epoch), the splits as dataset inputs, and the host's
-    CPU and memory sampled meanwhile (system/*)."""
+    CPU and memory sampled meanwhile (system/*); a split's digest is the content of its
+    images, as the digits demo's."""
     if not (uri and parent):
         return TrainingRun(None, "", {}, {})
     datasets = [
-        split_input("synthetic-voc/trainval", "train", train_x, str(voc_root)),
-        split_input("synthetic-voc/test", "eval", test_x, str(voc_root)),
+        {
+            "name": f"synthetic-voc/{split}",
+            "context": context,
+            "digest": dataset_digest(types.SimpleNamespace(images=images)),
+            "source": str(voc_root),
+            "images": len(images),
+        }
+        for split, context, images in (("trainval", "train", train_x), ("test", "eval", test_x))
     ]
     params = {**asdict(config), "seed": seed, "model": "TinyYolo", "optimizer": "AdamW"}
     name = f"detection-fit-{uuid.uuid4().hex[:8]}"  # one MLflow run per demo run
@@ -347,9 +315,9 @@ def run_detection_demo(
     VOC07/VOC2010 mAP and COCO AP/AP50/AP75; write ``<out_dir>/detection.json`` and
     ``detection.csv`` when out_dir is given. With ``tracking_uri``, the training is a run with
     per-epoch curves, a child of ``mlflow_parent`` (the caller then logs the demo's numbers) or
-    of the demo's own run, opened and logged here. ``config``
-    overrides the other settings (its counts win over train_images/test_images/epochs when
-    given). Deterministic for a seed on one machine and thread count."""
+    of the demo's own run, opened and logged here. ``config`` overrides the other settings (its
+    counts win over train_images/test_images/epochs when given). Deterministic for a seed on one
+    machine and thread count."""
     if config is None:
         config = DetectionDemoConfig(
             train_images=train_images, test_images=test_images, epochs=epochs
@@ -459,12 +427,22 @@ def run_detection_demo(
         "torch": torch.__version__,
         "voc_root": str(voc_root),
     }
-    files = list(write_outputs(result, Path(out_dir))) if out_dir is not None else []
+    files: tuple[Path, ...] = ()
+    if out_dir is not None:
+        files = write_outputs(Path(out_dir), "detection", result, CSV_COLUMNS, _metric_rows(result))
+    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
     if fit.active:
-        fit.close({k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}, {})
+        fit.close(numbers, {})
         result["mlflow_fit_run_id"] = fit.run_id
     if tracking_uri and parent and mlflow_parent is None:  # else the caller logs the demo's run
-        result["mlflow_run_id"] = _log_to_mlflow(tracking_uri, result, files, parent)
+        result["mlflow_run_id"] = tracking.log_demo(
+            tracking_uri,
+            "detection",
+            {**numbers, "seconds": total_s},
+            {**result["config"], "seed": seed, "device": "cpu"},
+            [str(f) for f in files],
+            parent,
+        )
     log.info(
         "detection demo: VOC07 mAP %.3f, VOC2010 mAP %.3f, COCO AP %.3f in %.1f s",
         metrics["voc07_map"] or 0.0,

@@ -40,8 +40,6 @@ runs differ as two seeds do.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 import tempfile
 import time
@@ -49,9 +47,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from repro.demos import write_outputs
 from repro.evaluation.stats import mean_ci, welch_same
 from repro.execution import state as execution
-from repro.files import atomic_write, atomic_write_text
 from repro.recipes import Recipe
 from repro.train.fit import FitConfig, fit
 
@@ -98,11 +96,6 @@ DIGITS_RECIPE = Recipe.model_validate(
         "the test split was then measured once, trained on all 1,347 training images.",
     }
 )
-
-
-def _stats(values: list[float]) -> tuple[float, float, float]:
-    mean, low, high = mean_ci(values)
-    return float(mean), float(low), float(high)
 
 
 def _compare(a: list[float], b: list[float]) -> dict[str, Any]:
@@ -160,7 +153,7 @@ def _train(
             record["history"][-1]["loss"],
         )
     values = [float(r["top1_error"]) for r in result.seeds]
-    mean, low, high = _stats(values)
+    mean, low, high = mean_ci(values)
     log.info(
         "%d worker(s): test error %.2f%% (95%% CI %.2f-%.2f) over seeds %s in %.1f s",
         workers,
@@ -257,7 +250,7 @@ def run_digits_demo(
         "rows": _rows(runs, seeds),
     }
     if out_dir is not None:
-        write_outputs(report, Path(out_dir))
+        write_outputs(Path(out_dir), "digits", report, CSV_COLUMNS, report["rows"])
     log.info("%s (%.1f s in all)", report["conclusion"], total)
     return report
 
@@ -276,17 +269,3 @@ def _conclusion(runs: list[dict[str, Any]], comparison: dict[str, Any], accepted
             f"{'the same' if same else 'NOT the same'} within noise (Welch 95%)."
         )
     return text
-
-
-def write_outputs(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    json_path, csv_path = out_dir / "digits.json", out_dir / "digits.csv"
-    atomic_write_text(json_path, json.dumps(report, indent=2, default=str))
-
-    def write_csv(f: Any) -> None:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(report["rows"])
-
-    atomic_write(csv_path, write_csv)
-    return json_path, csv_path

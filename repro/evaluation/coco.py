@@ -34,6 +34,7 @@ from pycocotools.cocoeval import COCOeval
 from repro.errors import ReproError
 from repro.evaluation.detections_io import (
     InvalidDetections,
+    listing,
     read_coco_results,
     validate_coco_results,
 )
@@ -103,18 +104,13 @@ def load_ground_truth(gt: Path | str | dict[str, Any], iou_type: str = "bbox") -
     return data, source
 
 
-def _listing(values: Sequence[Any], limit: int = 5) -> str:
-    shown = ", ".join(repr(v) for v in list(values)[:limit])
-    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
-
-
 def _check_result_ids(gt: dict, results: list[dict], gt_source: str, res_source: str) -> None:
     images = {image["id"] for image in gt["images"]}
     unknown = sorted({r["image_id"] for r in results} - images)
     if unknown:
         raise ReproError(
             f"{res_source} has detections on {len(unknown)} image id(s) that the ground truth "
-            f"{gt_source} lacks: {_listing(unknown)}.",
+            f"{gt_source} lacks: {listing(unknown)}.",
             "evaluate against the annotation file of the images the detections were made on.",
         )
     categories = {cat["id"] for cat in gt["categories"]}
@@ -122,7 +118,7 @@ def _check_result_ids(gt: dict, results: list[dict], gt_source: str, res_source:
     if unknown:
         raise ReproError(
             f"{res_source} uses category ids that the ground truth {gt_source} lacks: "
-            f"{_listing(unknown)} (its ids: {_listing(sorted(categories), 10)}).",
+            f"{listing(unknown)} (its ids: {listing(sorted(categories), 10)}).",
             "map the model's class indices to the dataset's category ids (COCO's ids are not "
             "contiguous: 1..90 for 80 classes) before writing the results.",
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,7 @@ class InvalidDetections:
         return len(self.items)
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for kind, _ in self.items:
-            out[kind] = out.get(kind, 0) + 1
-        return out
+        return dict(Counter(kind for kind, _ in self.items))
 
     def as_output(self) -> dict[str, Any]:
         return {
@@ -64,6 +62,12 @@ class InvalidDetections:
                 shown,
                 more,
             )
+
+
+def listing(values: Sequence[Any], limit: int = 5) -> str:
+    """The first ``limit`` values' reprs, and how many more there are."""
+    shown = ", ".join(repr(v) for v in list(values)[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
 
 
 def box_problem(score: float, box: Sequence[float]) -> str | None:

@@ -42,14 +42,10 @@ import numpy as np
 
 from repro.data.voc import VOC_CLASSES
 from repro.errors import ReproError
+from repro.evaluation.detections_io import Box, Detection, listing
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from repro.data.voc import VocAnnotation
-
-Box = tuple[float, float, float, float]
-Detection = tuple[str, float, Box]  # (image_id, score, (x1, y1, x2, y2))
 
 USES_07_METRIC = {"voc07": True, "voc2010": False}  # name -> use_07_metric
 
@@ -184,11 +180,6 @@ def _default_classes(annotations: Mapping[str, VocAnnotation]) -> list[str]:
     return [c for c in VOC_CLASSES if c in names] + sorted(names - set(VOC_CLASSES))
 
 
-def _listing(names: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(repr(n) for n in list(names)[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
 def _check_detections(
     annotations: Mapping[str, Any],
     detections: Mapping[str, Sequence[Detection]],
@@ -197,8 +188,8 @@ def _check_detections(
     unknown_classes = sorted(set(detections) - set(class_names))
     if unknown_classes:
         raise ReproError(
-            f"detections name classes that are not evaluated: {_listing(unknown_classes)} "
-            f"(evaluated classes: {_listing(list(class_names), 25)}).",
+            f"detections name classes that are not evaluated: {listing(unknown_classes)} "
+            f"(evaluated classes: {listing(list(class_names), 25)}).",
             "pass the dataset's class list (--classes a,b,c, or a classes.txt in the VOC root), "
             "or rename the detection files to the dataset's class names.",
         )
@@ -208,7 +199,7 @@ def _check_detections(
     if unknown_images:
         raise ReproError(
             f"{len(unknown_images)} image id(s) in the detections are not in the ground-truth "
-            f"split of {len(annotations)} images: {_listing(unknown_images)}.",
+            f"split of {len(annotations)} images: {listing(unknown_images)}.",
             "evaluate against the split the detections were made on (--split), and write image "
             "ids as in ImageSets/Main/<split>.txt (e.g. 000001, no extension).",
         )

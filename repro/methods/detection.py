@@ -56,19 +56,9 @@ Row = tuple[Any, int, float, list[float]]
 Detected = list[tuple[int, float, list[float]]]
 
 
-def is_grid_detector(model: torch.nn.Module) -> bool:
-    """A YOLOv1 grid detector (fully connected head, (N, S, S, B * 5 + C) output)."""
-    return isinstance(model, YOLOv1)
-
-
-def is_region_detector(model: torch.nn.Module) -> bool:
-    """A YOLOv2 anchor-box detector (fully convolutional, (N, A * (5 + C), S, S) output)."""
-    return isinstance(model, YOLOv2)
-
-
 def is_square_detector(model: torch.nn.Module) -> bool:
     """A YOLO detector: it sees every image resized to one square input size."""
-    return is_grid_detector(model) or is_region_detector(model)
+    return isinstance(model, YOLOv1 | YOLOv2)
 
 
 def grid_spec(model: torch.nn.Module, num_classes: int, size: int) -> GridSpec:
@@ -103,19 +93,11 @@ def anchor_spec(model: torch.nn.Module, num_classes: int, size: int) -> AnchorSp
     return spec
 
 
-def detector_num_classes(model_name: str, classes: int) -> int:
-    """The ``num_classes`` a detector is built with: torchvision's count the background."""
-    return classes + 1 if get_model_spec(model_name).source == "torchvision" else classes
-
-
 def build_detector(recipe: Recipe, classes: int) -> torch.nn.Module:
-    """The recipe's model for a dataset of ``classes`` classes (recipe model_kwargs kept)."""
-    kwargs = {**recipe.model_kwargs, "num_classes": detector_num_classes(recipe.model, classes)}
-    return build_model(recipe.model, **kwargs)
-
-
-def eval_batch_size(model: torch.nn.Module) -> int:
-    return GRID_EVAL_BATCH if is_square_detector(model) else 1
+    """The recipe's model for a dataset of ``classes`` classes (recipe model_kwargs kept);
+    torchvision's detectors count the background as a class."""
+    background = get_model_spec(recipe.model).source == "torchvision"
+    return build_model(recipe.model, **{**recipe.model_kwargs, "num_classes": classes + background})
 
 
 def detect_images(
@@ -131,15 +113,7 @@ def detect_images(
     device = next(model.parameters()).device
     if hasattr(model, "roi_heads"):
         outs = model([image.to(device) for image in images])
-        return [
-            [
-                (int(label) - 1, float(score), [float(v) for v in box])
-                for box, label, score in zip(
-                    o["boxes"].cpu(), o["labels"].cpu(), o["scores"].cpu(), strict=True
-                )
-            ]
-            for o in outs
-        ]
+        return [_listed(o["boxes"], o["scores"], o["labels"] - 1) for o in outs]
     if not is_square_detector(model):
         raise ReproError(
             f"decoding the raw output of {type(model).__name__} into boxes is not implemented "
@@ -152,54 +126,34 @@ def detect_images(
             "pass num_classes and input_size (the recipe's evaluation crop).",
         )
 
-    batch = torch.stack([resize_square(image, input_size) for image in images]).to(device)
-    decoded = decode_square(model, model(batch).cpu(), num_classes, input_size)
-    out = []
-    for image, dets in zip(images, decoded, strict=True):
-        h, w = image.shape[-2:]
-        scale = torch.tensor([w / input_size, h / input_size, w / input_size, h / input_size])
-        boxes = (dets.boxes * scale).tolist()
-        out.append(
-            [
-                (int(label), float(score), box)
-                for box, score, label in zip(
-                    boxes, dets.scores.tolist(), dets.labels.tolist(), strict=True
-                )
-            ]
-        )
-    return out
-
-
-def decode_square(
-    model: torch.nn.Module, output: torch.Tensor, num_classes: int, input_size: int
-) -> list[Detections]:
-    """A YOLO detector's raw output on ``input_size`` squares as per-image detections in
-    input pixels, by the detector's own decoding at the test-time thresholds."""
+    # the detector's own decoding at the test-time thresholds, in input pixels
     decode: Callable[..., list[Detections]] = yolo_v1.decode
     spec: Any
-    if is_region_detector(model):
+    if isinstance(model, YOLOv2):
         decode, spec = yolo_v2.decode, anchor_spec(model, num_classes, input_size)
     else:
         spec = grid_spec(model, num_classes, input_size)
-    return decode(
-        output,
+    batch = torch.stack([resize_square(image, input_size) for image in images]).to(device)
+    decoded = decode(
+        model(batch).cpu(),
         spec,
         score_threshold=YOLO_SCORE_THRESHOLD,
         nms_iou=YOLO_NMS_IOU,
         max_per_image=MAX_DETECTIONS,
     )
+    out = []
+    for image, dets in zip(images, decoded, strict=True):
+        h, w = image.shape[-2:]
+        scale = torch.tensor([w / input_size, h / input_size, w / input_size, h / input_size])
+        out.append(_listed(dets.boxes * scale, dets.scores, dets.labels))
+    return out
 
 
-def detect(
-    model: torch.nn.Module,
-    image: torch.Tensor,
-    *,
-    num_classes: int | None = None,
-    input_size: int | None = None,
-) -> Detected:
-    """(class index, score, 0-based xyxy box) of one image (see `detect_images`)."""
-    with torch.inference_mode():
-        return detect_images(model, [image], num_classes=num_classes, input_size=input_size)[0]
+def _listed(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> Detected:
+    return [
+        (int(label), float(score), box)
+        for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist(), strict=True)
+    ]
 
 
 def detect_rows(
@@ -268,7 +222,8 @@ def evaluate_detector(
     load_weights(model, weights)
     model.to(device).eval()
     count = min(limit or len(dataset), len(dataset))
-    batches = loader(dataset, batch_size=eval_batch_size(model), indices=range(count))
+    batch_size = GRID_EVAL_BATCH if is_square_detector(model) else 1
+    batches = loader(dataset, batch_size=batch_size, indices=range(count))
     rows, ids = detect_rows(
         model,
         tqdm(batches, desc=f"detect {recipe.model}", unit="batch"),

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -32,7 +32,7 @@ from repro.config import AccuracySettings
 from repro.data import sun397
 from repro.data.training_sets import NORMALIZATION
 from repro.errors import ReproError
-from repro.evaluation.classification import eval_transform
+from repro.evaluation.classification import SkipUnreadable, collate_skipping, eval_transform
 from repro.evaluation.weights import load_weights
 from repro.models import build_model
 from repro.recipes import Recipe
@@ -58,15 +58,8 @@ def metric_key(layer: str) -> str:
     return f"{TRANSFER_METRIC}@{layer}"
 
 
-@dataclass
-class Skipped:
-    """Images that did not decode, by path."""
-
-    paths: list[str] = field(default_factory=list)
-
-
 class _Images:
-    """(image tensor or None, index) of a list of files; None for a file that does not decode."""
+    """(image tensor, index) of a list of files."""
 
     def __init__(self, paths: Sequence[Path], transform: Callable[[Any], Any]) -> None:
         self.paths, self.transform = list(paths), transform
@@ -75,18 +68,8 @@ class _Images:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        try:
-            with Image.open(self.paths[index]) as image:
-                return self.transform(image.convert("RGB")), index
-        except (OSError, UnidentifiedImageError, SyntaxError):
-            return None, index
-
-
-def _collate(items: list[tuple[Any, int]]) -> tuple[Any, list[int], list[int]]:
-    kept = [(x, i) for x, i in items if x is not None]
-    bad = [i for x, i in items if x is None]
-    images = torch.stack([x for x, _ in kept]) if kept else None
-    return images, [i for _, i in kept], bad
+        with Image.open(self.paths[index]) as image:
+            return self.transform(image.convert("RGB")), index
 
 
 def extract_features(
@@ -98,9 +81,10 @@ def extract_features(
     device: str = "cpu",
     batch_size: int = 64,
     loader_workers: int = 2,
-    skipped: Skipped | None = None,
+    skipped: list[str] | None = None,
 ) -> tuple[dict[str, np.ndarray], list[int]]:
-    """({layer: (n, d) activations}, indices of ``paths`` that decoded), in ``paths`` order."""
+    """({layer: (n, d) activations}, indices of ``paths`` that decoded), in ``paths`` order; the
+    paths that did not decode are added to ``skipped``."""
     modules = dict(model.named_modules())
     missing = [name for name in layers if name not in modules]
     if missing:
@@ -116,23 +100,23 @@ def extract_features(
         for name in layers
     ]
     loader = DataLoader(
-        _Images(paths, transform),
+        SkipUnreadable(_Images(paths, transform)),
         batch_size=batch_size,
         num_workers=loader_workers,
-        collate_fn=_collate,
+        collate_fn=collate_skipping,
     )
     kept: list[int] = []
     model.eval().to(device)
     try:
         with torch.inference_mode():
             for images, indices, bad in tqdm(loader, desc="features", unit="batch"):
-                for i in bad:
-                    log.warning("corrupt-image: %s: does not decode; skipped", paths[i])
+                for item in bad:
+                    log.warning("corrupt-image: %s: does not decode; skipped", paths[item.index])
                     if skipped is not None:
-                        skipped.paths.append(str(paths[i]))
+                        skipped.append(str(paths[item.index]))
                 if images is not None:
                     model(images.to(device))
-                    kept += indices
+                    kept += indices.tolist()
     finally:
         for hook in hooks:
             hook.remove()
@@ -170,13 +154,6 @@ def linear_accuracy(
     return 100.0 * float((classifier.predict(test_x) == np.asarray(test_y)).mean())
 
 
-def feature_model(recipe: Recipe, weights: str) -> torch.nn.Module:
-    """The recipe's network with the supplied ImageNet weights."""
-    model = build_model(recipe.model, **recipe.model_kwargs)
-    load_weights(model, weights)
-    return model
-
-
 def measure_transfer(
     recipe: Recipe,
     claims: Sequence[Claim],
@@ -209,16 +186,17 @@ def measure_transfer(
     e = recipe.evaluation
     base = eval_transform(e.resize, e.crop, 1, normalize=False)
     normalize = NORMALIZATION["imagenet"]
-    model = feature_model(recipe, weights)
+    model = build_model(recipe.model, **recipe.model_kwargs)
+    load_weights(model, weights)
     device = "cuda" if settings.use_gpu else "cpu"
     cache: dict[Path, dict[str, Any]] = {}
-    skipped = Skipped()
+    skipped: list[str] = []
     runs = []
     for k in chosen:
         sides = [sun397.load_split(root, k, split) for split in ("train", "test")]
         if settings.eval_limit:
             sides = [_first(s, settings.eval_limit) for s in sides]
-        bad = set(skipped.paths)
+        bad = set(skipped)
         todo = sorted({p for s in sides for p in s.paths if p not in cache and str(p) not in bad})
         if todo:
             feats, kept = extract_features(
@@ -244,8 +222,8 @@ def measure_transfer(
     )
     if settings.eval_limit:
         note += f", first {settings.eval_limit} images of each list"
-    if skipped.paths:
-        note += f"; {len(skipped.paths)} image(s) did not decode and were skipped"
+    if skipped:
+        note += f"; {len(skipped)} image(s) did not decode and were skipped"
     return runs, note
 
 

@@ -72,21 +72,25 @@ def encode_targets(
     return target
 
 
-def _cell_offsets(s: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def cell_offsets(s: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column and row index of every cell of an S x S grid, each (S, S)."""
     idx = torch.arange(s, device=device, dtype=torch.float32)
     rows, cols = torch.meshgrid(idx, idx, indexing="ij")
     return cols, rows
+
+
+def xyxy(cx: torch.Tensor, cy: torch.Tensor, w: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
 
 
 def boxes_from_grid(pred: torch.Tensor, spec: GridSpec) -> torch.Tensor:
     """The B predicted boxes of every cell as normalised xyxy, shape (N, S, S, B, 4)."""
     n, s = pred.shape[0], spec.grid
     fields = pred[..., : spec.boxes * BOX_FIELDS].reshape(n, s, s, spec.boxes, BOX_FIELDS)
-    cols, rows = _cell_offsets(s, pred.device)
+    cols, rows = cell_offsets(s, pred.device)
     cx = (fields[..., 0] + cols[..., None]) / s
     cy = (fields[..., 1] + rows[..., None]) / s
-    w, h = fields[..., 2] ** 2, fields[..., 3] ** 2
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+    return xyxy(cx, cy, fields[..., 2] ** 2, fields[..., 3] ** 2)
 
 
 def iou_xyxy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -118,9 +122,8 @@ def yolo_loss(
     obj = target[..., 0]  # (N, S, S)
     tx, ty, tw, th = target[..., 1], target[..., 2], target[..., 3], target[..., 4]
 
-    cols, rows = _cell_offsets(s, pred.device)
-    gt_cx, gt_cy = (tx + cols) / s, (ty + rows) / s
-    gt_box = torch.stack([gt_cx - tw / 2, gt_cy - th / 2, gt_cx + tw / 2, gt_cy + th / 2], -1)
+    cols, rows = cell_offsets(s, pred.device)
+    gt_box = xyxy((tx + cols) / s, (ty + rows) / s, tw, th)
     with torch.no_grad():
         iou = iou_xyxy(boxes_from_grid(pred, spec), gt_box[..., None, :])  # (N, S, S, B)
         best = iou.argmax(-1, keepdim=True)
@@ -171,19 +174,12 @@ def decode(
     conf = pred[..., : nb * BOX_FIELDS].reshape(n, s, s, nb, BOX_FIELDS)[..., 4]
     probs = pred[..., nb * BOX_FIELDS :]
     scores = (conf[..., None] * probs[..., None, :]).reshape(n, -1, c)  # (N, S*S*B, C)
-    return select_detections(
-        boxes,
-        scores,
-        score_threshold=score_threshold,
-        nms_iou=nms_iou,
-        max_per_image=max_per_image,
-    )
+    return select_detections(boxes, scores, score_threshold, nms_iou, max_per_image)
 
 
 def select_detections(
     boxes: torch.Tensor,
     scores: torch.Tensor,
-    *,
     score_threshold: float,
     nms_iou: float,
     max_per_image: int,

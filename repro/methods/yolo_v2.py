@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 
 from repro.errors import ReproError
-from repro.methods.yolo_v1 import Detections, iou_xyxy, select_detections
+from repro.methods.yolo_v1 import Detections, cell_offsets, iou_xyxy, select_detections, xyxy
 
 REFERENCE_GRID = 13  # the priors' grid: 416 / 32
 STRIDE = 32  # input pixels per output cell
@@ -120,26 +120,14 @@ def region_fields(pred: torch.Tensor, spec: AnchorSpec) -> torch.Tensor:
     return pred.reshape(n, a, BOX_FIELDS + spec.classes, s, s).permute(0, 3, 4, 1, 2)
 
 
-def _cells(s: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Column and row index of every cell, each (S, S, 1) to broadcast over anchors."""
-    idx = torch.arange(s, device=device, dtype=torch.float32)
-    rows, cols = torch.meshgrid(idx, idx, indexing="ij")
-    return cols[..., None], rows[..., None]
-
-
-def _xyxy(cx: torch.Tensor, cy: torch.Tensor, w: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
-
-
 def region_boxes(fields: torch.Tensor, spec: AnchorSpec) -> torch.Tensor:
     """The predicted boxes (paper's b_x .. b_h) as normalised xyxy, (N, S, S, A, 4)."""
     s = spec.grid
-    cols, rows = _cells(s, fields.device)
-    priors = spec.prior_tensor(fields.device)
-    cx = (fields[..., 0].sigmoid() + cols) / s
-    cy = (fields[..., 1].sigmoid() + rows) / s
-    wh = priors * fields[..., 2:4].clamp(max=MAX_LOG_SCALE).exp()
-    return _xyxy(cx, cy, wh[..., 0], wh[..., 1])
+    cols, rows = cell_offsets(s, fields.device)
+    cx = (fields[..., 0].sigmoid() + cols[..., None]) / s
+    cy = (fields[..., 1].sigmoid() + rows[..., None]) / s
+    wh = spec.prior_tensor(fields.device) * fields[..., 2:4].clamp(max=MAX_LOG_SCALE).exp()
+    return xyxy(cx, cy, wh[..., 0], wh[..., 1])
 
 
 # --- targets -----------------------------------------------------------------------------
@@ -151,9 +139,7 @@ class RegionTargets:
     boxes for the ignore rule."""
 
     responsible: torch.Tensor  # (N, S, S, A) bool
-    offset: (
-        torch.Tensor
-    )  # (N, S, S, A, 2): the centre's offset in its cell, sigmoid(t_x, t_y)'s target
+    offset: torch.Tensor  # (N, S, S, A, 2): centre offset in the cell, sigmoid(t_x, t_y)'s target
     log_scale: torch.Tensor  # (N, S, S, A, 2): log(w / p_w), log(h / p_h), t_w and t_h's target
     weight: torch.Tensor  # (N, S, S, A): 2 - w * h
     box: torch.Tensor  # (N, S, S, A, 4): the truth, normalised xyxy
@@ -284,13 +270,7 @@ def decode(
     boxes = (region_boxes(fields, spec).clamp(0.0, 1.0) * spec.size).reshape(n, -1, 4)
     probs = fields[..., BOX_FIELDS:].softmax(-1)
     scores = (fields[..., 4].sigmoid()[..., None] * probs).reshape(n, -1, spec.classes)
-    return select_detections(
-        boxes,
-        scores,
-        score_threshold=score_threshold,
-        nms_iou=nms_iou,
-        max_per_image=max_per_image,
-    )
+    return select_detections(boxes, scores, score_threshold, nms_iou, max_per_image)
 
 
 def perfect_prediction(targets: RegionTargets, spec: AnchorSpec) -> torch.Tensor:

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision.ops import batched_nms, roi_align
 
+from repro.errors import ReproError
 from repro.models import build_model
 from repro.models.faster_rcnn import CAFFE_MEAN_RGB, VOC_NUM_CLASSES
 
@@ -34,17 +35,21 @@ def caffe_pixels(image: torch.Tensor) -> torch.Tensor:
     return image * 255 - mean[:, None, None]
 
 
-def fc7_network(name: str) -> nn.Module:
-    """The registered CNN (``alexnet``, ``vgg16``, ...) with its last classifier layer (fc8)
-    removed, so that it returns fc7's 4096-d features."""
-    model = build_model(name)
-    if hasattr(model, "fc8"):
-        model.fc8 = nn.Identity()
-    elif isinstance(getattr(model, "classifier", None), nn.Sequential):
-        model.classifier[-1] = nn.Identity()
-    else:
-        raise ValueError(f"{name} has neither fc8 nor a classifier Sequential to cut at fc7")
-    return model
+def cut_head(model: nn.Module) -> nn.Linear:
+    """Replace the model's last layer (``fc8``, or ``classifier[-1]``) by Identity, so that it
+    returns fc7's features; return that layer."""
+    if isinstance(getattr(model, "fc8", None), nn.Linear):
+        head, model.fc8 = model.fc8, nn.Identity()
+        return head
+    classifier = getattr(model, "classifier", None)
+    if isinstance(classifier, nn.Sequential) and isinstance(classifier[-1], nn.Linear):
+        head, classifier[-1] = classifier[-1], nn.Identity()
+        return head
+    raise ReproError(
+        f"{type(model).__name__} has neither an `fc8` Linear nor a `classifier` Sequential "
+        "ending in a Linear, so R-CNN cannot replace its last layer.",
+        "use a classifier such as alexnet_single.",
+    )
 
 
 def context_boxes(boxes: torch.Tensor, crop: int, pad: int = CONTEXT_PAD) -> torch.Tensor:
@@ -91,7 +96,9 @@ class RCNN:
             raise ValueError(f"R-CNN is timed on {', '.join(CROP_SIZE)}, not {cnn!r}")
         self.device = torch.device(device)
         self.crop = CROP_SIZE[cnn]
-        self.cnn = fc7_network(cnn).eval().to(self.device)
+        self.cnn = build_model(cnn)
+        cut_head(self.cnn)
+        self.cnn.eval().to(self.device)
         self.svm = nn.Linear(FEATURE_DIM, num_classes).eval().to(self.device)
         self.image = image.to(self.device)
         self.boxes = boxes.to(self.device)

@@ -37,7 +37,7 @@ from repro.data.voc import VocDetection, to_devkit_box
 from repro.errors import ReproError
 from repro.evaluation.voc import evaluate_voc
 from repro.evaluation.weights import load_weights
-from repro.methods.rcnn.detector import per_class_nms
+from repro.methods.rcnn.detector import cut_head, per_class_nms
 from repro.methods.rcnn.regions import (
     ImageStore,
     Proposals,
@@ -74,22 +74,6 @@ class WindowNet(nn.Module):
         return self.head(self.body(x))
 
 
-def _cut_head(model: nn.Module) -> nn.Linear:
-    """Replace the model's last layer (``fc8``, or ``classifier[-1]``) by Identity; return it."""
-    if isinstance(getattr(model, "fc8", None), nn.Linear):
-        head, model.fc8 = model.fc8, nn.Identity()
-        return head
-    classifier = getattr(model, "classifier", None)
-    if isinstance(classifier, nn.Sequential) and isinstance(classifier[-1], nn.Linear):
-        head, classifier[-1] = classifier[-1], nn.Identity()
-        return head
-    raise ReproError(
-        f"{type(model).__name__} has neither an `fc8` Linear nor a `classifier` Sequential "
-        "ending in a Linear, so R-CNN cannot replace its last layer.",
-        "use a classifier such as alexnet_single.",
-    )
-
-
 def window_net(
     recipe: Recipe, weights: str, classes: int, build: Callable[[], nn.Module] | None
 ) -> WindowNet:
@@ -100,7 +84,7 @@ def window_net(
     else:
         model = build()
     load_weights(model, weights)
-    old = _cut_head(model)
+    old = cut_head(model)
     head = nn.Linear(old.in_features, classes + 1)
     nn.init.normal_(head.weight, 0.0, 0.01)
     nn.init.zeros_(head.bias)
