@@ -132,14 +132,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _cmd_throughput(args: argparse.Namespace) -> int:
     from repro.data.throughput import measure_decode_modes, write_rows
 
-    rows = measure_decode_modes(
-        Path(args.root),
-        workers=args.workers,
-        batch_size=args.batch_size,
-        input_size=args.input_size,
-        batches=args.batches,
-        device=args.device,
-    )
+    flags = ("workers", "batch_size", "input_size", "batches", "device")
+    rows = measure_decode_modes(Path(args.root), **{k: getattr(args, k) for k in flags})
     for r in rows:
         per_core = r["images_per_s_per_core"]
         core_text = f", {per_core:.1f}/s per core" if per_core else ""

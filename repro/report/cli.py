@@ -71,10 +71,8 @@ def compare_with_current(
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    result = compare(
-        load_side(args.a, args.tracking_uri, args.params),
-        load_side(args.b, args.tracking_uri, args.params),
-    )
+    a, b = (load_side(spec, args.tracking_uri, args.params) for spec in (args.a, args.b))
+    result = compare(a, b)
     print("\n".join(result.lines))
     if args.html:
         atomic_write_text(Path(args.html), comparison_page(result))
