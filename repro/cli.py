@@ -10,7 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from repro import config, submit
+from repro import config, submit, tracking
 from repro.bench import cli as bench_cli
 from repro.claims import SUITE_NAMES, list_papers, load_paper
 from repro.data import cli as data_cli
@@ -21,6 +21,7 @@ from repro.evaluation import cli as eval_cli
 from repro.report import cli as report_cli
 from repro.report import demo_seconds, log_report, read_demos, read_measurements, write_report
 from repro.report.cli import compare_with_current, mlflow_results
+from repro.tracking import spool
 from repro.tracking.client import EXIT_TRACKING_DEGRADED
 from repro.train import cli as train_cli
 
@@ -159,8 +160,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    from repro.tracking import spool  # MLflow's side: off the parse
-
     entries = spool.pending(args.spool)
     folder = spool.spool_dir(args.spool)
     if not entries:
@@ -190,8 +189,6 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 def _print_links(uri: str, papers: list[str]) -> None:
     """Where to look in the MLflow UI (its runs table; a store that went away costs nothing)."""
-    from repro import tracking
-
     try:
         links = tracking.experiment_links(uri, papers)
     except Exception:  # noqa: BLE001 - the results are written and logged already

@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from repro import config
+from repro import config, tracking
 from repro.errors import ReproError
 from repro.files import atomic_write_text
 from repro.report.compare import Comparison, Table, compare, read_table
 from repro.report.content import BENCHMARKS_DIR
 from repro.report.html_page import comparison_page
+from repro.tracking.report import load_results_of
 
 COMPARE_EPILOG = """A and B are each one of:
   reports/results.csv                    a results table (or a measurement folder)
@@ -34,9 +35,6 @@ def mlflow_results(
     tracking_uri: str | None, params: str | None, key: str | None, papers: list[str] | None = None
 ) -> tuple[str, list[dict]]:
     """The store's URI and its results: of run or session ``key``, else each paper's newest."""
-    from repro import tracking  # MLflow's side: off `repro --help`
-    from repro.tracking.report import load_results_of
-
     uri = config.load_settings(params, tracking_uri=tracking_uri).tracking_uri
     tracking.check_tracking_uri(uri)
     return uri, load_results_of(uri, key) if key else tracking.load_results(uri, papers)
