@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from repro import config
+from repro.cli import main as repro_main
 from repro.demos.cli import DEMOS
-from repro.demos.cli import main as demo_main
 from repro.environment import process_seconds
 from repro.errors import ReproError
 from repro.files import atomic_write_text
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         flags += ["--epochs", str(epochs)]
     if args.demo == "detection" and demo.detection_images:
         flags += ["--images", str(demo.detection_images)]
-    status = demo_main(flags)
+    status = repro_main(flags)
     path = Path("reports/demos") / f"{args.demo}.json"
     if status == 0 and path.exists():  # the stage's whole cost, imports and Ray included
         record = json.loads(path.read_text())

@@ -6,23 +6,24 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from repro import config
-from repro.bench.cli import add_parsers as add_bench_parsers
+from repro import config, submit, tracking
+from repro.bench import cli as bench_cli
 from repro.claims import SUITE_NAMES, list_papers, load_paper
-from repro.data.cli import add_parsers as add_data_parsers
-from repro.demos.cli import add_parsers as add_demo_parsers
+from repro.data import cli as data_cli
+from repro.demos import cli as demos_cli
 from repro.environment import collect, format_lines
 from repro.errors import ReproError
-from repro.evaluation.cli import add_parsers as add_eval_parsers
+from repro.evaluation import cli as eval_cli
+from repro.report import cli as report_cli
 from repro.report import demo_seconds, log_report, read_demos, read_measurements, write_report
-from repro.report.cli import add_parsers as add_report_parsers
-from repro.report.cli import compare_with_current
-from repro.submit import add_parsers as add_submit_parsers
+from repro.report.cli import compare_with_current, mlflow_results
+from repro.tracking import spool
 from repro.tracking.client import EXIT_TRACKING_DEGRADED
-from repro.train.cli import add_parsers as add_train_parsers
+from repro.train import cli as train_cli
 
 if TYPE_CHECKING:
     from repro.runner.settings import RunSettings
@@ -59,9 +60,7 @@ def _cmd_papers(args: argparse.Namespace) -> int:
     keys = args.papers or list_papers(papers_dir)
     papers = [load_paper(key, papers_dir) for key in keys]  # every file checked before output
     for paper in papers:
-        kinds: dict[str, int] = {}
-        for c in paper.claims:
-            kinds[c.kind] = kinds.get(c.kind, 0) + 1
+        kinds = Counter(c.kind for c in paper.claims)
         kind_text = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
         print(
             f"{paper.paper}: {paper.title} ({paper.year}) - "
@@ -108,38 +107,31 @@ def _print_plan(keys: list[str], settings: RunSettings) -> int:
     nothing is measured (no Ray, no MLflow)."""
     from repro.runner.plan import plan_paper
 
-    suites = settings.suites
-    totals: dict[str, int] = {}
+    totals: Counter[str] = Counter()
     for key in keys:
         paper = load_paper(key, settings.papers_dir)
         plan = plan_paper(paper, settings)
         reasons = {r.claim_id: r.note for r in plan.not_run}
         for claim in paper.claims:
-            if claim.kind not in suites:
+            if claim.kind not in settings.suites:
                 continue
             reason = reasons.get(claim.id)
             state = "run" if reason is None else "not-run"
-            totals[state] = totals.get(state, 0) + 1
+            totals[state] += 1
             print(f"{key}\t{claim.id}\t{claim.kind}\t{state}\t{reason or ''}")
     summary = ", ".join(f"{n} {state}" for state, n in sorted(totals.items()))
-    print(f"# {len(keys)} paper(s), suites {', '.join(suites)}: {summary}", file=sys.stderr)
+    print(
+        f"# {len(keys)} paper(s), suites {', '.join(settings.suites)}: {summary}", file=sys.stderr
+    )
     return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from repro import runner  # the suites, torch: not on `repro --help`
 
+    flags = ("tracking_uri", "no_mlflow", "ray_address", "no_ray", "weights", "seeds", "papers_dir")
     settings = runner.RunSettings.resolve(
-        args.params,
-        suites=args.suite,
-        tracking_uri=args.tracking_uri,
-        no_mlflow=args.no_mlflow,
-        ray_address=args.ray_address,
-        no_ray=args.no_ray,
-        weights=args.weights,
-        seeds=args.seeds,
-        out_dir=args.out,
-        papers_dir=args.papers_dir,
+        args.params, suites=args.suite, out_dir=args.out, **{k: getattr(args, k) for k in flags}
     )
     keys = args.papers or (list_papers(settings.papers_dir) if args.all else None)
     if not keys:
@@ -148,9 +140,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return _print_plan(keys, settings)
     runs = runner.run_papers(keys, settings)
     for run in runs:
-        counts: dict[str, int] = {}
-        for r in run.results:
-            counts[r.verdict] = counts.get(r.verdict, 0) + 1
+        counts = Counter(r.verdict for r in run.results)
         text = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
         print(f"{run.paper}: {text}")
         for r in run.results:
@@ -170,8 +160,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
-    from repro.tracking import spool  # MLflow's side: off the parse
-
     entries = spool.pending(args.spool)
     folder = spool.spool_dir(args.spool)
     if not entries:
@@ -201,8 +189,6 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 def _print_links(uri: str, papers: list[str]) -> None:
     """Where to look in the MLflow UI (its runs table; a store that went away costs nothing)."""
-    from repro import tracking
-
     try:
         links = tracking.experiment_links(uri, papers)
     except Exception:  # noqa: BLE001 - the results are written and logged already
@@ -215,15 +201,7 @@ def _print_links(uri: str, papers: list[str]) -> None:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     if args.source == "mlflow":
-        from repro import tracking
-        from repro.tracking.report import load_results_of
-
-        uri = config.settings_of(args).tracking_uri
-        tracking.check_tracking_uri(uri)
-        if args.run:
-            rows = load_results_of(uri, args.run)
-        else:
-            rows = tracking.load_results(uri, args.papers or None)
+        uri, rows = mlflow_results(args.tracking_uri, args.params, args.run, args.papers or None)
         if not rows:
             raise ReproError(f"MLflow at {uri} holds no repro runs.", "run `repro run` first.")
         metas: list[dict] = []
@@ -281,7 +259,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("papers", nargs="*", help="paper keys (see `repro papers`)")
     p.add_argument("--all", action="store_true", help="every paper in repro/papers/")
-
     p.add_argument(
         "--suite",
         action="append",
@@ -375,14 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Commands that live beside the library parts they drive; each module imports its heavy
     # dependencies only when its command runs.
-
-    add_bench_parsers(sub)
-    add_train_parsers(sub)
-    add_submit_parsers(sub)
-    add_data_parsers(sub)
-    add_eval_parsers(sub)
-    add_demo_parsers(sub)
-    add_report_parsers(sub)
+    for module in (bench_cli, train_cli, submit, data_cli, eval_cli, demos_cli, report_cli):
+        module.add_parsers(sub)
     return parser
 
 

@@ -24,8 +24,7 @@ def measure_paper_local(
     speed_settings: SpeedSettings | None = None,
     accuracy: AccuracySettings | None = None,
 ) -> list[Result]:
-    """Measure a paper in this process (no Ray, no MLflow, no files): the reference path tests
-    call directly. ``speed_settings``: by default params.yaml's ``speed:`` and
+    """No files written. ``speed_settings``: by default params.yaml's ``speed:`` and
     ``REPRO_SPEED_*``. ``accuracy``: the accuracy suite's settings (training runs on Ray Train
     workers unless ``accuracy.workers`` is 0)."""
     settings = RunSettings(

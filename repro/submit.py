@@ -128,9 +128,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "directory is uploaded (without .venv, .git, mlflow.db, mlartifacts, .dvc/cache, "
         "reports/, nor secrets: .env*, *.pem, *.key, SSH keys, .ray/ and auth_token, .netrc, "
         "cloud credentials; the home directory itself is refused), the command runs on the head "
-        "node (or on a node with the --entrypoint-num-* "
-        "resources) with RAY_ADDRESS set to the cluster, so "
-        "`repro run` inside it spreads its Ray tasks over the cluster's nodes.",
+        "node (or on a node with the --entrypoint-num-* resources) with RAY_ADDRESS set to the "
+        "cluster, so `repro run` inside it spreads its Ray tasks over the cluster's nodes.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

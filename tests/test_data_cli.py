@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from pathlib import Path
@@ -10,17 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from repro.data.cli import add_parsers
+from repro.cli import main as run_cli
 from repro.data.synth import write_image_folder, write_voc
 from repro.data.throughput import ROW_KEYS, measure_decode
 from repro.errors import ReproError
-
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="repro")
-    add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 def test_synth_then_verify_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
-from repro import config as settings
+from repro import config
 from repro.bench.config import DEFAULT_OUT, DEVICES, MODES, BenchConfig
-from repro.config import add_settings_flags
 from repro.runtime.vocabulary import PARALLEL, PRECISIONS
 
 EPILOG = """examples:
@@ -84,6 +84,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=3, help="repeats; throughput is the median (3)")
     p.add_argument(
         "--data",
+        dest="data_root",
         metavar="IMAGEFOLDER_ROOT",
         help="read real images through a DataLoader and report loader wait vs compute "
         "(default: synthetic tensors on the device)",
@@ -94,6 +95,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batch", type=int, help="cap of --batch-size auto (cpu 512, cuda 8192)")
     p.add_argument(
         "--sample-interval",
+        dest="sample_interval_s",
         type=float,
         default=0.1,
         metavar="SECONDS",
@@ -101,35 +103,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "to MLflow as system/* metrics (default 0.1)",
     )
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"results directory ({DEFAULT_OUT})")
-    add_settings_flags(p, ray=False)
+    config.add_settings_flags(p, ray=False)
     p.set_defaults(func=_cmd_bench)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from repro.bench.record import exit_code, run_benchmarks
 
-    uri = None if args.no_mlflow else settings.settings_of(args).tracking_uri
-    configs = [
-        BenchConfig(
-            model=model,
-            mode=args.mode,
-            batch_size=args.batch_size,
-            precision=args.precision,
-            channels_last=args.channels_last,
-            compile=args.compile,
-            workers=args.workers,
-            parallel=args.parallel,
-            device=args.device,
-            warmup=args.warmup,
-            iters=args.iters,
-            repeats=args.repeats,
-            data_root=args.data,
-            loader_workers=args.loader_workers,
-            sample_interval_s=args.sample_interval,
-            max_batch=args.max_batch,
-        )
-        for model in args.models
-    ]
+    uri = None if args.no_mlflow else config.settings_of(args).tracking_uri
+    # the flags' dests are BenchConfig's field names
+    flags = [f.name for f in dataclasses.fields(BenchConfig) if f.name in vars(args)]
+    configs = [BenchConfig(model, **{f: getattr(args, f) for f in flags}) for model in args.models]
     session = run_benchmarks(configs, Path(args.out), uri)
     if uri and session.spooled is None:
         print(f"logged to MLflow at {uri} (experiment repro/bench)")

@@ -7,7 +7,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from repro.config import load_settings
 from repro.data.roots import VERIFIABLE_DATASETS, data_root
@@ -31,7 +30,6 @@ The dataset root defaults to params.yaml data.<name>, overridden by REPRO_DATA_<
 def _root(args: argparse.Namespace, name: str) -> Path:
     if args.root:
         return Path(args.root)
-
     root = data_root(name, load_settings(getattr(args, "params", None)).data_roots)
     if not root:
         raise ReproError(
@@ -44,20 +42,16 @@ def _root(args: argparse.Namespace, name: str) -> Path:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from repro.data.verify import verify_dataset
 
-    try:
-        report = verify_dataset(
-            args.name,
-            _root(args, args.name),
-            labels=Path(args.labels) if args.labels else None,
-            decode=not args.no_decode,
-            progress=not args.quiet,
-            workers=args.workers,
-        )
-        manifest = Path(args.manifest or f"reports/datasets/{args.name}.json")
-        report.write_manifest(manifest)
-    except ReproError as exc:
-        print(exc.paragraph(), file=sys.stderr)
-        return 2
+    report = verify_dataset(
+        args.name,
+        _root(args, args.name),
+        labels=Path(args.labels) if args.labels else None,
+        decode=not args.no_decode,
+        progress=not args.quiet,
+        workers=args.workers,
+    )
+    manifest = Path(args.manifest or f"reports/datasets/{args.name}.json")
+    report.write_manifest(manifest)
     print(
         f"{report.name} at {report.root}: {len(report.classes)} classes"
         + (" (the real class list)" if report.real_classes else "")
@@ -85,53 +79,38 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from repro.data import synth
 
-    out = Path(args.out)
-    n = args.images
+    out, n, seed = Path(args.out), args.images, args.seed
+    half = max(1, n // 2)
+    small, large = args.size or 32, (args.size or 96,) * 2
     kinds = SYNTH_KINDS[:-1] if args.kind == "all" else (args.kind,)
     for kind in kinds:
         target = out / kind if args.kind == "all" else out
         if kind == "imagefolder":
-            path = synth.write_image_folder(
-                target,
-                per_split={"train": n, "val": max(1, n // 2)},
-                size=args.size or 32,
-                seed=args.seed,
-            )
-            print(f"imagefolder: {path} ({n} train / {max(1, n // 2)} val images per class)")
+            split = {"train": n, "val": half}
+            path = synth.write_image_folder(target, per_split=split, size=small, seed=seed)
+            what = f"{n} train / {half} val images per class"
         elif kind == "voc":
-            size = args.size or 96
-            path = synth.write_voc(
-                target,
-                year=args.year,
-                splits={"trainval": n, "test": max(1, n // 2)},
-                size=(size, size),
-                seed=args.seed,
-            )
-            print(f"voc: {path} ({n} trainval / {max(1, n // 2)} test images)")
+            split = {"trainval": n, "test": half}
+            path = synth.write_voc(target, year=args.year, splits=split, size=large, seed=seed)
+            what = f"{n} trainval / {half} test images"
         elif kind == "mnist":
-            half = max(1, n // 2)
-            path = synth.write_mnist(target, per_split={"train": n, "test": half}, seed=args.seed)
-            print(f"mnist: {path} ({n} train / {half} test digits, IDX files in MNIST/raw)")
+            path = synth.write_mnist(target, per_split={"train": n, "test": half}, seed=seed)
+            what = f"{n} train / {half} test digits, IDX files in MNIST/raw"
         elif kind == "sun397":
-            half = max(1, n // 2)
             path = synth.write_sun397(
                 target,
                 per_class=2 * half,
                 train_per_class=half,
                 test_per_class=half,
-                size=args.size or 32,
-                seed=args.seed,
+                size=small,
+                seed=seed,
             )
-            print(f"sun397: {path} (2 partitions of {half} train / {half} test images per class)")
+            what = f"2 partitions of {half} train / {half} test images per class"
         else:
-            size = args.size or 96
-            path = synth.write_coco(
-                target,
-                splits={"train2017": n, "val2017": max(1, n // 2)},
-                size=(size, size),
-                seed=args.seed,
-            )
-            print(f"coco: {path} ({n} train2017 / {max(1, n // 2)} val2017 images)")
+            split = {"train2017": n, "val2017": half}
+            path = synth.write_coco(target, splits=split, size=large, seed=seed)
+            what = f"{n} train2017 / {half} val2017 images"
+        print(f"{kind}: {path} ({what})")
     return 0
 
 
@@ -139,12 +118,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     from repro.data.stats import dataset_stats
     from repro.data.verify import verify_dataset
 
-    try:
-        report = verify_dataset(args.name, _root(args, args.name), decode=False, progress=False)
-        stats = dataset_stats(report, args.protocol_split)
-    except ReproError as exc:
-        print(exc.paragraph(), file=sys.stderr)
-        return 2
+    report = verify_dataset(args.name, _root(args, args.name), decode=False, progress=False)
+    stats = dataset_stats(report, args.protocol_split)
     print(json.dumps(stats, indent=2))
     if not report.ok:
         print(
@@ -157,18 +132,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _cmd_throughput(args: argparse.Namespace) -> int:
     from repro.data.throughput import measure_decode_modes, write_rows
 
-    try:
-        rows: list[dict[str, Any]] = measure_decode_modes(
-            Path(args.root),
-            workers=args.workers,
-            batch_size=args.batch_size,
-            input_size=args.input_size,
-            batches=args.batches,
-            device=args.device,
-        )
-    except ReproError as exc:
-        print(exc.paragraph(), file=sys.stderr)
-        return 2
+    flags = ("workers", "batch_size", "input_size", "batches", "device")
+    rows = measure_decode_modes(Path(args.root), **{k: getattr(args, k) for k in flags})
     for r in rows:
         per_core = r["images_per_s_per_core"]
         core_text = f", {per_core:.1f}/s per core" if per_core else ""

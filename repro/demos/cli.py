@@ -9,12 +9,10 @@ claims, and the report shows them apart.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from repro import config, tracking
-from repro.errors import ReproError
 
 DEMOS = ("digits", "detection")
 DEFAULT_OUT = "reports/demos"
@@ -48,11 +46,11 @@ def run_demo(
     name: str,
     args: argparse.Namespace,
     settings: config.Settings,
-    tracking_uri: str | None = None,
-    parent: str | None = None,
+    uri: str | None,
+    parent: str | None,
 ) -> dict[str, Any]:
     """Run demo ``name``; its training runs are logged as children of ``parent`` (the demo's
-    own run in repro/demos) when ``tracking_uri`` is given."""
+    own run in repro/demos) when ``uri`` is given."""
     out = Path(args.out)
     if name == "digits":
         from repro.demos.digits import run_digits_demo
@@ -62,7 +60,7 @@ def run_demo(
             seeds=tuple(range(args.seeds)),
             out_dir=out,
             ray_address=settings.ray_address,
-            tracking_uri=tracking_uri if parent else None,
+            tracking_uri=uri,
             epochs=args.epochs,
             mlflow_parent=parent,
         )
@@ -77,7 +75,7 @@ def run_demo(
         train_images=images,
         test_images=max(round(images * share), 1),
         epochs=int(args.epochs) if args.epochs else DetectionDemoConfig.epochs,
-        tracking_uri=tracking_uri if parent else None,
+        tracking_uri=uri,
         mlflow_parent=parent,
     )
 
@@ -89,38 +87,26 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         tracking.check_tracking_uri(uri)
     names = DEMOS if args.demo == "all" else (args.demo,)
     for name in names:
-        parent = _open_demo_run(uri, name)
+        parent = None  # the demo's run, opened first: its training runs are its children
+        if uri:
+            parent = tracking.open_parent(uri, tracking.DEMO_EXPERIMENT, name, {"repro.demo": name})
         try:
             result = run_demo(name, args, settings, uri, parent)
         except BaseException:
-            if uri and parent:
+            if parent:
                 tracking.close_parent(uri, parent, {}, failed=True)
             raise
         numbers = headline(name, result)
         print(f"{name}: " + ", ".join(f"{k} {v:.4g}" for k, v in numbers.items()))
         if uri:
-            files = [str(Path(args.out) / f"{name}.{ext}") for ext in ("json", "csv")]
-            settings = {"seeds": args.seeds, "workers": args.workers}
+            files = [Path(args.out) / f"{name}.{ext}" for ext in ("json", "csv")]
+            params = {"seeds": args.seeds, "workers": args.workers}
             if name == "detection":
-                settings = dict(result.get("config") or {})
-            tracking.log_demo(
-                uri,
-                name,
-                numbers,
-                settings,
-                [f for f in files if Path(f).exists()],
-                run_id=parent,
-            )
+                params = dict(result.get("config") or {})
+            kept = [str(f) for f in files if f.exists()]
+            tracking.log_demo(uri, name, numbers, params, kept, run_id=parent)
     print(f"wrote {args.out}/" + (f"; logged to MLflow at {uri} (repro/demos)" if uri else ""))
     return 0
-
-
-def _open_demo_run(uri: str | None, name: str) -> str | None:
-    """The demo's run in repro/demos, opened before it trains so its training runs are its
-    children and its duration is the demo's."""
-    if not uri:
-        return None
-    return tracking.open_parent(uri, tracking.DEMO_EXPERIMENT, name, {"repro.demo": name})
 
 
 def add_parsers(sub: Any) -> None:
@@ -153,15 +139,3 @@ def add_parsers(sub: Any) -> None:
     )
     config.add_settings_flags(p)
     p.set_defaults(func=_cmd_demo)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="repro")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_parsers(sub)
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except ReproError as exc:
-        print(exc.paragraph(), file=sys.stderr)
-        return 2

@@ -49,10 +49,6 @@ are counted and skipped; a batch that runs out of memory is retried at half the 
 """
 
 
-def _print_json(result: dict[str, Any]) -> None:
-    print(json.dumps(result, indent=2))
-
-
 def resolve_voc_root(gt: Path) -> Path:
     """A VOC year folder, or the one VOC<year> folder inside ``gt`` or inside ``gt/VOCdevkit``
     (repro.data's find_voc_root), with errors that name --gt."""
@@ -94,6 +90,10 @@ def _eval_voc(args: argparse.Namespace) -> dict[str, Any]:
     detections = read_voc_results(args.detections, classes, invalid)
     split_ids = set(read_split(root, args.split))
     files = voc_result_files(args.detections, classes)
+    # Images of the split whose annotation was skipped as broken: their detections cannot be
+    # scored; they are dropped and counted (ids outside the split stay an error).
+    unscored = split_ids - set(annotations)
+    dropped = 0
     for cls, dets in detections.items():
         outside = sorted({d[0] for d in dets} - split_ids)
         if outside:
@@ -104,15 +104,9 @@ def _eval_voc(args: argparse.Namespace) -> dict[str, Any]:
                 "evaluate against the split the detections were made on (--split), and write "
                 "image ids as in ImageSets/Main/<split>.txt (e.g. 000001, no extension).",
             )
-    # Images of the split whose annotation was skipped as broken: their detections cannot be
-    # scored; they are dropped and counted (ids outside the split stay an error).
-    unscored = split_ids - set(annotations)
-    dropped = 0
-    if unscored:
-        for cls, dets in detections.items():
-            kept = [d for d in dets if d[0] not in unscored]
-            dropped += len(dets) - len(kept)
-            detections[cls] = kept
+        kept = [d for d in dets if d[0] not in unscored]
+        dropped += len(dets) - len(kept)
+        detections[cls] = kept
     result = evaluate_voc(annotations, detections, metric=args.metric, classes=classes)
     if len(problems):
         log.warning(
@@ -142,16 +136,11 @@ def cmd_detections(args: argparse.Namespace) -> int:
                 "--classes applies to VOC metrics only.",
                 "drop --classes; COCO categories come from the --gt JSON.",
             )
-        result = evaluate_coco(Path(args.gt), Path(args.detections), cross_check=args.cross_check)
-        result = {
-            "metric": "coco",
-            "gt": str(args.gt),
-            "detections_path": args.detections,
-            **result,
-        }
+        scores = evaluate_coco(Path(args.gt), Path(args.detections), cross_check=args.cross_check)
+        result = {"metric": "coco", "gt": args.gt, "detections_path": args.detections, **scores}
     else:
         result = _eval_voc(args)
-    _print_json(result)
+    print(json.dumps(result, indent=2))
     return 0
 
 

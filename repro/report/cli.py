@@ -6,12 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from repro import config
+from repro import config, tracking
 from repro.errors import ReproError
 from repro.files import atomic_write_text
 from repro.report.compare import Comparison, Table, compare, read_table
 from repro.report.content import BENCHMARKS_DIR
 from repro.report.html_page import comparison_page
+from repro.tracking.report import load_results_of
 
 COMPARE_EPILOG = """A and B are each one of:
   reports/results.csv                    a results table (or a measurement folder)
@@ -30,16 +31,21 @@ exit status: 0 printed; 2 bad input (an unreadable file, two different kinds, an
 MLFLOW_PREFIX = "mlflow:"
 
 
+def mlflow_results(
+    tracking_uri: str | None, params: str | None, key: str | None, papers: list[str] | None = None
+) -> tuple[str, list[dict]]:
+    """The store's URI and its results: of run or session ``key``, else each paper's newest."""
+    uri = config.load_settings(params, tracking_uri=tracking_uri).tracking_uri
+    tracking.check_tracking_uri(uri)
+    return uri, load_results_of(uri, key) if key else tracking.load_results(uri, papers)
+
+
 def load_side(spec: str, tracking_uri: str | None = None, params: str | None = None) -> Table:
     """One side of a comparison from a path or ``mlflow:KEY``."""
     if not spec.startswith(MLFLOW_PREFIX):
         return read_table(Path(spec))
-    from repro import tracking  # MLflow's side: off `repro --help`
-    from repro.tracking.report import load_results_of
-
-    uri = config.load_settings(params, tracking_uri=tracking_uri).tracking_uri
-    tracking.check_tracking_uri(uri)
-    return Table("results", spec, load_results_of(uri, spec.removeprefix(MLFLOW_PREFIX)))
+    _, rows = mlflow_results(tracking_uri, params, spec.removeprefix(MLFLOW_PREFIX))
+    return Table("results", spec, rows)
 
 
 def compare_with_current(
@@ -63,19 +69,13 @@ def compare_with_current(
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    result = compare(
-        load_side(args.a, args.tracking_uri, args.params),
-        load_side(args.b, args.tracking_uri, args.params),
-    )
+    a, b = (load_side(spec, args.tracking_uri, args.params) for spec in (args.a, args.b))
+    result = compare(a, b)
     print("\n".join(result.lines))
     if args.html:
-        write_comparison_html(result, Path(args.html))
+        atomic_write_text(Path(args.html), comparison_page(result))
         print(f"wrote {args.html}")
     return 0
-
-
-def write_comparison_html(result: Comparison, path: Path) -> None:
-    atomic_write_text(path, comparison_page(result))
 
 
 def _cmd_screenshot(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ stays fast.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+from dataclasses import fields
 from pathlib import Path
 
 from repro import config
@@ -54,14 +54,24 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
     p.add_argument("--microbatches", type=int, default=4, help="pipeline microbatches (4)")
-    p.add_argument("--data", metavar="ROOT", help="ImageFolder root (default: synthetic data)")
+    p.add_argument(
+        "--data",
+        dest="data_root",
+        metavar="ROOT",
+        help="ImageFolder root (default: synthetic data)",
+    )
     p.add_argument(
         "--device",
         choices=["auto", "cpu", "gpu"],
         default="auto",
         help="one GPU per worker, or CPUs (auto: gpu when torch sees CUDA here)",
     )
-    p.add_argument("--storage", metavar="DIR", help="checkpoints (default ~/ray_results/repro)")
+    p.add_argument(
+        "--storage",
+        dest="storage_path",
+        metavar="DIR",
+        help="checkpoints (default ~/ray_results/repro)",
+    )
     add_settings_flags(p)
 
 
@@ -88,9 +98,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="global batch (default 32)")
     p.add_argument("--checkpoint-every", type=int, default=0, help="steps; 0: no checkpoints")
     p.add_argument("--max-failures", type=int, default=0, help="worker-group restarts allowed")
-    p.add_argument("--name", help="run name; an existing run of this name resumes")
+    p.add_argument(
+        "--name",
+        dest="run_name",
+        metavar="NAME",
+        help="run name; an existing run of this name resumes",
+    )
     p.add_argument(
         "--system-metrics-interval",
+        dest="system_metrics_s",
         type=float,
         default=5.0,
         metavar="S",
@@ -98,7 +114,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "(default 5; 0: none)",
     )
     # fault tests: rank 1 (rank 0 alone) exits abruptly at this step, on the first attempt only
-    p.add_argument("--inject-fault-at", type=int, metavar="STEP", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--inject-fault-at", dest="fault_step", type=int, metavar="STEP", help=argparse.SUPPRESS
+    )
     p.add_argument("--json", metavar="PATH", help="also write the full result as JSON")
     p.set_defaults(func=cmd_train)
 
@@ -141,40 +159,20 @@ def _use_gpu(device: str) -> bool:
     return device == "gpu"
 
 
-def _base_config(args: argparse.Namespace, workers: int, parallel: str) -> TrainConfig:
+def _train_config(args: argparse.Namespace, workers: int, parallel: str) -> TrainConfig:
+    """The flags' dests are TrainConfig's field names; the rest comes from the settings."""
     settings = config.settings_of(args)
-    return TrainConfig(
-        model=args.model,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        warmup_steps=args.warmup_steps,
-        lr=args.lr,
-        precision=args.precision,
-        channels_last=args.channels_last,
-        compile=args.compile,
-        parallel=parallel,
-        workers=workers,
-        use_gpu=_use_gpu(args.device),
-        microbatches=args.microbatches,
-        storage_path=args.storage,
-        tracking_uri=None if args.no_mlflow else settings.tracking_uri,
-        data_root=args.data,
-        ray_address=settings.ray_address,
-    )
+    given = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if f.name in vars(args)}
+    given.update(parallel=parallel, workers=workers, ray_address=settings.ray_address)
+    given["tracking_uri"] = None if args.no_mlflow else settings.tracking_uri
+    return TrainConfig(**given, use_gpu=_use_gpu(args.device))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from repro.train.distributed import run_training
 
     parallel = args.parallel or ("ddp" if args.workers > 1 else "none")
-    config = dataclasses.replace(
-        _base_config(args, args.workers, parallel),
-        checkpoint_every=args.checkpoint_every,
-        max_failures=args.max_failures,
-        run_name=args.name,
-        fault_step=args.inject_fault_at,
-        system_metrics_s=args.system_metrics_interval,
-    )
+    config = _train_config(args, args.workers, parallel)
     result = run_training(config)
     env, o = result.environment, result.overhead
     print(
@@ -206,7 +204,7 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     from repro.train.scaling import run_scaling
 
     counts = _worker_counts(args.workers)
-    base = _base_config(args, max(counts), args.parallel)
+    base = _train_config(args, max(counts), args.parallel)
     rows, path = run_scaling(base, counts, args.batch_size, Path(args.out))
     print(f"wrote {path}" + ("" if args.no_mlflow else " and MLflow experiment repro/scaling"))
     return 0
