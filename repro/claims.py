@@ -11,8 +11,6 @@ from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -22,7 +20,7 @@ from pydantic import (
 
 from repro.errors import ClaimFileError, yaml_syntax_error
 from repro.files import read_text
-from repro.recipes import Recipe
+from repro.recipes import Recipe, Source, Strict
 
 PAPERS_DIR = Path(__file__).parent / "papers"
 
@@ -72,16 +70,7 @@ UNIT_SCALE: dict[str, float] = {
 }
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Source(_Strict):
-    seed: str = Field(description="seed file name in ../shared/seeds/")
-    section: str = Field(description="section, slide or heading the number comes from")
-
-
-class Tolerance(_Strict):
+class Tolerance(Strict):
     """Allowed difference between measured and claimed, in the claim's unit.
 
     ``rel`` is a fraction of the claimed value, ``abs`` an absolute difference; with both,
@@ -127,7 +116,7 @@ class Tolerance(_Strict):
         return max(widths)
 
 
-class ModelRef(_Strict):
+class ModelRef(Strict):
     name: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
     input_size: list[int] | None = Field(
@@ -164,7 +153,7 @@ SPEED_UNITS = {
 }
 
 
-class SpeedTiming(_Strict):
+class SpeedTiming(Strict):
     """What the speed suite times for a speed claim (the pipelines of
     repro/suites/speed/timed.py: R-CNN, Fast R-CNN, or one forward pass of a registered
     model)."""
@@ -181,7 +170,7 @@ class SpeedTiming(_Strict):
     batch: int = Field(default=1, ge=1, description="images per forward pass (per-image time)")
 
 
-class Claim(_Strict):
+class Claim(Strict):
     id: str = Field(default="", description="unique within the paper; derived when omitted")
     table: str
     row: str
@@ -305,7 +294,7 @@ class Claim(_Strict):
         return " + ".join(self.layer) if isinstance(self.layer, list) else (self.layer or "")
 
 
-class Paper(_Strict):
+class Paper(Strict):
     paper: str = Field(description="key; must equal the file name without .yaml")
     title: str
     authors: str
