@@ -5,7 +5,6 @@ repro.train.distributed."""
 
 from __future__ import annotations
 
-import sys
 import time
 import types
 from pathlib import Path
@@ -17,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 import repro.bench.record as record
+from repro.bench import multi_worker
 from repro.bench import runner as bench_runner
 from repro.bench.batch import RetryOutcome, find_max_batch, is_oom, run_with_oom_retry
 from repro.bench.config import BenchConfig
@@ -516,9 +516,7 @@ def test_parallel_run_becomes_the_same_row(monkeypatch: pytest.MonkeyPatch) -> N
             overhead={"ray_startup_s": 3.0, "fit_s": 9.0},
         )
 
-    fake = types.ModuleType("repro.train.distributed")
-    fake.run_training = run_training  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "repro.train.distributed", fake)
+    monkeypatch.setattr(multi_worker, "run_training", run_training)
     config = BenchConfig(
         "lenet5", mode="train", workers=2, parallel="ddp", **{**TINY, "batch_size": 8}
     )
