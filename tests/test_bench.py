@@ -37,7 +37,13 @@ from repro.cli import main
 from repro.environment import collect
 from repro.errors import ReproError, UnknownModelError
 from repro.runtime.device import DeviceInfo, resolve_device, torch_version_slug
-from repro.runtime.telemetry import Telemetry, TelemetrySample, TelemetrySampler, open_nvml_device
+from repro.runtime.telemetry import (
+    Telemetry,
+    TelemetrySample,
+    TelemetrySampler,
+    open_nvml_device,
+    samples_series,
+)
 from repro.runtime.timing import Timing, percentile, time_step
 from repro.train.config import TrainResult
 
@@ -285,7 +291,7 @@ def test_nvml_sampler_with_a_fake_device() -> None:
     # measured, and small: a sanity bound only (CPU time depends on the machine's load; the 1%
     # target is checked on real NVML by the benchmark, not by a timed test)
     assert t.overhead_fraction is not None and 0 < t.overhead_fraction < 0.05
-    series = t.series()
+    series = samples_series(t.samples, t.gpu_index)
     assert set(series) == {
         "gpu_0_utilization_percentage",
         "gpu_0_power_usage_watts",
