@@ -345,31 +345,18 @@ def kebab_case(text: str) -> str:
 
 
 def _locate(data: Any, loc: tuple[Any, ...]) -> str:
-    """Turn a pydantic error location into 'claims[3] (id: table2-a-params) field tolerance.rel'."""
-    parts: list[str] = []
-    node = data
-    i = 0
-    while i < len(loc):
-        key = loc[i]
-        if key in ("claims", "recipes") and i + 1 < len(loc) and isinstance(loc[i + 1], int):
-            idx = loc[i + 1]
-            entry = node.get(key, [])[idx] if isinstance(node, dict) else None
-            ident = ""
-            if isinstance(entry, dict):
-                ident = entry.get("id") or entry.get("name") or ""
-                if not ident and key == "claims":
-                    ident = f"{entry.get('table')} / {entry.get('row')}"
-            parts.append(f"entry {key}[{idx}] ({ident})" if ident else f"entry {key}[{idx}]")
-            node = entry
-            i += 2
-            rest = [str(x) for x in loc[i:]]
-            if rest:
-                parts.append("field " + ".".join(rest))
-            break
-        i += 1
-    if not parts:
-        parts.append("field " + ".".join(str(x) for x in loc) if loc else "top level")
-    return ", ".join(parts)
+    """A pydantic error location as 'entry claims[3] (table2-a-params), field tolerance.rel'."""
+    if len(loc) < 2 or loc[0] not in ("claims", "recipes") or not isinstance(loc[1], int):
+        return "field " + ".".join(str(x) for x in loc) if loc else "top level"
+    key, idx, rest = loc[0], loc[1], [str(x) for x in loc[2:]]
+    entry = data.get(key, [])[idx] if isinstance(data, dict) else None
+    ident = ""
+    if isinstance(entry, dict):
+        ident = entry.get("id") or entry.get("name") or ""
+        if not ident and key == "claims":
+            ident = f"{entry.get('table')} / {entry.get('row')}"
+    where = f"entry {key}[{idx}] ({ident})" if ident else f"entry {key}[{idx}]"
+    return f"{where}, field {'.'.join(rest)}" if rest else where
 
 
 def load_paper_file(path: Path) -> Paper:
