@@ -159,29 +159,17 @@ def profile_module(
         shape, elements = outputs[path]
         params, weights = _count(module)
         flops = sum(per_module.get(f"{root}.{path}", {}).values())
+        macs = int(flops) // 2
         layers[path] = LayerStats(
-            path=path,
-            type=type(module).__name__,
-            output_shape=shape,
-            output_elements=elements,
-            params=params,
-            weights=weights,
-            macs=int(flops) // 2,
+            path, type(module).__name__, shape, elements, params, weights, macs
         )
         if isinstance(module, ACTIVATION_LAYERS):
             activations += elements
     params, weights = _count(model)
     total_flops = int(counter.get_total_flops())
+    size, macs = list(input_size or []), total_flops // 2
     return ModelProfile(
-        model=name,
-        input_size=list(input_size or []),
-        params=params,
-        weights=weights,
-        flops=total_flops,
-        macs=total_flops // 2,
-        activations=activations,
-        output_shape=_shape(out),
-        layers=layers,
+        name, size, params, weights, total_flops, macs, activations, _shape(out), layers
     )
 
 

@@ -11,8 +11,6 @@ from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -22,7 +20,7 @@ from pydantic import (
 
 from repro.errors import ClaimFileError, yaml_syntax_error
 from repro.files import read_text
-from repro.recipes import Recipe
+from repro.recipes import Recipe, Source, Strict
 
 PAPERS_DIR = Path(__file__).parent / "papers"
 
@@ -72,16 +70,7 @@ UNIT_SCALE: dict[str, float] = {
 }
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Source(_Strict):
-    seed: str = Field(description="seed file name in ../shared/seeds/")
-    section: str = Field(description="section, slide or heading the number comes from")
-
-
-class Tolerance(_Strict):
+class Tolerance(Strict):
     """Allowed difference between measured and claimed, in the claim's unit.
 
     ``rel`` is a fraction of the claimed value, ``abs`` an absolute difference; with both,
@@ -127,7 +116,7 @@ class Tolerance(_Strict):
         return max(widths)
 
 
-class ModelRef(_Strict):
+class ModelRef(Strict):
     name: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
     input_size: list[int] | None = Field(
@@ -164,7 +153,7 @@ SPEED_UNITS = {
 }
 
 
-class SpeedTiming(_Strict):
+class SpeedTiming(Strict):
     """What the speed suite times for a speed claim (the pipelines of
     repro/suites/speed/timed.py: R-CNN, Fast R-CNN, or one forward pass of a registered
     model)."""
@@ -181,7 +170,7 @@ class SpeedTiming(_Strict):
     batch: int = Field(default=1, ge=1, description="images per forward pass (per-image time)")
 
 
-class Claim(_Strict):
+class Claim(Strict):
     id: str = Field(default="", description="unique within the paper; derived when omitted")
     table: str
     row: str
@@ -305,7 +294,7 @@ class Claim(_Strict):
         return " + ".join(self.layer) if isinstance(self.layer, list) else (self.layer or "")
 
 
-class Paper(_Strict):
+class Paper(Strict):
     paper: str = Field(description="key; must equal the file name without .yaml")
     title: str
     authors: str
@@ -356,31 +345,18 @@ def kebab_case(text: str) -> str:
 
 
 def _locate(data: Any, loc: tuple[Any, ...]) -> str:
-    """Turn a pydantic error location into 'claims[3] (id: table2-a-params) field tolerance.rel'."""
-    parts: list[str] = []
-    node = data
-    i = 0
-    while i < len(loc):
-        key = loc[i]
-        if key in ("claims", "recipes") and i + 1 < len(loc) and isinstance(loc[i + 1], int):
-            idx = loc[i + 1]
-            entry = node.get(key, [])[idx] if isinstance(node, dict) else None
-            ident = ""
-            if isinstance(entry, dict):
-                ident = entry.get("id") or entry.get("name") or ""
-                if not ident and key == "claims":
-                    ident = f"{entry.get('table')} / {entry.get('row')}"
-            parts.append(f"entry {key}[{idx}] ({ident})" if ident else f"entry {key}[{idx}]")
-            node = entry
-            i += 2
-            rest = [str(x) for x in loc[i:]]
-            if rest:
-                parts.append("field " + ".".join(rest))
-            break
-        i += 1
-    if not parts:
-        parts.append("field " + ".".join(str(x) for x in loc) if loc else "top level")
-    return ", ".join(parts)
+    """A pydantic error location as 'entry claims[3] (table2-a-params), field tolerance.rel'."""
+    if len(loc) < 2 or loc[0] not in ("claims", "recipes") or not isinstance(loc[1], int):
+        return "field " + ".".join(str(x) for x in loc) if loc else "top level"
+    key, idx, rest = loc[0], loc[1], [str(x) for x in loc[2:]]
+    entry = data.get(key, [])[idx] if isinstance(data, dict) else None
+    ident = ""
+    if isinstance(entry, dict):
+        ident = entry.get("id") or entry.get("name") or ""
+        if not ident and key == "claims":
+            ident = f"{entry.get('table')} / {entry.get('row')}"
+    where = f"entry {key}[{idx}] ({ident})" if ident else f"entry {key}[{idx}]"
+    return f"{where}, field {'.'.join(rest)}" if rest else where
 
 
 def load_paper_file(path: Path) -> Paper:

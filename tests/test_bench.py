@@ -5,7 +5,6 @@ repro.train.distributed."""
 
 from __future__ import annotations
 
-import sys
 import time
 import types
 from pathlib import Path
@@ -17,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 import repro.bench.record as record
+from repro.bench import multi_worker
 from repro.bench import runner as bench_runner
 from repro.bench.batch import RetryOutcome, find_max_batch, is_oom, run_with_oom_retry
 from repro.bench.config import BenchConfig
@@ -37,7 +37,13 @@ from repro.cli import main
 from repro.environment import collect
 from repro.errors import ReproError, UnknownModelError
 from repro.runtime.device import DeviceInfo, resolve_device, torch_version_slug
-from repro.runtime.telemetry import Telemetry, TelemetrySample, TelemetrySampler, open_nvml_device
+from repro.runtime.telemetry import (
+    Telemetry,
+    TelemetrySample,
+    TelemetrySampler,
+    open_nvml_device,
+    samples_series,
+)
 from repro.runtime.timing import Timing, percentile, time_step
 from repro.train.config import TrainResult
 
@@ -285,7 +291,7 @@ def test_nvml_sampler_with_a_fake_device() -> None:
     # measured, and small: a sanity bound only (CPU time depends on the machine's load; the 1%
     # target is checked on real NVML by the benchmark, not by a timed test)
     assert t.overhead_fraction is not None and 0 < t.overhead_fraction < 0.05
-    series = t.series()
+    series = samples_series(t.samples, t.gpu_index)
     assert set(series) == {
         "gpu_0_utilization_percentage",
         "gpu_0_power_usage_watts",
@@ -516,9 +522,7 @@ def test_parallel_run_becomes_the_same_row(monkeypatch: pytest.MonkeyPatch) -> N
             overhead={"ray_startup_s": 3.0, "fit_s": 9.0},
         )
 
-    fake = types.ModuleType("repro.train.distributed")
-    fake.run_training = run_training  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "repro.train.distributed", fake)
+    monkeypatch.setattr(multi_worker, "run_training", run_training)
     config = BenchConfig(
         "lenet5", mode="train", workers=2, parallel="ddp", **{**TINY, "batch_size": 8}
     )

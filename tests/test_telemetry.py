@@ -83,7 +83,7 @@ def test_host_only_sampler_has_cpu_and_memory_series_and_no_gpu_ones() -> None:
     t = sampler.stop()
     assert len(t.samples) >= 3 and not t.available and t.gpu_samples == 0
     assert t.utilization_mean is None and t.memory_used_max_mb is None and t.energy_j is None
-    series = t.series()
+    series = samples_series(t.samples, t.gpu_index)
     assert set(series) == HOST_KEYS
     assert [step for step, _, _ in series["cpu_utilization_percentage"]] == list(
         range(len(t.samples))

@@ -55,27 +55,33 @@ class RetryOutcome(Generic[T]):
     failed: list[int] = field(default_factory=list)  # batches that ran out of memory
 
 
+def _fitted(step: Callable[[int], T], batch: int) -> tuple[bool, T | None]:
+    """(True, ``step(batch)``), or (False, None) with the memory released when it ran out."""
+    try:
+        return True, step(batch)
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        release_memory()
+        return False, None
+
+
 def run_with_oom_retry(measure: Callable[[int], T], batch: int) -> RetryOutcome[T]:
     """``measure(batch)``; on out-of-memory, again at half the batch until it fits."""
     failed: list[int] = []
     b = batch
     while True:
-        try:
-            value = measure(b)
-        except Exception as exc:
-            if not is_oom(exc):
-                raise
-            release_memory()
-            failed.append(b)
-            if b == 1:
-                raise ReproError(
-                    f"out of memory even at batch 1 (tried {', '.join(map(str, failed))}).",
-                    "use a smaller model or input, lower precision (--precision bf16), or a "
-                    "device with more memory.",
-                ) from None
-            b = max(1, b // 2)
-            continue
-        return RetryOutcome(value, batch, b, len(failed), failed)
+        ok, value = _fitted(measure, b)
+        if ok:
+            return RetryOutcome(value, batch, b, len(failed), failed)  # type: ignore[arg-type]
+        failed.append(b)
+        if b == 1:
+            raise ReproError(
+                f"out of memory even at batch 1 (tried {', '.join(map(str, failed))}).",
+                "use a smaller model or input, lower precision (--precision bf16), or a "
+                "device with more memory.",
+            )
+        b = max(1, b // 2)
 
 
 @dataclass
@@ -91,16 +97,8 @@ def find_max_batch(fits_step: Callable[[int], None], start: int = 1, cap: int = 
     tried: dict[int, bool] = {}
 
     def fits(b: int) -> bool:
-        try:
-            fits_step(b)
-        except Exception as exc:
-            if not is_oom(exc):
-                raise
-            release_memory()
-            tried[b] = False
-            return False
-        tried[b] = True
-        return True
+        tried[b] = _fitted(fits_step, b)[0]
+        return tried[b]
 
     start = max(1, min(start, cap))
     if not fits(start):

@@ -17,6 +17,7 @@ from repro.runtime.device import DeviceInfo
 from repro.runtime.precision import precision_notes
 from repro.runtime.timing import Timing
 from repro.train.config import TrainConfig, TrainResult
+from repro.train.distributed import run_training
 
 NOT_OVERHEAD = {"fit_s"}  # TrainResult.overhead keys that time the run itself
 
@@ -62,13 +63,6 @@ def timed_steps(result: TrainResult, warmup: int, iters: int) -> Timing:
 
 
 def benchmark_distributed(config: BenchConfig, spec: ModelSpec, device: DeviceInfo) -> BenchResult:
-    try:
-        from repro.train.distributed import run_training
-    except ImportError as exc:
-        raise ReproError(
-            f"parallel benchmarks need repro.train.distributed, which cannot be imported ({exc}).",
-            "benchmark on one device (--workers 1 --parallel none) until it is installed.",
-        ) from None
     assert isinstance(config.batch_size, int)
     outcome = run_with_oom_retry(
         lambda b: run_training(train_config(config, device, b)), config.batch_size

@@ -27,6 +27,13 @@ def _ampere_plus(fp32: float, tf32_sparse: float, half_sparse: float) -> dict[st
 
 NO_BF16 = "the GPU has no bf16 tensor cores and no published bf16 peak"
 
+
+def _no_bf16(label: str, pattern: str, fp32: float, fp16: float, source: str) -> PeakEntry:
+    """Volta and Turing: "tf32" runs fp32 (no TF32 tensor cores), and there is no bf16 peak."""
+    tflops: dict[str, float | None] = {"fp32": fp32, "tf32": fp32, "bf16": None, "fp16": fp16}
+    return PeakEntry(label, pattern, tflops, source, NO_BF16)
+
+
 # Order matters: the first matching pattern wins (PCIe/NVL variants before the SXM default).
 PEAK_TABLE: tuple[PeakEntry, ...] = (
     # NVIDIA H100 Tensor Core GPU datasheet: SXM 67 / 989* / 1,979*; PCIe 51 / 756* / 1,513*;
@@ -53,35 +60,11 @@ PEAK_TABLE: tuple[PeakEntry, ...] = (
     # NVIDIA A10 Tensor Core GPU datasheet: 31.2 / 125* / 250*.
     PeakEntry("A10", r"\bA10\b", _ampere_plus(31.2, 125, 250), "A10 datasheet"),
     # NVIDIA V100 datasheet: SXM2 15.7 fp32 / 125 tensor (fp16); PCIe 14 / 112; V100S 16.4 / 130.
-    PeakEntry(
-        "V100S PCIe",
-        r"\bV100S\b",
-        {"fp32": 16.4, "tf32": 16.4, "bf16": None, "fp16": 130},
-        "V100 datasheet",
-        NO_BF16,
-    ),
-    PeakEntry(
-        "V100 PCIe",
-        r"\bV100\b.*PCI",
-        {"fp32": 14, "tf32": 14, "bf16": None, "fp16": 112},
-        "V100 datasheet",
-        NO_BF16,
-    ),
-    PeakEntry(
-        "V100 SXM2",
-        r"\bV100\b",
-        {"fp32": 15.7, "tf32": 15.7, "bf16": None, "fp16": 125},
-        "V100 datasheet",
-        NO_BF16,
-    ),
+    _no_bf16("V100S PCIe", r"\bV100S\b", 16.4, 130, "V100 datasheet"),
+    _no_bf16("V100 PCIe", r"\bV100\b.*PCI", 14, 112, "V100 datasheet"),
+    _no_bf16("V100 SXM2", r"\bV100\b", 15.7, 125, "V100 datasheet"),
     # NVIDIA T4 datasheet: 8.1 fp32, 65 mixed-precision fp16/fp32.
-    PeakEntry(
-        "T4",
-        r"\bT4\b",
-        {"fp32": 8.1, "tf32": 8.1, "bf16": None, "fp16": 65},
-        "T4 datasheet",
-        NO_BF16,
-    ),
+    _no_bf16("T4", r"\bT4\b", 8.1, 65, "T4 datasheet"),
 )
 
 NO_PEAK = "no published peak for this device"

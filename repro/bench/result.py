@@ -9,7 +9,7 @@ from repro.bench import rows
 from repro.bench.batch import AutoBatch
 from repro.bench.config import BenchConfig
 from repro.runtime.device import DeviceInfo
-from repro.runtime.telemetry import Telemetry
+from repro.runtime.telemetry import Telemetry, samples_series
 from repro.runtime.timing import Timing
 
 
@@ -28,7 +28,8 @@ class BenchResult:
         return self.row.get("images_per_s")
 
     def series(self) -> dict[str, list[tuple[int, float, int]]]:
-        return self.telemetry.series() if self.telemetry else {}
+        t = self.telemetry
+        return samples_series(t.samples, t.gpu_index) if t else {}
 
     def summary_line(self) -> str:
         return rows.summary_line(self.row)

@@ -127,9 +127,7 @@ def single_device_row(
         )
     if m.compile_s is not None:
         notes.append("compile_s is the first compiled step, excluded from images/s")
-    for extra in (m.memory.note, t.reason, m.flops_note):
-        if extra:
-            notes.append(extra)
+    notes += [extra for extra in (m.memory.note, t.reason, m.flops_note) if extra]
     notes.extend(flops_notes)
     row["note"] = "; ".join(notes)
     return row

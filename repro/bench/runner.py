@@ -97,15 +97,7 @@ def _search_batch(
         budget_mb = host_peak_rss_mb() + 0.5 * psutil.virtual_memory().available / 1e6
 
     def fits_step(b: int) -> None:
-        work = build_workload(
-            model,
-            spec,
-            mode=config.mode,
-            batch=b,
-            device=device.torch_device,
-            precision=config.precision,
-            channels_last=config.channels_last,
-        )
+        work = build_workload(model, spec, config=config, batch=b, device=device.torch_device)
         step = work.make_step(model)
         step()
         step()
@@ -132,16 +124,7 @@ def _measure(
             config.data_root, spec.input_size, batch, config.loader_workers, device.is_cuda
         )
         feed = LoaderFeed(loader)
-    work = build_workload(
-        model,
-        spec,
-        mode=config.mode,
-        batch=batch,
-        device=tdev,
-        precision=config.precision,
-        channels_last=config.channels_last,
-        feed=feed,
-    )
+    work = build_workload(model, spec, config=config, batch=batch, device=tdev, feed=feed)
     eager_step = work.make_step(model)
     with tf32_switches(config.precision):
         flops, flops_note = count_step_flops(eager_step)

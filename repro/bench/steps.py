@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from repro.bench.config import BenchConfig
 from repro.bench.data import LoaderFeed
 from repro.models.registry import ModelSpec
 from repro.runtime.precision import autocast
@@ -59,8 +60,6 @@ class Workload:
     mode: str
     precision: str
     device: torch.device
-    channels_last: bool
-    batch: int
     next_batch: Callable[[], tuple[Any, torch.Tensor | None]]
     feed: LoaderFeed | None = None
     optimizer: torch.optim.Optimizer | None = None
@@ -100,19 +99,17 @@ def build_workload(
     model: nn.Module,
     spec: ModelSpec,
     *,
-    mode: str,
+    config: BenchConfig,
     batch: int,
     device: torch.device,
-    precision: str,
-    channels_last: bool,
     feed: LoaderFeed | None = None,
-    seed: int = 0,
 ) -> Workload:
-    """Put the model in the right mode and bind its inputs: synthetic tensors made once on the
-    device (labels too, in train mode), or the next batch of ``feed``."""
+    """Put the model in ``config``'s mode and bind its inputs: synthetic tensors made once on
+    the device (labels too, in train mode), or the next batch of ``feed``."""
+    mode, precision, channels_last = config.mode, config.precision, config.channels_last
     num_classes = probe_num_classes(model, spec, device) if mode == "train" else 0
     model.train(mode == "train")
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(0)
     labels = (
         torch.randint(0, num_classes, (batch,), generator=gen).to(device)
         if mode == "train"
@@ -140,6 +137,4 @@ def build_workload(
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         if precision == "fp16" and device.type == "cuda":
             scaler = torch.amp.GradScaler("cuda")  # fp16 training as it is really run
-    return Workload(
-        mode, precision, device, channels_last, batch, next_batch, feed, optimizer, scaler
-    )
+    return Workload(mode, precision, device, next_batch, feed, optimizer, scaler)

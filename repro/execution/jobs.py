@@ -178,12 +178,11 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def _auth_fix() -> str:
-    return (
-        "this cluster uses Ray token authentication: set RAY_AUTH_MODE=token and "
-        "RAY_AUTH_TOKEN (the output of `ray get-auth-token` on the head node) or "
-        "RAY_AUTH_TOKEN_PATH here, then submit again."
-    )
+_AUTH_FIX = (
+    "this cluster uses Ray token authentication: set RAY_AUTH_MODE=token and "
+    "RAY_AUTH_TOKEN (the output of `ray get-auth-token` on the head node) or "
+    "RAY_AUTH_TOKEN_PATH here, then submit again."
+)
 
 
 def connect(address: str | None) -> Any:
@@ -202,7 +201,7 @@ def connect(address: str | None) -> Any:
             return JobSubmissionClient(url)
     except AuthenticationError as exc:
         raise ReproError(
-            f"the job server at {url} refused the request: {_one_line(exc)}", _auth_fix()
+            f"the job server at {url} refused the request: {_one_line(exc)}", _AUTH_FIX
         ) from None
     except (OSError, RuntimeError, ValueError) as exc:  # requests errors are OSErrors
         raise ReproError(
@@ -217,7 +216,7 @@ def _request(what: str, fix: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except AuthenticationError as exc:
-        raise ReproError(f"{what} was refused: {_one_line(exc)}", _auth_fix()) from None
+        raise ReproError(f"{what} was refused: {_one_line(exc)}", _AUTH_FIX) from None
     except (OSError, RuntimeError, ValueError) as exc:
         raise ReproError(f"{what} failed: {_one_line(exc)}", fix) from None
 
@@ -264,33 +263,8 @@ def stop(client: Any, job_id: str) -> bool:
     return bool(_request(f"stopping job {job_id}", _JOB_ID_FIX, client.stop_job, job_id))
 
 
-class _CountingWriter:
-    """Counts what was written, so a fallback to polling does not print it twice."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.count = 0
-
-    def write(self, text: str) -> int:
-        self.count += len(text)
-        return self.out.write(text)
-
-    def flush(self) -> None:
-        self.out.flush()
-
-
-def _tail(client: Any, job_id: str, out: _CountingWriter) -> None:
-    async def follow() -> None:
-        async for chunk in client.tail_job_logs(job_id):
-            out.write(chunk)
-            out.flush()
-
-    asyncio.run(follow())
-
-
-def _poll_logs(client: Any, job_id: str, out: TextIO, already: int, poll_s: float) -> None:
+def _poll_logs(client: Any, job_id: str, out: TextIO, seen: int, poll_s: float) -> None:
     """Fallback when the log websocket fails: re-read the (append-only) log and print the rest."""
-    seen = already
     while True:
         finished = outcome(client, job_id).status in TERMINAL
         text = logs(client, job_id)
@@ -311,11 +285,19 @@ def follow(
 ) -> JobOutcome:
     """Streams the job's output to ``out`` (stdout) until it ends; returns how it ended."""
     out = out or sys.stdout
-    written = _CountingWriter(out)
+    written = 0  # what was printed, so a fallback to polling does not print it twice
+
+    async def tail() -> None:
+        nonlocal written
+        async for chunk in client.tail_job_logs(job_id):
+            written += len(chunk)
+            out.write(chunk)
+            out.flush()
+
     try:
-        _tail(client, job_id, written)
+        asyncio.run(tail())
     except Exception:  # noqa: BLE001 - websocket/aiohttp errors of several kinds
-        _poll_logs(client, job_id, out, written.count, poll_s)
+        _poll_logs(client, job_id, out, written, poll_s)
     # The log stream closes when the driver exits; the status can lag a moment behind.
     deadline = time.monotonic() + settle_s
     result = outcome(client, job_id)

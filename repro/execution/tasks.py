@@ -7,6 +7,7 @@ one at a time, each holding a whole node's CPUs or one GPU.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -106,12 +107,10 @@ def _run_with_all_threads(fn: Callable[..., Any], *args: Any) -> Any:
     threads = torch.get_num_threads()
     niceness = os.getpriority(os.PRIO_PROCESS, 0)
     torch.set_num_threads(max(1, cpus))
-    try:
-        # Ray starts workers at niceness 15; a timing must not yield to every other process on
-        # the node. Lowering niceness needs privileges: without them the timing runs as it is.
+    # Ray starts workers at niceness 15; a timing must not yield to every other process on the
+    # node. Lowering niceness needs privileges: without them the timing runs as it is.
+    with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, 0, 0)
-    except OSError:
-        pass
     try:
         return fn(*args)
     finally:

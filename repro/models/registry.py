@@ -66,17 +66,10 @@ def register_model(
         if key in _REGISTRY or key in _ALIASES:
             raise ValueError(f"model {key!r} is registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        spec = ModelSpec(
-            name=key,
-            builder=fn,
-            paper=paper,
-            input_size=tuple(input_size),
-            task=task,
-            source=source,
-            description=doc[0] if doc else "",
-            defaults=dict(defaults),
+        description = doc[0] if doc else ""
+        _REGISTRY[key] = ModelSpec(
+            key, fn, paper, tuple(input_size), task, source, description, dict(defaults)
         )
-        _REGISTRY[key] = spec
         for alias in aliases:
             if alias in _REGISTRY or alias in _ALIASES:
                 raise ValueError(f"model alias {alias!r} is registered twice")

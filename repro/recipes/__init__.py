@@ -11,8 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from repro.errors import ReproError
 
-OPTIMIZERS = ("sgd", "adam", "rmsprop")
-SCHEDULES = ("constant", "step", "multistep", "plateau", "poly", "cosine", "exponential")
 AUGMENTATIONS = {
     "random_crop": "random crop of `input_size` from the image resized to `resize` (shorter side)",
     "random_resized_crop": "Inception-style crop of 8%-100% of the area, aspect 3/4-4/3",
@@ -29,16 +27,16 @@ AUGMENTATIONS = {
 }
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RecipeSource(_Strict):
-    seed: str
-    section: str
+class Source(Strict):
+    seed: str = Field(description="seed file name in ../shared/seeds/")
+    section: str = Field(description="section, slide or heading the number comes from")
 
 
-class Optimizer(_Strict):
+class Optimizer(Strict):
     name: Literal["sgd", "adam", "rmsprop"] = "sgd"
     lr: float = Field(gt=0)
     momentum: float = Field(default=0.0, ge=0, lt=1)
@@ -46,7 +44,7 @@ class Optimizer(_Strict):
     weight_decay: float = Field(default=0.0, ge=0)
 
 
-class Schedule(_Strict):
+class Schedule(Strict):
     """How the learning rate changes. `step`: multiply by `factor` every `step_epochs`;
     `multistep`: at each of `milestones` (epochs); `plateau`: when validation error stops
     improving for `patience` epochs (AlexNet, VGG, ResNet on ImageNet); `poly`: (1 - t/T)^power;
@@ -69,7 +67,7 @@ class Schedule(_Strict):
         return self
 
 
-class Evaluation(_Strict):
+class Evaluation(Strict):
     """The test protocol: resize the shorter side to `resize`, take `crops` crops of `crop`
     (1: centre; 10: the four corners and centre, and their mirror images, scores averaged)."""
 
@@ -81,14 +79,14 @@ class Evaluation(_Strict):
     )
 
 
-class Recipe(_Strict):
+class Recipe(Strict):
     name: str = Field(description="unique within the paper; accuracy claims name it in `recipe`")
     model: str = Field(description="a registered model")
     model_kwargs: dict[str, object] = Field(default_factory=dict)
     dataset: str
     train_split: str = "train"
     eval_split: str = "val"
-    source: RecipeSource
+    source: Source
     optimizer: Optimizer
     schedule: Schedule
     batch_size: int = Field(gt=0)

@@ -80,12 +80,8 @@ class LrSchedule:
         self.bad_epochs = 0
         self.reductions = 0
 
-    def progress(self, epoch: int, step: int) -> float:
-        """Training time in epochs at the start of ``step`` of ``epoch``."""
-        return epoch + step / self.steps_per_epoch
-
     def lr(self, epoch: int, step: int = 0) -> float:
-        s, t = self.schedule, self.progress(epoch, step)
+        s, t = self.schedule, epoch + step / self.steps_per_epoch  # t: epochs done
         if s.name in ("step", "exponential"):
             assert s.step_epochs is not None  # the schema requires it
             rate = self.base_lr * s.factor ** math.floor(t / s.step_epochs + _EPS)

@@ -174,15 +174,12 @@ class Telemetry:
         """CPU time of the sampler thread / wall time of the window."""
         return self.sampler_cpu_s / self.window_s if self.window_s > 0 and self.samples else None
 
-    def series(self, first_step: int = 0) -> dict[str, list[tuple[int, float, int]]]:
-        """MLflow system-metric name -> [(step, value, timestamp_ms)], step = first_step +
-        sample index; a quantity never read (no GPU, no psutil) has no series."""
-        return samples_series(self.samples, self.gpu_index, first_step)
-
 
 def samples_series(
     samples: list[TelemetrySample], gpu_index: int = 0, first_step: int = 0
 ) -> dict[str, list[tuple[int, float, int]]]:
+    """MLflow system-metric name -> [(step, value, timestamp_ms)], step = first_step +
+    sample index; a quantity never read (no GPU, no psutil) has no series."""
     out: dict[str, list[tuple[int, float, int]]] = {}
     for attr, key in SERIES_KEYS.items():
         points = [

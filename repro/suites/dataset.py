@@ -18,25 +18,18 @@ from repro.data.claim_values import claim_report, dataset_metric
 from repro.data.roots import data_roots_of
 from repro.data.stats import CLAIM_DATASETS, METRICS
 from repro.errors import ReproError
-from repro.methods.rcnn.regions import (
-    proposal_base,
-    proposal_cache_dir,
-    require_selective_search,
-)
+from repro.methods.rcnn.regions import proposal_base, proposal_cache_dir, require_selective_search
 from repro.methods.rcnn.system import proposal_counts
 from repro.methods.rpn_proposals import PROPOSALS_METRIC
 from repro.suites.registry import Suite, SuiteSettings, register_suite
 from repro.verdicts import GroupOutcome, in_unit, judge, result_for
 
 FEATURE_CACHE_METRIC = "feature_cache_size"
-
-
 SELECTIVE_SEARCH_METRICS = (PROPOSALS_METRIC, FEATURE_CACHE_METRIC)  # dataset claims
 
 
 def dataset_not_run_reason(claim: Claim) -> str | None:
     if claim.metric in SELECTIVE_SEARCH_METRICS:  # as R-CNN and Fast R-CNN ran it
-        # torch, as the two below: this module loads on `repro --help`
         if not (claim.dataset or "").startswith("voc"):
             return f"selective-search proposals are counted on VOC sets, not {claim.dataset}"
         try:
@@ -59,7 +52,6 @@ def selective_search_proposals(claim: Claim, root: str, storage: str) -> tuple[f
     default test), cached where the R-CNN pipeline reads them: their mean per image
     (proposals_per_image), or the bytes of the claim's `layer` of `model` (fp32) for all of
     them (feature_cache_size, R-CNN's feature cache)."""
-
     split = str(claim.params.get("split", "test"))
     cache = proposal_cache_dir(proposal_base(storage), claim.dataset or "", root, split)
     counts = proposal_counts(root, split, cache_dir=cache)

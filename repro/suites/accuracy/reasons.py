@@ -26,8 +26,6 @@ CLASSIFICATION_METRICS = {
     "top5_error": "top-5 error, % of images",
     "top5_accuracy": "top-5 accuracy, % of images (100 - top-5 error)",
 }
-
-
 DETECTION_METRICS = {
     "map": "VOC: mean AP at IoU 0.5 (VOC07 11-point or VOC2010 all-point per the recipe); "
     "COCO: AP at IoU .50:.95",
@@ -35,11 +33,7 @@ DETECTION_METRICS = {
     "proposals_per_image": "RPN proposals per image left by NMS at IoU 0.7 with no top-N cut "
     "(Faster R-CNN models, on the evaluation split)",
 }
-
-
 RPN_DETECTORS = ("faster_rcnn_vgg16", "faster_rcnn_zf")  # torchvision's RPN: proposals counted
-
-
 TRAINABLE_DATASETS = ("imagenet", "cifar10", "mnist", "digits", "imagefolder")
 
 

@@ -153,15 +153,8 @@ def judge_runs(claim: Claim, values: Sequence[float]) -> tuple[str, str, float]:
     """Verdict, note and mean of one claim over seeds: with two or more runs the 95% confidence
     interval of the mean must overlap the claim's tolerance band."""
     mean, low, high = mean_ci(list(values))
-    tol = claim.tolerance
-    verdict = judge_interval(
-        float(claim.value),  # type: ignore[arg-type]
-        mean,
-        low,
-        high,
-        tol_abs=tol.abs,
-        tol_rel=tol.rel,
-    )
+    tol, claimed = claim.tolerance, float(claim.value)  # type: ignore[arg-type]
+    verdict = judge_interval(claimed, mean, low, high, tol_abs=tol.abs, tol_rel=tol.rel)
     spread = f"mean of {len(values)} runs, 95% CI [{low:.3g}, {high:.3g}]"
     if len(values) == 1:
         spread = "one run (no interval; params.yaml accuracy.seeds > 1 gives one)"
