@@ -8,7 +8,6 @@ one runs: for the pipeline the schedule's step replaces forward and backward.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +50,9 @@ class ParallelModel:
     # A detector's loss (DDP averages the ranks' gradients, so each rank's loss is the mean
     # over its share of the global batch); None: the classification loss.
     loss_fn: loop.Loss | None = None
+    # Towers: every rank computes the same loss from the gathered logits and the all-gather's
+    # backward sums the ranks' gradients, so each rank backpropagates 1/world of it.
+    same_loss: bool = False
 
     def forward_backward(self, x: Any, y: Any) -> torch.Tensor:
         return loop.forward_backward(
@@ -60,35 +62,17 @@ class ParallelModel:
             device=self.device,
             precision=self.precision,
             scaler=self.scaler,
+            backward_scale=1.0 / self.world if self.same_loss else 1.0,
             loss_fn=self.loss_fn,
         )
 
     def global_loss(self, loss: torch.Tensor) -> float:
         """The loss of the whole global batch, the same on every rank."""
-        if self.world == 1 or not dist.is_initialized():
+        if self.same_loss or self.world == 1 or not dist.is_initialized():
             return float(loss)
         t = loss.detach().float().reshape(1).clone()
         dist.all_reduce(t)
         return float(t) / self.world
-
-
-@dataclass
-class TowerModel(ParallelModel):
-    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # Every rank computes the same loss from the gathered logits and the all-gather's
-        # backward sums the ranks' gradients, so each rank backpropagates 1/world of it.
-        return loop.forward_backward(
-            self.module,
-            x,
-            y,
-            device=self.device,
-            precision=self.precision,
-            scaler=self.scaler,
-            backward_scale=1.0 / self.world,
-        )
-
-    def global_loss(self, loss: torch.Tensor) -> float:
-        return float(loss)
 
 
 @dataclass
@@ -191,10 +175,17 @@ def parallelize(
     world: int,
     device: torch.device,
     group: dist.ProcessGroup | None = None,
+    loss_fn: loop.Loss | None = None,
 ) -> ParallelModel:
-    """Apply ``config.parallel`` to the single-device model of ``setup`` for this rank."""
-    check_strategy(config, world, setup.spec.name)
+    """Apply ``config.parallel`` to the single-device model of ``setup`` for this rank; a
+    detector's training step computes ``loss_fn`` instead of the classification loss."""
     p = config.parallel
+    if loss_fn is not None and p not in DETECTOR_PARALLEL:
+        raise ReproError(
+            f"--parallel {p} is not available for the detector {setup.spec.name}.",
+            f"use one of {', '.join(DETECTOR_PARALLEL)} (data-parallel DDP over several workers).",
+        )
+    check_strategy(config, world, setup.spec.name)
     if p != "none" and world > 1 and not dist.is_initialized():
         raise ReproError(f"--parallel {p} needs the workers' process group, which is not set up.")
     model, info = setup.model, {}
@@ -202,7 +193,9 @@ def parallelize(
         model = AlexNetTower(model, rank, group)
     if p == "pipeline":  # 2. pipeline: this rank keeps its stage only
         model, info = _pipeline_stage(setup, config, rank, world)
-    model = loop.prepare_model(model, device, config.channels_last)
+    model = model.to(device).train()
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if config.compile:
         model.compile()  # in place: module type and state-dict keys stay those of the model
     base = model
@@ -212,7 +205,6 @@ def parallelize(
         model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    scaler = loop.make_grad_scaler(device, config.precision)
     common = dict(
         strategy=p,
         module=model,
@@ -221,11 +213,12 @@ def parallelize(
         world=world,
         device=device,
         precision=config.precision,
-        scaler=scaler,
+        scaler=loop.make_grad_scaler(device, config.precision),
         info=info,
+        loss_fn=loss_fn,
     )
     if p == "towers":
-        return TowerModel(shard=Shard(), **common)
+        return ParallelModel(shard=Shard(), same_loss=True, **common)
     if p == "pipeline":
         return _pipeline_model(model, config, common, group)
     return ParallelModel(shard=Shard(rank, world) if p in DATA_PARALLEL else Shard(), **common)
@@ -252,23 +245,3 @@ def parameter_summary(pm: ParallelModel) -> dict[str, float]:
             count += local.numel()
             total += float(full.double().sum())
     return {"params": float(count), "checksum": total}
-
-
-def parallelize_detector(
-    setup: ModelSetup,
-    config: TrainConfig,
-    *,
-    rank: int,
-    world: int,
-    device: torch.device,
-    loss_fn: loop.Loss,
-) -> ParallelModel:
-    """:func:`parallelize` for a detector (``config.parallel`` "none" or "ddp"), whose training
-    step computes ``loss_fn`` instead of the classification loss."""
-    if config.parallel not in DETECTOR_PARALLEL:
-        raise ReproError(
-            f"--parallel {config.parallel} is not available for the detector {setup.spec.name}.",
-            f"use one of {', '.join(DETECTOR_PARALLEL)} (data-parallel DDP over several workers).",
-        )
-    pm = parallelize(setup, config, rank=rank, world=world, device=device)
-    return dataclasses.replace(pm, loss_fn=loss_fn)

@@ -59,6 +59,16 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
         ) from None
 
 
+def effective_recipe(config: FitConfig) -> Recipe:
+    """The recipe with the config's dataset and eval_split overrides applied."""
+    recipe = parse_recipe(config.recipe)
+    update = {
+        "dataset": config.dataset or recipe.dataset,
+        "eval_split": config.eval_split or recipe.eval_split,
+    }
+    return recipe.model_copy(update=update)
+
+
 def check_run_settings(config: FitConfig, recipe: Recipe) -> None:
     """What every recipe training checks, whatever the task: precision, workers, seeds, the
     batch split, epochs, steps, loader processes, threads and the GPU."""
@@ -151,10 +161,17 @@ class SeedRun:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def seed_run(index: int, seed: int, pm: ParallelModel, plan: DataPlan, params: Any) -> SeedRun:
-    """A seed's run of ``pm``: the recipe's optimizer over ``params`` and its schedule."""
-    optimizer = make_optimizer(params, plan.recipe.optimizer)
-    recipe = plan.recipe
+def seed_run(
+    config: FitConfig, plan: DataPlan, index: int, pm: ParallelModel, params: Any = None
+) -> SeedRun:
+    """Seed ``index``'s run of ``pm`` (built with the same weights on every rank): dropout and
+    augmentation seeded per rank, the recipe's optimizer over ``params`` (default: all of pm's)
+    and its schedule."""
+    seed, recipe = config.seeds[index], plan.recipe
+    torch.manual_seed(seed * 1_000_003 + 7_919 * (pm.rank + 1))
+    optimizer = make_optimizer(
+        pm.module.parameters() if params is None else params, recipe.optimizer
+    )
     schedule = LrSchedule(recipe.schedule, recipe.optimizer.lr, plan.epochs, plan.steps_per_epoch)
     return SeedRun(index, seed, pm, optimizer, schedule)
 
@@ -221,24 +238,6 @@ def _resume(
         return finished, run
 
 
-def checkpoint_state(
-    config: FitConfig, plan: DataPlan, run: SeedRun, finished: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """The trainer state saved with the model after an epoch (``run.history[-1]``'s)."""
-    return {
-        "parallel": run.pm.strategy,
-        "world": run.pm.world,
-        "model": plan.recipe.model,
-        "seeds": config.seeds,
-        "epochs": plan.epochs,
-        "seed_index": run.index,
-        "next_epoch": run.history[-1]["epoch"],
-        "history": run.history,
-        "schedule": run.schedule.state_dict(),
-        "finished": finished,
-    }
-
-
 class RecipeTask:
     """What a recipe training varies (classifiers: repro.train.fit, detectors:
     repro.train.detector_fit): the data plan, a seed's model and optimizer, how a batch reaches
@@ -285,8 +284,7 @@ def _fit_seeds(
 ) -> dict[str, Any] | None:
     entered = time.perf_counter()
     rank, world = session.rank, session.world_size
-    device = loop.select_device(config.use_gpu, session.local_rank)
-    loop.set_matmul_precision(config.precision)
+    device = loop.select_device(config.use_gpu, session.local_rank, config.precision)
     plan = task.plan(config, rank, world, device)
     finished, current = _resume(session, config, plan, rank, world, device, task)
     setup_s = time.perf_counter() - entered
@@ -348,7 +346,18 @@ def run_epochs(
             weights = _save_weights(session, run, plan.recipe.name) if run.pm.rank == 0 else None
             finished.append(task.record(run, plan, weights, diverged, metrics))
         if config.checkpoint_every_epoch or last:
-            state = checkpoint_state(config, plan, run, finished)
+            state = {  # the trainer state saved with the model
+                "parallel": run.pm.strategy,
+                "world": run.pm.world,
+                "model": plan.recipe.model,
+                "seeds": config.seeds,
+                "epochs": plan.epochs,
+                "seed_index": run.index,
+                "next_epoch": run.history[-1]["epoch"],
+                "history": run.history,
+                "schedule": run.schedule.state_dict(),
+                "finished": finished,
+            }
             name = checkpoint_name(run.index * CHECKPOINTS_PER_SEED + state["next_epoch"])
             metrics = {"seed": run.seed, **run.history[-1]}
             persist(session, run.pm, run.optimizer, state, metrics, name)
@@ -361,8 +370,7 @@ def open_seed_log(config: FitConfig | None, run: SeedRun, plan: DataPlan) -> Tra
     """Rank 0's MLflow run of one seed (experiment repro/<config.mlflow_experiment>): the recipe
     and the plan's facts as parameters, its splits as dataset inputs, the epochs restored from a
     checkpoint logged unless already there. ``config`` None (other ranks): nothing is logged."""
-    uri = config.tracking_uri if config is not None else None
-    if config is None or uri is None:
+    if config is None or config.tracking_uri is None:
         return TrainingRun(None, "", {}, {})
     recipe, facts = plan.recipe, plan.facts
     params = {
@@ -381,7 +389,7 @@ def open_seed_log(config: FitConfig | None, run: SeedRun, plan: DataPlan) -> Tra
     if config.mlflow_parent:
         tags["mlflow.parentRunId"] = config.mlflow_parent
     log = TrainingRun(
-        uri,
+        config.tracking_uri,
         f"{config.run_name}-seed{run.seed}",
         params,
         tags,

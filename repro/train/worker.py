@@ -30,7 +30,7 @@ from repro.train.data import (
     Shard,
     image_folder,
     image_folder_batches,
-    synthetic_batches,
+    synthetic_batch,
 )
 from repro.train.parallelize import ParallelModel, parallelize, parameter_summary
 from repro.train.session import WorkerSession, checkpoint_name
@@ -67,14 +67,9 @@ def batches(
     config: TrainConfig, setup: loop.ModelSetup, shard: Shard, start: int, dataset: Any
 ) -> Iterator[Batch]:
     if dataset is None:
-        return synthetic_batches(
-            start,
-            batch=config.batch_size,
-            input_size=setup.input_size,
-            num_classes=setup.num_classes,
-            seed=config.seed,
-            shard=shard,
-        )
+        shape = {"input_size": setup.input_size, "num_classes": setup.num_classes}
+        shape |= {"batch": config.batch_size, "seed": config.seed, "shard": shard}
+        return (synthetic_batch(step, **shape) for step in itertools.count(start))
     return image_folder_batches(
         dataset,
         start,
@@ -152,8 +147,7 @@ def train_worker(
     entered = time.time()
     rank, world = session.rank, session.world_size
     attempt = begin_attempt(session.run_dir, launch["id"]) if rank == 0 else 0
-    device = loop.select_device(config.use_gpu, session.local_rank)
-    loop.set_matmul_precision(config.precision)
+    device = loop.select_device(config.use_gpu, session.local_rank, config.precision)
     t_setup = time.perf_counter()
     dataset = None
     if config.data_root:
