@@ -105,7 +105,6 @@ def training_gap(model: str) -> str | None:
     """Why the harness cannot train the detector ``model`` by a recipe, or None if it can."""
     if model in TRAINABLE_DETECTORS:
         return None
-
     if get_model_spec(model).task == "classification":
         return (
             f"{model} is a classification network: a detection recipe on it is R-CNN's "
@@ -374,18 +373,14 @@ class Detection(RecipeTask):
             num_classes=plan.num_classes,
             input_size=plan.recipe.evaluation.crop,
         )
-        distributed = run.pm.world > 1 and dist.is_initialized()
-        parts: list[Any] = [(rows, ids)]
-        if distributed:
-            parts = [None] * run.pm.world
-            dist.all_gather_object(parts, (rows, ids))
+        parts = run.pm.gather((rows, ids))
         metrics: list[Any] = [None]
         if run.pm.rank == 0:
             all_rows = [row for part_rows, _ in parts for row in part_rows]
             all_ids = [i for _, part_ids in parts for i in part_ids]
             scores = score_rows(plan.recipe, plan.eval_set, plan.classes, all_rows, all_ids)
             metrics = [{**scores, "detections": len(all_rows)}]
-        if distributed:
+        if len(parts) > 1:  # distributed
             dist.broadcast_object_list(metrics, src=0)
         return metrics[0]
 

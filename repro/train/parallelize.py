@@ -74,6 +74,14 @@ class ParallelModel:
         dist.all_reduce(t)
         return float(t) / self.world
 
+    def gather(self, value: Any) -> list[Any]:
+        """``value`` of every rank, rank 0's first (every rank gets the list)."""
+        if self.world == 1 or not dist.is_initialized():
+            return [value]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, value)
+        return out
+
 
 @dataclass
 class PipelineModel(ParallelModel):
@@ -146,14 +154,6 @@ def _fsdp_blocks(model: nn.Module) -> list[nn.Module]:
     return blocks
 
 
-def apply_fsdp(model: nn.Module, device: torch.device, world: int) -> nn.Module:
-    mesh = init_device_mesh(device.type, (world,))
-    for block in _fsdp_blocks(model):
-        fully_shard(block, mesh=mesh)
-    fully_shard(model, mesh=mesh)
-    return model
-
-
 def _pipeline_stage(
     setup: ModelSetup, config: TrainConfig, rank: int, world: int
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -200,7 +200,10 @@ def parallelize(
         model.compile()  # in place: module type and state-dict keys stay those of the model
     base = model
     if p == "fsdp" and world > 1:  # 3. FSDP shards parameters in place (base is sharded too)
-        model = apply_fsdp(model, device, world)
+        mesh = init_device_mesh(device.type, (world,))
+        for block in _fsdp_blocks(model):
+            fully_shard(block, mesh=mesh)
+        fully_shard(model, mesh=mesh)
     if p == "ddp" and world > 1:  # 4. DDP
         model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
@@ -220,18 +223,10 @@ def parallelize(
     if p == "towers":
         return ParallelModel(shard=Shard(), same_loss=True, **common)
     if p == "pipeline":
-        return _pipeline_model(model, config, common, group)
+        stage = PipelineStage(model, rank, world, device, group=group)
+        schedule = ScheduleGPipe(stage, config.microbatches, loss_fn=loop.classification_loss)
+        return PipelineModel(shard=Shard(), schedule=schedule, **common)
     return ParallelModel(shard=Shard(rank, world) if p in DATA_PARALLEL else Shard(), **common)
-
-
-def _pipeline_model(
-    stage_module: nn.Module, config: TrainConfig, common: dict[str, Any], group: Any
-) -> PipelineModel:
-    stage = PipelineStage(
-        stage_module, common["rank"], common["world"], common["device"], group=group
-    )
-    schedule = ScheduleGPipe(stage, config.microbatches, loss_fn=loop.classification_loss)
-    return PipelineModel(shard=Shard(), schedule=schedule, **common)
 
 
 def parameter_summary(pm: ParallelModel) -> dict[str, float]:

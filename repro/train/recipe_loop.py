@@ -47,9 +47,10 @@ EPOCH_METRICS = (
 )
 
 
-def parse_recipe(data: dict[str, Any]) -> Recipe:
+def effective_recipe(config: FitConfig) -> Recipe:
+    """The config's recipe, checked, with its dataset and eval_split overrides applied."""
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(config.recipe)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "recipe"
@@ -57,11 +58,6 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
             f"recipe field `{where}`: {first['msg']}.",
             "fix the recipe (see repro/recipes.py for its fields).",
         ) from None
-
-
-def effective_recipe(config: FitConfig) -> Recipe:
-    """The recipe with the config's dataset and eval_split overrides applied."""
-    recipe = parse_recipe(config.recipe)
     update = {
         "dataset": config.dataset or recipe.dataset,
         "eval_split": config.eval_split or recipe.eval_split,
@@ -206,13 +202,7 @@ def _save_weights(session: WorkerSession, run: SeedRun, recipe_name: str) -> str
 
 
 def _resume(
-    session: WorkerSession,
-    config: FitConfig,
-    plan: DataPlan,
-    rank: int,
-    world: int,
-    device: Any,
-    task: RecipeTask,
+    session: WorkerSession, config: FitConfig, plan: DataPlan, build: Callable[[int], SeedRun]
 ) -> tuple[list[dict[str, Any]], SeedRun | None]:
     """The finished seeds' records and the interrupted seed (model, optimizer and schedule
     restored) from the latest checkpoint, if any."""
@@ -230,7 +220,7 @@ def _resume(
         finished = list(state["finished"])
         if state["seed_index"] < len(finished):
             return finished, None
-        run = task.build(config, plan, state["seed_index"], rank, world, device)
+        run = build(state["seed_index"])
         load_checkpoint(ckpt, run.pm, run.optimizer)
         run.schedule.load_state_dict(state["schedule"])
         run.start_epoch = int(state["next_epoch"])
@@ -286,11 +276,15 @@ def _fit_seeds(
     rank, world = session.rank, session.world_size
     device = loop.select_device(config.use_gpu, session.local_rank, config.precision)
     plan = task.plan(config, rank, world, device)
-    finished, current = _resume(session, config, plan, rank, world, device, task)
+
+    def build(index: int) -> SeedRun:
+        return task.build(config, plan, index, rank, world, device)
+
+    finished, current = _resume(session, config, plan, build)
     setup_s = time.perf_counter() - entered
     env = {"device": loop.device_name(device), "world_size": world, "torch": torch.__version__}
     for index in range(len(finished), len(config.seeds)):
-        run = current or task.build(config, plan, index, rank, world, device)
+        run = current or build(index)
         current = None
         env = environment(run.pm)
         log = open_seed_log(config if rank == 0 else None, run, plan)

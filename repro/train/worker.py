@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from repro.errors import ReproError
 from repro.models import get_model_spec
@@ -78,14 +77,6 @@ def batches(
         shard=shard,
         workers=config.loader_workers,
     )
-
-
-def _gather(value: Any, world: int) -> list[Any]:
-    if world == 1 or not dist.is_initialized():
-        return [value]
-    out: list[Any] = [None] * world
-    dist.all_gather_object(out, value)
-    return out
 
 
 class StepHooks(Hooks):
@@ -195,7 +186,7 @@ def train_worker(
                 "lower --batch-size, use --precision bf16, or spread the model over more workers.",
             ) from None
         commit(config.steps)
-        summaries = _gather({**parameter_summary(pm), "info": pm.info}, world)
+        summaries = pm.gather({**parameter_summary(pm), "info": pm.info})
     except BaseException:
         log.close({}, {"restarts": str(attempt)}, "FAILED", step=0)  # a restart reopens it
         raise
