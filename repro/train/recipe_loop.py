@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -30,7 +31,6 @@ from repro.train.session import WorkerSession, checkpoint_name
 from repro.train.system_log import system_log
 from repro.train.trainer import environment
 
-Prepare = Callable[[Any, Any, Any], tuple[Any, Any]]  # (inputs, targets, device) -> on device
 CHECKPOINTS_PER_SEED = 10_000  # checkpoint names order (seed index, epoch)
 # A seed record's numbers logged as the MLflow run's summary (those present).
 SUMMARY_METRICS = ("top1_error", "top5_error", "map", "map50", "epochs")
@@ -172,26 +172,6 @@ def seed_run(
     return SeedRun(index, seed, pm, optimizer, schedule)
 
 
-def train_epoch(run: SeedRun, plan: DataPlan, epoch: int, prepare: Prepare) -> dict[str, float]:
-    """One epoch of ``plan``'s batches on ``run``; ``prepare(x, y, device)`` readies a batch."""
-    plan.sampler.set_epoch(run.seed, epoch)
-    stats = trainer.train_epoch(
-        run.pm,
-        run.optimizer,
-        trainer.Epoch(
-            plan.train_loader,
-            lambda step: run.schedule.apply(run.optimizer, epoch, step),
-            plan.steps_in(epoch),
-            prepare,
-        ),
-    )
-    return {
-        "loss": run.pm.global_loss(stats.mean_loss(run.pm.device)),
-        "lr": float(stats.lrs[0] if stats.lrs else 0.0),
-        "images": sum(stats.sizes) * run.pm.world,  # this rank's batches times the DP ranks
-    }
-
-
 def _save_weights(session: WorkerSession, run: SeedRun, recipe_name: str) -> str:
     folder = session.run_dir / "weights"
     folder.mkdir(parents=True, exist_ok=True)
@@ -320,16 +300,24 @@ def run_epochs(
     A checkpoint follows every epoch (or only the last, ``config.checkpoint_every_epoch``)."""
     for epoch in range(run.start_epoch, plan.whole_epochs):
         t0 = time.perf_counter()
-        trained = train_epoch(run, plan, epoch, task.prepare)
+        plan.sampler.set_epoch(run.seed, epoch)
+        rate = partial(run.schedule.apply, run.optimizer, epoch)
+        steps = trainer.Epoch(plan.train_loader, rate, plan.steps_in(epoch), task.prepare)
+        stats = trainer.train_epoch(run.pm, run.optimizer, steps)
+        entry: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": run.pm.global_loss(stats.mean_loss(run.pm.device)),
+            "lr": float(stats.lrs[0] if stats.lrs else 0.0),
+            "images": sum(stats.sizes) * run.pm.world,  # this rank's batches times the DP ranks
+        }
         t1 = time.perf_counter()
-        entry: dict[str, Any] = {"epoch": epoch + 1, **trained}
         if task.evaluate_every_epoch:
             entry |= task.evaluate(run, plan)
             entry |= {"train_s": t1 - t0, "eval_s": time.perf_counter() - t1}
         else:
             entry["train_s"] = t1 - t0
         run.history.append(entry | {"seconds": time.perf_counter() - t0, "time": time.time()})
-        diverged = not math.isfinite(trained["loss"])
+        diverged = not math.isfinite(entry["loss"])
         last = diverged or epoch + 1 == plan.whole_epochs
         if last:
             metrics: dict[str, float] = {}

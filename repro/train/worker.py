@@ -13,6 +13,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,15 @@ def batches(
     config: TrainConfig, setup: loop.ModelSetup, shard: Shard, start: int, dataset: Any
 ) -> Iterator[Batch]:
     if dataset is None:
-        shape = {"input_size": setup.input_size, "num_classes": setup.num_classes}
-        shape |= {"batch": config.batch_size, "seed": config.seed, "shard": shard}
-        return (synthetic_batch(step, **shape) for step in itertools.count(start))
+        batch_at = partial(
+            synthetic_batch,
+            batch=config.batch_size,
+            input_size=setup.input_size,
+            num_classes=setup.num_classes,
+            seed=config.seed,
+            shard=shard,
+        )
+        return map(batch_at, itertools.count(start))
     return image_folder_batches(
         dataset,
         start,
