@@ -164,8 +164,8 @@ def test_local_session_keeps_the_latest_checkpoints(tmp_path: Path) -> None:
         (src / "x").write_text(str(step))
         session.report({}, src, f"checkpoint_{step:07d}")
     assert [p.name for p in session.checkpoints()] == ["checkpoint_0000004", "checkpoint_0000006"]
-    with session.latest_checkpoint() as latest:
-        assert latest is not None and (latest / "x").read_text() == "6"
+    with session.checkpoint_dirs() as newest_first:
+        assert [(d / "x").read_text() for d in newest_first] == ["6", "4"]
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from repro.evaluation.coco import evaluate_coco
 from repro.evaluation.voc import evaluate_voc
 from repro.methods.yolo_v1 import Detections, decode
 from repro.tracking.training import TrainingRun
-from repro.train.detector_fit import GridLoss
+from repro.train.detector_fit import grid_loss
 from repro.train.system_log import DEFAULT_INTERVAL_S, system_log
 from repro.train.trainer import Epoch, single_device, train_epoch
 
@@ -144,7 +144,7 @@ def train_detector(
             labels = [targets[i]["labels"] for i in idx]
             yield batch, [{"boxes": b, "labels": c} for b, c in zip(boxes, labels, strict=True)]
 
-    pm = single_device(model, torch.device("cpu"), GridLoss(model.spec))
+    pm = single_device(model, torch.device("cpu"), grid_loss(model.spec))
     history: list[dict[str, Any]] = []
     for epoch in range(config.epochs):
         t0 = time.perf_counter()

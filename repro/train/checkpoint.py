@@ -62,17 +62,14 @@ def save_checkpoint(
     if pm.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(pm.device)
     torch.save(rng, directory / f"rng_rank{pm.rank}.pt")
-    if _per_rank(pm):
-        state = {"model": pm.base.state_dict(), "optimizer": optimizer.state_dict()}
-        torch.save(state, directory / f"model_rank{pm.rank}.pt")
-    elif _full_fsdp(pm):
+    if _full_fsdp(pm):
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         model_sd, optim_sd = get_state_dict(pm.base, optimizer, options=options)
         if pm.rank == 0:
-            torch.save({"model": model_sd, "optimizer": optim_sd}, _model(directory))
-    elif pm.rank == 0:
+            torch.save({"model": model_sd, "optimizer": optim_sd}, _model(directory, pm))
+    elif _per_rank(pm) or pm.rank == 0:
         state = {"model": pm.base.state_dict(), "optimizer": optimizer.state_dict()}
-        torch.save(state, _model(directory))
+        torch.save(state, _model(directory, pm))
     if pm.rank == 0:
         (directory / TRAINER_FILE).write_text(json.dumps(trainer_state))
 
@@ -92,8 +89,8 @@ def persist(
         return session.report(metrics, Path(tmp), name)
 
 
-def _model(directory: Path) -> Path:
-    return directory / MODEL_FILE
+def _model(directory: Path, pm: ParallelModel) -> Path:
+    return directory / (f"model_rank{pm.rank}.pt" if _per_rank(pm) else MODEL_FILE)
 
 
 def read_trainer_state(directory: Path) -> dict[str, Any]:
@@ -173,12 +170,8 @@ def load_checkpoint(
             f"{state.get('world')} workers; this run is --parallel {pm.strategy} on {pm.world}.",
             "resume with the same --parallel and --workers, or give the run a new --name.",
         )
-    if _per_rank(pm):
-        saved = _load(directory / f"model_rank{pm.rank}.pt", pm.device)
-        pm.base.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-    elif _full_fsdp(pm):
-        saved = _load(_model(directory))
+    if _full_fsdp(pm):
+        saved = _load(_model(directory, pm))
         set_state_dict(
             pm.base,
             optimizer,
@@ -187,7 +180,7 @@ def load_checkpoint(
             options=StateDictOptions(full_state_dict=True),
         )
     else:
-        saved = _load(_model(directory), pm.device)
+        saved = _load(_model(directory, pm), pm.device)
         pm.base.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
     rng_file = directory / f"rng_rank{pm.rank}.pt"

@@ -11,8 +11,13 @@ from repro.errors import ReproError
 from repro.train.system_log import DEFAULT_INTERVAL_S
 
 
+class Record:
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]  # the subclasses are dataclasses
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(Record):
     model: str
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 32  # global batch: split evenly across data-parallel workers
@@ -42,12 +47,9 @@ class TrainConfig:
     loader_workers: int = 2  # DataLoader processes per worker (ImageFolder data only)
     fault_step: int | None = None  # testing: rank 1 exits at this step, first attempt only
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class TrainResult:
+class TrainResult(Record):
     config: dict[str, Any]
     history: list[dict[str, Any]]  # one dict per step: step, loss, step_s, images, data_s
     images_per_s: float  # global, warm-up steps excluded
@@ -63,12 +65,9 @@ class TrainResult:
     checks: dict[str, Any] = field(default_factory=dict)  # per-rank parameter counts/checksums
     run_dir: str | None = None  # the run's directory under storage_path
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class FitConfig:
+class FitConfig(Record):
     recipe: dict[str, Any]  # Recipe.model_dump()
     data_root: str | None = None
     dataset: str | None = None  # None: the recipe's dataset
@@ -93,21 +92,15 @@ class FitConfig:
     mlflow_experiment: str = "train"  # repro/<this>: where each seed's run goes
     mlflow_parent: str | None = None  # the run each seed's run is a child of (a demo's)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class FitResult:
+class FitResult(Record):
     seeds: list[dict[str, Any]]  # per seed: seed, top1_error, top5_error, epochs, history, ...
     environment: dict[str, Any]
     checkpoint: str | None  # the last seed's final weights (a state_dict file)
     run_dir: str
     overhead: dict[str, float]
     config: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def need(ok: bool, cause: str, fix: str) -> None:

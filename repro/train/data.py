@@ -64,40 +64,9 @@ def global_synthetic_batch(
     step: int, *, batch: int, input_size: tuple[int, ...], num_classes: int, seed: int, shards: int
 ) -> Batch:
     """The global batch of ``step`` as ``shards`` data-parallel workers see it together."""
-    parts = [
-        synthetic_batch(
-            step,
-            batch=batch,
-            input_size=input_size,
-            num_classes=num_classes,
-            seed=seed,
-            shard=Shard(i, shards),
-        )
-        for i in range(shards)
-    ]
+    shape = {"batch": batch, "input_size": input_size, "num_classes": num_classes, "seed": seed}
+    parts = [synthetic_batch(step, **shape, shard=Shard(i, shards)) for i in range(shards)]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-
-
-def synthetic_batches(
-    start_step: int,
-    *,
-    batch: int,
-    input_size: tuple[int, ...],
-    num_classes: int,
-    seed: int,
-    shard: Shard,
-) -> Iterator[Batch]:
-    step = start_step
-    while True:
-        yield synthetic_batch(
-            step,
-            batch=batch,
-            input_size=input_size,
-            num_classes=num_classes,
-            seed=seed,
-            shard=shard,
-        )
-        step += 1
 
 
 def image_folder(root: str, input_size: tuple[int, ...]):  # noqa: ANN201 - torchvision type

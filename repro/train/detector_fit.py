@@ -30,6 +30,7 @@ alternating training.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,15 +66,15 @@ from repro.models import get_model_spec
 from repro.recipes import Recipe
 from repro.train.config import FitConfig, FitResult, TrainConfig, need
 from repro.train.distributed import launch, resolve
-from repro.train.loop import ModelSetup
-from repro.train.parallelize import parallelize_detector
+from repro.train.loop import Loss, ModelSetup
+from repro.train.parallelize import parallelize
 from repro.train.recipe_loop import (
     DataPlan,
     RecipeTask,
     SeedRun,
     check_run_settings,
+    effective_recipe,
     epoch_sampler,
-    parse_recipe,
     run_worker,
     seed_run,
 )
@@ -104,7 +105,6 @@ def training_gap(model: str) -> str | None:
     """Why the harness cannot train the detector ``model`` by a recipe, or None if it can."""
     if model in TRAINABLE_DETECTORS:
         return None
-
     if get_model_spec(model).task == "classification":
         return (
             f"{model} is a classification network: a detection recipe on it is R-CNN's "
@@ -132,16 +132,6 @@ class DetectorFitConfig(FitConfig):
     # ``data_root`` is the recipe's own dataset's.
     data_roots: dict[str, str] = field(default_factory=dict)
     eval_limit: int | None = None  # evaluate on the first N images of the eval split only
-
-
-def effective_recipe(config: FitConfig) -> Recipe:
-    """The recipe with the config's dataset and eval_split overrides applied."""
-    recipe = parse_recipe(config.recipe)
-    update = {
-        "dataset": config.dataset or recipe.dataset,
-        "eval_split": config.eval_split or recipe.eval_split,
-    }
-    return recipe.model_copy(update=update)
 
 
 def data_roots(config: DetectorFitConfig, recipe: Recipe) -> dict[str, str | None]:
@@ -216,15 +206,11 @@ def validate(config: DetectorFitConfig) -> None:
     check_run_settings(config, recipe)
 
 
-def resolve_detector(config: DetectorFitConfig) -> DetectorFitConfig:
-    config = resolve(config)
-    roots = {k: str(Path(v).expanduser().resolve()) for k, v in config.data_roots.items()}
-    return dataclasses.replace(config, data_roots=roots)
-
-
 def fit_detector(config: DetectorFitConfig) -> FitResult:
     """Train every seed of ``config`` and evaluate each; records carry "map" (percent)."""
-    config = resolve_detector(config)
+    config = resolve(config)
+    roots = {k: str(Path(v).expanduser().resolve()) for k, v in config.data_roots.items()}
+    config = dataclasses.replace(config, data_roots=roots)
     validate(config)
     return launch(config, WORKER_FN)
 
@@ -238,56 +224,34 @@ class DetectionPlan(DataPlan):
     eval_set: Any  # the whole evaluation split (annotations for scoring)
 
 
-class SquareLoss:
+def square_loss(encode: Callable, loss: Callable, spec: Any) -> Loss:
     """A YOLO loss on a batch of same-size square images: the stacked images go through the
-    model, and its raw output and the targets' boxes and labels to ``criterion``."""
+    model, and its raw output and the targets' boxes and labels (by ``encode``) to ``loss``."""
 
-    def criterion(
-        self, output: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.Tensor]
-    ) -> torch.Tensor:
-        raise NotImplementedError
-
-    def __call__(self, module: torch.nn.Module, images: Any, targets: Any) -> torch.Tensor:
+    def call(module: torch.nn.Module, images: Any, targets: Any) -> torch.Tensor:
         device = next(module.parameters()).device
         x = images if isinstance(images, torch.Tensor) else torch.stack(images)
-        x = x.to(device, non_blocking=True)
-        boxes = [t["boxes"] for t in targets]
-        return self.criterion(module(x), boxes, [t["labels"] for t in targets])
+        output = module(x.to(device, non_blocking=True))
+        boxes, labels = [t["boxes"] for t in targets], [t["labels"] for t in targets]
+        return loss(output, encode(boxes, labels, spec), spec)
+
+    return call
 
 
-class GridLoss(SquareLoss):
+def grid_loss(spec: yolo_v1.GridSpec) -> Loss:
     """YOLOv1's loss of a grid detector (repro.methods.yolo_v1)."""
-
-    def __init__(self, spec: yolo_v1.GridSpec) -> None:
-        self.spec = spec
-
-    def criterion(
-        self, output: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.Tensor]
-    ) -> torch.Tensor:
-        target = yolo_v1.encode_targets(boxes, labels, self.spec)
-        return yolo_v1.yolo_loss(output, target.to(output.device), self.spec)
+    return square_loss(yolo_v1.encode_targets, yolo_v1.yolo_loss, spec)
 
 
-class RegionLoss(SquareLoss):
-    """YOLOv2's anchor-box loss of a region detector (repro.methods.yolo_v2)."""
-
-    def __init__(self, spec: yolo_v2.AnchorSpec) -> None:
-        self.spec = spec
-
-    def criterion(
-        self, output: torch.Tensor, boxes: list[torch.Tensor], labels: list[torch.Tensor]
-    ) -> torch.Tensor:
-        targets = yolo_v2.encode_targets(boxes, labels, self.spec)
-        return yolo_v2.region_loss(output, targets, self.spec)
-
-
-def detector_loss(model_name: str, model: torch.nn.Module, classes: int, size: int) -> Any:
+def detector_loss(model_name: str, model: torch.nn.Module, classes: int, size: int) -> Loss:
     """The training loss of the detector ``model`` (registered as ``model_name``) on a dataset
-    of ``classes`` classes, square detectors trained at ``size`` pixels."""
+    of ``classes`` classes, square detectors trained at ``size`` pixels: YOLOv1's (grid),
+    YOLOv2's anchor-box loss (region, repro.methods.yolo_v2) or torchvision's."""
     if model_name in GRID_DETECTORS:
-        return GridLoss(grid_spec(model, classes, size))
+        return grid_loss(grid_spec(model, classes, size))
     if model_name in REGION_DETECTORS:
-        return RegionLoss(anchor_spec(model, classes, size))
+        spec = anchor_spec(model, classes, size)
+        return square_loss(yolo_v2.encode_targets, yolo_v2.region_loss, spec)
     return torchvision_loss
 
 
@@ -393,12 +357,11 @@ class Detection(RecipeTask):
             seed=seed,
         )
         loss_fn = detector_loss(recipe.model, model, plan.num_classes, recipe.input_size)
-        pm = parallelize_detector(
+        pm = parallelize(
             setup, train_config, rank=rank, world=world, device=device, loss_fn=loss_fn
         )
-        torch.manual_seed(seed * 1_000_003 + 7_919 * (rank + 1))  # dropout, augmentation per rank
         params = [p for p in pm.module.parameters() if p.requires_grad]
-        return seed_run(index, seed, pm, plan, params)
+        return seed_run(config, plan, index, pm, params)
 
     def evaluate(self, run: SeedRun, plan: DetectionPlan) -> dict[str, float]:
         """The recipe's metric over every rank's shard of the evaluation split (and the number of
@@ -410,18 +373,14 @@ class Detection(RecipeTask):
             num_classes=plan.num_classes,
             input_size=plan.recipe.evaluation.crop,
         )
-        distributed = run.pm.world > 1 and dist.is_initialized()
-        parts: list[Any] = [(rows, ids)]
-        if distributed:
-            parts = [None] * run.pm.world
-            dist.all_gather_object(parts, (rows, ids))
+        parts = run.pm.gather((rows, ids))
         metrics: list[Any] = [None]
         if run.pm.rank == 0:
             all_rows = [row for part_rows, _ in parts for row in part_rows]
             all_ids = [i for _, part_ids in parts for i in part_ids]
             scores = score_rows(plan.recipe, plan.eval_set, plan.classes, all_rows, all_ids)
             metrics = [{**scores, "detections": len(all_rows)}]
-        if distributed:
+        if len(parts) > 1:  # distributed
             dist.broadcast_object_list(metrics, src=0)
         return metrics[0]
 

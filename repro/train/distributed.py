@@ -13,6 +13,8 @@ import dataclasses
 import importlib
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -89,7 +91,12 @@ def validate(config: TrainConfig) -> None:
             f"pass a --batch-size that is a multiple of {world}.",
         )
     if p == "pipeline":
-        _check_pipeline(config, world)
+        layers = sequential_layers(loop.build_model_setup(config, device="meta").model)
+        need(
+            len(layers) >= world,
+            f"{config.model} has {len(layers)} layers, too few for {world} pipeline stages.",
+            f"use at most {len(layers)} workers.",
+        )
     if config.data_root and not config.ray_address and not Path(config.data_root).is_dir():
         raise ReproError(
             f"data directory {config.data_root} does not exist.",
@@ -102,15 +109,6 @@ def validate(config: TrainConfig) -> None:
         )
 
 
-def _check_pipeline(config: TrainConfig, world: int) -> None:
-    layers = sequential_layers(loop.build_model_setup(config, device="meta").model)
-    need(
-        len(layers) >= world,
-        f"{config.model} has {len(layers)} layers, too few for {world} pipeline stages.",
-        f"use at most {len(layers)} workers.",
-    )
-
-
 def run_training(config: TrainConfig) -> TrainResult:
     """Train ``config``; returns throughput, history, restarts and overheads."""
     config = resolve(config)
@@ -119,7 +117,7 @@ def run_training(config: TrainConfig) -> TrainResult:
         tracking.check_tracking_uri(config.tracking_uri)
     launch = {"id": uuid.uuid4().hex[:12], "t_launch": time.time()}
     if config.workers == 0:
-        out = run_in_process(config, launch)
+        out = _in_process(lambda session: train_worker(config, session, launch), run_dir_of(config))
     else:
         from repro.execution.train import run_ray_training  # Ray: only for Ray workers
 
@@ -127,14 +125,13 @@ def run_training(config: TrainConfig) -> TrainResult:
     return to_result(config, out)
 
 
-def run_in_process(config: TrainConfig, launch: dict[str, Any]) -> dict[str, Any]:
+def _in_process(work: Callable[[LocalSession], Any], run_dir: Path) -> dict[str, Any]:
+    """``work(session)`` once in this process without Ray, answered as Ray Train's runs are."""
     start = time.perf_counter()
-    session = LocalSession(Path(config.storage_path or DEFAULT_STORAGE) / str(config.run_name))
-    record = train_worker(config, session, launch)
-    assert record is not None  # rank 0
+    record = work(LocalSession(run_dir))
     return {
         "worker": record,
-        "checkpoint": record["checkpoint"],
+        "checkpoint": None,  # the record's own
         "overhead": {"fit_s": time.perf_counter() - start},
         "environment": {"ray": "not used"},
     }
@@ -163,7 +160,7 @@ def to_result(config: TrainConfig, out: dict[str, Any]) -> TrainResult:
         overhead={k: round(float(v), 4) for k, v in overhead.items()},
         timed_steps=int(summary["timed_steps"]),
         checks=record["checks"],
-        run_dir=str(Path(str(config.storage_path)) / str(config.run_name)),
+        run_dir=str(run_dir_of(config)),
     )
 
 
@@ -184,14 +181,9 @@ def run_workers(
     run_dir = Path(run_dir).expanduser().resolve()
     if workers == 0:
         module, _, name = fn.partition(":")
-        start = time.perf_counter()
-        record = getattr(importlib.import_module(module), name)(payload, LocalSession(run_dir))
-        return {
-            "worker": record,
-            "checkpoint": None,
-            "overhead": {"fit_s": time.perf_counter() - start},
-            "environment": {"ray": "not used"},
-        }
+        return _in_process(
+            partial(getattr(importlib.import_module(module), name), payload), run_dir
+        )
     from repro.execution.train import run_worker_group  # Ray: only for Ray workers
 
     return run_worker_group(
@@ -205,7 +197,7 @@ def run_workers(
     )
 
 
-def run_dir_of(config: FitConfig) -> Path:
+def run_dir_of(config: TrainConfig | FitConfig) -> Path:
     return Path(str(config.storage_path)) / str(config.run_name)
 
 

@@ -7,8 +7,8 @@ other, so Ray starts once. Each epoch every rank reads its slice of the epoch's 
 then all ranks evaluate their shard of the eval split (centre crop) and sum the top-1/top-5
 counts. A checkpoint after each epoch (seed index, epoch, model, optimizer, schedule, the
 history and the finished seeds' records) lets a rerun with the same run directory continue
-where it stopped. The worker loop takes its task's pieces (data plan, model, one seed's training)
-as `WorkerSteps`, so repro.train.detector_fit trains detectors through the same loop.
+where it stopped. The worker loop (repro.train.recipe_loop) takes its task's pieces as a
+`RecipeTask`, so repro.train.detector_fit trains detectors through the same loop.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from repro.data.augment import center_crop_transform, train_transform
 from repro.data.training_sets import DATASETS, dataset_digest, load_dataset, shard_loaders
 from repro.evaluation.classification import classification_errors, topk_correct
 from repro.models import get_model_spec
-from repro.recipes.schedules import LrSchedule, make_optimizer
 from repro.train import loop
 from repro.train.config import FitConfig, FitResult, TrainConfig, need
 from repro.train.distributed import launch, resolve
@@ -35,9 +34,10 @@ from repro.train.recipe_loop import (
     RecipeTask,
     SeedRun,
     check_run_settings,
+    effective_recipe,
     epoch_sampler,
-    parse_recipe,
     run_worker,
+    seed_run,
 )
 from repro.train.session import WorkerSession
 
@@ -47,8 +47,8 @@ PROTOCOL = "per-epoch validation: centre crop of the recipe's evaluation resize/
 
 def validate(config: FitConfig) -> None:
     """Reject what cannot run before any worker starts."""
-    recipe = parse_recipe(config.recipe)
-    dataset = config.dataset or recipe.dataset
+    recipe = effective_recipe(config)
+    dataset = recipe.dataset
     need(
         dataset in DATASETS,
         f"unknown dataset {dataset!r} (--dataset, or the recipe's `dataset`).",
@@ -110,10 +110,9 @@ class Classification(RecipeTask):
         self.channels_last = channels_last
 
     def plan(self, config: FitConfig, rank: int, world: int, device: Any) -> DataPlan:
-        recipe = parse_recipe(config.recipe)
+        recipe = effective_recipe(config)
         channels = get_model_spec(recipe.model).input_size[0]
-        name = config.dataset or recipe.dataset
-        eval_split = config.eval_split or recipe.eval_split
+        name, eval_split = recipe.dataset, recipe.eval_split
         train_set, classes = load_dataset(
             name, config.data_root, recipe.train_split, train_transform(recipe, channels)
         )
@@ -156,7 +155,7 @@ class Classification(RecipeTask):
     def build(
         self, config: FitConfig, plan: DataPlan, index: int, rank: int, world: int, device: Any
     ) -> SeedRun:
-        recipe, seed = plan.recipe, config.seeds[index]
+        recipe = plan.recipe
         spec = get_model_spec(recipe.model)
         kwargs = dict(recipe.model_kwargs)
         if recipe.dropout is not None and "dropout" in inspect.signature(spec.builder).parameters:
@@ -171,16 +170,11 @@ class Classification(RecipeTask):
             workers=world,
             use_gpu=config.use_gpu,
             num_classes=plan.num_classes,
-            seed=seed,
+            seed=config.seeds[index],
         )
         setup = loop.build_model_setup(train_config, plan.num_classes)  # same weights on all ranks
         pm = parallelize(setup, train_config, rank=rank, world=world, device=device)
-        torch.manual_seed(seed * 1_000_003 + 7_919 * (rank + 1))  # dropout, augmentation per rank
-        optimizer = make_optimizer(pm.module.parameters(), recipe.optimizer)
-        schedule = LrSchedule(
-            recipe.schedule, recipe.optimizer.lr, plan.epochs, plan.steps_per_epoch
-        )
-        return SeedRun(index, seed, pm, optimizer, schedule)
+        return seed_run(config, plan, index, pm)
 
     def prepare(self, x: Any, y: Any, device: torch.device) -> tuple[Any, Any]:
         return loop.prepare_inputs(x, y, device, self.channels_last)

@@ -81,14 +81,9 @@ def split_points(flops: list[int], layers: list[nn.Module], stages: int) -> list
     return starts
 
 
-def stage_bounds(starts: list[int], n_layers: int, stage: int) -> tuple[int, int]:
-    ends = [*starts[1:], n_layers]
-    return starts[stage], ends[stage]
-
-
 def build_stage(
     layers: list[nn.Module], flops: list[int], stage: int, stages: int
 ) -> tuple[nn.Sequential, tuple[int, int]]:
     starts = split_points(flops, layers, stages)
-    lo, hi = stage_bounds(starts, len(layers), stage)
+    lo, hi = starts[stage], [*starts[1:], len(layers)][stage]
     return nn.Sequential(*layers[lo:hi]), (lo, hi)

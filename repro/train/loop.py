@@ -81,7 +81,12 @@ def build_model_setup(
     return ModelSetup(model, spec, size, classes, kwargs)
 
 
-def select_device(use_gpu: bool, local_rank: int = 0) -> torch.device:
+def select_device(use_gpu: bool, local_rank: int, precision: str) -> torch.device:
+    """This worker's device; tf32 lets CUDA matmuls/convs use TensorFloat-32 (no effect on the
+    CPU)."""
+    allow = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
     if not use_gpu:
         return torch.device("cpu")
     if not torch.cuda.is_available():
@@ -103,13 +108,6 @@ def check_precision(precision: str) -> None:
         raise ReproError(
             f"unknown precision {precision!r}.", f"use one of {', '.join(PRECISIONS)}."
         )
-
-
-def set_matmul_precision(precision: str) -> None:
-    """tf32 lets CUDA matmuls/convs use TensorFloat-32; it has no effect on the CPU."""
-    allow = precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = allow
-    torch.backends.cudnn.allow_tf32 = allow
 
 
 def make_grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler | None:
@@ -134,13 +132,6 @@ def classification_loss(output: Any, target: torch.Tensor) -> torch.Tensor:
     for logits in aux:
         loss = loss + AUX_LOSS_WEIGHT * F.cross_entropy(logits.float(), target)
     return loss
-
-
-def prepare_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model.train()
 
 
 def prepare_inputs(

@@ -8,7 +8,6 @@ one runs: for the pipeline the schedule's step replaces forward and backward.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +50,9 @@ class ParallelModel:
     # A detector's loss (DDP averages the ranks' gradients, so each rank's loss is the mean
     # over its share of the global batch); None: the classification loss.
     loss_fn: loop.Loss | None = None
+    # Towers: every rank computes the same loss from the gathered logits and the all-gather's
+    # backward sums the ranks' gradients, so each rank backpropagates 1/world of it.
+    same_loss: bool = False
 
     def forward_backward(self, x: Any, y: Any) -> torch.Tensor:
         return loop.forward_backward(
@@ -60,35 +62,25 @@ class ParallelModel:
             device=self.device,
             precision=self.precision,
             scaler=self.scaler,
+            backward_scale=1.0 / self.world if self.same_loss else 1.0,
             loss_fn=self.loss_fn,
         )
 
     def global_loss(self, loss: torch.Tensor) -> float:
         """The loss of the whole global batch, the same on every rank."""
-        if self.world == 1 or not dist.is_initialized():
+        if self.same_loss or self.world == 1 or not dist.is_initialized():
             return float(loss)
         t = loss.detach().float().reshape(1).clone()
         dist.all_reduce(t)
         return float(t) / self.world
 
-
-@dataclass
-class TowerModel(ParallelModel):
-    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        # Every rank computes the same loss from the gathered logits and the all-gather's
-        # backward sums the ranks' gradients, so each rank backpropagates 1/world of it.
-        return loop.forward_backward(
-            self.module,
-            x,
-            y,
-            device=self.device,
-            precision=self.precision,
-            scaler=self.scaler,
-            backward_scale=1.0 / self.world,
-        )
-
-    def global_loss(self, loss: torch.Tensor) -> float:
-        return float(loss)
+    def gather(self, value: Any) -> list[Any]:
+        """``value`` of every rank, rank 0's first (every rank gets the list)."""
+        if self.world == 1 or not dist.is_initialized():
+            return [value]
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, value)
+        return out
 
 
 @dataclass
@@ -162,14 +154,6 @@ def _fsdp_blocks(model: nn.Module) -> list[nn.Module]:
     return blocks
 
 
-def apply_fsdp(model: nn.Module, device: torch.device, world: int) -> nn.Module:
-    mesh = init_device_mesh(device.type, (world,))
-    for block in _fsdp_blocks(model):
-        fully_shard(block, mesh=mesh)
-    fully_shard(model, mesh=mesh)
-    return model
-
-
 def _pipeline_stage(
     setup: ModelSetup, config: TrainConfig, rank: int, world: int
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -191,10 +175,17 @@ def parallelize(
     world: int,
     device: torch.device,
     group: dist.ProcessGroup | None = None,
+    loss_fn: loop.Loss | None = None,
 ) -> ParallelModel:
-    """Apply ``config.parallel`` to the single-device model of ``setup`` for this rank."""
-    check_strategy(config, world, setup.spec.name)
+    """Apply ``config.parallel`` to the single-device model of ``setup`` for this rank; a
+    detector's training step computes ``loss_fn`` instead of the classification loss."""
     p = config.parallel
+    if loss_fn is not None and p not in DETECTOR_PARALLEL:
+        raise ReproError(
+            f"--parallel {p} is not available for the detector {setup.spec.name}.",
+            f"use one of {', '.join(DETECTOR_PARALLEL)} (data-parallel DDP over several workers).",
+        )
+    check_strategy(config, world, setup.spec.name)
     if p != "none" and world > 1 and not dist.is_initialized():
         raise ReproError(f"--parallel {p} needs the workers' process group, which is not set up.")
     model, info = setup.model, {}
@@ -202,17 +193,21 @@ def parallelize(
         model = AlexNetTower(model, rank, group)
     if p == "pipeline":  # 2. pipeline: this rank keeps its stage only
         model, info = _pipeline_stage(setup, config, rank, world)
-    model = loop.prepare_model(model, device, config.channels_last)
+    model = model.to(device).train()
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     if config.compile:
         model.compile()  # in place: module type and state-dict keys stay those of the model
     base = model
     if p == "fsdp" and world > 1:  # 3. FSDP shards parameters in place (base is sharded too)
-        model = apply_fsdp(model, device, world)
+        mesh = init_device_mesh(device.type, (world,))
+        for block in _fsdp_blocks(model):
+            fully_shard(block, mesh=mesh)
+        fully_shard(model, mesh=mesh)
     if p == "ddp" and world > 1:  # 4. DDP
         model = DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    scaler = loop.make_grad_scaler(device, config.precision)
     common = dict(
         strategy=p,
         module=model,
@@ -221,24 +216,17 @@ def parallelize(
         world=world,
         device=device,
         precision=config.precision,
-        scaler=scaler,
+        scaler=loop.make_grad_scaler(device, config.precision),
         info=info,
+        loss_fn=loss_fn,
     )
     if p == "towers":
-        return TowerModel(shard=Shard(), **common)
+        return ParallelModel(shard=Shard(), same_loss=True, **common)
     if p == "pipeline":
-        return _pipeline_model(model, config, common, group)
+        stage = PipelineStage(model, rank, world, device, group=group)
+        schedule = ScheduleGPipe(stage, config.microbatches, loss_fn=loop.classification_loss)
+        return PipelineModel(shard=Shard(), schedule=schedule, **common)
     return ParallelModel(shard=Shard(rank, world) if p in DATA_PARALLEL else Shard(), **common)
-
-
-def _pipeline_model(
-    stage_module: nn.Module, config: TrainConfig, common: dict[str, Any], group: Any
-) -> PipelineModel:
-    stage = PipelineStage(
-        stage_module, common["rank"], common["world"], common["device"], group=group
-    )
-    schedule = ScheduleGPipe(stage, config.microbatches, loss_fn=loop.classification_loss)
-    return PipelineModel(shard=Shard(), schedule=schedule, **common)
 
 
 def parameter_summary(pm: ParallelModel) -> dict[str, float]:
@@ -252,23 +240,3 @@ def parameter_summary(pm: ParallelModel) -> dict[str, float]:
             count += local.numel()
             total += float(full.double().sum())
     return {"params": float(count), "checksum": total}
-
-
-def parallelize_detector(
-    setup: ModelSetup,
-    config: TrainConfig,
-    *,
-    rank: int,
-    world: int,
-    device: torch.device,
-    loss_fn: loop.Loss,
-) -> ParallelModel:
-    """:func:`parallelize` for a detector (``config.parallel`` "none" or "ddp"), whose training
-    step computes ``loss_fn`` instead of the classification loss."""
-    if config.parallel not in DETECTOR_PARALLEL:
-        raise ReproError(
-            f"--parallel {config.parallel} is not available for the detector {setup.spec.name}.",
-            f"use one of {', '.join(DETECTOR_PARALLEL)} (data-parallel DDP over several workers).",
-        )
-    pm = parallelize(setup, config, rank=rank, world=world, device=device)
-    return dataclasses.replace(pm, loss_fn=loss_fn)

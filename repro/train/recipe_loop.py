@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -30,7 +31,6 @@ from repro.train.session import WorkerSession, checkpoint_name
 from repro.train.system_log import system_log
 from repro.train.trainer import environment
 
-Prepare = Callable[[Any, Any, Any], tuple[Any, Any]]  # (inputs, targets, device) -> on device
 CHECKPOINTS_PER_SEED = 10_000  # checkpoint names order (seed index, epoch)
 # A seed record's numbers logged as the MLflow run's summary (those present).
 SUMMARY_METRICS = ("top1_error", "top5_error", "map", "map50", "epochs")
@@ -47,9 +47,10 @@ EPOCH_METRICS = (
 )
 
 
-def parse_recipe(data: dict[str, Any]) -> Recipe:
+def effective_recipe(config: FitConfig) -> Recipe:
+    """The config's recipe, checked, with its dataset and eval_split overrides applied."""
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(config.recipe)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "recipe"
@@ -57,6 +58,11 @@ def parse_recipe(data: dict[str, Any]) -> Recipe:
             f"recipe field `{where}`: {first['msg']}.",
             "fix the recipe (see repro/recipes.py for its fields).",
         ) from None
+    update = {
+        "dataset": config.dataset or recipe.dataset,
+        "eval_split": config.eval_split or recipe.eval_split,
+    }
+    return recipe.model_copy(update=update)
 
 
 def check_run_settings(config: FitConfig, recipe: Recipe) -> None:
@@ -151,32 +157,19 @@ class SeedRun:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def seed_run(index: int, seed: int, pm: ParallelModel, plan: DataPlan, params: Any) -> SeedRun:
-    """A seed's run of ``pm``: the recipe's optimizer over ``params`` and its schedule."""
-    optimizer = make_optimizer(params, plan.recipe.optimizer)
-    recipe = plan.recipe
+def seed_run(
+    config: FitConfig, plan: DataPlan, index: int, pm: ParallelModel, params: Any = None
+) -> SeedRun:
+    """Seed ``index``'s run of ``pm`` (built with the same weights on every rank): dropout and
+    augmentation seeded per rank, the recipe's optimizer over ``params`` (default: all of pm's)
+    and its schedule."""
+    seed, recipe = config.seeds[index], plan.recipe
+    torch.manual_seed(seed * 1_000_003 + 7_919 * (pm.rank + 1))
+    optimizer = make_optimizer(
+        pm.module.parameters() if params is None else params, recipe.optimizer
+    )
     schedule = LrSchedule(recipe.schedule, recipe.optimizer.lr, plan.epochs, plan.steps_per_epoch)
     return SeedRun(index, seed, pm, optimizer, schedule)
-
-
-def train_epoch(run: SeedRun, plan: DataPlan, epoch: int, prepare: Prepare) -> dict[str, float]:
-    """One epoch of ``plan``'s batches on ``run``; ``prepare(x, y, device)`` readies a batch."""
-    plan.sampler.set_epoch(run.seed, epoch)
-    stats = trainer.train_epoch(
-        run.pm,
-        run.optimizer,
-        trainer.Epoch(
-            plan.train_loader,
-            lambda step: run.schedule.apply(run.optimizer, epoch, step),
-            plan.steps_in(epoch),
-            prepare,
-        ),
-    )
-    return {
-        "loss": run.pm.global_loss(stats.mean_loss(run.pm.device)),
-        "lr": float(stats.lrs[0] if stats.lrs else 0.0),
-        "images": sum(stats.sizes) * run.pm.world,  # this rank's batches times the DP ranks
-    }
 
 
 def _save_weights(session: WorkerSession, run: SeedRun, recipe_name: str) -> str:
@@ -189,13 +182,7 @@ def _save_weights(session: WorkerSession, run: SeedRun, recipe_name: str) -> str
 
 
 def _resume(
-    session: WorkerSession,
-    config: FitConfig,
-    plan: DataPlan,
-    rank: int,
-    world: int,
-    device: Any,
-    task: RecipeTask,
+    session: WorkerSession, config: FitConfig, plan: DataPlan, build: Callable[[int], SeedRun]
 ) -> tuple[list[dict[str, Any]], SeedRun | None]:
     """The finished seeds' records and the interrupted seed (model, optimizer and schedule
     restored) from the latest checkpoint, if any."""
@@ -213,30 +200,12 @@ def _resume(
         finished = list(state["finished"])
         if state["seed_index"] < len(finished):
             return finished, None
-        run = task.build(config, plan, state["seed_index"], rank, world, device)
+        run = build(state["seed_index"])
         load_checkpoint(ckpt, run.pm, run.optimizer)
         run.schedule.load_state_dict(state["schedule"])
         run.start_epoch = int(state["next_epoch"])
         run.history = [e for e in state["history"] if e["epoch"] <= run.start_epoch]
         return finished, run
-
-
-def checkpoint_state(
-    config: FitConfig, plan: DataPlan, run: SeedRun, finished: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """The trainer state saved with the model after an epoch (``run.history[-1]``'s)."""
-    return {
-        "parallel": run.pm.strategy,
-        "world": run.pm.world,
-        "model": plan.recipe.model,
-        "seeds": config.seeds,
-        "epochs": plan.epochs,
-        "seed_index": run.index,
-        "next_epoch": run.history[-1]["epoch"],
-        "history": run.history,
-        "schedule": run.schedule.state_dict(),
-        "finished": finished,
-    }
 
 
 class RecipeTask:
@@ -285,14 +254,17 @@ def _fit_seeds(
 ) -> dict[str, Any] | None:
     entered = time.perf_counter()
     rank, world = session.rank, session.world_size
-    device = loop.select_device(config.use_gpu, session.local_rank)
-    loop.set_matmul_precision(config.precision)
+    device = loop.select_device(config.use_gpu, session.local_rank, config.precision)
     plan = task.plan(config, rank, world, device)
-    finished, current = _resume(session, config, plan, rank, world, device, task)
+
+    def build(index: int) -> SeedRun:
+        return task.build(config, plan, index, rank, world, device)
+
+    finished, current = _resume(session, config, plan, build)
     setup_s = time.perf_counter() - entered
     env = {"device": loop.device_name(device), "world_size": world, "torch": torch.__version__}
     for index in range(len(finished), len(config.seeds)):
-        run = current or task.build(config, plan, index, rank, world, device)
+        run = current or build(index)
         current = None
         env = environment(run.pm)
         log = open_seed_log(config if rank == 0 else None, run, plan)
@@ -328,16 +300,24 @@ def run_epochs(
     A checkpoint follows every epoch (or only the last, ``config.checkpoint_every_epoch``)."""
     for epoch in range(run.start_epoch, plan.whole_epochs):
         t0 = time.perf_counter()
-        trained = train_epoch(run, plan, epoch, task.prepare)
+        plan.sampler.set_epoch(run.seed, epoch)
+        rate = partial(run.schedule.apply, run.optimizer, epoch)
+        steps = trainer.Epoch(plan.train_loader, rate, plan.steps_in(epoch), task.prepare)
+        stats = trainer.train_epoch(run.pm, run.optimizer, steps)
+        entry: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "loss": run.pm.global_loss(stats.mean_loss(run.pm.device)),
+            "lr": float(stats.lrs[0] if stats.lrs else 0.0),
+            "images": sum(stats.sizes) * run.pm.world,  # this rank's batches times the DP ranks
+        }
         t1 = time.perf_counter()
-        entry: dict[str, Any] = {"epoch": epoch + 1, **trained}
         if task.evaluate_every_epoch:
             entry |= task.evaluate(run, plan)
             entry |= {"train_s": t1 - t0, "eval_s": time.perf_counter() - t1}
         else:
             entry["train_s"] = t1 - t0
         run.history.append(entry | {"seconds": time.perf_counter() - t0, "time": time.time()})
-        diverged = not math.isfinite(trained["loss"])
+        diverged = not math.isfinite(entry["loss"])
         last = diverged or epoch + 1 == plan.whole_epochs
         if last:
             metrics: dict[str, float] = {}
@@ -348,7 +328,18 @@ def run_epochs(
             weights = _save_weights(session, run, plan.recipe.name) if run.pm.rank == 0 else None
             finished.append(task.record(run, plan, weights, diverged, metrics))
         if config.checkpoint_every_epoch or last:
-            state = checkpoint_state(config, plan, run, finished)
+            state = {  # the trainer state saved with the model
+                "parallel": run.pm.strategy,
+                "world": run.pm.world,
+                "model": plan.recipe.model,
+                "seeds": config.seeds,
+                "epochs": plan.epochs,
+                "seed_index": run.index,
+                "next_epoch": run.history[-1]["epoch"],
+                "history": run.history,
+                "schedule": run.schedule.state_dict(),
+                "finished": finished,
+            }
             name = checkpoint_name(run.index * CHECKPOINTS_PER_SEED + state["next_epoch"])
             metrics = {"seed": run.seed, **run.history[-1]}
             persist(session, run.pm, run.optimizer, state, metrics, name)
@@ -361,8 +352,7 @@ def open_seed_log(config: FitConfig | None, run: SeedRun, plan: DataPlan) -> Tra
     """Rank 0's MLflow run of one seed (experiment repro/<config.mlflow_experiment>): the recipe
     and the plan's facts as parameters, its splits as dataset inputs, the epochs restored from a
     checkpoint logged unless already there. ``config`` None (other ranks): nothing is logged."""
-    uri = config.tracking_uri if config is not None else None
-    if config is None or uri is None:
+    if config is None or config.tracking_uri is None:
         return TrainingRun(None, "", {}, {})
     recipe, facts = plan.recipe, plan.facts
     params = {
@@ -381,7 +371,7 @@ def open_seed_log(config: FitConfig | None, run: SeedRun, plan: DataPlan) -> Tra
     if config.mlflow_parent:
         tags["mlflow.parentRunId"] = config.mlflow_parent
     log = TrainingRun(
-        uri,
+        config.tracking_uri,
         f"{config.run_name}-seed{run.seed}",
         params,
         tags,

@@ -53,16 +53,15 @@ def config_for(base: TrainConfig, workers: int, batch_per_worker: int) -> TrainC
 
 def row_for(result: TrainResult, base: TrainConfig, workers: int) -> dict[str, Any]:
     env, cfg = result.environment, result.config
+    weak = base.parallel in ("ddp", "fsdp")  # data parallel: the batch per worker is fixed
     return {
         "model": base.model,
         "parallel": base.parallel,
-        "scaling": "weak" if base.parallel in ("ddp", "fsdp") else "strong",
+        "scaling": "weak" if weak else "strong",
         "workers": workers,
         "strategy_run": cfg["parallel"],
         "global_batch": cfg["batch_size"],
-        "batch_per_worker": cfg["batch_size"] // workers
-        if base.parallel in ("ddp", "fsdp")
-        else cfg["batch_size"],
+        "batch_per_worker": cfg["batch_size"] // workers if weak else cfg["batch_size"],
         "steps": cfg["steps"],
         "timed_steps": result.timed_steps,
         "images_per_s": round(result.images_per_s, 3),

@@ -25,8 +25,6 @@ class WorkerSession(Protocol):
     local_rank: int
     run_dir: Path  # this run's directory (shared by all workers): markers, attempt counts
 
-    def latest_checkpoint(self) -> contextlib.AbstractContextManager[Path | None]: ...
-
     def checkpoint_dirs(self) -> contextlib.AbstractContextManager[list[Path]]:
         """Every checkpoint still kept, newest first (a resume falls back along it)."""
         ...
@@ -49,11 +47,6 @@ class LocalSession:
 
     def checkpoints(self) -> list[Path]:
         return sorted(p for p in self.run_dir.glob(CHECKPOINT_PREFIX + "*") if p.is_dir())
-
-    @contextlib.contextmanager
-    def latest_checkpoint(self) -> Iterator[Path | None]:
-        found = self.checkpoints()
-        yield found[-1] if found else None
 
     @contextlib.contextmanager
     def checkpoint_dirs(self) -> Iterator[list[Path]]:

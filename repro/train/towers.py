@@ -59,10 +59,6 @@ def _weighted(block: nn.Module) -> nn.Module | None:
     return None
 
 
-def _needs_all_inputs(layer: nn.Module, towers: int) -> bool:
-    return isinstance(layer, nn.Linear) or (isinstance(layer, nn.Conv2d) and layer.groups != towers)
-
-
 class AlexNetTower(nn.Module):
     """Tower ``tower`` of a two-tower AlexNet; ``forward`` returns the full logits (all
     ranks), computed together with the other tower's process over ``group``."""
@@ -83,7 +79,8 @@ class AlexNetTower(nn.Module):
             if layer is not None:
                 width = layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
                 part = _slice_layer(layer, model.tower_channels(tower, width), self.towers)
-                if name != "conv1" and _needs_all_inputs(layer, self.towers):
+                grouped = isinstance(layer, nn.Conv2d) and layer.groups == self.towers
+                if name != "conv1" and not grouped:
                     self.gather_before.add(name)
                 if isinstance(block, nn.Sequential):
                     part = nn.Sequential(part, *block[1:])

@@ -13,11 +13,11 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from repro.errors import ReproError
 from repro.models import get_model_spec
@@ -30,7 +30,7 @@ from repro.train.data import (
     Shard,
     image_folder,
     image_folder_batches,
-    synthetic_batches,
+    synthetic_batch,
 )
 from repro.train.parallelize import ParallelModel, parallelize, parameter_summary
 from repro.train.session import WorkerSession, checkpoint_name
@@ -67,14 +67,15 @@ def batches(
     config: TrainConfig, setup: loop.ModelSetup, shard: Shard, start: int, dataset: Any
 ) -> Iterator[Batch]:
     if dataset is None:
-        return synthetic_batches(
-            start,
+        batch_at = partial(
+            synthetic_batch,
             batch=config.batch_size,
             input_size=setup.input_size,
             num_classes=setup.num_classes,
             seed=config.seed,
             shard=shard,
         )
+        return map(batch_at, itertools.count(start))
     return image_folder_batches(
         dataset,
         start,
@@ -83,14 +84,6 @@ def batches(
         shard=shard,
         workers=config.loader_workers,
     )
-
-
-def _gather(value: Any, world: int) -> list[Any]:
-    if world == 1 or not dist.is_initialized():
-        return [value]
-    out: list[Any] = [None] * world
-    dist.all_gather_object(out, value)
-    return out
 
 
 class StepHooks(Hooks):
@@ -152,8 +145,7 @@ def train_worker(
     entered = time.time()
     rank, world = session.rank, session.world_size
     attempt = begin_attempt(session.run_dir, launch["id"]) if rank == 0 else 0
-    device = loop.select_device(config.use_gpu, session.local_rank)
-    loop.set_matmul_precision(config.precision)
+    device = loop.select_device(config.use_gpu, session.local_rank, config.precision)
     t_setup = time.perf_counter()
     dataset = None
     if config.data_root:
@@ -201,7 +193,7 @@ def train_worker(
                 "lower --batch-size, use --precision bf16, or spread the model over more workers.",
             ) from None
         commit(config.steps)
-        summaries = _gather({**parameter_summary(pm), "info": pm.info}, world)
+        summaries = pm.gather({**parameter_summary(pm), "info": pm.info})
     except BaseException:
         log.close({}, {"restarts": str(attempt)}, "FAILED", step=0)  # a restart reopens it
         raise
