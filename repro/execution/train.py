@@ -61,15 +61,6 @@ class RaySession:
         self.run_dir = run_dir
 
     @contextlib.contextmanager
-    def latest_checkpoint(self) -> Iterator[Path | None]:
-        checkpoint = ray.train.get_checkpoint()
-        if checkpoint is None:
-            yield None
-            return
-        with checkpoint.as_directory() as directory:
-            yield Path(directory)
-
-    @contextlib.contextmanager
     def checkpoint_dirs(self) -> Iterator[list[Path]]:
         """Ray's latest checkpoint, then the older ones Ray keeps beside it in the run's
         storage folder (``num_to_keep``; found where that folder is a local or mounted path),
