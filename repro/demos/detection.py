@@ -36,7 +36,7 @@ from repro.evaluation.coco import evaluate_coco
 from repro.evaluation.voc import evaluate_voc
 from repro.files import atomic_write, atomic_write_text
 from repro.methods.yolo_v1 import Detections, decode
-from repro.tracking.training import TrainingRun
+from repro.tracking.training import TrainingRun, absolute_tracking_uri
 from repro.train.detector_fit import GridLoss
 from repro.train.system_log import DEFAULT_INTERVAL_S, system_log
 from repro.train.trainer import Epoch, single_device, train_epoch
@@ -294,7 +294,7 @@ def _log_to_mlflow(uri: str, result: dict[str, Any], files: list[Path], run_id: 
 
 
 def split_input(name: str, context: str, images: Any, source: str) -> dict[str, Any]:
-    """One split as an MLflow dataset input (repro.tracking.log_datasets): its digest is the
+    """One split as an MLflow dataset input (tracking.training.log_datasets): its digest is the
     content of its images, as the digits demo's."""
     return {
         "name": name,
@@ -356,7 +356,7 @@ def run_detection_demo(
         )
     _check_config(config)
     if tracking_uri:
-        tracking_uri = tracking.absolute_tracking_uri(tracking_uri)
+        tracking_uri = absolute_tracking_uri(tracking_uri)
         tracking.check_tracking_uri(tracking_uri)  # fail before the minute of work, not after
     started = time.perf_counter()
     voc_root = write_voc(

@@ -22,8 +22,8 @@ from repro.tracking.client import (
     _create_run,
     _experiment_id,
     log_batch,
+    log_run,
     save_entry,
-    terminating,
 )
 
 # Logged from rank 0 inside the Ray Train worker (Train V2 rejects MLflowLoggerCallback), one
@@ -206,10 +206,8 @@ def log_scaling(
 ) -> str:
     """One scaling sweep as one run of "repro/scaling": each worker count's numbers as metrics
     with step = worker count, the CSV as an artifact. Returns the run id."""
-    client = _client(uri)
-    exp_id = _experiment_id(client, uri, SCALING_EXPERIMENT)
-    rid = _create_run(client, exp_id, run_name=name).info.run_id
-    with terminating(client, rid):
+
+    def fill(client: Any, rid: str) -> None:
         metrics = [
             (k, row[k], 0, int(row["workers"]))
             for row in rows
@@ -220,7 +218,8 @@ def log_scaling(
         client.log_dict(rid, {"rows": rows}, "scaling.json")
         if csv_path:
             client.log_artifact(rid, csv_path)
-    return rid
+
+    return log_run(uri, SCALING_EXPERIMENT, name, None, fill)
 
 
 class SystemSeries(Protocol):
