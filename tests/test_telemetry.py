@@ -168,7 +168,7 @@ def test_a_store_that_refuses_system_metrics_warns_once_and_training_goes_on(
         run.log([{"step": 0, "loss": 1.0}], ("loss",))
         run.log([{"step": 1, "loss": 0.5}], ("loss",))
         run.close({}, {})  # no exception: the numbers of the training are not at stake
-    assert len(calls) == 1 and run.down
+    assert len(calls) == 1 and run.calls.down
     warned = [r.getMessage() for r in caplog.records if "tracking store failed" in r.getMessage()]
     assert len(warned) == 1 and "ConnectionError: 503 Service Unavailable" in warned[0]
 

@@ -344,7 +344,7 @@ def test_a_final_number_is_not_a_second_point_of_its_curve(uri: str) -> None:
     differs (another protocol) is final_<name>; numbers without a curve are logged as they are."""
     rid = training.open_train_run(uri, "finals", {}, {})
     last = {"step": 3, "loss": 0.5, "top1_error": 6.0}
-    training.log_train_steps(uri, rid, [last], ("loss", "top1_error"))
+    training.log_train_steps(uri, rid, [last])
     summary = {"loss": 0.5, "top1_error": 5.0, "epochs": 3.0}
     training.close_train_run(uri, rid, summary, {}, "FINISHED", 3, last)
     client = MlflowClient(tracking_uri=uri)
