@@ -17,9 +17,10 @@ from repro.demos.cli import add_parsers as add_demo_parsers
 from repro.environment import collect, format_lines
 from repro.errors import ReproError
 from repro.evaluation.cli import add_parsers as add_eval_parsers
-from repro.report import demo_seconds, log_report, read_demos, read_measurements, write_report
+from repro.report import log_report, write_report
 from repro.report.cli import add_parsers as add_report_parsers
 from repro.report.cli import compare_with_current
+from repro.report.content import demo_seconds, read_demos, read_measurements
 from repro.submit import add_parsers as add_submit_parsers
 from repro.tracking.client import EXIT_TRACKING_DEGRADED
 from repro.train.cli import add_parsers as add_train_parsers

@@ -13,16 +13,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from repro.claims import Tolerance
-from repro.report import (
-    Content,
-    build_charts,
-    log_report,
-    render_html,
-    render_markdown,
-    write_report,
-)
+from repro.report import log_report, write_report
 from repro.report.bench_charts import bench_charts, read_benchmarks, training_charts, value_axis
 from repro.report.charts import RATIO_LIMITS, claim_points, new_figure, to_svg
+from repro.report.content import Content, build_charts
+from repro.report.html_page import render_html
+from repro.report.markdown import render_markdown
 from repro.tracking.client import SPOOL_ENV
 from repro.verdicts import RESULT_COLUMNS
 
