@@ -135,9 +135,6 @@ def _log_group(
             **{f"env.{k}": v for k, v in environment.items()},
         }
         tags = {
-            "repro.session": session,
-            "paper": paper,
-            "model_key": g.model_key,
             "tables": ", ".join(sorted({r.table for r in g.results})),
             "rows": ", ".join(r.row for r in g.results)[:4000],
             "verdict": worst(r.verdict for r in g.results),
@@ -258,8 +255,6 @@ def load_results(uri: str, papers: list[str] | None = None) -> list[dict[str, An
             order_by=["attributes.start_time DESC"],
             max_results=2000,
         )
-        if not runs:
-            continue
         runs = [r for r in runs if r.data.tags.get("repro.role") != PARENT_ROLE]
         if not runs:
             continue
