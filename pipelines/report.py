@@ -9,7 +9,8 @@ from pathlib import Path
 
 from repro import config
 from repro.errors import ReproError
-from repro.report import demo_seconds, log_report, read_demos, read_measurements, write_report
+from repro.report import log_report, write_report
+from repro.report.content import demo_seconds, read_demos, read_measurements
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,8 +19,9 @@ from repro.environment import collect, format_lines
 from repro.errors import ReproError
 from repro.evaluation import cli as eval_cli
 from repro.report import cli as report_cli
-from repro.report import demo_seconds, log_report, read_demos, read_measurements, write_report
+from repro.report import log_report, write_report
 from repro.report.cli import compare_with_current, mlflow_results
+from repro.report.content import demo_seconds, read_demos, read_measurements
 from repro.tracking import spool
 from repro.tracking.client import EXIT_TRACKING_DEGRADED
 from repro.train import cli as train_cli

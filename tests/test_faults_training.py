@@ -15,11 +15,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from repro import tracking
 from repro.cli import main
 from repro.errors import ReproError
 from repro.execution.state import shutdown
 from repro.execution.tasks import init_ray
+from repro.tracking import training
 from repro.train.checkpoint import problem
 from repro.train.config import TrainConfig
 from repro.train.distributed import run_training
@@ -42,7 +42,7 @@ def _local(tmp_path: Path, **kw: object) -> TrainConfig:
 
 def _mlflow_steps(uri: str, name: str, total: int) -> tuple[int, int]:
     """(lost, duplicated) steps of training run ``name``'s loss history, against 0..total-1."""
-    run = tracking.find_train_run(uri, name)
+    run = training.find_train_run(uri, name)
     assert run is not None
 
     steps = [m.step for m in MlflowClient(uri).get_metric_history(run["run_id"], "loss")]

@@ -13,7 +13,6 @@ import pytest
 import torch
 from PIL import Image
 
-from repro import tracking
 from repro.data import augment
 from repro.data.training_sets import LENET_BACKGROUND, LENET_INK, EpochShard, load_dataset
 from repro.errors import DataError, ReproError
@@ -302,7 +301,7 @@ def test_mlflow_gets_one_run_per_seed_with_epoch_losses(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = _config(tmp_path, epochs=2, max_steps_per_epoch=3, tracking_uri=uri, run_name="ml")
     result = fit(config)
-    run = tracking.find_train_run(uri, "ml-seed0")
+    run = training.find_train_run(uri, "ml-seed0")
     assert run is not None and run["status"] == "FINISHED"
     assert [step for step, _ in run["history"]["loss"]] == [1, 2]
     assert run["metrics"]["top1_error"] == pytest.approx(result.seeds[0]["top1_error"])
@@ -337,7 +336,7 @@ def test_a_store_failing_mid_fit_warns_once_spools_and_sync_replays(
     assert len(calls) == 2  # epoch 1 logged, epoch 2 failed, epoch 3 not tried
     (spooled,) = spool.pending()
     assert spool.replay().replayed and not spool.pending()
-    run = tracking.find_train_run(uri, "out-seed0")
+    run = training.find_train_run(uri, "out-seed0")
     assert run is not None and run["status"] == "FINISHED"
     assert [v for _, v in run["history"]["loss"]] == pytest.approx(
         [e["loss"] for e in record["history"]]

@@ -13,16 +13,12 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from repro.claims import Tolerance
-from repro.report import (
-    Content,
-    build_charts,
-    log_report,
-    render_html,
-    render_markdown,
-    write_report,
-)
+from repro.report import log_report, write_report
 from repro.report.bench_charts import bench_charts, read_benchmarks, training_charts, value_axis
 from repro.report.charts import RATIO_LIMITS, claim_points, new_figure, to_svg
+from repro.report.content import Content, build_charts
+from repro.report.html_page import render_html
+from repro.report.markdown import render_markdown
 from repro.tracking.client import SPOOL_ENV
 from repro.verdicts import RESULT_COLUMNS
 
@@ -144,8 +140,7 @@ def test_energy_is_charted_where_nvml_measured_it(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("values", "scale"), [([10, 12, 15], "linear"), ([3, 900], "log")])
 def test_axes_are_log_only_over_a_wide_range(values: list[float], scale: str) -> None:
-    fig = new_figure(4, 2)
-    ax = fig.add_subplot()
+    _, (ax,) = new_figure(4, 2)
     ax.plot(values, range(len(values)))
     value_axis(ax, values, "ms")
     assert ax.get_xscale() == scale
@@ -171,8 +166,8 @@ def test_training_curves_from_the_demos_json(tmp_path: Path) -> None:
 
 def test_svg_is_deterministic_for_the_same_data() -> None:
     def draw() -> str:
-        fig = new_figure(3, 2)
-        fig.add_subplot().plot([1, 2], [3, 4])
+        fig, (ax,) = new_figure(3, 2)
+        ax.plot([1, 2], [3, 4])
         return to_svg(fig, "same", {})
 
     assert draw() == draw()

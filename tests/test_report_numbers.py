@@ -6,7 +6,9 @@ import re
 
 import pytest
 
-from repro.report import Content, render_html, render_markdown
+from repro.report.content import Content
+from repro.report.html_page import render_html
+from repro.report.markdown import render_markdown
 from repro.report.numbers import decimals, demo_text, measured_text, significant
 from repro.verdicts import RESULT_COLUMNS
 

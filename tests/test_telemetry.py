@@ -16,7 +16,6 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from repro import tracking
 from repro.runtime.telemetry import (
     TelemetrySampler,
     open_host_probe,
@@ -169,7 +168,7 @@ def test_a_store_that_refuses_system_metrics_warns_once_and_training_goes_on(
         run.log([{"step": 0, "loss": 1.0}], ("loss",))
         run.log([{"step": 1, "loss": 0.5}], ("loss",))
         run.close({}, {})  # no exception: the numbers of the training are not at stake
-    assert len(calls) == 1 and run.down
+    assert len(calls) == 1 and run.calls.down
     warned = [r.getMessage() for r in caplog.records if "tracking store failed" in r.getMessage()]
     assert len(warned) == 1 and "ConnectionError: 503 Service Unavailable" in warned[0]
 
@@ -185,11 +184,11 @@ def test_zero_interval_samples_nothing(tmp_path: Path) -> None:
 def test_a_resumed_run_continues_from_any_system_series(tmp_path: Path) -> None:
     """A run on GPU 1 without psutil has only gpu_1_* series; its resumption continues them."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    rid = tracking.open_train_run(uri, "sys", {"model": "lenet5"}, {})
-    assert tracking.logged_system_steps(uri, rid) == 0
+    rid = training.open_train_run(uri, "sys", {"model": "lenet5"}, {})
+    assert training.logged_system_steps(uri, rid) == 0
     points = [(n, 50.0, 1000 + n) for n in range(3)]
-    tracking.log_system_metrics(uri, rid, {"gpu_1_utilization_percentage": points})
-    assert tracking.logged_system_steps(uri, rid) == 3
+    training.log_system_metrics(uri, rid, {"gpu_1_utilization_percentage": points})
+    assert training.logged_system_steps(uri, rid) == 3
 
 
 def test_a_cuda_device_is_found_in_nvml_by_its_uuid(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -109,7 +109,7 @@ def test_a_row_cut_off_half_way_is_logged_anew_not_twice(tmp_path: Path) -> None
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow = MlflowClient(tracking_uri=store)
     exp = mlflow.create_experiment("repro/bench")
-    half = mlflow.create_run(exp, tags={tracking.ROW_KEY_TAG: "k1"})  # created, nothing more
+    half = mlflow.create_run(exp, tags={client.ROW_KEY_TAG: "k1"})  # created, nothing more
     entry = {
         "parent": None,
         "rows": [{"key": "k1", "row": _row("vgg"), "series": {}, "started": None}],

@@ -19,11 +19,11 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from torch.utils.data import TensorDataset
 
-from repro import tracking
 from repro.cli import main
 from repro.errors import ReproError
 from repro.execution.state import shutdown
 from repro.execution.tasks import init_ray
+from repro.tracking import training
 from repro.train.config import TrainConfig, TrainResult
 from repro.train.data import Shard, image_folder_batches
 from repro.train.distributed import run_training, validate
@@ -58,7 +58,7 @@ def _assert_complete(result: TrainResult, steps: int) -> None:
 
 
 def _assert_mlflow_steps(uri: str, run_name: str, steps: int) -> dict:
-    run = tracking.find_train_run(uri, run_name)
+    run = training.find_train_run(uri, run_name)
     assert run is not None and run["status"] == "FINISHED"
     for key in ("loss", "step_s", "images_per_s"):
         assert [s for s, _ in run["history"][key]] == list(range(steps)), key
@@ -342,11 +342,11 @@ def test_model_and_data_parallel_strategies_on_ray(
 def test_a_final_number_is_not_a_second_point_of_its_curve(uri: str) -> None:
     """close_train_run: a final equal to its curve's last point is not logged again; one that
     differs (another protocol) is final_<name>; numbers without a curve are logged as they are."""
-    rid = tracking.open_train_run(uri, "finals", {}, {})
+    rid = training.open_train_run(uri, "finals", {}, {})
     last = {"step": 3, "loss": 0.5, "top1_error": 6.0}
-    tracking.log_train_steps(uri, rid, [last], ("loss", "top1_error"))
+    training.log_train_steps(uri, rid, [last])
     summary = {"loss": 0.5, "top1_error": 5.0, "epochs": 3.0}
-    tracking.close_train_run(uri, rid, summary, {}, "FINISHED", 3, last)
+    training.close_train_run(uri, rid, summary, {}, "FINISHED", 3, last)
     client = MlflowClient(tracking_uri=uri)
     metrics = client.get_run(rid).data.metrics
     assert metrics == {"loss": 0.5, "top1_error": 6.0, "final_top1_error": 5.0, "epochs": 3.0}

@@ -34,7 +34,7 @@ from repro.errors import ReproError
 from repro.evaluation.coco import evaluate_coco
 from repro.evaluation.voc import evaluate_voc
 from repro.methods.yolo_v1 import Detections, decode
-from repro.tracking.training import TrainingRun
+from repro.tracking.training import TrainingRun, absolute_tracking_uri
 from repro.train.detector_fit import grid_loss
 from repro.train.system_log import DEFAULT_INTERVAL_S, system_log
 from repro.train.trainer import Epoch, single_device, train_epoch
@@ -324,7 +324,7 @@ def run_detection_demo(
         )
     _check_config(config)
     if tracking_uri:
-        tracking_uri = tracking.absolute_tracking_uri(tracking_uri)
+        tracking_uri = absolute_tracking_uri(tracking_uri)
         tracking.check_tracking_uri(tracking_uri)  # fail before the minute of work, not after
     started = time.perf_counter()
     voc_root = write_voc(

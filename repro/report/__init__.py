@@ -16,39 +16,11 @@ from repro.environment import process_seconds
 from repro.errors import ReproError
 from repro.files import atomic_write_text
 from repro.report.compare import Comparison
-from repro.report.content import (
-    BENCHMARKS_DIR,
-    Charts,
-    Content,
-    build_charts,
-    demo_seconds,
-    read_demos,
-    read_measurements,
-    summarize,
-    verdict_columns,
-)
+from repro.report.content import BENCHMARKS_DIR, Charts, Content, build_charts
 from repro.report.hardware import SPEED_DIR, fold_speed, read_speed_runs
 from repro.report.html_page import render_html
 from repro.report.markdown import CHARTS_DIR, render_markdown
 from repro.verdicts import RESULT_COLUMNS, write_results_csv
-
-__all__ = [
-    "BENCHMARKS_DIR",
-    "CHARTS_DIR",
-    "Charts",
-    "Content",
-    "build_charts",
-    "demo_seconds",
-    "read_demos",
-    "read_measurements",
-    "render_html",
-    "render_markdown",
-    "summarize",
-    "verdict_columns",
-    "log_report",
-    "write_charts",
-    "write_report",
-]
 
 
 def write_charts(charts: Charts, folder: Path) -> list[Path]:

@@ -13,7 +13,7 @@ from typing import Any
 
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from repro.report.charts import Chart, amount, new_figure, plain_log, shorten, to_svg
+from repro.report.charts import Chart, amount, new_figure, plain_log, shorten, tip, to_svg
 from repro.report.numbers import number
 
 LOG_ABOVE = 20  # values spanning more than this factor get a log axis, narrower ranges a linear one
@@ -91,8 +91,7 @@ def _grouped_bars(
     categories = sorted({c for c, _ in values})
     series = sorted({s for _, s in values})
     height = 0.8 / len(series)
-    fig = new_figure(9.0, 1.3 + 0.22 * len(categories) * max(1, len(series)))
-    ax = fig.add_subplot()
+    fig, (ax,) = new_figure(9.0, 1.3 + 0.22 * len(categories) * max(1, len(series)))
     titles = {}
     for i, s in enumerate(series):
         ys, xs = [], []
@@ -103,9 +102,7 @@ def _grouped_bars(
         colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
         bars = ax.barh(ys, xs, height=height * 0.9, color=colour, label=shorten(s, 60))
         for k, (bar, x) in enumerate(zip(bars, xs, strict=True)):
-            gid = f"{name}-{i}-{k}"
-            bar.set_gid(gid)
-            titles[gid] = f"{s}: {x:.4g}"
+            tip(titles, bar, f"{name}-{i}-{k}", f"{s}: {x:.4g}")
             ax.annotate(amount(x), (x, ys[k]), xytext=(3, 0), textcoords="offset points",
                         va="center", fontsize=7)  # fmt: skip
     value_axis(ax, list(values.values()), xlabel)
@@ -126,17 +123,14 @@ def latency_chart(rows: Sequence[dict[str, str]]) -> Chart | None:
     if not points:
         return None
     name = "bench-latency"
-    fig = new_figure(9.0, 1.3 + 0.3 * len(points))
-    ax = fig.add_subplot()
+    fig, (ax,) = new_figure(9.0, 1.3 + 0.3 * len(points))
     titles = {}
     for y, (label, (p50, p90, p99)) in enumerate(points):
         ax.plot([p50, p99], [y, y], color="#999", linewidth=1, zorder=1)
         for q, v, marker in (("p50", p50, "o"), ("p90", p90, "s"), ("p99", p99, "D")):
             dot = ax.scatter([v], [y], marker=marker, s=28, color="#1565c0", zorder=2,
                              label=q if y == 0 else None)  # fmt: skip
-            gid = f"{name}-{y}-{q}"
-            dot.set_gid(gid)
-            titles[gid] = f"{label}: {q} {v:.4g} ms per batch"
+            tip(titles, dot, f"{name}-{y}-{q}", f"{label}: {q} {v:.4g} ms per batch")
     value_axis(ax, [v for _, p in points for v in p], "latency per batch, ms")
     ax.set_yticks(range(len(points)), [shorten(label, 70) for label, _ in points], fontsize=8)
     ax.invert_yaxis()
@@ -156,8 +150,7 @@ def scaling_chart(rows: Sequence[dict[str, str]]) -> Chart | None:
     if not lines:
         return None
     name = "bench-scaling"
-    fig = new_figure(7.0, 3.6)
-    ax = fig.add_subplot()
+    fig, (ax,) = new_figure(7.0, 3.6)
     titles = {}
     workers_seen: set[int] = set()
     for i, (label, pts) in enumerate(sorted(lines.items())):
@@ -168,8 +161,7 @@ def scaling_chart(rows: Sequence[dict[str, str]]) -> Chart | None:
         ax.plot(xs, ys, color=colour, label=label)
         for k, (x, y) in enumerate(pts):
             dot = ax.scatter([x], [y], s=30, color=colour, zorder=3)
-            dot.set_gid(f"{name}-{i}-{k}")
-            titles[f"{name}-{i}-{k}"] = f"{label}: {x} worker(s), efficiency {y:.3g}"
+            tip(titles, dot, f"{name}-{i}-{k}", f"{label}: {x} worker(s), efficiency {y:.3g}")
     ax.axhline(1.0, color="#555", linewidth=0.8, linestyle="--")
     ax.set_xticks(sorted(workers_seen))
     ax.set_ylim(0, max(1.1, max(y for pts in lines.values() for _, y in pts) * 1.1))
@@ -248,19 +240,15 @@ def training_curves(demos: Path) -> dict[str, dict[str, list[tuple[str, list[flo
 def training_chart(demo: str, curves: dict[str, list[tuple[str, list[float]]]]) -> Chart:
     name = f"training-{demo}"
     metrics = sorted(curves)
-    fig = new_figure(4.5 * len(metrics), 3.2)
-    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    fig, axes = new_figure(4.5 * len(metrics), 3.2, len(metrics))
     titles = {}
     for ax, metric in zip(axes, metrics, strict=True):
         for i, (label, values) in enumerate(curves[metric]):
             epochs = list(range(1, len(values) + 1))
             colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
             (line,) = ax.plot(epochs, values, color=colour, linewidth=1.2, label=label)
-            gid = f"{name}-{metric}-{i}"
-            line.set_gid(gid)
-            titles[gid] = (
-                f"{label}: {metric} {values[0]:.4g} at epoch 1, {values[-1]:.4g} at {len(values)}"
-            )
+            text = f"{metric} {values[0]:.4g} at epoch 1, {values[-1]:.4g} at {len(values)}"
+            tip(titles, line, f"{name}-{metric}-{i}", f"{label}: {text}")
         ax.set_xlabel("epoch", fontsize=9)
         ax.set_ylabel(metric.replace("top1_error", "top-1 error, %"), fontsize=9)
         values_all = [v for _, vs in curves[metric] for v in vs]

@@ -47,10 +47,12 @@ def shorten(text: str, limit: int = LABEL_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def new_figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float, columns: int = 1) -> tuple[Any, list[Any]]:
+    """A figure and its ``columns`` axes, side by side."""
     from matplotlib.figure import Figure  # the object API: no pyplot state, no display
 
-    return Figure(figsize=(width, height), layout="constrained")
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, list(fig.subplots(1, columns, squeeze=False)[0])
 
 
 def plain_log(axis: Any, lo: float, hi: float) -> None:
@@ -70,6 +72,12 @@ def amount(value: float) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.3g}"
+
+
+def tip(titles: dict[str, str], artist: Any, gid: str, text: str) -> None:
+    """``artist`` named ``gid``, with ``text`` as its tooltip (:func:`to_svg` adds it)."""
+    artist.set_gid(gid)
+    titles[gid] = text
 
 
 def to_svg(fig: Any, name: str, titles: dict[str, str]) -> str:
@@ -182,14 +190,12 @@ def _verdict_strip(paper: str, rows: Sequence[dict[str, Any]], left_out: Counter
     """A paper with no claim a ratio can show: its verdicts as one stacked bar."""
     name = f"paper-{paper}"
     counts = Counter(r["verdict"] for r in rows)
-    fig = new_figure(9.0, 1.25)
-    ax = fig.add_subplot()
+    fig, (ax,) = new_figure(9.0, 1.25)
     left, titles = 0, {}
     for v, colour in VERDICT_COLOURS.items():
         if counts[v]:
             bar = ax.barh([0], [counts[v]], left=left, color=colour, label=f"{v} {counts[v]}")[0]
-            bar.set_gid(f"{name}-{v}")
-            titles[f"{name}-{v}"] = _rows_tip(f"{paper}: {counts[v]} {v}", rows, v)
+            tip(titles, bar, f"{name}-{v}", _rows_tip(f"{paper}: {counts[v]} {v}", rows, v))
             left += counts[v]
     ax.set_yticks([])
     ax.set_xlabel("claims", fontsize=9)
@@ -208,8 +214,7 @@ def paper_chart(paper: str, rows: Sequence[dict[str, Any]]) -> Chart | None:
     if not points:
         return _verdict_strip(paper, rows, left_out)
     name = f"paper-{paper}"
-    fig = new_figure(9.0, 1.3 + 0.24 * len(points))
-    ax = fig.add_subplot()
+    fig, (ax,) = new_figure(9.0, 1.3 + 0.24 * len(points))
     titles = {}
     for y, p in enumerate(points):
         if p.band:
@@ -219,9 +224,7 @@ def paper_chart(paper: str, rows: Sequence[dict[str, Any]]) -> Chart | None:
         marker = ("<" if x < 1 else ">") if clipped else "o"
         dot = ax.scatter([x], [y], s=30, marker=marker, color=VERDICT_COLOURS.get(p.verdict),
                          zorder=3)  # fmt: skip
-        gid = f"{name}-claim-{y}"
-        dot.set_gid(gid)
-        titles[gid] = p.tip + (" (off the axis)" if clipped else "")
+        tip(titles, dot, f"{name}-claim-{y}", p.tip + (" (off the axis)" if clipped else ""))
     ax.axvline(1.0, color="#555", linewidth=0.8, zorder=2)
     ax.set_xscale("log")
     ratios = [_clip(p.ratio)[0] for p in points] + [1 + p.band for p in points] + [1.0]
@@ -250,8 +253,7 @@ def summary_chart(summary: dict[str, Counter[str]], verdicts: Sequence[str]) -> 
         return None
     name = "summary"
     papers = sorted(summary)
-    fig = new_figure(9.0, 1.4 + 0.26 * len(papers))
-    ax = fig.add_subplot()
+    fig, (ax,) = new_figure(9.0, 1.4 + 0.26 * len(papers))
     left = [0] * len(papers)
     titles = {}
     for v in verdicts:
@@ -259,9 +261,7 @@ def summary_chart(summary: dict[str, Counter[str]], verdicts: Sequence[str]) -> 
         bars = ax.barh(papers, counts, left=left, color=VERDICT_COLOURS.get(v), label=v)
         for paper, bar, n in zip(papers, bars, counts, strict=True):
             if n:
-                gid = f"{name}-{paper}-{v}"
-                bar.set_gid(gid)
-                titles[gid] = f"{paper}: {n} {v}"
+                tip(titles, bar, f"{name}-{paper}-{v}", f"{paper}: {n} {v}")
         left = [a + b for a, b in zip(left, counts, strict=True)]
     ax.invert_yaxis()
     ax.set_xlabel("claims", fontsize=9)
@@ -291,14 +291,11 @@ def ratio_bars(name: str, title: str, bars: Sequence[RatioBar], xlabel: str,
                caption: str) -> Chart:  # fmt: skip
     """Bars from 1 to each ratio on a plain-numbered log axis: the deviations, and the ratios
     of `repro compare`."""
-    fig = new_figure(9.0, 1.4 + 0.26 * len(bars))
-    ax = fig.add_subplot()
+    fig, (ax,) = new_figure(9.0, 1.4 + 0.26 * len(bars))
     titles = {}
     for y, b in enumerate(bars):
         bar = ax.barh(y, abs(b.ratio - 1), left=min(b.ratio, 1), height=0.6, color=b.colour)[0]
-        gid = f"{name}-{y}"
-        bar.set_gid(gid)
-        titles[gid] = b.tip
+        tip(titles, bar, f"{name}-{y}", b.tip)
         if b.text:
             right = b.ratio >= 1
             ax.annotate(b.text, (b.ratio, y), xytext=(4 if right else -4, 0),

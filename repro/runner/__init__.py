@@ -17,39 +17,11 @@ import sys
 import time
 from collections.abc import Sequence
 
-from repro.runner.execute import Execution, execute, shutdown
-from repro.runner.log import degraded, log, mlflow_groups
-from repro.runner.plan import PaperPlan, RunPlan, plan_paper, plan_run
-from repro.runner.settings import DEFAULT_MEASUREMENTS, RunSettings
-from repro.runner.write import (
-    PaperRun,
-    environment,
-    finish,
-    paper_runs,
-    write,
-    write_paper_outputs,
-)
-
-__all__ = [
-    "DEFAULT_MEASUREMENTS",
-    "Execution",
-    "PaperPlan",
-    "PaperRun",
-    "RunPlan",
-    "RunSettings",
-    "degraded",
-    "environment",
-    "execute",
-    "failures",
-    "log",
-    "mlflow_groups",
-    "plan_paper",
-    "plan_run",
-    "run_papers",
-    "stage_status",
-    "write",
-    "write_paper_outputs",
-]
+from repro.runner.execute import execute, shutdown
+from repro.runner.log import degraded, log
+from repro.runner.plan import plan_run
+from repro.runner.settings import RunSettings
+from repro.runner.write import PaperRun, finish, paper_runs, write
 
 
 def run_papers(keys: Sequence[str], settings: RunSettings) -> list[PaperRun]:

@@ -27,11 +27,6 @@ class Execution:
     started_ray: bool = False  # this run started a local Ray, and shuts it down
 
 
-def task_failure(exc: BaseException) -> str:
-    lines = str(exc).splitlines()
-    return f"the Ray task failed: {type(exc).__name__}: {lines[0] if lines else ''}"
-
-
 def progress(group: Group) -> tuple[int, str]:
     """What the progress counts for one group (its claims) and names while it runs (papers)."""
     return max(len(group.claims), 1), ", ".join(group.papers)
@@ -79,7 +74,9 @@ def _run_on_ray(work: list[Work], settings: RunSettings, execution: Execution) -
 
 def _task_failed(args: Work, exc: BaseException) -> list[GroupOutcome]:
     suite, group = args
-    return suite.failed(group, task_failure(exc))
+    lines = str(exc).splitlines()
+    why = f"the Ray task failed: {type(exc).__name__}: {lines[0] if lines else ''}"
+    return suite.failed(group, why)
 
 
 def timed_measure(suite: Suite[Group], group: Group) -> list[GroupOutcome]:

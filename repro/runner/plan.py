@@ -66,16 +66,11 @@ def not_run_reason(claim: Claim, paper: Paper, settings: SuiteSettings) -> str |
     return suite.not_run_reason(claim, paper, settings)
 
 
-def check_paper(paper: Paper) -> None:
-    """What every suite can check of a paper before anything runs (models, pipelines)."""
-    for name in suite_names():
-        get_suite(name).check(paper)
-
-
 def plan_paper(paper: Paper, settings: SuiteSettings) -> PaperPlan:
     """Which suite measures each claim of ``paper``, and why the others are not run."""
     check_suites(settings.suites)
-    check_paper(paper)
+    for name in suite_names():  # what each suite checks before anything runs (models, pipelines)
+        get_suite(name).check(paper)
     plan = PaperPlan(paper)
     for claim in paper.claims:
         reason = not_run_reason(claim, paper, settings)

@@ -40,11 +40,6 @@ def write_meta(run: PaperRun, out_dir: Path) -> None:
     atomic_write(out_dir / f"{run.paper}.json", lambda fh: json.dump(run.meta, fh, indent=2))
 
 
-def write_paper_outputs(run: PaperRun, out_dir: Path) -> None:
-    write_results_csv(out_dir / f"{run.paper}.csv", [r.as_row() for r in run.results])
-    write_meta(run, out_dir)
-
-
 def paper_runs(run: RunPlan, execution: Execution, started: float) -> list[PaperRun]:
     """Each paper's results in the order of its file, with the run's metadata."""
     env = environment()
@@ -73,7 +68,8 @@ def paper_runs(run: RunPlan, execution: Execution, started: float) -> list[Paper
 def write(runs: Sequence[PaperRun], out_dir: Path | None) -> None:
     if out_dir is not None:
         for run in runs:
-            write_paper_outputs(run, out_dir)
+            write_results_csv(out_dir / f"{run.paper}.csv", [r.as_row() for r in run.results])
+            write_meta(run, out_dir)
 
 
 def finish(runs: Sequence[PaperRun], out_dir: Path | None) -> None:

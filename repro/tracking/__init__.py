@@ -24,33 +24,26 @@ from urllib.parse import urlparse
 from repro.errors import ReproError
 from repro.tracking.client import (
     EXPERIMENT_PREFIX,
-    HTTP_DEFAULTS,
     _client,
     _create_run,
     _experiment_id,
     log_batch,
+    log_run,
     terminating,
 )
 from repro.tracking.provenance import command_entry, command_line, ui_link
-from repro.tracking.training import (
-    SCALING_EXPERIMENT,
-    TRAIN_EXPERIMENT,
-    TRAIN_RUN_TAG,
-    TRAIN_STEP_METRICS,
-    absolute_tracking_uri,
-    close_train_run,
-    find_train_run,
-    log_datasets,
-    log_scaling,
-    log_system_metrics,
-    log_torch_model,
-    log_train_steps,
-    logged_system_steps,
-    logged_train_steps,
-    open_train_run,
-    system_metrics,
-)
+from repro.tracking.training import system_metrics
 from repro.verdicts import VERDICTS, GroupOutcome, worst
+
+
+def _unhealthy(uri: str, timeout: float) -> str:
+    """Why the server at ``uri`` fails its health check ("": it answers)."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as resp:
+            resp.read()
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        return str(exc)
+    return ""
 
 
 def check_tracking_uri(uri: str) -> None:
@@ -69,31 +62,19 @@ def check_tracking_uri(uri: str) -> None:
                 f"the directory of MLflow database {path} does not exist.",
                 f"create {path.parent} or set --tracking-uri sqlite:///mlflow.db.",
             )
-        return
-    if scheme in ("http", "https"):
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as resp:
-                resp.read()
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            raise ReproError(
-                f"cannot reach the MLflow tracking server at {uri!r} ({exc}); nothing was "
-                "measured or logged.",
-                "start it (`mlflow server --backend-store-uri sqlite:///mlflow.db --port 5000`), "
-                "correct --tracking-uri / MLFLOW_TRACKING_URI, or leave both unset to log to "
-                "sqlite:///mlflow.db in the repository.",
-            ) from None
+    elif scheme in ("http", "https") and (why := _unhealthy(uri, 5)):
+        raise ReproError(
+            f"cannot reach the MLflow tracking server at {uri!r} ({why}); nothing was "
+            "measured or logged.",
+            "start it (`mlflow server --backend-store-uri sqlite:///mlflow.db --port 5000`), "
+            "correct --tracking-uri / MLFLOW_TRACKING_URI, or leave both unset to log to "
+            "sqlite:///mlflow.db in the repository.",
+        )
 
 
 def reachable(uri: str, timeout: float = 3.0) -> bool:
     """Whether the tracking server answers its health check now (databases: always True)."""
-    if urlparse(uri).scheme not in ("http", "https"):
-        return True
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as resp:
-            resp.read()
-        return True
-    except (urllib.error.URLError, OSError, TimeoutError):
-        return False
+    return urlparse(uri).scheme not in ("http", "https") or not _unhealthy(uri, timeout)
 
 
 def new_session() -> str:
@@ -154,9 +135,6 @@ def _log_group(
             **{f"env.{k}": v for k, v in environment.items()},
         }
         tags = {
-            "repro.session": session,
-            "paper": paper,
-            "model_key": g.model_key,
             "tables": ", ".join(sorted({r.table for r in g.results})),
             "rows": ", ".join(r.row for r in g.results)[:4000],
             "verdict": worst(r.verdict for r in g.results),
@@ -277,8 +255,6 @@ def load_results(uri: str, papers: list[str] | None = None) -> list[dict[str, An
             order_by=["attributes.start_time DESC"],
             max_results=2000,
         )
-        if not runs:
-            continue
         runs = [r for r in runs if r.data.tags.get("repro.role") != PARENT_ROLE]
         if not runs:
             continue
@@ -317,8 +293,6 @@ BENCH_PARAMS = (
 
 
 BENCH_SESSION_TAG = "repro.bench_session"  # a `repro bench` parent run's key (found again)
-ROW_KEY_TAG = "repro.row_key"  # a spoolable run's key: a replay finds what is logged already
-ROW_LOGGED_TAG = "repro.row_logged"  # set last: the run holds everything
 
 
 def open_parent(
@@ -347,19 +321,6 @@ def open_parent(
     return rid
 
 
-def logged_once(client: Any, exp_id: str, key: str | None) -> str | None:
-    """The id of the run tagged ``key`` that was logged whole, if there is one; runs with that
-    key cut off half-way are deleted (a replay logs them anew), so each key ends as one run."""
-    if key is None:
-        return None
-    found = client.search_runs([exp_id], filter_string=f"tags.`{ROW_KEY_TAG}` = '{key}'")
-    done = [r.info.run_id for r in found if r.data.tags.get(ROW_LOGGED_TAG)]
-    for run in found:
-        if run.info.run_id not in done[:1]:
-            client.delete_run(run.info.run_id)
-    return done[0] if done else None
-
-
 def close_parent(uri: str, run_id: str, metrics: dict[str, float], failed: bool = False) -> None:
     client = _client(uri)
     stamp = int(time.time() * 1000)
@@ -380,18 +341,8 @@ def log_benchmark(
     ``series`` (MLflow system-metric name -> [(step, value, timestamp_ms)]) as "system/<name>"
     metrics with step = sample index, as MLflow's own system-metrics monitor names them.
     ``key``: the row's own id (a replay of the spool logs it once). Returns the run id."""
-    client = _client(uri)
-    exp_id = _experiment_id(client, uri, BENCH_EXPERIMENT)
-    logged = logged_once(client, exp_id, key)
-    if logged is not None:
-        return logged
-    name = f"{row.get('model')}-{row.get('mode')}-b{row.get('batch_size')}-{row.get('precision')}"
-    tags = {"mlflow.parentRunId": parent} if parent else {}
-    if key is not None:
-        tags[ROW_KEY_TAG] = key
-    run = _create_run(client, exp_id, run_name=name, tags=tags, start_time=started)
-    rid = run.info.run_id
-    with terminating(client, rid, "FINISHED" if row.get("status") == "ok" else "FAILED"):
+
+    def fill(client: Any, rid: str) -> None:
         now = int(time.time() * 1000)
         params = {k: row.get(k, "") for k in BENCH_PARAMS}
         tags = {k: row.get(k, "") for k in ("status", "note", "device_type")}
@@ -401,9 +352,11 @@ def log_benchmark(
             if isinstance(v, int | float) and not isinstance(v, bool) and k not in BENCH_PARAMS
         ]
         log_batch(client, rid, params, tags, [*metrics, *system_metrics(series or {})])
-        if key is not None:
-            client.set_tag(rid, ROW_LOGGED_TAG, "true")
-    return rid
+
+    name = f"{row.get('model')}-{row.get('mode')}-b{row.get('batch_size')}-{row.get('precision')}"
+    tags = {"mlflow.parentRunId": parent} if parent else {}
+    status = "FINISHED" if row.get("status") == "ok" else "FAILED"
+    return log_run(uri, BENCH_EXPERIMENT, name, tags, fill, key, started, status)
 
 
 def replay_bench(uri: str, entry: dict[str, Any]) -> None:
@@ -446,42 +399,3 @@ def log_demo(
         for path in artifacts:
             client.log_artifact(rid, path)
     return rid
-
-
-__all__ = [
-    "BENCH_EXPERIMENT",
-    "BENCH_PARAMS",
-    "BENCH_SESSION_TAG",
-    "DEMO_EXPERIMENT",
-    "EXPERIMENT_PREFIX",
-    "HTTP_DEFAULTS",
-    "PARENT_ROLE",
-    "SCALING_EXPERIMENT",
-    "TRAIN_EXPERIMENT",
-    "TRAIN_RUN_TAG",
-    "TRAIN_STEP_METRICS",
-    "absolute_tracking_uri",
-    "check_tracking_uri",
-    "claim_metrics",
-    "close_parent",
-    "close_train_run",
-    "experiment_links",
-    "find_train_run",
-    "load_results",
-    "log_benchmark",
-    "log_datasets",
-    "log_demo",
-    "log_paper",
-    "log_scaling",
-    "log_system_metrics",
-    "log_torch_model",
-    "log_train_steps",
-    "logged_system_steps",
-    "logged_train_steps",
-    "new_session",
-    "open_parent",
-    "open_train_run",
-    "reachable",
-    "replay_bench",
-    "system_metrics",
-]

@@ -126,6 +126,43 @@ def terminating(
     client.set_terminated(run_id, status, end_time=int(end_time * 1000) if end_time else None)
 
 
+ROW_KEY_TAG = "repro.row_key"  # a spoolable run's key: a replay finds what is logged already
+ROW_LOGGED_TAG = "repro.row_logged"  # set last: the run holds everything
+
+
+def log_run(
+    uri: str,
+    experiment: str,
+    name: str,
+    tags: dict[str, str] | None,
+    fill: Callable[[Any, str], None],
+    key: str | None = None,
+    started: float | None = None,
+    status: str = "FINISHED",
+) -> str:
+    """A new run of repro/<experiment> (from ``started``), filled by ``fill(client, run_id)``
+    and ended with ``status`` (FAILED when ``fill`` raises); returns its id. ``key``: the run's
+    own id (a replay of the spool logs it once): the run logged whole with that key is returned
+    instead, and runs with it cut off half-way are deleted, so each key ends as one run."""
+    client = _client(uri)
+    exp_id = _experiment_id(client, uri, experiment)
+    if key is not None:
+        found = client.search_runs([exp_id], filter_string=f"tags.`{ROW_KEY_TAG}` = '{key}'")
+        done = [r.info.run_id for r in found if r.data.tags.get(ROW_LOGGED_TAG)]
+        for run in found:
+            if run.info.run_id not in done[:1]:
+                client.delete_run(run.info.run_id)
+        if done:
+            return done[0]
+        tags = {**(tags or {}), ROW_KEY_TAG: key}
+    rid = _create_run(client, exp_id, name, tags, start_time=started).info.run_id
+    with terminating(client, rid, status):
+        fill(client, rid)
+        if key is not None:
+            client.set_tag(rid, ROW_LOGGED_TAG, "true")
+    return rid
+
+
 def spool_dir(directory: Path | str | None = None) -> Path:
     """``directory``, else $REPRO_MLFLOW_SPOOL, else ./.mlflow-spool (made absolute)."""
     chosen = directory or os.environ.get(SPOOL_ENV) or DEFAULT_SPOOL_DIR

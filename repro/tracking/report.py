@@ -7,19 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
-from repro.tracking import (
-    EXPERIMENT_PREFIX,
-    PARENT_ROLE,
-    ROW_KEY_TAG,
-    ROW_LOGGED_TAG,
-    _client,
-    _create_run,
-    _experiment_id,
-    _load_dict,
-    load_results,
-    logged_once,
-)
-from repro.tracking.client import terminating
+from repro.tracking import PARENT_ROLE, _load_dict, load_results
+from repro.tracking.client import EXPERIMENT_PREFIX, _client, log_run
 
 
 def load_results_of(uri: str, key: str) -> list[dict[str, Any]]:
@@ -85,25 +74,15 @@ def log_report(
     artifacts of one run of experiment "repro/report"; returns the run id. Report runs carry no
     ``repro.session`` tag, so :func:`load_results` never reads them as measurements. ``key``:
     this report's own id (a replay of the spool logs it once)."""
-    client = _client(uri)
-    exp_id = _experiment_id(client, uri, REPORT_EXPERIMENT)
-    logged = logged_once(client, exp_id, key)
-    if logged is not None:
-        return logged
-    if key is not None:
-        tags = {**(tags or {}), ROW_KEY_TAG: key}
-    run = _create_run(client, exp_id, run_name="report", tags=tags)
-    rid = run.info.run_id
-    with terminating(client, rid):
-        for path in files.values():
-            path = Path(path)
+
+    def fill(client: Any, rid: str) -> None:
+        for path in map(Path, files.values()):
             if path.is_dir():
                 client.log_artifacts(rid, str(path), artifact_path=path.name)
             elif path.is_file():
                 client.log_artifact(rid, str(path))
-        if key is not None:
-            client.set_tag(rid, ROW_LOGGED_TAG, "true")
-    return rid
+
+    return log_run(uri, REPORT_EXPERIMENT, "report", tags, fill, key)
 
 
 def replay_report(uri: str, entry: dict[str, Any]) -> None:

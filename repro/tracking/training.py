@@ -22,8 +22,8 @@ from repro.tracking.client import (
     _create_run,
     _experiment_id,
     log_batch,
+    log_run,
     save_entry,
-    terminating,
 )
 
 # Logged from rank 0 inside the Ray Train worker (Train V2 rejects MLflowLoggerCallback), one
@@ -71,18 +71,14 @@ def logged_train_steps(uri: str, run_id: str) -> set[int]:
     return {m.step for m in _client(uri).get_metric_history(run_id, "loss")}
 
 
-def log_train_steps(
-    uri: str, run_id: str, entries: list[dict[str, Any]], keys: tuple[str, ...] = TRAIN_STEP_METRICS
-) -> None:
-    """The ``keys`` of history ``entries`` (TRAIN_STEP_METRICS for `repro train`; a recipe's
-    loss, lr, errors and images/s per epoch) as metrics with their step numbers."""
-    points = [
-        (key, e[key], int(e.get("time", 0) * 1000), int(e["step"]))
-        for e in entries
-        for key in keys
-        if key in e
+def log_train_steps(uri: str, run_id: str, points: list[dict[str, Any]]) -> None:
+    """Each of ``points`` ({step, time, metric: value}) as metrics at its step."""
+    metrics = [
+        (key, p[key], int(p.get("time", 0) * 1000), int(p["step"]))
+        for p in points
+        for key in sorted(p.keys() - {"step", "time"})
     ]
-    log_batch(_client(uri), run_id, metrics=points)
+    log_batch(_client(uri), run_id, metrics=metrics)
 
 
 def system_metrics(series: dict[str, list[tuple[int, float, int]]]) -> list[Point]:
@@ -206,10 +202,8 @@ def log_scaling(
 ) -> str:
     """One scaling sweep as one run of "repro/scaling": each worker count's numbers as metrics
     with step = worker count, the CSV as an artifact. Returns the run id."""
-    client = _client(uri)
-    exp_id = _experiment_id(client, uri, SCALING_EXPERIMENT)
-    rid = _create_run(client, exp_id, run_name=name).info.run_id
-    with terminating(client, rid):
+
+    def fill(client: Any, rid: str) -> None:
         metrics = [
             (k, row[k], 0, int(row["workers"]))
             for row in rows
@@ -220,7 +214,8 @@ def log_scaling(
         client.log_dict(rid, {"rows": rows}, "scaling.json")
         if csv_path:
             client.log_artifact(rid, csv_path)
-    return rid
+
+    return log_run(uri, SCALING_EXPERIMENT, name, None, fill)
 
 
 class SystemSeries(Protocol):
@@ -238,7 +233,8 @@ def _numbers(entry: dict[str, Any], keys: Iterable[str]) -> dict[str, float]:
 class TrainingRun:
     """One MLflow training run, opened (or reopened, by name, when the training resumes) on
     creation; with ``uri`` None every method does nothing. A step is logged once: points whose
-    step the run holds already are skipped. ``seconds``: the time spent here (overhead)."""
+    step the run holds already are skipped. ``calls``: its calls to the store (their time,
+    ``calls.seconds``, is the logging overhead)."""
 
     def __init__(
         self,
@@ -255,7 +251,7 @@ class TrainingRun:
         self.run_id: str | None = None
         self.logged: set[int] = set()
         self.last_point: dict[str, Any] = {}
-        self._call = StoreCalls(uri, f"MLflow training run {name}", "training goes on")
+        self.calls = StoreCalls(uri, f"MLflow training run {name}", "training goes on")
         self.unlogged: list[dict[str, Any]] = []
         self.datasets = list(datasets or [])  # not logged yet
         self.system: SystemSeries | None = None
@@ -264,7 +260,7 @@ class TrainingRun:
         self.spool_path: Path | None = None
         if uri is None:
             return
-        self._call(self._open)
+        self.calls(self._open)
         if system is not None and self.run_id is not None:
             self.system = system()
 
@@ -281,16 +277,6 @@ class TrainingRun:
         self.datasets = []
         self.system_step = logged_system_steps(self.uri, self.run_id)
 
-    @property
-    def down(self) -> str:
-        """Why the store failed, once it has ("": it has not)."""
-        return self._call.down
-
-    @property
-    def seconds(self) -> float:
-        """The time spent logging (overhead)."""
-        return self._call.seconds
-
     def log(self, entries: list[dict[str, Any]], keys: tuple[str, ...], step: str = "step") -> None:
         """The ``keys`` of ``entries`` as metrics at step ``entry[step]``, those not logged."""
         if not self.active:
@@ -303,7 +289,7 @@ class TrainingRun:
         if not points:
             return
         self.last_point = points[-1]
-        if self._call(lambda: log_points(str(self.uri), str(self.run_id), points)):
+        if self.calls(lambda: log_train_steps(str(self.uri), str(self.run_id), points)):
             self.logged.update(p["step"] for p in points)
             self._flush_system()
         else:
@@ -311,16 +297,16 @@ class TrainingRun:
             self._spool()
 
     def _flush_system(self) -> None:
-        if self.system is None or self.down:
+        if self.system is None or self.calls.down:
             return
         series, count = self.system.take(self.system_step)
         self.system_step += count
         if series:
-            self._call(lambda: log_system_metrics(str(self.uri), str(self.run_id), series))
+            self.calls(lambda: log_system_metrics(str(self.uri), str(self.run_id), series))
 
     def log_model(self, model: Any, example: Any) -> str | None:
         """``model`` as the run's MLflow model; why not, when it could not be."""
-        if not self.active or self.down:
+        if not self.active or self.calls.down:
             return None
         try:
             log_torch_model(str(self.uri), str(self.run_id), model, example)
@@ -344,12 +330,15 @@ class TrainingRun:
             self.system = None
         if step is None:
             step = max(self.logged | {p["step"] for p in self.unlogged}, default=0)
-        self.closed = {"summary": summary, "tags": tags, "status": status, "step": step}
-        self.closed["last_point"] = self.last_point
-        closed = self.closed
-        if self._call(lambda: close_train_run(str(self.uri), str(self.run_id), **closed)):
-            return
-        self._spool()
+        self.closed = closed = {
+            "summary": summary,
+            "tags": tags,
+            "status": status,
+            "step": step,
+            "last_point": self.last_point,
+        }
+        if not self.calls(lambda: close_train_run(str(self.uri), str(self.run_id), **closed)):
+            self._spool()
 
     def _spool(self) -> None:
         """What the store has not got, as one spool file (rewritten as more piles up)."""
@@ -363,13 +352,13 @@ class TrainingRun:
             "close": self.closed,
         }
         self.spool_path = save_entry(
-            "train_run", str(self.uri), self.down, fields, f"train-{self.name}", self.spool_path
+            "train_run",
+            str(self.uri),
+            self.calls.down,
+            fields,
+            f"train-{self.name}",
+            self.spool_path,
         )
-
-
-def log_points(uri: str, run_id: str, points: list[dict[str, Any]]) -> None:
-    keys = tuple(sorted({k for p in points for k in p} - {"step", "time"}))
-    log_train_steps(uri, run_id, points, keys)
 
 
 def replay_run(uri: str, entry: dict[str, Any]) -> None:
@@ -382,6 +371,6 @@ def replay_run(uri: str, entry: dict[str, Any]) -> None:
         log_datasets(uri, rid, entry["datasets"])
     points = [p for p in entry.get("points", []) if p["step"] not in logged]
     if points:
-        log_points(uri, rid, points)
+        log_train_steps(uri, rid, points)
     if entry.get("close"):
         close_train_run(uri, rid, **entry["close"])

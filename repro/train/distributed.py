@@ -23,6 +23,7 @@ import torch
 from repro import tracking
 from repro.errors import ReproError
 from repro.runtime.vocabulary import PARALLEL
+from repro.tracking.training import absolute_tracking_uri
 from repro.train import loop
 from repro.train.config import FitConfig, FitResult, TrainConfig, TrainResult, need
 from repro.train.gpipe import sequential_layers
@@ -54,7 +55,7 @@ def resolve(config: Config) -> Config:
         config,
         run_name=config.run_name or default_run_name(config),
         storage_path=str(storage),
-        tracking_uri=tracking.absolute_tracking_uri(uri) if uri else None,
+        tracking_uri=absolute_tracking_uri(uri) if uri else None,
         data_root=str(Path(root).expanduser().resolve()) if root else None,
     )
 

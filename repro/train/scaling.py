@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from repro import tracking
 from repro.execution.train import ensure_capacity
+from repro.tracking.training import log_scaling
 from repro.train.config import TrainConfig, TrainResult
 from repro.train.distributed import resolve, run_training, validate
 
@@ -142,5 +142,5 @@ def run_scaling(
         name = f"{base.model}-{base.parallel}-w{','.join(map(str, counts))}"
         params = {"model": base.model, "parallel": base.parallel, "steps": base.steps}
         params |= {"batch_per_worker": batch_per_worker, "precision": base.precision}
-        tracking.log_scaling(base.tracking_uri, name, rows, params, str(path))
+        log_scaling(base.tracking_uri, name, rows, params, str(path))
     return rows, path

@@ -228,7 +228,7 @@ def train_worker(
             "worker_start_s": entered - launch.get("t_launch", entered),
             "setup_s": setup_s,
             "checkpoint_s": hooks.checkpoint_s,
-            "mlflow_s": log.seconds,
+            "mlflow_s": log.calls.seconds,
         },
         "mlflow_run_id": log.run_id,
     }
