@@ -131,6 +131,7 @@ class DataRoots(Section):
     coco: str = ""
     cifar10: str = ""
     mnist: str = ""
+    fashion_mnist: str = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
     sun397: str = ""
 
 

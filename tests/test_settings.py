@@ -115,7 +115,8 @@ def test_weights_and_data_from_every_source(tmp_path: Path) -> None:
     f.write_bytes(b"x")
     env = {"REPRO_WEIGHTS_VGG_D": str(f), "REPRO_DATA_VOC2007": "/env/voc"}
     s = parse_settings(f"weights: {{alexnet: {f}}}\ndata: {{coco: /c}}\n", env=env)
-    assert s.data_roots == {"voc2007": "/env/voc", "coco": "/c"}
+    fashion = "/usr/share/datasets/fashion-mnist"  # the one root with a default (Debian's)
+    assert s.data_roots == {"voc2007": "/env/voc", "coco": "/c", "fashion_mnist": fashion}
     assert sorted(s.accuracy_settings().weights) == ["alexnet", "vgg_d"]
     s = parse_settings("weights: {alexnet: /nope.pt}\n", env={}, weights=[f"alexnet={f}"])
     assert s.accuracy_settings().weights == {"alexnet": str(f.resolve())}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from repro.config import load_settings
 from repro.data.roots import VERIFIABLE_DATASETS, data_root
+from repro.data.verify_report import VerifyReport
 from repro.errors import ReproError
 
 SYNTH_KINDS = ("imagefolder", "voc", "coco", "sun397", "mnist", "all")
@@ -19,6 +20,7 @@ EPILOG = """examples:
   repro data verify imagenet --root /data/imagenet --labels /data/imagenet/val_labels.txt
   repro data verify coco --root /data/coco --manifest reports/datasets/coco.json --no-decode
   repro data verify sun397 --root /data/SUN397
+  repro data verify fashion_mnist   (default root /usr/share/datasets/fashion-mnist)
   repro data synth all --out /tmp/synth --images 200
   repro data stats voc2010 --root /data/VOCdevkit/VOC2010
   repro data throughput --root /data/imagenet/train --workers 8 --device cuda --out tp.csv
@@ -61,6 +63,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         extra = f" (expected {expected})" if expected is not None else ""
         text = ", ".join(f"{k} {v}" for k, v in counts.items())
         print(f"  {split}: {text}{extra}")
+    _print_content(report)
     if args.no_decode:
         print("  images not decoded (--no-decode)")
     else:
@@ -74,6 +77,27 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             print(f"  {line}")
     print(f"manifest: {manifest} (index sha256 {report.index_sha256[:16]}...)")
     return 0 if report.ok else 1
+
+
+def _print_content(report: VerifyReport) -> None:
+    """An MNIST-format set's class names, and per split its content digest against the
+    published one, pixel statistics and per-class counts."""
+    if not report.content:
+        return
+    print(f"  classes: {', '.join(report.classes)}")
+    for split, c in report.content.items():
+        published = c["published_sha256"]
+        if not published:
+            what = "no published digest recorded"
+        elif c["sha256"] == published:
+            what = "the published files"
+        else:
+            what = "NOT the published files"
+        print(
+            f"  {split} content sha256 {c['sha256'][:16]}... ({what}); pixel mean "
+            f"{c['pixel_mean']:.4f}, std {c['pixel_std']:.4f}"
+        )
+        print(f"    per class: {', '.join(f'{k} {v}' for k, v in c['per_class'].items())}")
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -150,7 +174,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser(
         "data",
         help="verify datasets, write synthetic ones, dataset statistics, input throughput",
-        description="Dataset tools for ImageNet-1k, PASCAL VOC 2007/2010/2012 and COCO 2014/2017.",
+        description="Dataset tools for ImageNet-1k, PASCAL VOC 2007/2010/2012, COCO 2014/2017, "
+        "SUN-397, MNIST and Fashion-MNIST.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

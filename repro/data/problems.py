@@ -24,6 +24,8 @@ KINDS = (
     "duplicate-id",  # an image or annotation id listed twice
     "missing-label",  # an image with no label (ImageNet flat layout)
     "count-mismatch",  # split counts differ from the real dataset's published counts
+    "corrupt-file",  # a compressed file that does not decompress
+    "content-mismatch",  # decoded content differs from the published files' (its digest)
 )
 
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 # The datasets `repro data verify` knows.
 VERIFIABLE_DATASETS = (
     "imagenet", "imagefolder", "voc", "voc2007", "voc2010", "voc2012", "coco", "sun397", "mnist",
+    "fashion_mnist",
 )  # fmt: skip
 # Datasets that ship with a dependency: always present, no root to set.
 BUNDLED_DATASETS = {"digits": "scikit-learn's load_digits"}

@@ -7,7 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from PIL import Image
 from tqdm import tqdm
@@ -23,6 +23,7 @@ class Found(NamedTuple):
     splits: dict[str, dict[str, int]]
     expected: dict[str, int]
     count_paths: dict[str, str]
+    content: dict[str, dict[str, Any]] | None = None  # per split: digest, classes, pixels (IDX)
 
 
 @dataclass

@@ -29,7 +29,7 @@ METRICS = (
     *ANCHOR_METRICS,  # an analysis of the boxes (repro.data.anchors) that reads the claim's params
 )
 # The claims' `dataset:` names that verify_dataset reads (under the same name).
-CLAIM_DATASETS = ("voc2007", "voc2010", "voc2012", "coco", "imagenet", "mnist")
+CLAIM_DATASETS = ("voc2007", "voc2010", "voc2012", "coco", "imagenet", "mnist", "fashion_mnist")
 UNITS = {"count": 1.0, "K": 1e3, "M": 1e6}
 
 

@@ -449,13 +449,10 @@ def write_mnist(
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     images = F.pad(F.interpolate(images, size=(20, 20), mode="bilinear"), (4, 4, 4, 4))
     pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).squeeze(1).numpy()
-    raw = Path(root) / mnist.RAW
-    raw.mkdir(parents=True, exist_ok=True)
+    raw = Path(root) / mnist.SETS["mnist"].folder / "raw"
     start = 0
     for split, count in per_split.items():
         chosen = order[start : start + count]
         start += count
-        image_file, label_file = mnist.FILES[split]
-        mnist.write_idx(raw / image_file, pixels[chosen])
-        mnist.write_idx(raw / label_file, digits.target[chosen].astype(np.uint8))
+        mnist.write_split(raw, split, pixels[chosen], digits.target[chosen].astype(np.uint8))
     return Path(root)

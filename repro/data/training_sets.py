@@ -5,6 +5,7 @@ gives a float tensor in [0, 1], then the dataset's normalisation applies:
 
 - digits, mnist: LeNet-5's (LeCun et al. 1998, Section III.A): background -0.1, ink 1.175, so
   the mean input is about 0 and the variance about 1;
+- fashion_mnist: the mean and standard deviation of pixel/255 over its 60,000 training images;
 - cifar10: the CIFAR-10 training-set channel mean and standard deviation;
 - imagenet / imagefolder: the ImageNet channel statistics (their averages for grey images).
 
@@ -15,6 +16,12 @@ class, the same on every machine: a seeded 25% of each class is "test" (450 imag
 "train" (1,347). A seeded 20% of each class of "train" is "val" (270), the rest
 "train-minus-val" (1,077): recipes are chosen by training on "train-minus-val" and scoring "val",
 so "test" is looked at once, by the chosen recipe trained on all of "train".
+
+"mnist" and "fashion_mnist" are read by repro.data.mnist (its layout rule: gzipped or plain IDX
+files, flat or in torchvision's folders). MNIST is padded to LeNet-5's 32x32 field as before;
+Fashion-MNIST comes at its own 28x28 (a recipe whose model takes 32x32 centres it with its crop:
+`resize: 28`, `crop: 32` pads the background). A root whose content is another dataset's
+published set is refused (repro.data.mnist.check_identity).
 """
 
 from __future__ import annotations
@@ -35,10 +42,11 @@ from torchvision import datasets
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from repro.data import mnist
 from repro.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, ImageNetSplit
 from repro.errors import DataError, ReproError
 
-DATASETS = ("digits", "mnist", "cifar10", "imagenet", "imagefolder")
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagenet", "imagefolder")
 DIGITS_SIZE = 32
 # The 8x8 digit is upsampled to 28x28 and centred in the 32x32 input with a 2-pixel margin: the
 # paper fed LeNet-5 32x32 fields with the (at most 20x20) MNIST digit in the middle, "so that
@@ -59,6 +67,8 @@ DIGITS_MAX_INK = 16.0
 LENET_BACKGROUND, LENET_INK = -0.1, 1.175
 LENET_STD = 1.0 / (LENET_INK - LENET_BACKGROUND)
 LENET_MEAN = -LENET_BACKGROUND * LENET_STD
+# Fashion-MNIST's train split, pixel/255 (tests/test_fashion_mnist_data.py recomputes them).
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860406, 0.3530242
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 MNIST_PAD = 2  # 28x28 -> 32x32, as LeNet-5 was fed
@@ -79,6 +89,7 @@ class Normalize:
 NORMALIZATION = {
     "digits": Normalize((LENET_MEAN,), (LENET_STD,)),
     "mnist": Normalize((LENET_MEAN,), (LENET_STD,)),
+    "fashion_mnist": Normalize((FASHION_MNIST_MEAN,), (FASHION_MNIST_STD,)),
     "cifar10": Normalize(CIFAR10_MEAN, CIFAR10_STD),
     "imagenet": Normalize(IMAGENET_MEAN, IMAGENET_STD),
     "imagefolder": Normalize(IMAGENET_MEAN, IMAGENET_STD),
@@ -104,9 +115,28 @@ def _pad_first(pad: int, then: Callable[[Any], Any]) -> Callable[[Any], Any]:
     padding = v2.Pad(pad)
 
     def transform(image: Any) -> Any:
-        return then(padding(TF.pil_to_tensor(image)))
+        if not isinstance(image, torch.Tensor):
+            image = TF.pil_to_tensor(image)
+        return then(padding(image))
 
     return transform
+
+
+class IdxDataset(torch.utils.data.Dataset):
+    """One split of an MNIST-format set (repro.data.mnist): ``data`` (N x 28 x 28 uint8) and
+    ``targets`` (int64) as torchvision's MNIST holds them; each item is the 1 x 28 x 28 uint8
+    image tensor through ``transform``, and its label."""
+
+    def __init__(self, split: mnist.IdxSplit, transform: Callable[[Any], Any]) -> None:
+        self.data = torch.from_numpy(split.images)
+        self.targets = torch.from_numpy(split.labels.astype(np.int64))
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.transform(self.data[index].unsqueeze(0)), int(self.targets[index])
 
 
 class DigitsDataset(torch.utils.data.Dataset):
@@ -234,18 +264,25 @@ def _need_root(name: str, root: str | Path | None) -> Path:
     return path
 
 
-def _torchvision(name: str, root: Path, split: str, transform: Callable[[Any], Any]) -> Any:
-    _check_split(name, split, ("train", "test"))
-    kind = datasets.MNIST if name == "mnist" else datasets.CIFAR10
+def _cifar10(root: Path, split: str, transform: Callable[[Any], Any]) -> Any:
+    _check_split("cifar10", split, ("train", "test"))
     try:
-        return kind(str(root), train=split == "train", download=False, transform=transform)
+        return datasets.CIFAR10(
+            str(root), train=split == "train", download=False, transform=transform
+        )
     except RuntimeError as exc:
-        folder = "MNIST/raw" if name == "mnist" else "cifar-10-batches-py"
         raise DataError(
-            f"{name} is not under {root} ({exc}).".replace("\n", " "),
-            f"put torchvision's {folder} folder in {root} (torchvision.datasets."
-            f"{kind.__name__}(root, download=True) fetches it once).",
+            f"cifar10 is not under {root} ({exc}).".replace("\n", " "),
+            f"put torchvision's cifar-10-batches-py folder in {root} (torchvision.datasets."
+            "CIFAR10(root, download=True) fetches it once).",
         ) from None
+
+
+def _idx(name: str, root: Path, split: str, transform: Callable[[Any], Any]) -> IdxDataset:
+    _check_split(name, split, tuple(mnist.SPLIT_NAMES))
+    data = mnist.load_split(root, split, name)
+    mnist.check_identity(name, mnist.split_name(name, split), data)
+    return IdxDataset(data, transform)
 
 
 def load_dataset(
@@ -264,9 +301,11 @@ def load_dataset(
         images, labels = digits_arrays(split)
         return DigitsDataset(images, labels, full), [str(d) for d in range(10)]
     path = _need_root(name, root)
-    if name in ("mnist", "cifar10"):
+    if name in mnist.SETS:
         per_image = _pad_first(MNIST_PAD, full) if name == "mnist" else full
-        dataset = _torchvision(name, path, split, per_image)
+        return _idx(name, path, split, per_image), list(mnist.SETS[name].classes)
+    if name == "cifar10":
+        dataset = _cifar10(path, split, full)
         return dataset, [str(c) for c in dataset.classes]
 
     dataset = ImageNetSplit(path, split, transform=full)
@@ -282,7 +321,7 @@ def dataset_digest(dataset: Any) -> str:
     """A short fingerprint of a split's content (MLflow's dataset digest): the images of an
     in-memory split, else the file paths and labels of a folder split, else its labels."""
     h = hashlib.sha256()
-    for name in ("images", "data", "targets"):  # in-memory splits (digits, torchvision's)
+    for name in ("images", "data", "targets"):  # in-memory splits (digits, IDX, torchvision's)
         value = getattr(dataset, name, None)
         if value is not None and len(value):
             h.update(torch.as_tensor(value).contiguous().numpy().tobytes())

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from repro.data import mnist, sun397
 from repro.data.imagenet import imagenet_classes, imagenet_split
@@ -58,10 +61,10 @@ def verify_dataset(
     elif name == "coco":
         scan = Scan(root)
         found = verify_coco(scan, root)
-    elif name == "mnist":
-        raw = mnist.raw_dir(root)
-        scan = Scan(raw)
-        found = verify_mnist(scan, raw)
+    elif name in mnist.SETS:
+        folder = mnist.idx_folder(root, name)
+        scan = Scan(folder)
+        found = verify_idx(scan, folder, name)
     elif name == "sun397":
         sun_root = sun397.find_root(root)
         scan = Scan(sun_root)
@@ -78,6 +81,7 @@ def verify_dataset(
                 f"{split} has {got} images; the real {name} {split} has {expected}",
             )
     decoded = scan.decode_all(progress=progress, workers=workers) if decode else 0
+    decoded += sum(found.splits[s]["images"] for s in found.content or {})  # IDX arrays
     report = VerifyReport(
         name=name,
         root=scan.root,
@@ -89,6 +93,7 @@ def verify_dataset(
         decoded=decoded,
         index_sha256=scan.index_sha256(),
         index_files=len(scan.index),
+        content=dict(found.content or {}),
     )
     report.stats = dataset_stats(report)
     return report
@@ -147,29 +152,60 @@ def verify_image_folder(scan: Scan, root: Path, name: str, labels: Path | None) 
     return Found(classes, real, splits, expected, {s: str(root / s) for s in splits})
 
 
-def verify_mnist(scan: Scan, raw: Path) -> Found:
-    """MNIST's IDX files (repro.data.mnist): each split's image and label files present, their
-    headers consistent with their length and with each other, labels digits; counts against the
-    published 60,000 / 10,000. The images are pixel arrays, not files to decode."""
+def verify_idx(scan: Scan, folder: Path, name: str) -> Found:
+    """An MNIST-format set (repro.data.mnist): each split's image and label files present and
+    decoded (gzipped or not), their headers consistent with their length and with each other,
+    labels 0-9; counts against the published 60,000 / 10,000; the content digest against the
+    published files' (a content-mismatch problem when it differs; DataError when it is another
+    dataset's); per-class counts and pixel statistics. The images are arrays, not files."""
+    spec = mnist.SETS[name]
     splits: dict[str, dict[str, int]] = {}
     paths: dict[str, str] = {}
+    content: dict[str, dict[str, Any]] = {}
     for split, names in mnist.FILES.items():
-        missing = [name for name in names if not scan.add_file(split, raw / name)]
+        files = mnist.split_files(folder, name, split)
+        missing = [base for base, path in zip(names, files, strict=True) if path is None]
         if missing:
-            detail = f"MNIST's {split} split needs {', '.join(missing)}"
-            scan.problems.add("missing-split", str(raw / missing[0]), detail)
+            detail = f"{spec.title}'s {split} split needs {' and '.join(missing)} (or .gz)"
+            scan.problems.add("missing-split", str(folder / missing[0]), detail)
             continue
+        for path in files:
+            if path is not None:
+                scan.add_file(split, path)
         try:
-            found = mnist.load_split(raw, split)
-        except DataError as exc:  # the cause starts with the file's path
-            kind = "truncated-annotation" if "truncated" in exc.cause else "bad-annotation"
-            scan.problems.add(kind, exc.cause.split(": ")[0], exc.cause)
+            data = mnist.load_split(folder, split, name)
+        except mnist.IdxError as exc:
+            scan.problems.add(exc.kind, str(exc.path), exc.cause)
             continue
-        classes = len(set(found.labels.tolist()))
-        splits[split] = {"images": found.images, "objects": 0, "classes": classes}
-        paths[split] = str(raw / names[0])
+        digest = data.content_sha256()
+        mnist.check_identity(name, split, data, digest)
+        published = spec.digests.get(split)
+        if published and digest != published:
+            other = mnist.published_as(digest)
+            scan.problems.add(
+                "content-mismatch",
+                str(data.files[0]),
+                f"the decoded {split} content (sha256 {digest[:16]}...) is not the published "
+                f"{spec.title} {split} split's ({published[:16]}...)"
+                + (f"; it is the published {other[1]} split" if other else ""),
+            )
+        counts = np.bincount(data.labels, minlength=len(spec.classes))
+        mean, std = mnist.pixel_stats(data.images)
+        content[split] = {
+            "sha256": digest,
+            "published_sha256": published,
+            "per_class": {c: int(n) for c, n in zip(spec.classes, counts, strict=True)},
+            "pixel_mean": round(mean, 7),
+            "pixel_std": round(std, 7),
+        }
+        splits[split] = {
+            "images": len(data.images),
+            "objects": 0,
+            "classes": int((counts > 0).sum()),
+        }
+        paths[split] = str(data.files[0])
     expected = {split: mnist.PUBLISHED[split] for split in mnist.FILES}
-    return Found(mnist.CLASSES, True, splits, expected, paths)
+    return Found(list(spec.classes), True, splits, expected, paths, content)
 
 
 def verify_sun397(scan: Scan, root: Path) -> Found:

@@ -25,12 +25,22 @@ class VerifyReport:
     decoded: int = 0  # images decoded without error (0 with decode=False)
     index_sha256: str = ""
     index_files: int = 0
+    # per split of an MNIST-format set: content sha256 (and the published one), per-class
+    # counts, pixel mean and std (repro.data.mnist)
+    content: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return len(self.problems) == 0
 
     def manifest(self) -> dict[str, Any]:
+        content: dict[str, Any] = {}
+        if self.content:
+            content = {
+                "content": self.content,
+                "content_format": "sha256 of the decoded images (N x 28 x 28 bytes, row-major) "
+                "then the labels (N bytes); pixel mean and std of pixel/255",
+            }
         return {
             "name": self.name,
             "root": str(self.root),
@@ -44,6 +54,7 @@ class VerifyReport:
             "index_files": self.index_files,
             "index_format": "sha256 of sorted lines 'split<TAB>relative path<TAB>size in bytes'",
             "repro_version": __version__,
+            **content,
         }
 
     def write_manifest(self, path: Path | str) -> Path:
