@@ -87,6 +87,7 @@ class IdxError(DataError):
         super().__init__(cause, fix)
         self.path = path
         self.kind = kind
+        self.detail = cause.removeprefix(f"{path}: ")  # the cause without the path
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,7 @@ def verify_idx(scan: Scan, folder: Path, name: str) -> Found:
         try:
             data = mnist.load_split(folder, split, name)
         except mnist.IdxError as exc:
-            scan.problems.add(exc.kind, str(exc.path), exc.cause)
+            scan.problems.add(exc.kind, str(exc.path), exc.detail)
             continue
         digest = data.content_sha256()
         mnist.check_identity(name, split, data, digest)
