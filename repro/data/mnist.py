@@ -87,7 +87,7 @@ class IdxError(DataError):
         super().__init__(cause, fix)
         self.path = path
         self.kind = kind
-        self.detail = cause.removeprefix(f"{path}: ")  # the cause without the path
+        self.detail = cause.removeprefix(f"{path}: ").rstrip(".")  # the cause less the path
 
 
 @dataclass(frozen=True)
@@ -271,15 +271,16 @@ def check_identity(name: str, split: str, data: IdxSplit, digest: str | None = N
     MNIST's pixel statistics."""
     spec = idx_set(name)
     other = published_as(digest or data.content_sha256())
+    why = "its content digest is the published"
     if other is None and split == "train" and len(data.images) == PUBLISHED["train"]:
         mean, std = pixel_stats(data.images)
         if all(abs(a - b) < 1e-4 for a, b in zip((mean, std), MNIST_TRAIN_PIXELS, strict=True)):
-            other = ("mnist", "train")
+            other, why = ("mnist", "train"), f"its pixel mean {mean:.4f} and std {std:.4f} are"
     if other is not None and other[0] != name:
         title = SETS[other[0]].title
         raise DataError(
             f"{data.files[0].parent} holds {title}'s {other[1]} split where {spec.title} was named "
-            f"(its content is {title}'s).",
+            f"({why} {title}'s).",
             f"point {name}'s root at {spec.title} ({spec.source}), or name {other[0]}.",
         )
 
