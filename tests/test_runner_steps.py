@@ -78,7 +78,9 @@ def test_settings_resolve_flag_over_environment_over_params(
     s = RunSettings.resolve(params)
     assert s.suites == ("analytic", "dataset") and s.ray_address == "params:6379"
     assert s.tracking_uri == "sqlite:///env.db"  # the environment over params.yaml
-    assert s.data_roots == {"voc2007": "/data/voc"} and s.accuracy is not None
+    fashion = "/usr/share/datasets/fashion-mnist"  # the one root with a default (Debian's)
+    assert s.data_roots == {"voc2007": "/data/voc", "fashion_mnist": fashion}
+    assert s.accuracy is not None
     assert s.accuracy.seeds == 3 and s.speed is None
     s = RunSettings.resolve(
         params, suites=["speed"], tracking_uri="sqlite:///flag.db", ray_address="flag:1", seeds=2
