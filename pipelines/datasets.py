@@ -16,7 +16,7 @@ from repro.data.verify import verify_dataset
 from repro.errors import ReproError
 from repro.files import atomic_write_text
 
-VERIFIABLE = ("imagenet", "voc2007", "voc2010", "voc2012", "coco")
+VERIFIABLE = ("imagenet", "voc2007", "voc2010", "voc2012", "coco", "mnist", "fashion_mnist")
 
 
 def main(argv: list[str] | None = None) -> int:
