@@ -131,6 +131,7 @@ class DataRoots(Section):
     coco: str = ""
     cifar10: str = ""
     mnist: str = ""
+    fashion_mnist: str = ""
     sun397: str = ""
 
 
