@@ -206,3 +206,19 @@ def test_real_data_dataset_claims() -> None:
         "test-images": ("reproduced", "10000"),
         "classes": ("reproduced", "10"),
     }, verdicts
+
+
+def test_make_installs_it_and_ci_never_fails_on_it(repo: Path) -> None:
+    makefile = (repo / "Makefile").read_text()
+    target = makefile[makefile.index("\nfashion-mnist:") :].split("\n\n")[0]
+    assert "fashion-mnist" in makefile.split(".PHONY:")[1].splitlines()[0]
+    assert "test -d $(FASHION_MNIST) ||" in target  # nothing to do when it is there
+    assert target.count("apt-get install -y -q dataset-fashion-mnist") == 2  # before/after update
+    assert "apt-get update" in target
+    assert target.rstrip().endswith('echo "could not install dataset-fashion-mnist: its claims '
+                                    'stay not-run, its tests skip"; }')  # fmt: skip
+    assert f"FASHION_MNIST := {ROOT}" in makefile
+    steps = [
+        line for line in (repo / ".ci/run").read_text().splitlines() if line.startswith("make")
+    ]
+    assert steps.index("make fashion-mnist") < steps.index("make test")
