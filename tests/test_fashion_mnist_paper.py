@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from repro.claims import load_paper
+from repro.claims import Claim, load_paper
 from repro.config import AccuracySettings
+from repro.data.synth import write_mnist
 from repro.recipes import Source
 from repro.runner.plan import plan_paper
 from repro.runner.settings import RunSettings
@@ -139,6 +140,27 @@ def test_with_a_root_each_claim_runs_or_says_why(
         assert claim.id in planned or reasons[claim.id], claim.id
         assert not reasons.get(claim.id, "").startswith("dataset not present"), claim.id
     assert reasons["image-side"].startswith("the dataset suite counts")  # no such metric yet
+
+
+def test_a_dataset_claim_counts_the_split_its_params_name(tmp_path: Path) -> None:
+    """`params: {split: test}` counts the test split (the default is train), on a tiny MNIST
+    set in the same IDX format."""
+    root = write_mnist(tmp_path / "mnist", per_split={"train": 9, "test": 4})
+    base = next(c for c in PAPER.claims if c.id == "test-images").model_dump()
+    claims = [
+        Claim.model_validate({**base, "id": split, "dataset": "mnist", "value": value, **extra})
+        for split, value, extra in (
+            ("test", 4, {}),
+            ("train", 9, {"params": {"split": "train"}}),
+            ("default", 9, {"params": {}}),
+        )
+    ]
+    outcome = measure_dataset_claims("p", claims, {"mnist": str(root)})
+    assert {r.claim_id: (r.verdict, r.measured) for r in outcome.results} == {
+        "test": ("reproduced", "4"),
+        "train": ("reproduced", "9"),
+        "default": ("reproduced", "9"),
+    }
 
 
 # --- against the package's own files (skipped where dataset-fashion-mnist is not installed) ---
