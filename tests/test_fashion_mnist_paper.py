@@ -139,7 +139,8 @@ def test_with_a_root_each_claim_runs_or_says_why(
             continue
         assert claim.id in planned or reasons[claim.id], claim.id
         assert not reasons.get(claim.id, "").startswith("dataset not present"), claim.id
-    assert reasons["image-side"].startswith("the dataset suite counts")  # no such metric yet
+    if "image-side" in reasons:  # until the dataset suite measures image sides
+        assert reasons["image-side"].startswith("the dataset suite counts")
 
 
 def test_a_dataset_claim_counts_the_split_its_params_name(tmp_path: Path) -> None:
