@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: reproduce test test-slow test-all faults lint report clean-results chromium browser screenshot retime-speed mlflow-screenshot
+.PHONY: reproduce test test-slow test-all faults lint report clean-results chromium browser screenshot retime-speed mlflow-screenshot fashion-mnist
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,22 @@ chromium:
 	  { $(SUDO) apt-get update -q >/dev/null 2>&1 && \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1; } || \
 	  echo "could not install chromium: the browser tests will be skipped"; }
+
+## fashion-mnist: Debian's dataset-fashion-mnist (Fashion-MNIST's IDX files under
+## /usr/share/datasets/fashion-mnist, params.yaml data.fashion_mnist), installed when absent
+## (apt-get, as root or through sudo without a prompt). Where it cannot be installed the claims of
+## repro/papers/fashion_mnist.yaml stay not-run and its real-data tests are skipped, saying so.
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+APT := $(if $(SUDO),sudo -n,)
+fashion-mnist:
+	@test -d $(FASHION_MNIST) || \
+	{ echo "installing Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"; \
+	  $(APT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist \
+	    >/dev/null 2>&1 || \
+	  { $(APT) apt-get update -q >/dev/null 2>&1 && \
+	    $(APT) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist \
+	      >/dev/null 2>&1; } || \
+	  echo "could not install dataset-fashion-mnist: its claims stay not-run, its tests skip"; }
 
 ## browser: the report in headless Chromium (every chart rendered, console empty, screenshot
 ## not blank); .ci/run runs it

@@ -102,7 +102,7 @@ def result_for(claim: Claim, paper: str, measured: Any, verdict: str, note: str)
         layer=claim.layer_text,
         tolerance=claim.tolerance.describe(),
         dataset=claim.dataset or "",
-        source=f"{claim.source.seed} / {claim.source.section}",
+        source=f"{claim.source.cited} / {claim.source.section}",
     )
 
 

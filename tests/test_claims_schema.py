@@ -42,6 +42,8 @@ def test_sources_name_real_seeds(key: str) -> None:
     seeds = {p.name for p in SEEDS.iterdir()}
     for claim in load_paper(key).claims:
         for source in (claim.source, *claim.also):
+            if source.document:  # a published source outside the seeds (fashion_mnist.yaml)
+                continue
             assert source.seed in seeds, f"{key}/{claim.id}: unknown seed {source.seed}"
         assert claim.source.seed not in {a.seed for a in claim.also}, f"{key}/{claim.id}"
 

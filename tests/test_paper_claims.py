@@ -32,6 +32,8 @@ EXPECTED_DEVIATIONS: dict[str, set[str]] = {
         "params-5m", "t1-conv1-ops", "t1-conv1-params", "t1-inc4c-params", "t1-inc5a-ops",
         "t1-inc5a-params",
     },
+    # the README prints the 26,557,642 parameters of the VGG16 row's network as "26M"
+    "fashion_mnist": {"vgg16-params"},
     "inception": {"v2-table-r05-shape", "v2-table-r07-shape"},
     # the slide's 24M / 93MB totals disagree with its own rows (15.24M elements)
     "vgg": {"total-memory", "total-memory-bytes"},

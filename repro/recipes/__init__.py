@@ -5,9 +5,16 @@ weights a user supplies) and evaluates by its `evaluation` block.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from repro.errors import ReproError
 
@@ -32,8 +39,31 @@ class Strict(BaseModel):
 
 
 class Source(Strict):
-    seed: str = Field(description="seed file name in ../shared/seeds/")
+    """Where a number comes from: a seed file, or (for papers outside the seeds, such as a
+    dataset's own benchmark) a published document named as one cites it."""
+
+    seed: str = Field(default="", description="seed file name in ../shared/seeds/")
+    document: str = Field(
+        default="",
+        description="a published source outside the seeds, as cited (authors, year, arXiv id; "
+        "a dataset's README and where it ships)",
+    )
     section: str = Field(description="section, slide or heading the number comes from")
+
+    @model_validator(mode="after")
+    def _one_origin(self) -> Source:
+        if bool(self.seed) == bool(self.document):
+            raise ValueError("a source names exactly one of `seed` and `document`")
+        return self
+
+    @property
+    def cited(self) -> str:
+        return self.seed or self.document
+
+    @model_serializer(mode="wrap")
+    def _origin_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a seed source dumps as before `document` existed (recipes in reports and MLflow)
+        return {k: v for k, v in handler(self).items() if v or k == "section"}
 
 
 class Optimizer(Strict):
@@ -97,6 +127,11 @@ class Recipe(Strict):
     scale_range: list[int] | None = Field(default=None, description="[min, max] for scale_jitter")
     augmentation: list[str] = Field(default_factory=list)
     evaluation: Evaluation
+    needs_gpu: bool = Field(
+        default=False,
+        description="too costly for a CPU (days on 2 cores): trained only where accuracy.use_gpu "
+        "or a budget (accuracy.epochs) is set, not-run with the reason otherwise (cost_reason)",
+    )
     note: str = ""
 
     @model_validator(mode="after")
@@ -111,6 +146,25 @@ class Recipe(Strict):
         ):
             raise ValueError("scale_jitter needs `scale_range: [min, max]`")
         return self
+
+    @model_serializer(mode="wrap")
+    def _flag_when_set(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # recipes that need no GPU dump as before the flag existed (reports, MLflow, run keys)
+        data = handler(self)
+        if not self.needs_gpu:
+            data.pop("needs_gpu", None)
+        return data
+
+    def cost_reason(self, use_gpu: bool, epochs: float | None = None) -> str | None:
+        """Why this recipe does not train here: it needs a GPU, the run has none and sets no
+        budget of its own (``epochs``, accuracy.epochs); else None."""
+        if not self.needs_gpu or use_gpu or epochs is not None:
+            return None
+        return (
+            f"recipe {self.name} ({self.model}, {self.epochs:g} epochs of {self.dataset}) is "
+            "too costly for a CPU (its note gives the estimate): set accuracy.use_gpu: true "
+            "on a machine with a GPU, or accuracy.epochs to a budget this machine can train"
+        )
 
     def named_choice(self, choices: tuple[str, ...], what: str, example: str) -> str:
         """The one of ``choices`` the recipe's name carries (a protocol option the schema has

@@ -104,8 +104,14 @@ def measure_dataset_claims(
                 if dataset not in reports:
                     reports[dataset] = claim_report(dataset, Path(root))
                 report = reports[dataset]
+                split = claim.params.get("split")  # a count of one split (`params: {split: test}`)
                 raw = dataset_metric(
-                    dataset, root, claim.metric, report=report, params=claim.params
+                    dataset,
+                    root,
+                    claim.metric,
+                    protocol_split=str(split) if split else None,
+                    report=report,
+                    params=claim.params,
                 )
                 problems = len(report.problems)
                 where = f"counted on {root}" + (
