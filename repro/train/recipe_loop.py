@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from repro.train.session import WorkerSession, checkpoint_name
 from repro.train.system_log import system_log
 from repro.train.trainer import environment
 
+EPOCH_LOG = "epochs.log"  # in the run's folder: one line per epoch, as the terminal shows it
 CHECKPOINTS_PER_SEED = 10_000  # checkpoint names order (seed index, epoch)
 # A seed record's numbers logged as the MLflow run's summary (those present).
 SUMMARY_METRICS = ("top1_error", "top5_error", "map", "map50", "epochs")
@@ -365,9 +365,10 @@ def run_epochs(
             metrics = {"seed": run.seed, **run.history[-1]}
             persist(session, run.pm, run.optimizer, state, metrics, name)
         log.log([epoch_point(run.history[-1])], EPOCH_METRICS, step="epoch")
-        if run.pm.rank == 0:  # flushed: Ray forwards a worker's output to the driver's terminal
-            print(epoch_line(config, plan, run, epoch_point(run.history[-1])), file=sys.stderr,
-                  flush=True)  # fmt: skip
+        if run.pm.rank == 0:  # the driver prints it (repro.train.distributed.follow_lines)
+            session.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(session.run_dir / EPOCH_LOG, "a", encoding="utf-8") as out:
+                out.write(epoch_line(config, plan, run, epoch_point(run.history[-1])) + "\n")
         if last:
             return
 
