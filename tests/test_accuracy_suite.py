@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from mlflow.tracking import MlflowClient
 
 from repro.claims import Claim, list_papers, load_paper, load_paper_file
 from repro.cli import main
@@ -21,9 +22,10 @@ from repro.demos.digits import DIGITS_RECIPE
 from repro.errors import ReproError
 from repro.measure import measure_paper_local
 from repro.models import build_model
+from repro.runner import run_papers
 from repro.runner.plan import plan_paper
 from repro.runner.settings import RunSettings
-from repro.suites.accuracy import reasons, suite
+from repro.suites.accuracy import reasons, run_key, suite
 from repro.suites.accuracy.reasons import not_run_reason
 from repro.suites.accuracy.suite import evaluate_weights, group_accuracy_claims, judge_runs
 from repro.train.fit import FitConfig, fit
@@ -382,3 +384,122 @@ def test_run_plan_lists_what_would_run_and_why_not(
     assert main(["run", "alexnet", "--suite", "accuracy", "--plan", "--params", str(params)]) == 0
     states = {r.split("\t")[1]: r.split("\t")[3] for r in capsys.readouterr()[0].splitlines()}
     assert states["overlap-pool-top1"] == "run"  # the ablation trains both variants
+
+
+def _run_name(paper, tmp_path: Path, roots: dict[str, str] | None = None, **changes) -> str:
+    claims = [c for c in paper.claims if c.id == "error"]
+    settings = AccuracySettings(**{"workers": 1, "storage": str(tmp_path), **changes})
+    (group,) = group_accuracy_claims(paper, claims, settings, roots or {"digits": "digits"})
+    return suite._fit_options(group, settings)["run_name"]
+
+
+def test_a_run_is_keyed_by_everything_that_changes_its_result(
+    digits_paper, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = _run_name(digits_paper, tmp_path)
+    assert (
+        base.startswith("digits_test-lenet5-digits-") and _run_name(digits_paper, tmp_path) == base
+    )
+    changes = [
+        {"workers": 2},
+        {"workers": 0},
+        {"epochs": 1},
+        {"batch_size": 8},
+        {"eval_limit": 10},
+        {"seeds": 2},
+        {"use_gpu": True},
+    ]
+    for change in changes:
+        assert _run_name(digits_paper, tmp_path, **change) != base, change
+    data = tmp_path / "data"
+    data.mkdir()
+    before = _run_name(digits_paper, tmp_path, {"digits": str(data)})
+    (data / "extra.bin").write_bytes(b"1")
+    assert _run_name(digits_paper, tmp_path, {"digits": str(data)}) != before  # other data
+    monkeypatch.setattr(run_key, "source_digest", lambda: "other code")
+    assert _run_name(digits_paper, tmp_path) != base  # other code
+    recipe = digits_paper.recipes[0].model_dump()
+    options = dict(workers=1, seeds=[0], epochs=None, eval_limit=None, precision="fp32",
+                   use_gpu=False, roots={})  # fmt: skip
+    one = run_key.key_hash(run_key.run_key(recipe, **options))
+    other = {**recipe, "optimizer": {**recipe["optimizer"], "lr": 0.005}}
+    assert run_key.key_hash(run_key.run_key(other, **options)) != one  # another recipe
+
+
+def test_the_source_digest_is_of_the_package_sources() -> None:
+    run_key.source_digest.cache_clear()
+    digest = run_key.source_digest()
+    assert len(digest) == 64 and run_key.source_digest() == digest
+
+
+def test_other_settings_train_anew_the_same_settings_resume(
+    digits_paper, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Changing what the result depends on trains a new run in its own folder (a result is
+    never another run's); the same settings return the stored run without training."""
+    storage = tmp_path / "runs"
+
+    def error(**changes) -> tuple[float, str]:
+        settings = AccuracySettings(workers=0, seeds=1, storage=str(storage), **changes)
+        results = measure_paper_local(digits_paper, ["accuracy"], {}, accuracy=settings)
+        (row,) = [r for r in results if r.claim_id == "error"]
+        return float(row.measured), row.note
+
+    one, note = error(epochs=1)
+    assert "(1 epochs, 0 worker(s)" in note
+    assert "seed 0 epoch 1/1" in capsys.readouterr().err  # trained, one line per epoch
+    _, note = error(epochs=1, batch_size=8)
+    assert "global batch 8" in note and "seed 0 epoch 1/1" in capsys.readouterr().err
+    assert len(list(storage.iterdir())) == 2  # a folder of its own
+    again, _ = error(epochs=1)
+    assert again == one and "epoch 1/1" not in capsys.readouterr().err  # resumed: no training
+    assert len(list(storage.iterdir())) == 2
+
+
+def test_the_test_split_is_scored_once_where_training_scored_it(
+    digits_paper, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = digits_paper.recipes[0]
+    assert suite.loop_scored(recipe, "", AccuracySettings())
+    assert not suite.loop_scored(recipe, "", AccuracySettings(eval_limit=50))
+    ten = recipe.model_copy(
+        update={"evaluation": recipe.evaluation.model_copy(update={"crops": 10})}
+    )
+    assert not suite.loop_scored(ten, "", AccuracySettings())
+
+    def no_second_pass(*args, **kwargs):
+        raise AssertionError("the test split was scored twice")
+
+    monkeypatch.setattr(suite, "evaluate_weights", no_second_pass)
+    settings = AccuracySettings(workers=0, seeds=1, epochs=1, storage=str(tmp_path))
+    results = measure_paper_local(digits_paper, ["accuracy"], {}, accuracy=settings)
+    (row,) = [r for r in results if r.claim_id == "error"]
+    assert row.verdict in ("reproduced", "deviates") and 0.0 <= float(row.measured) < 100.0
+
+
+def test_training_runs_are_children_of_the_papers_run_in_mlflow(
+    digits_paper, tmp_path: Path
+) -> None:
+    """`repro run` opens the paper's parent run before measuring; each seed's training run
+    logs its per-epoch curve, dataset inputs and network under it."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    accuracy = AccuracySettings(workers=0, seeds=1, epochs=2, storage=str(tmp_path / "runs"))
+    settings = RunSettings(
+        ("accuracy",), {}, tmp_path / "out", uri, use_ray=False, papers_dir=tmp_path,
+        accuracy=accuracy,
+    )  # fmt: skip
+    (run,) = run_papers(["digits_test"], settings)
+    (error,) = [r for r in run.results if r.claim_id == "error"]
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("repro/digits_test")
+    runs = client.search_runs([exp.experiment_id])
+    (parent,) = [r for r in runs if r.data.tags.get("repro.role") == "reproduction"]
+    assert parent.info.status == "FINISHED" and parent.data.metrics["verdicts.not-run"] == 1
+    (child,) = [r for r in runs if r.data.tags.get("repro.kind") == "fit"]
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert child.info.run_name.endswith("-seed0") and child.info.status == "FINISHED"
+    curve = client.get_metric_history(child.info.run_id, "top1_error")
+    assert [m.step for m in curve] == [1, 2]
+    assert curve[-1].value == pytest.approx(float(error.measured), abs=1e-3)
+    assert {"loss", "lr", "images_per_s"} <= set(child.data.metrics)
+    assert {d.dataset.name for d in child.inputs.dataset_inputs} == {"digits/train", "digits/test"}

@@ -235,8 +235,8 @@ def test_suite_trains_a_detection_claim_by_its_recipe(voc: dict[str, str], tmp_p
     assert 0.0 <= float(result.measured) < 50.0
     assert "trained by recipe fast-yolo-test (1 epochs on trainval+voc2012:trainval" in result.note
     assert "no ImageNet pre-training" in result.note
-    weights = tmp_path / "runs" / "det_test-fast-yolo-test" / "weights" / "fast-yolo-test-seed0.pt"
-    assert weights.is_file()
+    (run,) = (tmp_path / "runs").glob("det_test-fast-yolo-test-*")  # named by the run's key
+    assert (run / "weights" / "fast-yolo-test-seed0.pt").is_file()
 
 
 @pytest.mark.slow

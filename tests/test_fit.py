@@ -342,3 +342,26 @@ def test_a_store_failing_mid_fit_warns_once_spools_and_sync_replays(
         [e["loss"] for e in record["history"]]
     )
     assert run["metrics"]["top1_error"] == pytest.approx(record["top1_error"])
+
+
+def test_a_checkpoint_resumes_only_the_run_that_wrote_it(tmp_path: Path) -> None:
+    """Resuming compares the data the run reads (the plan's facts) with the checkpoint's, and
+    says which differ, instead of returning another run's result."""
+    fit(_config(tmp_path, epochs=1, max_steps_per_epoch=3, run_name="same"))
+    with pytest.raises(
+        ReproError, match=r"another run \(steps_per_epoch 3\); this run has steps_per_epoch 2"
+    ):
+        fit(_config(tmp_path, epochs=1, max_steps_per_epoch=2, run_name="same"))
+
+
+def test_each_epoch_has_its_last_steps_rate_and_a_line_on_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    warm = recipe(schedule={"name": "constant", "warmup_epochs": 1})
+    result = fit(_config(tmp_path, recipe=warm, max_steps_per_epoch=4, run_name="warm"))
+    history = result.seeds[0]["history"]
+    # the warm-up ramps over epoch 1's four steps (1/4 ... 4/4 of the rate): its last step's
+    assert history[0]["lr"] == pytest.approx(0.002) and history[1]["lr"] == pytest.approx(0.002)
+    lines = [s for s in capsys.readouterr().err.splitlines() if s.startswith("warm seed 0")]
+    assert [s.split(":")[0] for s in lines] == ["warm seed 0 epoch 1/2", "warm seed 0 epoch 2/2"]
+    assert "top-1 error" in lines[-1] and "images/s" in lines[-1] and "lr " in lines[-1]

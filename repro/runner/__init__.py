@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from repro.runner.execute import execute, shutdown
-from repro.runner.log import degraded, log
+from repro.runner.log import degraded, log, open_parents
 from repro.runner.plan import plan_run
 from repro.runner.settings import RunSettings
 from repro.runner.write import PaperRun, finish, paper_runs, write
@@ -29,12 +29,12 @@ def run_papers(keys: Sequence[str], settings: RunSettings) -> list[PaperRun]:
     file, the tracking store and the cluster address have been checked, so a bad input leaves
     earlier results as they were."""
     start = time.perf_counter()
-    run = plan_run(keys, settings)
+    run = open_parents(plan_run(keys, settings))
     execution = execute(run)
     try:
         runs = paper_runs(run, execution, start)
         write(runs, settings.out_dir)
-        log(runs, settings.tracking_uri)
+        log(runs, settings.tracking_uri, run.settings.mlflow_sessions)
     finally:
         shutdown(execution)
     finish(runs, settings.out_dir)

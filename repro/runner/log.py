@@ -3,13 +3,15 @@ per measured group), after the measurement files are written."""
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from repro import tracking
 from repro.environment import process_seconds
+from repro.runner.plan import RunPlan
 from repro.runner.write import PaperRun
 from repro.tracking import spool
 from repro.tracking.client import first_line
@@ -29,12 +31,37 @@ def mlflow_groups(run: PaperRun) -> list[GroupOutcome]:
     return list(groups.values())
 
 
-def log(runs: Sequence[PaperRun], tracking_uri: str | None) -> None:
+def open_parents(run: RunPlan) -> RunPlan:
+    """Before measuring, the MLflow session and parent run of each paper whose accuracy claims
+    may train, so that the training runs are its children (:func:`log` finds it again by the
+    session). A store that fails here only leaves those training runs without a parent."""
+    uri = run.settings.tracking_uri
+    papers = [p.paper.paper for p in run.plans if p.of("accuracy")]
+    if not uri or not papers:
+        return run
+    started = time.time() - process_seconds()  # the reproduction's start, as log's
+    sessions, parents = {}, {}
+    for paper in papers:
+        session = tracking.new_session()
+        try:
+            parents[paper] = tracking.open_paper_run(uri, paper, session, started)
+        except Exception as exc:  # whatever MLflow raises for a store that went away
+            print(f"warning: no MLflow parent run for {paper}: {first_line(exc)}", file=sys.stderr)
+            continue
+        sessions[paper] = session
+    settings = run.settings.replace(mlflow_sessions=sessions, mlflow_parents=parents)
+    return replace(run, settings=settings)
+
+
+def log(
+    runs: Sequence[PaperRun], tracking_uri: str | None, sessions: Mapping[str, str] | None = None
+) -> None:
     """Log every paper; the MLflow session, seconds and outcome go into each paper's metadata
     (``meta["mlflow"]``: logged, or spooled with the file and the reason). A store that stops
     answering does not stop the run: what cannot be logged is spooled
     (:mod:`repro.tracking.spool`) and replayed as soon as the store answers again, here or by
-    `repro sync`. Entries spooled by earlier runs for this store are replayed first."""
+    `repro sync`. Entries spooled by earlier runs for this store are replayed first.
+    ``sessions``: a paper's session whose parent run :func:`open_parents` opened."""
     if not tracking_uri:
         return
     start = time.perf_counter()
@@ -52,7 +79,7 @@ def log(runs: Sequence[PaperRun], tracking_uri: str | None) -> None:
 
     catch_up()
     for run in runs:
-        session = tracking.new_session()
+        session = (sessions or {}).get(run.paper) or tracking.new_session()
         run.meta["mlflow_session"] = session
         groups = mlflow_groups(run)
         if down:

@@ -32,6 +32,9 @@ class RunSettings:
     papers_dir: Path | None = None  # None: repro/papers
     speed: SpeedSettings | None = None  # None: params.yaml speed: and REPRO_SPEED_*
     accuracy: AccuracySettings | None = None  # None: params.yaml accuracy: and weights:
+    # per paper: its MLflow session and parent run, opened before measuring (runner.log)
+    mlflow_sessions: Mapping[str, str] = field(default_factory=dict)
+    mlflow_parents: Mapping[str, str] = field(default_factory=dict)
     # the params file's settings; None: not read, ./params.yaml when a suite's knobs are needed
     params: Settings | None = field(default=None, compare=False, repr=False)
 

@@ -33,6 +33,8 @@ class SuiteSettings(Protocol):
 
     suites: Sequence[str]
     data_roots: Mapping[str, str]
+    tracking_uri: str | None  # None: no MLflow
+    mlflow_parents: Mapping[str, str]  # paper -> its parent run, where opened before measuring
 
     @property
     def accuracy_settings(self) -> AccuracySettings: ...

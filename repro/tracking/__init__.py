@@ -158,34 +158,47 @@ def _parent_run(
     exp_id: str,
     paper: str,
     session: str,
-    groups: Sequence[GroupOutcome],
+    groups: Sequence[GroupOutcome] | None,
     started: float | None,
     command: str | None = None,
 ) -> str:
     """The parent run of this paper's session (found again on a replay): it holds the per-model
-    runs as children, the verdict counts as metrics and the command line as a param."""
+    runs as children, the verdict counts of ``groups`` as metrics (None: none yet) and the
+    command line as a param."""
     found = client.search_runs(
         [exp_id],
         filter_string=f"tags.`repro.session` = '{session}' and tags.`repro.role` = '{PARENT_ROLE}'",
         max_results=1,
     )
-    if found:
-        return found[0].info.run_id
-    starts = [g.started for g in groups if g.started]
+    stamp = int(time.time() * 1000)
+    counts = dict.fromkeys(VERDICTS, 0)
+    for g in groups or []:
+        for r in g.results:
+            counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    # none yet: opened before the measurements (open_paper_run)
+    verdicts = [(f"verdicts.{k}", v, stamp, 0) for k, v in counts.items()]
+    verdicts = verdicts if groups is not None else []
+    if found:  # opened before the measurements, or a replay's
+        rid = found[0].info.run_id
+        log_batch(client, rid, metrics=verdicts)
+        return rid
+    starts = [g.started for g in groups or [] if g.started]
     start = started or (min(starts) if starts else None)
     tags = {"repro.session": session, "paper": paper, "repro.role": PARENT_ROLE}
     command = command or command_line()
     name = f"{paper} ({command_entry(command)}, {session})"
     run = _create_run(client, exp_id, name, tags, start_time=start)
     rid = run.info.run_id
-    counts = dict.fromkeys(VERDICTS, 0)
-    for g in groups:
-        for r in g.results:
-            counts[r.verdict] = counts.get(r.verdict, 0) + 1
-    stamp = int(time.time() * 1000)
-    verdicts = [(f"verdicts.{k}", v, stamp, 0) for k, v in counts.items()]
     log_batch(client, rid, {"command": command, "paper": paper}, metrics=verdicts)
     return rid
+
+
+def open_paper_run(uri: str, paper: str, session: str, started: float | None = None) -> str:
+    """The parent run of ``paper``'s ``session``, opened before its measurements so that the
+    training runs they start are its children; :func:`log_paper` with the same session finds
+    it, logs the verdicts and ends it. Returns its id."""
+    client = _client(uri)
+    return _parent_run(client, _experiment_id(client, uri, paper), paper, session, None, started)
 
 
 def log_paper(

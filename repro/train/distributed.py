@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import torch
 
@@ -28,11 +31,13 @@ from repro.train import loop
 from repro.train.config import FitConfig, FitResult, TrainConfig, TrainResult, need
 from repro.train.gpipe import sequential_layers
 from repro.train.parallelize import check_strategy
+from repro.train.recipe_loop import EPOCH_LOG
 from repro.train.session import LocalSession
 from repro.train.summary import summarize
 from repro.train.worker import train_worker
 
 DEFAULT_STORAGE = "~/ray_results/repro"  # beside Ray Train's own default storage
+FOLLOW_EVERY_S = 0.5  # how often the driver looks for new epoch lines
 
 
 def default_run_name(config: TrainConfig | FitConfig) -> str:
@@ -202,19 +207,55 @@ def run_dir_of(config: TrainConfig | FitConfig) -> Path:
     return Path(str(config.storage_path)) / str(config.run_name)
 
 
+@contextmanager
+def follow_lines(path: Path, out: TextIO, every_s: float = FOLLOW_EVERY_S) -> Iterator[None]:
+    """While the block runs, the lines appended to ``path`` (by a worker, here or on a Ray node
+    sharing the storage: Ray's own forwarding of worker output is off) go to ``out``, flushed;
+    the last ones when it ends. Lines there before (a resumed run's) are not repeated."""
+    offset = path.stat().st_size if path.is_file() else 0
+    done = threading.Event()
+
+    def copy() -> None:
+        nonlocal offset
+        if not path.is_file():
+            return
+        with open(path, encoding="utf-8") as f:
+            f.seek(offset)
+            text = f.read()
+        whole = text[: text.rfind("\n") + 1]  # a line still being written waits
+        offset += len(whole.encode())
+        if whole:
+            out.write(whole)
+            out.flush()
+
+    def follow() -> None:
+        while not done.wait(every_s):
+            copy()
+
+    thread = threading.Thread(target=follow, name="epoch-lines", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        copy()
+
+
 def launch(config: FitConfig, worker_fn: str) -> FitResult:
     """Run ``worker_fn`` ("module:function"(payload, session)) over ``config.workers`` workers
     (resolved and validated already) and collect rank 0's record."""
     if config.tracking_uri:
         tracking.check_tracking_uri(config.tracking_uri)
-    out = run_workers(
-        worker_fn,
-        config.as_dict(),
-        workers=config.workers,
-        run_dir=run_dir_of(config),
-        use_gpu=config.use_gpu,
-        ray_address=config.ray_address,
-    )
+    with follow_lines(run_dir_of(config) / EPOCH_LOG, sys.stderr):  # rank 0's epoch lines
+        out = run_workers(
+            worker_fn,
+            config.as_dict(),
+            workers=config.workers,
+            run_dir=run_dir_of(config),
+            use_gpu=config.use_gpu,
+            ray_address=config.ray_address,
+        )
     record = out["worker"]
     if record is None:
         raise ReproError(f"run {config.run_name} returned no record from rank 0.")

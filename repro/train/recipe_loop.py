@@ -7,6 +7,7 @@ the evaluation and the seed's record."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from repro.train.session import WorkerSession, checkpoint_name
 from repro.train.system_log import system_log
 from repro.train.trainer import environment
 
+EPOCH_LOG = "epochs.log"  # in the run's folder: one line per epoch, as the terminal shows it
 CHECKPOINTS_PER_SEED = 10_000  # checkpoint names order (seed index, epoch)
 # A seed record's numbers logged as the MLflow run's summary (those present).
 SUMMARY_METRICS = ("top1_error", "top5_error", "map", "map50", "epochs")
@@ -190,13 +192,7 @@ def _resume(
         if ckpt is None:
             return [], None
         state = read_trainer_state(ckpt)
-        if state.get("seeds") != config.seeds or state.get("epochs") != plan.epochs:
-            raise ReproError(
-                f"the checkpoint in {session.run_dir} was written for seeds {state.get('seeds')} "
-                f"and {state.get('epochs')} epochs; this run asks for seeds {config.seeds} and "
-                f"{plan.epochs} epochs.",
-                "rerun with the same seeds and epochs, or give the run a new name.",
-            )
+        _check_resumable(session, config, plan, state)
         finished = list(state["finished"])
         if state["seed_index"] < len(finished):
             return finished, None
@@ -206,6 +202,30 @@ def _resume(
         run.start_epoch = int(state["next_epoch"])
         run.history = [e for e in state["history"] if e["epoch"] <= run.start_epoch]
         return finished, run
+
+
+def _check_resumable(
+    session: WorkerSession, config: FitConfig, plan: DataPlan, state: dict[str, Any]
+) -> None:
+    """A checkpoint resumes only the run it was written by: the same seeds, epochs and world
+    size, and the same data (the plan's facts both sides know: image counts, classes, batch,
+    steps, source and, where computed, content digests)."""
+    asked = {"seeds": config.seeds, "epochs": plan.epochs, "world size": session.world_size}
+    saved = {"seeds": state.get("seeds"), "epochs": state.get("epochs")}
+    saved["world size"] = state.get("world", session.world_size)
+    facts, mine = state.get("facts") or {}, json.loads(json.dumps(plan.facts, default=str))
+    for name in sorted(facts.keys() & mine.keys()):  # as the checkpoint's JSON holds them
+        asked[name], saved[name] = mine[name], facts[name]
+    differ = [name for name in asked if asked[name] != saved[name]]
+    if differ:
+        was = ", ".join(f"{n} {saved[n]}" for n in differ)
+        now = ", ".join(f"{n} {asked[n]}" for n in differ)
+        raise ReproError(
+            f"the checkpoint in {session.run_dir} was written by another run ({was}); this run "
+            f"has {now}.",
+            "rerun with the same settings and data, or give the run a new name (the accuracy "
+            "suite names its runs by everything that changes the result).",
+        )
 
 
 class RecipeTask:
@@ -307,7 +327,7 @@ def run_epochs(
         entry: dict[str, Any] = {
             "epoch": epoch + 1,
             "loss": run.pm.global_loss(stats.mean_loss(run.pm.device)),
-            "lr": float(stats.lrs[0] if stats.lrs else 0.0),
+            "lr": float(stats.lrs[-1] if stats.lrs else 0.0),  # the epoch's last step's
             "images": sum(stats.sizes) * run.pm.world,  # this rank's batches times the DP ranks
         }
         t1 = time.perf_counter()
@@ -339,13 +359,35 @@ def run_epochs(
                 "history": run.history,
                 "schedule": run.schedule.state_dict(),
                 "finished": finished,
+                "facts": plan.facts,
             }
             name = checkpoint_name(run.index * CHECKPOINTS_PER_SEED + state["next_epoch"])
             metrics = {"seed": run.seed, **run.history[-1]}
             persist(session, run.pm, run.optimizer, state, metrics, name)
         log.log([epoch_point(run.history[-1])], EPOCH_METRICS, step="epoch")
+        if run.pm.rank == 0:  # the driver prints it (repro.train.distributed.follow_lines)
+            session.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(session.run_dir / EPOCH_LOG, "a", encoding="utf-8") as out:
+                out.write(epoch_line(config, plan, run, epoch_point(run.history[-1])) + "\n")
         if last:
             return
+
+
+def epoch_line(config: FitConfig, plan: DataPlan, run: SeedRun, entry: dict[str, Any]) -> str:
+    """One epoch on the terminal: run, seed, epoch k/N, loss, lr, the evaluation, images/s and
+    seconds."""
+    parts = [f"loss {entry['loss']:.4f}", f"lr {entry['lr']:.4g}"]
+    if entry.get("top1_error") is not None:
+        parts.append(f"top-1 error {entry['top1_error']:.2f}%")
+    for key, name in (("map", "mAP"), ("map50", "mAP@0.5")):
+        if entry.get(key) is not None:
+            parts.append(f"{name} {entry[key]:.4g}")
+    if entry.get("images_per_s"):
+        parts.append(f"{entry['images_per_s']:.0f} images/s")
+    parts.append(f"{entry['seconds']:.1f} s")
+    where = f"{config.run_name} " if config.run_name else ""
+    head = f"{where}seed {run.seed} epoch {entry['epoch']}/{plan.whole_epochs}"
+    return f"{head}: {', '.join(parts)}"
 
 
 def open_seed_log(config: FitConfig | None, run: SeedRun, plan: DataPlan) -> TrainingRun:

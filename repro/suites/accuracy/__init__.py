@@ -36,7 +36,10 @@ class AccuracySuite(Suite[AccuracyGroup]):
         out: list[AccuracyGroup] = []
         for paper, claims in items:
             roots = accuracy_roots(paper, claims, settings.data_roots)  # a recipe's other sets
-            out += group_accuracy_claims(paper, claims, settings.accuracy_settings, roots)
+            parent = settings.mlflow_parents.get(paper.paper)
+            out += group_accuracy_claims(
+                paper, claims, settings.accuracy_settings, roots, settings.tracking_uri, parent
+            )
         return out
 
     def measure(self, group: AccuracyGroup) -> list[GroupOutcome]:

@@ -27,6 +27,7 @@ import torch.utils.data
 
 from repro.claims import COMPARISON_METRICS, Claim, Paper
 from repro.config import AccuracySettings
+from repro.data.augment import center_crop_transform
 from repro.data.detection_loaders import DETECTION_DATASETS, recipe_datasets
 from repro.data.roots import data_root
 from repro.data.training_sets import load_dataset
@@ -38,15 +39,19 @@ from repro.methods.detection import evaluate_detector
 from repro.methods.rcnn.system import classifier_of
 from repro.methods.rpn_proposals import PROPOSALS_METRIC, measure_proposals
 from repro.methods.transfer import TRANSFER_DATASETS, TRANSFER_METRIC, measure_transfer, metric_key
-from repro.models import build_model
+from repro.models import build_model, get_model_spec
 from repro.recipes import Recipe
 from repro.suites.accuracy.reasons import DETECTION_METRICS, is_rcnn, variant_recipe
+from repro.suites.accuracy.run_key import key_hash, run_key
 from repro.train.detector_fit import DetectorFitConfig, deviations, fit_detector
 from repro.train.fit import FitConfig, fit
 from repro.train.rcnn import measure_rcnn
 from repro.verdicts import GroupOutcome, result_for
 
 PERCENT = 100.0
+# images of one size: the training's evaluation and the protocol treat every image alike
+FIXED_SIZE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+SAME_INPUT_CHECKS = 16  # images of the split whose inputs must agree
 RunCache = dict[str, tuple[list[dict[str, float]], str]]
 
 
@@ -65,6 +70,8 @@ class AccuracyGroup:
     roots: dict[str, str] = field(default_factory=dict)  # every dataset the recipe reads
     overrides: str = ""  # where the settings changed the recipe's training (results say so)
     baseline: Recipe | None = None  # an ablation's other variant (``recipe`` trains the model)
+    tracking_uri: str | None = None  # the training runs log here (None: nowhere) ...
+    mlflow_parent: str | None = None  # ... as children of the paper's run, when opened
 
     @property
     def papers(self) -> tuple[str, ...]:
@@ -102,9 +109,15 @@ def accuracy_roots(
 
 
 def group_accuracy_claims(
-    paper: Paper, claims: Sequence[Claim], settings: AccuracySettings, roots: Mapping[str, str]
+    paper: Paper,
+    claims: Sequence[Claim],
+    settings: AccuracySettings,
+    roots: Mapping[str, str],
+    tracking_uri: str | None = None,
+    mlflow_parent: str | None = None,
 ) -> list[AccuracyGroup]:
-    """One group per recipe and dataset; the groups share one run cache."""
+    """One group per recipe and dataset; the groups share one run cache. Their training runs
+    log to ``tracking_uri`` (None: not at all), children of run ``mlflow_parent``."""
     cache: RunCache = {}
     groups: dict[str, AccuracyGroup] = {}
     for claim in claims:
@@ -128,7 +141,7 @@ def group_accuracy_claims(
                 baseline = baseline.model_copy(update={"batch_size": batch})
         group = AccuracyGroup(
             paper.paper, recipe, (claim,), roots[recipe.dataset], settings, cache, weights, mine,
-            overrides, baseline,
+            overrides, baseline, tracking_uri, mlflow_parent,
         )  # fmt: skip
         if group.key in groups:
             group = replace(groups[group.key], claims=(*groups[group.key].claims, claim))
@@ -251,11 +264,12 @@ def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[s
         )
     )
     runs = []
+    scored = loop_scored(recipe, group.data_root, settings)
     for seed_run in result.seeds:
         weights = seed_run.get("weights")
-        if weights:  # the recipe's test protocol on the trained weights (e.g. 10 crops)
+        if weights and not scored:  # the recipe's test protocol on the trained weights
             runs.append(evaluate_weights(recipe, group.data_root, weights, settings))
-        else:
+        else:  # the training's last evaluation is that protocol's: the split is scored once
             runs.append(
                 {"top1_error": seed_run["top1_error"], "top5_error": seed_run["top5_error"]}
             )
@@ -266,17 +280,63 @@ def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[s
     )
 
 
+def loop_scored(recipe: Recipe, root: str, settings: AccuracySettings) -> bool:
+    """Whether the training's evaluation after its last epoch is the recipe's test protocol,
+    so the trained weights need no second pass over the split: one centre crop, the whole
+    split (no eval_limit), on a dataset of equally sized images where the training's
+    evaluation transform and the protocol's give the same input tensors (compared on the
+    split's first images)."""
+    e = recipe.evaluation
+    if e.crops != 1 or settings.eval_limit or recipe.dataset not in FIXED_SIZE_DATASETS:
+        return False
+    channels = get_model_spec(recipe.model).input_size[0]
+    training = center_crop_transform(e, channels)
+    protocol = eval_transform(e.resize, e.crop, 1, channels=_channels(recipe), normalize=False)
+    split = recipe.eval_split
+    ours, _ = load_dataset(recipe.dataset, root, split, training)
+    theirs, _ = load_dataset(recipe.dataset, root, split, protocol)
+    for i in range(min(SAME_INPUT_CHECKS, len(ours))):
+        (a, y), (b, z) = ours[i], theirs[i]
+        if int(y) != int(z) or a.shape != b.shape or not torch.equal(a, b):
+            return False
+    return len(ours) == len(theirs)
+
+
+def _channels(recipe: Recipe) -> int:
+    """The input channels of evaluate_weights' protocol."""
+    return 1 if recipe.dataset in ("mnist", "digits", "fashion_mnist") else 3
+
+
 def _fit_options(group: AccuracyGroup, settings: AccuracySettings) -> dict[str, Any]:
-    """What a training run of ``group`` takes from the suite's settings (FitConfig fields)."""
+    """What a training run of ``group`` takes from the suite's settings (FitConfig fields). The
+    run's folder is named by a hash of everything that changes its result (run_key), so a run
+    with other settings, data or code trains anew and the same run resumes."""
+    recipe, seeds = group.recipe.model_dump(), list(range(settings.seeds))
+    key = run_key(
+        recipe,
+        workers=settings.workers,
+        seeds=seeds,
+        epochs=settings.epochs,
+        eval_limit=settings.eval_limit,
+        precision=FitConfig.precision,
+        use_gpu=settings.use_gpu,
+        roots={group.recipe.dataset: group.data_root, **group.other_roots},
+    )
     return {
-        "recipe": group.recipe.model_dump(),
+        "recipe": recipe,
         "data_root": group.data_root,
         "workers": settings.workers,
         "use_gpu": settings.use_gpu,
-        "seeds": list(range(settings.seeds)),
+        "seeds": seeds,
         "epochs": settings.epochs,
-        "run_name": f"{group.paper}-{group.recipe.name}",
+        "run_name": f"{group.paper}-{group.recipe.name}-{key_hash(key)}",
         "storage_path": str(Path(settings.storage).expanduser()),
+        # per seed an MLflow run in the paper's experiment: curves, inputs, system metrics and
+        # the trained network
+        "tracking_uri": group.tracking_uri,
+        "mlflow_experiment": group.paper,
+        "mlflow_parent": group.mlflow_parent,
+        "log_model": group.tracking_uri is not None,
     }
 
 
@@ -353,7 +413,7 @@ def evaluate_weights(
         device = "cuda" if settings.use_gpu else "cpu"
         return evaluate_detector(recipe, root, weights, limit=settings.eval_limit, device=device)
     e = recipe.evaluation
-    channels = 1 if recipe.dataset in ("mnist", "digits") else 3
+    channels = _channels(recipe)
     # load_dataset normalizes with the dataset's own statistics (LeNet's for digits)
     transform = eval_transform(e.resize, e.crop, e.crops, channels=channels, normalize=False)
     dataset, classes = load_dataset(recipe.dataset, root, recipe.eval_split, transform)
