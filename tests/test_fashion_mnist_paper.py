@@ -141,6 +141,14 @@ def test_with_a_root_each_claim_runs_or_says_why(
         assert not reasons.get(claim.id, "").startswith("dataset not present"), claim.id
     if "image-side" in reasons:  # until the dataset suite measures image sides
         assert reasons["image-side"].startswith("the dataset suite counts")
+    # on a CPU without a budget, the costly rows say why and LeNet-5 trains
+    assert "lenet5-2conv-accuracy" in planned
+    for claim_id in (*COSTLY, "tf-cnn-accuracy"):
+        assert "too costly for a CPU" in reasons[claim_id], claim_id
+    budget = RunSettings(
+        ("accuracy",), {"fashion_mnist": str(tmp_path)}, accuracy=AccuracySettings(epochs=1)
+    )
+    assert {c.id for c in plan_paper(PAPER, budget).of("accuracy")} >= {"tf-cnn-accuracy", *COSTLY}
 
 
 def test_a_dataset_claim_counts_the_split_its_params_name(tmp_path: Path) -> None:

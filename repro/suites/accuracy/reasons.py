@@ -34,7 +34,7 @@ DETECTION_METRICS = {
     "(Faster R-CNN models, on the evaluation split)",
 }
 RPN_DETECTORS = ("faster_rcnn_vgg16", "faster_rcnn_zf")  # torchvision's RPN: proposals counted
-TRAINABLE_DATASETS = ("imagenet", "cifar10", "mnist", "digits", "imagefolder")
+TRAINABLE_DATASETS = ("imagenet", "cifar10", "mnist", "fashion_mnist", "digits", "imagefolder")
 
 
 def not_run_reason(
@@ -90,6 +90,8 @@ def not_run_reason(
         return detector_training_reason(recipe, data_roots)
     if claim.metric in CLASSIFICATION_METRICS and recipe.dataset not in TRAINABLE_DATASETS:
         return f"classification on {recipe.dataset} is not supported by the accuracy suite"
+    if claim.metric in CLASSIFICATION_METRICS and recipe.model not in settings.weights:
+        return recipe.cost_reason(settings.use_gpu, settings.epochs)
     return None
 
 

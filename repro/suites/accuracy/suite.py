@@ -303,8 +303,9 @@ def loop_scored(recipe: Recipe, root: str, settings: AccuracySettings) -> bool:
 
 
 def _channels(recipe: Recipe) -> int:
-    """The input channels of evaluate_weights' protocol."""
-    return 1 if recipe.dataset in ("mnist", "digits", "fashion_mnist") else 3
+    """The input channels of evaluate_weights' protocol: the network's (grey sets are repeated
+    to three channels for an RGB network, as in training)."""
+    return get_model_spec(recipe.model).input_size[0]
 
 
 def _fit_options(group: AccuracyGroup, settings: AccuracySettings) -> dict[str, Any]:
