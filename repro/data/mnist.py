@@ -43,10 +43,9 @@ MNIST_TRAIN_PIXELS = (0.1307, 0.3081)
 
 @dataclass(frozen=True)
 class IdxSet:
-    """One MNIST-format dataset: its name, torchvision's folder, classes and the content
+    """One MNIST-format dataset: its title, torchvision's folder, classes and the content
     digests of its published files (empty where they could not be computed here)."""
 
-    name: str
     title: str
     folder: str  # torchvision's ROOT/<folder>/raw
     classes: tuple[str, ...]
@@ -56,7 +55,6 @@ class IdxSet:
 
 SETS = {
     "mnist": IdxSet(
-        "mnist",
         "MNIST",
         "MNIST",
         ("0 - zero", "1 - one", "2 - two", "3 - three", "4 - four",
@@ -65,7 +63,6 @@ SETS = {
         "torchvision.datasets.MNIST(ROOT, download=True) fetches them",
     ),
     "fashion_mnist": IdxSet(
-        "fashion_mnist",
         "Fashion-MNIST",
         "FashionMNIST",
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -196,8 +193,8 @@ def load_split(root: str | Path, split: str, name: str = "mnist") -> IdxSplit:
     label files checked against each other; DataError naming the file at fault."""
     spec = idx_set(name)
     split = split_name(name, split)
-    images_file, labels_file = split_files(root, name, split)
     folder = idx_folder(root, name)
+    images_file, labels_file = (_file_in(folder, base) for base in FILES[split])
     for found, base in zip((images_file, labels_file), FILES[split], strict=True):
         if found is None:
             raise IdxError(
@@ -258,10 +255,10 @@ def pixel_stats(images: np.ndarray) -> tuple[float, float]:
 
 def published_as(digest: str) -> tuple[str, str] | None:
     """(dataset, split) whose published content has this digest, if any."""
-    for spec in SETS.values():
+    for name, spec in SETS.items():
         for split, known in spec.digests.items():
             if known == digest:
-                return spec.name, split
+                return name, split
     return None
 
 

@@ -169,9 +169,8 @@ def verify_idx(scan: Scan, folder: Path, name: str) -> Found:
             detail = f"{spec.title}'s {split} split needs {' and '.join(missing)} (or .gz)"
             scan.problems.add("missing-split", str(folder / missing[0]), detail)
             continue
-        for path in files:
-            if path is not None:
-                scan.add_file(split, path)
+        for path in filter(None, files):
+            scan.add_file(split, path)
         try:
             data = mnist.load_split(folder, split, name)
         except mnist.IdxError as exc:
