@@ -114,7 +114,8 @@ def split_name(name: str, split: str) -> str:
     return SPLIT_NAMES[split]
 
 
-def _file_in(folder: Path, base: str) -> Path | None:
+def file_in(folder: Path, base: str) -> Path | None:
+    """``folder/base``, else ``folder/base.gz``; None when neither is a file."""
     for path in (folder / base, folder / f"{base}.gz"):
         if path.is_file():
             return path
@@ -127,17 +128,9 @@ def idx_folder(root: str | Path, name: str = "mnist") -> Path:
     base = Path(root).expanduser()
     candidates = (base / idx_set(name).folder / "raw", base / "raw", base)
     for folder in candidates:
-        if any(_file_in(folder, files[0]) for files in FILES.values()):
+        if any(file_in(folder, files[0]) for files in FILES.values()):
             return folder
     return candidates[0]
-
-
-def split_files(root: str | Path, name: str, split: str) -> tuple[Path | None, Path | None]:
-    """The image and label files of ``split`` (plain or gzipped) by the layout rule; None for
-    a missing one."""
-    folder = idx_folder(root, name)
-    images, labels = FILES[split_name(name, split)]
-    return _file_in(folder, images), _file_in(folder, labels)
 
 
 def read_bytes(path: Path) -> bytes:
@@ -194,7 +187,7 @@ def load_split(root: str | Path, split: str, name: str = "mnist") -> IdxSplit:
     spec = idx_set(name)
     split = split_name(name, split)
     folder = idx_folder(root, name)
-    images_file, labels_file = (_file_in(folder, base) for base in FILES[split])
+    images_file, labels_file = (file_in(folder, base) for base in FILES[split])
     for found, base in zip((images_file, labels_file), FILES[split], strict=True):
         if found is None:
             raise IdxError(

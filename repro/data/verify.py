@@ -163,7 +163,7 @@ def verify_idx(scan: Scan, folder: Path, name: str) -> Found:
     paths: dict[str, str] = {}
     content: dict[str, dict[str, Any]] = {}
     for split, names in mnist.FILES.items():
-        files = mnist.split_files(folder, name, split)
+        files = [mnist.file_in(folder, base) for base in names]
         missing = [base for base, path in zip(names, files, strict=True) if path is None]
         if missing:
             detail = f"{spec.title}'s {split} split needs {' and '.join(missing)} (or .gz)"
