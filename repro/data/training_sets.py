@@ -96,19 +96,16 @@ NORMALIZATION = {
 }
 
 
-class _ThenNormalize:
-    def __init__(self, transform: Callable[[Any], Any] | None, normalize: Normalize) -> None:
-        self.transform = transform
-        self.normalize = normalize
-
-    def __call__(self, image: Any) -> torch.Tensor:
-        if self.transform is not None:
-            image = self.transform(image)
-        if not isinstance(image, torch.Tensor):
-            image = TF.pil_to_tensor(image)
-        if not image.is_floating_point():
-            image = image.float() / 255.0
-        return self.normalize(image)
+def _then_normalize(
+    transform: Callable[[Any], Any] | None, normalize: Normalize, image: Any
+) -> torch.Tensor:
+    if transform is not None:
+        image = transform(image)
+    if not isinstance(image, torch.Tensor):
+        image = TF.pil_to_tensor(image)
+    if not image.is_floating_point():
+        image = image.float() / 255.0
+    return normalize(image)
 
 
 class TensorSplit(torch.utils.data.Dataset):
@@ -262,7 +259,7 @@ def load_dataset(
         raise ReproError(
             f"unknown dataset {name!r} for recipe training.", f"use one of {', '.join(DATASETS)}."
         )
-    full = _ThenNormalize(transform, NORMALIZATION[name])
+    full = functools.partial(_then_normalize, transform, NORMALIZATION[name])
     if name == "digits":
         images, labels = digits_arrays(split)
         return TensorSplit(images, labels, full), [str(d) for d in range(10)]
