@@ -95,9 +95,6 @@ class IdxSplit:
     labels: np.ndarray
     files: tuple[Path, Path]
 
-    def content_sha256(self) -> str:
-        return content_sha256(self.images, self.labels)
-
 
 def idx_set(name: str) -> IdxSet:
     if name not in SETS:
@@ -260,7 +257,7 @@ def check_identity(name: str, split: str, data: IdxSplit, digest: str | None = N
     set's published one, or (for MNIST, whose digests are not recorded) a full train split has
     MNIST's pixel statistics."""
     spec = idx_set(name)
-    other = published_as(digest or data.content_sha256())
+    other = published_as(digest or content_sha256(data.images, data.labels))
     why = "its content digest is the published"
     if other is None and split == "train" and len(data.images) == PUBLISHED["train"]:
         mean, std = pixel_stats(data.images)
