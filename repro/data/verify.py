@@ -99,6 +99,11 @@ def verify_dataset(
     return report
 
 
+def _classified(images: int, classes: int) -> dict[str, int]:
+    """A classification split's counts (no objects)."""
+    return {"images": images, "objects": 0, "classes": classes}
+
+
 def verify_image_folder(scan: Scan, root: Path, name: str, labels: Path | None) -> Found:
     """ImageNet (train/ and val/ required; val may be flat with labels) or any ImageFolder
     (every sub-folder of root is a split)."""
@@ -136,11 +141,7 @@ def verify_image_folder(scan: Scan, root: Path, name: str, labels: Path | None) 
             scan.problems.add("empty-split", str(folder), "no images")
         for path, _ in samples:
             scan.add_image(split, path)
-        splits[split] = {
-            "images": len(samples),
-            "objects": 0,
-            "classes": len({label for _, label in samples}),
-        }
+        splits[split] = _classified(len(samples), len({label for _, label in samples}))
     real = name == "imagenet" and bool(classes) and all(_WNID.match(c) for c in classes)
     if real and len(classes) != IMAGENET_CLASSES:
         scan.problems.add(
@@ -197,11 +198,7 @@ def verify_idx(scan: Scan, folder: Path, name: str) -> Found:
             "pixel_mean": round(mean, 7),
             "pixel_std": round(std, 7),
         }
-        splits[split] = {
-            "images": len(data.images),
-            "objects": 0,
-            "classes": int((counts > 0).sum()),
-        }
+        splits[split] = _classified(len(data.images), int((counts > 0).sum()))
         paths[split] = str(data.files[0])
     expected = {split: mnist.PUBLISHED[split] for split in mnist.FILES}
     return Found(list(spec.classes), True, splits, expected, paths, content)
@@ -238,8 +235,7 @@ def verify_sun397(scan: Scan, root: Path) -> Found:
             listing = sun397.SPLIT_FILES[side].format(k)
             for path in split.paths:
                 scan.add_image(key, path, listed_in=listing)
-            splits[key] = {"images": len(split.paths), "objects": 0,
-                           "classes": len(set(split.labels))}  # fmt: skip
+            splits[key] = _classified(len(split.paths), len(set(split.labels)))
             paths[key] = str(sun397.partitions_dir(root) / sun397.SPLIT_FILES[side].format(k))
             if real:
                 expected[key] = sun397.PUBLISHED[f"{side}_per_class"] * len(classes)
