@@ -168,10 +168,7 @@ class CocoDetection(DetectionDataset):
 
         image = self.images[self.ids[index]]
         anns = self.annotations[self.ids[index]]
-        boxes = [
-            [a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-            for a in anns
-        ]
+        boxes = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)]
         labels = [self.label_of[a["category_id"]] for a in anns]
         crowd = [bool(a.get("iscrowd", 0)) for a in anns]
         difficult = [c or bool(a.get("ignore", 0)) for c, a in zip(crowd, anns, strict=True)]
