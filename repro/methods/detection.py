@@ -127,12 +127,9 @@ def detect_images(
         )
 
     # the detector's own decoding at the test-time thresholds, in input pixels
-    decode: Callable[..., list[Detections]] = yolo_v1.decode
-    spec: Any
-    if isinstance(model, YOLOv2):
-        decode, spec = yolo_v2.decode, anchor_spec(model, num_classes, input_size)
-    else:
-        spec = grid_spec(model, num_classes, input_size)
+    region = isinstance(model, YOLOv2)
+    decode: Callable[..., list[Detections]] = yolo_v2.decode if region else yolo_v1.decode
+    spec: Any = (anchor_spec if region else grid_spec)(model, num_classes, input_size)
     batch = torch.stack([resize_square(image, input_size) for image in images]).to(device)
     decoded = decode(
         model(batch).cpu(),
