@@ -142,15 +142,13 @@ def measure_speed_group(group: SpeedGroup, device: Any = None) -> list[GroupOutc
         "for R-CNN / Fast R-CNN, untrained weights"
     )
     size = [3, s.image_height, s.image_width]
+    share = round(elapsed / max(len(group.claims), 1), 4)
     outcomes = []
     for paper in group.papers:
-        rows = []
-        for p, claim in group.pairs:
-            if p != paper:
-                continue
-            row = speed_result(claim, paper, timings, failed, device_text, setup, gmacs)
-            row.seconds = round(elapsed / max(len(group.claims), 1), 4)
-            rows.append(row)
+        claims = [c for p, c in group.pairs if p == paper]
+        rows = [speed_result(c, paper, timings, failed, device_text, setup, gmacs) for c in claims]
+        for row in rows:
+            row.seconds = share
         outcomes.append(
             GroupOutcome(group.key, "speed", kwargs, size, stats, rows, elapsed, paper=paper)
         )
