@@ -37,9 +37,8 @@ def measure_paper_local(
     )
     plan = plan_paper(paper, settings)
     execution = execute(RunPlan([plan], settings))
-    return order_results(
-        paper, [*plan.not_run, *(r for o in execution.outcomes for r in o.results)]
-    )
+    results = [*plan.not_run, *(r for o in execution.outcomes for r in o.results)]
+    return order_results(paper, results)
 
 
 def main(argv: list[str] | None = None) -> int:

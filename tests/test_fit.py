@@ -168,11 +168,11 @@ def test_digits_split_shapes_range_determinism() -> None:
     assert x.shape == (1, 32, 32) and isinstance(y, int)
     assert float(x.min()) == pytest.approx(LENET_BACKGROUND, abs=1e-5)
     assert LENET_BACKGROUND < float(x.max()) <= LENET_INK + 1e-5
-    per_class = torch.bincount(torch.tensor(test.targets), minlength=10)
+    per_class = torch.bincount(test.targets, minlength=10)
     assert int(per_class.min()) >= 43 and int(per_class.max()) <= 47  # ~25% of ~180 each
     again, _ = load_dataset("digits", None, "test")
-    assert torch.equal(again.images, test.images) and again.targets == test.targets
-    joined = torch.cat([train.images, test.images]).flatten(1)
+    assert torch.equal(again.data, test.data) and torch.equal(again.targets, test.targets)
+    joined = torch.cat([train.data, test.data]).flatten(1)
     assert torch.unique(joined, dim=0).shape[0] >= 1780  # the splits do not share images
     with pytest.raises(ReproError, match="no split 'validation'"):
         load_dataset("digits", None, "validation")

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from repro.data.coco import load_instances
-from repro.data.problems import Problem, Problems
+from repro.data.problems import Problems
 from repro.data.splits import named_splits
 from repro.data.verify_report import VerifyReport
 from repro.data.voc import load_split
@@ -272,20 +272,13 @@ def training_splits(report: VerifyReport, split: str | None = None) -> list[str]
     return chosen
 
 
-class _Unlogged(Problems):
-    """Skips bad items without logging them: the dataset scan has reported them already."""
-
-    def add(self, kind: str, path: str, detail: str) -> None:
-        self.items.append(Problem(kind, str(path), detail))
-
-
 def voc_box_shapes(voc_root: Path | str, splits: Sequence[str]) -> BoxShapes:
     """Shapes of the non-difficult objects of VOC `splits` (an image in two splits counts once)."""
     voc_root = Path(voc_root)
     seen: set[str] = set()
     wh: list[tuple[float, float]] = []
     image_wh: list[tuple[float, float]] = []
-    problems = _Unlogged()
+    problems = Problems(max_logged_per_kind=-1)  # none logged: the dataset scan reported them
     for split in splits:
         for image_id, ann in load_split(voc_root, split, problems).items():
             if image_id in seen or ann.width <= 0 or ann.height <= 0:

@@ -168,21 +168,15 @@ class CocoDetection(DetectionDataset):
 
         image = self.images[self.ids[index]]
         anns = self.annotations[self.ids[index]]
-        boxes = [
-            [a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
-            for a in anns
-        ]
+        boxes = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)]
+        labels = [self.label_of[a["category_id"]] for a in anns]
         crowd = [bool(a.get("iscrowd", 0)) for a in anns]
+        difficult = [c or bool(a.get("ignore", 0)) for c, a in zip(crowd, anns, strict=True)]
         return {
             "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.tensor(
-                [self.label_of[a["category_id"]] for a in anns], dtype=torch.int64
-            ),
+            "labels": torch.tensor(labels, dtype=torch.int64),
             "iscrowd": torch.tensor(crowd, dtype=torch.bool),
-            "difficult": torch.tensor(
-                [c or bool(a.get("ignore", 0)) for c, a in zip(crowd, anns, strict=True)],
-                dtype=torch.bool,
-            ),
+            "difficult": torch.tensor(difficult, dtype=torch.bool),
             "area": torch.tensor([float(a.get("area", 0.0)) for a in anns], dtype=torch.float32),
             "image_id": int(image["id"]),
             "size": (int(image["height"]), int(image["width"])),

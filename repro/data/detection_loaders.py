@@ -79,11 +79,8 @@ def split_parts(train_split: str, dataset: str) -> list[SplitPart]:
 
 def recipe_datasets(recipe: Recipe) -> list[str]:
     """Every dataset a detection recipe reads: its own (evaluation) and its training parts'."""
-    names = [recipe.dataset]
-    for part in split_parts(recipe.train_split, recipe.dataset):
-        if part.dataset not in names:
-            names.append(part.dataset)
-    return names
+    parts = split_parts(recipe.train_split, recipe.dataset)
+    return list(dict.fromkeys([recipe.dataset, *(part.dataset for part in parts)]))
 
 
 def open_split(
@@ -99,11 +96,8 @@ def open_split(
             f"no detection reader for dataset {dataset!r}.",
             f"use one of {', '.join(DETECTION_DATASETS)}.",
         )
-    voc = VocDetection(
-        find_voc_root(Path(root).expanduser(), dataset.removeprefix("voc")),
-        split,
-        transform=transform,
-    )
+    voc_root = find_voc_root(Path(root).expanduser(), dataset.removeprefix("voc"))
+    voc = VocDetection(voc_root, split, transform=transform)
     return voc, list(voc.classes)
 
 

@@ -142,12 +142,8 @@ def imagenet_split(
     if subdirs:
         for name in subdirs:
             if name not in index:
-                _report(
-                    problems,
-                    "unknown-class",
-                    folder / name,
-                    f"class folder {name} is not in the class list of {root / 'train'}",
-                )
+                note = f"class folder {name} is not in the class list of {root / 'train'}"
+                _report(problems, "unknown-class", folder / name, note)
                 continue
             files = sorted(p for p in (folder / name).rglob("*") if p.is_file() and _is_image(p))
             samples.extend((p, index[name]) for p in files)
@@ -172,12 +168,8 @@ def imagenet_split(
         if token.isdigit() and token not in index:
             label = int(token)
             if not 0 <= label < len(classes):
-                _report(
-                    problems,
-                    "unknown-class",
-                    path,
-                    f"{label_path}: class index {label} is outside 0..{len(classes) - 1}",
-                )
+                note = f"{label_path}: class index {label} is outside 0..{len(classes) - 1}"
+                _report(problems, "unknown-class", path, note)
                 continue
         elif token not in index:
             note = f"{label_path}: label {token!r} is not a known class"

@@ -43,10 +43,9 @@ MNIST_TRAIN_PIXELS = (0.1307, 0.3081)
 
 @dataclass(frozen=True)
 class IdxSet:
-    """One MNIST-format dataset: its name, torchvision's folder, classes and the content
+    """One MNIST-format dataset: its title, torchvision's folder, classes and the content
     digests of its published files (empty where they could not be computed here)."""
 
-    name: str
     title: str
     folder: str  # torchvision's ROOT/<folder>/raw
     classes: tuple[str, ...]
@@ -56,7 +55,6 @@ class IdxSet:
 
 SETS = {
     "mnist": IdxSet(
-        "mnist",
         "MNIST",
         "MNIST",
         ("0 - zero", "1 - one", "2 - two", "3 - three", "4 - four",
@@ -65,7 +63,6 @@ SETS = {
         "torchvision.datasets.MNIST(ROOT, download=True) fetches them",
     ),
     "fashion_mnist": IdxSet(
-        "fashion_mnist",
         "Fashion-MNIST",
         "FashionMNIST",
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -98,9 +95,6 @@ class IdxSplit:
     labels: np.ndarray
     files: tuple[Path, Path]
 
-    def content_sha256(self) -> str:
-        return content_sha256(self.images, self.labels)
-
 
 def idx_set(name: str) -> IdxSet:
     if name not in SETS:
@@ -117,7 +111,8 @@ def split_name(name: str, split: str) -> str:
     return SPLIT_NAMES[split]
 
 
-def _file_in(folder: Path, base: str) -> Path | None:
+def file_in(folder: Path, base: str) -> Path | None:
+    """``folder/base``, else ``folder/base.gz``; None when neither is a file."""
     for path in (folder / base, folder / f"{base}.gz"):
         if path.is_file():
             return path
@@ -130,17 +125,9 @@ def idx_folder(root: str | Path, name: str = "mnist") -> Path:
     base = Path(root).expanduser()
     candidates = (base / idx_set(name).folder / "raw", base / "raw", base)
     for folder in candidates:
-        if any(_file_in(folder, files[0]) for files in FILES.values()):
+        if any(file_in(folder, files[0]) for files in FILES.values()):
             return folder
     return candidates[0]
-
-
-def split_files(root: str | Path, name: str, split: str) -> tuple[Path | None, Path | None]:
-    """The image and label files of ``split`` (plain or gzipped) by the layout rule; None for
-    a missing one."""
-    folder = idx_folder(root, name)
-    images, labels = FILES[split_name(name, split)]
-    return _file_in(folder, images), _file_in(folder, labels)
 
 
 def read_bytes(path: Path) -> bytes:
@@ -196,8 +183,8 @@ def load_split(root: str | Path, split: str, name: str = "mnist") -> IdxSplit:
     label files checked against each other; DataError naming the file at fault."""
     spec = idx_set(name)
     split = split_name(name, split)
-    images_file, labels_file = split_files(root, name, split)
     folder = idx_folder(root, name)
+    images_file, labels_file = (file_in(folder, base) for base in FILES[split])
     for found, base in zip((images_file, labels_file), FILES[split], strict=True):
         if found is None:
             raise IdxError(
@@ -258,10 +245,10 @@ def pixel_stats(images: np.ndarray) -> tuple[float, float]:
 
 def published_as(digest: str) -> tuple[str, str] | None:
     """(dataset, split) whose published content has this digest, if any."""
-    for spec in SETS.values():
+    for name, spec in SETS.items():
         for split, known in spec.digests.items():
             if known == digest:
-                return spec.name, split
+                return name, split
     return None
 
 
@@ -270,7 +257,7 @@ def check_identity(name: str, split: str, data: IdxSplit, digest: str | None = N
     set's published one, or (for MNIST, whose digests are not recorded) a full train split has
     MNIST's pixel statistics."""
     spec = idx_set(name)
-    other = published_as(digest or data.content_sha256())
+    other = published_as(digest or content_sha256(data.images, data.labels))
     why = "its content digest is the published"
     if other is None and split == "train" and len(data.images) == PUBLISHED["train"]:
         mean, std = pixel_stats(data.images)

@@ -38,11 +38,8 @@ def protocol_splits(report: VerifyReport, protocol_split: str | None = None) -> 
     default (module docstring)."""
     have = report.splits
     if protocol_split:
-        return named_splits(
-            report,
-            protocol_split,
-            "pass splits the dataset has, joined with '+' (e.g. train2014+val2014).",
-        )
+        fix = "pass splits the dataset has, joined with '+' (e.g. train2014+val2014)."
+        return named_splits(report, protocol_split, fix)
     if report.name.startswith("voc"):
         if "trainval" in have:
             return ["trainval"]

@@ -68,11 +68,8 @@ def read_classes(root: Path) -> list[str]:
 def available_partitions(root: str | Path) -> list[int]:
     """Partition numbers with both a training and a testing list, ascending."""
     folder = partitions_dir(find_root(root))
-    found = []
-    for k in range(1, 100):
-        if all((folder / f.format(k)).is_file() for f in SPLIT_FILES.values()):
-            found.append(k)
-    return found
+    files = SPLIT_FILES.values()
+    return [k for k in range(1, 100) if all((folder / f.format(k)).is_file() for f in files)]
 
 
 def load_split(root: str | Path, partition: int, split: str) -> Sun397Split:

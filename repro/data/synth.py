@@ -380,6 +380,7 @@ def write_coco(
     outlines = _outlines(classes)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     categories = [{"id": i + 1, "name": c, "supercategory": "shape"} for i, c in enumerate(classes)]
+    size_and_licence = {"width": width, "height": height, "license": 1}
     image_id = 0
     ann_id = 0
     for split, count in splits.items():
@@ -392,15 +393,7 @@ def write_coco(
             )
             file_name = f"{image_id:012d}.jpg"
             canvas.save(root / split / file_name)
-            images.append(
-                {
-                    "id": image_id,
-                    "file_name": file_name,
-                    "width": width,
-                    "height": height,
-                    "license": 1,
-                }
-            )
+            images.append({"id": image_id, "file_name": file_name, **size_and_licence})
             for d in drawn:
                 ann_id += 1
                 x0, y0, x1, y1 = d.bbox

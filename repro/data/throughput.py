@@ -173,10 +173,8 @@ def measure_decode(
     if mode == "pipeline":
         files = list_images(root, limit=limit)
         images, seconds = _pipeline(files, workers, batch_size, input_size, batches)
-        cores, note = (
-            max(workers, 1),
-            "PIL decode + RandomResizedCrop + flip + ToTensor + normalise",
-        )
+        cores = max(workers, 1)
+        note = "PIL decode + RandomResizedCrop + flip + ToTensor + normalise"
     else:
         files = list_images(root, jpeg_only=True, limit=limit)
         images, seconds = _decode_jpeg(files, device, batch_size, batches)

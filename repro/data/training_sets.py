@@ -96,64 +96,34 @@ NORMALIZATION = {
 }
 
 
-class _ThenNormalize:
-    def __init__(self, transform: Callable[[Any], Any] | None, normalize: Normalize) -> None:
-        self.transform = transform
-        self.normalize = normalize
-
-    def __call__(self, image: Any) -> torch.Tensor:
-        if self.transform is not None:
-            image = self.transform(image)
-        if not isinstance(image, torch.Tensor):
-            image = TF.pil_to_tensor(image)
-        if not image.is_floating_point():
-            image = image.float() / 255.0
-        return self.normalize(image)
+def _then_normalize(
+    transform: Callable[[Any], Any] | None, normalize: Normalize, image: Any
+) -> torch.Tensor:
+    if transform is not None:
+        image = transform(image)
+    if not isinstance(image, torch.Tensor):
+        image = TF.pil_to_tensor(image)
+    if not image.is_floating_point():
+        image = image.float() / 255.0
+    return normalize(image)
 
 
-def _pad_first(pad: int, then: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    padding = v2.Pad(pad)
+class TensorSplit(torch.utils.data.Dataset):
+    """An in-memory split: ``data`` (the digits' N x 1 x 32 x 32 floats, or an MNIST-format
+    set's N x 28 x 28 uint8 as torchvision's MNIST holds them) and int64 ``targets``; an item
+    is its image (with a channel axis) through ``transform``, and its label."""
 
-    def transform(image: Any) -> Any:
-        if not isinstance(image, torch.Tensor):
-            image = TF.pil_to_tensor(image)
-        return then(padding(image))
-
-    return transform
-
-
-class IdxDataset(torch.utils.data.Dataset):
-    """One split of an MNIST-format set (repro.data.mnist): ``data`` (N x 28 x 28 uint8) and
-    ``targets`` (int64) as torchvision's MNIST holds them; each item is the 1 x 28 x 28 uint8
-    image tensor through ``transform``, and its label."""
-
-    def __init__(self, split: mnist.IdxSplit, transform: Callable[[Any], Any]) -> None:
-        self.data = torch.from_numpy(split.images)
-        self.targets = torch.from_numpy(split.labels.astype(np.int64))
+    def __init__(self, data: torch.Tensor, targets: torch.Tensor, transform: Callable) -> None:
+        self.data = data
+        self.targets = targets
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.data[index].unsqueeze(0)), int(self.targets[index])
-
-
-class DigitsDataset(torch.utils.data.Dataset):
-    """One split of the upsampled digits: images in [0, 1] (1 = ink), 1x32x32."""
-
-    def __init__(
-        self, images: torch.Tensor, labels: torch.Tensor, transform: Callable[[Any], Any]
-    ) -> None:
-        self.images = images
-        self.targets = labels.tolist()
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.transform(self.images[index]), self.targets[index]
+        image = self.data[index]
+        return self.transform(image if image.dim() == 3 else image[None]), int(self.targets[index])
 
 
 @functools.lru_cache(maxsize=1)  # read-only callers; every split reads it
@@ -278,13 +248,6 @@ def _cifar10(root: Path, split: str, transform: Callable[[Any], Any]) -> Any:
         ) from None
 
 
-def _idx(name: str, root: Path, split: str, transform: Callable[[Any], Any]) -> IdxDataset:
-    _check_split(name, split, tuple(mnist.SPLIT_NAMES))
-    data = mnist.load_split(root, split, name)
-    mnist.check_identity(name, mnist.split_name(name, split), data)
-    return IdxDataset(data, transform)
-
-
 def load_dataset(
     name: str,
     root: str | Path | None,
@@ -296,14 +259,19 @@ def load_dataset(
         raise ReproError(
             f"unknown dataset {name!r} for recipe training.", f"use one of {', '.join(DATASETS)}."
         )
-    full = _ThenNormalize(transform, NORMALIZATION[name])
+    full = functools.partial(_then_normalize, transform, NORMALIZATION[name])
     if name == "digits":
         images, labels = digits_arrays(split)
-        return DigitsDataset(images, labels, full), [str(d) for d in range(10)]
+        return TensorSplit(images, labels, full), [str(d) for d in range(10)]
     path = _need_root(name, root)
     if name in mnist.SETS:
-        per_image = _pad_first(MNIST_PAD, full) if name == "mnist" else full
-        return _idx(name, path, split, per_image), list(mnist.SETS[name].classes)
+        _check_split(name, split, tuple(mnist.SPLIT_NAMES))
+        data = mnist.load_split(path, split, name)
+        mnist.check_identity(name, mnist.split_name(name, split), data)
+        labels = torch.from_numpy(data.labels.astype(np.int64))
+        per_image = v2.Compose([v2.Pad(MNIST_PAD), full]) if name == "mnist" else full
+        dataset = TensorSplit(torch.from_numpy(data.images), labels, per_image)
+        return dataset, list(mnist.SETS[name].classes)
     if name == "cifar10":
         dataset = _cifar10(path, split, full)
         return dataset, [str(c) for c in dataset.classes]

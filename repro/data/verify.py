@@ -99,6 +99,11 @@ def verify_dataset(
     return report
 
 
+def _classified(images: int, classes: int) -> dict[str, int]:
+    """A classification split's counts (no objects)."""
+    return {"images": images, "objects": 0, "classes": classes}
+
+
 def verify_image_folder(scan: Scan, root: Path, name: str, labels: Path | None) -> Found:
     """ImageNet (train/ and val/ required; val may be flat with labels) or any ImageFolder
     (every sub-folder of root is a split)."""
@@ -136,11 +141,7 @@ def verify_image_folder(scan: Scan, root: Path, name: str, labels: Path | None) 
             scan.problems.add("empty-split", str(folder), "no images")
         for path, _ in samples:
             scan.add_image(split, path)
-        splits[split] = {
-            "images": len(samples),
-            "objects": 0,
-            "classes": len({label for _, label in samples}),
-        }
+        splits[split] = _classified(len(samples), len({label for _, label in samples}))
     real = name == "imagenet" and bool(classes) and all(_WNID.match(c) for c in classes)
     if real and len(classes) != IMAGENET_CLASSES:
         scan.problems.add(
@@ -163,21 +164,20 @@ def verify_idx(scan: Scan, folder: Path, name: str) -> Found:
     paths: dict[str, str] = {}
     content: dict[str, dict[str, Any]] = {}
     for split, names in mnist.FILES.items():
-        files = mnist.split_files(folder, name, split)
+        files = [mnist.file_in(folder, base) for base in names]
         missing = [base for base, path in zip(names, files, strict=True) if path is None]
         if missing:
             detail = f"{spec.title}'s {split} split needs {' and '.join(missing)} (or .gz)"
             scan.problems.add("missing-split", str(folder / missing[0]), detail)
             continue
-        for path in files:
-            if path is not None:
-                scan.add_file(split, path)
+        for path in filter(None, files):
+            scan.add_file(split, path)
         try:
             data = mnist.load_split(folder, split, name)
         except mnist.IdxError as exc:
             scan.problems.add(exc.kind, str(exc.path), exc.detail)
             continue
-        digest = data.content_sha256()
+        digest = mnist.content_sha256(data.images, data.labels)
         mnist.check_identity(name, split, data, digest)
         published = spec.digests.get(split)
         if published and digest != published:
@@ -198,11 +198,7 @@ def verify_idx(scan: Scan, folder: Path, name: str) -> Found:
             "pixel_mean": round(mean, 7),
             "pixel_std": round(std, 7),
         }
-        splits[split] = {
-            "images": len(data.images),
-            "objects": 0,
-            "classes": int((counts > 0).sum()),
-        }
+        splits[split] = _classified(len(data.images), int((counts > 0).sum()))
         paths[split] = str(data.files[0])
     expected = {split: mnist.PUBLISHED[split] for split in mnist.FILES}
     return Found(list(spec.classes), True, splits, expected, paths, content)
@@ -239,8 +235,7 @@ def verify_sun397(scan: Scan, root: Path) -> Found:
             listing = sun397.SPLIT_FILES[side].format(k)
             for path in split.paths:
                 scan.add_image(key, path, listed_in=listing)
-            splits[key] = {"images": len(split.paths), "objects": 0,
-                           "classes": len(set(split.labels))}  # fmt: skip
+            splits[key] = _classified(len(split.paths), len(set(split.labels)))
             paths[key] = str(sun397.partitions_dir(root) / sun397.SPLIT_FILES[side].format(k))
             if real:
                 expected[key] = sun397.PUBLISHED[f"{side}_per_class"] * len(classes)

@@ -180,12 +180,8 @@ def _check_coco_split(scan: Scan, root: Path, split: str, path: Path, doc: dict)
             )
             unusable.add(image_id)  # its annotations cannot be checked: counted once, here
             continue
-        scan.add_image(
-            split,
-            root / split / str(image["file_name"]),
-            (image["width"], image["height"]),
-            listed_in=path.name,
-        )
+        file = root / split / str(image["file_name"])
+        scan.add_image(split, file, (image["width"], image["height"]), listed_in=path.name)
     category_ids = {c.get("id") for c in doc["categories"]}
     seen: set[Any] = set()
     objects = crowd = 0

@@ -147,13 +147,8 @@ def object_problems(
         elif xmax <= xmin or ymax <= ymin:
             found.append(("bad-annotation", i, f"object {i + 1} has an empty box {obj.bbox}"))
         elif xmin < 1 or ymin < 1 or xmax > ann.width or ymax > ann.height:
-            found.append(
-                (
-                    "box-outside-image",
-                    i,
-                    f"object {i + 1} box {obj.bbox} is outside the {ann.width}x{ann.height} image",
-                )
-            )
+            detail = f"object {i + 1} box {obj.bbox} is outside the {ann.width}x{ann.height} image"
+            found.append(("box-outside-image", i, detail))
     return found
 
 
@@ -299,11 +294,10 @@ class VocDetection(DetectionDataset):
 
         ann = self.annotations[self.ids[index]]
         boxes = [[o.bbox[0] - 1, o.bbox[1] - 1, o.bbox[2], o.bbox[3]] for o in ann.objects]
+        labels = [self.class_index[o.name] for o in ann.objects]
         return {
             "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-            "labels": torch.tensor(
-                [self.class_index[o.name] for o in ann.objects], dtype=torch.int64
-            ),
+            "labels": torch.tensor(labels, dtype=torch.int64),
             "difficult": torch.tensor([o.difficult for o in ann.objects], dtype=torch.bool),
             "image_id": ann.image_id,
             "size": (ann.height, ann.width),

@@ -25,14 +25,16 @@ import torch
 
 from repro import tracking
 from repro.data.coco import voc_to_coco
+from repro.data.detection_loaders import hflip_boxes
 from repro.data.synth import write_voc
 from repro.data.training_sets import dataset_digest
-from repro.data.voc import VocDetection, load_split, to_devkit_box, voc_classes
+from repro.data.voc import VocDetection, load_split, voc_classes
 from repro.demos import write_outputs
 from repro.demos.detector import TinyYolo
 from repro.errors import ReproError
 from repro.evaluation.coco import evaluate_coco
 from repro.evaluation.voc import evaluate_voc
+from repro.methods.detection import as_rows, coco_results, voc_detections
 from repro.methods.yolo_v1 import Detections, decode
 from repro.tracking.training import TrainingRun, absolute_tracking_uri
 from repro.train.detector_fit import grid_loss
@@ -99,14 +101,9 @@ def _flip(
     images: torch.Tensor, boxes: list[torch.Tensor], flip: torch.Tensor
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Horizontal flip of the images where ``flip`` is true, and of their xyxy boxes."""
-    width = images.shape[-1]
     flipped = images.where(~flip[:, None, None, None], images.flip(-1))
-    mirror = boxes[0].new_tensor([-1.0, 1.0, -1.0, 1.0]) if boxes else None
-    shift = boxes[0].new_tensor([width, 0.0, width, 0.0]) if boxes else None
-    out = [
-        b[:, [2, 1, 0, 3]] * mirror + shift if f else b
-        for b, f in zip(boxes, flip.tolist(), strict=True)
-    ]
+    width = images.shape[-1]
+    out = [hflip_boxes(b, width) if f else b for b, f in zip(boxes, flip.tolist(), strict=True)]
     return flipped, out
 
 
@@ -192,20 +189,11 @@ def detect(model: TinyYolo, images: torch.Tensor, config: DetectionDemoConfig) -
     return out
 
 
-def _rows(dets: Detections) -> zip:
-    return zip(dets.boxes.tolist(), dets.scores.tolist(), dets.labels.tolist(), strict=True)
-
-
 def to_voc_detections(
     detections: list[Detections], image_ids: list[str], classes: list[str]
-) -> dict[str, list[tuple[str, float, tuple[float, float, float, float]]]]:
-    """class -> [(image id, score, devkit box)]: the model's 0-based pixel-edge boxes become the
-    devkit's 1-based inclusive coordinates."""
-    out: dict[str, list] = {c: [] for c in classes}
-    for dets, image_id in zip(detections, image_ids, strict=True):
-        for box, score, label in _rows(dets):
-            out[classes[label]].append((image_id, float(score), to_devkit_box(box)))
-    return out
+) -> dict[str, list[Any]]:
+    """class -> [(image id, score, devkit box)] (repro.methods.detection.voc_detections)."""
+    return voc_detections(as_rows(detections, image_ids), classes)
 
 
 def to_coco_results(
@@ -215,19 +203,8 @@ def to_coco_results(
     name, boxes [x, y, w, h] in the same pixel-edge coordinates."""
     image_of = {image["voc_id"]: image["id"] for image in gt["images"]}
     category_of = {cat["name"]: cat["id"] for cat in gt["categories"]}
-    results = []
-    for dets, image_id in zip(detections, image_ids, strict=True):
-        for box, score, label in _rows(dets):
-            x0, y0, x1, y1 = box
-            results.append(
-                {
-                    "image_id": image_of[image_id],
-                    "category_id": category_of[classes[label]],
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "score": float(score),
-                }
-            )
-    return results
+    rows = [(image_of[i], *rest) for i, *rest in as_rows(detections, image_ids)]
+    return coco_results(rows, [category_of[c] for c in classes])
 
 
 def coco_ground_truth(voc_root: Path, split: str) -> dict[str, Any]:

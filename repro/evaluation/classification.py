@@ -7,6 +7,7 @@ corners and the centre, and their mirrors) averages the softmax of the ten crops
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import sys
@@ -52,14 +53,9 @@ def classification_errors(correct: Mapping[int, int], total: int) -> dict[str, f
     return {f"top{k}_error": 100.0 * (1.0 - n / total) for k, n in correct.items()}
 
 
-class _StackCrops:
+def _stack_crops(per_crop: Any, crops: Sequence[Any]) -> Any:
     """Apply ``per_crop`` to each crop of a TenCrop tuple and stack them: (crops, C, H, W)."""
-
-    def __init__(self, per_crop: Any) -> None:
-        self.per_crop = per_crop
-
-    def __call__(self, crops: Sequence[Any]) -> Any:
-        return torch.stack([self.per_crop(c) for c in crops])
+    return torch.stack([per_crop(c) for c in crops])
 
 
 def eval_transform(
@@ -96,7 +92,9 @@ def eval_transform(
     resize_step = v2.Resize(resize, antialias=True)
     if crops == 1:
         return v2.Compose([colour, resize_step, v2.CenterCrop(crop), to_tensor])
-    return v2.Compose([colour, resize_step, v2.TenCrop(crop), _StackCrops(to_tensor)])
+    return v2.Compose(
+        [colour, resize_step, v2.TenCrop(crop), functools.partial(_stack_crops, to_tensor)]
+    )
 
 
 @dataclass

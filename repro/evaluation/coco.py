@@ -124,14 +124,6 @@ def _check_result_ids(gt: dict, results: list[dict], gt_source: str, res_source:
         )
 
 
-def _empty_results(gt: dict) -> dict:
-    return {
-        "images": list(gt["images"]),
-        "categories": copy.deepcopy(gt["categories"]),
-        "annotations": [],
-    }
-
-
 def _run_pycocotools(gt: dict, results: list[dict], iou_type: str) -> Any:
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
@@ -141,7 +133,11 @@ def _run_pycocotools(gt: dict, results: list[dict], iou_type: str) -> Any:
             coco_dt = coco_gt.loadRes(copy.deepcopy(results))  # loadRes adds fields in place
         else:
             coco_dt = COCO()
-            coco_dt.dataset = _empty_results(gt)
+            coco_dt.dataset = {
+                "images": list(gt["images"]),
+                "categories": copy.deepcopy(gt["categories"]),
+                "annotations": [],
+            }
             coco_dt.createIndex()
         evaluator = COCOeval(coco_gt, coco_dt, iou_type)
         evaluator.evaluate()

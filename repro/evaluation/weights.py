@@ -28,14 +28,6 @@ SAVE_STATE_DICT = (
 )
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read(path: Path) -> Any:
     if not path.is_file():
         raise ReproError(f"weights file {path} does not exist.", "pass the path to a .pt file.")
@@ -123,9 +115,11 @@ def load_weights(model: Any, path: Path | str) -> dict[str, Any]:
             "renamed to this model's (see `repro models --layers MODEL`).",
         )
     model.load_state_dict(state, strict=True)
+    with open(path, "rb") as f:
+        sha256 = hashlib.file_digest(f, "sha256").hexdigest()
     return {
         "path": str(path),
-        "sha256": file_sha256(path),
+        "sha256": sha256,
         "keys": len(state),
         "tensors": sum(int(v.numel()) for v in state.values()),
         "parameters": sum(int(p.numel()) for p in model.parameters()),

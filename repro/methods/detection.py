@@ -127,12 +127,9 @@ def detect_images(
         )
 
     # the detector's own decoding at the test-time thresholds, in input pixels
-    decode: Callable[..., list[Detections]] = yolo_v1.decode
-    spec: Any
-    if isinstance(model, YOLOv2):
-        decode, spec = yolo_v2.decode, anchor_spec(model, num_classes, input_size)
-    else:
-        spec = grid_spec(model, num_classes, input_size)
+    region = isinstance(model, YOLOv2)
+    decode: Callable[..., list[Detections]] = yolo_v2.decode if region else yolo_v1.decode
+    spec: Any = (anchor_spec if region else grid_spec)(model, num_classes, input_size)
     batch = torch.stack([resize_square(image, input_size) for image in images]).to(device)
     decoded = decode(
         model(batch).cpu(),
@@ -153,6 +150,37 @@ def _listed(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor) -> 
     return [
         (int(label), float(score), box)
         for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist(), strict=True)
+    ]
+
+
+def as_rows(detections: Sequence[Detections], image_ids: Sequence[Any]) -> list[Row]:
+    """The rows of decoded detections, one image id per image."""
+    return [
+        (image_id, *det)
+        for dets, image_id in zip(detections, image_ids, strict=True)
+        for det in _listed(dets.boxes, dets.scores, dets.labels)
+    ]
+
+
+def voc_detections(rows: Iterable[Row], classes: Sequence[str]) -> dict[str, list[Any]]:
+    """class -> [(image id, score, devkit box)]: the 0-based pixel-edge boxes become the
+    devkit's 1-based inclusive coordinates."""
+    out: dict[str, list[Any]] = {c: [] for c in classes}
+    for image_id, label, score, box in rows:
+        out[classes[label]].append((image_id, score, to_devkit_box(box)))
+    return out
+
+
+def coco_results(rows: Iterable[Row], category_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """A COCO results list, boxes [x, y, w, h] in the same pixel-edge coordinates."""
+    return [
+        {
+            "image_id": image_id,
+            "category_id": category_ids[label],
+            "bbox": [x1, y1, x2 - x1, y2 - y1],
+            "score": score,
+        }
+        for image_id, label, score, (x1, y1, x2, y2) in rows
     ]
 
 
@@ -186,24 +214,14 @@ def score_rows(
     """The recipe's metric (percent) of ``rows`` on the images ``ids`` of ``dataset``: VOC mAP
     (VOC07 11-point, or all-point for voc2010_map) or COCO AP and AP50."""
     if recipe.dataset != "coco":
-        detections: dict[str, list[Any]] = {c: [] for c in classes}
-        for image_id, label, score, box in rows:
-            detections[classes[label]].append((image_id, score, to_devkit_box(box)))
         annotations = {i: dataset.annotations[i] for i in ids}
         metric = "voc2010" if recipe.evaluation.metric == "voc2010_map" else "voc07"
+        detections = voc_detections(rows, classes)
         result = evaluate_voc(annotations, detections, metric=metric, classes=list(classes))
         value = result["mAP"]
         return {"map": 100.0 * float(value) if value is not None else math.nan}
 
-    results = [
-        {
-            "image_id": image_id,
-            "category_id": dataset.category_ids[label],
-            "bbox": [x1, y1, x2 - x1, y2 - y1],
-            "score": score,
-        }
-        for image_id, label, score, (x1, y1, x2, y2) in rows
-    ]
+    results = coco_results(rows, dataset.category_ids)
     gt = load_instances(dataset.instances_json)
     keep = set(ids)
     gt["images"] = [im for im in gt["images"] if im["id"] in keep]

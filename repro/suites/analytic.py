@@ -62,15 +62,8 @@ def measure_group(paper: str, ref: ModelRef, claims: list[Claim]) -> GroupOutcom
     elapsed = time.perf_counter() - start
     for r in results:
         r.seconds = round(elapsed / max(len(results), 1), 4)
-    summary = {
-        "params": profile.params,
-        "weights": profile.weights,
-        "macs": profile.macs,
-        "flops": profile.flops,
-        "activations": profile.activations,
-        "activation_bytes": profile.activation_bytes,
-        "measure_seconds": round(elapsed, 3),
-    }
+    facts = ("params", "weights", "macs", "flops", "activations", "activation_bytes")
+    summary = {**{k: getattr(profile, k) for k in facts}, "measure_seconds": round(elapsed, 3)}
     return GroupOutcome(
         ref.key(),
         ref.name,

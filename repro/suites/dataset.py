@@ -114,11 +114,8 @@ def measure_dataset_claims(
                     params=claim.params,
                 )
                 problems = len(report.problems)
-                where = f"counted on {root}" + (
-                    f" ({problems} problem(s) found; `repro data verify {dataset}` lists them)"
-                    if problems
-                    else ""
-                )
+                found = f" ({problems} problem(s) found; `repro data verify {dataset}` lists them)"
+                where = f"counted on {root}" + (found if problems else "")
         except ReproError as exc:
             results.append(result_for(claim, paper, None, "error", exc.paragraph()))
             continue

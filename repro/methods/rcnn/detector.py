@@ -104,10 +104,7 @@ class RCNN:
         self.boxes = boxes.to(self.device)
         self.batch = batch
         self.crops_per_step = len(boxes)
-
-    @property
-    def batches(self) -> int:
-        return math.ceil(len(self.boxes) / self.batch)
+        self.probe_scale = math.ceil(len(boxes) / batch)  # batches of crops in a step
 
     def _warp(self, pixels: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         # roi_align with 2x2 bilinear samples per output pixel: an anisotropic bilinear warp
@@ -136,11 +133,7 @@ class RCNN:
         )
 
     def probe(self) -> None:
-        """One batch of crops: the unit whose time, times :attr:`batches`, estimates a step
+        """One batch of crops: the unit whose time, times ``probe_scale``, estimates a step
         (so that warming up does not cost a whole R-CNN pass)."""
         with torch.inference_mode():
             self._features(caffe_pixels(self.image), self.boxes[: self.batch])
-
-    @property
-    def probe_scale(self) -> int:
-        return self.batches

@@ -232,17 +232,9 @@ def image_windows(
         gt, labels, difficult = target["boxes"], target["labels"], target["difficult"]
         if with_ground_truth:
             boxes = torch.cat([boxes, gt[~difficult]])
-        out.append(
-            Windows(
-                image_id,
-                dataset.image_path(index),
-                boxes,
-                finetune_labels(boxes, gt[~difficult], labels[~difficult]),
-                gt,
-                labels,
-                difficult,
-            )
-        )
+        fine = finetune_labels(boxes, gt[~difficult], labels[~difficult])
+        path = dataset.image_path(index)
+        out.append(Windows(image_id, path, boxes, fine, gt, labels, difficult))
     return out
 
 

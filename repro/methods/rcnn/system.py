@@ -190,9 +190,8 @@ def detect(
                 continue
             boxes, scores, labels = per_class_nms(win.boxes, score(image, win.boxes))
             kept = [0] * len(class_names)
-            for box, value, cls in zip(
-                boxes.tolist(), scores.tolist(), labels.tolist(), strict=True
-            ):
+            rows = zip(boxes.tolist(), scores.tolist(), labels.tolist(), strict=True)
+            for box, value, cls in rows:
                 if math.isfinite(value) and kept[cls] < MAX_PER_IMAGE:
                     kept[cls] += 1
                     found[class_names[cls]].append((win.image_id, value, to_devkit_box(box)))

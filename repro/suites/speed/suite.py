@@ -22,9 +22,9 @@ from repro.runtime.timing import Timing, time_step
 from repro.suites.speed.groups import SELECTIVE_SEARCH, SpeedGroup, pipeline_key
 from repro.suites.speed.scene import scene_tensor, synthetic_scene
 from repro.suites.speed.timed import build_pipeline, macs_per_image
-from repro.suites.speed.verdicts import measured_on, speed_result
+from repro.suites.speed.verdicts import speed_result, speed_row
 from repro.suites.speed_stage import default_device, describe_device
-from repro.verdicts import GroupOutcome, result_for
+from repro.verdicts import GroupOutcome
 
 MAX_ITERS = 100
 
@@ -120,12 +120,7 @@ def failed_speed_group(group: SpeedGroup, note: str) -> list[GroupOutcome]:
     """Every claim of the group as an ``error`` row (the task itself failed)."""
     outcomes = []
     for paper in group.papers:
-        rows = []
-        for p, claim in group.pairs:
-            if p == paper:
-                row = result_for(claim, paper, None, "error", note)
-                row.model = measured_on(claim)
-                rows.append(row)
+        rows = [speed_row(c, paper, None, "error", note) for p, c in group.pairs if p == paper]
         outcomes.append(GroupOutcome(group.key, "speed", {}, [], {}, rows, paper=paper))
     return outcomes
 
@@ -147,15 +142,13 @@ def measure_speed_group(group: SpeedGroup, device: Any = None) -> list[GroupOutc
         "for R-CNN / Fast R-CNN, untrained weights"
     )
     size = [3, s.image_height, s.image_width]
+    share = round(elapsed / max(len(group.claims), 1), 4)
     outcomes = []
     for paper in group.papers:
-        rows = []
-        for p, claim in group.pairs:
-            if p != paper:
-                continue
-            row = speed_result(claim, paper, timings, failed, device_text, setup, gmacs)
-            row.seconds = round(elapsed / max(len(group.claims), 1), 4)
-            rows.append(row)
+        claims = [c for p, c in group.pairs if p == paper]
+        rows = [speed_result(c, paper, timings, failed, device_text, setup, gmacs) for c in claims]
+        for row in rows:
+            row.seconds = share
         outcomes.append(
             GroupOutcome(group.key, "speed", kwargs, size, stats, rows, elapsed, paper=paper)
         )

@@ -75,12 +75,17 @@ def measured_value(claim: Claim, timings: dict[str, Timing]) -> tuple[float, str
     return round(_ratio(claim, main, other), 6), f"{main_text}; {other_text}"
 
 
+def _pipeline_keys(claim: Claim) -> list[str]:
+    """The keys of the claim's pipeline and of the one it is relative to, if any."""
+    t = claim.timing
+    assert t is not None
+    return [pipeline_key((n, t.batch)) for n in (t.pipeline, t.relative_to) if n]
+
+
 def arithmetic(claim: Claim, gmacs: dict[str, float]) -> str:
     """' Multiply-adds per image: ...' for the note: a ratio of times tends to the ratio of
     multiply-adds where both pipelines are compute-bound (selective search does none)."""
-    t = claim.timing
-    assert t is not None
-    keys = [pipeline_key((n, t.batch)) for n in (t.pipeline, t.relative_to) if n]
+    keys = _pipeline_keys(claim)
     if not all(k in gmacs for k in keys):
         return ""
     text = " Multiply-adds per image: " + ", ".join(f"{k} {gmacs[k]:.4g} G" for k in keys)
@@ -94,12 +99,15 @@ def arithmetic(claim: Claim, gmacs: dict[str, float]) -> str:
 
 def measured_on(claim: Claim) -> str:
     """What the row's "measured on" column says: the pipeline(s) timed."""
-    t = claim.timing
-    assert t is not None
-    text = pipeline_key((t.pipeline, t.batch))
-    if t.relative_to:
-        text += " vs " + pipeline_key((t.relative_to, t.batch))
+    text = " vs ".join(_pipeline_keys(claim))
     return text + (" (+ selective search)" if needs_selective_search(claim) else "")
+
+
+def speed_row(claim: Claim, paper: str, value: float | None, verdict: str, note: str) -> Result:
+    """A result row whose "measured on" column names the pipeline(s) timed."""
+    row = result_for(claim, paper, value, verdict, note)
+    row.model = measured_on(claim)
+    return row
 
 
 def speed_result(
@@ -114,15 +122,11 @@ def speed_result(
     """The claim's result row: judged, ``measured`` (absolute, other hardware) or ``error``.
     ``setup`` says what was timed (image size, proposals) for the note; ``gmacs`` (G
     multiply-adds per image, by pipeline key) adds the arithmetic each pipeline does."""
-    t = claim.timing
-    assert t is not None
-    needed = [pipeline_key((n, t.batch)) for n in (t.pipeline, t.relative_to) if n]
+    needed = _pipeline_keys(claim)
     needed += [SELECTIVE_SEARCH] if needs_selective_search(claim) else []
     broken = [failed[k] for k in needed if k in failed]
     if broken:
-        row = result_for(claim, paper, None, "error", " ".join(broken))
-        row.model = measured_on(claim)
-        return row
+        return speed_row(claim, paper, None, "error", " ".join(broken))
     value, times = measured_value(claim, timings)
     paper_hw = claim.hardware or "hardware the seed does not name"
     setup = f" ({setup})" if setup else ""
@@ -139,6 +143,4 @@ def speed_result(
             f"Measured on other hardware than the paper's: recorded, not judged (absolute times "
             f"depend on the hardware; compare the ratios). {where}"
         )
-    row = result_for(claim, paper, value, verdict, note)
-    row.model = measured_on(claim)
-    return row
+    return speed_row(claim, paper, value, verdict, note)
