@@ -93,17 +93,13 @@ class RaySession:
         return committed[-1].checkpoint.path if committed else str(self.run_dir / name)
 
 
-def _import_fn(ref: str) -> Any:
-    """The function ``ref`` ("module:function") names: Ray sends a name, not the training code,
-    so this module never imports the training side (repro.train uses it, not the reverse)."""
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def train_loop_per_worker(loop_config: dict[str, Any]) -> Any:
     """Ray Train's per-worker function: import ``fn`` and call it with the payload, this
     worker's session and any further arguments."""
-    fn = _import_fn(loop_config["fn"])
+    # Ray sends a name ("module:function"), not the training code, so this module never imports
+    # the training side (repro.train uses it, not the reverse).
+    module, _, name = loop_config["fn"].partition(":")
+    fn = getattr(importlib.import_module(module), name)
     session = RaySession(Path(loop_config["run_dir"]))
     return fn(loop_config["payload"], session, *loop_config["extra"])
 

@@ -44,18 +44,6 @@ from repro.errors import ReproError
 from repro.models.darknet import LEAKY_SLOPE, ConvBNLeaky, Darknet19, Darknet53
 from repro.models.registry import register_model
 
-# YOLOv3's nine COCO priors (width, height) in pixels at 416x416, smallest first.
-YOLOV3_COCO_ANCHORS: tuple[tuple[int, int], ...] = (
-    (10, 13), (16, 30), (33, 23),
-    (30, 61), (62, 45), (59, 119),
-    (116, 90), (156, 198), (373, 326),
-)  # fmt: skip
-# Which of the nine priors each output uses: the coarsest map gets the largest boxes.
-YOLOV3_ANCHOR_MASKS: dict[str, tuple[int, ...]] = {
-    "out13": (6, 7, 8),
-    "out26": (3, 4, 5),
-    "out52": (0, 1, 2),
-}
 # YOLOv2's five VOC priors (width, height) in 13x13 grid-cell units (32 px at 416x416). The
 # paper gives k=5 dimension clusters but not their values, and neither do the seeds: these are
 # the region layer's anchors of darknet's released yolo-voc.cfg, the default of `yolov2`.
