@@ -160,12 +160,7 @@ def _fit(
     extra = [] if launch is None else [{**launch, "t_launch": time.time()}]
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={
-            "fn": fn,
-            "payload": payload,
-            "run_dir": str(run_dir),
-            "extra": extra,
-        },
+        train_loop_config={"fn": fn, "payload": payload, "run_dir": str(run_dir), "extra": extra},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
         run_config=RunConfig(
             name=run_dir.name,
