@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,26 +22,6 @@ from repro.files import atomic_write
 VERDICTS = ("reproduced", "deviates", "measured", "not-run", "error")
 CORE_VERDICTS = ("reproduced", "deviates", "not-run", "error")  # always shown in summaries
 SEVERITY = ("error", "deviates", "measured", "reproduced", "not-run")  # worst first
-RESULT_COLUMNS = [
-    "paper",
-    "claim_id",
-    "table",
-    "row",
-    "metric",
-    "unit",
-    "claimed",
-    "measured",
-    "verdict",
-    "note",
-    "kind",
-    "model",
-    "layer",
-    "tolerance",
-    "dataset",
-    "source",
-    "seconds",
-    "hardware",  # where it was measured (repro.report.hardware fills it in the report)
-]
 
 
 @dataclass
@@ -63,10 +43,13 @@ class Result:
     dataset: str
     source: str
     seconds: float = 0.0
-    hardware: str = ""
+    hardware: str = ""  # where it was measured (repro.report.hardware fills it in the report)
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)
+
+
+RESULT_COLUMNS = [f.name for f in fields(Result)]
 
 
 def _fmt(value: Any) -> str:
@@ -168,8 +151,8 @@ class GroupOutcome:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> GroupOutcome:
-        fields = {k: v for k, v in record.items() if k != "rows"}
-        return cls(**fields, results=[Result(**row) for row in record["rows"]])
+        rest = {k: v for k, v in record.items() if k != "rows"}
+        return cls(**rest, results=[Result(**row) for row in record["rows"]])
 
 
 def failed_group(paper: str, ref: ModelRef, claims: list[Claim], note: str) -> GroupOutcome:

@@ -36,7 +36,7 @@ from repro.bench.runner import benchmark
 from repro.cli import main
 from repro.environment import collect
 from repro.errors import ReproError, UnknownModelError
-from repro.runtime.device import DeviceInfo, resolve_device, torch_version_slug
+from repro.runtime.device import DeviceInfo, resolve_device, slugify
 from repro.runtime.telemetry import (
     Telemetry,
     TelemetrySample,
@@ -70,7 +70,7 @@ def test_cli_writes_named_csv_with_fixed_columns_and_says_cpu(
     expected = results_path(out, resolve_device("cpu").slug, "fp32")
     assert files == [expected]
     assert expected.name.startswith("bench_cpu-")
-    assert expected.name.endswith(f"_fp32_torch{torch_version_slug()}.csv")
+    assert expected.name.endswith(f"_fp32_torch{slugify(torch.__version__)}.csv")
     assert files[0].read_text().splitlines()[0].split(",") == list(BENCH_COLUMNS)
     rows = read_rows(files[0])
     assert [r["model"] for r in rows] == ["lenet5", "alexnet_single"]

@@ -184,7 +184,7 @@ def test_zero_interval_samples_nothing(tmp_path: Path) -> None:
 def test_a_resumed_run_continues_from_any_system_series(tmp_path: Path) -> None:
     """A run on GPU 1 without psutil has only gpu_1_* series; its resumption continues them."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    rid = training.open_train_run(uri, "sys", {"model": "lenet5"}, {})
+    rid, _ = training.open_train_run(uri, "sys", {"model": "lenet5"}, {})
     assert training.logged_system_steps(uri, rid) == 0
     points = [(n, 50.0, 1000 + n) for n in range(3)]
     training.log_system_metrics(uri, rid, {"gpu_1_utilization_percentage": points})

@@ -342,7 +342,7 @@ def test_model_and_data_parallel_strategies_on_ray(
 def test_a_final_number_is_not_a_second_point_of_its_curve(uri: str) -> None:
     """close_train_run: a final equal to its curve's last point is not logged again; one that
     differs (another protocol) is final_<name>; numbers without a curve are logged as they are."""
-    rid = training.open_train_run(uri, "finals", {}, {})
+    rid, _ = training.open_train_run(uri, "finals", {}, {})
     last = {"step": 3, "loss": 0.5, "top1_error": 6.0}
     training.log_train_steps(uri, rid, [last])
     summary = {"loss": 0.5, "top1_error": 5.0, "epochs": 3.0}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from repro.bench import rows
-from repro.bench.batch import run_with_oom_retry
+from repro.bench.batch import RetryOutcome, run_with_oom_retry
 from repro.bench.config import BenchConfig
 from repro.bench.flops import count_meta_flops
 from repro.bench.result import BenchResult
@@ -67,22 +67,14 @@ def benchmark_distributed(config: BenchConfig, spec: ModelSpec, device: DeviceIn
     outcome = run_with_oom_retry(
         lambda b: run_training(train_config(config, device, b)), config.batch_size
     )
-    return BenchResult(
-        config,
-        device,
-        result_row(config, device, spec, outcome.value, outcome.used, outcome),
-        extra={"train_result": outcome.value},
-    )
+    row = result_row(config, device, spec, outcome)
+    return BenchResult(config, device, row, extra={"train_result": outcome.value})
 
 
 def result_row(
-    config: BenchConfig,
-    device: DeviceInfo,
-    spec: ModelSpec,
-    result: TrainResult,
-    batch: int,
-    outcome: Any,
+    config: BenchConfig, device: DeviceInfo, spec: ModelSpec, outcome: RetryOutcome[TrainResult]
 ) -> dict[str, Any]:
+    result, batch = outcome.value, outcome.used
     timing = timed_steps(result, config.warmup, config.iters)
     row = rows.base_row(config, device)
     row.update(status="ok", batch_size=batch, oom_retries=outcome.oom_retries)

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from repro.environment import ENV_KEYS
 from repro.errors import ReproError
-from repro.runtime.device import slugify, torch_version_slug
+from repro.runtime.device import slugify
 
 ENV_COLUMNS: tuple[str, ...] = tuple(k for k in ENV_KEYS if k not in ("torch", "cuda"))
 
@@ -75,7 +77,7 @@ BENCH_COLUMNS: tuple[str, ...] = (
 
 
 def results_path(out_dir: Path | str, device_slug: str, precision: str) -> Path:
-    name = f"bench_{device_slug}_{slugify(precision)}_torch{torch_version_slug()}.csv"
+    name = f"bench_{device_slug}_{slugify(precision)}_torch{slugify(torch.__version__)}.csv"
     return Path(out_dir) / name
 
 

@@ -11,7 +11,7 @@ from repro.bench.config import BenchConfig
 from repro.bench.peaks import mfu, peak_flops
 from repro.bench.results import ENV_COLUMNS
 from repro.environment import collect
-from repro.runtime.device import DeviceInfo, cuda_version
+from repro.runtime.device import DeviceInfo
 from repro.runtime.precision import precision_notes
 from repro.runtime.timing import Timing
 
@@ -31,7 +31,7 @@ def base_row(config: BenchConfig, device: DeviceInfo | None) -> dict[str, Any]:
         "device_type": device.type if device else "",
         "precision": config.precision,
         "torch": torch.__version__,
-        "cuda": cuda_version(),
+        "cuda": torch.version.cuda or "",  # empty on a CPU-only build
         **{k: v for k, v in collect().items() if k in ENV_COLUMNS},
         "parallel": config.parallel,
         "workers": config.workers,

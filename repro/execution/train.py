@@ -93,25 +93,19 @@ class RaySession:
         return committed[-1].checkpoint.path if committed else str(self.run_dir / name)
 
 
-def _import_fn(ref: str) -> Any:
-    """The function ``ref`` ("module:function") names: Ray sends a name, not the training code,
-    so this module never imports the training side (repro.train uses it, not the reverse)."""
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any] | None:
+def train_loop_per_worker(loop_config: dict[str, Any]) -> Any:
+    """Ray Train's per-worker function: import ``fn`` and call it with the payload, this
+    worker's session and any further arguments."""
+    # Ray sends a name ("module:function"), not the training code, so this module never imports
+    # the training side (repro.train uses it, not the reverse).
+    module, _, name = loop_config["fn"].partition(":")
+    fn = getattr(importlib.import_module(module), name)
     session = RaySession(Path(loop_config["run_dir"]))
-    fn = _import_fn(loop_config["worker"])
-    return fn(loop_config["config"], session, loop_config["launch"])
+    return fn(loop_config["payload"], session, *loop_config["extra"])
 
 
-def check_resources(config: RayTrainConfig) -> dict[str, float]:
+def check_resources(workers: int, use_gpu: bool) -> dict[str, float]:
     """Ray would wait forever for workers it cannot place: say so instead."""
-    return _check_resources(config.workers, config.use_gpu)
-
-
-def _check_resources(workers: int, use_gpu: bool) -> dict[str, float]:
     res = ray.cluster_resources()
     cpus, gpus = float(res.get("CPU", 0)), float(res.get("GPU", 0))
     if use_gpu and gpus < workers:
@@ -131,101 +125,42 @@ def _check_resources(workers: int, use_gpu: bool) -> dict[str, float]:
 def ensure_capacity(config: RayTrainConfig) -> dict[str, Any]:
     """Start or join Ray and check it can place ``config.workers`` workers."""
     info = init_ray(config.ray_address)
-    return {**info, **check_resources(config)}
+    return {**info, **check_resources(config.workers, config.use_gpu)}
 
 
-def _failure(exc: Exception, config: RayTrainConfig) -> ReproError:
+def _failure(exc: Exception, failed: str, fix: str, oom: str = "") -> ReproError:
     failures = getattr(exc, "worker_failures", {}) or {}
     for rank, err in sorted(failures.items()):
         if isinstance(err, ReproError):
             return ReproError(f"worker {rank}: {err.cause}", err.fix)
-        if "OutOfMemoryError" in type(err).__name__ or "out of memory" in str(err):
+        if oom and ("OutOfMemoryError" in type(err).__name__ or "out of memory" in str(err)):
             return ReproError(
-                f"worker {rank} ran out of memory training {config.model} with a global batch "
-                f"of {config.batch_size}.",
+                f"worker {rank} ran out of memory {oom}.",
                 "lower --batch-size, use --precision bf16, or add workers.",
             )
-    first = str(exc).strip().splitlines()
-    summary = " ".join(first[:6])[:1500]
-    return ReproError(
-        f"training {config.run_name} failed after {config.max_failures} restart(s) allowed: "
-        f"{summary}",
-        f"checkpoints written so far are kept in {config.storage_path}/{config.run_name}; rerun "
-        f"with --name {config.run_name} to resume from the latest, or raise --max-failures.",
-    )
+    summary = " ".join(str(exc).strip().splitlines()[:6])[:1500]
+    return ReproError(f"{failed}: {summary}", fix)
 
 
-def run_ray_training(
-    config: RayTrainConfig, launch: dict[str, Any], worker: str = "repro.train.worker:ray_worker"
-) -> dict[str, Any]:
-    """Start (or join) Ray, run TorchTrainer with ``worker`` ("module:function", called with
-    the config as a dict, the session and ``launch``) on every rank, and return rank 0's record
-    with overheads."""
-    ray_info = init_ray(config.ray_address)
-    resources = check_resources(config)
-    run_dir = Path(str(config.storage_path)) / str(config.run_name)
-    trainer = TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={
-            "worker": worker,
-            "config": config.as_dict(),
-            "run_dir": str(run_dir),
-            "launch": {**launch, "t_launch": time.time()},
-        },
-        scaling_config=ScalingConfig(num_workers=config.workers, use_gpu=config.use_gpu),
-        run_config=RunConfig(
-            name=config.run_name,
-            storage_path=config.storage_path,
-            failure_config=FailureConfig(max_failures=config.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
-        ),
-    )
-    start = time.perf_counter()
-    try:
-        result = trainer.fit()
-    except TrainingFailedError as exc:
-        raise _failure(exc, config) from None
-    fit_s = time.perf_counter() - start
-    if result.return_value is None:
-        raise ReproError(f"training {config.run_name} returned no record from rank 0.")
-    return {
-        "worker": result.return_value,
-        "checkpoint": result.checkpoint.path if result.checkpoint is not None else None,
-        "overhead": {"ray_startup_s": float(ray_info.get("ray_startup_s", 0.0)), "fit_s": fit_s},
-        "environment": {
-            "ray": ray.__version__,
-            "ray_address": ray_info.get("ray_address", "local"),
-            **resources,
-        },
-    }
-
-
-def worker_group_entry(loop_config: dict[str, Any]) -> Any:
-    """Ray Train's per-worker function for :func:`run_worker_group`: import ``fn`` and call it
-    with the payload and this worker's session."""
-    fn = _import_fn(loop_config["fn"])
-    return fn(loop_config["payload"], RaySession(Path(loop_config["run_dir"])))
-
-
-def run_worker_group(
+def _fit(
     fn: str,
     payload: dict[str, Any],
     *,
     workers: int,
+    use_gpu: bool,
+    ray_address: str | None,
     run_dir: Path,
-    use_gpu: bool = False,
-    ray_address: str | None = None,
-    max_failures: int = 0,
+    max_failures: int,
+    launch: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run ``fn(payload, session)`` (``fn`` is "module:function") on ``workers`` Ray Train
-    workers (DDP process group: gloo on CPUs, NCCL on GPUs). Returns rank 0's return value
-    under "worker", with Ray start-up and fit seconds under "overhead"."""
+    """Start (or join) Ray, run ``fn(payload, session[, launch])`` on ``workers`` Ray Train
+    workers and return rank 0's value under "worker", with overheads."""
     ray_info = init_ray(ray_address)
-    resources = _check_resources(workers, use_gpu)
-    run_dir = Path(run_dir).resolve()
+    resources = check_resources(workers, use_gpu)
+    extra = [] if launch is None else [{**launch, "t_launch": time.time()}]
     trainer = TorchTrainer(
-        worker_group_entry,
-        train_loop_config={"fn": fn, "payload": payload, "run_dir": str(run_dir)},
+        train_loop_per_worker,
+        train_loop_config={"fn": fn, "payload": payload, "run_dir": str(run_dir), "extra": extra},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
         run_config=RunConfig(
             name=run_dir.name,
@@ -235,18 +170,7 @@ def run_worker_group(
         ),
     )
     start = time.perf_counter()
-    try:
-        result = trainer.fit()
-    except TrainingFailedError as exc:
-        failures = getattr(exc, "worker_failures", {}) or {}
-        for rank, err in sorted(failures.items()):
-            if isinstance(err, ReproError):
-                raise ReproError(f"worker {rank}: {err.cause}", err.fix) from None
-        first = " ".join(str(exc).strip().splitlines()[:6])[:1500]
-        raise ReproError(
-            f"{fn} failed on {workers} Ray Train worker(s): {first}",
-            f"checkpoints written so far are kept in {run_dir}; rerun to resume from them.",
-        ) from None
+    result = trainer.fit()
     return {
         "worker": result.return_value,
         "checkpoint": result.checkpoint.path if result.checkpoint is not None else None,
@@ -260,3 +184,64 @@ def run_worker_group(
             **resources,
         },
     }
+
+
+def run_ray_training(
+    config: RayTrainConfig, launch: dict[str, Any], worker: str = "repro.train.worker:ray_worker"
+) -> dict[str, Any]:
+    """Run TorchTrainer with ``worker`` ("module:function", called with the config as a dict,
+    the session and ``launch``) on every rank, and return rank 0's record with overheads."""
+    try:
+        out = _fit(
+            worker,
+            config.as_dict(),
+            workers=config.workers,
+            use_gpu=config.use_gpu,
+            ray_address=config.ray_address,
+            run_dir=Path(str(config.storage_path)) / str(config.run_name),
+            max_failures=config.max_failures,
+            launch=launch,
+        )
+    except TrainingFailedError as exc:
+        raise _failure(
+            exc,
+            f"training {config.run_name} failed after {config.max_failures} restart(s) allowed",
+            f"checkpoints written so far are kept in {config.storage_path}/{config.run_name}; "
+            f"rerun with --name {config.run_name} to resume from the latest, or raise "
+            "--max-failures.",
+            oom=f"training {config.model} with a global batch of {config.batch_size}",
+        ) from None
+    if out["worker"] is None:
+        raise ReproError(f"training {config.run_name} returned no record from rank 0.")
+    return out
+
+
+def run_worker_group(
+    fn: str,
+    payload: dict[str, Any],
+    *,
+    workers: int,
+    run_dir: Path,
+    use_gpu: bool = False,
+    ray_address: str | None = None,
+    max_failures: int = 0,
+) -> dict[str, Any]:
+    """Run ``fn(payload, session)`` (``fn`` is "module:function") on ``workers`` Ray Train
+    workers (DDP process group: gloo on CPUs, NCCL on GPUs)."""
+    run_dir = Path(run_dir).resolve()
+    try:
+        return _fit(
+            fn,
+            payload,
+            workers=workers,
+            use_gpu=use_gpu,
+            ray_address=ray_address,
+            run_dir=run_dir,
+            max_failures=max_failures,
+        )
+    except TrainingFailedError as exc:
+        raise _failure(
+            exc,
+            f"{fn} failed on {workers} Ray Train worker(s)",
+            f"checkpoints written so far are kept in {run_dir}; rerun to resume from them.",
+        ) from None

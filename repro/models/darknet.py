@@ -49,8 +49,29 @@ class ConvBNLeaky(nn.Sequential):
         super().__init__(layers)
 
 
+Layers = list[tuple[int, int] | tuple[int, int, int] | str]
+
+
+def make_convs(
+    cfg: Layers, in_ch: int, first_conv: int = 1, batch_norm: bool = True
+) -> tuple[OrderedDict[str, nn.Module], int]:
+    """``cfg``'s layers and the channels they end with: a (filters, kernel[, stride]) entry is a
+    ConvBNLeaky ``conv<n>`` (n from ``first_conv``), "M" a 2x2/2 max pool ``pool<n>``."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    n_conv, n_pool = first_conv - 1, 0
+    for item in cfg:
+        if item == "M":
+            n_pool += 1
+            layers[f"pool{n_pool}"] = nn.MaxPool2d(2, 2)
+        else:
+            n_conv += 1
+            layers[f"conv{n_conv}"] = ConvBNLeaky(in_ch, *item, batch_norm=batch_norm)
+            in_ch = item[0]
+    return layers, in_ch
+
+
 # Darknet-19, Table 6: (filters, kernel) per conv; "M" is a 2x2/2 max pool.
-DARKNET19_CFG: list[tuple[int, int] | str] = [
+DARKNET19_CFG: Layers = [
     (32, 3), "M",
     (64, 3), "M",
     (128, 3), (64, 1), (128, 3), "M",
@@ -65,17 +86,7 @@ class Darknet19(nn.Sequential):
     ``batch_norm=False`` builds every conv biased and without batch norm."""
 
     def __init__(self, num_classes: int | None = 1000, batch_norm: bool = True) -> None:
-        layers: OrderedDict[str, nn.Module] = OrderedDict()
-        in_ch, n_conv, n_pool = 3, 0, 0
-        for item in DARKNET19_CFG:
-            if item == "M":
-                n_pool += 1
-                layers[f"pool{n_pool}"] = nn.MaxPool2d(2, 2)
-            else:
-                out_ch, k = item
-                n_conv += 1
-                layers[f"conv{n_conv}"] = ConvBNLeaky(in_ch, out_ch, k, batch_norm=batch_norm)
-                in_ch = out_ch
+        layers, in_ch = make_convs(DARKNET19_CFG, 3, batch_norm=batch_norm)
         if num_classes is not None:
             # darknet19.cfg: a plain linear 1x1 conv (bias, no BN) before the global pool.
             layers["conv19"] = nn.Conv2d(in_ch, num_classes, 1)

@@ -220,11 +220,7 @@ def _faster_rcnn(backbone: ConvBackbone, pool_size: int, num_classes: int, **kw:
     source="torchvision",
 )  # fmt: skip
 def faster_rcnn_vgg16(num_classes: int = VOC_NUM_CLASSES, **kw: Any) -> nn.Module:
-    """Faster R-CNN on VGG-16 conv5_3 with 7x7 RoI max pooling (Ren et al. 2015, VOC).
-
-    torchvision's FasterRCNN supplies the paper's RPN, box coding and NMS; the backbone, anchor
-    placement, RoI pooling and fc6/fc7 head are ours (see the module docstring).
-    """
+    """Faster R-CNN on VGG-16 conv5_3 with 7x7 RoI max pooling (Ren et al. 2015, VOC)."""
     return _faster_rcnn(vgg16_conv5(), 7, num_classes, **kw)
 
 
@@ -233,9 +229,5 @@ def faster_rcnn_vgg16(num_classes: int = VOC_NUM_CLASSES, **kw: Any) -> nn.Modul
     source="torchvision",
 )  # fmt: skip
 def faster_rcnn_zf(num_classes: int = VOC_NUM_CLASSES, **kw: Any) -> nn.Module:
-    """Faster R-CNN on ZF net conv5 with 6x6 RoI max pooling (Ren et al. 2015, VOC).
-
-    torchvision's FasterRCNN supplies the paper's RPN, box coding and NMS; the backbone, anchor
-    placement, RoI pooling and fc6/fc7 head are ours (see the module docstring).
-    """
+    """Faster R-CNN on ZF net conv5 with 6x6 RoI max pooling (Ren et al. 2015, VOC)."""
     return _faster_rcnn(zf_conv5(), 6, num_classes, **kw)

@@ -98,33 +98,40 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def _add_stages(
+    net: nn.Module, block: Block, widths: list[int], blocks: list[int], option_a: bool
+) -> None:
+    """``net.layer1``, ...: ``blocks[i]`` blocks of ``widths[i]`` planes, stride 2 from the
+    second stage on, with a shortcut where the shape changes: zero padding (option A) or a 1x1
+    projection and BN (option B)."""
+    inplanes = widths[0]
+    for i, (planes, count) in enumerate(zip(widths, blocks, strict=True)):
+        stride, out = (1 if i == 0 else 2), planes * block.expansion
+        if stride == 1 and inplanes == out:
+            downsample = None
+        elif option_a:
+            downsample = ZeroPadShortcut(out - inplanes, stride)
+        else:
+            downsample = nn.Sequential(conv1x1(inplanes, out, stride), nn.BatchNorm2d(out))
+        layers = [block(inplanes, planes, stride, downsample)]
+        layers += [block(out, planes) for _ in range(1, count)]
+        net.add_module(f"layer{i + 1}", nn.Sequential(*layers))
+        inplanes = out
+
+
 class ResNet(nn.Module):
     """ImageNet ResNet v1 (Table 1 of the paper)."""
 
     def __init__(self, block: Block, layers: list[int], num_classes: int = 1000) -> None:
         super().__init__()
-        self.inplanes = 64
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, 64, layers[0])
-        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        _add_stages(self, block, [64, 128, 256, 512], layers, option_a=False)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(512 * block.expansion, num_classes)
         _init_weights(self)
-
-    def _make_layer(self, block: Block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
-        out = planes * block.expansion
-        downsample = None
-        if stride != 1 or self.inplanes != out:  # option B: project only where the shape changes
-            downsample = nn.Sequential(conv1x1(self.inplanes, out, stride), nn.BatchNorm2d(out))
-        layers = [block(self.inplanes, planes, stride, downsample)]
-        self.inplanes = out
-        layers += [block(out, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -177,25 +184,13 @@ class CifarResNet(nn.Module):
 
     def __init__(self, n: int, num_classes: int = 10) -> None:
         super().__init__()
-        self.inplanes = 16
         self.conv1 = conv3x3(3, 16)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._make_layer(16, n)
-        self.layer2 = self._make_layer(32, n, stride=2)
-        self.layer3 = self._make_layer(64, n, stride=2)
+        _add_stages(self, BasicBlock, [16, 32, 64], [n] * 3, option_a=True)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(64, num_classes)
         _init_weights(self)
-
-    def _make_layer(self, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
-        downsample = None
-        if stride != 1 or self.inplanes != planes:
-            downsample = ZeroPadShortcut(planes - self.inplanes, stride)
-        layers = [BasicBlock(self.inplanes, planes, stride, downsample)]
-        self.inplanes = planes
-        layers += [BasicBlock(planes, planes) for _ in range(1, blocks)]
-        return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))

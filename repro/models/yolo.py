@@ -41,21 +41,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from repro.errors import ReproError
-from repro.models.darknet import LEAKY_SLOPE, ConvBNLeaky, Darknet19, Darknet53
+from repro.models.darknet import LEAKY_SLOPE, ConvBNLeaky, Darknet19, Darknet53, Layers, make_convs
 from repro.models.registry import register_model
 
-# YOLOv3's nine COCO priors (width, height) in pixels at 416x416, smallest first.
-YOLOV3_COCO_ANCHORS: tuple[tuple[int, int], ...] = (
-    (10, 13), (16, 30), (33, 23),
-    (30, 61), (62, 45), (59, 119),
-    (116, 90), (156, 198), (373, 326),
-)  # fmt: skip
-# Which of the nine priors each output uses: the coarsest map gets the largest boxes.
-YOLOV3_ANCHOR_MASKS: dict[str, tuple[int, ...]] = {
-    "out13": (6, 7, 8),
-    "out26": (3, 4, 5),
-    "out52": (0, 1, 2),
-}
 # YOLOv2's five VOC priors (width, height) in 13x13 grid-cell units (32 px at 416x416). The
 # paper gives k=5 dimension clusters but not their values, and neither do the seeds: these are
 # the region layer's anchors of darknet's released yolo-voc.cfg, the default of `yolov2`.
@@ -68,23 +56,8 @@ YOLOV2_VOC_ANCHORS: tuple[tuple[float, float], ...] = (
 # (16.62, 10.52); pass them as `anchors=` to train with that config's.
 
 
-def conv_leaky(
-    in_ch: int, out_ch: int, kernel_size: int, stride: int = 1, batch_norm: bool = False
-) -> nn.Sequential:
-    """YOLOv1's layer: a biased "same" conv followed by leaky ReLU(0.1), no batch norm; with
-    ``batch_norm`` (YOLOv2's first change to YOLO) an unbiased conv, BatchNorm, leaky ReLU."""
-    conv = nn.Conv2d(
-        in_ch, out_ch, kernel_size, stride, padding=kernel_size // 2, bias=not batch_norm
-    )
-    layers: OrderedDict[str, nn.Module] = OrderedDict(conv=conv)
-    if batch_norm:
-        layers["bn"] = nn.BatchNorm2d(out_ch)
-    layers["act"] = nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
-    return nn.Sequential(layers)
-
-
 # YOLOv1 Figure 3: (filters, kernel, stride) per conv; "M" is a 2x2/2 max pool.
-YOLOV1_BACKBONE: list[tuple[int, int, int] | str] = [
+YOLOV1_BACKBONE: Layers = [
     (64, 7, 2), "M",
     (192, 3, 1), "M",
     (128, 1, 1), (256, 3, 1), (256, 1, 1), (512, 3, 1), "M",
@@ -93,27 +66,10 @@ YOLOV1_BACKBONE: list[tuple[int, int, int] | str] = [
 ]  # fmt: skip
 YOLOV1_HEAD_CONVS = [(1024, 3, 1), (1024, 3, 2), (1024, 3, 1), (1024, 3, 1)]
 # Fast YOLO, darknet yolo-tiny.cfg (2015): every conv 3x3/1.
-FAST_YOLO_BACKBONE: list[tuple[int, int, int] | str] = [
+FAST_YOLO_BACKBONE: Layers = [
     (16, 3, 1), "M", (32, 3, 1), "M", (64, 3, 1), "M", (128, 3, 1), "M",
     (256, 3, 1), "M", (512, 3, 1), "M", (1024, 3, 1), (1024, 3, 1), (1024, 3, 1),
 ]  # fmt: skip
-
-
-def _make_convs(
-    cfg: list[tuple[int, int, int] | str], in_ch: int, first_conv: int = 1, batch_norm: bool = False
-) -> tuple[OrderedDict[str, nn.Module], int]:
-    layers: OrderedDict[str, nn.Module] = OrderedDict()
-    n_conv, n_pool = first_conv - 1, 0
-    for item in cfg:
-        if item == "M":
-            n_pool += 1
-            layers[f"pool{n_pool}"] = nn.MaxPool2d(2, 2)
-        else:
-            out_ch, k, s = item
-            n_conv += 1
-            layers[f"conv{n_conv}"] = conv_leaky(in_ch, out_ch, k, s, batch_norm)
-            in_ch = out_ch
-    return layers, in_ch
 
 
 class YOLOv1(nn.Module):
@@ -141,8 +97,9 @@ def yolov1(
     ``batch_norm=True, dropout=0.0`` is YOLOv2's "YOLO + batch normalization" ablation (BN on
     every conv, dropout removed)."""
     depth = boxes * 5 + num_classes
-    convs, ch = _make_convs(YOLOV1_BACKBONE, 3, batch_norm=batch_norm)
-    head, ch = _make_convs(YOLOV1_HEAD_CONVS, ch, first_conv=21, batch_norm=batch_norm)
+    # YOLOv1's convs are biased and have no batch norm; YOLOv2's first change to YOLO added it.
+    convs, ch = make_convs(YOLOV1_BACKBONE, 3, batch_norm=batch_norm)
+    head, ch = make_convs(YOLOV1_HEAD_CONVS, ch, first_conv=21, batch_norm=batch_norm)
     head["flatten"] = nn.Flatten(1)
     head["fc1"] = nn.Sequential(
         nn.Linear(ch * grid * grid, 4096), nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
@@ -156,7 +113,7 @@ def yolov1(
 def fast_yolo(num_classes: int = 20, grid: int = 7, boxes: int = 2) -> nn.Module:
     """Fast YOLO (Redmon et al. 2016): 9 convs (darknet yolo-tiny.cfg) + 3 fc, (N, 7, 7, 30)."""
     depth = boxes * 5 + num_classes
-    convs, ch = _make_convs(FAST_YOLO_BACKBONE, 3)
+    convs, ch = make_convs(FAST_YOLO_BACKBONE, 3, batch_norm=False)
     head = OrderedDict(
         flatten=nn.Flatten(1),
         fc1=nn.Linear(ch * grid * grid, 256),

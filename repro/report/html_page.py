@@ -10,15 +10,7 @@ from typing import Any
 
 from repro.report.charts import Chart
 from repro.report.compare import Comparison
-from repro.report.content import (
-    BENCH_NOTE,
-    DEMOS_NOTE,
-    LEGEND,
-    SHOWN,
-    SPEED_NOTE,
-    Content,
-    cell,
-)
+from repro.report.content import BENCH_NOTE, DEMOS_NOTE, LEGEND, SHOWN, SPEED_NOTE, Content, cell
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}

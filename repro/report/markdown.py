@@ -7,15 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from repro.report.charts import Chart
-from repro.report.content import (
-    BENCH_NOTE,
-    DEMOS_NOTE,
-    LEGEND,
-    SHOWN,
-    SPEED_NOTE,
-    Content,
-    cell,
-)
+from repro.report.content import BENCH_NOTE, DEMOS_NOTE, LEGEND, SHOWN, SPEED_NOTE, Content, cell
 
 
 def _md_cell(value: Any) -> str:

@@ -38,10 +38,6 @@ def slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")
 
 
-def torch_version_slug() -> str:
-    return slugify(torch.__version__)
-
-
 def resolve_device(requested: str) -> DeviceInfo:
     """``auto``: the current CUDA device when torch sees one, else the CPU."""
     if requested == "cuda" and not torch.cuda.is_available():
@@ -58,8 +54,3 @@ def resolve_device(requested: str) -> DeviceInfo:
     threads = torch.get_num_threads()
     cores = os.cpu_count() or threads
     return DeviceInfo(torch.device("cpu"), name, f"cpu ({name}, {cores} cores, {threads} threads)")
-
-
-def cuda_version() -> str:
-    """The CUDA runtime torch was built with; empty on a CPU-only build."""
-    return torch.version.cuda or ""

@@ -70,14 +70,14 @@ class NvmlDevice:
         self.handle = handle
         self.index = index
 
-    def utilization_pct(self) -> float:
-        return float(self.nvml.nvmlDeviceGetUtilizationRates(self.handle).gpu)
-
-    def power_w(self) -> float:
-        return self.nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0  # milliwatts
-
-    def memory_used_mb(self) -> float:
-        return self.nvml.nvmlDeviceGetMemoryInfo(self.handle).used / 1e6  # bytes; MLflow's MB
+    def read(self) -> tuple[float, float, float]:
+        """Utilisation (%), power (W; NVML gives milliwatts), memory used (MLflow's MB)."""
+        nvml, handle = self.nvml, self.handle
+        return (
+            float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu),
+            nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0,
+            nvml.nvmlDeviceGetMemoryInfo(handle).used / 1e6,
+        )
 
     def energy_mj(self) -> float | None:
         """Millijoules since the driver loaded (Volta and newer); None where unsupported."""
@@ -235,9 +235,7 @@ class TelemetrySampler:
         if self.host is not None:
             sample.cpu_pct, sample.host_memory_used_mb, sample.host_memory_pct = self.host.read()
         if self.device is not None:
-            sample.utilization_pct = self.device.utilization_pct()
-            sample.power_w = self.device.power_w()
-            sample.memory_used_mb = self.device.memory_used_mb()
+            sample.utilization_pct, sample.power_w, sample.memory_used_mb = self.device.read()
         return sample
 
     def _run(self) -> None:

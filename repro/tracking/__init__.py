@@ -10,6 +10,7 @@ run twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import time
@@ -87,18 +88,15 @@ PARENT_ROLE = "reproduction"  # tag repro.role of the parent run of one paper's 
 def claim_metrics(row: dict[str, Any]) -> dict[str, float]:
     """``<id>.claimed``, ``<id>.measured`` and ``<id>.ratio`` (measured / claimed) of one result
     row, where they are numbers: MLflow's compare view and charts then put them side by side."""
+    cid = row["claim_id"]
     out: dict[str, float] = {}
     for part in ("claimed", "measured"):
-        try:
-            out[f"{row['claim_id']}.{part}"] = float(row[part])
-        except (TypeError, ValueError):
-            pass  # shapes and values not measured stay in tags and the artifact
-    claimed, measured = (
-        out.get(f"{row['claim_id']}.claimed"),
-        out.get(f"{row['claim_id']}.measured"),
-    )
+        # shapes and values not measured stay in tags and the artifact
+        with contextlib.suppress(TypeError, ValueError):
+            out[f"{cid}.{part}"] = float(row[part])
+    claimed, measured = out.get(f"{cid}.claimed"), out.get(f"{cid}.measured")
     if claimed and measured is not None:
-        out[f"{row['claim_id']}.ratio"] = measured / claimed
+        out[f"{cid}.ratio"] = measured / claimed
     return out
 
 

@@ -51,15 +51,6 @@ def save_paper(
     return save_entry("log_paper", uri, reason, fields, f"{paper}-{session}", None, directory)
 
 
-# call -> what `repro sync` says it replayed
-KINDS = {
-    "log_paper": "paper log",
-    "train_run": "training run",
-    "bench": "benchmark session",
-    "report": "report",
-}
-
-
 def pending(directory: Path | str | None = None, uri: str | None = None) -> list[Path]:
     """Spooled entries, oldest first; with ``uri``, only those meant for that store."""
     folder = spool_dir(directory)
@@ -97,7 +88,7 @@ class Replay:
 
     def summary(self) -> str:
         """What was replayed, by kind: "2 paper log(s), 1 report(s)"."""
-        return ", ".join(f"{n} {KINDS[k]}(s)" for k, n in self.kinds.items()) or "nothing"
+        return ", ".join(f"{n} {KINDS[k][0]}(s)" for k, n in self.kinds.items()) or "nothing"
 
 
 def replay(
@@ -112,7 +103,7 @@ def replay(
         entry = _read(path)
         target = uri or entry["uri"]
         try:
-            REPLAYS[entry["call"]](target, entry)
+            KINDS[entry["call"]][1](target, entry)
         except Exception as exc:  # the store's fault, whatever MLflow raises for it
             outcome.error = first_line(exc)
             outcome.remaining = entries[i:]
@@ -131,12 +122,13 @@ def _replay_paper(uri: str, entry: dict[str, Any]) -> None:
     )  # fmt: skip
 
 
-# call -> how its entry is logged (each idempotent: a replay cut off and run again logs once)
-REPLAYS: dict[str, Callable[[str, dict[str, Any]], None]] = {
-    "log_paper": _replay_paper,
-    "train_run": replay_run,
-    "bench": tracking.replay_bench,
-    "report": replay_report,
+# call -> what `repro sync` says it replayed, and how its entry is logged (each idempotent: a
+# replay cut off and run again logs once)
+KINDS: dict[str, tuple[str, Callable[[str, dict[str, Any]], None]]] = {
+    "log_paper": ("paper log", _replay_paper),
+    "train_run": ("training run", replay_run),
+    "bench": ("benchmark session", tracking.replay_bench),
+    "report": ("report", replay_report),
 }
 
 

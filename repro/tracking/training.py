@@ -49,9 +49,11 @@ def open_train_run(
     params: dict[str, Any],
     tags: dict[str, str],
     experiment: str = TRAIN_EXPERIMENT,
-) -> str:
+    datasets: list[dict[str, Any]] | None = None,
+) -> tuple[str, set[int]]:
     """The MLflow run of training run ``run_name`` in "repro/<experiment>": the existing one
-    when the training run resumes (same name), else a new one. Returns its id."""
+    when the training run resumes (same name), else a new one. Returns its id and the steps it
+    holds; ``datasets`` become its inputs while it holds none (a resumed run has them)."""
     client = _client(uri)
     exp_id = _experiment_id(client, uri, experiment)
     found = client.search_runs(
@@ -64,11 +66,10 @@ def open_train_run(
         rid = _create_run(client, exp_id, run_name=run_name).info.run_id
         log_batch(client, rid, params)
     log_batch(client, rid, tags={TRAIN_RUN_TAG: run_name, **tags})
-    return rid
-
-
-def logged_train_steps(uri: str, run_id: str) -> set[int]:
-    return {m.step for m in _client(uri).get_metric_history(run_id, "loss")}
+    logged = {m.step for m in client.get_metric_history(rid, "loss")}
+    if datasets and not logged:
+        log_datasets(uri, rid, datasets)
+    return rid, logged
 
 
 def log_train_steps(uri: str, run_id: str, points: list[dict[str, Any]]) -> None:
@@ -270,10 +271,9 @@ class TrainingRun:
 
     def _open(self) -> None:
         assert self.uri is not None
-        self.run_id = open_train_run(self.uri, self.name, self.params, self.tags, self.experiment)
-        self.logged = logged_train_steps(self.uri, self.run_id)
-        if self.datasets and not self.logged:  # a resumed run has its inputs already
-            log_datasets(self.uri, self.run_id, self.datasets)
+        self.run_id, self.logged = open_train_run(
+            self.uri, self.name, self.params, self.tags, self.experiment, self.datasets
+        )
         self.datasets = []
         self.system_step = logged_system_steps(self.uri, self.run_id)
 
@@ -365,10 +365,8 @@ def replay_run(uri: str, entry: dict[str, Any]) -> None:
     """A spooled training run (TrainingRun's) logged: opened by name (so twice is once), its
     missing points, inputs and end."""
     name, experiment = entry["run_name"], entry["experiment"]
-    rid = open_train_run(uri, name, entry["params"], entry["tags"], experiment)
-    logged = logged_train_steps(uri, rid)
-    if entry.get("datasets") and not logged:
-        log_datasets(uri, rid, entry["datasets"])
+    params, tags, datasets = entry["params"], entry["tags"], entry.get("datasets")
+    rid, logged = open_train_run(uri, name, params, tags, experiment, datasets)
     points = [p for p in entry.get("points", []) if p["step"] not in logged]
     if points:
         log_train_steps(uri, rid, points)
