@@ -178,7 +178,7 @@ def compare(args: argparse.Namespace) -> list[dict[str, object]]:
     import timm
     import torch
 
-    from repro.runtime.device import resolve_device, slugify, torch_version_slug
+    from repro.runtime.device import resolve_device, slugify
 
     device = resolve_device(args.device)
     rows = []
@@ -223,7 +223,8 @@ def compare(args: argparse.Namespace) -> list[dict[str, object]]:
                 ),
             }
         )
-    name = f"compare_timm_{device.slug}_{slugify(args.precision)}_torch{torch_version_slug()}.csv"
+    version = slugify(torch.__version__)
+    name = f"compare_timm_{device.slug}_{slugify(args.precision)}_torch{version}.csv"
     path = Path(args.out) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repro, without installing it
 
 from repro.models import build_model, get_model_spec  # noqa: E402
-from repro.runtime.device import resolve_device, slugify, torch_version_slug  # noqa: E402
+from repro.runtime.device import resolve_device, slugify  # noqa: E402
 from repro.runtime.precision import autocast  # noqa: E402
 from repro.runtime.timing import time_step  # noqa: E402
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         dist.destroy_process_group()
     where = slugify(f"{device.type}-{device.name}")
-    name = f"ddp_one_{where}_{args.precision}_torch{torch_version_slug()}.csv"
+    name = f"ddp_one_{where}_{args.precision}_torch{slugify(torch.__version__)}.csv"
     out = Path(args.out) / name
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as fh:

@@ -22,7 +22,7 @@ from torchvision.io import decode_jpeg, encode_jpeg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # repro, without installing it
 
-from repro.runtime.device import resolve_device, slugify, torch_version_slug  # noqa: E402
+from repro.runtime.device import resolve_device, slugify  # noqa: E402
 from repro.runtime.timing import Timing, time_step  # noqa: E402
 
 COLUMNS = ["timestamp", "status", "decoder", "device", "images", "batch", "height", "width",
@@ -98,10 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     gpu_rate = rows[1].get("images_per_s")
     if cpu_rate and gpu_rate:
         rows[1]["note"] = f"x{gpu_rate / cpu_rate:.2f} the CPU decoder's rate"
-    out = (
-        Path(args.out)
-        / f"jpeg_decode_{slugify(device.type + '-' + device.name)}_torch{torch_version_slug()}.csv"
-    )
+    where, version = slugify(device.type + "-" + device.name), slugify(torch.__version__)
+    out = Path(args.out) / f"jpeg_decode_{where}_torch{version}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS)
