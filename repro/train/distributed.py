@@ -21,8 +21,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-import torch
-
 from repro import tracking
 from repro.errors import ReproError
 from repro.runtime.vocabulary import PARALLEL
@@ -67,7 +65,7 @@ def resolve(config: Config) -> Config:
 
 def validate(config: TrainConfig) -> None:
     """Reject impossible combinations before Ray or any worker starts."""
-    loop.check_precision(config.precision)
+    loop.check_device(config)
     need(
         config.parallel in PARALLEL,
         f"unknown parallelism {config.parallel!r}.",
@@ -108,10 +106,6 @@ def validate(config: TrainConfig) -> None:
             f"data directory {config.data_root} does not exist.",
             "pass --data an ImageFolder root (ROOT/<class>/<image>), or leave --data out to "
             "train on synthetic batches.",
-        )
-    if config.use_gpu and config.workers == 0 and not torch.cuda.is_available():
-        raise ReproError(
-            "a GPU was asked for but torch sees no CUDA device here.", "drop --device gpu."
         )
 
 
