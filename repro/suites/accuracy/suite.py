@@ -182,8 +182,7 @@ def measure_accuracy_group(group: AccuracyGroup) -> GroupOutcome:
     try:
         runs, details = (_cached_runs if group.baseline is None else _comparison_runs)(group)
     except ReproError as exc:
-        rows = [result_for(c, group.paper, None, "error", exc.paragraph()) for c in group.claims]
-        return GroupOutcome(group.key, group.recipe.model, {}, [], {}, rows, paper=group.paper)
+        return failed_outcome(group, exc.paragraph())
     results = []
     for claim in group.claims:
         values = [claim_value(claim, m) for m in runs]
@@ -206,6 +205,12 @@ def measure_accuracy_group(group: AccuracyGroup) -> GroupOutcome:
         elapsed,
         paper=group.paper,
     )
+
+
+def failed_outcome(group: AccuracyGroup, note: str) -> GroupOutcome:
+    """The group's claims as `error` rows saying ``note``."""
+    rows = [result_for(c, group.paper, None, "error", note) for c in group.claims]
+    return GroupOutcome(group.key, group.recipe.model, {}, [], {}, rows, paper=group.paper)
 
 
 def _cached_runs(group: AccuracyGroup) -> tuple[list[dict[str, float]], str]:
