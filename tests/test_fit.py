@@ -16,7 +16,7 @@ from PIL import Image
 from repro.data import augment
 from repro.data.training_sets import LENET_BACKGROUND, LENET_INK, EpochShard, load_dataset
 from repro.errors import DataError, ReproError
-from repro.recipes import AUGMENTATIONS, Recipe, Schedule
+from repro.recipes import AUGMENTATIONS, Optimizer, Recipe, Schedule
 from repro.recipes.schedules import LrSchedule, make_optimizer
 from repro.tracking import spool, training
 from repro.tracking.client import SPOOL_ENV
@@ -96,13 +96,13 @@ def test_make_optimizer_follows_the_recipe() -> None:
     params = [torch.nn.Parameter(torch.zeros(3))]
     sgd = make_optimizer(
         params,
-        {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4},
+        Optimizer(name="sgd", lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4),
     )
     assert isinstance(sgd, torch.optim.SGD)
     group = sgd.param_groups[0]
     assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.9, True, 5e-4)
-    assert isinstance(make_optimizer(params, {"name": "adam", "lr": 1e-3}), torch.optim.Adam)
-    rms = make_optimizer(params, {"name": "rmsprop", "lr": 0.045, "momentum": 0.9})
+    assert isinstance(make_optimizer(params, Optimizer(name="adam", lr=1e-3)), torch.optim.Adam)
+    rms = make_optimizer(params, Optimizer(name="rmsprop", lr=0.045, momentum=0.9))
     assert isinstance(rms, torch.optim.RMSprop) and rms.param_groups[0]["alpha"] == 0.9
 
 

@@ -4,6 +4,7 @@ and the one settings object, resolved from flags over environment over params.ya
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,11 @@ def test_plan_checks_everything_and_writes_nothing(tiny_paper_dir: Path, tmp_pat
     assert "dataset not present: imagenet" in alpha.not_run[0].note
     assert not out.exists()
     with pytest.raises(ReproError, match="file store"):
-        plan_run(["alpha"], settings.replace(tracking_uri="file:///tmp/mlruns"))
+        plan_run(["alpha"], replace(settings, tracking_uri="file:///tmp/mlruns"))
     with pytest.raises(ReproError, match="unknown suite 'speedy'"):
-        plan_run(["alpha"], settings.replace(suites=("speedy",)))
+        plan_run(["alpha"], replace(settings, suites=("speedy",)))
     with pytest.raises(ReproError, match="cannot reach the Ray cluster"):
-        plan_run(["alpha"], settings.replace(use_ray=True, ray_address="127.0.0.1:1"))
+        plan_run(["alpha"], replace(settings, use_ray=True, ray_address="127.0.0.1:1"))
     assert not out.exists()
 
 

@@ -25,12 +25,9 @@ RMSPROP_EPS = 1.0
 _EPS = 1e-9
 
 
-def make_optimizer(
-    params: Iterable[torch.nn.Parameter], optimizer: Optimizer | dict[str, Any]
-) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[torch.nn.Parameter], opt: Optimizer) -> torch.optim.Optimizer:
     """The recipe's optimizer over ``params`` (weight decay as L2 on every parameter, as the
     classic papers applied it)."""
-    opt = optimizer if isinstance(optimizer, Optimizer) else Optimizer.model_validate(optimizer)
     if opt.name == "sgd":
         return torch.optim.SGD(
             params,
@@ -65,14 +62,12 @@ class LrSchedule:
 
     def __init__(
         self,
-        schedule: Schedule | dict[str, Any],
+        schedule: Schedule,
         base_lr: float,
         epochs: float,
         steps_per_epoch: int,
     ) -> None:
-        self.schedule = (
-            schedule if isinstance(schedule, Schedule) else Schedule.model_validate(schedule)
-        )
+        self.schedule = schedule
         self.base_lr = base_lr
         self.epochs = epochs
         self.steps_per_epoch = max(steps_per_epoch, 1)

@@ -49,7 +49,7 @@ def open_parents(run: RunPlan) -> RunPlan:
             print(f"warning: no MLflow parent run for {paper}: {first_line(exc)}", file=sys.stderr)
             continue
         sessions[paper] = session
-    settings = run.settings.replace(mlflow_sessions=sessions, mlflow_parents=parents)
+    settings = replace(run.settings, mlflow_sessions=sessions, mlflow_parents=parents)
     return replace(run, settings=settings)
 
 
@@ -105,7 +105,6 @@ def log(
         entry = run.meta["mlflow"]
         if entry["status"] == "spooled" and not Path(entry["spool"]).exists():
             entry["status"] = "logged after a replay"
-    for run in runs:
         run.meta["mlflow_seconds"] = round(time.perf_counter() - start, 3)
         if replayed:
             run.meta["mlflow_replayed"] = replayed

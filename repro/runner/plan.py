@@ -39,11 +39,9 @@ class RunPlan:
         return [(p.paper, p.of(suite)) for p in self.plans if p.of(suite)]
 
 
-def check_suites(suites: Iterable[str]) -> list[str]:
-    suites = list(suites)
+def check_suites(suites: Iterable[str]) -> None:
     for s in suites:
         get_suite(s)  # names the valid ones
-    return suites
 
 
 def not_run_reason(claim: Claim, paper: Paper, settings: SuiteSettings) -> str | None:

@@ -3,7 +3,6 @@ default) and what a run alone decides (where files go, whether MLflow and Ray ar
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -79,9 +78,6 @@ class RunSettings:
             accuracy=s.accuracy_settings() if needs_accuracy else None,
             params=s,
         )
-
-    def replace(self, **changes: Any) -> RunSettings:
-        return dataclasses.replace(self, **changes)
 
     @cached_property
     def speed_settings(self) -> SpeedSettings:

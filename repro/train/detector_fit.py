@@ -294,7 +294,6 @@ class Detection(RecipeTask):
             )
         batch = recipe.batch_size
         sampler = epoch_sampler(config, len(train_set), batch, rank, world, recipe.train_split)
-        steps = sampler.steps
         pin = device.type == "cuda"
         workers = config.loader_workers
         train_loader = loader(
@@ -314,13 +313,13 @@ class Detection(RecipeTask):
             "train_images": len(train_set),
             "eval_images": count,
             "global_batch": batch,
-            "steps_per_epoch": steps,
+            "steps_per_epoch": sampler.steps,
             "classes": len(classes),
         }
         return DetectionPlan(
             recipe=recipe,
             epochs=float(config.epochs or recipe.epochs),
-            steps_per_epoch=steps,
+            steps_per_epoch=sampler.steps,
             train_loader=train_loader,
             sampler=sampler,
             eval_loader=eval_loader,

@@ -21,8 +21,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-import torch
-
 from repro import tracking
 from repro.errors import ReproError
 from repro.runtime.vocabulary import PARALLEL
@@ -67,7 +65,7 @@ def resolve(config: Config) -> Config:
 
 def validate(config: TrainConfig) -> None:
     """Reject impossible combinations before Ray or any worker starts."""
-    loop.check_precision(config.precision)
+    loop.check_device(config)
     need(
         config.parallel in PARALLEL,
         f"unknown parallelism {config.parallel!r}.",
@@ -108,10 +106,6 @@ def validate(config: TrainConfig) -> None:
             f"data directory {config.data_root} does not exist.",
             "pass --data an ImageFolder root (ROOT/<class>/<image>), or leave --data out to "
             "train on synthetic batches.",
-        )
-    if config.use_gpu and config.workers == 0 and not torch.cuda.is_available():
-        raise ReproError(
-            "a GPU was asked for but torch sees no CUDA device here.", "drop --device gpu."
         )
 
 
@@ -170,39 +164,6 @@ def to_result(config: TrainConfig, out: dict[str, Any]) -> TrainResult:
     )
 
 
-def run_workers(
-    fn: str,
-    payload: dict[str, Any],
-    *,
-    workers: int,
-    run_dir: Path | str,
-    use_gpu: bool = False,
-    ray_address: str | None = None,
-    max_failures: int = 0,
-) -> dict[str, Any]:
-    """Run ``fn(payload, session)`` ("module:function") data-parallel: on ``workers`` Ray Train
-    workers, or (``workers == 0``) once in this process without Ray. The function sets up its
-    own model and data, calls ``session.report`` for checkpoints, and rank 0 returns its record,
-    which comes back under "worker"."""
-    run_dir = Path(run_dir).expanduser().resolve()
-    if workers == 0:
-        module, _, name = fn.partition(":")
-        return _in_process(
-            partial(getattr(importlib.import_module(module), name), payload), run_dir
-        )
-    from repro.execution.train import run_worker_group  # Ray: only for Ray workers
-
-    return run_worker_group(
-        fn,
-        payload,
-        workers=workers,
-        run_dir=run_dir,
-        use_gpu=use_gpu,
-        ray_address=ray_address,
-        max_failures=max_failures,
-    )
-
-
 def run_dir_of(config: TrainConfig | FitConfig) -> Path:
     return Path(str(config.storage_path)) / str(config.run_name)
 
@@ -243,19 +204,28 @@ def follow_lines(path: Path, out: TextIO, every_s: float = FOLLOW_EVERY_S) -> It
 
 
 def launch(config: FitConfig, worker_fn: str) -> FitResult:
-    """Run ``worker_fn`` ("module:function"(payload, session)) over ``config.workers`` workers
-    (resolved and validated already) and collect rank 0's record."""
+    """Run ``worker_fn`` ("module:function"(payload, session)) over ``config.workers`` Ray
+    Train workers, or (``workers == 0``) once in this process without Ray (``config`` resolved
+    and validated already), and collect rank 0's record."""
     if config.tracking_uri:
         tracking.check_tracking_uri(config.tracking_uri)
-    with follow_lines(run_dir_of(config) / EPOCH_LOG, sys.stderr):  # rank 0's epoch lines
-        out = run_workers(
-            worker_fn,
-            config.as_dict(),
-            workers=config.workers,
-            run_dir=run_dir_of(config),
-            use_gpu=config.use_gpu,
-            ray_address=config.ray_address,
-        )
+    run_dir, payload = run_dir_of(config), config.as_dict()
+    with follow_lines(run_dir / EPOCH_LOG, sys.stderr):  # rank 0's epoch lines
+        if config.workers == 0:
+            module, _, name = worker_fn.partition(":")
+            work = partial(getattr(importlib.import_module(module), name), payload)
+            out = _in_process(work, run_dir)
+        else:
+            from repro.execution.train import run_worker_group  # Ray: only for Ray workers
+
+            out = run_worker_group(
+                worker_fn,
+                payload,
+                workers=config.workers,
+                run_dir=run_dir,
+                use_gpu=config.use_gpu,
+                ray_address=config.ray_address,
+            )
     record = out["worker"]
     if record is None:
         raise ReproError(f"run {config.run_name} returned no record from rank 0.")
@@ -266,7 +236,7 @@ def launch(config: FitConfig, worker_fn: str) -> FitResult:
         seeds=record["seeds"],
         environment={**record["environment"], **out.get("environment", {})},
         checkpoint=record.get("checkpoint"),
-        run_dir=str(run_dir_of(config)),
+        run_dir=str(run_dir),
         overhead={k: round(float(v), 4) for k, v in overhead.items()},
-        config=config.as_dict(),
+        config=payload,
     )

@@ -123,7 +123,6 @@ class Classification(RecipeTask):
         sampler = epoch_sampler(
             config, len(train_set), batch, rank, world, f"split {recipe.train_split} of {name}"
         )
-        steps = sampler.steps
         train_loader, eval_loader = shard_loaders(
             train_set, eval_set, sampler, config.loader_workers, pin=device.type == "cuda"
         )
@@ -134,7 +133,7 @@ class Classification(RecipeTask):
             "train_images": len(train_set),
             "eval_images": len(eval_set),
             "global_batch": batch,
-            "steps_per_epoch": steps,
+            "steps_per_epoch": sampler.steps,
             "classes": len(classes),
             "data_source": str(config.data_root or ("scikit-learn" if name == "digits" else "")),
         }
@@ -144,7 +143,7 @@ class Classification(RecipeTask):
         return DataPlan(
             recipe=recipe,
             epochs=float(config.epochs or recipe.epochs),
-            steps_per_epoch=steps,
+            steps_per_epoch=sampler.steps,
             train_loader=train_loader,
             sampler=sampler,
             eval_loader=eval_loader,

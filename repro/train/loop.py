@@ -18,7 +18,7 @@ from repro.models import get_model_spec
 from repro.models.registry import ModelSpec
 from repro.runtime.precision import autocast
 from repro.runtime.vocabulary import PRECISIONS
-from repro.train.config import TrainConfig
+from repro.train.config import FitConfig, TrainConfig
 
 # GoogLeNet (Szegedy et al. 2014, Section 5): the auxiliary classifiers' losses are added to
 # the total loss with weight 0.3 during training.
@@ -103,10 +103,15 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
+def check_device(config: TrainConfig | FitConfig) -> None:
+    """The precision is known, and a GPU asked for in this process (no Ray workers) is seen."""
+    if config.precision not in PRECISIONS:
         raise ReproError(
-            f"unknown precision {precision!r}.", f"use one of {', '.join(PRECISIONS)}."
+            f"unknown precision {config.precision!r}.", f"use one of {', '.join(PRECISIONS)}."
+        )
+    if config.use_gpu and config.workers == 0 and not torch.cuda.is_available():
+        raise ReproError(
+            "a GPU was asked for but torch sees no CUDA device here.", "drop --device gpu."
         )
 
 

@@ -29,7 +29,6 @@ from repro.train.gpipe import build_stage, layer_flops, sequential_layers
 from repro.train.loop import ModelSetup
 from repro.train.towers import AlexNetTower
 
-DATA_PARALLEL = ("none", "ddp", "fsdp")
 DETECTOR_PARALLEL = ("none", "ddp")  # detectors take lists of images and targets
 
 
@@ -220,13 +219,14 @@ def parallelize(
         info=info,
         loss_fn=loss_fn,
     )
-    if p == "towers":
-        return ParallelModel(shard=Shard(), same_loss=True, **common)
     if p == "pipeline":
         stage = PipelineStage(model, rank, world, device, group=group)
         schedule = ScheduleGPipe(stage, config.microbatches, loss_fn=loop.classification_loss)
         return PipelineModel(shard=Shard(), schedule=schedule, **common)
-    return ParallelModel(shard=Shard(rank, world) if p in DATA_PARALLEL else Shard(), **common)
+    towers = p == "towers"  # every tower reads the whole batch
+    return ParallelModel(
+        shard=Shard() if towers else Shard(rank, world), same_loss=towers, **common
+    )
 
 
 def parameter_summary(pm: ParallelModel) -> dict[str, float]:

@@ -68,9 +68,9 @@ def effective_recipe(config: FitConfig) -> Recipe:
 
 
 def check_run_settings(config: FitConfig, recipe: Recipe) -> None:
-    """What every recipe training checks, whatever the task: precision, workers, seeds, the
-    batch split, epochs, steps, loader processes, threads and the GPU."""
-    loop.check_precision(config.precision)
+    """What every recipe training checks, whatever the task: precision and the GPU, workers,
+    seeds, the batch split, epochs, steps, loader processes and threads."""
+    loop.check_device(config)
     need(config.workers >= 0, "--workers must not be negative.", "pass 0 (in-process) or more.")
     need(bool(config.seeds), "no seeds to train (--seeds is empty).", "pass e.g. --seeds 0 1 2.")
     need(
@@ -101,12 +101,6 @@ def check_run_settings(config: FitConfig, recipe: Recipe) -> None:
         f"torch_threads {config.torch_threads} is below 1.",
         "pass 1 or more, or leave it out.",
     )
-    if config.use_gpu and config.workers == 0:
-        need(
-            torch.cuda.is_available(),
-            "a GPU was asked for but torch sees no CUDA device here.",
-            "drop --device gpu.",
-        )
 
 
 @dataclass
@@ -260,40 +254,34 @@ def run_worker(
     config: FitConfig, session: WorkerSession, task: RecipeTask
 ) -> dict[str, Any] | None:
     """Every seed of ``config`` by ``task``, with ``config.torch_threads`` set meanwhile."""
+    entered = time.perf_counter()
     threads = torch.get_num_threads()
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     try:
-        return _fit_seeds(config, session, task)
+        rank, world = session.rank, session.world_size
+        device = loop.select_device(config.use_gpu, session.local_rank, config.precision)
+        plan = task.plan(config, rank, world, device)
+
+        def build(index: int) -> SeedRun:
+            return task.build(config, plan, index, rank, world, device)
+
+        finished, current = _resume(session, config, plan, build)
+        setup_s = time.perf_counter() - entered
+        env = {"device": loop.device_name(device), "world_size": world, "torch": torch.__version__}
+        for index in range(len(finished), len(config.seeds)):
+            run = current or build(index)
+            current = None
+            env = environment(run.pm)
+            log = open_seed_log(config if rank == 0 else None, run, plan)
+            try:
+                run_epochs(session, config, plan, run, finished, log, task)
+            except BaseException:
+                log.close({}, {"diverged": "False"}, "FAILED")  # a rerun reopens the MLflow run
+                raise
+            close_seed_log(log, config, plan, finished[-1])
     finally:
         torch.set_num_threads(threads)
-
-
-def _fit_seeds(
-    config: FitConfig, session: WorkerSession, task: RecipeTask
-) -> dict[str, Any] | None:
-    entered = time.perf_counter()
-    rank, world = session.rank, session.world_size
-    device = loop.select_device(config.use_gpu, session.local_rank, config.precision)
-    plan = task.plan(config, rank, world, device)
-
-    def build(index: int) -> SeedRun:
-        return task.build(config, plan, index, rank, world, device)
-
-    finished, current = _resume(session, config, plan, build)
-    setup_s = time.perf_counter() - entered
-    env = {"device": loop.device_name(device), "world_size": world, "torch": torch.__version__}
-    for index in range(len(finished), len(config.seeds)):
-        run = current or build(index)
-        current = None
-        env = environment(run.pm)
-        log = open_seed_log(config if rank == 0 else None, run, plan)
-        try:
-            run_epochs(session, config, plan, run, finished, log, task)
-        except BaseException:
-            log.close({}, {"diverged": "False"}, "FAILED")  # a rerun reopens the same MLflow run
-            raise
-        close_seed_log(log, config, plan, finished[-1])
     if rank != 0:
         return None
     weights = next((r["weights"] for r in reversed(finished) if r.get("weights")), None)

@@ -11,11 +11,12 @@ from repro.suites.accuracy.reasons import not_run_reason as accuracy_not_run_rea
 from repro.suites.accuracy.suite import (
     AccuracyGroup,
     accuracy_roots,
+    failed_outcome,
     group_accuracy_claims,
     measure_accuracy_group,
 )
 from repro.suites.registry import Suite, SuiteSettings, check_model_refs, register_suite
-from repro.verdicts import GroupOutcome, result_for
+from repro.verdicts import GroupOutcome
 
 
 @register_suite
@@ -46,8 +47,7 @@ class AccuracySuite(Suite[AccuracyGroup]):
         return [measure_accuracy_group(group)]
 
     def failed(self, group: AccuracyGroup, note: str) -> list[GroupOutcome]:
-        rows = [result_for(c, group.paper, None, "error", note) for c in group.claims]
-        return [GroupOutcome(group.key, group.recipe.model, {}, [], {}, rows, paper=group.paper)]
+        return [failed_outcome(group, note)]
 
     def check(self, paper: Paper) -> None:
         """An ablation's baseline model must be registered."""

@@ -77,7 +77,7 @@ def not_run_reason(
         )
     if transferred:
         return transfer_reason(claim, recipe, settings)
-    if comparison:
+    if comparison and recipe.dataset in DETECTION_DATASETS:
         return comparison_reason(claim, recipe, data_roots)
     if claim.metric == PROPOSALS_METRIC and recipe.model not in RPN_DETECTORS:
         return (
@@ -88,7 +88,8 @@ def not_run_reason(
         return rcnn_reason(recipe, settings)
     if claim.metric in DETECTION_METRICS and recipe.model not in settings.weights:
         return detector_training_reason(recipe, data_roots)
-    if claim.metric in CLASSIFICATION_METRICS and recipe.dataset not in TRAINABLE_DATASETS:
+    classifies = comparison or claim.metric in CLASSIFICATION_METRICS
+    if classifies and recipe.dataset not in TRAINABLE_DATASETS:
         return f"classification on {recipe.dataset} is not supported by the accuracy suite"
     if claim.metric in CLASSIFICATION_METRICS and recipe.model not in settings.weights:
         return recipe.cost_reason(settings.use_gpu, settings.epochs)
@@ -173,18 +174,15 @@ def variant_recipe(recipe: Recipe, ref: ModelRef) -> Recipe:
 def comparison_reason(
     claim: Claim, recipe: Recipe, data_roots: Mapping[str, str] | None = None
 ) -> str | None:
-    """Why an ablation claim cannot train both of its variants by ``recipe``, or None."""
+    """Why an ablation claim on detectors cannot train both of its variants by ``recipe``, or
+    None."""
     assert claim.model is not None and claim.baseline is not None  # the schema says so
-    if recipe.dataset in DETECTION_DATASETS:
-        for ref in (claim.model, claim.baseline):
-            reason = detector_training_reason(
-                variant_recipe(recipe, ref), data_roots, weights_hint=False
-            )
-            if reason is not None:
-                return reason
-        return None
-    if recipe.dataset not in TRAINABLE_DATASETS:
-        return f"classification on {recipe.dataset} is not supported by the accuracy suite"
+    for ref in (claim.model, claim.baseline):
+        reason = detector_training_reason(
+            variant_recipe(recipe, ref), data_roots, weights_hint=False
+        )
+        if reason is not None:
+            return reason
     return None
 
 

@@ -182,8 +182,7 @@ def measure_accuracy_group(group: AccuracyGroup) -> GroupOutcome:
     try:
         runs, details = (_cached_runs if group.baseline is None else _comparison_runs)(group)
     except ReproError as exc:
-        rows = [result_for(c, group.paper, None, "error", exc.paragraph()) for c in group.claims]
-        return GroupOutcome(group.key, group.recipe.model, {}, [], {}, rows, paper=group.paper)
+        return failed_outcome(group, exc.paragraph())
     results = []
     for claim in group.claims:
         values = [claim_value(claim, m) for m in runs]
@@ -206,6 +205,12 @@ def measure_accuracy_group(group: AccuracyGroup) -> GroupOutcome:
         elapsed,
         paper=group.paper,
     )
+
+
+def failed_outcome(group: AccuracyGroup, note: str) -> GroupOutcome:
+    """The group's claims as `error` rows saying ``note``."""
+    rows = [result_for(c, group.paper, None, "error", note) for c in group.claims]
+    return GroupOutcome(group.key, group.recipe.model, {}, [], {}, rows, paper=group.paper)
 
 
 def _cached_runs(group: AccuracyGroup) -> tuple[list[dict[str, float]], str]:
@@ -256,13 +261,8 @@ def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[s
         _add_proposals(group, settings, runs, [group.weights])
         return runs, f"weights {Path(group.weights).name}, {protocol_text(recipe)}{limit}"
     if recipe.dataset in DETECTION_DATASETS:
-        return _train_detector(group, settings)
-    seeds = list(range(settings.seeds))
-    result = fit(
-        FitConfig(
-            **_fit_options(group, settings), dataset=recipe.dataset, eval_split=recipe.eval_split
-        )
-    )
+        return _train_detector(group, settings, limit)
+    result = fit(FitConfig(**_fit_options(group, settings)))
     runs = []
     scored = loop_scored(recipe, group.data_root, settings)
     for seed_run in result.seeds:
@@ -273,10 +273,14 @@ def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[s
             runs.append(
                 {"top1_error": seed_run["top1_error"], "top5_error": seed_run["top5_error"]}
             )
+    return runs, f"{_trained_text(recipe, settings)}, {protocol_text(recipe)}{limit}"
+
+
+def _trained_text(recipe: Recipe, settings: AccuracySettings, on: str = "") -> str:
     epochs = settings.epochs or recipe.epochs
-    return runs, (
-        f"trained by recipe {recipe.name} ({epochs:g} epochs, {settings.workers} worker(s), "
-        f"seeds {seeds}), {protocol_text(recipe)}{limit}"
+    return (
+        f"trained by recipe {recipe.name} ({epochs:g} epochs{on}, {settings.workers} worker(s), "
+        f"seeds {list(range(settings.seeds))})"
     )
 
 
@@ -291,7 +295,7 @@ def loop_scored(recipe: Recipe, root: str, settings: AccuracySettings) -> bool:
         return False
     channels = get_model_spec(recipe.model).input_size[0]
     training = center_crop_transform(e, channels)
-    protocol = eval_transform(e.resize, e.crop, 1, channels=_channels(recipe), normalize=False)
+    protocol = eval_transform(e.resize, e.crop, 1, channels=channels, normalize=False)
     split = recipe.eval_split
     ours, _ = load_dataset(recipe.dataset, root, split, training)
     theirs, _ = load_dataset(recipe.dataset, root, split, protocol)
@@ -300,12 +304,6 @@ def loop_scored(recipe: Recipe, root: str, settings: AccuracySettings) -> bool:
         if int(y) != int(z) or a.shape != b.shape or not torch.equal(a, b):
             return False
     return len(ours) == len(theirs)
-
-
-def _channels(recipe: Recipe) -> int:
-    """The input channels of evaluate_weights' protocol: the network's (grey sets are repeated
-    to three channels for an RGB network, as in training)."""
-    return get_model_spec(recipe.model).input_size[0]
 
 
 def _fit_options(group: AccuracyGroup, settings: AccuracySettings) -> dict[str, Any]:
@@ -342,12 +340,11 @@ def _fit_options(group: AccuracyGroup, settings: AccuracySettings) -> dict[str, 
 
 
 def _train_detector(
-    group: AccuracyGroup, settings: AccuracySettings
+    group: AccuracyGroup, settings: AccuracySettings, limit: str
 ) -> tuple[list[dict[str, float]], str]:
     """Train the group's detector by its recipe, one run per seed, each evaluated by the
     recipe's protocol inside the run (the detections of every rank scored once)."""
     recipe = group.recipe
-    seeds = list(range(settings.seeds))
     result = fit_detector(
         DetectorFitConfig(
             **_fit_options(group, settings),
@@ -360,13 +357,8 @@ def _train_detector(
     ]
     _add_proposals(group, settings, runs, [r.get("weights") for r in result.seeds])
     diverged = [r["seed"] for r in result.seeds if r.get("diverged")]
-    epochs = settings.epochs or recipe.epochs
-    limit = f", first {settings.eval_limit} images" if settings.eval_limit else ""
-    note = (
-        f"trained by recipe {recipe.name} ({epochs:g} epochs on {recipe.train_split}, "
-        f"{settings.workers} worker(s), seeds {seeds}), {protocol_text(recipe)}{limit}; "
-        f"{deviations(recipe.model)}"
-    )
+    trained = _trained_text(recipe, settings, f" on {recipe.train_split}")
+    note = f"{trained}, {protocol_text(recipe)}{limit}; {deviations(recipe.model)}"
     if diverged:
         note += f"; seed(s) {diverged} diverged (the training loss was not finite)"
     return runs, note
@@ -410,11 +402,12 @@ def protocol_text(recipe: Recipe) -> str:
 def evaluate_weights(
     recipe: Recipe, root: str, weights: str, settings: AccuracySettings
 ) -> dict[str, float]:
+    device = "cuda" if settings.use_gpu else "cpu"
     if recipe.dataset in DETECTION_DATASETS:
-        device = "cuda" if settings.use_gpu else "cpu"
         return evaluate_detector(recipe, root, weights, limit=settings.eval_limit, device=device)
     e = recipe.evaluation
-    channels = _channels(recipe)
+    # the network's channels (grey sets are repeated to three for an RGB network, as in training)
+    channels = get_model_spec(recipe.model).input_size[0]
     # load_dataset normalizes with the dataset's own statistics (LeNet's for digits)
     transform = eval_transform(e.resize, e.crop, e.crops, channels=channels, normalize=False)
     dataset, classes = load_dataset(recipe.dataset, root, recipe.eval_split, transform)
@@ -422,6 +415,5 @@ def evaluate_weights(
         dataset = torch.utils.data.Subset(dataset, range(min(settings.eval_limit, len(dataset))))
     model = build_model(recipe.model, **{**recipe.model_kwargs, "num_classes": len(classes)})
     load_weights(model, weights)
-    device = "cuda" if settings.use_gpu else "cpu"
     out = evaluate_classifier(model, dataset, crops=e.crops, device=device)
     return {"top1_error": float(out["top1_error"]), "top5_error": float(out["top5_error"])}
