@@ -21,13 +21,6 @@ from repro.models import build_model, get_model_spec
 log = logging.getLogger("repro.evaluation")
 
 
-def _default_sizes(resize: int | None, crop: int | None, input_size: tuple) -> tuple[int, int]:
-    """--crop defaults to the model's input size; --resize to crop / 0.875 (256 for 224)."""
-    crop = crop or int(input_size[-1])
-    resize = resize or round(crop / 0.875)
-    return resize, crop
-
-
 def _spread_indices(count: int, limit: int | None) -> list[int] | None:
     """``limit`` indices spread evenly over ``count`` samples (so every class folder of a
     sorted split is visited), or None for all of them."""
@@ -49,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ReproError("--device cuda: torch sees no CUDA device here.", "use --device cpu.")
-    resize, crop = _default_sizes(args.resize, args.crop, spec.input_size)
+    # --crop defaults to the model's input size; --resize to crop / 0.875 (256 for 224).
+    crop = args.crop or int(spec.input_size[-1])
+    resize = args.resize or round(crop / 0.875)
     transform = eval_transform(resize, crop, args.crops, channels=int(spec.input_size[0]))
     problems = Problems()
     labels = Path(args.labels) if args.labels else None

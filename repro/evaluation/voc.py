@@ -174,12 +174,6 @@ def metric_uses_07(metric: str) -> bool:
         ) from None
 
 
-def _default_classes(annotations: Mapping[str, VocAnnotation]) -> list[str]:
-    """The classes present in the annotations: VOC's order first, any others sorted after."""
-    names = {obj.name for ann in annotations.values() for obj in ann.objects}
-    return [c for c in VOC_CLASSES if c in names] + sorted(names - set(VOC_CLASSES))
-
-
 def _check_detections(
     annotations: Mapping[str, Any],
     detections: Mapping[str, Sequence[Detection]],
@@ -222,7 +216,10 @@ def evaluate_voc(
     ``images`` and ``classes``. A class missing from ``detections`` has no detections (AP 0).
     """
     use_07 = metric_uses_07(metric)
-    class_names = list(classes) if classes is not None else _default_classes(annotations)
+    if classes is None:  # the classes present: VOC's order first, any others sorted after
+        names = {obj.name for ann in annotations.values() for obj in ann.objects}
+        classes = [c for c in VOC_CLASSES if c in names] + sorted(names - set(VOC_CLASSES))
+    class_names = list(classes)
     _check_detections(annotations, detections, class_names)
     per_class: dict[str, dict[str, Any]] = {}
     aps: list[float] = []

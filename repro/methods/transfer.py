@@ -195,7 +195,8 @@ def measure_transfer(
     for k in chosen:
         sides = [sun397.load_split(root, k, split) for split in ("train", "test")]
         if settings.eval_limit:
-            sides = [_first(s, settings.eval_limit) for s in sides]
+            n = settings.eval_limit
+            sides = [replace(s, paths=s.paths[:n], labels=s.labels[:n]) for s in sides]
         bad = set(skipped)
         todo = sorted({p for s in sides for p in s.paths if p not in cache and str(p) not in bad})
         if todo:
@@ -225,10 +226,6 @@ def measure_transfer(
     if skipped:
         note += f"; {len(skipped)} image(s) did not decode and were skipped"
     return runs, note
-
-
-def _first(split: Any, limit: int) -> Any:
-    return replace(split, paths=split.paths[:limit], labels=split.labels[:limit])
 
 
 def _stack(split: Any, cache: dict[Path, dict[str, Any]], layer: str) -> tuple[Any, list[int]]:
