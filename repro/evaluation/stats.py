@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
 from scipy import stats
@@ -14,21 +13,6 @@ from scipy import stats
 from repro.errors import ReproError
 
 Verdict = Literal["reproduced", "deviates"]
-
-
-@dataclass(frozen=True)
-class MeanCI:
-    """Mean and confidence interval. Unpacks as ``mean, low, high``; ``has_interval`` is False
-    when there is a single value (low == high == mean, no spread to estimate)."""
-
-    mean: float
-    low: float
-    high: float
-    has_interval: bool
-    n: int
-
-    def __iter__(self) -> Iterator[float]:
-        return iter((self.mean, self.low, self.high))
 
 
 class WelchResult(NamedTuple):
@@ -51,20 +35,18 @@ def _check_confidence(confidence: float) -> None:
         raise ReproError(f"confidence {confidence} is not in (0, 1).", "pass e.g. 0.95.")
 
 
-def mean_ci(values: Sequence[float], confidence: float = 0.95) -> MeanCI:
-    """Mean with the Student t interval (n - 1 degrees of freedom, standard error s / sqrt(n)).
-    One value: (v, v, v) with ``has_interval`` False. Identical values: a zero-width interval."""
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: the Student t interval (n - 1 degrees of freedom, standard error
+    s / sqrt(n)). One value or identical values: (v, v, v), no spread to estimate."""
     _check_confidence(confidence)
     data = _values(values, "values")
     n = len(data)
     mean = sum(data) / n
-    if n == 1:
-        return MeanCI(mean, mean, mean, False, 1)
-    sem = statistics.stdev(data) / math.sqrt(n)
+    sem = statistics.stdev(data) / math.sqrt(n) if n > 1 else 0.0
     if sem == 0.0:
-        return MeanCI(mean, mean, mean, True, n)
+        return mean, mean, mean
     low, high = stats.t.interval(confidence, n - 1, loc=mean, scale=sem)
-    return MeanCI(mean, float(low), float(high), True, n)
+    return mean, float(low), float(high)
 
 
 def judge_interval(
