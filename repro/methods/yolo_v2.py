@@ -152,13 +152,6 @@ class RegionTargets:
         return RegionTargets(**moved)
 
 
-def shape_iou(w: torch.Tensor, h: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
-    """IoU of boxes (K,) and priors (A, 2) by shape alone, both centred at one point: (K, A)."""
-    inter = torch.minimum(w[:, None], priors[:, 0]) * torch.minimum(h[:, None], priors[:, 1])
-    union = (w * h)[:, None] + priors.prod(-1) - inter
-    return inter / union.clamp(min=1e-12)
-
-
 def encode_targets(
     boxes: list[torch.Tensor], labels: list[torch.Tensor], spec: AnchorSpec
 ) -> RegionTargets:
@@ -186,7 +179,10 @@ def encode_targets(
         t.truth_mask[i, : len(b)] = True
         cx = ((b[:, 0] + b[:, 2]) / 2 * s).clamp(0, s - 1e-4)
         cy = ((b[:, 1] + b[:, 3]) / 2 * s).clamp(0, s - 1e-4)
-        best = shape_iou(w, h, priors).argmax(-1)
+        # IoU of the boxes (K,) and priors (A, 2) by shape alone, centred at one point: (K, A)
+        inter = torch.minimum(w[:, None], priors[:, 0]) * torch.minimum(h[:, None], priors[:, 1])
+        union = (w * h)[:, None] + priors.prod(-1) - inter
+        best = (inter / union.clamp(min=1e-12)).argmax(-1)
         for k in torch.argsort(w * h).tolist():  # ascending area: the larger box overwrites
             col, row, anchor = int(cx[k]), int(cy[k]), int(best[k])
             at = (i, row, col, anchor)
