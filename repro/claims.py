@@ -216,9 +216,7 @@ class Claim(Strict):
     @field_validator("tolerance", mode="before")
     @classmethod
     def _exact(cls, v: Any) -> Any:
-        if v == "exact":
-            return {}
-        return v
+        return {} if v == "exact" else v
 
     @field_validator("model", "relative_to", "baseline", mode="before")
     @classmethod
@@ -365,13 +363,7 @@ def load_paper_file(path: Path) -> Paper:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise yaml_syntax_error(
-            path,
-            text,
-            exc,
-            "correct the YAML syntax at the line and column shown.",
-            ClaimFileError,
-        ) from None
+        raise yaml_syntax_error(path, text, exc, ClaimFileError) from None
     if not isinstance(data, dict):
         raise ClaimFileError(
             f"{path} must hold a mapping with keys paper, title, authors, year, claims.",

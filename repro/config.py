@@ -219,9 +219,7 @@ def parse_settings(
         data = yaml.safe_load(text) or {}
         lines = _key_lines(yaml.compose(text)) if text.strip() else {}
     except yaml.YAMLError as exc:
-        raise yaml_syntax_error(
-            path, text, exc, "correct the YAML syntax at the line and column shown."
-        ) from None
+        raise yaml_syntax_error(path, text, exc) from None
     if not isinstance(data, dict):
         raise ReproError(f"{path} must hold a mapping at the top level.", "see params.yaml.")
     env = os.environ if env is None else env

@@ -140,7 +140,7 @@ def gather(nvml: object | None = None, where: Path | None = None) -> dict[str, s
 
     commit, dirty = git_state(where)
     gpu, driver = _gpus(torch.cuda, nvml)
-    env = {
+    return {  # in ENV_KEYS' order
         "repro": repro.__version__,
         "git_commit": commit,
         "git_dirty": dirty,
@@ -158,7 +158,6 @@ def gather(nvml: object | None = None, where: Path | None = None) -> dict[str, s
         "mlflow": _version("mlflow"),
         "dvc": _version("dvc"),
     }
-    return {k: env[k] for k in ENV_KEYS}
 
 
 @functools.cache

@@ -36,11 +36,12 @@ class DataError(ReproError, ValueError):
 
 
 def yaml_syntax_error(
-    path: object, text: str, exc: Exception, fix: str, error: type[ReproError] = ReproError
+    path: object, text: str, exc: Exception, error: type[ReproError] = ReproError
 ) -> ReproError:
     """A YAML syntax error as PyYAML's problem mark gives it: the file, line and column and the
     problem in the message, then the offending line with a caret under the column (the line
     where the unfinished construct began, when the problem is the end of the file)."""
+    fix = "correct the YAML syntax at the line and column shown."
     problem_mark = getattr(exc, "problem_mark", None)
     context_mark = getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

@@ -54,13 +54,8 @@ def atomic_write_text(path: Path | str, text: str) -> None:
 
 
 def atomic_write_json(path: Path | str, data: Any, **dump: Any) -> None:
-    """``data`` as JSON (``dump``: json.dump's options), with a final newline."""
-
-    def write(fh: IO[str]) -> None:
-        json.dump(data, fh, **dump)
-        fh.write("\n")
-
-    atomic_write(path, write)
+    """``data`` as JSON (``dump``: json.dumps's options), with a final newline."""
+    atomic_write(path, lambda fh: fh.write(json.dumps(data, **dump) + "\n"))
 
 
 def read_text(path: Path | str, error: type[ReproError] = ReproError) -> str:

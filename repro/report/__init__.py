@@ -16,25 +16,11 @@ from repro.environment import process_seconds
 from repro.errors import ReproError
 from repro.files import atomic_write_text
 from repro.report.compare import Comparison
-from repro.report.content import BENCHMARKS_DIR, Charts, Content, build_charts
+from repro.report.content import BENCHMARKS_DIR, Content, build_charts
 from repro.report.hardware import SPEED_DIR, fold_speed, read_speed_runs
 from repro.report.html_page import render_html
 from repro.report.markdown import CHARTS_DIR, render_markdown
 from repro.verdicts import RESULT_COLUMNS, write_results_csv
-
-
-def write_charts(charts: Charts, folder: Path) -> list[Path]:
-    """Each chart as ``folder/<name>.svg``; SVG files of charts no longer drawn are removed."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for chart in charts.all():
-        path = folder / f"{chart.name}.svg"
-        atomic_write_text(path, '<?xml version="1.0" encoding="utf-8"?>\n' + chart.svg + "\n")
-        paths.append(path)
-    for old in folder.glob("*.svg"):
-        if old not in paths:
-            old.unlink()
-    return paths
 
 
 def write_report(
@@ -74,7 +60,13 @@ def write_report(
     charts = build_charts(rows, demos_dir, bench_dir)
     charts.comparison = comparison
     write_results_csv(paths["csv"], rows)
-    write_charts(charts, paths["charts"])
+    paths["charts"].mkdir(parents=True, exist_ok=True)
+    svgs = {paths["charts"] / f"{chart.name}.svg": chart.svg for chart in charts.all()}
+    for svg, text in svgs.items():
+        atomic_write_text(svg, '<?xml version="1.0" encoding="utf-8"?>\n' + text + "\n")
+    for old in paths["charts"].glob("*.svg"):  # charts no longer drawn
+        if old not in svgs:
+            old.unlink()
     content = Content.of(rows, metas, elapsed, demos, demo_times, charts, runs)
     atomic_write_text(paths["markdown"], render_markdown(content))
     atomic_write_text(paths["html"], render_html(content))
@@ -92,8 +84,7 @@ def log_report(paths: dict[str, Path], uri: str) -> tuple[bool, str]:
     from repro.tracking.client import first_line, log, save_entry, warn_once
     from repro.tracking.report import log_report as log_report_run
 
-    charts = len(list(Path(paths["charts"]).glob("*.svg")))
-    tags = {"charts": str(charts)}
+    tags = {"charts": str(len(list(Path(paths["charts"]).glob("*.svg"))))}
     key = new_session()
     if not reachable(uri):
         reason = f"{uri} does not answer"

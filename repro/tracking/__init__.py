@@ -112,7 +112,7 @@ def _log_group(
     """One measured group as one child run of ``parent``, from its measurement's start to end."""
     rows = [r.as_row() for r in g.results]
     # born with its session and group, so a replay can find a run that was cut off early
-    run = _create_run(
+    rid = _create_run(
         client,
         exp_id,
         run_name=g.model_key or "claims without a model",
@@ -123,8 +123,7 @@ def _log_group(
             "mlflow.parentRunId": parent,
         },
         start_time=g.started or None,
-    )
-    rid = run.info.run_id
+    ).info.run_id
     with terminating(client, rid, end_time=g.ended or None):
         params = {
             "model": g.model,
@@ -173,9 +172,8 @@ def _parent_run(
     for g in groups or []:
         for r in g.results:
             counts[r.verdict] = counts.get(r.verdict, 0) + 1
-    # none yet: opened before the measurements (open_paper_run)
-    verdicts = [(f"verdicts.{k}", v, stamp, 0) for k, v in counts.items()]
-    verdicts = verdicts if groups is not None else []
+    # none yet (groups None): opened before the measurements (open_paper_run)
+    verdicts = [(f"verdicts.{k}", v, stamp, 0) for k, v in counts.items() if groups is not None]
     if found:  # opened before the measurements, or a replay's
         rid = found[0].info.run_id
         log_batch(client, rid, metrics=verdicts)
@@ -185,8 +183,7 @@ def _parent_run(
     tags = {"repro.session": session, "paper": paper, "repro.role": PARENT_ROLE}
     command = command or command_line()
     name = f"{paper} ({command_entry(command)}, {session})"
-    run = _create_run(client, exp_id, name, tags, start_time=start)
-    rid = run.info.run_id
+    rid = _create_run(client, exp_id, name, tags, start_time=start).info.run_id
     log_batch(client, rid, {"command": command, "paper": paper}, metrics=verdicts)
     return rid
 
@@ -241,12 +238,8 @@ def log_paper(
 def experiment_links(uri: str, papers: list[str]) -> dict[str, str]:
     """paper -> the MLflow UI link of its experiment's runs (papers without one left out)."""
     client = _client(uri)
-    out = {}
-    for paper in papers:
-        exp = client.get_experiment_by_name(EXPERIMENT_PREFIX + paper)
-        if exp is not None:
-            out[paper] = ui_link(uri, exp.experiment_id)
-    return out
+    exps = {paper: client.get_experiment_by_name(EXPERIMENT_PREFIX + paper) for paper in papers}
+    return {paper: ui_link(uri, e.experiment_id) for paper, e in exps.items() if e is not None}
 
 
 def load_results(uri: str, papers: list[str] | None = None) -> list[dict[str, Any]]:
@@ -271,9 +264,8 @@ def load_results(uri: str, papers: list[str] | None = None) -> list[dict[str, An
             continue
         session = runs[0].data.tags.get("repro.session")
         for run in runs:
-            if run.data.tags.get("repro.session") != session:
-                continue
-            rows.extend(_load_dict(client, run.info.run_id)["rows"])
+            if run.data.tags.get("repro.session") == session:
+                rows.extend(_load_dict(client, run.info.run_id)["rows"])
     return rows
 
 
@@ -400,13 +392,12 @@ def log_demo(
     demo's parent run (:func:`open_parent`, opened before its training runs), finished here;
     None: a new run."""
     client = _client(uri)
-    rid = run_id
-    if rid is None:
+    if run_id is None:
         exp_id = _experiment_id(client, uri, DEMO_EXPERIMENT)
-        rid = _create_run(client, exp_id, run_name=name, tags={"repro.demo": name}).info.run_id
-    with terminating(client, rid):
+        run_id = _create_run(client, exp_id, name, {"repro.demo": name}).info.run_id
+    with terminating(client, run_id):
         stamp = int(time.time() * 1000)
-        log_batch(client, rid, params, metrics=[(k, v, stamp, 0) for k, v in metrics.items()])
+        log_batch(client, run_id, params, metrics=[(k, v, stamp, 0) for k, v in metrics.items()])
         for path in artifacts:
-            client.log_artifact(rid, path)
-    return rid
+            client.log_artifact(run_id, path)
+    return run_id

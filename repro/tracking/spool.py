@@ -57,9 +57,7 @@ def pending(directory: Path | str | None = None, uri: str | None = None) -> list
     if not folder.is_dir():
         return []
     found = sorted(p for p in folder.glob("*.json") if not p.name.startswith("."))
-    if uri is None:
-        return found
-    return [p for p in found if _read(p).get("uri") == uri]
+    return [p for p in found if uri is None or _read(p).get("uri") == uri]
 
 
 def _read(path: Path) -> dict[str, Any]:
