@@ -40,12 +40,6 @@ def is_oom(exc: BaseException) -> bool:
     return False
 
 
-def release_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 @dataclass
 class RetryOutcome(Generic[T]):
     value: T
@@ -62,7 +56,9 @@ def _fitted(step: Callable[[int], T], batch: int) -> tuple[bool, T | None]:
     except Exception as exc:
         if not is_oom(exc):
             raise
-        release_memory()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         return False, None
 
 
