@@ -43,7 +43,6 @@ def is_oom(exc: BaseException) -> bool:
 @dataclass
 class RetryOutcome(Generic[T]):
     value: T
-    requested: int
     used: int
     oom_retries: int
     failed: list[int] = field(default_factory=list)  # batches that ran out of memory
@@ -69,7 +68,7 @@ def run_with_oom_retry(measure: Callable[[int], T], batch: int) -> RetryOutcome[
     while True:
         ok, value = _fitted(measure, b)
         if ok:
-            return RetryOutcome(value, batch, b, len(failed), failed)  # type: ignore[arg-type]
+            return RetryOutcome(value, b, len(failed), failed)  # type: ignore[arg-type]
         failed.append(b)
         if b == 1:
             raise ReproError(
