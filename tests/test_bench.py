@@ -174,7 +174,7 @@ def test_oom_retry_halves_until_it_fits() -> None:
         return f"ran {b}"
 
     outcome = run_with_oom_retry(measure, 32)
-    assert (outcome.value, outcome.requested, outcome.used) == ("ran 4", 32, 4)
+    assert (outcome.value, outcome.used) == ("ran 4", 4)
     assert outcome.oom_retries == 3 and outcome.failed == [32, 16, 8]
     with pytest.raises(ReproError, match="even at batch 1"):
         run_with_oom_retry(lambda b: (_ for _ in ()).throw(_oom(b)), 2)
@@ -352,7 +352,7 @@ def test_gpu_row_from_fake_telemetry_has_energy_per_image_and_mfu() -> None:
         64, timing, telemetry, MemoryPeaks(1000.0, 1200.0, 900.0), int(494.75e10), "", None, None
     )
     config = BenchConfig("resnet50", precision="bf16", batch_size=64)
-    row = single_device_row(config, h100, m, RetryOutcome(m, 64, 64, 0), None)
+    row = single_device_row(config, h100, m, RetryOutcome(m, 64, 0), None)
     assert row["energy_j_per_image"] == pytest.approx(25.6 / (4 * 64))
     assert row["gpu_util_pct"] == pytest.approx(95.0) and row["power_w"] == pytest.approx(650.0)
     assert row["nvml_memory_used_mb"] == 6000.0 and row["cuda_peak_reserved_mb"] == 1200.0

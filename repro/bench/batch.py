@@ -40,16 +40,9 @@ def is_oom(exc: BaseException) -> bool:
     return False
 
 
-def release_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 @dataclass
 class RetryOutcome(Generic[T]):
     value: T
-    requested: int
     used: int
     oom_retries: int
     failed: list[int] = field(default_factory=list)  # batches that ran out of memory
@@ -62,7 +55,9 @@ def _fitted(step: Callable[[int], T], batch: int) -> tuple[bool, T | None]:
     except Exception as exc:
         if not is_oom(exc):
             raise
-        release_memory()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         return False, None
 
 
@@ -73,7 +68,7 @@ def run_with_oom_retry(measure: Callable[[int], T], batch: int) -> RetryOutcome[
     while True:
         ok, value = _fitted(measure, b)
         if ok:
-            return RetryOutcome(value, batch, b, len(failed), failed)  # type: ignore[arg-type]
+            return RetryOutcome(value, b, len(failed), failed)  # type: ignore[arg-type]
         failed.append(b)
         if b == 1:
             raise ReproError(

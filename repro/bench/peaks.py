@@ -70,18 +70,12 @@ PEAK_TABLE: tuple[PeakEntry, ...] = (
 NO_PEAK = "no published peak for this device"
 
 
-def find_peak_entry(device_name: str) -> PeakEntry | None:
-    for entry in PEAK_TABLE:
-        if re.search(entry.pattern, device_name, flags=re.IGNORECASE):
-            return entry
-    return None
-
-
 def peak_flops(device_type: str, device_name: str, precision: str) -> tuple[float | None, str]:
     """Dense peak FLOP/s of one device at this precision, or None and the reason."""
     if device_type != "cuda":
         return None, f"{NO_PEAK} (cpu run)"
-    entry = find_peak_entry(device_name)
+    found = (e for e in PEAK_TABLE if re.search(e.pattern, device_name, flags=re.IGNORECASE))
+    entry = next(found, None)
     if entry is None:
         return None, f"{NO_PEAK} ({device_name})"
     tflops = entry.tflops.get(precision)

@@ -119,7 +119,8 @@ def single_device_row(
     row.update(data_columns(m.data_waits, m.timing))
     if auto is not None:
         how = "the cap" if auto.capped else "the largest that fitted"
-        notes.append(f"auto batch {auto.batch} ({how}; tried {_tried(auto.tried)})")
+        tried = ", ".join(f"{b}{'' if ok else ' OOM'}" for b, ok in auto.tried.items())
+        notes.append(f"auto batch {auto.batch} ({how}; tried {tried})")
     if outcome.oom_retries:
         notes.append(
             f"out of memory at batch {', '.join(map(str, outcome.failed))}; measured at "
@@ -131,10 +132,6 @@ def single_device_row(
     notes.extend(flops_notes)
     row["note"] = "; ".join(notes)
     return row
-
-
-def _tried(tried: dict[int, bool]) -> str:
-    return ", ".join(f"{b}{'' if ok else ' OOM'}" for b, ok in tried.items())
 
 
 def error_row(config: BenchConfig, device: DeviceInfo | None, exc: BaseException) -> dict[str, Any]:

@@ -63,7 +63,10 @@ def benchmark(config: BenchConfig, *, nvml: Any = None) -> BenchResult:
     device = resolve_device(config.device)
     if config.distributed:
         return benchmark_distributed(config, spec, device)
-    model = _build_model(spec, config, device)
+    torch.manual_seed(0)
+    model = spec.build(**config.model_kwargs).to(device.torch_device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     auto = None
     batch = config.batch_size
     if config.auto_batch:
@@ -76,14 +79,6 @@ def benchmark(config: BenchConfig, *, nvml: Any = None) -> BenchResult:
     m = outcome.value
     row = rows.single_device_row(config, device, m, outcome, auto)
     return BenchResult(config, device, row, m.timing, m.telemetry, auto)
-
-
-def _build_model(spec: ModelSpec, config: BenchConfig, device: DeviceInfo) -> nn.Module:
-    torch.manual_seed(0)
-    model = spec.build(**config.model_kwargs).to(device.torch_device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
 
 
 def _search_batch(

@@ -34,7 +34,6 @@ class FastRCNN:
     """Fast R-CNN VGG-16 on one image; :meth:`step` is one image's test time without proposals.
     ``trunk`` is the shared convolution, run once per image."""
 
-    takes_proposals = True
     images = 1  # per step
 
     def __init__(

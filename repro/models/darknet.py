@@ -111,13 +111,6 @@ class DarkResidual(nn.Module):
 DARKNET53_BLOCKS = (1, 2, 8, 8, 4)
 
 
-def _dark_stage(in_ch: int, out_ch: int, n_blocks: int) -> nn.Sequential:
-    layers: OrderedDict[str, nn.Module] = OrderedDict(down=ConvBNLeaky(in_ch, out_ch, 3, 2))
-    for i in range(n_blocks):
-        layers[f"res{i + 1}"] = DarkResidual(out_ch)
-    return nn.Sequential(layers)
-
-
 class Darknet53(nn.Module):
     """Darknet-53; with ``num_classes=None`` it has no ``avgpool``/``fc`` (the YOLOv3 backbone).
 
@@ -130,7 +123,9 @@ class Darknet53(nn.Module):
         self.conv1 = ConvBNLeaky(3, 32, 3)
         in_ch = 32
         for i, n_blocks in enumerate(DARKNET53_BLOCKS):
-            self.add_module(f"stage{i + 1}", _dark_stage(in_ch, in_ch * 2, n_blocks))
+            down = ConvBNLeaky(in_ch, in_ch * 2, 3, 2)
+            blocks = [(f"res{j + 1}", DarkResidual(in_ch * 2)) for j in range(n_blocks)]
+            self.add_module(f"stage{i + 1}", nn.Sequential(OrderedDict([("down", down), *blocks])))
             in_ch *= 2
         self.out_channels = in_ch
         self.avgpool: nn.Module | None = None

@@ -40,12 +40,6 @@ class DoubleConv(nn.Sequential):
         super().__init__(layers)
 
 
-def center_crop(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    top = (x.shape[-2] - height) // 2
-    left = (x.shape[-1] - width) // 2
-    return x[..., top : top + height, left : left + width]
-
-
 class Up(nn.Module):
     """Expansive step: 2x2 up-conv halving channels, crop-and-concat the skip, two 3x3 convs."""
 
@@ -56,7 +50,9 @@ class Up(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.upconv(x)
-        skip = center_crop(skip, x.shape[-2], x.shape[-1])
+        height, width = x.shape[-2:]
+        top, left = (skip.shape[-2] - height) // 2, (skip.shape[-1] - width) // 2
+        skip = skip[..., top : top + height, left : left + width]
         return self.conv(torch.cat([skip, x], dim=1))
 
 

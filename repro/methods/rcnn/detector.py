@@ -79,7 +79,6 @@ class RCNN:
     """R-CNN's per-proposal CNN on one image; :meth:`step` is one image's test time without
     proposals, ``crops_per_step`` the CNN forward passes it makes (one per proposal)."""
 
-    takes_proposals = True
     images = 1  # per step
 
     def __init__(

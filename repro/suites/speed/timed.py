@@ -33,7 +33,6 @@ class Timed(Protocol):
     proposals excluded); ``probe`` is a cheap part of it that, times ``probe_scale``,
     estimates a step (for choosing iterations and repeats)."""
 
-    takes_proposals: bool
     probe_scale: int
     images: int
 
@@ -45,7 +44,6 @@ class Timed(Protocol):
 class Forward:
     """One forward pass of a registered model in eval mode on ``batch`` images."""
 
-    takes_proposals = False
     probe_scale = 1
 
     def __init__(

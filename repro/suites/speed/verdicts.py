@@ -97,16 +97,11 @@ def arithmetic(claim: Claim, gmacs: dict[str, float]) -> str:
     return text + "."
 
 
-def measured_on(claim: Claim) -> str:
-    """What the row's "measured on" column says: the pipeline(s) timed."""
-    text = " vs ".join(_pipeline_keys(claim))
-    return text + (" (+ selective search)" if needs_selective_search(claim) else "")
-
-
 def speed_row(claim: Claim, paper: str, value: float | None, verdict: str, note: str) -> Result:
     """A result row whose "measured on" column names the pipeline(s) timed."""
     row = result_for(claim, paper, value, verdict, note)
-    row.model = measured_on(claim)
+    selective = " (+ selective search)" if needs_selective_search(claim) else ""
+    row.model = " vs ".join(_pipeline_keys(claim)) + selective
     return row
 
 
