@@ -53,8 +53,9 @@ def test_eval_transform_shapes_crops_and_normalization() -> None:
     wide = Image.new("RGB", (400, 300))
     assert eval_transform(256, 224)(wide).shape == (3, 224, 224)
     assert eval_transform(36, 32, channels=1)(wide).shape == (1, 32, 32)
+    assert eval_transform(200, 224)(wide).shape == (3, 224, 224)  # padded around 266x200
     with pytest.raises(ReproError, match="larger"):
-        eval_transform(200, 224)
+        eval_transform(200, 224, crops=10)
 
 
 class CropLookup(nn.Module):
@@ -136,3 +137,15 @@ def test_unreadable_images_are_counted_skips() -> None:
     all_broken = Filled([[0]] * 2, [0] * 2, broken={0, 1})
     result = evaluate_classifier(model, all_broken, progress=False)
     assert result["images"] == 0 and result["skipped"] == 2 and math.isnan(result["top1_error"])
+
+
+def test_a_centre_crop_beyond_the_image_pads_it_and_tencrop_refuses() -> None:
+    """LeNet-5's protocol: a 28x28 image centred in its 32x32 field (zeros around), as the
+    training's centre crop feeds it; TenCrop's corners cannot pad, so it names the fix."""
+    image = torch.ones(1, 28, 28)
+    padded = eval_transform(28, 32, 1, channels=1, normalize=False)(image)
+    assert padded.shape == (1, 32, 32) and padded.sum() == 28 * 28
+    assert padded[0, 2:30, 2:30].min() == 1 and padded[0, :2].max() == 0
+    with pytest.raises(ReproError, match="TenCrop cannot pad") as err:
+        eval_transform(28, 32, 10, channels=1)
+    assert "--crops 1" in err.value.fix

@@ -77,10 +77,10 @@ def eval_transform(
         raise ReproError(f"--crops {crops} is not supported.", "use 1 (centre) or 10 (TenCrop).")
     if channels not in (1, 3):
         raise ReproError(f"channels={channels} is not supported.", "use 1 or 3.")
-    if crop > resize:
+    if crop > resize and crops != 1:  # a centre crop pads (LeNet-5's 32x32 field around 28x28)
         raise ReproError(
-            f"crop {crop} is larger than the resized shorter side {resize}.",
-            "pass --crop <= --resize (ImageNet: --resize 256 --crop 224).",
+            f"crop {crop} is larger than the resized shorter side {resize}: TenCrop cannot pad.",
+            "pass --crop <= --resize (ImageNet: --resize 256 --crop 224), or --crops 1.",
         )
     if mean is None:
         mean = IMAGENET_MEAN if channels == 3 else (sum(IMAGENET_MEAN) / 3,)
