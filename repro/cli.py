@@ -106,11 +106,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _print_plan(keys: list[str], settings: RunSettings) -> int:
     """Which claims of ``keys`` the suites would measure, and why the others would not run;
     nothing is measured (no Ray, no MLflow)."""
-    from repro.runner.plan import plan_paper
+    from repro.runner.plan import check_claims, plan_paper
 
     totals: Counter[str] = Counter()
-    for key in keys:
-        paper = load_paper(key, settings.papers_dir)
+    papers = [load_paper(key, settings.papers_dir) for key in keys]
+    check_claims(papers, settings.claims)
+    for key, paper in zip(keys, papers, strict=True):
         plan = plan_paper(paper, settings)
         reasons = {r.claim_id: r.note for r in plan.not_run}
         for claim in paper.claims:
@@ -132,7 +133,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     flags = ("tracking_uri", "no_mlflow", "ray_address", "no_ray", "weights", "seeds", "papers_dir")
     settings = runner.RunSettings.resolve(
-        args.params, suites=args.suite, out_dir=args.out, **{k: getattr(args, k) for k in flags}
+        args.params,
+        suites=args.suite,
+        out_dir=args.out,
+        claims=[c for text in args.claims or () for c in text.split(",") if c.strip()],
+        **{k: getattr(args, k) for k in flags},
     )
     keys = args.papers or (list_papers(settings.papers_dir) if args.all else None)
     if not keys:
@@ -280,6 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="accuracy suite: training runs per recipe (verdicts then use a 95%% confidence "
         "interval; default params.yaml accuracy.seeds)",
+    )
+    p.add_argument(
+        "--claims",
+        action="append",
+        metavar="ID[,ID]",
+        help="measure only these claims (ids as `repro papers PAPER --claims` lists them; "
+        "repeatable); the others are not-run, not selected",
     )
     p.add_argument("--out", default="reports/measurements", help="measurement directory")
     p.add_argument("--papers-dir", help="directory of paper YAML files (default: repro/papers)")

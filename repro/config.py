@@ -10,7 +10,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +23,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 Retime = Literal["auto", "always", "never"]
 RETIME = get_args(Retime)
 RETIME_ENV = "REPRO_RETIME_SPEED"
+RETRAIN_ENV = "REPRO_RETRAIN_ACCURACY"
 SPEED_PAPERS = ("fast_rcnn", "faster_rcnn", "googlenet", "rcnn", "yolo_v1")
 
 
@@ -75,31 +76,65 @@ class SpeedSettings(Section):
     seed: int = 0
 
 
-class SpeedStageSettings(Section):
-    """The DVC speed stage (params.yaml `speed_stage:`): whether it re-times the speed claims
-    here (REPRO_RETIME_SPEED, --retime), which papers, and the folder the results go to."""
+class CommittedStage(Section):
+    """A DVC stage whose results are committed under benchmarks/<kind>_claims/<environment>/:
+    whether it measures again here (``mode``: always, never, or auto: only where torch sees a
+    GPU), which papers, and the folder. The report folds the committed results in."""
 
-    retime: Retime = "auto"
-    papers: tuple[str, ...] = SPEED_PAPERS
-    out: Path = Path("benchmarks/speed_claims")
+    SECTION: ClassVar[str]  # its params.yaml section
+    MODE: ClassVar[str]  # the field holding the mode, e.g. retime
+    ENV: ClassVar[str]  # the environment variable over it
+    COST: ClassVar[str]  # why auto keeps the committed results on a CPU
+    papers: tuple[str, ...]
+    out: Path
 
-    @field_validator("retime", mode="before")
+    @field_validator("retime", "retrain", mode="before", check_fields=False)
     @classmethod
-    def _retime_text(cls, value: Any) -> Any:
+    def _mode_text(cls, value: Any) -> Any:
         if isinstance(value, bool):  # YAML reads true / false as booleans
             return "always" if value else "never"
         return value.strip().lower() if isinstance(value, str) else value
 
+    @property
+    def mode(self) -> Retime:
+        return getattr(self, self.MODE)
+
     def decide(self, has_gpu: bool) -> tuple[bool, str]:
-        """(re-time?, why) for a machine with or without a GPU."""
-        if self.retime != "auto":
-            return self.retime == "always", f"speed_stage.retime is {self.retime}"
+        """(measure again?, why) for a machine with or without a GPU."""
+        field = f"{self.SECTION}.{self.MODE}"
+        if self.mode != "auto":
+            return self.mode == "always", f"{field} is {self.mode}"
         if has_gpu:
-            return True, "speed_stage.retime is auto and torch sees a GPU"
+            return True, f"{field} is auto and torch sees a GPU"
         return False, (
-            "speed_stage.retime is auto and this machine has no GPU (re-timing on 2 CPU cores "
-            f"takes about 10 minutes: set it to always, or {RETIME_ENV}=always, to do it anyway)"
+            f"{field} is auto and this machine has no GPU ({self.COST}: set it to always, or "
+            f"{self.ENV}=always, to do it anyway)"
         )
+
+
+class SpeedStageSettings(CommittedStage):
+    """The DVC speed stage (params.yaml `speed_stage:`, REPRO_RETIME_SPEED, --retime)."""
+
+    SECTION: ClassVar[str] = "speed_stage"
+    MODE: ClassVar[str] = "retime"
+    ENV: ClassVar[str] = RETIME_ENV
+    COST: ClassVar[str] = "re-timing on 2 CPU cores takes about 10 minutes"
+    retime: Retime = "auto"
+    papers: tuple[str, ...] = SPEED_PAPERS
+    out: Path = Path("benchmarks/speed_claims")
+
+
+class AccuracyStageSettings(CommittedStage):
+    """The DVC accuracy stage (params.yaml `accuracy_stage:`, REPRO_RETRAIN_ACCURACY,
+    --retrain): trains the papers' recipes by the accuracy suite (`accuracy:` its knobs)."""
+
+    SECTION: ClassVar[str] = "accuracy_stage"
+    MODE: ClassVar[str] = "retrain"
+    ENV: ClassVar[str] = RETRAIN_ENV
+    COST: ClassVar[str] = "training on 2 CPU cores takes about 15 minutes"
+    retrain: Retime = "never"
+    papers: tuple[str, ...] = ("fashion_mnist",)
+    out: Path = Path("benchmarks/accuracy_claims")
 
 
 class DemoParams(Section):
@@ -148,6 +183,7 @@ class Settings(Section):
     data: DataRoots = DataRoots()
     speed: SpeedSettings = SpeedSettings()
     speed_stage: SpeedStageSettings = SpeedStageSettings()
+    accuracy_stage: AccuracyStageSettings = AccuracyStageSettings()
 
     @property
     def tracking_uri(self) -> str:
@@ -180,6 +216,7 @@ ENVIRONMENT: dict[tuple[str, str], str] = {
     ("ray", "address"): "RAY_ADDRESS",
     ("mlflow", "tracking_uri"): "MLFLOW_TRACKING_URI",
     ("speed_stage", "retime"): RETIME_ENV,
+    ("accuracy_stage", "retrain"): RETRAIN_ENV,
     **{(s, f): f"REPRO_{s.upper()}_{f.upper()}" for s, m in
        (("accuracy", AccuracyParams), ("speed", SpeedSettings), ("data", DataRoots))
        for f in m.model_fields},
@@ -191,6 +228,7 @@ FLAGS: dict[str, tuple[str, str | None, str]] = {
     "tracking_uri": ("mlflow", "tracking_uri", "--tracking-uri"),
     "seeds": ("accuracy", "seeds", "--seeds"),
     "retime": ("speed_stage", "retime", "--retime"),
+    "retrain": ("accuracy_stage", "retrain", "--retrain"),
     "suites": ("suites", None, "--suite"),
 }
 

@@ -70,7 +70,13 @@ def _git(*args: str, cwd: Path) -> str | None:
 
 # What the pipeline itself writes into tracked files: a change there is a result, not a change
 # to what produced it, so it does not make the tree dirty.
-GENERATED = ("reports", "dvc.lock", "benchmarks/results", "benchmarks/speed_claims")
+GENERATED = (
+    "reports",
+    "dvc.lock",
+    "benchmarks/results",
+    "benchmarks/speed_claims",
+    "benchmarks/accuracy_claims",
+)
 
 
 def git_state(where: Path | None = None) -> tuple[str, str]:

@@ -4,10 +4,11 @@ leaves an earlier good copy as it was, and the error names the path and says wha
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,6 +52,17 @@ def atomic_write(path: Path | str, write: Callable[[IO[str]], Any]) -> None:
 
 def atomic_write_text(path: Path | str, text: str) -> None:
     atomic_write(path, lambda fh: fh.write(text))
+
+
+def write_csv(path: Path | str, columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> None:
+    """A CSV table of ``columns`` (other keys ignored, missing ones empty), atomically."""
+
+    def write(fh: IO[str]) -> None:
+        w = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore", restval="")
+        w.writeheader()
+        w.writerows(rows)
+
+    atomic_write(path, write)
 
 
 def atomic_write_json(path: Path | str, data: Any, **dump: Any) -> None:

@@ -7,15 +7,14 @@ the report import it and it imports none of them back.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from repro.claims import SHAPE_METRICS, Claim, ModelRef, Paper
-from repro.files import atomic_write
+from repro.files import write_csv
 
 # `measured`: an absolute time or rate measured on other hardware than the paper's, recorded
 # beside the paper's hardware and not judged (the speed suite judges ratios instead).
@@ -142,6 +141,7 @@ class GroupOutcome:
     paper: str = ""
     started: float = 0.0  # epoch seconds: when the measurement began and ended (MLflow's times)
     ended: float = 0.0
+    curve: list[dict[str, Any]] = field(default_factory=list)  # training: a row per seed, epoch
 
     def record(self) -> dict[str, Any]:
         """As JSON keeps it (the MLflow spool): the results as rows."""
@@ -169,10 +169,4 @@ def order_results(paper: Paper, results: Iterable[Result]) -> list[Result]:
 
 def write_results_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """The flat results table (RESULT_COLUMNS), written atomically."""
-
-    def write(fh: IO[str]) -> None:
-        w = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-
-    atomic_write(path, write)
+    write_csv(path, RESULT_COLUMNS, rows)

@@ -4,6 +4,7 @@ a paper file of the test's own (LeNet-5 on scikit-learn's digits, in-process).""
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from repro.models import build_model
 from repro.runner import run_papers
 from repro.runner.plan import plan_paper
 from repro.runner.settings import RunSettings
+from repro.runner.write import CURVE_COLUMNS
 from repro.suites.accuracy import reasons, run_key, suite
 from repro.suites.accuracy.reasons import not_run_reason
 from repro.suites.accuracy.suite import evaluate_weights, group_accuracy_claims, judge_runs
@@ -187,11 +189,21 @@ def digits_paper(tmp_path: Path):
 
 def test_accuracy_suite_trains_by_the_recipe_and_judges(digits_paper, tmp_path: Path) -> None:
     settings = AccuracySettings(workers=0, seeds=1, storage=str(tmp_path / "runs"))
-    results = {
-        r.claim_id: r
-        for r in measure_paper_local(digits_paper, ["accuracy"], {}, accuracy=settings)
-    }
+    out = tmp_path / "out"
+    run = RunSettings(
+        suites=("accuracy",), out_dir=out, use_ray=False, papers_dir=tmp_path, accuracy=settings
+    )
+    (paper_run,) = run_papers(["digits_test"], run)
+    results = {r.claim_id: r for r in paper_run.results}
+    # the training curve beside the results: a row per epoch, the last one the judged error
+    with (out / "digits_test.curve.csv").open(newline="") as fh:
+        curve = list(csv.DictReader(fh))
+    assert list(curve[0]) == list(CURVE_COLUMNS)
+    assert [int(r["epoch"]) for r in curve] == list(range(1, len(curve) + 1))
+    assert {r["recipe"] for r in curve} == {"lenet5-digits"} and float(curve[-1]["lr"]) > 0
+    assert float(curve[-1]["images_per_s"]) > 0
     trained = results["error"]
+    assert float(trained.measured) == pytest.approx(float(curve[-1]["top1_error"]), abs=1e-3)
     assert trained.verdict in ("reproduced", "deviates"), trained.note
     assert 0.0 <= float(trained.measured) < 10.0, trained  # it learned: chance is 90%
     assert "trained by recipe lenet5-digits" in trained.note

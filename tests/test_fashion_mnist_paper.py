@@ -27,6 +27,7 @@ TRAIN_IMAGES = 60_000
 # accuracy claim -> a word of its README row that no other row of the table shares with it
 ROW_KEYS = {
     "tf-cnn-accuracy": "Tensorflow's doc",
+    "tf-cnn-accuracy-cpu-budget": "Tensorflow's doc",
     "lenet5-2conv-accuracy": "Kashif Rasul",
     "alexnet-accuracy": "AlexNet with Triplet loss",
     "googlenet-accuracy": "GoogleNet with cross-entropy loss",
@@ -71,6 +72,19 @@ def test_the_lenet_claim_says_its_network_is_not_the_rows() -> None:
     claim = next(c for c in PAPER.claims if c.id == "lenet5-2conv-accuracy")
     assert "differs from the row's" in claim.note
     assert "harness's choice" in PAPER.recipe_for(claim).note
+
+
+def test_the_cpu_budget_tf_cnn_claim_says_how_its_recipe_differs() -> None:
+    row, budget = (next(c for c in PAPER.claims if c.id == i) for i in ROW_KEYS if "tf-cnn" in i)
+    assert (budget.row, budget.value, budget.model) == (row.row, row.value, row.model)
+    assert "differs from" in budget.note and "not tuned on the" in budget.note
+    faithful, cheap = PAPER.recipe_for(row), PAPER.recipe_for(budget)
+    same = ("model", "dataset", "dropout", "input_size", "augmentation", "evaluation", "schedule")
+    assert all(getattr(faithful, k) == getattr(cheap, k) for k in same)
+    assert cheap.optimizer.name == "adam" and not cheap.needs_gpu
+    # 10 epochs of batch 100: 6,000 steps where the row's recipe takes 200,000
+    assert cheap.epochs * TRAIN_IMAGES / cheap.batch_size == 6000
+    assert faithful.epochs * TRAIN_IMAGES / faithful.batch_size == pytest.approx(200_000, abs=1)
 
 
 def test_costly_rows_train_only_with_a_gpu_or_a_budget() -> None:

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from repro.report import write_report
-from repro.report.hardware import fold_speed, hardware_label, read_speed_runs
+from repro.report.hardware import fold_runs, hardware_label, read_runs
 from repro.verdicts import RESULT_COLUMNS
 
 COMMITTED = Path(__file__).resolve().parents[1] / "benchmarks" / "speed_claims"
@@ -57,12 +57,12 @@ def test_labels_name_the_chip_precision_and_torch() -> None:
 
 
 def test_each_hardware_replaces_the_placeholders_with_its_rows(tmp_path: Path) -> None:
-    runs = read_speed_runs(second_hardware(tmp_path))
+    runs = read_runs(second_hardware(tmp_path))
     assert len(runs) == 2
     timed = {(r["paper"], r["claim_id"]) for r in runs[0].rows}
     paper, claim_id = sorted(timed)[0]
     other = dict(placeholder(paper, "analytic-one"), kind="analytic", verdict="reproduced")
-    folded = fold_speed([placeholder(paper, claim_id), other], [], runs)
+    folded = fold_runs([placeholder(paper, claim_id), other], [], runs)
     mine = [r for r in folded if r["claim_id"] == claim_id]
     assert {r["hardware"] for r in mine} == {run.label for run in runs}  # one row per hardware
     assert all(r["note"] != "measured by the speed suite" for r in mine)
@@ -71,12 +71,12 @@ def test_each_hardware_replaces_the_placeholders_with_its_rows(tmp_path: Path) -
 
 def test_a_second_hardware_adds_its_column(tmp_path: Path) -> None:
     speed = second_hardware(tmp_path / "speed")
-    papers = sorted({r["paper"] for run in read_speed_runs(speed) for r in run.rows})
+    papers = sorted({r["paper"] for run in read_runs(speed) for r in run.rows})
     rows = [placeholder(p, "x") for p in papers]
     paths = write_report(rows, [], tmp_path / "out", bench_dir=None, speed_dir=speed)
     results = rows_of(paths["csv"])
     hardware = {r["hardware"] for r in results if r["kind"] == "speed" and r["claim_id"] != "x"}
-    cpu = {run.label for run in read_speed_runs(COMMITTED)}  # the committed CPU folder's label
+    cpu = {run.label for run in read_runs(COMMITTED)}  # the committed CPU folder's label
     assert len(cpu) == 1 and next(iter(cpu)).startswith("cpu")
     assert hardware == {"cuda (NVIDIA H200), bf16, torch 2.11.0+cu130", *cpu}
     md = paths["markdown"].read_text()

@@ -13,8 +13,8 @@ import yaml
 from pipelines import speed as stage_cli
 from repro.config import SPEED_PAPERS, SpeedStageSettings, parse_settings
 from repro.errors import ReproError
-from repro.report.hardware import read_speed_runs
-from repro.suites.speed_stage import committed_folders, results_folder
+from repro.report.hardware import read_runs
+from repro.suites.stages import committed_folders, results_folder
 
 COMMITTED = Path(__file__).resolve().parents[1] / "benchmarks" / "speed_claims"
 TINY = {
@@ -89,5 +89,5 @@ def test_always_retimes_into_the_environment_folder(tmp_path: Path, capsys) -> N
         speed = [r for r in csv.DictReader(fh) if r["kind"] == "speed"]
     timed = [r for r in speed if r["verdict"] != "not-run"]
     assert timed and all(float(r["measured"]) > 0 for r in timed)
-    (run,) = read_speed_runs(tmp_path / "speed_claims")
+    (run,) = read_runs(tmp_path / "speed_claims")
     assert run.folder == str(folder) and len(run.rows) == len(speed)

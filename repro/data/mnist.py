@@ -252,6 +252,26 @@ def published_as(digest: str) -> tuple[str, str] | None:
     return None
 
 
+def identify(root: str | Path) -> str | None:
+    """Which MNIST-format set ``root`` holds (by the layout rule), or None when it holds none:
+    the set whose published digest its train split has (MNIST by its pixel statistics), else
+    the set whose torchvision folder holds it, else MNIST, the format's namesake."""
+    found = [n for n in SETS if any(file_in(idx_folder(root, n), f[0]) for f in FILES.values())]
+    if not found:
+        return None
+    split = "train" if file_in(idx_folder(root, found[0]), FILES["train"][0]) else "test"
+    data = load_split(root, split, found[0])
+    named = published_as(content_sha256(data.images, data.labels))
+    if named is not None:
+        return named[0]
+    if split == "train" and len(data.images) == PUBLISHED["train"]:
+        mean, std = pixel_stats(data.images)
+        if all(abs(a - b) < 1e-4 for a, b in zip((mean, std), MNIST_TRAIN_PIXELS, strict=True)):
+            return "mnist"
+    torchvision = [n for n in found if idx_folder(root, n).parent.name == SETS[n].folder]
+    return (torchvision or ["mnist"])[0]
+
+
 def check_identity(name: str, split: str, data: IdxSplit, digest: str | None = None) -> None:
     """DataError when the split read as ``name`` is another dataset: its digest is another
     set's published one, or (for MNIST, whose digests are not recorded) a full train split has

@@ -43,8 +43,10 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from repro.data import mnist
+from repro.data.augment import center_crop_transform
 from repro.data.imagenet import IMAGENET_MEAN, IMAGENET_STD, ImageNetSplit
 from repro.errors import DataError, ReproError
+from repro.recipes import Evaluation
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "imagenet", "imagefolder")
 DIGITS_SIZE = 32
@@ -232,6 +234,23 @@ def _need_root(name: str, root: str | Path | None) -> Path:
     if not path.is_dir():
         raise DataError(f"data root {path} for dataset {name} does not exist.", "pass --data DIR.")
     return path
+
+
+def mnist_format(
+    root: str | Path, split: str, side: int, channels: int
+) -> tuple[TensorSplit, list[str], str] | None:
+    """The MNIST-format set under ``root`` (Fashion-MNIST or MNIST, told apart by content:
+    mnist.identify) at a network's input: ``side`` x ``side`` (the served image padded up to 32,
+    or resized to a larger side), repeated over ``channels``, normalised by the set's own
+    statistics; with its class names and its name. None when ``root`` holds no such set."""
+    path = Path(root).expanduser()
+    name = mnist.identify(path) if path.is_dir() else None
+    if name is None:
+        return None
+    served = mnist.PUBLISHED["side"] + (2 * MNIST_PAD if name == "mnist" else 0)
+    fit = Evaluation(resize=served if side <= 32 else side, crop=side, crops=1)
+    dataset, classes = load_dataset(name, path, split, center_crop_transform(fit, channels))
+    return dataset, classes, name
 
 
 def _cifar10(root: Path, split: str, transform: Callable[[Any], Any]) -> Any:

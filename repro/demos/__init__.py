@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from repro.files import atomic_write, atomic_write_json
+from repro.files import atomic_write_json, write_csv
 
 
 def write_outputs(
@@ -17,11 +16,5 @@ def write_outputs(
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = out_dir / f"{name}.json", out_dir / f"{name}.csv"
     atomic_write_json(json_path, doc, indent=2, default=str)
-
-    def write_csv(f: IO[str]) -> None:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-
-    atomic_write(csv_path, write_csv)
+    write_csv(csv_path, columns, rows)
     return json_path, csv_path

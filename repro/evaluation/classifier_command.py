@@ -1,5 +1,6 @@
 """`repro eval classifier`: a classifier's top-1/top-5 error on an image-folder split (ImageNet's
-layout), its weights from a file; the JSON result to stdout."""
+layout) or an MNIST-format set's (Fashion-MNIST, MNIST), its weights from a file; the JSON result
+to stdout."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from torch.utils.data import Subset
 
 from repro.data.imagenet import ImageNetSplit
 from repro.data.problems import Problems
+from repro.data.training_sets import mnist_format
 from repro.errors import ReproError
 from repro.evaluation.classification import eval_transform, evaluate_classifier
 from repro.evaluation.weights import load_weights
@@ -45,21 +47,35 @@ def run(args: argparse.Namespace) -> int:
     # --crop defaults to the model's input size; --resize to crop / 0.875 (256 for 224).
     crop = args.crop or int(spec.input_size[-1])
     resize = args.resize or round(crop / 0.875)
-    transform = eval_transform(resize, crop, args.crops, channels=int(spec.input_size[0]))
+    channels = int(spec.input_size[0])
     problems = Problems()
-    labels = Path(args.labels) if args.labels else None
-    split = ImageNetSplit(args.data, args.split, transform, labels=labels, problems=problems)
-    if not split.classes or not len(split):
+    idx = mnist_format(args.data, args.split or "test", crop, channels)
+    if idx is not None:  # the protocol of the set's benchmark: the whole image, one crop
+        if args.crops != 1 or args.resize or args.labels:
+            raise ReproError(
+                f"{args.data} holds an MNIST-format set, scored on its whole image: "
+                "--crops 10, --resize and --labels do not apply.",
+                "leave them out (--crop sets the network's input side).",
+            )
+        split, classes, name = idx
+        args.split, resize = args.split or "test", None
+    else:
+        transform = eval_transform(resize, crop, args.crops, channels=channels)
+        labels = Path(args.labels) if args.labels else None
+        args.split = args.split or "val"
+        split = ImageNetSplit(args.data, args.split, transform, labels=labels, problems=problems)
+        classes, name = split.classes, "image folder"
+    if not classes or not len(split):
         raise ReproError(
             f"split {args.split!r} of {args.data} holds no labelled images.",
             "pass the dataset root holding <split>/<class>/*.JPEG, or a flat <split>/ folder "
             "with --labels; `repro data verify imagenet` shows what is there.",
         )
     try:
-        model = build_model(args.model, num_classes=len(split.classes))
+        model = build_model(args.model, num_classes=len(classes))
     except (TypeError, ValueError) as exc:
         raise ReproError(
-            f"model {args.model} cannot be built with num_classes={len(split.classes)} "
+            f"model {args.model} cannot be built with num_classes={len(classes)} "
             f"(the classes of {args.data}/{args.split}): {exc}",
             "evaluate on a dataset with the class count the model supports, or register a "
             "builder taking num_classes.",
@@ -81,8 +97,9 @@ def run(args: argparse.Namespace) -> int:
     out = {
         "model": args.model,
         "data": str(args.data),
+        "dataset": name,
         "split": args.split,
-        "classes": len(split.classes),
+        "classes": len(classes),
         "split_images": len(split),
         "resize": resize,
         "crop": crop,

@@ -42,9 +42,12 @@ CLASSIFIER_EPILOG = """examples:
       --batch-size 128
   repro eval classifier vgg_d --weights vgg16.pt --data /data/imagenet --labels val_labels.txt \\
       --limit 5000
+  repro eval classifier tf_cnn --weights tf_cnn.pt --data /usr/share/datasets/fashion-mnist
 
 Errors are in percent. --crops 1 scores the centre crop; --crops 10 averages the softmax over
-the four corner crops, the centre crop and their mirrors (AlexNet's protocol). Unreadable images
+the four corner crops, the centre crop and their mirrors (AlexNet's protocol). An MNIST-format
+set is scored on its whole 28x28 images (padded or resized to --crop, normalised by the set's own
+statistics), as its benchmark tables are; which set it is, its content says. Unreadable images
 are counted and skipped; a batch that runs out of memory is retried at half the size.
 """
 
@@ -194,14 +197,22 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "classifier",
         help="top-1/top-5 error of a registered classifier with trained weights",
         description="Build MODEL with the dataset's class count, load --weights, and print\n"
-        "its top-1 and top-5 error on an ImageNet-style split as JSON.",
+        "its top-1 and top-5 error on an ImageNet-style split or an MNIST-format set as JSON.",
         epilog=CLASSIFIER_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     c.add_argument("model", metavar="MODEL", help="registered classifier (see `repro models`)")
     c.add_argument("--weights", required=True, metavar="PATH", help="state dict file (.pt)")
-    c.add_argument("--data", required=True, metavar="ROOT", help="ImageNet-style dataset root")
-    c.add_argument("--split", default="val", help="split folder (default val)")
+    c.add_argument(
+        "--data",
+        required=True,
+        metavar="ROOT",
+        help="ImageNet-style dataset root, or a folder of MNIST-format IDX files (Fashion-MNIST, "
+        "MNIST; gzipped or not, flat or torchvision's <set>/raw)",
+    )
+    c.add_argument(
+        "--split", help="split folder (default val); an MNIST-format set's train or test (default)"
+    )
     c.add_argument("--labels", metavar="PATH", help="label file for a flat split folder")
     c.add_argument(
         "--resize", type=int, metavar="N", help="shorter side before cropping (default crop/0.875)"

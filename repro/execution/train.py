@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import ray
 import ray.train
+import torch
 from ray.train import (
     CheckpointConfig,
     CheckpointConsistencyMode,
@@ -101,7 +102,19 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> Any:
     module, _, name = loop_config["fn"].partition(":")
     fn = getattr(importlib.import_module(module), name)
     session = RaySession(Path(loop_config["run_dir"]))
+    # Ray starts a worker with as many threads as CPUs it reserved; say so to torch explicitly
+    torch.set_num_threads(int(loop_config.get("threads", 1)))
     return fn(loop_config["payload"], session, *loop_config["extra"])
+
+
+def worker_cpus(workers: int, use_gpu: bool) -> int:
+    """The CPUs each CPU worker reserves: the free CPUs shared out (a single worker on a 2-core
+    machine gets both, not one), at most a node's; a GPU worker keeps Ray's one."""
+    if use_gpu:
+        return 1
+    free = float(ray.available_resources().get("CPU", 0))
+    node = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
+    return int(max(1, min(node, free // max(workers, 1))))
 
 
 def check_resources(workers: int, use_gpu: bool) -> dict[str, float]:
@@ -158,10 +171,18 @@ def _fit(
     ray_info = init_ray(ray_address)
     resources = check_resources(workers, use_gpu)
     extra = [] if launch is None else [{**launch, "t_launch": time.time()}]
+    cpus = worker_cpus(workers, use_gpu)
+    per_worker = {} if use_gpu else {"resources_per_worker": {"CPU": cpus}}
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"fn": fn, "payload": payload, "run_dir": str(run_dir), "extra": extra},
-        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
+        train_loop_config={
+            "fn": fn,
+            "payload": payload,
+            "run_dir": str(run_dir),
+            "extra": extra,
+            "threads": cpus,
+        },
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu, **per_worker),
         run_config=RunConfig(
             name=run_dir.name,
             storage_path=str(run_dir.parent),
@@ -182,6 +203,7 @@ def _fit(
             "ray": ray.__version__,
             "ray_address": ray_info.get("ray_address", "local"),
             **resources,
+            "cpus_per_worker": cpus,
         },
     }
 

@@ -17,7 +17,7 @@ from repro.errors import ReproError
 from repro.files import atomic_write_text
 from repro.report.compare import Comparison
 from repro.report.content import BENCHMARKS_DIR, Content, build_charts
-from repro.report.hardware import SPEED_DIR, fold_speed, read_speed_runs
+from repro.report.hardware import ACCURACY_DIR, SPEED_DIR, fold_runs, read_runs
 from repro.report.html_page import render_html
 from repro.report.markdown import CHARTS_DIR, render_markdown
 from repro.verdicts import RESULT_COLUMNS, write_results_csv
@@ -33,12 +33,14 @@ def write_report(
     bench_dir: Path | None = BENCHMARKS_DIR,
     comparison: Comparison | None = None,
     speed_dir: Path | None = SPEED_DIR,
+    accuracy_dir: Path | None = ACCURACY_DIR,
 ) -> dict[str, Path]:
     """``demos``: the demonstrations' tables (:func:`read_demos`), shown in their own section;
     ``demo_times``: their stages' wall times (:func:`demo_seconds`); ``demos_dir``: where their
     JSON files (training curves) are; ``bench_dir``: the benchmark files to chart (None: none);
     ``comparison``: a section comparing these results with others (`repro report --compare`);
-    ``speed_dir``: the speed suite's results per hardware to fold in (None: none)."""
+    ``speed_dir``, ``accuracy_dir``: the committed speed and accuracy results per hardware to
+    fold in (None: none)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     missing = [c for c in ("paper", "table", "row", "verdict") if rows and c not in rows[0]]
@@ -47,8 +49,9 @@ def write_report(
             f"the results table lacks the columns {missing}.",
             f"regenerate the measurements; the columns are {', '.join(RESULT_COLUMNS)}.",
         )
-    runs = read_speed_runs(speed_dir)
-    rows = fold_speed(rows, metas, runs) if rows else []
+    runs = read_runs(speed_dir, "speed")
+    trained = read_runs(accuracy_dir, "accuracy")
+    rows = fold_runs(rows, metas, [*runs, *trained]) if rows else []
     rows = sorted(rows, key=lambda r: r["paper"])  # stable: keeps each paper's claim order
     elapsed = process_seconds()  # this process so far: the report stage's wall time
     paths = {

@@ -1,6 +1,7 @@
-"""Where each result was measured, and the speed suite's results from every hardware that has
-them (benchmarks/speed_claims/<environment>/<paper>.csv, as `repro run --suite speed --out`
-writes them) folded into the report: one row per claim and per hardware."""
+"""Where each result was measured, and the committed results of every hardware that has them
+folded into the report: the speed suite's (benchmarks/speed_claims/<environment>/<paper>.csv,
+as `repro run --suite speed --out` writes them) and the accuracy suite's
+(benchmarks/accuracy_claims/...): one row per claim and per hardware."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from repro.report.numbers import measured_text
 from repro.verdicts import VERDICTS
 
 SPEED_DIR = Path("benchmarks/speed_claims")
+ACCURACY_DIR = Path("benchmarks/accuracy_claims")
 
 
 def hardware_label(env: dict[str, Any]) -> str:
@@ -29,16 +31,17 @@ def hardware_label(env: dict[str, Any]) -> str:
 
 @dataclass
 class HardwareRun:
-    """One folder of speed-suite results: the hardware, when, and its speed rows."""
+    """One folder of committed results: the hardware, when, and its rows of one kind."""
 
-    folder: str  # benchmarks/speed_claims/<environment>
+    folder: str  # benchmarks/<kind>_claims/<environment>
     label: str
     finished: str  # the newest paper's finish time in the folder
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def read_speed_runs(root: Path | None = SPEED_DIR) -> list[HardwareRun]:
-    """Every hardware folder under ``root``, with its speed claims (unreadable files skipped)."""
+def read_runs(root: Path | None = SPEED_DIR, kind: str = "speed") -> list[HardwareRun]:
+    """Every hardware folder under ``root``, with its claims of ``kind`` (each paper's
+    <paper>.csv beside its <paper>.json; unreadable files skipped)."""
     if root is None or not Path(root).is_dir():
         return []
     runs = []
@@ -49,7 +52,7 @@ def read_speed_runs(root: Path | None = SPEED_DIR) -> list[HardwareRun]:
         for path in sorted(folder.glob("*.csv")):
             try:
                 with path.open(newline="", encoding="utf-8") as fh:
-                    rows += [r for r in csv.DictReader(fh) if r.get("kind") == "speed"]
+                    rows += [r for r in csv.DictReader(fh) if r.get("kind") == kind]
                 meta = json.loads(path.with_suffix(".json").read_text())
             except (OSError, UnicodeDecodeError, csv.Error, ValueError):
                 continue
@@ -62,19 +65,19 @@ def read_speed_runs(root: Path | None = SPEED_DIR) -> list[HardwareRun]:
     return runs
 
 
-def fold_speed(
+def fold_runs(
     rows: Sequence[dict[str, Any]], metas: Sequence[dict[str, Any]], runs: Sequence[HardwareRun]
 ) -> list[dict[str, Any]]:
     """``rows`` with a ``hardware`` column (where the measure stage ran, from its metadata), and
-    each hardware's speed rows in place of the placeholder rows of the claims it timed."""
+    each hardware's committed rows in place of the rows of the claims it measured."""
     env = next((m.get("environment") for m in metas if m.get("environment")), None)
     here = hardware_label(env) if env else "this machine"
     papers = {r["paper"] for r in rows}
-    timed = {(r["paper"], r["claim_id"]) for run in runs for r in run.rows if r["paper"] in papers}
+    kept = {(r["paper"], r["claim_id"]) for run in runs for r in run.rows if r["paper"] in papers}
     out = [
         dict(r, hardware=r.get("hardware") or here)
         for r in rows
-        if not (r.get("kind") == "speed" and (r["paper"], r.get("claim_id")) in timed)
+        if (r["paper"], r.get("claim_id")) not in kept
     ]
     for run in runs:
         out += [dict(r, hardware=run.label) for r in run.rows if r["paper"] in papers]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from repro import tracking
 from repro.claims import Claim, Paper, load_paper
 from repro.data.roots import data_root, dataset_present
+from repro.errors import ReproError
 from repro.execution.state import check_address, is_initialized
 from repro.runner.settings import RunSettings
 from repro.suites import get_suite, suite_names, suite_of
@@ -47,6 +48,8 @@ def check_suites(suites: Iterable[str]) -> None:
 def not_run_reason(claim: Claim, paper: Paper, settings: SuiteSettings) -> str | None:
     """Why this claim cannot be measured in this run, or None if it can."""
     suites = list(settings.suites)
+    if settings.claims and claim.id not in settings.claims:
+        return f"not selected (--claims {','.join(settings.claims)})"
     suite = suite_of(claim)
     if suite is None:
         return f"kind {claim.kind!r} is outside the selected suites ({', '.join(sorted(suites))})"
@@ -79,6 +82,18 @@ def plan_paper(paper: Paper, settings: SuiteSettings) -> PaperPlan:
     return plan
 
 
+def check_claims(papers: Sequence[Paper], claims: Sequence[str]) -> None:
+    """ReproError naming the first of ``claims`` (--claims) that none of ``papers`` has."""
+    known = {c.id for p in papers for c in p.claims}
+    unknown = [c for c in claims if c not in known]
+    if unknown:
+        keys = [p.paper for p in papers]
+        raise ReproError(
+            f"--claims: no claim {unknown[0]!r} in {', '.join(keys)}.",
+            f"list the ids with `repro papers {' '.join(keys)} --claims`.",
+        )
+
+
 def plan_run(keys: Sequence[str], settings: RunSettings) -> RunPlan:
     """Load and check every paper, the tracking store and the cluster address; plan each
     paper. Raises ReproError naming the file, entry or flag at fault."""
@@ -89,5 +104,6 @@ def plan_run(keys: Sequence[str], settings: RunSettings) -> RunPlan:
     # a Ray already joined (a test's or a DVC stage's shared one) needs no check
     if settings.use_ray and settings.ray_address and not is_initialized():
         check_address(settings.ray_address)
+    check_claims(papers, settings.claims)
     plans = [plan_paper(p, settings) for p in papers]
     return RunPlan(plans, settings)

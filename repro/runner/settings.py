@@ -3,7 +3,7 @@ default) and what a run alone decides (where files go, whether MLflow and Ray ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -29,6 +29,7 @@ class RunSettings:
     use_ray: bool = True  # False: every suite in this process
     num_cpus: int | None = None  # a local Ray's CPUs (default: the machine's)
     papers_dir: Path | None = None  # None: repro/papers
+    claims: tuple[str, ...] = ()  # claim ids to measure (--claims); empty: every claim
     speed: SpeedSettings | None = None  # None: params.yaml speed: and REPRO_SPEED_*
     accuracy: AccuracySettings | None = None  # None: params.yaml accuracy: and weights:
     # per paper: its MLflow session and parent run, opened before measuring (runner.log)
@@ -39,6 +40,7 @@ class RunSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "suites", tuple(self.suites))
+        object.__setattr__(self, "claims", tuple(self.claims))
         if self.out_dir is not None:
             object.__setattr__(self, "out_dir", Path(self.out_dir))
         if self.papers_dir is not None:
@@ -53,6 +55,7 @@ class RunSettings:
         papers_dir: str | Path | None = None,
         no_mlflow: bool = False,
         no_ray: bool = False,
+        claims: Sequence[str] = (),
         **flags: Any,
     ) -> RunSettings:
         """The settings of one run from the params file (default ./params.yaml if present),
@@ -74,6 +77,7 @@ class RunSettings:
             ray_address=None if no_ray else s.ray_address,
             use_ray=not no_ray,
             papers_dir=papers_dir,
+            claims=tuple(claims),
             speed=s.speed if "speed" in chosen else None,
             accuracy=s.accuracy_settings() if needs_accuracy else None,
             params=s,

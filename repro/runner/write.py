@@ -15,10 +15,17 @@ from typing import Any
 import torch
 
 from repro.environment import collect, process_seconds
-from repro.files import atomic_write
+from repro.files import atomic_write, write_csv
 from repro.runner.execute import Execution
 from repro.runner.plan import RunPlan
 from repro.verdicts import GroupOutcome, Result, order_results, write_results_csv
+
+# the training curves of the accuracy suite (OUT/<paper>.curve.csv): a row per recipe, seed and
+# epoch; loss is the training loss, the errors the evaluation split's (percent)
+CURVE_COLUMNS = (
+    "paper", "recipe", "seed", "epoch", "loss", "lr", "top1_error", "top5_error", "map",
+    "images_per_s", "train_s", "eval_s", "seconds",
+)  # fmt: skip
 
 
 @dataclass
@@ -70,6 +77,9 @@ def write(runs: Sequence[PaperRun], out_dir: Path | None) -> None:
         for run in runs:
             write_results_csv(out_dir / f"{run.paper}.csv", [r.as_row() for r in run.results])
             write_meta(run, out_dir)
+            curve = [{"paper": run.paper, **point} for g in run.groups for point in g.curve]
+            if curve:
+                write_csv(out_dir / f"{run.paper}.curve.csv", CURVE_COLUMNS, curve)
 
 
 def finish(runs: Sequence[PaperRun], out_dir: Path | None) -> None:

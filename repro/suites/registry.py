@@ -35,6 +35,7 @@ class SuiteSettings(Protocol):
     data_roots: Mapping[str, str]
     tracking_uri: str | None  # None: no MLflow
     mlflow_parents: Mapping[str, str]  # paper -> its parent run, where opened before measuring
+    claims: Sequence[str]  # claim ids to measure; empty: every claim
 
     @property
     def accuracy_settings(self) -> AccuracySettings: ...

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
+from repro.data.training_sets import mnist_format
 from repro.errors import ReproError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -70,14 +71,21 @@ def global_synthetic_batch(
 
 
 def image_folder(root: str, input_size: tuple[int, ...]):  # noqa: ANN201 - torchvision type
-    """ImageFolder with the usual training augmentation at the model's input size."""
+    """ImageFolder with the usual training augmentation at the model's input size; or an
+    MNIST-format set (Fashion-MNIST, MNIST: IDX files, gzipped or not) at that size, its train
+    split, not augmented (flips and crops change what a digit or garment is)."""
     path = Path(root)
     if not path.is_dir():
         raise ReproError(
             f"data directory {root} does not exist.",
-            "pass --data a directory of class sub-folders (torchvision ImageFolder layout), "
-            "or leave --data out to train on synthetic batches.",
+            "pass --data a directory of class sub-folders (torchvision ImageFolder layout) or "
+            "of MNIST-format IDX files, or leave --data out to train on synthetic batches.",
         )
+    idx = mnist_format(path, "train", int(input_size[-1]), int(input_size[0]))
+    if idx is not None:
+        dataset, classes, _ = idx
+        dataset.classes = classes
+        return dataset
     size = input_size[-1]
     steps = [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip()]
     if input_size[0] == 1:
@@ -90,7 +98,8 @@ def image_folder(root: str, input_size: tuple[int, ...]):  # noqa: ANN201 - torc
     except (FileNotFoundError, RuntimeError) as exc:
         raise ReproError(
             f"{root} is not an ImageFolder dataset: {exc}".replace("\n", " "),
-            "arrange the images as ROOT/<class>/<image>.jpg.",
+            "arrange the images as ROOT/<class>/<image>.jpg, or pass a folder of MNIST-format "
+            "IDX files (train-images-idx3-ubyte[.gz], ...).",
         ) from None
 
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch.utils.data
 
@@ -46,13 +46,26 @@ from repro.suites.accuracy.run_key import key_hash, run_key
 from repro.train.detector_fit import DetectorFitConfig, deviations, fit_detector
 from repro.train.fit import FitConfig, fit
 from repro.train.rcnn import measure_rcnn
+from repro.train.recipe_loop import epoch_point
 from repro.verdicts import GroupOutcome, result_for
 
 PERCENT = 100.0
 # images of one size: the training's evaluation and the protocol treat every image alike
 FIXED_SIZE_DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
-SAME_INPUT_CHECKS = 16  # images of the split whose inputs must agree
-RunCache = dict[str, tuple[list[dict[str, float]], str]]
+SAME_INPUT_CHECKS = 16  # images of the split whose inputs must agree...
+SAME = 1e-5  # ...to float rounding (the two transforms order the same arithmetic differently)
+
+
+class Runs(NamedTuple):
+    """A recipe's runs: each run's metrics (percent), how they were obtained, and the training
+    curve (one row per seed and epoch; empty where nothing trained here)."""
+
+    metrics: list[dict[str, float]]
+    note: str
+    curve: tuple[dict[str, Any], ...] = ()
+
+
+RunCache = dict[str, Runs]
 
 
 @dataclass(frozen=True)
@@ -180,7 +193,7 @@ def measure_accuracy_group(group: AccuracyGroup) -> GroupOutcome:
     recipe's runs, so the variant an ablation shares with a plain claim trains once."""
     start = time.perf_counter()
     try:
-        runs, details = (_cached_runs if group.baseline is None else _comparison_runs)(group)
+        runs, details, curve = (_cached_runs if group.baseline is None else _comparison_runs)(group)
     except ReproError as exc:
         return failed_outcome(group, exc.paragraph())
     results = []
@@ -204,6 +217,7 @@ def measure_accuracy_group(group: AccuracyGroup) -> GroupOutcome:
         results,
         elapsed,
         paper=group.paper,
+        curve=list(curve),
     )
 
 
@@ -213,31 +227,32 @@ def failed_outcome(group: AccuracyGroup, note: str) -> GroupOutcome:
     return GroupOutcome(group.key, group.recipe.model, {}, [], {}, rows, paper=group.paper)
 
 
-def _cached_runs(group: AccuracyGroup) -> tuple[list[dict[str, float]], str]:
+def _cached_runs(group: AccuracyGroup) -> Runs:
     key = f"{group.recipe.model_dump_json()}|{group.weights}"
     if group.recipe.dataset in TRANSFER_DATASETS:  # the claims name the layers measured
         key += "|" + ",".join(c.id for c in group.claims)
     if _counts_proposals(group):
         key += "|proposals"
     if key not in group.cache:
-        group.cache[key] = _runs(group, group.settings)
+        group.cache[key] = Runs(*_runs(group, group.settings))
     return group.cache[key]
 
 
-def _comparison_runs(group: AccuracyGroup) -> tuple[list[dict[str, float]], str]:
+def _comparison_runs(group: AccuracyGroup) -> Runs:
     """Both variants' runs, paired seed by seed: ``model.<metric>`` and ``baseline.<metric>``."""
     assert group.baseline is not None
     model = replace(group, claims=(), weights=None, overrides="", baseline=None)
-    model_runs, model_note = _cached_runs(model)
-    base_runs, base_note = _cached_runs(replace(model, recipe=group.baseline))
+    model_runs, model_note, model_curve = _cached_runs(model)
+    base_runs, base_note, base_curve = _cached_runs(replace(model, recipe=group.baseline))
     runs = [
         {**{f"model.{k}": v for k, v in m.items()}, **{f"baseline.{k}": v for k, v in b.items()}}
         for m, b in zip(model_runs, base_runs, strict=True)
     ]
-    return runs, (
+    note = (
         f"paired by seed: {_variant_text(group.recipe)} {model_note}; baseline "
         f"{_variant_text(group.baseline)} {base_note}"
     )
+    return Runs(runs, note, model_curve + base_curve)
 
 
 def _variant_text(recipe: Recipe) -> str:
@@ -245,8 +260,8 @@ def _variant_text(recipe: Recipe) -> str:
     return f"{recipe.model}({kwargs})"
 
 
-def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[str, float]], str]:
-    """Per-run metrics (percent) and a note on how they were obtained."""
+def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[Any, ...]:
+    """Per-run metrics (percent), a note on how they were obtained and the training curve."""
     recipe = group.recipe
     limit = f", first {settings.eval_limit} images" if settings.eval_limit else ""
     if recipe.dataset in TRANSFER_DATASETS:
@@ -273,7 +288,18 @@ def _runs(group: AccuracyGroup, settings: AccuracySettings) -> tuple[list[dict[s
             runs.append(
                 {"top1_error": seed_run["top1_error"], "top5_error": seed_run["top5_error"]}
             )
-    return runs, f"{_trained_text(recipe, settings)}, {protocol_text(recipe)}{limit}"
+    note = f"{_trained_text(recipe, settings)}, {protocol_text(recipe)}{limit}"
+    return runs, note, training_curve(recipe, result.seeds)
+
+
+def training_curve(recipe: Recipe, seeds: Sequence[Mapping[str, Any]]) -> tuple[dict, ...]:
+    """Every seed's epochs as rows (the recipe, seed, epoch, then the epoch's metrics)."""
+    rows = []
+    for record in seeds:
+        for entry in record.get("history") or []:
+            point = epoch_point(entry)
+            rows.append({"recipe": recipe.name, "seed": record.get("seed"), **point})
+    return tuple(rows)
 
 
 def _trained_text(recipe: Recipe, settings: AccuracySettings, on: str = "") -> str:
@@ -288,8 +314,8 @@ def loop_scored(recipe: Recipe, root: str, settings: AccuracySettings) -> bool:
     """Whether the training's evaluation after its last epoch is the recipe's test protocol,
     so the trained weights need no second pass over the split: one centre crop, the whole
     split (no eval_limit), on a dataset of equally sized images where the training's
-    evaluation transform and the protocol's give the same input tensors (compared on the
-    split's first images)."""
+    evaluation transform and the protocol's give the same input tensors, to float rounding
+    (compared on the split's first images)."""
     e = recipe.evaluation
     if e.crops != 1 or settings.eval_limit or recipe.dataset not in FIXED_SIZE_DATASETS:
         return False
@@ -301,7 +327,7 @@ def loop_scored(recipe: Recipe, root: str, settings: AccuracySettings) -> bool:
     theirs, _ = load_dataset(recipe.dataset, root, split, protocol)
     for i in range(min(SAME_INPUT_CHECKS, len(ours))):
         (a, y), (b, z) = ours[i], theirs[i]
-        if int(y) != int(z) or a.shape != b.shape or not torch.equal(a, b):
+        if int(y) != int(z) or a.shape != b.shape or not torch.allclose(a, b, rtol=0, atol=SAME):
             return False
     return len(ours) == len(theirs)
 
@@ -361,7 +387,7 @@ def _train_detector(
     note = f"{trained}, {protocol_text(recipe)}{limit}; {deviations(recipe.model)}"
     if diverged:
         note += f"; seed(s) {diverged} diverged (the training loss was not finite)"
-    return runs, note
+    return runs, note, training_curve(recipe, result.seeds)
 
 
 def _counts_proposals(group: AccuracyGroup) -> bool:

@@ -23,7 +23,7 @@ from repro.suites.speed.groups import SELECTIVE_SEARCH, SpeedGroup, pipeline_key
 from repro.suites.speed.scene import scene_tensor, synthetic_scene
 from repro.suites.speed.timed import build_pipeline, macs_per_image
 from repro.suites.speed.verdicts import speed_result, speed_row
-from repro.suites.speed_stage import default_device, describe_device
+from repro.suites.stages import default_device, describe_device
 from repro.verdicts import GroupOutcome
 
 MAX_ITERS = 100

@@ -1,10 +1,12 @@
-"""The speed suite's device, and where the pipeline's speed stage (`dvc repro speed`) puts its
-results: benchmarks/speed_claims/<environment>/. Whether the stage re-times at all is
-params.yaml's `speed_stage:` (repro.config.SpeedStageSettings).
+"""The device a suite measures on, and where the pipeline's committed-results stages put their
+results: benchmarks/speed_claims/<environment>/ (`dvc repro speed`) and
+benchmarks/accuracy_claims/<environment>/ (`dvc repro accuracy`). Whether a stage measures at
+all is params.yaml's `speed_stage:` / `accuracy_stage:` (repro.config.CommittedStage).
 
 Re-timing every paper takes about 10 minutes on 2 CPU cores (budget_s caps each pipeline), as
 long as the rest of `make reproduce`, so on a CPU the default (`retime: auto`) keeps the
-committed results and the report renders those; where torch sees a GPU it re-times.
+committed results and the report renders those; where torch sees a GPU it re-times. Training
+Fashion-MNIST's recipes takes about 15 minutes: `retrain: never` unless asked.
 """
 
 from __future__ import annotations
