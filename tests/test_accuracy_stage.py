@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -20,12 +21,15 @@ from repro.config import AccuracyStageSettings, parse_settings
 from repro.data import mnist
 from repro.data.synth import write_mnist
 from repro.errors import ReproError
+from repro.files import write_csv
 from repro.models import build_model
 from repro.report import write_report
 from repro.report.hardware import read_runs
 from repro.runner import stage
 from repro.runner.plan import plan_run
 from repro.runner.settings import RunSettings
+from repro.runner.write import CURVE_COLUMNS
+from repro.suites.accuracy import run_key
 from repro.suites.stages import results_folder
 from repro.verdicts import RESULT_COLUMNS
 
@@ -120,6 +124,9 @@ def test_the_report_renders_committed_accuracy_rows(tmp_path: Path) -> None:
         writer.writerow(committed)
     env = {"device": "cpu", "cpu": "Test CPU", "precision": "fp32", "torch": "2.14.1"}
     (folder / "p.json").write_text(json.dumps({"environment": env, "finished": "2026-12-07"}))
+    curve = [{"paper": "p", "recipe": "r", "seed": 0, "epoch": e, "loss": 1 / e,
+              "top1_error": 20 - e} for e in (1, 2, 3)]  # fmt: skip
+    write_csv(folder / "p.curve.csv", CURVE_COLUMNS, curve)
     measured = [
         _row(paper="p", claim_id="acc", kind="accuracy", claimed="8.4", verdict="not-run",
              note="suite not selected"),
@@ -133,6 +140,12 @@ def test_the_report_renders_committed_accuracy_rows(tmp_path: Path) -> None:
     assert rows["acc"]["verdict"] == "reproduced" and rows["acc"]["measured"] == "8.1"
     assert rows["acc"]["hardware"] == "cpu (Test CPU), fp32, torch 2.14.1"
     assert rows["n"]["verdict"] == "reproduced"  # other kinds stay as measured
+    # the committed curve is drawn in the paper's section of both renderings
+    chart = paths["charts"] / "training-p-cpu-test_fp32_torch2.svg"
+    assert chart.is_file() and "r, seed 0: top1_error 19 at epoch 1, 17 at 3" in chart.read_text()
+    markdown = paths["markdown"].read_text()
+    assert markdown.index("## p") < markdown.index("training-p-cpu-test_fp32_torch2.svg")
+    assert "on cpu (Test CPU), fp32, torch 2.14.1" in paths["html"].read_text()
 
 
 def test_claims_selects_and_names_an_unknown_id(tmp_path: Path) -> None:
@@ -173,3 +186,17 @@ def test_train_and_eval_classifier_read_an_mnist_format_folder(tmp_path: Path, c
     assert 0 <= out["top1_error"] <= 100
     assert main([*base, "--crops", "10"]) == 2
     assert "--crops 10, --resize and --labels do not apply" in capsys.readouterr().err
+
+
+def test_the_run_key_sees_an_mnist_format_set_s_content(tmp_path: Path) -> None:
+    root = write_mnist(tmp_path / "data", {"train": 20, "test": 10})
+    before = run_key.data_fingerprint("mnist", str(root))
+    # the same files, sizes and times, one label changed: another run
+    labels = root / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    info = labels.stat()
+    data = bytearray(labels.read_bytes())
+    data[-1] = (data[-1] + 1) % 10
+    labels.write_bytes(bytes(data))
+    os.utime(labels, ns=(info.st_atime_ns, info.st_mtime_ns))
+    after = run_key.data_fingerprint("mnist", str(root))
+    assert before["entries"] == after["entries"] and before["content"] != after["content"]

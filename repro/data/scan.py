@@ -78,7 +78,7 @@ class Scan:
         items = sorted(self.to_decode.items())
         workers = workers or min(8, os.cpu_count() or 1)
         chunk = 512
-        bar = tqdm(total=len(items), desc="decode", unit="img", disable=not progress)
+        bar = tqdm(total=len(items), desc="decode", unit="img", disable=not progress or not items)
         decoded = 0
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for start in range(0, len(items), chunk):

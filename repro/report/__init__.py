@@ -60,7 +60,7 @@ def write_report(
         "html": out_dir / "index.html",
         "charts": out_dir / CHARTS_DIR,
     }
-    charts = build_charts(rows, demos_dir, bench_dir)
+    charts = build_charts(rows, demos_dir, bench_dir, trained)
     charts.comparison = comparison
     write_results_csv(paths["csv"], rows)
     paths["charts"].mkdir(parents=True, exist_ok=True)

@@ -237,7 +237,9 @@ def training_curves(demos: Path) -> dict[str, dict[str, list[tuple[str, list[flo
     return out
 
 
-def training_chart(demo: str, curves: dict[str, list[tuple[str, list[float]]]]) -> Chart:
+def training_chart(
+    demo: str, curves: dict[str, list[tuple[str, list[float]]]], caption: str = ""
+) -> Chart:
     name = f"training-{demo}"
     metrics = sorted(curves)
     fig, axes = new_figure(4.5 * len(metrics), 3.2, len(metrics))
@@ -261,9 +263,39 @@ def training_chart(demo: str, curves: dict[str, list[tuple[str, list[float]]]]) 
         if len(curves[metric]) <= 8:
             ax.legend(fontsize=7)
     runs = max(len(v) for v in curves.values())
-    caption = f"Per-epoch training curves of the {demo} demonstration ({runs} run(s))."
+    caption = caption or f"Per-epoch training curves of the {demo} demonstration ({runs} run(s))."
     return Chart(name, f"Training: {demo}", to_svg(fig, name, titles), caption)
 
 
 def training_charts(demos: Path) -> list[Chart]:
     return [training_chart(d, c) for d, c in training_curves(demos).items()]
+
+
+def committed_curve_charts(folders: Sequence[tuple[str, str]]) -> dict[str, list[Chart]]:
+    """paper -> a chart of each committed accuracy run's curves (<paper>.curve.csv in each
+    (folder, hardware label)): training loss and test top-1 error per epoch, a line per recipe
+    and seed. Unreadable files are left out."""
+    out: dict[str, list[Chart]] = defaultdict(list)
+    for folder, label in folders:
+        for path in sorted(Path(folder).glob("*.curve.csv")):
+            try:
+                with path.open(newline="", encoding="utf-8") as fh:
+                    rows = list(csv.DictReader(fh))
+                curves: dict[str, list[tuple[str, list[float]]]] = defaultdict(list)
+                runs = sorted({(r["recipe"], r["seed"]) for r in rows})
+                for recipe, seed in runs:
+                    mine = [r for r in rows if (r["recipe"], r["seed"]) == (recipe, seed)]
+                    for metric in ("loss", "top1_error"):
+                        values = [float(r[metric]) for r in mine if r.get(metric)]
+                        if values:
+                            curves[metric].append((f"{recipe}, seed {seed}", values))
+            except (OSError, UnicodeDecodeError, csv.Error, KeyError, ValueError):
+                continue
+            if curves:
+                paper = path.name.removesuffix(".curve.csv")
+                caption = (
+                    f"Per-epoch training curves of {paper}'s recipes on {label}: the committed "
+                    f"run in {path.parent} (top-1 error on the test split after each epoch)."
+                )
+                out[paper].append(training_chart(f"{paper}-{Path(folder).name}", curves, caption))
+    return dict(out)

@@ -170,11 +170,16 @@ class Charts:
     bench: list[Chart] = field(default_factory=list)
     bench_missing: list[str] = field(default_factory=list)  # what had nothing to draw, and why
     training: list[Chart] = field(default_factory=list)
+    trained: dict[str, list[Chart]] = field(default_factory=dict)  # paper -> committed curves
     comparison: Comparison | None = None  # `repro report --compare OTHER`: its lines and chart
 
     def all(self) -> list[Chart]:
         compared = [self.comparison.chart] if self.comparison and self.comparison.chart else []
-        return [*self.overview, *compared, *self.papers.values(), *self.bench, *self.training]
+        trained = [c for charts in self.trained.values() for c in charts]
+        return [
+            *self.overview, *compared, *self.papers.values(), *self.bench, *self.training,
+            *trained,
+        ]  # fmt: skip
 
 
 BENCHMARKS_DIR = Path("benchmarks/results")
@@ -184,6 +189,7 @@ def build_charts(
     rows: Sequence[dict[str, Any]],
     demos_dir: Path | None = None,
     bench_dir: Path | None = BENCHMARKS_DIR,
+    trained: Sequence[HardwareRun] = (),
 ) -> Charts:
     from repro.report import bench_charts, charts
 
@@ -198,6 +204,7 @@ def build_charts(
         out.bench, out.bench_missing = bench_charts.bench_charts(bench, scaling)
     if demos_dir is not None:
         out.training = bench_charts.training_charts(Path(demos_dir))
+    out.trained = bench_charts.committed_curve_charts([(r.folder, r.label) for r in trained])
     return out
 
 

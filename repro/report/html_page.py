@@ -145,6 +145,7 @@ def render_html(content: Content) -> str:
         )
         if paper in drawn.papers:
             parts.append(_html_chart(drawn.papers[paper]))
+        parts += [_html_chart(c) for c in drawn.trained.get(paper, [])]
         for table, trs in tables.items():
             parts.append(
                 f"<h3>{e(table)}</h3><table><tr>"

@@ -78,6 +78,8 @@ def render_markdown(content: Content) -> str:
         out += ["", f"## {paper}", "", f"*{titles.get(paper, paper)}*"]
         if paper in drawn.papers:
             out += _md_chart(drawn.papers[paper])
+        for chart in drawn.trained.get(paper, []):
+            out += _md_chart(chart)
         for table, trs in tables.items():
             out += ["", f"### {table}", ""]
             out += _md_table(SHOWN, [[cell(r, k) for k in SHOWN] for r in trs])

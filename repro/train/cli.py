@@ -58,7 +58,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--data",
         dest="data_root",
         metavar="ROOT",
-        help="ImageFolder root (default: synthetic data)",
+        help="ImageFolder root, or a folder of MNIST-format IDX files (Fashion-MNIST, MNIST: "
+        "its train split, unaugmented, at the model's input size); default: synthetic data",
     )
     p.add_argument(
         "--device",
