@@ -5,18 +5,21 @@ A schema validates every file; errors name the file, the entry and the field at 
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from repro.errors import ClaimFileError, yaml_syntax_error
-from repro.files import read_text
+from repro.errors import ClaimFileError
 from repro.recipes import Recipe, Source, Strict
+from repro.recipes.yaml_input import load_yaml, read_user_file
 
 PAPERS_DIR = Path(__file__).parent / "papers"
+# A paper key and a claim id: lowercase words and digits joined by single dashes or underscores
+# (kebab_case's characters), so a key names a file in its folder and never a path.
+KEY_RULE = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
 
 Kind = Literal["analytic", "speed", "accuracy", "dataset"]
 # A kind of claim is measured by the suite of that name (repro.suites), in this order.
@@ -35,33 +38,31 @@ ANALYTIC_METRICS = {
     "output_size": "spatial size (H, W) of the output of one image",
 }
 SHAPE_METRICS = {"output_shape", "output_size"}
+# Metrics that count or measure something (parameters, operations, images, classes, pixels,
+# seconds, rates, ratios): a claim of zero or less is a slip, save a layer's parameters or
+# operations (a pooling layer has none).
+POSITIVE_METRICS = {
+    *ANALYTIC_METRICS, "time_per_image", "fps", "speedup", "time_ratio", "training_speedup",
+    "training_time", "training_time_ratio", "num_classes", "num_images", "num_labels",
+    "num_objects", "image_side", "train_images_per_class", "proposals_per_image",
+    "objects_per_image", "anchor_width", "anchor_height", "feature_cache_size",
+}  # fmt: skip
+ZERO_IN_A_LAYER = {"params", "weights", "macs", "flops"}
+# Rates in percent, between 0 and 100 (the gains of COMPARISON_METRICS may be negative).
+PERCENT_METRICS = {
+    "accuracy", "top1_accuracy", "top5_accuracy", "top1_error", "top5_error", "map", "map50",
+    "avg_iou",
+}  # fmt: skip
+# A dataset claim's `params`, read by the dataset suite (repro.data.anchors.PARAMS describes
+# them): any other key would be ignored.
+CLAIM_PARAMS = ("k", "priors", "index", "input_size", "seed", "restarts", "split")
 
 UNIT_SCALE: dict[str, float] = {
-    "count": 1.0,
-    "K": 1e3,
-    "M": 1e6,
-    "Ki": 2.0**10,
-    "Mi": 2.0**20,
-    "G": 1e9,
-    "x10^9": 1e9,
-    "B": 1.0,
-    "KB": 1e3,
-    "MB": 1e6,
-    "GB": 1e9,
-    "KiB": 2.0**10,
-    "MiB": 2.0**20,
-    "GiB": 2.0**30,
-    "ratio": 1.0,
-    "x": 1.0,
-    "%": 1.0,
-    "s": 1.0,
-    "ms": 1e-3,
-    "min": 60.0,
-    "h": 3600.0,
-    "px": 1.0,
-    "fps": 1.0,
-    "shape": 1.0,
-}
+    "count": 1.0, "K": 1e3, "M": 1e6, "Ki": 2.0**10, "Mi": 2.0**20, "G": 1e9, "x10^9": 1e9,
+    "B": 1.0, "KB": 1e3, "MB": 1e6, "GB": 1e9, "KiB": 2.0**10, "MiB": 2.0**20, "GiB": 2.0**30,
+    "ratio": 1.0, "x": 1.0, "%": 1.0, "s": 1.0, "ms": 1e-3, "min": 60.0, "h": 3600.0, "px": 1.0,
+    "fps": 1.0, "shape": 1.0,
+}  # fmt: skip
 
 
 class Tolerance(Strict):
@@ -116,6 +117,14 @@ class ModelRef(Strict):
     input_size: list[int] | None = Field(
         default=None, description="(C, H, W); defaults to the registered paper input size"
     )
+
+    @field_validator("kwargs")
+    @classmethod
+    def _finite_kwargs(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+        for name, value in kwargs.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"kwargs.{name} is {value}, not a finite number")
+        return kwargs
 
     def key(self) -> str:
         """A stable identifier for grouping claims measured on the same built model."""
@@ -218,6 +227,31 @@ class Claim(Strict):
     def _exact(cls, v: Any) -> Any:
         return {} if v == "exact" else v
 
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if v and not KEY_RULE.fullmatch(v):
+            raise ValueError(key_problem(v, "claim id"))
+        return v
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _finite(cls, v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"`value` is {v}, not a finite number")
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, v: dict[str, int | float | str]) -> dict[str, int | float | str]:
+        unknown = sorted(set(v) - set(CLAIM_PARAMS))
+        if unknown:
+            raise ValueError(
+                f"unknown key {', '.join(unknown)} (the dataset suite reads "
+                f"{', '.join(CLAIM_PARAMS)})"
+            )
+        return v
+
     @field_validator("model", "relative_to", "baseline", mode="before")
     @classmethod
     def _model_str(cls, v: Any) -> Any:
@@ -234,6 +268,13 @@ class Claim(Strict):
     def _consistent(self) -> Claim:
         if not self.id:
             self.id = kebab_case(f"{self.table}-{self.row}-{self.metric}")
+            if not self.id:
+                raise ValueError("table, row and metric hold no letter or digit: set `id`")
+        if self.params and self.kind != "dataset":
+            raise ValueError("`params` belongs to dataset claims (kind: dataset); remove it")
+        problem = self._value_problem()
+        if problem:
+            raise ValueError(problem)
         if self.kind == "analytic":
             if self.metric not in ANALYTIC_METRICS:
                 raise ValueError(
@@ -277,6 +318,24 @@ class Claim(Strict):
             )
         return self
 
+    def _value_problem(self) -> str:
+        """Why ``value`` cannot be what the metric measures (a count below zero, a rate past
+        100%), or ""."""
+        values = self.value if isinstance(self.value, list) else [self.value]
+        if self.metric in POSITIVE_METRICS:
+            may_be_zero = self.metric in ZERO_IN_A_LAYER and self.layer and self.relative_to is None
+            low = min(values, default=1)
+            if low < 0 or (low == 0 and not may_be_zero):
+                least = "0 or more" if may_be_zero else "above 0"
+                return (
+                    f"`value` {self.value} cannot be {self.metric}: it counts or measures "
+                    f"something, so it is {least} (0 only for one layer's params, weights, "
+                    "macs or flops)"
+                )
+        if self.metric in PERCENT_METRICS and self.unit == "%" and not 0 <= values[0] <= 100:
+            return f"`value` {self.value} cannot be {self.metric} in %: it is between 0 and 100"
+        return ""
+
     @property
     def scale(self) -> float:
         return UNIT_SCALE[self.unit]
@@ -299,6 +358,13 @@ class Paper(Strict):
     @property
     def path(self) -> str:
         return str(self._path) if self._path else f"{self.paper}.yaml"
+
+    @field_validator("paper")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        if not KEY_RULE.fullmatch(v):
+            raise ValueError(key_problem(v, "paper key"))
+        return v
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Paper:
@@ -331,6 +397,27 @@ class Paper(Strict):
         return found[0] if len(found) == 1 else None
 
 
+def key_problem(key: object, what: str = "paper key") -> str:
+    """Why ``key`` is not a key by KEY_RULE (a path, upper case, empty), or ""."""
+    if isinstance(key, str) and KEY_RULE.fullmatch(key):
+        return ""
+    return (
+        f"{what} {key!r:.80} is not lowercase letters and digits joined by single - or _ "
+        "(a file name without .yaml, never a path)"
+    )
+
+
+def check_key(key: object, what: str = "paper key") -> str:
+    """``key`` when it follows KEY_RULE (checked before a path is built from it); else a
+    ClaimFileError naming it."""
+    problem = key_problem(key, what)
+    if problem:
+        raise ClaimFileError(
+            f"{problem}.", "name a paper as `repro papers` lists it: its file name without .yaml."
+        )
+    return str(key)
+
+
 def kebab_case(text: str) -> str:
     """Lowercase words and digits joined by single dashes (claim ids, recipe names)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
@@ -354,16 +441,13 @@ def _locate(data: Any, loc: tuple[Any, ...]) -> str:
 def load_paper_file(path: Path) -> Paper:
     path = Path(path)
     try:
-        text = read_text(path, ClaimFileError)
+        text = read_user_file(path, ClaimFileError)
     except FileNotFoundError:
         raise ClaimFileError(
             f"paper file {path} does not exist.",
             f"list the papers with `repro papers`; paper files live in {PAPERS_DIR}.",
         ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise yaml_syntax_error(path, text, exc, ClaimFileError) from None
+    data, _ = load_yaml(text, path, ClaimFileError)
     if not isinstance(data, dict):
         raise ClaimFileError(
             f"{path} must hold a mapping with keys paper, title, authors, year, claims.",
@@ -388,7 +472,7 @@ def load_paper_file(path: Path) -> Paper:
 
 
 def paper_path(key: str, papers_dir: Path | None = None) -> Path:
-    return Path(papers_dir or PAPERS_DIR) / f"{key}.yaml"
+    return Path(papers_dir or PAPERS_DIR) / f"{check_key(key)}.yaml"
 
 
 def list_papers(papers_dir: Path | None = None) -> list[str]:
@@ -402,5 +486,11 @@ def load_paper(key: str, papers_dir: Path | None = None) -> Paper:
         raise ClaimFileError(
             f"no paper {key!r}: {path} does not exist (known: {', '.join(known)}).",
             "pick one of the known papers, or add a YAML file for it to repro/papers/.",
+        )
+    folder = path.parent.resolve()
+    if not path.resolve().is_relative_to(folder):
+        raise ClaimFileError(
+            f"paper file {path} is a link to {path.resolve()}, outside {folder}.",
+            f"copy the paper file into {folder} instead of linking to it.",
         )
     return load_paper_file(path)

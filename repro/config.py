@@ -15,8 +15,8 @@ from typing import Any, ClassVar, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from repro.errors import ReproError, yaml_syntax_error
-from repro.files import read_text
+from repro.errors import ReproError
+from repro.recipes.yaml_input import load_yaml, read_user_file
 
 DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -239,7 +239,7 @@ def load_settings(path: Path | str | None = None, **overlay: Any) -> Settings:
     p = Path(path) if path else DEFAULT_PARAMS
     if path and not p.exists():
         raise ReproError(f"params file {p} does not exist.", "pass an existing --params file.")
-    return parse_settings(read_text(p) if p.exists() else "", p, **overlay)
+    return parse_settings(read_user_file(p) if p.exists() else "", p, **overlay)
 
 
 def parse_settings(
@@ -253,11 +253,9 @@ def parse_settings(
     """The settings of params.yaml text ``text`` (``path`` names it in errors) under the
     environment (``env``, default os.environ) and the flags given (None: not given): the
     keywords of FLAGS, and ``weights``, a list of MODEL=PATH."""
-    try:
-        data = yaml.safe_load(text) or {}
-        lines = _key_lines(yaml.compose(text)) if text.strip() else {}
-    except yaml.YAMLError as exc:
-        raise yaml_syntax_error(path, text, exc) from None
+    data, node = load_yaml(text, path)  # a key given twice is an error, not dropped
+    data = data or {}
+    lines = _key_lines(node)
     if not isinstance(data, dict):
         raise ReproError(f"{path} must hold a mapping at the top level.", "see params.yaml.")
     env = os.environ if env is None else env

@@ -35,7 +35,7 @@ AUGMENTATIONS = {
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Source(Strict):
