@@ -38,15 +38,21 @@ def read_user_file(
             f"{path} cannot be read: {exc.strerror or exc}.",
             f"check that {path.name} is a readable file.",
         ) from None
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise error(
                 f"{path} is not a regular file (a FIFO, device, socket or folder); only a file "
                 "is read here.",
                 f"replace {path.name} with a regular file, or remove it.",
             )
-        data = fh.read(limit + 1)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit and (chunk := os.read(fd, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+    finally:
+        os.close(fd)
     if len(data) > limit:
         raise error(
             f"{path} is larger than {limit:,} bytes, the limit for a file read here.",
@@ -69,8 +75,9 @@ def load_yaml(
     """The document of ``text`` (``path`` names it in errors) and its composed node tree, once
     the tree is checked: no key twice in one mapping, no alias naming itself, at most
     MAX_EXPANDED_SIZE once the aliases are expanded."""
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)
         node = loader.get_single_node()
         if node is None:
             return None, None
@@ -84,7 +91,8 @@ def load_yaml(
             f"check that {path.name} is the file meant; a paper or params file nests a few levels.",
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _expanded_size(
