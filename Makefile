@@ -32,7 +32,7 @@ test-slow: $(STAMP)
 ## benchmarks/results/faults.csv and fuzz.csv. CI runs the fast subset within `make test`.
 faults: $(STAMP)
 	$(BIN)/python -m pytest -q -m faults -p no:cacheprovider tests --faults-csv benchmarks/results/faults.csv
-	$(BIN)/python benchmarks/fuzz.py --inputs 1000 --out benchmarks/results/fuzz.csv
+	$(BIN)/python -m benchmarks.fuzz --inputs 1000 --out benchmarks/results/fuzz.csv
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''

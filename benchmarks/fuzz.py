@@ -14,8 +14,8 @@ command is run in this process through `repro.cli.main`. Every run ends as one o
 - unnamed: exit 1/2 without naming the file (a finding: the user cannot tell what to fix);
 - traceback: an exception reached the user (a finding).
 
-    python benchmarks/fuzz.py                 # 1000 inputs per family, benchmarks/results/fuzz.csv
-    python benchmarks/fuzz.py --inputs 50 --family voc_xml --show traceback
+    python -m benchmarks.fuzz                 # 1000 inputs per family, benchmarks/results/fuzz.csv
+    python -m benchmarks.fuzz --inputs 50 --family voc_xml --show traceback
 """
 
 from __future__ import annotations
@@ -25,195 +25,31 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import os
 import pickle
 import platform
 import random
-import re
 import shutil
-import struct
 import sys
 import tempfile
 import time
 import traceback
-import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
+from benchmarks.fuzz_mutators import BINARY, CSV, IDX, IMAGE, JSON, TEXT, YAML, Mutator
 from repro import cli
+from repro.errors import ReproError
 from repro.files import atomic_write
+from repro.report.content import read_measurements
+from repro.tracking import spool
 
 REPO = Path(__file__).resolve().parents[1]
 OUTCOMES = ("named", "skip", "accepted", "unnamed", "traceback")
 COLUMNS = ("family", "inputs", *OUTCOMES, "seconds", "seed", "python", "torch")
-
-Mutator = Callable[[random.Random, bytes], bytes]
-
-
-# --- generic mutators --------------------------------------------------------------------------
-
-
-def _truncate(rng: random.Random, data: bytes) -> bytes:
-    return data[: rng.randrange(len(data))] if data else data
-
-
-def _flip(rng: random.Random, data: bytes) -> bytes:
-    out = bytearray(data)
-    for _ in range(rng.randint(1, 8)):
-        if out:
-            out[rng.randrange(len(out))] = rng.randrange(256)
-    return bytes(out)
-
-
-def _insert(rng: random.Random, data: bytes) -> bytes:
-    at = rng.randrange(len(data) + 1)
-    return data[:at] + rng.randbytes(rng.randint(1, 64)) + data[at:]
-
-
-def _delete(rng: random.Random, data: bytes) -> bytes:
-    if not data:
-        return data
-    at = rng.randrange(len(data))
-    return data[:at] + data[at + rng.randint(1, 64) :]
-
-
-def _random_file(rng: random.Random, data: bytes) -> bytes:
-    return rng.randbytes(rng.choice([0, 1, 7, len(data) or 1, 4096]))
-
-
-WEIRD = [
-    "", "-1", "0", "1e308", "-1e308", "nan", "inf", "NaN", "null", "~", "true", "[]", "{}",
-    "'", '"', "x" * 5000, "\u00e9\u4e2d\U0001f600", "..", "../../etc/passwd", "0x1F", "1_000",
-    "99999999999999999999999", "- a", ": b", "&anchor", "*alias", "!!python/object:os.system",
-    "<", "&amp;", "]]>", "\t", "\x00", "12.5.3", "-0", "3e-400",
-]  # fmt: skip
-
-
-def _line_edit(rng: random.Random, data: bytes) -> bytes:
-    lines = data.decode("utf-8", "replace").splitlines(keepends=True)
-    if not lines:
-        return data
-    i = rng.randrange(len(lines))
-    op = rng.randrange(4)
-    if op == 0:
-        del lines[i]
-    elif op == 1:
-        lines.insert(i, lines[i])
-    elif op == 2:
-        j = rng.randrange(len(lines))
-        lines[i], lines[j] = lines[j], lines[i]
-    else:
-        lines[i] = " " * rng.randint(0, 6) + lines[i].lstrip()
-    return "".join(lines).encode()
-
-
-def _token(rng: random.Random, data: bytes) -> bytes:
-    """Replace one word or number with a value of the wrong type or range."""
-    text = data.decode("utf-8", "replace")
-    spans = [m.span() for m in re.finditer(r"[A-Za-z0-9_.+-]+", text)]
-    if not spans:
-        return data
-    a, b = rng.choice(spans)
-    return (text[:a] + rng.choice(WEIRD) + text[b:]).encode("utf-8", "surrogatepass")
-
-
-TEXT: list[Mutator] = [_line_edit, _line_edit, _token, _token, _token, _truncate, _flip,
-                       _insert, _delete, _random_file]  # fmt: skip
-BINARY: list[Mutator] = [_truncate, _flip, _flip, _insert, _delete, _random_file]
-
-
-def _json_value(rng: random.Random, data: bytes) -> bytes:
-    """Parse, pick one node at random, and replace it (or drop it from its container)."""
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        return _token(rng, data)
-    nodes: list[tuple[object, object]] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                nodes.append((node, k))
-                walk(v)
-        elif isinstance(node, list):
-            for i, v in enumerate(node[:20]):
-                nodes.append((node, i))
-                walk(v)
-
-    walk(doc)
-    if not nodes:
-        return json.dumps(rng.choice([None, 1, "x", [], {}])).encode()
-    parent, key = rng.choice(nodes)
-    if rng.random() < 0.25:
-        del parent[key]  # type: ignore[index,attr-defined]
-    else:
-        parent[key] = rng.choice(  # type: ignore[index]
-            [None, -1, 0, 1e308, -1e9, "x", "", [], {}, [1, 2], {"a": 1}, True, 10**30,
-             [-5, -5, -1, -1], [0, 0, 1e12, 1e12]]
-        )  # fmt: skip
-    return json.dumps(doc).encode()
-
-
-JSON: list[Mutator] = [_json_value, _json_value, _json_value, *TEXT]
-
-
-# --- format-aware mutators --------------------------------------------------------------------
-
-
-def _png(width: int, height: int, mode: int = 2) -> bytes:
-    """A PNG whose header claims ``width`` x ``height`` with one tiny compressed row."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, mode, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-        + chunk(b"IEND", b"")
-    )
-
-
-def _huge_image(rng: random.Random, data: bytes) -> bytes:
-    side = rng.choice([0, 1, 65535, 100_000, 2**31 - 1])
-    return _png(side, rng.choice([1, side, 70_000]))
-
-
-def _wrong_mode(rng: random.Random, data: bytes) -> bytes:
-    mode = rng.choice(["1", "L", "LA", "P", "I", "I;16", "F", "CMYK", "RGBA", "YCbCr"])
-    fmt = {"CMYK": "JPEG", "YCbCr": "JPEG", "I": "TIFF", "F": "TIFF", "I;16": "PNG"}.get(
-        mode, "PNG"
-    )
-    size = (rng.randint(1, 40), rng.randint(1, 40))
-    buf = io.BytesIO()
-    Image.new(mode, size).save(buf, format=fmt)
-    return buf.getvalue()
-
-
-IMAGE: list[Mutator] = [*BINARY, _huge_image, _wrong_mode, _wrong_mode]
-
-
-def _idx_header(rng: random.Random, data: bytes) -> bytes:
-    """An IDX file whose magic, dimension count or sizes disagree with its body."""
-    out = bytearray(data)
-    if len(out) < 8:
-        return _random_file(rng, data)
-    field_at = rng.choice([2, 3, 4, 8, 12])
-    if field_at < 4:
-        out[field_at] = rng.randrange(256)
-    elif field_at + 4 <= len(out):
-        out[field_at : field_at + 4] = struct.pack(">I", rng.choice([0, 1, 2**31, 2**32 - 1]))
-    return bytes(out)
-
-
-IDX: list[Mutator] = [*BINARY, _idx_header, _idx_header]
 
 
 class _RunsCode:
@@ -267,9 +103,33 @@ class Family:
     target: Path  # the file each mutant replaces
     argv: list[str]
     mutators: list[Mutator]
+    main: Callable[[list[str]], object] = cli.main  # the command, or a reader called as one
     pristine: bytes = b""
     after: Callable[[], str] = field(default=lambda: "")  # a finding beyond the exit status
     baseline: object = 0  # the pristine input's exit status
+
+
+def _reader(read: Callable[[], object]) -> Callable[[list[str]], int]:
+    """A reader called through its public entry point as a command would call it: exit 0 when
+    it returns, 1 when it logged a warning (a counted skip), 2 with the error's paragraph when it
+    raised a ReproError; any other exception reaches run_one as a traceback."""
+
+    def main(argv: list[str]) -> int:
+        logged = io.StringIO()
+        handler = logging.StreamHandler(logged)
+        handler.setLevel(logging.WARNING)
+        logging.getLogger().addHandler(handler)
+        try:
+            read()
+        except ReproError as exc:
+            print(exc.paragraph(), file=sys.stderr)
+            return 2
+        finally:
+            logging.getLogger().removeHandler(handler)
+            print(logged.getvalue(), end="", file=sys.stderr)
+        return 1 if logged.getvalue() else 0
+
+    return main
 
 
 def _synth(kind: str, out: Path, *extra: str) -> None:
@@ -289,12 +149,24 @@ def families(work: Path) -> list[Family]:
     shutil.copy(REPO / "repro/papers/lenet.yaml", papers / "lenet.yaml")
     shutil.copy(REPO / "repro/papers/alexnet.yaml", papers / "alexnet.yaml")
     made.append(Family("paper_yaml", papers / "alexnet.yaml",
-                       ["papers", "--papers-dir", str(papers)], TEXT))  # fmt: skip
+                       ["papers", "--papers-dir", str(papers)], YAML))  # fmt: skip
 
     params = work / "params.yaml"
     shutil.copy(REPO / "params.yaml", params)
     made.append(Family("params_yaml", params, ["run", "lenet", "--plan", "--params", str(params)],
-                       TEXT))  # fmt: skip
+                       YAML))  # fmt: skip
+
+    measurements = work / "measurements"
+    measurements.mkdir()
+    for name in ("lenet.csv", "lenet.json", "alexnet.csv", "alexnet.json"):
+        shutil.copy(REPO / "reports" / "measurements" / name, measurements / name)
+    made.append(Family("measurement_csv", measurements / "lenet.csv", [], CSV,
+                       main=_reader(lambda: read_measurements(measurements))))  # fmt: skip
+
+    spooled, uri = work / "spool", f"sqlite:///{work / 'mlflow.db'}"
+    entry = spool.save_paper(uri, "lenet", [], {"device": "cpu"}, "s1", "store away", spooled)
+    made.append(Family("spool_entry", entry, [], JSON,
+                       main=_reader(lambda: spool.pending(spooled, uri))))  # fmt: skip
 
     _synth("voc", work / "voc")
     voc = work / "voc" / "VOCdevkit" / "VOC2007"
@@ -388,7 +260,7 @@ def run_one(fam: Family, data: bytes) -> tuple[str, str]:
     crashed = ""
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
         try:
-            code = cli.main(list(fam.argv))
+            code = fam.main(list(fam.argv))
         except SystemExit as exc:
             code = exc.code
         except BaseException as exc:  # noqa: BLE001 - what would reach the user as a traceback

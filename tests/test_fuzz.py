@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import fuzz
+from benchmarks.fuzz_mutators import _yaml_hostile
 
 
 @pytest.fixture(scope="module")
@@ -20,15 +21,25 @@ def families(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, fuz
 
 FAMILIES = [
     "paper_yaml", "params_yaml", "voc_xml", "coco_instances", "coco_results", "voc_detections",
-    "images", "mnist_idx", "sun397_lists", "imagenet_labels", "weights",
+    "images", "mnist_idx", "sun397_lists", "imagenet_labels", "weights", "measurement_csv",
+    "spool_entry",
 ]  # fmt: skip
+# Readers another part of issue 27 makes safe (the report's reader: bytes that are not UTF-8
+# raise UnicodeDecodeError today). Remove the mark once that part is merged.
+PENDING = {"measurement_csv": "read_measurements: a non-UTF-8 CSV is a traceback"}
 
 
 def test_every_family_is_fuzzed(families: dict[str, fuzz.Family]) -> None:
     assert sorted(families) == sorted(FAMILIES)
 
 
-@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(reason=PENDING[n])) if n in PENDING else n
+        for n in FAMILIES
+    ],
+)
 def test_mutants_end_named_skipped_or_accepted(families: dict[str, fuzz.Family], name: str) -> None:
     counts = fuzz.fuzz_family(families[name], 40, seed=1)
     assert counts["traceback"] == 0 and counts["unnamed"] == 0, counts
@@ -63,3 +74,18 @@ def test_a_weights_pickle_that_runs_code_is_refused(
     finally:
         fam.target.write_bytes(fam.pristine)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["paper_yaml", "params_yaml"])
+def test_yaml_aliases_nesting_and_repeated_keys_are_named(
+    families: dict[str, fuzz.Family], name: str
+) -> None:
+    """An alias bomb, an alias naming itself, nesting past the parser's depth and a key given
+    twice: each a named error, none a hang, a traceback or a key silently dropped."""
+    fam = families[name]
+    try:
+        for seed in range(12):
+            outcome, out = fuzz.run_one(fam, _yaml_hostile(random.Random(seed), fam.pristine))
+            assert outcome == "named", out
+    finally:
+        fam.target.write_bytes(fam.pristine)
