@@ -89,17 +89,17 @@ class Tolerance(Strict):
     @classmethod
     def from_description(cls, text: str) -> Tolerance:
         """The inverse of :meth:`describe`, for result rows read back from a CSV or MLflow:
-        "±2% or ±0.5" -> Tolerance(rel=0.02, abs=0.5). Text it does not know is exact."""
+        "±2% or ±0.5" -> Tolerance(rel=0.02, abs=0.5). Text it does not know (a negative or
+        not finite bound among it) is exact."""
         rel = abs_ = None
         for part in str(text).split(" or "):
             part = part.strip().lstrip("±")
             try:
-                if part.endswith("%"):
-                    rel = float(part[:-1]) / 100
-                elif part and part != "exact":
-                    abs_ = float(part)
+                bound = float(part.removesuffix("%")) if part and part != "exact" else -1.0
             except ValueError:
                 continue
+            if 0 <= bound < math.inf:
+                rel, abs_ = (bound / 100, abs_) if part.endswith("%") else (rel, bound)
         return cls(rel=rel, abs=abs_)
 
     def band(self, claimed: float) -> float:

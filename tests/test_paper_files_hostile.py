@@ -16,7 +16,15 @@ from pathlib import Path
 import pytest
 
 from repro import cli, config
-from repro.claims import CLAIM_PARAMS, KEY_RULE, Claim, check_key, load_paper, load_paper_file
+from repro.claims import (
+    CLAIM_PARAMS,
+    KEY_RULE,
+    Claim,
+    Tolerance,
+    check_key,
+    load_paper,
+    load_paper_file,
+)
 from repro.data.anchors import PARAMS
 from repro.errors import ClaimFileError, ReproError
 from repro.recipes.yaml_input import MAX_FILE_BYTES, load_yaml
@@ -293,3 +301,11 @@ def test_a_recipe_with_an_infinite_learning_rate_is_named(tmp_path: Path) -> Non
 
 def test_claim_params_are_the_keys_the_dataset_suite_reads() -> None:
     assert sorted(CLAIM_PARAMS) == sorted(PARAMS)
+
+
+@pytest.mark.parametrize("text", ["±nan%", "±inf", "±-5", "±1e999%", "±% or ±", "nan"])
+def test_a_tolerance_read_back_from_a_hostile_row_is_exact_not_a_traceback(text: str) -> None:
+    """Result rows (a CSV, an MLflow run) carry the tolerance as text; what no claim could hold
+    reads as exact, as other unknown text does."""
+    assert Tolerance.from_description(text).exact
+    assert Tolerance.from_description("±2% or ±0.5").describe() == "±2% or ±0.5"
