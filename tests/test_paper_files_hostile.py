@@ -212,6 +212,8 @@ def test_a_merge_key_then_an_override_is_not_a_duplicate() -> None:
     text = "base: &b {name: a, model: m}\nderived:\n  <<: *b\n  name: b\n"
     data, _ = load_yaml(text, "t.yaml")
     assert data["derived"] == {"name": "b", "model": "m"}
+    with pytest.raises(ReproError, match="t.yaml nests its lists and mappings too deeply"):
+        load_yaml("[" * 5000, "t.yaml")  # the path as text, as parse_settings may pass it
 
 
 def test_a_params_yaml_section_given_twice_is_an_error_not_dropped(tmp_path: Path) -> None:

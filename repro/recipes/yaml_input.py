@@ -88,7 +88,8 @@ def load_yaml(
     except RecursionError:
         raise error(
             f"{path} nests its lists and mappings too deeply to be read.",
-            f"check that {path.name} is the file meant; a paper or params file nests a few levels.",
+            f"check that {Path(path).name} is the file meant; a paper or params file nests a "
+            "few levels.",
         ) from None
     finally:
         if loader is not None:
