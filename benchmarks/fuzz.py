@@ -4,9 +4,13 @@ For each family, a valid input is made once (the paper YAML, a synthetic dataset
 format, a detections file, a state dict), then mutated N times (bytes truncated, flipped,
 inserted, deleted or replaced; lines dropped, doubled or swapped; values swapped for ones of
 the wrong type or range; whole files of random bytes; format-aware damage where it matters:
-image headers claiming huge sizes, IDX headers with wrong counts, pickles that run code). Each
-mutant is put where the valid file was, beside the valid files of the same input, and the
-command is run in this process through `repro.cli.main`. Every run ends as one of:
+image headers claiming huge sizes, IDX headers with wrong counts, pickles that run code, CSV
+fields holding paths or NaN, YAML alias bombs, nesting and repeated keys; benchmarks/
+fuzz_mutators.py). Each mutant is put where the valid file was, beside the valid files of the
+same input, and the command is run in this process through `repro.cli.main`; a reader with no
+command of its own (measurement CSVs, spooled MLflow entries) is called through its public
+entry point, its ReproError read as exit 2 and a warning it logs as exit 1. Every run ends as
+one of:
 
 - named: exit 2 with an `error:` paragraph naming the mutated file;
 - skip: exit 1, the mutated file named among the counted problems, the rest checked;
@@ -165,8 +169,12 @@ def families(work: Path) -> list[Family]:
 
     spooled, uri = work / "spool", f"sqlite:///{work / 'mlflow.db'}"
     entry = spool.save_paper(uri, "lenet", [], {"device": "cpu"}, "s1", "store away", spooled)
-    made.append(Family("spool_entry", entry, [], JSON,
-                       main=_reader(lambda: spool.pending(spooled, uri))))  # fmt: skip
+    fixed = {"spooled_at": 0.0, "command": "repro run lenet"}  # the same bytes on every run
+    entry.write_text(json.dumps({**json.loads(entry.read_text()), **fixed}, indent=2))
+    no_store = work / "no-store"  # a file where a store's folder would be: every log fails
+    no_store.write_text("")
+    replay = _reader(lambda: spool.replay(f"file://{no_store}", spooled))
+    made.append(Family("spool_entry", entry, [], JSON, main=replay))
 
     _synth("voc", work / "voc")
     voc = work / "voc" / "VOCdevkit" / "VOC2007"
