@@ -29,6 +29,8 @@ from repro.data.anchors import PARAMS
 from repro.errors import ClaimFileError, ReproError
 from repro.recipes.yaml_input import MAX_FILE_BYTES, load_yaml
 
+pytestmark = pytest.mark.faults  # `make faults` records them in benchmarks/results/faults.csv
+
 HEAD = "paper: {key}\ntitle: t\nauthors: a\nyear: 2000\nclaims:\n"
 ENTRY = (
     "  - {{id: {id}, table: T1, row: A, metric: {metric}, unit: {unit}, value: {value},\n"
@@ -50,6 +52,15 @@ def paper_file(folder: Path, key: str, body: str) -> Path:
     return path
 
 
+def _raised(call) -> ReproError | None:
+    """The ReproError ``call`` raised, or None when it returned."""
+    try:
+        call()
+    except ReproError as exc:
+        return exc
+    return None
+
+
 def cli_run(*argv: str) -> tuple[int, str]:
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
@@ -68,12 +79,16 @@ def test_a_paper_key_that_is_not_a_key_is_named_before_any_path(tmp_path: Path, 
         check_key(key)
 
 
-def test_a_key_with_dot_dot_does_not_read_the_yaml_outside(tmp_path: Path) -> None:
+def test_a_key_with_dot_dot_does_not_read_the_yaml_outside(tmp_path: Path, fault_record) -> None:
     papers = tmp_path / "papers"
     paper_file(papers, "lenet", entry())
     paper_file(tmp_path, "outside", entry())  # a valid paper one folder up
     for argv in (["papers", "../outside"], ["run", "../outside", "--plan"]):
+        began = time.perf_counter()
         code, out = cli_run(*argv, "--papers-dir", str(papers))
+        named = code == 2 and "paper key '../outside'" in out
+        fault_record("paper input: a paper key with ../ (repro papers, repro run)", named, 0, 0,
+                     time.perf_counter() - began)  # fmt: skip
         assert code == 2, out
         assert "error: paper key '../outside' is not lowercase" in out
         assert "Traceback" not in out and "1 claims" not in out
@@ -105,11 +120,14 @@ def _returns_within(seconds: float, fn) -> BaseException | None:
     return raised[0]
 
 
-def test_a_fifo_paper_file_is_named_at_once_not_read(tmp_path: Path) -> None:
+def test_a_fifo_paper_file_is_named_at_once_not_read(tmp_path: Path, fault_record) -> None:
     papers = tmp_path / "papers"
     paper_file(papers, "lenet", entry())
     os.mkfifo(papers / "pipe.yaml")
+    began = time.perf_counter()
     raised = _returns_within(10, lambda: load_paper("pipe", papers))
+    fault_record("paper input: a paper file that is a FIFO", isinstance(raised, ClaimFileError),
+                 0, 0, time.perf_counter() - began)  # fmt: skip
     assert isinstance(raised, ClaimFileError) and "not a regular file" in str(raised)
     assert "pipe.yaml" in str(raised)
     code, out = cli_run("papers", "--papers-dir", str(papers))  # every file, the FIFO among them
@@ -154,7 +172,7 @@ def _alias_bomb(levels: int = 9) -> str:
 
 
 def test_an_alias_bomb_in_model_kwargs_is_refused_quickly_in_bounded_memory(
-    tmp_path: Path,
+    tmp_path: Path, fault_record
 ) -> None:
     body = (
         "  - id: x\n    table: T1\n    row: A\n    metric: params\n    unit: M\n    value: 1\n"
@@ -171,7 +189,10 @@ def test_an_alias_bomb_in_model_kwargs_is_refused_quickly_in_bounded_memory(
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - began < 5
+    seconds = time.perf_counter() - began
+    fault_record("paper input: a 4 KB alias bomb in model.kwargs", peak < 20 * 2**20, 0, 0,
+                 seconds)  # fmt: skip
+    assert seconds < 5
     assert peak < 20 * 2**20, peak
     assert str(path) in err.value.paragraph()
 
@@ -216,11 +237,14 @@ def test_a_merge_key_then_an_override_is_not_a_duplicate() -> None:
         load_yaml("[" * 5000, "t.yaml")  # the path as text, as parse_settings may pass it
 
 
-def test_a_params_yaml_section_given_twice_is_an_error_not_dropped(tmp_path: Path) -> None:
+def test_a_params_yaml_section_given_twice_is_an_error_not_dropped(
+    tmp_path: Path, fault_record
+) -> None:
     params = tmp_path / "params.yaml"
     params.write_text("accuracy:\n  seeds: 3\nsuites: [analytic]\naccuracy:\n  workers: 2\n")
-    with pytest.raises(ReproError, match=r"params.yaml, line 4: key `accuracy` appears a second"):
-        config.load_settings(params)
+    raised = _raised(lambda: config.load_settings(params))
+    fault_record("params.yaml: a key given twice", isinstance(raised, ReproError), 0, 0, 0.0)
+    assert "params.yaml, line 4: key `accuracy` appears a second" in str(raised)
     os.mkfifo(tmp_path / "fifo.yaml")
     raised = _returns_within(10, lambda: config.load_settings(tmp_path / "fifo.yaml"))
     assert isinstance(raised, ReproError) and "not a regular file" in str(raised)
@@ -247,12 +271,14 @@ def test_a_params_yaml_section_given_twice_is_an_error_not_dropped(tmp_path: Pat
     ],
 )
 def test_a_claim_value_no_metric_can_have_names_file_claim_and_field(
-    tmp_path: Path, fields: dict[str, object], field: str
+    tmp_path: Path, fields: dict[str, object], field: str, fault_record
 ) -> None:
     path = paper_file(tmp_path, "bad", entry(**fields))
-    with pytest.raises(ClaimFileError) as err:
-        load_paper_file(path)
-    text = err.value.paragraph()
+    raised = _raised(lambda: load_paper_file(path))
+    fault_record("paper input: a claim value NaN, infinite, negative or of a wrong key",
+                 isinstance(raised, ClaimFileError), 0, 0, 0.0)  # fmt: skip
+    assert isinstance(raised, ClaimFileError), raised
+    text = raised.paragraph()
     assert str(path) in text and "claims[0]" in text and field in text, text
 
 
