@@ -59,6 +59,7 @@ PRIVATE_KEY = re.compile(
     rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|PuTTY-User-Key-File-\d+:"
 )
 _CHUNK = 1 << 20
+_LISTED = 50  # refused paths named in one error; the rest counted
 
 
 @dataclass(frozen=True)
@@ -194,23 +195,26 @@ def _refused(root: Path, rel: str, real: Path) -> tuple[str, str] | None:
 
 
 _FIXES = {
-    "secret": "keep secrets out of the upload: `git rm --cached FILE` (and list it in "
-    ".gitignore) or move it out of the working directory, and do not --include it; give the "
-    "job what it needs with --env KEY=VALUE or the cluster's own credentials.",
-    "outside": "replace a link with the file itself if it belongs with the code (and holds no "
-    "secret), or take it out of the upload (`git rm --cached LINK`, or do not --include it).",
-    "irregular": "do not --include sockets, pipes or devices.",
+    "secret": "for a secret: keep it out of the upload (`git rm --cached FILE` and list it in "
+    ".gitignore, or move it out of the working directory; do not --include it) and give the "
+    "job what it needs with --env KEY=VALUE or the cluster's own credentials",
+    "outside": "for a link leaving the directory: replace it with the file itself if that "
+    "belongs with the code (and holds no secret), or take it out of the upload (`git rm "
+    "--cached LINK`, or do not --include it)",
+    "irregular": "for a socket, pipe or device: do not --include it",
 }
 
 
 def _refusal(refused: dict[str, tuple[str, str]]) -> ReproError:
     lines = [f"{shown_path(rel)}: {words}" for rel, (_, words) in refused.items()]
-    shown = lines[:20] + ([f"... and {len(lines) - 20} more"] if len(lines) > 20 else [])
+    shown = lines[:_LISTED] + (
+        [f"... and {len(lines) - _LISTED} more"] if len(lines) > _LISTED else []
+    )
     kinds = {kind for kind, _ in refused.values()}
     return ReproError(
         f"refusing to upload {len(lines)} path(s) from the working directory; nothing was "
         "uploaded:",
-        " ".join(text for kind, text in _FIXES.items() if kind in kinds),
+        "; ".join(text for kind, text in _FIXES.items() if kind in kinds) + ".",
         excerpt="".join(f"  {line}\n" for line in shown),
     )
 
@@ -283,6 +287,8 @@ def write_package(upload: Upload, target: Path) -> Path:
 
 
 def _mib(size: int) -> str:
+    if size < 2**10:
+        return f"{size} B"
     return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.1f} KiB"
 
 
