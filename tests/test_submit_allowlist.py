@@ -9,6 +9,7 @@ from __future__ import annotations
 import stat
 import subprocess
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -60,9 +61,10 @@ def checkout(tmp_path: Path) -> Path:
     return work
 
 
-def _refused(exc: pytest.ExceptionInfo[ReproError]) -> set[str]:
+def _refused(exc: pytest.ExceptionInfo[ReproError] | ReproError) -> set[str]:
     """The paths an upload refusal names, one a line of its excerpt."""
-    return {line.split(": ")[0].strip() for line in exc.value.excerpt.splitlines()}
+    error = exc.value if isinstance(exc, pytest.ExceptionInfo) else exc
+    return {line.split(": ")[0].strip() for line in error.excerpt.splitlines()}
 
 
 def _names(work: Path, include: list[str] | None = None) -> list[str]:
@@ -229,3 +231,40 @@ def test_submit_sends_the_dry_runs_files(
     assert sent["names"] == listed == sorted(CODE)
     assert "raysubmit_test" in capsys.readouterr().out
     assert not list(Path(tempfile.gettempdir()).glob("repro-submit-*/code.zip"))  # removed
+
+
+@pytest.mark.faults
+def test_fault_each_secret_alone_stops_the_upload(
+    checkout: Path, tmp_path: Path, fault_record
+) -> None:
+    """One trial per example and way in (tracked, named with --include, a tracked link to an
+    outside copy): the upload is refused naming it; a secret that would have gone counts lost."""
+    outside = tmp_path / "outside"
+    examples = {**{name: "token=abc\n" for name in SECRET_FILES}, **KEY_TEXT}
+    _write(checkout, examples)
+    _write(outside, {name.replace("/", "_"): text for name, text in examples.items()})
+    outcomes = []
+    for way in ("tracked", "--include", "a link to an outside file"):
+        for name in examples:
+            start = time.perf_counter()
+            shown, include = name, []
+            if way == "tracked":
+                _git(checkout, "add", "-f", name)
+            elif way == "--include":
+                include = [name]
+            else:
+                shown = "link-" + name.replace("/", "_")
+                (checkout / shown).symlink_to(outside / name.replace("/", "_"))
+                _git(checkout, "add", shown)
+            try:
+                upload = upload_files(checkout, include)
+                named, lost = set(), int(shown in {f.name for f in upload.files})
+            except ReproError as refused:
+                named, lost = _refused(refused), 0
+            survived = named == {shown}
+            fault_record(f"secret in the upload, {way} (repro submit)", survived, lost, 0,
+                         time.perf_counter() - start)  # fmt: skip
+            outcomes.append((way, name, survived))
+            if way != "--include":
+                _git(checkout, "rm", "-q", "--cached", shown)
+    assert [o for o in outcomes if not o[2]] == []
