@@ -145,6 +145,23 @@ def test_the_allow_list_is_tracked_files_plus_included_ones(checkout: Path) -> N
                                                               "reports/README.md"])  # fmt: skip
 
 
+def test_nothing_to_read_is_skipped_and_said(
+    checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A tracked file deleted here, a dangling link, a link loop: counted, named, not packed."""
+    (checkout / "loop-a").symlink_to("loop-b")
+    (checkout / "loop-b").symlink_to("loop-a")
+    (checkout / "dangling").symlink_to("gone.txt")
+    _git(checkout, "add", "loop-a", "loop-b", "dangling")
+    (checkout / "run.py").unlink()
+    upload = upload_files(checkout, ["loop-a"])
+    assert upload.skipped == ("dangling", "loop-a", "loop-b", "run.py")
+    assert [f.name for f in upload.files] == [".gitignore", "pkg/model.yaml"]
+    assert main(["submit", "--dry-run", "--working-dir", str(checkout)]) == 0
+    err = capsys.readouterr().err
+    assert "4 paths with no file to read" in err and "dangling, loop-a, loop-b, run.py" in err
+
+
 def test_a_directory_that_is_not_a_git_checkout_needs_include(tmp_path: Path) -> None:
     work = tmp_path / "plain"
     _write(work, CODE | {".env": "TOKEN=x\n"})

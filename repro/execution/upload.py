@@ -73,7 +73,7 @@ class UploadFile:
 class Upload:
     root: Path
     files: tuple[UploadFile, ...]
-    skipped: tuple[str, ...]  # tracked paths with nothing to read (deleted, links to folders)
+    skipped: tuple[str, ...]  # paths with no file to read (deleted, link loops, links to folders)
     untracked: int  # files git does not track here and no --include named: left behind
     without_git: str  # why git listed nothing ("not a git checkout"), or ""
 
@@ -178,6 +178,14 @@ def _walk(root: Path, rel: str) -> list[str]:
     return [p for p in out if not _excluded(PurePosixPath(p))]
 
 
+def _resolved(path: Path) -> Path | None:
+    """The file a path reaches, links followed; None for a link loop."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):  # "Symlink loop" (RuntimeError until Python 3.13)
+        return None
+
+
 def _refused(root: Path, rel: str, real: Path) -> tuple[str, str] | None:
     """Why a path may not go, as (kind, words): a link leaving the directory, a secret (by
     name, folder or content), not a file; None when it may."""
@@ -189,8 +197,11 @@ def _refused(root: Path, rel: str, real: Path) -> tuple[str, str] | None:
         return "secret", f"a secret's file name{via}"
     if real.exists() and not real.is_dir() and not real.is_file():
         return "irregular", "not a regular file"
-    if real.is_file() and _holds_private_key(real):
-        return "secret", "holds a private key"
+    try:
+        if real.is_file() and _holds_private_key(real):
+            return "secret", "holds a private key"
+    except OSError as exc:
+        return "unreadable", f"cannot be read to check it ({exc.strerror})"
     return None
 
 
@@ -202,6 +213,7 @@ _FIXES = {
     "belongs with the code (and holds no secret), or take it out of the upload (`git rm "
     "--cached LINK`, or do not --include it)",
     "irregular": "for a socket, pipe or device: do not --include it",
+    "unreadable": "for a file that cannot be read: make it readable, or take it out of the upload",
 }
 
 
@@ -251,16 +263,16 @@ def upload_files(working_dir: Path, include: Sequence[str] = ()) -> Upload:
         else dict.fromkeys(p for p in tracked if not _excluded(PurePosixPath(p)))
     )
     for rel in named:
-        real = (root / rel).resolve()
-        inside_folder = real.is_dir() and real.is_relative_to(root)
+        real = _resolved(root / rel)
+        inside_folder = real is not None and real.is_dir() and real.is_relative_to(root)
         candidates.update(dict.fromkeys(_walk(root, rel) if inside_folder else [rel]))
     files, skipped, refused = [], [], {}
     for rel in sorted(candidates):
-        real = (root / rel).resolve()
-        why = _refused(root, rel, real)
+        real = _resolved(root / rel)
+        why = None if real is None else _refused(root, rel, real)
         if why:
             refused[rel] = why
-        elif not real.exists() or real.is_dir():
+        elif real is None or not real.exists() or real.is_dir():
             skipped.append(rel)
         else:
             files.append(UploadFile(rel, real, real.stat().st_size))
@@ -279,10 +291,18 @@ def write_package(upload: Upload, target: Path) -> Path:
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as package:
         for item in upload.files:
             info = zipfile.ZipInfo(item.name, date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = (stat.S_IFREG | stat.S_IMODE(item.source.stat().st_mode)) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
-            with item.source.open("rb") as src, package.open(info, "w") as dst:
-                shutil.copyfileobj(src, dst, _CHUNK)
+            try:
+                mode = stat.S_IMODE(item.source.stat().st_mode)
+                info.external_attr = (stat.S_IFREG | mode) << 16
+                with item.source.open("rb") as src, package.open(info, "w") as dst:
+                    shutil.copyfileobj(src, dst, _CHUNK)
+            except OSError as exc:
+                raise ReproError(
+                    f"{shown_path(item.name)} changed while it was packed ({exc.strerror}); "
+                    "nothing was uploaded.",
+                    "submit again once nothing writes into the working directory.",
+                ) from None
     return target
 
 
@@ -305,8 +325,8 @@ def upload_notes(upload: Upload) -> list[str]:
         listed = ", ".join(map(shown_path, upload.skipped[:5]))
         more = " ..." if len(upload.skipped) > 5 else ""
         notes.append(
-            f"{_count(len(upload.skipped), 'tracked path')} with no file to read (deleted, or "
-            f"a link to a folder) skipped: {listed}{more}"
+            f"{_count(len(upload.skipped), 'path')} with no file to read (deleted, a link "
+            f"loop, or a link to a folder) skipped: {listed}{more}"
         )
     if upload.untracked:
         notes.append(
