@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from repro.claims import SHAPE_METRICS, Tolerance
+from repro.files import printable
 from repro.report.numbers import number
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -74,10 +76,14 @@ def amount(value: float) -> str:
     return f"{value:.3g}"
 
 
+# Characters XML 1.0 cannot hold, which a label from a hostile row could bring into the SVG.
+_XML_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def tip(titles: dict[str, str], artist: Any, gid: str, text: str) -> None:
     """``artist`` named ``gid``, with ``text`` as its tooltip (:func:`to_svg` adds it)."""
     artist.set_gid(gid)
-    titles[gid] = text
+    titles[gid] = "\n".join(printable(line) for line in text.split("\n"))
 
 
 def to_svg(fig: Any, name: str, titles: dict[str, str]) -> str:
@@ -87,7 +93,7 @@ def to_svg(fig: Any, name: str, titles: dict[str, str]) -> str:
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": name}):
         fig.savefig(buf, format="svg", metadata={"Date": None})
-    root = ET.fromstring(buf.getvalue())
+    root = ET.fromstring(_XML_ILLEGAL.sub("\ufffd", buf.getvalue()))  # a label's controls
     root.set("class", "chart")
     root.set("role", "img")
     for element in root.iter():
