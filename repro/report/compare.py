@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro.claims import Tolerance
 from repro.errors import ReproError
 from repro.files import printable
-from repro.report.charts import Chart, RatioBar, ratio_bars, shorten
+from repro.report.charts import Chart, RatioBar, ratio_bars, shorten, tolerance_of
 from repro.report.numbers import number
 from repro.report.rows import RowsRead, checked_rows, read_csv, result_files
 
@@ -112,7 +111,7 @@ def moved_beyond_tolerance(a: dict[str, Any], b: dict[str, Any]) -> bool:
     va, vb = number(a.get("measured")), number(b.get("measured"))
     if va is None or vb is None:
         return False
-    tolerance = Tolerance.from_description(b.get("tolerance") or a.get("tolerance") or "")
+    tolerance = tolerance_of(b.get("tolerance") or a.get("tolerance") or "")
     allowed = tolerance.band(va) * abs(va)
     return abs(vb - va) > max(allowed, 1e-9 * max(abs(va), 1.0))
 
