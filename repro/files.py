@@ -130,9 +130,10 @@ def read_text(path: Path | str, error: type[ReproError] = ReproError) -> str:
         ) from None
 
 
-# C0 and C1 controls (ESC starts a terminal's escape codes) and the bidirectional overrides that
-# reorder what a terminal shows ("Trojan source").
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls (ESC starts a terminal's escape codes), the bidirectional overrides that
+# reorder what a terminal shows ("Trojan source"), and lone surrogates (a file name's bytes that
+# are not UTF-8), which no terminal encoding can print.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def printable(text: Any) -> str:

@@ -26,6 +26,7 @@ from repro.report.content import read_measurements
 from repro.report.rows import checked_rows, paper_key_problem, read_csv
 from repro.verdicts import RESULT_COLUMNS
 
+pytestmark = pytest.mark.faults  # `make faults` records them in benchmarks/results/faults.csv
 PAPERS = Path(__file__).resolve().parents[1] / "repro" / "papers"
 ESCAPE = "\x1b[31mred\x1b]0;title\x07"
 NO_BENCH = {"bench_dir": None, "speed_dir": None, "accuracy_dir": None}
@@ -89,11 +90,16 @@ def test_a_csv_row_whose_paper_is_a_path_writes_nothing_outside(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    fault_record,
 ) -> None:
     deep = tmp_path / "a" / "b"
     write_rows(deep / "m" / "lenet.csv", [result(), result("x/../../../PWNED", "evil")])
-    assert report(deep, monkeypatch) == 0
-    assert files_named(tmp_path, "PWNED") == []
+    code = report(deep, monkeypatch)
+    outside = files_named(tmp_path, "PWNED")
+    kept = "## lenet" in (deep / "out" / "README.md").read_text()
+    fault_record("report input: a paper field that is a path (x/../../../PWNED)",
+                 code == 0 and not outside and kept, 0 if kept else 1, 0, 0.0)  # fmt: skip
+    assert code == 0 and outside == []
     captured = capsys.readouterr()
     assert "m/lenet.csv, line 3: paper 'x/../../../PWNED' is not a paper key" in caplog.text
     assert "INCOMPLETE: 1 file(s) or row(s)" in captured.out
@@ -246,24 +252,30 @@ def test_a_zero_byte_measurement_file_is_named_and_the_report_says_so(
 
 
 @pytest.mark.parametrize(
-    ("damage", "named"),
+    ("damage", "named", "intact"),
     [
-        (lambda text: text[: text.index("\n", text.index("\n") + 1) + 30], "line 3: the row has"),
-        (lambda text: text.rstrip("\r\n")[:-2], "line 4: the file ends in the middle of this row"),
-        (lambda text: text[: text.rindex('"') - 3], "line 4: not CSV from here on"),
-        (lambda text: text.replace("b row", "b \udcff row"), "line 3 (byte"),
-        (lambda text: text.replace("paper", "pa\0per", 1), "the header lacks the column(s) paper"),
+        (lambda text: text[: text.index("\n", text.index("\n") + 1) + 30], "line 3: the row has",
+         "a"),
+        (lambda text: text.rstrip("\r\n")[:-2], "line 4: the file ends in the middle of this row",
+         "ab"),
+        (lambda text: text[: text.rindex('"') - 3], "line 4: not CSV from here on", "ab"),
+        (lambda text: text.replace("b row", "b \udcff row"), "line 3: not UTF-8 text", "ac"),
+        (lambda text: text.replace("paper", "pa\0per", 1), "the header lacks the column(s) paper",
+         ""),
     ],
     ids=["cut-mid-row", "cut-in-last-field", "cut-in-quotes", "not-utf8", "nul-in-header"],
-)
+)  # fmt: skip
 def test_a_damaged_measurement_file_is_a_named_skip(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     damage,
     named: str,
+    intact: str,
     caplog: pytest.LogCaptureFixture,
+    fault_record,
 ) -> None:
+    """Every row the damage left whole is reported, and the other papers; the damage named."""
     last = result(claim="c", note='quoted, "cut"', hardware="cpu box")
     rows = [result(claim="a"), result(claim="b"), last]
     text = write_rows(tmp_path / "full.csv", rows).read_bytes().decode("utf-8")
@@ -271,11 +283,17 @@ def test_a_damaged_measurement_file_is_a_named_skip(
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "lenet.csv").write_bytes(damaged)
     write_rows(tmp_path / "m" / "vgg.csv", [result("vgg")])
-    assert report(tmp_path, monkeypatch) == 0
+    code = report(tmp_path, monkeypatch)
+    readme = (tmp_path / "out" / "README.md").read_text()
+    kept = sum(f"| {c} row |" in readme for c in intact) + ("## vgg" in readme)
+    shown = sum(f"| {c} row |" in readme for c in "abc")
+    fault_record("report input: a measurement CSV cut, not UTF-8 or not CSV",
+                 code == 0 and kept == len(intact) + 1 and shown == len(intact),
+                 len(intact) + 1 - kept, 0, 0.0)  # fmt: skip
+    assert code == 0 and kept == len(intact) + 1 and shown == len(intact)
     assert "Traceback" not in capsys.readouterr().err
     logged = caplog.text
     assert f"m/lenet.csv, {named}" in logged or f"m/lenet.csv: {named}" in logged, logged
-    assert "## vgg" in (tmp_path / "out" / "README.md").read_text()  # the others are kept
 
 
 def test_rows_read_before_a_cut_are_kept(tmp_path: Path) -> None:
@@ -301,15 +319,18 @@ def test_nan_and_inf_values_are_shown_as_text(tmp_path: Path, value: str) -> Non
 
 
 def test_compare_names_the_row_a_truncated_results_csv_cut(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fault_record
 ) -> None:
     rows = [result(claim=c) for c in "abcd"]
     a = write_rows(tmp_path / "a.csv", rows)
     text = a.read_bytes().decode("utf-8")
     cut = tmp_path / "b.csv"
     cut.write_bytes(text[: text.rindex("lenet") + 12].encode())
-    assert main(["compare", str(a), str(cut)]) == 0
+    code = main(["compare", str(a), str(cut)])
     out = capsys.readouterr().out
+    both = int(re.search(r"claims in both: (\d+);", out).group(1))
+    fault_record("compare: a results.csv cut mid-row", code == 0 and "only in B: 0" in out,
+                 3 - both, int(re.search(r"only in B: (\d+)", out).group(1)), 0.0)  # fmt: skip
     assert "claims in both: 3;" in out and "only in B: 0" in out  # the cut row is no claim
     assert re.search(
         f"left out of B: {re.escape(str(cut))}, line 5: the row has 1?[0-9] fields "
@@ -351,7 +372,7 @@ def test_broken_metadata_is_skipped_and_the_rows_kept(
     assert "m/vgg.json: not a JSON object" in caplog.text
 
 
-def test_leftovers_of_a_report_killed_mid_write_are_removed(tmp_path: Path) -> None:
+def test_leftovers_of_a_report_killed_mid_write_are_removed(tmp_path: Path, fault_record) -> None:
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)  # fmt: skip
     dead = int(gone.stdout)
@@ -363,7 +384,9 @@ def test_leftovers_of_a_report_killed_mid_write_are_removed(tmp_path: Path) -> N
     alive = charts / f".summary.svg.{os.getppid()}.tmp"  # a writer still running: kept
     alive.write_text("<half")
     paths = write_report([result()], [], tmp_path, **NO_BENCH)
-    assert not any(p.exists() for p in leftovers) and alive.exists()
+    cleaned = not any(p.exists() for p in leftovers) and alive.exists()
+    fault_record("report killed mid-write: its temporary files at the next run", cleaned, 0, 0, 0.0)
+    assert cleaned
     assert paths["markdown"].read_text().startswith("# Reproduction report")
     assert remove_leftovers(charts) == []
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from repro.claims import kebab_case
-from repro.errors import ReproError
-from repro.files import printable, read_text
+from repro.files import printable
 
 log = logging.getLogger("repro.report")
 
@@ -97,15 +97,13 @@ def checked_rows(rows: Iterable[Any], where: str) -> RowsRead:
 def read_csv(path: Path, columns: Iterable[str] = ()) -> tuple[RowsRead, list[str]]:
     """The rows of one CSV file repro wrote, and its header. ``columns``: those every row must
     hold, a result row's paper key checked when ``paper`` is among them. The file is skipped
-    whole (an empty header) when it cannot be read, is empty, is not UTF-8, is not CSV or lacks
-    ``columns``; a row cut short, or the last row of a file that ends mid-row (repro ends every
-    row with a newline), is skipped by its line."""
+    whole (an empty header) when it cannot be read, is empty, is not CSV or its header is not
+    UTF-8 or lacks ``columns``; a row cut short or holding bytes that are not UTF-8, or the last
+    row of a file that ends mid-row (repro ends every row with a newline), is skipped by its
+    line."""
     out, columns = RowsRead(), tuple(columns)
     try:
-        text = read_text(path)
-    except ReproError as exc:
-        out.skip(str(path), exc.cause.removeprefix(f"{path}, "))
-        return out, []
+        text = path.read_bytes().decode("utf-8", "surrogateescape")  # bad bytes: found by row
     except OSError as exc:
         out.skip(str(path), f"cannot be read ({exc.strerror or exc})")
         return out, []
@@ -117,6 +115,9 @@ def read_csv(path: Path, columns: Iterable[str] = ()) -> tuple[RowsRead, list[st
         header = list(reader.fieldnames or [])
     except csv.Error as exc:
         out.skip(str(path), f"not a CSV file ({exc})")
+        return out, []
+    if _NOT_UTF8.search(",".join(header)):
+        out.skip(str(path), "line 1: not UTF-8 text (the file is damaged, or is not a CSV file)")
         return out, []
     missing = [c for c in columns if c not in header]
     if missing:
@@ -133,7 +134,9 @@ def read_csv(path: Path, columns: Iterable[str] = ()) -> tuple[RowsRead, list[st
         ends_cut = False  # the rows read before it ended whole
     for i, (line, row) in enumerate(records, 1):
         where = f"{path}, line {line}"
-        if None in row or None in row.values():
+        if any(_NOT_UTF8.search(v) for v in row.values() if isinstance(v, str)):
+            out.skip(where, "not UTF-8 text (bytes of this row are damaged)")
+        elif None in row or None in row.values():
             out.skip(where, f"the row has {_fields(row)} fields where the header has "
                             f"{len(header)} (a row cut short, or a stray comma)")  # fmt: skip
         elif ends_cut and i == len(records):
@@ -143,6 +146,9 @@ def read_csv(path: Path, columns: Iterable[str] = ()) -> tuple[RowsRead, list[st
         else:
             out.rows.append(row)
     return out, header
+
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # the bytes surrogateescape kept
 
 
 def _fields(row: dict[Any, Any]) -> int:
