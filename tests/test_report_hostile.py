@@ -73,7 +73,7 @@ def test_the_papers_keys_are_paper_keys(key: str) -> None:
     "key", ["x/../../tmp/PWNED", "../vgg", "/etc/passwd", "VGG", "a b", "", "a__b", "-a", None, 3]
 )
 def test_a_path_or_odd_text_is_no_paper_key(key: object) -> None:
-    assert "is not a paper key" in (paper_key_problem(key) or "")
+    assert "is not lowercase letters and digits" in (paper_key_problem(key) or "")
 
 
 def test_inside_refuses_names_that_leave_the_folder(tmp_path: Path) -> None:
@@ -101,7 +101,7 @@ def test_a_csv_row_whose_paper_is_a_path_writes_nothing_outside(
                  code == 0 and not outside and kept, 0 if kept else 1, 0, 0.0)  # fmt: skip
     assert code == 0 and outside == []
     captured = capsys.readouterr()
-    assert "m/lenet.csv, line 3: paper 'x/../../../PWNED' is not a paper key" in caplog.text
+    assert "m/lenet.csv, line 3: paper key 'x/../../../PWNED' is not lowercase" in caplog.text
     assert "INCOMPLETE: 1 file(s) or row(s)" in captured.out
     readme = (deep / "out" / "README.md").read_text()
     assert "m/lenet.csv, line 3" in readme and "## lenet" in readme
@@ -112,7 +112,7 @@ def test_a_csv_row_whose_paper_is_a_path_writes_nothing_outside(
 
 
 def test_write_report_refuses_a_row_whose_paper_is_a_path(tmp_path: Path) -> None:
-    with pytest.raises(ReproError, match=r"result row 2 cannot be reported: paper '\.\./x'"):
+    with pytest.raises(ReproError, match=r"result row 2 cannot be reported: paper key '\.\./x'"):
         write_report([result(), result("../x")], [], tmp_path / "out", **NO_BENCH)
     assert not (tmp_path / "out").exists()
 
@@ -134,7 +134,7 @@ def test_mlflow_rows_whose_paper_is_a_path_are_skipped(
     assert report(tmp_path / "w", monkeypatch, "--from", "mlflow", *uri) == 0
     assert files_named(tmp_path, "PWNED") == []
     captured = capsys.readouterr()
-    assert "row 2 (evil): paper 'x/../../PWNED' is not a paper key" in caplog.text
+    assert "row 2 (evil): paper key 'x/../../PWNED' is not lowercase" in caplog.text
     assert "row 3: the row is list, not a table row" in caplog.text
     assert "INCOMPLETE: 2 file(s) or row(s)" in captured.out
 

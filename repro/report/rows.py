@@ -26,6 +26,7 @@ ROW_COLUMNS = ("paper", "claim_id", "table", "row", "metric", "unit", "claimed",
                "verdict")  # fmt: skip
 
 
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # the bytes surrogateescape kept of a damaged file
 CURVE_SUFFIX = ".curve.csv"  # an accuracy run's training curves beside its results
 
 
@@ -37,15 +38,13 @@ def result_files(folder: Path) -> list[Path]:
 def paper_key_problem(value: Any) -> str | None:
     """Why ``value`` is not a paper key, or None. A key follows the rule of claim ids
     (:func:`repro.claims.kebab_case`: lowercase letters and digits in words), its words joined
-    by ``-`` or ``_`` as the paper files are named (``fast_rcnn``)."""
-    if not isinstance(value, str) or not value:
-        return f"paper {value!r} is not a paper key (it is empty or not text)"
-    if kebab_case(value) != value.replace("_", "-"):
-        return (
-            f"paper {printable(value)!r} is not a paper key (lowercase letters and digits, "
-            "words joined by '-' or '_')"
-        )
-    return None
+    by single ``-`` or ``_`` as the paper files are named (``fast_rcnn``)."""
+    if isinstance(value, str) and value and kebab_case(value) == value.replace("_", "-"):
+        return None
+    return (
+        f"paper key {value!r:.80} is not lowercase letters and digits joined by single - or _ "
+        "(a file name without .yaml, never a path)"
+    )
 
 
 def row_problem(row: Any, columns: Iterable[str] = ROW_COLUMNS) -> str | None:
@@ -148,20 +147,17 @@ def read_csv(path: Path, columns: Iterable[str] = ()) -> tuple[RowsRead, list[st
     return out, header
 
 
-_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # the bytes surrogateescape kept
-
-
 def _fields(row: dict[Any, Any]) -> int:
     extra = row.get(None) or []
     return sum(v is not None for k, v in row.items() if k is not None) + len(extra)
 
 
-def skipped_line(skipped: list[str]) -> str:
+def skipped_line(left_out: list[str]) -> str:
     """What the commands add to "wrote ..." when results were left out (each skip is logged
     as it is met, and listed in the report)."""
-    if not skipped:
+    if not left_out:
         return ""
     return (
-        f"; INCOMPLETE: {len(skipped)} file(s) or row(s) of the results left out, named above "
+        f"; INCOMPLETE: {len(left_out)} file(s) or row(s) of the results left out, named above "
         "and in the report"
     )
