@@ -11,6 +11,7 @@ from repro import config
 from repro.errors import ReproError
 from repro.report import log_report, write_report
 from repro.report.content import demo_seconds, read_demos, read_measurements
+from repro.report.rows import skipped_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,15 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         uri = config.load_settings(args.params, tracking_uri=args.tracking_uri).tracking_uri
-        rows, metas = read_measurements(Path(args.measurements))
+        rows, metas, skipped = read_measurements(Path(args.measurements))
         demos = Path(args.demos)
-        paths = write_report(
-            rows, metas, Path(args.out), read_demos(demos), demo_seconds(demos), demos_dir=demos
-        )
+        paths = write_report(rows, metas, Path(args.out), read_demos(demos), demo_seconds(demos),
+                             demos_dir=demos, skipped=skipped)  # fmt: skip
     except ReproError as exc:
         print(exc.paragraph(), file=sys.stderr)
         return 2
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    print("wrote " + ", ".join(str(p) for p in paths.values()) + skipped_line(skipped))
     if not args.no_mlflow:
         logged, line = log_report(paths, uri)
         print(line, file=sys.stdout if logged else sys.stderr)

@@ -18,10 +18,12 @@ from repro.demos import cli as demos_cli
 from repro.environment import collect, format_lines
 from repro.errors import ReproError
 from repro.evaluation import cli as eval_cli
+from repro.files import printable
 from repro.report import cli as report_cli
 from repro.report import log_report, write_report
 from repro.report.cli import compare_with_current, mlflow_results
 from repro.report.content import demo_seconds, read_demos, read_measurements
+from repro.report.rows import skipped_line
 from repro.tracking import spool
 from repro.tracking.client import EXIT_TRACKING_DEGRADED
 from repro.train import cli as train_cli
@@ -64,22 +66,26 @@ def _cmd_papers(args: argparse.Namespace) -> int:
         kinds = Counter(c.kind for c in paper.claims)
         kind_text = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
         print(
-            f"{paper.paper}: {paper.title} ({paper.year}) - "
-            f"{len(paper.claims)} claims ({kind_text})"
+            printable(
+                f"{paper.paper}: {paper.title} ({paper.year}) - "
+                f"{len(paper.claims)} claims ({kind_text})"
+            )
         )
         tables: dict[str, list] = {}
         for c in paper.claims:
             tables.setdefault(c.table, []).append(c)
         for table, claims in tables.items():
-            print(f"    {table}: {len(claims)} claims")
+            print(printable(f"    {table}: {len(claims)} claims"))
             if args.claims:
                 for c in claims:
                     value = "x".join(map(str, c.value)) if isinstance(c.value, list) else c.value
                     model = f" on {c.model.key()}" if c.model else ""
                     layer = f" [{c.layer}]" if c.layer else ""
                     print(
-                        f"        {c.id}: {c.row} {c.metric} = {value} {c.unit} "
-                        f"({c.kind}{model}{layer})"
+                        printable(
+                            f"        {c.id}: {c.row} {c.metric} = {value} {c.unit} "
+                            f"({c.kind}{model}{layer})"
+                        )
                     )
     return 0
 
@@ -207,14 +213,15 @@ def _print_links(uri: str, papers: list[str]) -> None:
 
 def _cmd_report(args: argparse.Namespace) -> int:
     if args.source == "mlflow":
-        uri, rows = mlflow_results(args.tracking_uri, args.params, args.run, args.papers or None)
-        if not rows:
+        uri, read = mlflow_results(args.tracking_uri, args.params, args.run, args.papers or None)
+        if not read.rows and not read.skipped:
             raise ReproError(f"MLflow at {uri} holds no repro runs.", "run `repro run` first.")
+        rows, skipped = read.rows, read.skipped
         metas: list[dict] = []
         if Path(args.measurements).is_dir():
-            metas = read_measurements(Path(args.measurements))[1]
+            metas = read_measurements(Path(args.measurements)).metas
     else:
-        rows, metas = read_measurements(Path(args.measurements))
+        rows, metas, skipped = read_measurements(Path(args.measurements))
         if args.papers:
             rows = [r for r in rows if r["paper"] in args.papers]
 
@@ -225,9 +232,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print("\n".join(comparison.lines))
     paths = write_report(
         rows, metas, Path(args.out), read_demos(demos), demo_seconds(demos), demos_dir=demos,
-        comparison=comparison,
+        comparison=comparison, skipped=skipped,
     )  # fmt: skip
-    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    print("wrote " + ", ".join(str(p) for p in paths.values()) + skipped_line(skipped))
     if not args.no_mlflow:
         uri = config.settings_of(args).tracking_uri
         logged, line = log_report(paths, uri)

@@ -8,6 +8,7 @@ import csv
 import errno
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -31,6 +32,21 @@ def unwritable(path: Path, exc: OSError) -> ReproError:
     )
 
 
+def inside(folder: Path | str, name: str) -> Path:
+    """``folder / name``, refused when it would lead out of ``folder`` (an absolute name, a
+    ``..`` part, a symlink pointing elsewhere): names built from what a file or a store holds
+    (a paper's key, a chart's name) must not write anywhere else."""
+    base = Path(folder).resolve()
+    target = (base / name).resolve()
+    if target == base or not target.is_relative_to(base):
+        raise ReproError(
+            f"refusing to write {name!r}: it leads out of {folder} (to {target}).",
+            "a name taken from the input (a paper key, a chart or demonstration name) must be "
+            "a plain file name; correct the row or file that gave it.",
+        )
+    return Path(folder) / name
+
+
 def atomic_write(path: Path | str, write: Callable[[IO[str]], Any]) -> None:
     """Call ``write(fh)`` on a temporary file beside ``path``, then rename it to ``path``."""
     path = Path(path)
@@ -48,6 +64,34 @@ def atomic_write(path: Path | str, write: Callable[[IO[str]], Any]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# atomic_write's temporary file: ".<name>.<pid>.tmp"
+_TEMPORARY = re.compile(r"\..+\.(\d+)\.tmp")
+
+
+def remove_leftovers(folder: Path | str) -> list[Path]:
+    """Remove the temporary files :func:`atomic_write` left in ``folder`` when its process was
+    killed mid-write (the process is gone; this one writes none while it looks); returns them."""
+    removed = []
+    for path in Path(folder).glob(".*.tmp"):
+        found = _TEMPORARY.fullmatch(path.name)
+        if found and not _running(int(found.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:
@@ -84,3 +128,15 @@ def read_text(path: Path | str, error: type[ReproError] = ReproError) -> str:
             "damaged, or is not the text file expected here.",
             f"restore {path.name} from its source, or save it as UTF-8.",
         ) from None
+
+
+# C0 and C1 controls (ESC starts a terminal's escape codes), the bidirectional overrides that
+# reorder what a terminal shows ("Trojan source"), and lone surrogates (a file name's bytes that
+# are not UTF-8), which no terminal encoding can print.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def printable(text: Any) -> str:
+    """``text`` from a user's file (a claim's row, a note, a paper title) as safe to print on a
+    terminal: control characters shown as escapes (``\\x1b``), never acted on."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode(), str(text))

@@ -1,13 +1,17 @@
-"""`repro submit`: run a command on a Ray cluster as a Ray job (the code is uploaded with it)."""
+"""`repro submit`: run a command on a Ray cluster as a Ray job, with the code uploaded by an
+allow-list: the files git tracks in the working directory plus those named with --include,
+never a secret nor a link leaving the directory."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 from repro.errors import ReproError
+from repro.execution.upload import Upload, shown_path, upload_files, upload_notes, write_package
 
 EPILOG = """examples:
   repro submit --address http://head:8265 -- repro run --all --suite analytic
@@ -16,6 +20,7 @@ EPILOG = """examples:
   repro submit --logs raysubmit_XXXX              the job's output so far
   repro submit --status raysubmit_XXXX            its state and exit code
   repro submit --stop raysubmit_XXXX
+  repro submit --dry-run --include data/labels.csv   what would be uploaded, uploading nothing
 
 The address is the head node's dashboard (default: RAY_API_SERVER_ADDRESS, else
 http://127.0.0.1:8265, e.g. after `ray dashboard cluster.yaml`). While waiting, the job's
@@ -64,7 +69,21 @@ def _tracking_note(uri: str | None) -> str | None:
     return None
 
 
+def _print_upload(upload: Upload) -> None:
+    """The dry run: each path that would go on stdout, one a line; the total on stderr."""
+    for item in upload.files:
+        print(shown_path(item.name))
+    notes = "; ".join(upload_notes(upload))
+    print(f"dry run: would upload {notes}; nothing was uploaded.", file=sys.stderr)
+
+
 def _cmd_submit(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        if args.no_upload:
+            print("dry run: --no-upload: nothing would be uploaded.", file=sys.stderr)
+        else:
+            _print_upload(upload_files(Path(args.working_dir), args.include or []))
+        return 0
     from repro.execution import jobs  # Ray's side: off `repro --help`
 
     address = jobs.dashboard_url(args.address)
@@ -82,21 +101,25 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     # Everything the user can get wrong is checked before anything is uploaded.
     entrypoint = jobs.entrypoint_command(args.command)
     uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    env = jobs.runtime_env(
-        None if args.no_upload else Path(args.working_dir), job_env(uri, args.data, args.env)
-    )
+    env_vars = job_env(uri, args.data, args.env)
+    upload = None if args.no_upload else upload_files(Path(args.working_dir), args.include or [])
     client = jobs.connect(address)
-    note = _tracking_note(uri)
-    if note and entrypoint.lstrip().startswith("repro run"):
-        print(note, file=sys.stderr)
-    job_id = jobs.submit(
-        client,
-        entrypoint,
-        env,
-        submission_id=args.job_id,
-        num_cpus=args.entrypoint_num_cpus,
-        num_gpus=args.entrypoint_num_gpus,
-    )
+    with tempfile.TemporaryDirectory(prefix="repro-submit-") as scratch:
+        package = None if upload is None else write_package(upload, Path(scratch) / "code.zip")
+        env = jobs.runtime_env(package, env_vars)
+        note = _tracking_note(uri)
+        if note and entrypoint.lstrip().startswith("repro run"):
+            print(note, file=sys.stderr)
+        if upload is not None:
+            print(f"uploading {'; '.join(upload_notes(upload))}", file=sys.stderr)
+        job_id = jobs.submit(
+            client,
+            entrypoint,
+            env,
+            submission_id=args.job_id,
+            num_cpus=args.entrypoint_num_cpus,
+            num_gpus=args.entrypoint_num_gpus,
+        )
     print(f"submitted job {job_id} to {address}: {entrypoint}", file=sys.stderr)
     if not args.wait:
         print(job_id)
@@ -124,10 +147,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "submit",
         help="run a command on a Ray cluster as a Ray job",
-        description="Submit COMMAND (after `--`) to a Ray cluster through Ray Jobs: the working "
-        "directory is uploaded (without .venv, .git, mlflow.db, mlartifacts, .dvc/cache, "
-        "reports/, nor secrets: .env*, *.pem, *.key, SSH keys, .ray/ and auth_token, .netrc, "
-        "cloud credentials; the home directory itself is refused), the command runs on the head "
+        description="Submit COMMAND (after `--`) to a Ray cluster through Ray Jobs: the files git "
+        "tracks in the working directory (less reports/, mlflow.db and other local stores) and "
+        "those named with --include are uploaded, and nothing else; a file that looks like a "
+        "secret (.env*, .envrc, *.pem, *.key, SSH keys, .netrc, .git-credentials, .pgpass, "
+        ".npmrc, .pypirc, .vault-token, .databrickscfg, kubeconfig, terraform.tfstate, "
+        "*service-account*.json, cloud credentials, a private key inside any file) or a link "
+        "leaving the directory stops the submission, naming it (the home directory itself is "
+        "refused; --dry-run lists what would go); the command runs on the head "
         "node (or on a node with the --entrypoint-num-* resources) with RAY_ADDRESS set to the "
         "cluster, so `repro run` inside it spreads its Ray tasks over the cluster's nodes.",
         epilog=EPILOG,
@@ -147,7 +174,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "as soon as it is submitted",
     )
     p.add_argument(
-        "--working-dir", default=".", help="directory uploaded with the job (default: .)"
+        "--working-dir",
+        default=".",
+        help="the directory whose git-tracked files go with the job (default: .)",
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        metavar="PATH",
+        help="also upload PATH (relative to --working-dir; a folder: every file under it), "
+        "tracked or not (repeatable; needed where --working-dir is not a git checkout)",
     )
     p.add_argument(
         "--no-upload",
@@ -178,6 +214,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         help="GPUs reserved for the command itself (puts it on a GPU node)",
     )
     query = p.add_mutually_exclusive_group()
+    query.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the paths that would be uploaded, one a line, and their total size; "
+        "upload and submit nothing",
+    )
     query.add_argument("--status", metavar="JOB_ID", help="print a job's state and exit code")
     query.add_argument("--logs", metavar="JOB_ID", help="print a job's output so far")
     query.add_argument("--stop", metavar="JOB_ID", help="stop a job")

@@ -36,7 +36,7 @@ import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
 from repro.cli import main
-from repro.execution import jobs
+from repro.execution import jobs, upload
 from repro.submit import job_env
 from tests.conftest import TINY_ALPHA
 
@@ -100,7 +100,7 @@ def test_cluster_yaml_matches_this_project(repo: Path) -> None:
     excluded = set(config["rsync_exclude"])
     for path in (".venv", "mlflow.db", "mlartifacts", ".dvc/cache", "reports"):
         assert path in excluded
-        assert path in jobs.UPLOAD_EXCLUDES or f"{path}/" in jobs.UPLOAD_EXCLUDES
+        assert path in upload.UPLOAD_EXCLUDES or f"{path}/" in upload.UPLOAD_EXCLUDES
     head = " ".join(config["head_start_ray_commands"])
     assert "--dashboard-port=8265" in head and "--dashboard-host=0.0.0.0" in head
     assert jobs.DEFAULT_DASHBOARD.endswith(":8265")
@@ -135,16 +135,13 @@ def test_job_command_env_and_upload(tmp_path: Path) -> None:
         "REPRO_DATA_COCO": "/c",
         "A": "b=c",
     }
-    spec = jobs.runtime_env(tmp_path, env)
-    assert spec["working_dir"] == str(tmp_path.resolve()) and spec["env_vars"] == env
-    assert {".venv/", "mlflow.db", "mlartifacts/", ".dvc/cache/", "reports/"} <= set(
-        spec["excludes"]
-    )
+    spec = jobs.runtime_env(tmp_path / "code.zip", env)
+    assert spec == {"working_dir": str(tmp_path / "code.zip"), "env_vars": env}
     assert jobs.runtime_env(None, {}) == {}
     with pytest.raises(jobs.ReproError, match="NAME=VALUE"):
         job_env(None, ["imagenet"], None)
     with pytest.raises(jobs.ReproError, match="does not exist"):
-        jobs.runtime_env(tmp_path / "absent", {})
+        upload.upload_files(tmp_path / "absent")
 
 
 def test_submit_errors_are_one_paragraph(capsys: pytest.CaptureFixture[str]) -> None:
@@ -352,6 +349,8 @@ def test_submit_runs_repro_as_a_ray_job(two_nodes: LocalCluster, tmp_path: Path)
     (work / ".venv").mkdir()
     (work / ".venv" / "big").write_bytes(b"\0" * 1024)
     (work / "mlflow.db").write_text("local store")
+    subprocess.run(["git", "init", "-q", str(work)], check=True)  # what git tracks is uploaded
+    subprocess.run(["git", "-C", str(work), "add", "-A"], check=True)
     # Excluded paths must not arrive; the env vars must; `repro run` inside the job joins the
     # cluster through the RAY_ADDRESS that Ray Jobs sets.
     command = (

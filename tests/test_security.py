@@ -4,14 +4,13 @@ shell given user text, nothing unpacked outside its target, servers on loopback.
 from __future__ import annotations
 
 import ast
-import zipfile
+import subprocess
 from pathlib import Path
 
 import pytest
-from ray._private.runtime_env.packaging import create_package
 
 from repro.errors import ReproError
-from repro.execution import jobs
+from repro.execution.upload import upload_files
 
 REPO = Path(__file__).resolve().parents[1]
 SECRETS = [
@@ -25,25 +24,34 @@ KEPT = ["repro/__init__.py", "params.yaml", "repro/papers/lenet.yaml", "environm
         "repro/credentialed_note.txt"]  # fmt: skip
 
 
-def test_submit_upload_leaves_secrets_behind(tmp_path: Path) -> None:
-    """The package Ray would upload, built by Ray's own packaging with the job's excludes."""
+def _git(work: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(work), *args], check=True, capture_output=True)
+
+
+def test_submit_refuses_tracked_secrets_and_uploads_the_rest(tmp_path: Path) -> None:
+    """Even tracked, a secret stops the upload, named; untracked, it stays behind unnamed."""
     work = tmp_path / "work"
     for name in [*SECRETS, *KEPT]:
         (work / name).parent.mkdir(parents=True, exist_ok=True)
         (work / name).write_text("SECRET" if name in SECRETS else "code")
-    env = jobs.runtime_env(work, {})
-    package = tmp_path / "upload.zip"
-    create_package(str(work), package, include_gitignore=True, excludes=env["excludes"])
-    uploaded = {n for n in zipfile.ZipFile(package).namelist() if not n.endswith("/")}
-    assert uploaded == set(KEPT), sorted(uploaded)
+    _git(work, "init", "-q")
+    _git(work, "add", "-A")
+    with pytest.raises(ReproError) as refused:
+        upload_files(work)
+    named = {line.split(": ")[0].strip() for line in refused.value.excerpt.splitlines()}
+    assert named == set(SECRETS), sorted(named ^ set(SECRETS))
+    _git(work, "rm", "-q", "--cached", *SECRETS)
+    upload = upload_files(work)
+    assert sorted(f.name for f in upload.files) == sorted(KEPT)
+    assert upload.untracked == len(SECRETS)
 
 
 def test_submit_refuses_the_home_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(ReproError, match="home directory"):
-        jobs.runtime_env(tmp_path, {})
+        upload_files(tmp_path)
     with pytest.raises(ReproError, match="home directory"):
-        jobs.runtime_env(Path("/"), {})
+        upload_files(Path("/"))
 
 
 def _calls(tree: ast.AST) -> list[ast.Call]:

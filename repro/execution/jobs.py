@@ -1,8 +1,9 @@
 """Ray Jobs: run a `repro` command on a cluster from this machine.
 
 The job server lives in the head node's dashboard (``ray[default]``), reached over HTTP at
-``http://HEAD:8265``. The working directory is uploaded with the job, so the cluster runs the
-code and claim files as they are here.
+``http://HEAD:8265``. The code and claim files go with the job as one zip of what
+`repro.execution.upload` allows (git's tracked files plus those named), so the cluster runs
+them as they are here.
 """
 
 from __future__ import annotations
@@ -25,49 +26,6 @@ from ray.exceptions import AuthenticationError
 from repro.errors import ReproError
 
 DEFAULT_DASHBOARD = "http://127.0.0.1:8265"
-
-# Never uploaded: environments, local stores, caches and generated output. The job server also
-# honours the working directory's .gitignore files.
-UPLOAD_EXCLUDES = [
-    ".venv/",
-    ".git/",
-    "mlflow.db",
-    "mlartifacts/",
-    "mlruns/",
-    ".dvc/cache/",
-    ".dvc/tmp/",
-    "reports/",
-    "__pycache__/",
-    "*.egg-info/",
-    ".pytest_cache/",
-    ".ruff_cache/",
-    # secrets: never leave this machine with the code
-    ".env",
-    ".env.*",
-    "*.pem",
-    "*.key",
-    "*.p12",
-    "*.pfx",
-    "id_rsa*",
-    "id_ed25519*",
-    "id_ecdsa*",
-    ".ssh/",
-    ".ray/",
-    "auth_token",
-    ".netrc",
-    ".pypirc",
-    ".aws/",
-    ".azure/",
-    ".config/gcloud/",
-    ".kube/",
-    ".docker/config.json",
-    "credentials",
-    "credentials.*",
-    "*credentials*.json",
-    "secrets.*",
-    ".mlflow-spool/",
-]
-
 
 TERMINAL = ("STOPPED", "SUCCEEDED", "FAILED")
 
@@ -119,28 +77,12 @@ def entrypoint_command(command: Sequence[str]) -> str:
     return command[0] if len(command) == 1 else shlex.join(command)
 
 
-def runtime_env(
-    working_dir: Path | None,
-    env_vars: dict[str, str],
-    excludes: Sequence[str] = UPLOAD_EXCLUDES,
-) -> dict[str, Any]:
-    """The job's runtime_env: the uploaded working directory and its environment variables."""
+def runtime_env(package: Path | None, env_vars: dict[str, str]) -> dict[str, Any]:
+    """The job's runtime_env: the code as one zip (`repro.execution.upload`; the job client
+    uploads a local package as it is) and the job's environment variables."""
     out: dict[str, Any] = {}
-    if working_dir is not None:
-        if not working_dir.is_dir():
-            raise ReproError(
-                f"working directory {working_dir} does not exist.",
-                "pass an existing --working-dir (default: the current directory).",
-            )
-        home = Path.home().resolve()
-        if working_dir.resolve() in (home, *home.parents):
-            raise ReproError(
-                f"--working-dir {working_dir} is your home directory or above it; uploading it "
-                "would send keys, tokens and caches to the cluster.",
-                "pass the repository's directory (default: the current one).",
-            )
-        out["working_dir"] = str(working_dir.resolve())
-        out["excludes"] = list(excludes)
+    if package is not None:
+        out["working_dir"] = str(package)
     if env_vars:
         out["env_vars"] = dict(env_vars)
     return out
@@ -233,8 +175,8 @@ def submit(
     """Submits the job (uploading the working directory first); returns its id."""
     return _request(
         "submitting the job",
-        "check the working directory's size (Ray refuses uploads over 512 MiB: exclude data "
-        "with .gitignore), that a --job-id is not already used, and that the cluster is up.",
+        "check the upload's size (`repro submit --dry-run` lists it; Ray refuses packages over "
+        "512 MiB), that a --job-id is not already used, and that the cluster is up.",
         client.submit_job,
         entrypoint=entrypoint,
         runtime_env=env,

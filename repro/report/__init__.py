@@ -14,12 +14,13 @@ from typing import Any
 
 from repro.environment import process_seconds
 from repro.errors import ReproError
-from repro.files import atomic_write_text
+from repro.files import atomic_write_text, inside, remove_leftovers, unwritable
 from repro.report.compare import Comparison
 from repro.report.content import BENCHMARKS_DIR, Content, build_charts
 from repro.report.hardware import ACCURACY_DIR, SPEED_DIR, fold_runs, read_runs
 from repro.report.html_page import render_html
 from repro.report.markdown import CHARTS_DIR, render_markdown
+from repro.report.rows import row_problem
 from repro.verdicts import RESULT_COLUMNS, write_results_csv
 
 
@@ -34,43 +35,57 @@ def write_report(
     comparison: Comparison | None = None,
     speed_dir: Path | None = SPEED_DIR,
     accuracy_dir: Path | None = ACCURACY_DIR,
+    skipped: Sequence[str] = (),
 ) -> dict[str, Path]:
     """``demos``: the demonstrations' tables (:func:`read_demos`), shown in their own section;
     ``demo_times``: their stages' wall times (:func:`demo_seconds`); ``demos_dir``: where their
     JSON files (training curves) are; ``bench_dir``: the benchmark files to chart (None: none);
     ``comparison``: a section comparing these results with others (`repro report --compare`);
     ``speed_dir``, ``accuracy_dir``: the committed speed and accuracy results per hardware to
-    fold in (None: none)."""
+    fold in (None: none); ``skipped``: what reading the results left out (``where: why``,
+    :class:`repro.report.content.Measurements`), listed in the report. Every path written is
+    checked to stay inside ``out_dir``; a row whose paper is not a paper key is refused."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    missing = [c for c in ("paper", "table", "row", "verdict") if rows and c not in rows[0]]
-    if missing:
-        raise ReproError(
-            f"the results table lacks the columns {missing}.",
-            f"regenerate the measurements; the columns are {', '.join(RESULT_COLUMNS)}.",
-        )
+    for i, row in enumerate(rows, 1):
+        problem = row_problem(row, ("paper", "table", "row", "verdict"))
+        if problem:
+            raise ReproError(
+                f"result row {i} cannot be reported: {problem}.",
+                "read results with repro.report.content.read_measurements (or "
+                "repro.report.rows.checked_rows), which leave such rows out and name them; the "
+                f"columns are {', '.join(RESULT_COLUMNS)}.",
+            )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unwritable(out_dir, exc) from None
     runs = read_runs(speed_dir, "speed")
     trained = read_runs(accuracy_dir, "accuracy")
     rows = fold_runs(rows, metas, [*runs, *trained]) if rows else []
     rows = sorted(rows, key=lambda r: r["paper"])  # stable: keeps each paper's claim order
     elapsed = process_seconds()  # this process so far: the report stage's wall time
     paths = {
-        "csv": out_dir / "results.csv",
-        "markdown": out_dir / "README.md",
-        "html": out_dir / "index.html",
-        "charts": out_dir / CHARTS_DIR,
+        "csv": inside(out_dir, "results.csv"),
+        "markdown": inside(out_dir, "README.md"),
+        "html": inside(out_dir, "index.html"),
+        "charts": inside(out_dir, CHARTS_DIR),
     }
     charts = build_charts(rows, demos_dir, bench_dir, trained)
     charts.comparison = comparison
+    svgs = {inside(paths["charts"], f"{chart.name}.svg"): chart.svg for chart in charts.all()}
     write_results_csv(paths["csv"], rows)
-    paths["charts"].mkdir(parents=True, exist_ok=True)
-    svgs = {paths["charts"] / f"{chart.name}.svg": chart.svg for chart in charts.all()}
+    try:
+        paths["charts"].mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise unwritable(paths["charts"], exc) from None
+    for folder in (out_dir, paths["charts"]):
+        remove_leftovers(folder)
     for svg, text in svgs.items():
         atomic_write_text(svg, '<?xml version="1.0" encoding="utf-8"?>\n' + text + "\n")
     for old in paths["charts"].glob("*.svg"):  # charts no longer drawn
         if old not in svgs:
             old.unlink()
-    content = Content.of(rows, metas, elapsed, demos, demo_times, charts, runs)
+    content = Content.of(rows, metas, elapsed, demos, demo_times, charts, runs, skipped)
     atomic_write_text(paths["markdown"], render_markdown(content))
     atomic_write_text(paths["html"], render_html(content))
     return paths

@@ -15,6 +15,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from repro.report.charts import Chart, amount, new_figure, plain_log, shorten, tip, to_svg
 from repro.report.numbers import number
+from repro.report.rows import CURVE_SUFFIX, paper_key_problem, skipped
 
 LOG_ABOVE = 20  # values spanning more than this factor get a log axis, narrower ranges a linear one
 
@@ -207,34 +208,42 @@ def bench_charts(bench: Sequence[dict[str, str]], scaling: Sequence[dict[str, st
 
 
 def training_curves(demos: Path) -> dict[str, dict[str, list[tuple[str, list[float]]]]]:
-    """demo -> metric -> [(run label, value per epoch)], from the demos' JSON files."""
+    """demo -> metric -> [(run label, value per epoch)], from the demos' JSON files; a file
+    that is not a demo's results (cut off, another shape) is left out and logged."""
     out: dict[str, dict[str, list[tuple[str, list[float]]]]] = {}
     for path in sorted(Path(demos).glob("*.json")):
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
+            curves = _demo_curves(json.loads(path.read_text(encoding="utf-8")))
+        except OSError:
             continue
-        curves: dict[str, list[tuple[str, list[float]]]] = defaultdict(list)
-        if isinstance(data.get("loss_per_epoch"), list):
-            curves["loss"].append(("training", [float(v) for v in data["loss_per_epoch"]]))
-        per_epoch = data.get("per_epoch") if isinstance(data.get("per_epoch"), list) else []
-        maps = [e.get("voc07_map") for e in per_epoch if isinstance(e, dict)]
-        if maps and all(isinstance(v, int | float) for v in maps):  # the detection demo
-            curves["voc07_map"].append(("test split", [float(v) for v in maps]))
-        for run in data.get("runs") or []:
-            seeds = ((run.get("result") or {}).get("seeds")) or []
-            for i, seed in enumerate(seeds):
-                history = seed.get("history") or []
-                workers = run.get("workers") or 0
-                where = f"{workers} Ray worker(s)" if workers else "in-process"
-                label = f"{where}, seed {seed.get('seed', i)}"
-                for metric in ("loss", "top1_error"):
-                    values = [h[metric] for h in history if isinstance(h.get(metric), int | float)]
-                    if values:
-                        curves[metric].append((label, [float(v) for v in values]))
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            skipped(str(path), f"not a demonstration's results ({type(exc).__name__}: {exc})")
+            continue
         if curves:
             out[path.stem] = dict(curves)
     return out
+
+
+def _demo_curves(data: Any) -> dict[str, list[tuple[str, list[float]]]]:
+    curves: dict[str, list[tuple[str, list[float]]]] = defaultdict(list)
+    if isinstance(data.get("loss_per_epoch"), list):
+        curves["loss"].append(("training", [float(v) for v in data["loss_per_epoch"]]))
+    per_epoch = data.get("per_epoch") if isinstance(data.get("per_epoch"), list) else []
+    maps = [e.get("voc07_map") for e in per_epoch if isinstance(e, dict)]
+    if maps and all(isinstance(v, int | float) for v in maps):  # the detection demo
+        curves["voc07_map"].append(("test split", [float(v) for v in maps]))
+    for run in data.get("runs") or []:
+        seeds = ((run.get("result") or {}).get("seeds")) or []
+        for i, seed in enumerate(seeds):
+            history = seed.get("history") or []
+            workers = run.get("workers") or 0
+            where = f"{workers} Ray worker(s)" if workers else "in-process"
+            label = f"{where}, seed {seed.get('seed', i)}"
+            for metric in ("loss", "top1_error"):
+                values = [h[metric] for h in history if isinstance(h.get(metric), int | float)]
+                if values:
+                    curves[metric].append((label, [float(v) for v in values]))
+    return curves
 
 
 def training_chart(
@@ -277,7 +286,7 @@ def committed_curve_charts(folders: Sequence[tuple[str, str]]) -> dict[str, list
     and seed. Unreadable files are left out."""
     out: dict[str, list[Chart]] = defaultdict(list)
     for folder, label in folders:
-        for path in sorted(Path(folder).glob("*.curve.csv")):
+        for path in sorted(Path(folder).glob(f"*{CURVE_SUFFIX}")):
             try:
                 with path.open(newline="", encoding="utf-8") as fh:
                     rows = list(csv.DictReader(fh))
@@ -291,8 +300,11 @@ def committed_curve_charts(folders: Sequence[tuple[str, str]]) -> dict[str, list
                             curves[metric].append((f"{recipe}, seed {seed}", values))
             except (OSError, UnicodeDecodeError, csv.Error, KeyError, ValueError):
                 continue
-            if curves:
-                paper = path.name.removesuffix(".curve.csv")
+            paper = path.name.removesuffix(CURVE_SUFFIX)
+            problem = paper_key_problem(paper)
+            if problem:
+                skipped(str(path), f"{problem}; its training curves are not drawn")
+            elif curves:
                 caption = (
                     f"Per-epoch training curves of {paper}'s recipes on {label}: the committed "
                     f"run in {path.parent} (top-1 error on the test split after each epoch)."

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from repro.claims import SHAPE_METRICS, Tolerance
+from repro.files import printable
 from repro.report.numbers import number
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -43,7 +45,7 @@ class Chart:
 
 
 def shorten(text: str, limit: int = LABEL_CHARS) -> str:
-    text = " ".join(str(text).split())
+    text = printable(" ".join(str(text).split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -74,20 +76,39 @@ def amount(value: float) -> str:
     return f"{value:.3g}"
 
 
+def tolerance_of(text: Any) -> Tolerance:
+    """A result row's tolerance column read back; text that gives no finite, non-negative bound
+    (``nan``, ``-1``, ``inf``) is exact, as unknown text is."""
+    try:
+        tolerance = Tolerance.from_description(str(text))
+    except ValueError:  # pydantic's ValidationError: a negative or NaN bound
+        return Tolerance()
+    bounds = [b for b in (tolerance.rel, tolerance.abs) if b is not None]
+    return tolerance if all(math.isfinite(b) for b in bounds) else Tolerance()
+
+
+# Characters XML 1.0 cannot hold, which a label from a hostile row could bring into the SVG.
+_XML_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
 def tip(titles: dict[str, str], artist: Any, gid: str, text: str) -> None:
     """``artist`` named ``gid``, with ``text`` as its tooltip (:func:`to_svg` adds it)."""
     artist.set_gid(gid)
-    titles[gid] = text
+    titles[gid] = "\n".join(printable(line) for line in text.split("\n"))
 
 
 def to_svg(fig: Any, name: str, titles: dict[str, str]) -> str:
     """``fig`` as SVG text, with ``titles`` (gid -> tooltip) added as <title> children."""
     import matplotlib
+    from matplotlib.text import Text
 
     buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": name}):
+    for text in fig.findobj(Text):  # a label's "$" is a dollar, not TeX (bad TeX would raise)
+        text.set_parse_math(False)
+    settings = {"svg.fonttype": "none", "svg.hashsalt": name, "text.parse_math": False}
+    with matplotlib.rc_context(settings):
         fig.savefig(buf, format="svg", metadata={"Date": None})
-    root = ET.fromstring(buf.getvalue())
+    root = ET.fromstring(_XML_ILLEGAL.sub("\ufffd", buf.getvalue()))  # a label's controls
     root.set("class", "chart")
     root.set("role", "img")
     for element in root.iter():
@@ -133,7 +154,7 @@ def claim_points(rows: Iterable[dict[str, Any]]) -> tuple[list[ClaimPoint], Coun
         if not claimed:
             left_out["claims of 0 (no ratio)"] += 1
             continue
-        band = Tolerance.from_description(r.get("tolerance", "")).band(claimed)
+        band = tolerance_of(r.get("tolerance", "")).band(claimed)
         tip = (
             f"{r.get('row')}\n{r.get('metric')}: measured {measured:g} vs claimed {claimed:g} "
             f"{r.get('unit', '')} (tolerance {r.get('tolerance')}) - {r.get('verdict')}"

@@ -12,6 +12,7 @@ from repro.files import atomic_write_text
 from repro.report.compare import Comparison, Table, compare, read_table
 from repro.report.content import BENCHMARKS_DIR
 from repro.report.html_page import comparison_page
+from repro.report.rows import RowsRead, checked_rows
 from repro.tracking.report import load_results_of
 
 COMPARE_EPILOG = """A and B are each one of:
@@ -33,19 +34,21 @@ MLFLOW_PREFIX = "mlflow:"
 
 def mlflow_results(
     tracking_uri: str | None, params: str | None, key: str | None, papers: list[str] | None = None
-) -> tuple[str, list[dict]]:
-    """The store's URI and its results: of run or session ``key``, else each paper's newest."""
+) -> tuple[str, RowsRead]:
+    """The store's URI and its results: of run or session ``key``, else each paper's newest; a
+    row that cannot be a result (its paper no paper key) is left out, named."""
     uri = config.load_settings(params, tracking_uri=tracking_uri).tracking_uri
     tracking.check_tracking_uri(uri)
-    return uri, load_results_of(uri, key) if key else tracking.load_results(uri, papers)
+    rows = load_results_of(uri, key) if key else tracking.load_results(uri, papers)
+    return uri, checked_rows(rows, f"MLflow at {uri}" + (f", {key}" if key else ""))
 
 
 def load_side(spec: str, tracking_uri: str | None = None, params: str | None = None) -> Table:
     """One side of a comparison from a path or ``mlflow:KEY``."""
     if not spec.startswith(MLFLOW_PREFIX):
         return read_table(Path(spec))
-    _, rows = mlflow_results(tracking_uri, params, spec.removeprefix(MLFLOW_PREFIX))
-    return Table("results", spec, rows)
+    _, read = mlflow_results(tracking_uri, params, spec.removeprefix(MLFLOW_PREFIX))
+    return Table("results", spec, read.rows, read.skipped)
 
 
 def compare_with_current(

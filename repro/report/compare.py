@@ -8,17 +8,17 @@ over rows; where rows come from (CSV files, a measurement folder, MLflow) is the
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro.claims import Tolerance
 from repro.errors import ReproError
-from repro.report.charts import Chart, RatioBar, ratio_bars, shorten
+from repro.files import printable
+from repro.report.charts import Chart, RatioBar, ratio_bars, shorten, tolerance_of
 from repro.report.numbers import number
+from repro.report.rows import RowsRead, checked_rows, read_csv, result_files
 
 # Settings shown when two benchmark rows of one model differ in them (device: other hardware).
 BENCH_SETTINGS = (
@@ -34,6 +34,7 @@ class Table:
     kind: str  # "results" or "bench"
     name: str  # what the user passed, for headings
     rows: list[dict[str, Any]]
+    skipped: list[str] = field(default_factory=list)  # rows left out, each "where: why"
 
 
 def kind_of(columns: Sequence[str]) -> str | None:
@@ -46,10 +47,12 @@ def kind_of(columns: Sequence[str]) -> str | None:
 
 
 def read_table(path: Path) -> Table:
-    """A results.csv, a measurement folder (reports/measurements) or a benchmark CSV."""
+    """A results.csv, a measurement folder (reports/measurements) or a benchmark CSV. A row
+    that cannot be compared (cut short by a write cut off, a paper that is no paper key) is
+    left out and named in the table's ``skipped``."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(path.glob("*.csv"))
+        files = result_files(path)
         if not files:
             raise ReproError(f"{path} holds no CSV files.", "pass a results.csv or a bench CSV.")
         tables = [read_table(f) for f in files]
@@ -58,29 +61,33 @@ def read_table(path: Path) -> Table:
             raise ReproError(
                 f"{path} mixes results and benchmark files.", "pass one of the files instead."
             )
-        return Table(kinds.pop(), str(path), [r for t in tables for r in t.rows])
+        rows = [r for t in tables for r in t.rows]
+        return Table(kinds.pop(), str(path), rows, [s for t in tables for s in t.skipped])
     if not path.is_file():
         raise ReproError(
             f"no file or folder at {path}.",
             "pass a results.csv, a measurement folder, a benchmarks/results/bench_*.csv file "
             "or mlflow:SESSION|RUN_ID|EXPERIMENT.",
         )
-    try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            columns = reader.fieldnames or []
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ReproError(f"cannot read {path}: {exc}.", "pass a CSV file repro wrote.") from exc
+    read, columns = read_csv(path)
     kind = kind_of(columns)
+    if kind is None and not columns and read.skipped:
+        raise ReproError(
+            f"cannot compare {printable(read.skipped[0])}",
+            "pass a results table or benchmark file repro wrote; rerun what wrote it if that "
+            "write was cut off.",
+        )
     if kind is None:
         raise ReproError(
             f"{path} is neither a results table nor a benchmark file (columns: "
-            f"{', '.join(columns[:8]) or 'none'}).",
+            f"{printable(', '.join(columns[:8])) or 'none'}).",
             "a results table has paper, claim_id, verdict and measured; a benchmark file has "
             "model, mode and images_per_s.",
         )
-    return Table(kind, str(path), rows)
+    if kind == "results":  # the paper keys too, now that the kind is known
+        checked = checked_rows(read.rows, str(path))
+        read = RowsRead(checked.rows, read.skipped + checked.skipped)
+    return Table(kind, str(path), read.rows, read.skipped)
 
 
 # --- Claims -----------------------------------------------------------------------------------
@@ -104,7 +111,7 @@ def moved_beyond_tolerance(a: dict[str, Any], b: dict[str, Any]) -> bool:
     va, vb = number(a.get("measured")), number(b.get("measured"))
     if va is None or vb is None:
         return False
-    tolerance = Tolerance.from_description(b.get("tolerance") or a.get("tolerance") or "")
+    tolerance = tolerance_of(b.get("tolerance") or a.get("tolerance") or "")
     allowed = tolerance.band(va) * abs(va)
     return abs(vb - va) > max(allowed, 1e-9 * max(abs(va), 1.0))
 
@@ -262,12 +269,16 @@ def compare(a: Table, b: Table) -> Comparison:
             f"cannot compare {a.kind} ({a.name}) with {b.kind} ({b.name}).",
             "compare two results tables, or two benchmark files.",
         )
+    left_out = [f"left out of {side}: {line}" for side, t in (("A", a), ("B", b))
+                for line in t.skipped]  # fmt: skip
     if a.kind == "results":
         diff = compare_results(a.rows, b.rows)
-        return Comparison(a, b, results_lines(diff, a.name, b.name), results_chart(diff))
-    ratios, only_a, only_b = compare_bench(a.rows, b.rows)
-    return Comparison(a, b, bench_lines(ratios, only_a, only_b, a.name, b.name),
-                      bench_chart(ratios, a.name, b.name))  # fmt: skip
+        lines, chart = results_lines(diff, a.name, b.name), results_chart(diff)
+    else:
+        ratios, only_a, only_b = compare_bench(a.rows, b.rows)
+        lines = bench_lines(ratios, only_a, only_b, a.name, b.name)
+        chart = bench_chart(ratios, a.name, b.name)
+    return Comparison(a, b, [printable(line) for line in lines + left_out], chart)
 
 
 def results_chart(diff: ResultsDiff) -> Chart | None:

@@ -3,19 +3,20 @@ verdict counts, the environment, the stage timings, the demonstrations and the c
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from repro.claims import PAPERS_DIR, list_papers, load_paper
 from repro.errors import ReproError
+from repro.files import read_text
 from repro.report.charts import Chart
 from repro.report.hardware import HardwareRun, SpeedTable, speed_table
-from repro.report.numbers import demo_text, measured_text
+from repro.report.numbers import demo_text, measured_text, number
+from repro.report.rows import ROW_COLUMNS, RowsRead, paper_key_problem, read_csv, result_files
 
 if TYPE_CHECKING:
     from repro.report.compare import Comparison
@@ -44,22 +45,43 @@ def cell(row: dict[str, Any], column: str) -> str:
     return str(row.get(column, ""))
 
 
-def read_measurements(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+class Measurements(NamedTuple):
+    """A measurement folder as read: the result rows, each paper's metadata (timings,
+    environment) and what was left out (``where: why``, each logged)."""
+
+    rows: list[dict[str, Any]]
+    metas: list[dict[str, Any]]
+    skipped: list[str]
+
+
+def read_measurements(directory: Path) -> Measurements:
+    """Every <paper>.csv of ``directory`` and its <paper>.json. A file or row that cannot be a
+    result (empty, cut off, not UTF-8, a paper that is no paper key) is a counted skip, named;
+    so is metadata that is not a JSON object."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ReproError(
             f"no measurements at {directory}.",
             "run `repro run PAPER...` (or `dvc repro`) first, or point --measurements at them.",
         )
-    rows: list[dict[str, Any]] = []
+    read = RowsRead()
     metas: list[dict[str, Any]] = []
-    for path in sorted(directory.glob("*.csv")):
-        with path.open(newline="") as fh:
-            rows.extend(csv.DictReader(fh))
+    for path in result_files(directory):
+        read.extend(read_csv(path, ROW_COLUMNS)[0])
         meta = path.with_suffix(".json")
         if meta.exists():
-            metas.append(json.loads(meta.read_text()))
-    return rows, metas
+            try:
+                data = json.loads(read_text(meta))
+            except (OSError, ReproError, ValueError) as exc:
+                read.skip(str(meta), f"not readable as JSON ({getattr(exc, 'cause', exc)})")
+                continue
+            problem = None if isinstance(data, dict) else "not a JSON object"
+            problem = problem or paper_key_problem(data.get("paper"))
+            if problem:
+                read.skip(str(meta), f"{problem}; its timings and environment are left out")
+            else:
+                metas.append(data)
+    return Measurements(read.rows, metas, read.skipped)
 
 
 DEMOS_NOTE = (
@@ -70,15 +92,12 @@ DEMOS_NOTE = (
 
 
 def read_demos(directory: Path) -> dict[str, list[dict[str, str]]]:
-    """Each demo's result table (reports/demos/<demo>.csv), by demo name."""
+    """Each demo's result table (reports/demos/<demo>.csv), by demo name; a file or row that
+    cannot be read is left out and logged."""
     directory = Path(directory)
     if not directory.is_dir():
         return {}
-    out = {}
-    for path in sorted(directory.glob("*.csv")):
-        with path.open(newline="") as fh:
-            out[path.stem] = list(csv.DictReader(fh))
-    return out
+    return {path.stem: read_csv(path)[0].rows for path in sorted(directory.glob("*.csv"))}
 
 
 def _demo_tables(demos: dict[str, list[dict[str, str]]]) -> list[tuple[str, list[str], list]]:
@@ -127,12 +146,18 @@ def demo_seconds(directory: Path) -> dict[str, float]:
     out = {}
     for path in sorted(Path(directory).glob("*.json")):
         try:
-            seconds = json.loads(path.read_text()).get("process_seconds")
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if isinstance(seconds, int | float):
-            out[path.stem] = float(seconds)
+        seconds = number(data.get("process_seconds")) if isinstance(data, dict) else None
+        if seconds is not None:
+            out[path.stem] = seconds
     return out
+
+
+def _seconds(meta: dict[str, Any], *keys: str) -> float:
+    """The first of ``keys`` that ``meta`` holds as a finite number; 0 when none is."""
+    return next((v for k in keys if (v := number(meta.get(k))) is not None), 0.0)
 
 
 def _timings(
@@ -142,16 +167,16 @@ def _timings(
     lines = []
     total = report_seconds
     for m in sorted(metas, key=lambda m: m["paper"]):
-        wall = m.get("process_seconds", m.get("run_seconds", 0.0))
+        wall = _seconds(m, "process_seconds", "run_seconds")
         total += wall
         if m.get("models"):
             parts = (
-                f"Ray start-up {m.get('ray_startup_s', 0):.1f} s, {m['models']} model(s) measured "
-                f"in {m.get('measure_seconds', 0):.1f} s of task time, MLflow logging "
-                f"{m.get('mlflow_seconds', 0):.1f} s"
+                f"Ray start-up {_seconds(m, 'ray_startup_s'):.1f} s, {m['models']} model(s) "
+                f"measured in {_seconds(m, 'measure_seconds'):.1f} s of task time, MLflow "
+                f"logging {_seconds(m, 'mlflow_seconds'):.1f} s"
             )
         else:
-            parts = f"no model to measure, MLflow logging {m.get('mlflow_seconds', 0):.1f} s"
+            parts = f"no model to measure, MLflow logging {_seconds(m, 'mlflow_seconds'):.1f} s"
         lines.append((f"measure@{m['paper']}", f"{wall:.1f} s ({parts})"))
     for name, seconds in sorted((demos or {}).items()):
         total += seconds
@@ -211,8 +236,8 @@ def build_charts(
 def _environments(metas: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
     """The environment the measurements ran in, and a line per paper measured in another one
     (another commit, device or library version), naming what differs."""
-    envs = [(m.get("paper", "?"), m.get("environment") or {}) for m in metas]
-    envs = [(p, e) for p, e in envs if e]
+    envs = [(m.get("paper", "?"), m.get("environment")) for m in metas]
+    envs = [(p, e) for p, e in envs if isinstance(e, dict) and e]
     if not envs:
         return {}, []
     first = envs[0][1]
@@ -239,6 +264,7 @@ class Content:
     charts: Charts
     env_differs: list[str]  # papers measured in another environment than ``env``
     speed: SpeedTable | None = None  # the speed claims, one column per hardware
+    skipped: list[str] = field(default_factory=list)  # files and rows left out, and why
 
     @classmethod
     def of(
@@ -250,6 +276,7 @@ class Content:
         demo_times: dict[str, float] | None,
         charts: Charts | None = None,
         speed_runs: Sequence[HardwareRun] = (),
+        skipped: Sequence[str] = (),
     ) -> Content:
         summary = summarize(rows)
         env, differs = _environments(metas)
@@ -268,6 +295,7 @@ class Content:
             charts=charts or Charts(),
             env_differs=differs,
             speed=speed_table(rows, speed_runs),
+            skipped=list(skipped),
         )
 
 
@@ -281,6 +309,10 @@ LEGEND = (
 BENCH_NOTE = (
     "From the benchmark files in `benchmarks/results/` (`repro bench`, `repro scaling`): each "
     "file names its device, precision and torch version; hover a bar or point for its value."
+)
+SKIPPED_NOTE = (
+    "Left out of this report: files and rows of the results that could not be read as "
+    "results (fix or regenerate them, then rerun `repro report`):"
 )
 SPEED_NOTE = (
     "The papers' speed claims as the speed suite timed them on each hardware with results in "

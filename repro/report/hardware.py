@@ -5,7 +5,6 @@ as `repro run --suite speed --out` writes them) and the accuracy suite's
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.report.numbers import measured_text
+from repro.report.rows import ROW_COLUMNS, read_csv, result_files
 from repro.verdicts import VERDICTS
 
 SPEED_DIR = Path("benchmarks/speed_claims")
@@ -49,14 +49,16 @@ def read_runs(root: Path | None = SPEED_DIR, kind: str = "speed") -> list[Hardwa
         rows: list[dict[str, Any]] = []
         env: dict[str, Any] = {}
         finished = []
-        for path in sorted(folder.glob("*.csv")):
+        for path in result_files(folder):
+            rows += [r for r in read_csv(path, ROW_COLUMNS)[0].rows if r.get("kind") == kind]
             try:
-                with path.open(newline="", encoding="utf-8") as fh:
-                    rows += [r for r in csv.DictReader(fh) if r.get("kind") == kind]
-                meta = json.loads(path.with_suffix(".json").read_text())
-            except (OSError, UnicodeDecodeError, csv.Error, ValueError):
+                meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
                 continue
-            env = env or meta.get("environment") or {}
+            if not isinstance(meta, dict):
+                continue
+            found = meta.get("environment")
+            env = env or (found if isinstance(found, dict) else {})
             finished.append(str(meta.get("finished", "")))
         if rows:
             named = env.get("cpu") or env.get("gpu")  # older files name only the device type
@@ -70,7 +72,8 @@ def fold_runs(
 ) -> list[dict[str, Any]]:
     """``rows`` with a ``hardware`` column (where the measure stage ran, from its metadata), and
     each hardware's committed rows in place of the rows of the claims it measured."""
-    env = next((m.get("environment") for m in metas if m.get("environment")), None)
+    envs = (m.get("environment") for m in metas)
+    env = next((e for e in envs if isinstance(e, dict) and e), None)
     here = hardware_label(env) if env else "this machine"
     papers = {r["paper"] for r in rows}
     kept = {(r["paper"], r["claim_id"]) for run in runs for r in run.rows if r["paper"] in papers}

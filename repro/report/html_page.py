@@ -8,9 +8,19 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from repro.files import printable
 from repro.report.charts import Chart
 from repro.report.compare import Comparison
-from repro.report.content import BENCH_NOTE, DEMOS_NOTE, LEGEND, SHOWN, SPEED_NOTE, Content, cell
+from repro.report.content import (
+    BENCH_NOTE,
+    DEMOS_NOTE,
+    LEGEND,
+    SHOWN,
+    SKIPPED_NOTE,
+    SPEED_NOTE,
+    Content,
+    cell,
+)
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
@@ -101,6 +111,10 @@ def render_html(content: Content) -> str:
         "<tr><th>all</th>" + "".join(f"<th class='num'>{total[v]}</th>" for v in columns)
         + f"<th class='num'>{sum(total.values())}</th></tr></table>"
     )  # fmt: skip
+    if content.skipped:
+        parts.append(f"<p>{prose(SKIPPED_NOTE)}</p><ul>")
+        parts += [f"<li>{e(printable(line))}</li>" for line in content.skipped]
+        parts.append("</ul>")
     parts += [_html_chart(c) for c in drawn.overview]
     if env:
         parts.append("<h2 id='environment'>Environment</h2><table class='env'>")
@@ -157,7 +171,7 @@ def render_html(content: Content) -> str:
                 for k in SHOWN:
                     cls = "num" if k in ("claimed", "measured") else ("note" if k == "note" else "")
                     cls = r["verdict"] if k == "verdict" else cls
-                    cells.append(f"<td class='{cls}'>{e(cell(r, k))}</td>")
+                    cells.append(f"<td class='{e(cls)}'>{e(cell(r, k))}</td>")
                 parts.append("<tr>" + "".join(cells) + "</tr>")
             parts.append("</table>")
     parts.append("</body></html>")
