@@ -24,22 +24,13 @@ FAMILIES = [
     "images", "mnist_idx", "sun397_lists", "imagenet_labels", "weights", "measurement_csv",
     "spool_entry",
 ]  # fmt: skip
-# Readers another part of issue 27 makes safe (the report's reader: bytes that are not UTF-8
-# raise UnicodeDecodeError today). Remove the mark once that part is merged.
-PENDING = {"measurement_csv": "read_measurements: a non-UTF-8 CSV is a traceback"}
 
 
 def test_every_family_is_fuzzed(families: dict[str, fuzz.Family]) -> None:
     assert sorted(families) == sorted(FAMILIES)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=PENDING[n])) if n in PENDING else n
-        for n in FAMILIES
-    ],
-)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_mutants_end_named_skipped_or_accepted(families: dict[str, fuzz.Family], name: str) -> None:
     counts = fuzz.fuzz_family(families[name], 40, seed=1)
     assert counts["traceback"] == 0 and counts["unnamed"] == 0, counts
