@@ -12,12 +12,24 @@ training to log.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+from repro.errors import DataError
+
+T = TypeVar("T")
 
 # torchvision.datasets.folder.IMG_EXTENSIONS (tests/test_inputs_hostile.py checks they agree):
 # the suffixes ImageFolder reads, all of them formats PIL decodes.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# Images in a row that may fail to decode before the dataset is taken for broken, not spotted.
+MAX_UNREADABLE_IN_A_ROW = 16
+VERIFY_FIX = (
+    "run `repro data verify imagefolder --root ROOT` to list every unreadable image, then "
+    "restore or remove them."
+)
 
 
 def is_image_name(name: str) -> bool:
@@ -74,3 +86,40 @@ def walk_images(folder: Path | str) -> ImageWalk:
         walk.images.extend(Path(path) / name for name in names)
     walk.loops.sort()
     return walk
+
+
+class UnreadableImages(DataError):
+    """Too many images in a row do not decode. Raised in a DataLoader worker process, it is
+    raised again in the main process by torch with the worker's traceback as its only
+    argument: the cause is then the last line of that text."""
+
+    def __init__(self, cause: str, fix: str = VERIFY_FIX) -> None:
+        last = cause.rstrip().splitlines()[-1] if cause.strip() else cause
+        super().__init__(last.split(f"{UnreadableImages.__name__}: ", 1)[-1], fix)
+
+
+def first_readable(
+    index: int, count: int, load: Callable[[int], T], name: Callable[[int], str]
+) -> tuple[T, list[str]]:
+    """``load(i)`` of the first item from ``index`` on (cycling over ``count``) that loads, and
+    a "name<TAB>why" line for each one before it that did not (a skipped unreadable image);
+    UnreadableImages after MAX_UNREADABLE_IN_A_ROW in a row."""
+    skipped: list[str] = []
+    for offset in range(min(MAX_UNREADABLE_IN_A_ROW, count)):
+        i = (index + offset) % count
+        try:
+            return load(i), skipped
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is an unreadable image
+            skipped.append(f"{name(i)}\t{type(exc).__name__}: {exc}".replace("\n", " "))
+    first = skipped[0].replace("\t", " (", 1) if skipped else "nothing to read"
+    raise UnreadableImages(
+        f"{len(skipped)} images in a row do not decode, from {first}) on: the dataset looks "
+        "broken, not spotted."
+    )
+
+
+def skipped_lines(batch_lines: list[str]) -> list[tuple[str, str]]:
+    """(path, why) of the skipped images a batch's samples carry (first_readable's lines, one
+    string per sample, joined by newlines)."""
+    lines = filter(None, "\n".join(batch_lines).split("\n"))
+    return [(path, why) for path, _, why in (line.partition("\t") for line in lines)]

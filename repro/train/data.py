@@ -17,21 +17,15 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from repro.data.image_files import class_folders, walk_images
+from repro.data.image_files import class_folders, first_readable, skipped_lines, walk_images
 from repro.data.problems import Problems, log
 from repro.data.training_sets import mnist_format
-from repro.errors import DataError, ReproError
+from repro.errors import ReproError
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 # ImageNet channel statistics, as torchvision's reference training scripts use them.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Images in a row that may fail to decode before the dataset is taken for broken, not spotted.
-MAX_UNREADABLE_IN_A_ROW = 16
-VERIFY_FIX = (
-    "run `repro data verify imagefolder --root ROOT` (ROOT: the folder above this one) to list "
-    "every unreadable image, then restore or remove them."
-)
 
 
 @dataclass(frozen=True)
@@ -115,16 +109,6 @@ def image_folder(root: str, input_size: tuple[int, ...]):  # noqa: ANN201 - torc
     return dataset
 
 
-class UnreadableImages(DataError):
-    """Too many images in a row do not decode. Raised in a DataLoader worker process, it is
-    raised again in the rank by torch, with the worker's traceback as its only argument: the
-    cause is then the last line of that text."""
-
-    def __init__(self, cause: str, fix: str = VERIFY_FIX) -> None:
-        last = cause.rstrip().splitlines()[-1] if cause.strip() else cause
-        super().__init__(last.split(f"{UnreadableImages.__name__}: ", 1)[-1], fix)
-
-
 class SkippingImageFolder(datasets.ImageFolder):
     """torchvision's ImageFolder over the files `repro data verify` counts (repro.data.
     image_files: links followed, symlink loops not), where an image that does not decode (0
@@ -156,29 +140,22 @@ class SkippingImageFolder(datasets.ImageFolder):
         return samples
 
     def __getitem__(self, index: int) -> tuple[Any, int, str]:
-        skipped: list[str] = []
-        for offset in range(min(MAX_UNREADABLE_IN_A_ROW, len(self.samples))):
-            path, target = self.samples[(index + offset) % len(self.samples)]
-            try:
-                image = self.loader(path)
-            except Exception as exc:  # noqa: BLE001 - any decoder failure is an unreadable image
-                skipped.append(f"{path}\t{type(exc).__name__}: {exc}".replace("\n", " "))
-                continue
-            if self.transform is not None:
-                image = self.transform(image)
-            return image, target, "\n".join(skipped)
-        first = skipped[0].replace("\t", " (", 1)
-        raise UnreadableImages(
-            f"{len(skipped)} images in a row do not decode, from {first}) on: the dataset "
-            "looks broken, not spotted."
+        def load(i: int) -> tuple[Any, int]:
+            path, target = self.samples[i]
+            return self.loader(path), target
+
+        (image, target), skipped = first_readable(
+            index, len(self.samples), load, lambda i: self.samples[i][0]
         )
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, target, "\n".join(skipped)
 
 
 def count_skipped(lines: list[str], skipped: Problems) -> None:
     """The images a batch's samples skipped (SkippingImageFolder), as corrupt-image problems:
     counted, and the first of them logged."""
-    for line in filter(None, "\n".join(lines).split("\n")):
-        path, _, why = line.partition("\t")
+    for path, why in skipped_lines(lines):
         skipped.add("corrupt-image", path, f"does not decode ({why}); skipped for the next image")
 
 
