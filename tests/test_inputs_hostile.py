@@ -292,3 +292,16 @@ def test_bench_batch_size_one_billion_is_refused_before_any_step_runs(
     monkeypatch.setattr("repro.bench.runner.run_with_oom_retry", no_measuring)
     with pytest.raises(ReproError, match=r"--batch-size 1000000000 .* GB is available"):
         benchmark(BenchConfig("lenet5", batch_size=10**9, device="cpu", mode="train"))
+
+
+def test_bench_on_an_image_folder_with_unreadable_images_says_so_in_its_row(
+    tmp_path: Path,
+) -> None:
+    _folder_with_unreadable_images(tmp_path)
+    config = BenchConfig(
+        "lenet5", batch_size=8, device="cpu", data_root=str(tmp_path), loader_workers=0,
+        warmup=0, iters=2, repeats=1,
+    )  # fmt: skip
+    row = benchmark(config).row
+    assert row["images_per_s"] > 0
+    assert "2 unreadable image(s) of --data skipped" in row["note"]

@@ -161,10 +161,11 @@ def estimate_step_memory(
 
 
 def available_bytes(device: torch.device) -> float:
-    """Memory free for a step now: the GPU's free memory (CUDA's own count), or the host's
-    available memory."""
+    """Memory free for a step now: the GPU's free memory (CUDA's own count) with what torch's
+    allocator holds cached but unused, or the host's available memory."""
     if device.type == "cuda":
-        return float(torch.cuda.mem_get_info(device)[0])
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return float(torch.cuda.mem_get_info(device)[0] + cached)
     return float(psutil.virtual_memory().available)
 
 

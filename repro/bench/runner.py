@@ -138,8 +138,9 @@ def _measure(
         timing = _timed(step, config, device, batch, sampler, feed)
         telemetry = sampler.stop()
     waits = list(feed.waits) if feed is not None else None
+    skipped = len({p.path for p in feed.skipped.items}) if feed is not None else 0
     return Measurement(
-        batch, timing, telemetry, read_peaks(tdev), flops, flops_note, compile_s, waits
+        batch, timing, telemetry, read_peaks(tdev), flops, flops_note, compile_s, waits, skipped
     )
 
 
