@@ -74,6 +74,15 @@ def test_a_loss_that_turns_non_finite_stops_training_with_a_named_error(
     assert not json_path.exists()  # no result that looks like a finished run
 
 
+def test_train_batch_size_one_billion_is_refused_before_a_batch_is_made(tmp_path: Path) -> None:
+    config = TrainConfig(
+        model="lenet5", batch_size=10**9, steps=1, workers=0, storage_path=str(tmp_path)
+    )
+    with pytest.raises(ReproError, match=r"--batch-size gives a worker 1000000000 images") as info:
+        run_training(config)
+    assert "GB is available" in info.value.cause and "--batch-size far below" in info.value.fix
+
+
 # --- training on an ImageFolder with unreadable images --------------------------------------
 
 

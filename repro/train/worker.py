@@ -170,6 +170,7 @@ def train_worker(
     setup = loop.build_model_setup(config, len(dataset.classes) if dataset is not None else None)
     pm = parallelize(setup, config, rank=rank, world=world, device=device)
     optimizer = loop.sgd_optimizer(pm.module.parameters(), config)
+    loop.check_input_fits(config.batch_size // pm.shard.count, setup.input_size, pm.device)
     setup_s = time.perf_counter() - t_setup
 
     start, history, resumed_from = 0, [], None
@@ -203,7 +204,9 @@ def train_worker(
     try:
         try:
             train_epoch(pm, optimizer, epoch, hooks)
-        except torch.OutOfMemoryError:
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and "allocate memory" not in str(exc):
+                raise  # the CPU allocator's out of memory is a RuntimeError saying so
             raise ReproError(
                 f"rank {rank} ran out of memory at step {hooks.step} training {config.model} "
                 f"with a global batch of {config.batch_size} ({config.parallel}, "
