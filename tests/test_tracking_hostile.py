@@ -427,6 +427,13 @@ def test_malformed_spool_entries_are_set_aside_and_the_valid_ones_behind_them_lo
             {"call": "log_paper", "uri": fresh, "paper": "alpha", "session": "s",
              "groups": [{"model": "lenet5"}], "environment": {}}
         ),
+        f"{stamp}6-train.json": json.dumps(
+            {"call": "train_run", "uri": fresh, "run_name": "r", "experiment": "train",
+             "params": {}, "tags": {}, "points": [{"loss": 1.0}]}
+        ),
+        f"{stamp}7-bench.json": json.dumps(
+            {"call": "bench", "uri": fresh, "parent": None, "rows": [1]}
+        ),
     }  # fmt: skip
     for name, text in bad.items():
         (folder / name).write_text(text)
@@ -434,7 +441,7 @@ def test_malformed_spool_entries_are_set_aside_and_the_valid_ones_behind_them_lo
     _report_entry(folder, fresh, "last", tmp_path)
     assert main(["sync", "--spool", str(folder)]) == 0
     out = capsys.readouterr().out
-    assert "replayed 2 of 7" in out and "5 malformed entr(y/ies) set aside" in out
+    assert "replayed 2 of 9" in out and "7 malformed entr(y/ies) set aside" in out
     assert all(name in out for name in bad)
     assert sorted(p.name for p in (folder / "rejected").iterdir()) == sorted(bad)
     assert spool.pending(folder) == []

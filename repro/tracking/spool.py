@@ -91,21 +91,28 @@ def _load(path: Path) -> tuple[dict[str, Any], str]:
 def _check_parts(entry: dict[str, Any]) -> None:
     """Raises for an entry whose records a replay could not read."""
     if entry["call"] == "log_paper":
-        for g in entry["groups"]:
-            GroupOutcome.from_record(g)
+        for group in entry["groups"]:
+            GroupOutcome.from_record(group)
     elif entry["call"] == "train_run":
+        _require(entry["points"], {"step"})
         for point in entry["points"]:
             int(point["step"])
-        if entry.get("close") is not None:
-            close_keys = {"summary", "tags", "status", "step", "last_point"}
-            if not close_keys >= set(entry["close"]) >= {"summary", "tags", "status"}:
-                raise KeyError("close")
+        if entry.get("close") is not None:  # close_train_run's arguments
+            _require([entry["close"]], {"summary", "tags", "status"})
+            if extra := set(entry["close"]) - {"summary", "tags", "status", "step", "last_point"}:
+                raise KeyError(f"close has unknown field(s) {', '.join(sorted(extra))}")
     elif entry["call"] == "bench":
-        parent = entry["parent"]
-        if parent is not None:
-            str(parent["key"]), str(parent["name"]), parent["command"], parent["closed"]
-        for r in entry["rows"]:
-            dict(r["row"]), str(r["key"]), r["series"], r["started"]
+        _require(entry["rows"], {"row", "key", "series", "started"})
+        if entry["parent"] is not None:
+            _require([entry["parent"]], {"key", "name", "command", "closed"})
+
+
+def _require(records: list[Any], keys: set[str]) -> None:
+    for record in records:
+        if not isinstance(record, dict):
+            raise TypeError(f"a record is a {type(record).__name__}, not an object")
+        if missing := keys - record.keys():
+            raise KeyError(f"a record lacks {', '.join(sorted(missing))}")
 
 
 @dataclass
