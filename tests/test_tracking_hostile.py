@@ -232,6 +232,14 @@ def test_a_half_migrated_store_holding_runs_is_named_with_the_fix(
     assert _revision(fresh) == before and _keys(fresh) == Counter({"kept": 1})  # untouched
 
 
+def test_a_file_that_is_not_a_database_is_named_before_measuring(tmp_path: Path) -> None:
+    path = tmp_path / "mlflow.db"
+    path.write_bytes(b"not sqlite at all" * 300)
+    with pytest.raises(store.StoreError, match="cannot be read as a sqlite database") as caught:
+        tracking.check_tracking_uri(_uri(path))
+    assert "move it aside" in caught.value.fix and path.read_bytes().startswith(b"not sqlite")
+
+
 # --- Many writers --------------------------------------------------------------------------
 
 

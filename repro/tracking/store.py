@@ -57,10 +57,13 @@ def prepare(uri: str) -> None:
     path = sqlite_file(uri)
     if path is None or _ready_key(path) in _READY:
         return
+    path.parent.mkdir(parents=True, exist_ok=True)  # as MLflow does for a sqlite file
     lock = FileLock(f"{path}.lock", timeout=LOCK_SECONDS)
     try:
         with lock:
             _make_ready(path)
+    except PermissionError:  # a read-only folder: nothing can be created or mended there
+        return
     except Timeout:
         raise StoreError(
             f"another process held {lock.lock_file} for {LOCK_SECONDS:.0f} s while creating or "
@@ -80,34 +83,50 @@ def _ready_key(path: Path) -> tuple[str, int]:
 
 def _make_ready(path: Path) -> None:
     import sqlalchemy  # with MLflow: only where something is logged
-    from mlflow.store.db import utils as db
 
     engine = sqlalchemy.create_engine(f"sqlite:///{path}")
     try:
-        tables = set(sqlalchemy.inspect(engine).get_table_names())
-        if not tables - {"alembic_version"}:
-            db._initialize_tables(engine)
-            return
-        head, found = db._get_latest_schema_revision(), db._get_schema_version(engine)
-        leftovers = sorted(t for t in tables if t.startswith(TMP_PREFIX))
-        if found == head:
-            _drop_copies(engine, path, leftovers, tables)
-            return
-        if not _holds_runs(engine, tables):
-            engine.dispose()
-            aside = path.with_name(f"{path.name}.half-migrated-{int(time.time())}")
-            path.rename(aside)
-            log.warning(
-                "MLflow database %s was left half-migrated (schema revision %s, not %s) and "
-                "held no runs: moved to %s and created anew",
-                path, found, head, aside,
-            )  # fmt: skip
-            engine = sqlalchemy.create_engine(f"sqlite:///{path}")
-            db._initialize_tables(engine)
-            return
-        raise _half_migrated(path, found, head, leftovers, tables)
+        _mend(engine, path)
+    except sqlalchemy.exc.DatabaseError as exc:
+        raise StoreError(
+            f"MLflow database {path} cannot be read as a sqlite database "
+            f"({str(exc.orig or exc).splitlines()[0]}).",
+            f"move it aside (mv {path} {path}.broken) to start a new store, or pass "
+            "--tracking-uri sqlite:///<another file>.",
+        ) from None
     finally:
         engine.dispose()
+
+
+def _mend(engine: Any, path: Path) -> None:
+    """Create a new store's tables; drop a finished migration's leftover copies; rebuild a
+    half-migrated store that holds no runs; name one that holds runs."""
+    import sqlalchemy
+    from mlflow.store.db import utils as db
+
+    tables = set(sqlalchemy.inspect(engine).get_table_names())
+    if not tables - {"alembic_version"}:
+        db._initialize_tables(engine)
+        return
+    head, found = db._get_latest_schema_revision(), db._get_schema_version(engine)
+    leftovers = sorted(t for t in tables if t.startswith(TMP_PREFIX))
+    if found == head:
+        _drop_copies(engine, path, leftovers, tables)
+        return
+    if _holds_runs(engine, tables):
+        raise _half_migrated(path, found, head, leftovers, tables)
+    engine.dispose()
+    aside = path.with_name(f"{path.name}.half-migrated-{int(time.time())}")
+    path.rename(aside)
+    log.warning(
+        "MLflow database %s was left half-migrated (schema revision %s, not %s) and held no "
+        "runs: moved to %s and created anew", path, found, head, aside,
+    )  # fmt: skip
+    new = sqlalchemy.create_engine(f"sqlite:///{path}")
+    try:
+        db._initialize_tables(new)
+    finally:
+        new.dispose()
 
 
 def _drop_copies(engine: Any, path: Path, leftovers: list[str], tables: set[str]) -> None:
