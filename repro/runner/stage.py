@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from repro import config
@@ -48,6 +49,7 @@ def run_stage(name: str, argv: list[str] | None = None, description: str | None 
         device = default_device()
         go, why = stage.decide(device.type == "cuda")
         if not go:
+            Path(stage.out).mkdir(parents=True, exist_ok=True)  # DVC's output, even when empty
             kept = ", ".join(committed_folders(stage.out)) or "none"
             print(f"{name}: {kept_verb}: {why}. The report renders the committed "
                   f"results under {stage.out}/ ({kept}).")  # fmt: skip
