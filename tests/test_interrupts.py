@@ -24,6 +24,9 @@ from repro.report.content import read_measurements
 from repro.suites import analytic
 
 REPO = Path(__file__).resolve().parents[1]
+# a real signal to a real `repro run` costs a process start (torch, about 5 s on 2 cores) and
+# the resumed papers: SIGINT runs in `make test` too, SIGTERM (the same path) in `make faults`
+SLOW = pytest.mark.slow
 # cheap analytic papers, in the order measured: lenet's one model in well under a second, then
 # fcn's VGG-16 for a few seconds (the signal lands there), then cnn_basics
 PAPERS = ["lenet", "fcn", "cnn_basics"]
@@ -164,8 +167,8 @@ def _interrupt(sig: signal.Signals, out: Path) -> tuple[subprocess.CompletedProc
 @pytest.mark.parametrize(
     ("sig", "code"),
     [
-        pytest.param(signal.SIGINT, 130, id="SIGINT"),
-        pytest.param(signal.SIGTERM, 143, id="SIGTERM", marks=pytest.mark.faults),
+        pytest.param(signal.SIGINT, 130, id="SIGINT", marks=pytest.mark.faults),
+        pytest.param(signal.SIGTERM, 143, id="SIGTERM", marks=[pytest.mark.faults, SLOW]),
     ],
 )
 def test_a_signal_keeps_the_finished_papers_and_resume_measures_the_rest(

@@ -54,9 +54,9 @@ def run_papers(keys: Sequence[str], settings: RunSettings) -> list[PaperRun]:
             stream = PaperStream(run, work, configs, execution, start)
             try:
                 execute(run, stream.group_done, execution, work)
+                measured = {r.paper: r for r in stream.close()}
             except KeyboardInterrupt as exc:
                 raise stream.interrupted(exc) from None
-            measured = {r.paper: r for r in stream.close()}
         finally:
             shutdown(execution)
     runs = [reused.get(k) or measured[k] for k in keys]
