@@ -1,7 +1,8 @@
 """`repro run --resume`: a paper whose files an earlier run wrote in exactly this configuration
 is reused, not measured again. The configuration is everything that changes a paper's results:
-the suites, the claims selected, the data roots, the speed and accuracy settings (the weights
-files by size and modification time), the paper file's content and repro's own sources. A
+the suites, the claims selected, the data roots (and the datasets the paper reads, by their
+roots' entries), the speed and accuracy settings (the weights files by size and modification
+time), the paper file's content and repro's own sources. A
 paper written in any other configuration, incomplete, with a claim in `error`, changed since,
 or not logged to the tracking store of this run, is measured again, and the reason said."""
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.claims import paper_path
+from repro.data.roots import data_root
 from repro.runner.plan import PaperPlan
 from repro.runner.settings import RunSettings
 from repro.runner.write import PaperRun, file_sha256, read_results
@@ -30,6 +32,22 @@ def _weights(weights: dict[str, str]) -> dict[str, Any]:
     return found
 
 
+def _datasets(plan: PaperPlan, settings: RunSettings) -> dict[str, Any]:
+    """Each dataset the paper's claims read: its resolved root (--data, REPRO_DATA_*, params)
+    and the root's top-level entries by name, size and modification time (a folder's own)."""
+    found: dict[str, Any] = {}
+    for name in sorted({c.dataset for c in plan.paper.claims if c.dataset}):
+        root = data_root(name, settings.data_roots)
+        folder = Path(root).expanduser() if root else None
+        entries = []
+        if folder is not None and folder.is_dir():
+            for entry in sorted(folder.iterdir()):
+                info = entry.stat()
+                entries.append([entry.name, info.st_size, info.st_mtime_ns])
+        found[name] = {"root": root or "", "entries": entries}
+    return found
+
+
 def run_config(plan: PaperPlan, settings: RunSettings) -> dict[str, Any]:
     """What changes ``plan``'s results in a run of ``settings``, as JSON keeps it."""
     suites = set(settings.suites)
@@ -42,6 +60,7 @@ def run_config(plan: PaperPlan, settings: RunSettings) -> dict[str, Any]:
         "suites": sorted(suites),
         "claims": sorted(settings.claims),
         "data_roots": dict(sorted(settings.data_roots.items())),
+        "datasets": _datasets(plan, settings),
         "speed": settings.speed_settings.model_dump(mode="json") if "speed" in suites else None,
         "accuracy": accuracy,
         "paper_sha256": hashlib.sha256(paper.read_bytes()).hexdigest(),
@@ -59,7 +78,10 @@ def _why_not(meta: dict[str, Any], config: dict[str, Any], table: Path, uri: str
         return "its metadata records no configuration (written before --resume existed)"
     changed = [k for k in config if recorded.get(k) != config[k]]
     if changed:
-        names = {"paper_sha256": "the paper file", "source_sha256": "repro's source code"}
+        names = {
+            "data_roots": "data roots", "datasets": "dataset files",
+            "paper_sha256": "the paper file", "source_sha256": "repro's source code",
+        }  # fmt: skip
         return "measured with other " + ", ".join(names.get(k, k) for k in changed)
     if not table.is_file() or file_sha256(table) != meta.get("results_sha256"):
         return f"{table.name} changed since it was written"
