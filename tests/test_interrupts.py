@@ -222,3 +222,25 @@ def test_ctrl_c_on_ray_training_names_the_run_and_how_to_resume(
     assert "interrupted (SIGINT): training run r1 stopped" in err, err
     assert f"kept in {tmp_path / 'r1'}/ (latest checkpoint_0000005)" in err, err
     assert "rerun with --name r1" in err, err
+
+
+def test_sigterm_to_the_shared_ray_wrapper_reaches_its_command(tmp_path: Path) -> None:
+    """`python -m repro.execution.shared CMD` passes SIGTERM on to CMD, waits for it to meet
+    it, and exits 143 (an address given: no Ray of its own to start)."""
+    child = (
+        "import signal, sys, time\n"
+        "stop = lambda *a: (print('CMD stopped', flush=True), sys.exit(0))\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_ADDRESS": "127.0.0.1:1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repro.execution.shared", sys.executable, "-c", child],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143, stderr
+    assert stdout == "CMD stopped\n" and "Traceback" not in stderr, stderr
