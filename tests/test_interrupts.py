@@ -25,7 +25,7 @@ from repro.suites import analytic
 
 REPO = Path(__file__).resolve().parents[1]
 # a real signal to a real `repro run` costs a process start (torch, about 5 s on 2 cores) and
-# the resumed papers: SIGINT runs in `make test` too, SIGTERM (the same path) in `make faults`
+# the resumed papers: SIGINT and SIGTERM run in `make test` too, a killed driver in `make faults`
 SLOW = pytest.mark.slow
 # cheap analytic papers, in the order measured: lenet's one model in well under a second, then
 # fcn's VGG-16 for a few seconds (the signal lands there), then cnn_basics
@@ -168,7 +168,7 @@ def _interrupt(sig: signal.Signals, out: Path) -> tuple[subprocess.CompletedProc
     ("sig", "code"),
     [
         pytest.param(signal.SIGINT, 130, id="SIGINT", marks=pytest.mark.faults),
-        pytest.param(signal.SIGTERM, 143, id="SIGTERM", marks=[pytest.mark.faults, SLOW]),
+        pytest.param(signal.SIGTERM, 143, id="SIGTERM", marks=pytest.mark.faults),
         pytest.param(signal.SIGKILL, -9, id="SIGKILL", marks=[pytest.mark.faults, SLOW]),
     ],
 )
