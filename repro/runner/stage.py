@@ -13,7 +13,7 @@ from typing import Any
 
 from repro import config
 from repro.errors import ReproError
-from repro.runner import run_papers, stage_status
+from repro.runner import RunInterrupted, run_papers, stage_status
 from repro.runner.settings import RunSettings
 from repro.suites.stages import committed_folders, default_device, results_folder
 
@@ -71,6 +71,9 @@ def run_stage(name: str, argv: list[str] | None = None, description: str | None 
     except ReproError as exc:
         print(exc.paragraph(), file=sys.stderr)
         return 2
+    except RunInterrupted as stop:  # Ctrl-C or SIGTERM: the finished papers are written
+        print(stop.message("the next `dvc repro` measures the rest"), file=sys.stderr)
+        return stop.exit_code
     for paper in runs:
         print(f"{paper.paper}: {len(paper.results)} claims in {paper.meta['run_seconds']:.1f} s")
     return stage_status(runs)
