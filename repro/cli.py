@@ -164,7 +164,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{run.paper}: {text}" + (" (reused, --resume)" if run.reused else ""))
         for r in run.results:
             if r.verdict in ("deviates", "error") and args.verbose:
-                print(f"    {r.verdict}: {r.table} / {r.row} / {r.metric}: {r.note}")
+                print(printable(f"    {r.verdict}: {r.table} / {r.row} / {r.metric}: {r.note}"))
     uri = settings.tracking_uri
     print(f"measurements written to {args.out}" + (f"; logged to MLflow at {uri}" if uri else ""))
     spooled = runner.degraded(runs)
@@ -401,8 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ReproError as exc:
-        print(exc.paragraph(), file=sys.stderr)
+    except ReproError as exc:  # its text may quote a hostile file: no terminal escapes
+        lines = exc.paragraph().split("\n")
+        print("\n".join(printable(line) for line in lines), file=sys.stderr)
         return 2
     except BrokenPipeError:  # `repro papers | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
