@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from repro.errors import ReproError
-from repro.runner import RunSettings, run_papers, stage_status
+from repro.runner import RunInterrupted, RunSettings, run_papers, stage_status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     except ReproError as exc:
         print(exc.paragraph(), file=sys.stderr)
         return 2
+    except RunInterrupted as stop:  # Ctrl-C or SIGTERM: the finished paper is written
+        print(stop.message("the next `dvc repro` measures it again"), file=sys.stderr)
+        return stop.exit_code
     print(f"{run.paper}: {len(run.results)} claims measured in {run.meta['run_seconds']:.1f} s")
     return stage_status([run])
 

@@ -39,6 +39,7 @@ EPILOG = """examples:
   repro report                       reports/README.md, index.html and results.csv
   repro report --from mlflow         the same, rebuilt from the MLflow runs alone
   repro run resnet --suite accuracy  train/evaluate accuracy claims on datasets present
+  repro run --all --resume           after an interruption: measure only the papers missing
   repro data verify voc2007 --root ~/data/VOCdevkit/VOC2007
   repro eval detections --metric voc07 --gt VOCdevkit/VOC2007 --detections results/
   repro demo digits                  LeNet-5 on scikit-learn's digits, 1 vs 2 Ray workers
@@ -49,7 +50,8 @@ EPILOG = """examples:
   repro screenshot                   open reports/index.html in headless Chromium, check, PNG
 
 exit status: 0 done; 1 some claims failed (their rows say why); 2 bad input or settings;
-3 tracking degraded (results written, MLflow logs spooled: run `repro sync`); 130 interrupted.
+3 tracking degraded (results written, MLflow logs spooled: run `repro sync`); 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM): the papers finished are kept (`repro run --resume`).
 """
 
 
@@ -143,6 +145,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         suites=args.suite,
         out_dir=args.out,
         claims=[c for text in args.claims or () for c in text.split(",") if c.strip()],
+        resume=args.resume,
         **{k: getattr(args, k) for k in flags},
     )
     keys = args.papers or (list_papers(settings.papers_dir) if args.all else None)
@@ -150,14 +153,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ReproError("no papers given.", "name papers (see `repro papers`) or pass --all.")
     if args.plan:
         return _print_plan(keys, settings)
-    runs = runner.run_papers(keys, settings)
+    try:
+        runs = runner.run_papers(keys, settings)
+    except runner.RunInterrupted as stop:
+        print(stop.message(), file=sys.stderr)
+        return stop.exit_code
     for run in runs:
         counts = Counter(r.verdict for r in run.results)
         text = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-        print(f"{run.paper}: {text}")
+        print(f"{run.paper}: {text}" + (" (reused, --resume)" if run.reused else ""))
         for r in run.results:
             if r.verdict in ("deviates", "error") and args.verbose:
-                print(f"    {r.verdict}: {r.table} / {r.row} / {r.metric}: {r.note}")
+                print(printable(f"    {r.verdict}: {r.table} / {r.row} / {r.metric}: {r.note}"))
     uri = settings.tracking_uri
     print(f"measurements written to {args.out}" + (f"; logged to MLflow at {uri}" if uri else ""))
     spooled = runner.degraded(runs)
@@ -300,7 +307,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure only these claims (ids as `repro papers PAPER --claims` lists them; "
         "repeatable); the others are not-run, not selected",
     )
-    p.add_argument("--out", default="reports/measurements", help="measurement directory")
+    p.add_argument(
+        "--out",
+        default="reports/measurements",
+        help="measurement directory; each paper's files are written there as soon as it is "
+        "measured, so an interrupted run keeps every finished paper",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="measure only what is missing: reuse a paper's files in --out when its metadata "
+        "records exactly this configuration (suites, --claims, data roots, speed and accuracy "
+        "settings, weights, the paper file, repro's code); any other is measured again, and "
+        "why is said",
+    )
     p.add_argument("--papers-dir", help="directory of paper YAML files (default: repro/papers)")
     p.add_argument("-v", "--verbose", action="store_true", help="print every deviation")
     p.add_argument(
@@ -381,8 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ReproError as exc:
-        print(exc.paragraph(), file=sys.stderr)
+    except ReproError as exc:  # its text may quote a hostile file: no terminal escapes
+        lines = exc.paragraph().split("\n")
+        print("\n".join(printable(line) for line in lines), file=sys.stderr)
         return 2
     except BrokenPipeError:  # `repro papers | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -1,5 +1,7 @@
 """Real input pipelines for --data: a torchvision ImageFolder resized to the model's input, read
-through a DataLoader, with the time each step waits on the loader recorded apart from compute."""
+through a DataLoader, with the time each step waits on the loader recorded apart from compute.
+The folder is read as `repro train` reads it (repro.train.data.SkippingImageFolder): an image
+that does not decode is a counted, logged skip."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision import datasets, transforms
+from torchvision import transforms
 
+from repro.data.problems import Problems
 from repro.errors import ReproError
+from repro.train.data import SkippingImageFolder, count_skipped
 
 
 def image_folder_loader(
@@ -32,7 +36,7 @@ def image_folder_loader(
         )
     steps.append(transforms.ToTensor())
     try:
-        dataset = datasets.ImageFolder(str(root), transform=transforms.Compose(steps))
+        dataset = SkippingImageFolder(str(root), transform=transforms.Compose(steps))
     except (FileNotFoundError, RuntimeError) as exc:
         raise ReproError(
             f"--data {root} is not a usable ImageFolder ({exc}).",
@@ -57,21 +61,24 @@ def image_folder_loader(
 
 class LoaderFeed:
     """Endless batches from a DataLoader (a new epoch when one ends), recording for each batch
-    the seconds spent waiting on the loader."""
+    the seconds spent waiting on the loader, and the unreadable images skipped."""
 
     def __init__(self, loader: torch.utils.data.DataLoader) -> None:
         self.loader = loader
         self._it: Iterator[Any] = iter(loader)
         self.waits: list[float] = []
+        self.skipped = Problems()
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         t0 = time.perf_counter()
         try:
-            images, labels = next(self._it)
+            images, labels, *skipped = next(self._it)
         except StopIteration:
             self._it = iter(self.loader)
-            images, labels = next(self._it)
+            images, labels, *skipped = next(self._it)
         self.waits.append(time.perf_counter() - t0)
+        if skipped:  # a SkippingImageFolder's paths
+            count_skipped(skipped[0], self.skipped)
         return images, labels
 
     def reset(self) -> None:

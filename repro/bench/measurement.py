@@ -21,3 +21,4 @@ class Measurement:
     flops_note: str
     compile_s: float | None
     data_waits: list[float] | None  # seconds per timed step; None: synthetic inputs
+    data_skipped: int = 0  # unreadable images of --data skipped (the next image took each place)

@@ -128,6 +128,10 @@ def single_device_row(
         )
     if m.compile_s is not None:
         notes.append("compile_s is the first compiled step, excluded from images/s")
+    if m.data_skipped:
+        notes.append(
+            f"{m.data_skipped} unreadable image(s) of --data skipped, each for the next image"
+        )
     notes += [extra for extra in (m.memory.note, t.reason, m.flops_note) if extra]
     notes.extend(flops_notes)
     row["note"] = "; ".join(notes)

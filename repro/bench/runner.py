@@ -3,7 +3,9 @@
 One configuration on one device: build the model, pick the batch (given, or searched), count the
 FLOPs of one real step, compile if asked (timed apart), then time warm-up + repeats x iters with
 repro.runtime.timing while NVML is sampled and memory peaks are tracked over the timed window.
-A batch that runs out of memory is retried at half the batch; parallel configurations go to
+A batch whose memory, bounded from below on two small batches, exceeds what the device has
+is refused before anything is allocated; one that runs out of memory is retried at half the
+batch; parallel configurations go to
 repro.train.distributed through repro.bench.multi_worker.
 """
 
@@ -29,7 +31,7 @@ from repro.bench.config import AUTO_BATCH_CAP, BenchConfig
 from repro.bench.data import LoaderFeed, image_folder_loader
 from repro.bench.flops import count_step_flops
 from repro.bench.measurement import Measurement
-from repro.bench.memory import host_peak_rss_mb, read_peaks, reset_peaks
+from repro.bench.memory import check_batch_fits, host_peak_rss_mb, read_peaks, reset_peaks
 from repro.bench.multi_worker import benchmark_distributed
 from repro.bench.result import BenchResult
 from repro.bench.steps import build_workload
@@ -73,6 +75,8 @@ def benchmark(config: BenchConfig, *, nvml: Any = None) -> BenchResult:
         auto = _search_batch(model, spec, config, device)
         batch = auto.batch
     assert isinstance(batch, int)
+    if not config.auto_batch:  # the search's batches are capped and probed one by one
+        check_batch_fits(model, spec, config, device.torch_device, batch)
     outcome: RetryOutcome[Measurement] = run_with_oom_retry(
         lambda b: _measure(model, spec, config, device, b, nvml), batch
     )
@@ -134,8 +138,9 @@ def _measure(
         timing = _timed(step, config, device, batch, sampler, feed)
         telemetry = sampler.stop()
     waits = list(feed.waits) if feed is not None else None
+    skipped = len({p.path for p in feed.skipped.items}) if feed is not None else 0
     return Measurement(
-        batch, timing, telemetry, read_peaks(tdev), flops, flops_note, compile_s, waits
+        batch, timing, telemetry, read_peaks(tdev), flops, flops_note, compile_s, waits, skipped
     )
 
 

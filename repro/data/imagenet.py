@@ -20,25 +20,15 @@ from typing import Any
 
 from PIL import Image
 
+from repro.data.image_files import class_folders, is_image_name, walk_images
 from repro.data.problems import Problems
 from repro.errors import DataError
 from repro.files import read_text
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # per-channel statistics of its training images
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".ppm", ".bmp", ".webp")
 KAGGLE_SOLUTION = "LOC_{split}_solution.csv"
 KAGGLE_SYNSETS = "LOC_synset_mapping.txt"
-
-
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
-def _class_dirs(folder: Path) -> list[str]:
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _find_upwards(root: Path, name: str, levels: int = 3) -> Path | None:
@@ -58,7 +48,7 @@ def _split_dir(root: Path, split: str) -> Path:
         )
     folder = root / split
     if not folder.is_dir():
-        have = _class_dirs(root)
+        have = class_folders(root)
         raise DataError(
             f"split folder {folder} does not exist; folders present: {', '.join(have) or 'none'}.",
             "pass the root holding train/ and val/ (or the split your copy has).",
@@ -103,7 +93,7 @@ def imagenet_classes(root: Path | str, split: str = "val", labels: Path | None =
     """The class list (sorted wnids); see the module docstring for where it comes from."""
     root = Path(root)
     for folder in (root / "train", root / split):
-        names = _class_dirs(folder)
+        names = class_folders(folder)
         if names:
             return names
     synsets = _find_upwards(root, KAGGLE_SYNSETS)
@@ -137,7 +127,7 @@ def imagenet_split(
     folder = _split_dir(root, split)
     classes = classes if classes is not None else imagenet_classes(root, split, labels)
     index = {name: i for i, name in enumerate(classes)}
-    subdirs = _class_dirs(folder)
+    subdirs = class_folders(folder)
     samples: list[tuple[Path, int]] = []
     if subdirs:
         for name in subdirs:
@@ -145,8 +135,13 @@ def imagenet_split(
                 note = f"class folder {name} is not in the class list of {root / 'train'}"
                 _report(problems, "unknown-class", folder / name, note)
                 continue
-            files = sorted(p for p in (folder / name).rglob("*") if p.is_file() and _is_image(p))
-            samples.extend((p, index[name]) for p in files)
+            walk = walk_images(folder / name)  # the files training's ImageFolder reads
+            for link, target in walk.loops:
+                note = f"a symlink loop back to {target}: not followed, training skips it too"
+                _report(problems, "symlink-loop", link, note)
+            for path in walk.not_files:
+                _report(problems, "missing-image", path, "an image name that is not a file")
+            samples.extend((p, index[name]) for p in walk.images)
         return samples
     label_path = labels or _find_upwards(root, KAGGLE_SOLUTION.format(split=split))
     if label_path is None:
@@ -157,7 +152,7 @@ def imagenet_split(
             "into <wnid>/ folders.",
         )
     label_of = read_label_file(label_path)
-    files = sorted(p for p in folder.iterdir() if p.is_file() and _is_image(p))
+    files = sorted(p for p in folder.iterdir() if p.is_file() and is_image_name(p.name))
     seen = set()
     for path in files:
         token = label_of.get(path.stem)

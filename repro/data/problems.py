@@ -26,6 +26,8 @@ KINDS = (
     "count-mismatch",  # split counts differ from the real dataset's published counts
     "corrupt-file",  # a compressed file that does not decompress
     "content-mismatch",  # decoded content differs from the published files' (its digest)
+    "symlink-loop",  # a folder link back to a folder above it (not followed)
+    "not-jpeg",  # a file named as a JPEG that is not one by its content (decode_jpeg)
 )
 
 

@@ -4,6 +4,10 @@ Modes: "pipeline" is the ImageNet training input (PIL decode, RandomResizedCrop,
 normalise) through a DataLoader with `workers` processes; "decode_jpeg" is torchvision.io's JPEG
 decoder alone, batched, on the CPU (in the calling thread) or on the GPU (nvjpeg). The first
 batch of every mode is a warm-up (worker start, nvjpeg init) and is not timed.
+
+Files are images by their content, not their suffix: an image that does not decode is a
+counted, logged skip (the pipeline takes the next image in its place), and decode_jpeg keeps
+the files that are JPEGs by their first bytes and decode once, untimed, before timing.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.io import decode_jpeg
 
+from repro.data.image_files import first_readable, is_image_name, skipped_lines
 from repro.data.imagenet import IMAGENET_MEAN, IMAGENET_STD
+from repro.data.problems import Problems
 from repro.errors import DataError, ReproError
 
 DECODE_MODES = ("pipeline", "decode_jpeg")
@@ -40,20 +46,21 @@ ROW_KEYS = (
     "torch",
     "note",
 )
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+JPEG_START = b"\xff\xd8\xff"  # SOI and the first marker: every JPEG's first bytes
 
 
 def list_images(root: Path, jpeg_only: bool = False, limit: int | None = None) -> list[Path]:
-    """Image files under root in sorted walk order; the walk stops after `limit` files (a full
-    ImageNet train folder need not be listed to time a few batches)."""
-    suffixes = (".jpg", ".jpeg") if jpeg_only else IMAGE_SUFFIXES
+    """Image files under root (by their suffix: repro.data.image_files) in sorted walk order;
+    the walk stops after `limit` files (a full ImageNet train folder need not be listed to
+    time a few batches). ``jpeg_only`` changes only the message when none is found: the JPEGs
+    are told apart by content (readable_jpegs)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist.", "pass an existing --root.")
     files: list[Path] = []
     for folder, dirnames, filenames in os.walk(root):
         dirnames.sort()
-        files.extend(Path(folder) / f for f in sorted(filenames) if f.lower().endswith(suffixes))
+        files.extend(Path(folder) / f for f in sorted(filenames) if is_image_name(f))
         if limit is not None and len(files) >= limit:
             files = files[:limit]
             break
@@ -66,7 +73,8 @@ def list_images(root: Path, jpeg_only: bool = False, limit: int | None = None) -
 
 
 class _TrainInput:
-    """A Dataset cycling over files with the training transform (module level: picklable)."""
+    """A Dataset cycling over files with the training transform (module level: picklable). An
+    item is (image tensor, the "path<TAB>why" lines of unreadable files skipped for it)."""
 
     def __init__(self, files: list[Path], input_size: int, length: int) -> None:
         self.files, self.length = files, length
@@ -82,9 +90,49 @@ class _TrainInput:
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> Any:
-        with Image.open(self.files[index % len(self.files)]) as img:
-            return self.transform(img.convert("RGB"))
+    def _load(self, i: int) -> Image.Image:
+        with Image.open(self.files[i]) as img:
+            return img.convert("RGB")
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+        n = len(self.files)
+        image, skipped = first_readable(index % n, n, self._load, lambda i: str(self.files[i]))
+        return self.transform(image), "\n".join(skipped)
+
+
+def readable_jpegs(files: list[Path], problems: Problems) -> list[torch.Tensor]:
+    """The bytes of the files that are JPEGs by content and decode (once, untimed); the others
+    are problems: not-jpeg (a PNG named .jpg), corrupt-image (a JPEG that does not decode)."""
+    data = []
+    for path in files:
+        raw = path.read_bytes()
+        if not raw.startswith(JPEG_START):
+            detail = f"not a JPEG by its content (starts {raw[:4].hex() or 'empty'}); left out"
+            problems.add("not-jpeg", str(path), detail)
+            continue
+        encoded = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+        try:
+            _quiet_decode_jpeg(encoded, "cpu")
+        except RuntimeError as exc:
+            problems.add("corrupt-image", str(path), f"does not decode ({exc}); left out")
+            continue
+        data.append(encoded)
+    return data
+
+
+def _quiet_decode_jpeg(data: Any, device: str) -> Any:
+    with warnings.catch_warnings():
+        # torchvision 0.29 deprecates its image codecs for TorchCodec; they still work.
+        warnings.filterwarnings("ignore", "The image decoding and encoding capabilities of TorchV")
+        return decode_jpeg(data, device=device)
+
+
+def skipped_note(problems: Problems) -> str:
+    """The row's note on what was left out, or ""."""
+    if not len(problems):
+        return ""
+    counts = ", ".join(f"{n} {kind}" for kind, n in problems.counts().items())
+    return f"; skipped files ({counts}): {problems.items[0].path} first"
 
 
 def _cpu_count() -> int:
@@ -95,13 +143,23 @@ def _cpu_count() -> int:
 
 
 def _pipeline(
-    files: list[Path], workers: int, batch_size: int, input_size: int, batches: int
+    files: list[Path],
+    workers: int,
+    batch_size: int,
+    input_size: int,
+    batches: int,
+    problems: Problems,
 ) -> tuple[int, float]:
-    """(images, seconds) of the training input through a DataLoader, past its warm-up batch."""
+    """(images, seconds) of the training input through a DataLoader, past its warm-up batch;
+    unreadable files skipped go to ``problems`` (each file once)."""
     dataset = _TrainInput(files, input_size, (batches + 1) * batch_size)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
-    images, start = 0, 0.0
-    for i, batch in enumerate(loader):
+    images, start, seen = 0, 0.0, set()
+    for i, (batch, skipped) in enumerate(loader):
+        for path, why in skipped_lines(skipped):
+            if path not in seen:
+                seen.add(path)
+                problems.add("corrupt-image", path, f"does not decode ({why}); skipped")
         if i == 0:
             start = time.perf_counter()  # after the warm-up batch
             continue
@@ -110,10 +168,9 @@ def _pipeline(
 
 
 def _decode_jpeg(
-    files: list[Path], device: str, batch_size: int, batches: int
+    data: list[torch.Tensor], device: str, batch_size: int, batches: int
 ) -> tuple[int, float]:
     """(images, seconds) of batched decode_jpeg on `device`, past its warm-up batch."""
-    data = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in files]
     batch_list = [
         [data[(b * batch_size + i) % len(data)] for i in range(batch_size)]
         for b in range(batches + 1)
@@ -123,15 +180,12 @@ def _decode_jpeg(
         if device == "cuda":
             torch.cuda.synchronize()
 
-    with warnings.catch_warnings():
-        # torchvision 0.29 deprecates its image codecs for TorchCodec; they still work.
-        warnings.filterwarnings("ignore", "The image decoding and encoding capabilities of TorchV")
-        decode_jpeg(batch_list[0], device=device)  # warm-up
-        sync()
-        start = time.perf_counter()
-        for batch in batch_list[1:]:
-            decode_jpeg(batch, device=device)
-        sync()
+    _quiet_decode_jpeg(batch_list[0], device)  # warm-up
+    sync()
+    start = time.perf_counter()
+    for batch in batch_list[1:]:
+        _quiet_decode_jpeg(batch, device)
+    sync()
     return batches * batch_size, time.perf_counter() - start
 
 
@@ -170,14 +224,24 @@ def measure_decode(
                 "on cuda only the decode_jpeg mode runs.",
                 "drop the mode or use --device cpu for the PIL pipeline.",
             )
+    problems = Problems()
     if mode == "pipeline":
         files = list_images(root, limit=limit)
-        images, seconds = _pipeline(files, workers, batch_size, input_size, batches)
+        images, seconds = _pipeline(files, workers, batch_size, input_size, batches, problems)
         cores = max(workers, 1)
         note = "PIL decode + RandomResizedCrop + flip + ToTensor + normalise"
     else:
         files = list_images(root, jpeg_only=True, limit=limit)
-        images, seconds = _decode_jpeg(files, device, batch_size, batches)
+        data = readable_jpegs(files, problems)
+        if not data:
+            raise DataError(
+                f"none of the {len(files)} image files under {root} is a JPEG that decodes "
+                f"({', '.join(f'{n} {k}' for k, n in problems.counts().items())}; "
+                f"{problems.items[0].path} first).",
+                "pass a folder of JPEG images (an ImageNet split, VOC JPEGImages), or time the "
+                "PIL pipeline alone (--device cpu reads any image format).",
+            )
+        images, seconds = _decode_jpeg(data, device, batch_size, batches)
         workers, cores = 0, 1 if device == "cpu" else None
         note = "torchvision.io.decode_jpeg batched, in the calling thread"
         if device == "cuda":
@@ -199,7 +263,7 @@ def measure_decode(
         "images_per_s_per_core": round(rate / cores, 2) if cores else None,
         "cpu_count": _cpu_count(),
         "torch": torch.__version__,
-        "note": note,
+        "note": note + skipped_note(problems),
     }
 
 

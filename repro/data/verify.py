@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from repro.data import mnist, sun397
+from repro.data.image_files import class_folders
 from repro.data.imagenet import imagenet_classes, imagenet_split
 from repro.data.roots import VERIFIABLE_DATASETS
 from repro.data.scan import Found, Scan
@@ -121,9 +122,7 @@ def verify_image_folder(scan: Scan, root: Path, name: str, labels: Path | None) 
         scan.problems.add("missing-label", str(labels or root), exc.cause)
         classes = []
     if not classes and name == "imagefolder":
-        classes = sorted(
-            {p.name for s in splits_present for p in (root / s).iterdir() if p.is_dir()}
-        )
+        classes = sorted({c for s in splits_present for c in class_folders(root / s)})
     splits: dict[str, dict[str, int]] = {}
     for split in sorted(set(required) | set(splits_present)):
         folder = root / split

@@ -1,7 +1,9 @@
 """`python -m repro.execution.shared CMD ...`: run CMD (e.g. `dvc repro`) with one local Ray
 instance that every stage joins through RAY_ADDRESS, instead of each stage starting and stopping
 its own (about 5 s each). The instance belongs to this process and ends with it; an address the
-user set (RAY_ADDRESS, params.yaml ray.address) is left alone and used as is.
+user set (RAY_ADDRESS, params.yaml ray.address) is left alone and used as is. Ctrl-C at a
+terminal reaches CMD as well: CMD meets it (its stages keep what they finished) while this waits,
+then stops Ray; SIGTERM, sent to this process alone, is passed on to CMD the same way.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from repro import config
 from repro.errors import ReproError
+from repro.execution.state import EXIT_CODES, Terminated, signal_name, sigterm_interrupts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,12 +54,30 @@ def main(argv: list[str] | None = None) -> int:
         env["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
         started = True
     try:
-        return subprocess.call(argv, env=env)
+        return _call(argv, env)
     finally:
         if started:
             ray.shutdown()
         if token_dir:
             shutil.rmtree(token_dir, ignore_errors=True)
+
+
+def _call(argv: list[str], env: dict[str, str]) -> int:
+    """CMD's exit status; 130 or 143 once CMD has met Ctrl-C or SIGTERM (a second Ctrl-C
+    kills it)."""
+    proc = subprocess.Popen(argv, env=env)
+    with sigterm_interrupts():
+        try:
+            return proc.wait()
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, Terminated):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait()
+            except KeyboardInterrupt:
+                proc.kill()
+                proc.wait()
+            return EXIT_CODES[signal_name(exc)]
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,11 +53,35 @@ def _start_local(num_cpus: int | None) -> None:
         auth_log.removeFilter(quiet)
 
 
+@contextlib.contextmanager
+def _keep_sigterm_handler() -> Iterator[None]:
+    """ray.init replaces the process's SIGTERM handler with one that exits at once (status 1,
+    after printing its core worker's crash dump); the caller's (repro.runner: SIGTERM is
+    handled like Ctrl-C, the results kept and Ray shut down) is put back."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[str, Any]:
     """Start or join Ray; returns facts about the cluster for the report."""
     start = time.perf_counter()
     if ray.is_initialized():
         return {"ray_address": address or "local", "ray_startup_s": 0.0}
+    with _keep_sigterm_handler():
+        _init(address, num_cpus)
+    return {
+        "ray_address": address or "local",
+        "ray_cpus": int(ray.cluster_resources().get("CPU", 0)),
+        "ray_startup_s": round(time.perf_counter() - start, 3),
+    }
+
+
+def _init(address: str | None, num_cpus: int | None) -> None:
     if address:
         check_address(address)
         try:
@@ -70,11 +96,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> dict[st
             ) from None
     else:
         _start_local(num_cpus)
-    return {
-        "ray_address": address or "local",
-        "ray_cpus": int(ray.cluster_resources().get("CPU", 0)),
-        "ray_startup_s": round(time.perf_counter() - start, 3),
-    }
 
 
 @dataclass(frozen=True)
@@ -118,10 +139,16 @@ def _run_with_all_threads(fn: Callable[..., Any], *args: Any) -> Any:
         os.setpriority(os.PRIO_PROCESS, 0, niceness)
 
 
-def run_calls(calls: Sequence[TaskCall], desc: str = "measuring", unit: str = "claim") -> list[Any]:
+def run_calls(
+    calls: Sequence[TaskCall],
+    desc: str = "measuring",
+    unit: str = "claim",
+    on_result: Callable[[int, Any], None] | None = None,
+) -> list[Any]:
     """Run every call as a Ray task, with progress (:class:`repro.runtime.progress.Progress`:
     units done of the total, the label of the oldest unfinished call, an ETA); results come
-    back in call order.
+    back in call order, and each as soon as it is in to ``on_result(index, result)`` (where
+    the runner writes a paper whose calls are all done).
 
     Concurrent calls are all submitted at once; exclusive calls are submitted one after the
     other, each when the previous has finished, so that timings never overlap."""
@@ -159,6 +186,8 @@ def run_calls(calls: Sequence[TaskCall], desc: str = "measuring", unit: str = "c
                 out[i] = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - RayTaskError, worker crash, OOM kill
                 out[i] = calls[i].on_error(calls[i].args, exc)
+            if on_result is not None:
+                on_result(i, out[i])
             if calls[i].exclusive:
                 exclusive_running = False
                 submit_next_exclusive()

@@ -6,6 +6,7 @@ comes back as `error` rows of its claims, so no other group's results are lost."
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,9 @@ from repro.suites import Group, Suite, get_suite, suite_names
 from repro.verdicts import GroupOutcome
 
 Work = tuple[Suite[Group], Group]
+# called with a group's index in the work and its outcomes as soon as they are in (the runner
+# writes a paper whose groups are all in)
+OnGroup = Callable[[int, list[GroupOutcome]], None]
 
 
 @dataclass
@@ -32,33 +36,60 @@ def progress(group: Group) -> tuple[int, str]:
     return max(len(group.claims), 1), ", ".join(group.papers)
 
 
-def execute(run: RunPlan) -> Execution:
-    """Measure every group of ``run``; returns the outcomes in suite order."""
-    settings = run.settings
+def work_of(run: RunPlan) -> list[Work]:
+    """Every group of ``run``, in suite order."""
     work: list[Work] = []
-    for suite in [get_suite(n) for n in suite_names() if n in settings.suites]:
+    for suite in [get_suite(n) for n in suite_names() if n in run.settings.suites]:
         items = run.suite_items(suite.name)
         if items:
-            work += [(suite, group) for group in suite.groups(items, settings)]
-    remote = [(s, g) for s, g in work if s.placement != "driver"]
-    execution = Execution([], {"ray_address": "none (nothing to measure)", "ray_startup_s": 0.0})
+            work += [(suite, group) for group in suite.groups(items, run.settings)]
+    return work
+
+
+def execute(
+    run: RunPlan,
+    on_group: OnGroup | None = None,
+    execution: Execution | None = None,
+    work: list[Work] | None = None,
+) -> Execution:
+    """Measure every group of ``run`` (``work``: its groups, :func:`work_of`); returns the
+    outcomes (the Ray or in-process groups', then the driver's), each group's also to
+    ``on_group`` as soon as it is in. ``execution``: the caller's, so that one interrupted
+    half-way knows whether Ray was started."""
+    settings = run.settings
+    work = work_of(run) if work is None else work
+    remote = [i for i, (s, _) in enumerate(work) if s.placement != "driver"]
+    execution = execution or Execution([])
+    execution.ray_info = {"ray_address": "none (nothing to measure)", "ray_startup_s": 0.0}
+    by_index: dict[int, list[GroupOutcome]] = {}
+
+    def done(i: int, outcomes: list[GroupOutcome]) -> None:
+        by_index[i] = outcomes
+        if on_group is not None:
+            on_group(i, outcomes)
+
     if remote and settings.use_ray:
-        _run_on_ray(remote, settings, execution)
+        _run_on_ray([work[i] for i in remote], settings, execution, lambda j, o: done(remote[j], o))
     elif remote:
         execution.ray_info = {"ray_address": "in-process (no Ray)", "ray_startup_s": 0.0}
-        with Progress(sum(progress(g)[0] for _, g in remote), "measuring") as bar:
-            for suite, group in remote:
+        with Progress(sum(progress(work[i][1])[0] for i in remote), "measuring") as bar:
+            for i in remote:
+                suite, group = work[i]
                 units, label = progress(group)
                 bar.start(label)
-                execution.outcomes += _in_process(suite, group)
+                done(i, _in_process(suite, group))
                 bar.update(units, label)
-    for suite, group in work:
+    for i, (suite, group) in enumerate(work):
         if suite.placement == "driver":
-            execution.outcomes += _in_process(suite, group)
+            done(i, _in_process(suite, group))
+    driver = [i for i in range(len(work)) if i not in remote]
+    execution.outcomes = [o for i in remote + driver if i in by_index for o in by_index[i]]
     return execution
 
 
-def _run_on_ray(work: list[Work], settings: RunSettings, execution: Execution) -> None:
+def _run_on_ray(
+    work: list[Work], settings: RunSettings, execution: Execution, done: OnGroup
+) -> None:
     from repro.execution.tasks import TaskCall, init_ray, run_calls  # Ray: only when used
 
     execution.started_ray = not ray_state.is_initialized()
@@ -68,8 +99,7 @@ def _run_on_ray(work: list[Work], settings: RunSettings, execution: Execution) -
                  *progress(group))
         for suite, group in work
     ]  # fmt: skip
-    for outcomes in run_calls(calls):
-        execution.outcomes += outcomes
+    run_calls(calls, on_result=done)
 
 
 def _task_failed(args: Work, exc: BaseException) -> list[GroupOutcome]:

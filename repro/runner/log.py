@@ -53,61 +53,80 @@ def open_parents(run: RunPlan) -> RunPlan:
     return replace(run, settings=settings)
 
 
+class PaperLogger:
+    """Logs papers one at a time, as each is written (:meth:`paper`), then :meth:`close`. The
+    MLflow session, seconds and outcome go into each paper's metadata (``meta["mlflow"]``:
+    logged, or spooled with the file and the reason). A store that stops answering does not
+    stop the run: what cannot be logged is spooled (:mod:`repro.tracking.spool`) and replayed
+    as soon as the store answers again, here or by `repro sync`. Entries spooled by earlier
+    runs for this store are replayed first. ``sessions``: a paper's session whose parent run
+    :func:`open_parents` opened."""
+
+    def __init__(self, tracking_uri: str, sessions: Mapping[str, str] | None = None) -> None:
+        self.uri = tracking_uri
+        self.sessions = sessions or {}
+        self.start = time.perf_counter()
+        self.started = time.time() - process_seconds()  # the reproduction's start: its parent's
+        self.replayed: list[str] = []
+        self.down = ""  # why the store failed, while it has not answered since
+        self.logged: list[PaperRun] = []
+        self.catch_up()
+
+    def catch_up(self) -> None:
+        if spool.pending(uri=self.uri) and tracking.reachable(self.uri):
+            outcome = spool.replay(only_uri=self.uri)
+            self.replayed.extend(outcome.replayed)
+            self.down = outcome.error if outcome.remaining else ""
+
+    def paper(self, run: PaperRun) -> None:
+        env = run.meta.get("environment", {})
+        self.logged.append(run)
+        session = self.sessions.get(run.paper) or tracking.new_session()
+        run.meta["mlflow_session"] = session
+        groups = mlflow_groups(run)
+        if self.down:
+            self.catch_up()
+        if not self.down:
+            try:
+                tracking.log_paper(self.uri, run.paper, groups, env, session, self.started)
+                run.meta["mlflow"] = {"status": "logged", "uri": self.uri}
+                return
+            except Exception as exc:  # whatever MLflow raises for a store that went away
+                self.down = first_line(exc)
+        records = [g.record() for g in groups]
+        path = spool.save_paper(
+            self.uri, run.paper, records, env, session, self.down, None, self.started
+        )
+        run.meta["mlflow"] = {
+            "status": "spooled",
+            "uri": self.uri,
+            "spool": str(path),
+            "reason": self.down,
+        }
+
+    def close(self) -> None:
+        """A last replay if the store went away; each paper's outcome and seconds."""
+        if self.down:
+            self.catch_up()
+        for run in self.logged:
+            entry = run.meta["mlflow"]
+            if entry["status"] == "spooled" and not Path(entry["spool"]).exists():
+                entry["status"] = "logged after a replay"
+            run.meta["mlflow_seconds"] = round(time.perf_counter() - self.start, 3)
+            if self.replayed:
+                run.meta["mlflow_replayed"] = self.replayed
+
+
 def log(
     runs: Sequence[PaperRun], tracking_uri: str | None, sessions: Mapping[str, str] | None = None
 ) -> None:
-    """Log every paper; the MLflow session, seconds and outcome go into each paper's metadata
-    (``meta["mlflow"]``: logged, or spooled with the file and the reason). A store that stops
-    answering does not stop the run: what cannot be logged is spooled
-    (:mod:`repro.tracking.spool`) and replayed as soon as the store answers again, here or by
-    `repro sync`. Entries spooled by earlier runs for this store are replayed first.
-    ``sessions``: a paper's session whose parent run :func:`open_parents` opened."""
+    """Log every paper (:class:`PaperLogger`); nothing without a ``tracking_uri``."""
     if not tracking_uri:
         return
-    start = time.perf_counter()
-    started = time.time() - process_seconds()  # the reproduction's start: its parent run's
-    env = runs[0].meta.get("environment", {}) if runs else {}
-    replayed: list[str] = []
-    down = ""  # why the store failed, while it has not answered since
-
-    def catch_up() -> None:
-        nonlocal down
-        if spool.pending(uri=tracking_uri) and tracking.reachable(tracking_uri):
-            outcome = spool.replay(only_uri=tracking_uri)
-            replayed.extend(outcome.replayed)
-            down = outcome.error if outcome.remaining else ""
-
-    catch_up()
+    logger = PaperLogger(tracking_uri, sessions)
     for run in runs:
-        session = (sessions or {}).get(run.paper) or tracking.new_session()
-        run.meta["mlflow_session"] = session
-        groups = mlflow_groups(run)
-        if down:
-            catch_up()
-        if not down:
-            try:
-                tracking.log_paper(tracking_uri, run.paper, groups, env, session, started)
-                run.meta["mlflow"] = {"status": "logged", "uri": tracking_uri}
-                continue
-            except Exception as exc:  # whatever MLflow raises for a store that went away
-                down = first_line(exc)
-        records = [g.record() for g in groups]
-        path = spool.save_paper(tracking_uri, run.paper, records, env, session, down, None, started)
-        run.meta["mlflow"] = {
-            "status": "spooled",
-            "uri": tracking_uri,
-            "spool": str(path),
-            "reason": down,
-        }
-    if down:
-        catch_up()
-    for run in runs:
-        entry = run.meta["mlflow"]
-        if entry["status"] == "spooled" and not Path(entry["spool"]).exists():
-            entry["status"] = "logged after a replay"
-        run.meta["mlflow_seconds"] = round(time.perf_counter() - start, 3)
-        if replayed:
-            run.meta["mlflow_replayed"] = replayed
+        logger.paper(run)
+    logger.close()
 
 
 def degraded(runs: Sequence[PaperRun]) -> str | None:

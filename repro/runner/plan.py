@@ -5,8 +5,10 @@ nothing, measures nothing, starts no Ray: a bad input stops the run before any f
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from repro import tracking
 from repro.claims import Claim, Paper, load_paper
@@ -94,10 +96,35 @@ def check_claims(papers: Sequence[Paper], claims: Sequence[str]) -> None:
         )
 
 
+def check_out_dir(out: Path | None) -> None:
+    """ReproError, before anything is measured, when the output folder (--out) is a file, or
+    cannot be created or written. Creates nothing."""
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        raise ReproError(
+            f"--out {out} is a file, not a folder; nothing was measured.",
+            "pass a folder for the measurement files (it is created if missing), or move "
+            f"{out} away.",
+        )
+    existing = next(p for p in [out, *out.parents] if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir():
+        raise ReproError(
+            f"--out {out} cannot be created: {existing} is a file; nothing was measured.",
+            "pass a folder whose parents are folders.",
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ReproError(
+            f"--out {out} cannot be written: {existing} is not writable; nothing was measured.",
+            f"make {existing} writable, or pass another folder to --out.",
+        )
+
+
 def plan_run(keys: Sequence[str], settings: RunSettings) -> RunPlan:
-    """Load and check every paper, the tracking store and the cluster address; plan each
-    paper. Raises ReproError naming the file, entry or flag at fault."""
+    """Load and check every paper, the tracking store, the cluster address and the output
+    folder; plan each paper. Raises ReproError naming the file, entry or flag at fault."""
     check_suites(settings.suites)
+    check_out_dir(settings.out_dir)
     papers = [load_paper(k, settings.papers_dir) for k in keys]
     if settings.tracking_uri:
         tracking.check_tracking_uri(settings.tracking_uri)

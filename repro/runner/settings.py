@@ -30,6 +30,7 @@ class RunSettings:
     num_cpus: int | None = None  # a local Ray's CPUs (default: the machine's)
     papers_dir: Path | None = None  # None: repro/papers
     claims: tuple[str, ...] = ()  # claim ids to measure (--claims); empty: every claim
+    resume: bool = False  # reuse papers written in out_dir in this configuration (--resume)
     speed: SpeedSettings | None = None  # None: params.yaml speed: and REPRO_SPEED_*
     accuracy: AccuracySettings | None = None  # None: params.yaml accuracy: and weights:
     # per paper: its MLflow session and parent run, opened before measuring (runner.log)
@@ -56,6 +57,7 @@ class RunSettings:
         no_mlflow: bool = False,
         no_ray: bool = False,
         claims: Sequence[str] = (),
+        resume: bool = False,
         **flags: Any,
     ) -> RunSettings:
         """The settings of one run from the params file (default ./params.yaml if present),
@@ -78,6 +80,7 @@ class RunSettings:
             use_ray=not no_ray,
             papers_dir=papers_dir,
             claims=tuple(claims),
+            resume=resume,
             speed=s.speed if "speed" in chosen else None,
             accuracy=s.accuracy_settings() if needs_accuracy else None,
             params=s,

@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from repro import config
 from repro.errors import ReproError
-from repro.runner import run_papers, stage_status
+from repro.runner import RunInterrupted, run_papers, stage_status
 from repro.runner.settings import RunSettings
 from repro.suites.stages import committed_folders, default_device, results_folder
 
@@ -48,6 +49,7 @@ def run_stage(name: str, argv: list[str] | None = None, description: str | None 
         device = default_device()
         go, why = stage.decide(device.type == "cuda")
         if not go:
+            Path(stage.out).mkdir(parents=True, exist_ok=True)  # DVC's output, even when empty
             kept = ", ".join(committed_folders(stage.out)) or "none"
             print(f"{name}: {kept_verb}: {why}. The report renders the committed "
                   f"results under {stage.out}/ ({kept}).")  # fmt: skip
@@ -69,6 +71,9 @@ def run_stage(name: str, argv: list[str] | None = None, description: str | None 
     except ReproError as exc:
         print(exc.paragraph(), file=sys.stderr)
         return 2
+    except RunInterrupted as stop:  # Ctrl-C or SIGTERM: the finished papers are written
+        print(stop.message("the next `dvc repro` measures the rest"), file=sys.stderr)
+        return stop.exit_code
     for paper in runs:
         print(f"{paper.paper}: {len(paper.results)} claims in {paper.meta['run_seconds']:.1f} s")
     return stage_status(runs)

@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from repro.errors import ReproError
+from repro.tracking import store
 from repro.tracking.client import (
     EXPERIMENT_PREFIX,
     _client,
@@ -36,19 +37,40 @@ from repro.tracking.provenance import command_entry, command_line, ui_link
 from repro.tracking.training import system_metrics
 from repro.verdicts import VERDICTS, GroupOutcome, worst
 
+# a read-only call of MLflow's REST API (the one `mlflow ui` opens with): any HTTP answer, an
+# error status included, says the API answers; a server can answer /health and hang here
+API_PROBE = ("/api/2.0/mlflow/experiments/search", b'{"max_results": 1}')
+
 
 def _unhealthy(uri: str, timeout: float) -> str:
-    """Why the server at ``uri`` fails its health check ("": it answers)."""
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as resp:
-            resp.read()
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        return str(exc)
+    """Why the server at ``uri`` fails its health check or does not answer its API within
+    ``timeout`` seconds ("": both answer)."""
+    base = uri.rstrip("/")
+    path, body = API_PROBE
+    probes = (
+        ("/health", urllib.request.Request(f"{base}/health")),
+        (path, urllib.request.Request(f"{base}{path}", data=body, method="POST",
+                                      headers={"Content-Type": "application/json"})),
+    )  # fmt: skip
+    for name, request in probes:
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
+                resp.read()
+        except urllib.error.HTTPError:
+            if name == "/health":
+                return f"{name} answers with an error status"
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            reason = str(getattr(exc, "reason", exc))
+            if "timed out" in reason:
+                reason = f"no answer within {timeout:g} s"
+            return reason if name == "/health" else f"it answers /health, but not {name}: {reason}"
     return ""
 
 
 def check_tracking_uri(uri: str) -> None:
-    """Fail early, before measuring, when the tracking store cannot be used."""
+    """Fail early, before measuring, when the tracking store cannot be used: a file store, a
+    sqlite file in a missing folder or half-migrated (:func:`repro.tracking.store.prepare`,
+    mended where nothing can be lost), a server whose health check or API does not answer."""
     scheme = urlparse(uri).scheme
     if scheme in ("", "file"):
         raise ReproError(
@@ -63,6 +85,8 @@ def check_tracking_uri(uri: str) -> None:
                 f"the directory of MLflow database {path} does not exist.",
                 f"create {path.parent} or set --tracking-uri sqlite:///mlflow.db.",
             )
+        if path.is_file():  # a new one is created (under its lock) when first logged to
+            store.prepare(uri)
     elif scheme in ("http", "https") and (why := _unhealthy(uri, 5)):
         raise ReproError(
             f"cannot reach the MLflow tracking server at {uri!r} ({why}); nothing was "
@@ -74,7 +98,8 @@ def check_tracking_uri(uri: str) -> None:
 
 
 def reachable(uri: str, timeout: float = 3.0) -> bool:
-    """Whether the tracking server answers its health check now (databases: always True)."""
+    """Whether the tracking server answers its health check and its API now (databases:
+    always True)."""
     return urlparse(uri).scheme not in ("http", "https") or not _unhealthy(uri, timeout)
 
 

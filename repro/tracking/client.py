@@ -14,6 +14,7 @@ from typing import Any
 
 from repro.environment import collect
 from repro.files import atomic_write_json
+from repro.tracking import store
 from repro.tracking.provenance import (
     EXPERIMENT_KIND,
     EXPERIMENT_KIND_TAG,
@@ -31,23 +32,30 @@ _BATCH = 90  # MLflow's log_batch takes at most 100 tags or params per call
 log = logging.getLogger("repro.tracking")
 _WARNED: set[str] = set()  # stores found failing in this process (warn_once)
 
-# MLflow's own HTTP defaults retry a refused connection 7 times with doubling backoff (minutes
-# per call); a harness that spools what it cannot log is better served by failing within seconds.
+# MLflow's own HTTP defaults wait 120 s for an answer and retry 7 times with doubling backoff
+# (minutes per call, ~95 s even at 30 s and 2 retries); a harness that spools what it cannot log
+# is better served by failing within seconds: a request that gets no answer costs at most
+# (retries + 1) x timeout, 10 s. A user's own settings win.
 HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
 }
 
 
 def _client(uri: str) -> Any:
+    """An MlflowClient of ``uri``: HTTP requests bounded (:data:`HTTP_DEFAULTS`); a sqlite store
+    created or mended under its lock and its calls retried while other writers hold it
+    (:mod:`repro.tracking.store`)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
     import mlflow.tracking  # MLflow (a second to import) only where something is logged
 
+    store.prepare(uri)
     mlflow.set_tracking_uri(uri)
-    return mlflow.tracking.MlflowClient(tracking_uri=uri)
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    return store.LockRetrying(client, uri) if store.sqlite_file(uri) else client
 
 
 def _experiment_id(client: Any, uri: str, paper: str) -> str:
@@ -60,9 +68,16 @@ def _experiment_id(client: Any, uri: str, paper: str) -> str:
     location = None
     if uri.startswith("sqlite:///"):
         location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
-    return client.create_experiment(
-        name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
-    )
+    try:
+        return client.create_experiment(
+            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+        )
+    except Exception:
+        # another process (a second `repro run`, a Ray worker) created it in the meantime
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def _create_run(
@@ -234,3 +249,23 @@ def save_entry(
         path = spool_dir(directory) / f"{time.time_ns()}-{name}.json"
     atomic_write_json(path, entry, default=str)
     return path
+
+
+def fail_left_running(uri: str, keys: Mapping[str, str], reason: str) -> list[str]:
+    """Mark FAILED the runs of store ``uri`` still RUNNING whose tag ``k`` is ``keys[k]`` (the
+    runs an entry that cannot be replayed would have ended), tagged ``repro.failed_by`` with
+    ``reason``; returns their ids."""
+    if not keys:
+        return []
+    client = _client(uri)
+    experiments = [
+        e.experiment_id for e in client.search_experiments() if e.name.startswith(EXPERIMENT_PREFIX)
+    ]
+    failed: list[str] = []
+    for tag, value in keys.items() if experiments else ():
+        query = f"tags.`{tag}` = '{value}' and attributes.status = 'RUNNING'"
+        for run in client.search_runs(experiments, filter_string=query, max_results=1000):
+            client.set_tag(run.info.run_id, "repro.failed_by", reason)
+            client.set_terminated(run.info.run_id, "FAILED")
+            failed.append(run.info.run_id)
+    return failed

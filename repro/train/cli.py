@@ -7,6 +7,7 @@ stays fast.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -170,11 +171,15 @@ def _train_config(args: argparse.Namespace, workers: int, parallel: str) -> Trai
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from repro.train.distributed import run_training
+    from repro.train.distributed import TrainingInterrupted, run_training
 
     parallel = args.parallel or ("ddp" if args.workers > 1 else "none")
     config = _train_config(args, args.workers, parallel)
-    result = run_training(config)
+    try:
+        result = run_training(config)
+    except TrainingInterrupted as stop:
+        print(stop.message(), file=sys.stderr)
+        return stop.exit_code
     env, o = result.environment, result.overhead
     print(
         f"{config.model} {parallel} on {env['world_size']} worker(s), {env['device']}, "

@@ -4,6 +4,7 @@ recipe training's (repro.train.fit, repro.train.detector_fit)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -46,6 +47,22 @@ class TrainConfig(Record):
     ray_address: str | None = None  # join this Ray cluster; None: start Ray locally
     loader_workers: int = 2  # DataLoader processes per worker (ImageFolder data only)
     fault_step: int | None = None  # testing: rank 1 exits at this step, first attempt only
+
+    def __post_init__(self) -> None:
+        """The optimizer's numbers, checked where the flags become a config (torch's SGD would
+        raise a bare ValueError on a negative rate, and train a NaN one to NaN)."""
+        need(
+            _is_number(self.lr) and math.isfinite(self.lr) and self.lr > 0,
+            f"--lr {self.lr!r} is not a finite positive learning rate.",
+            "pass --lr a positive number, e.g. --lr 0.01.",
+        )
+        for name in ("momentum", "weight_decay"):
+            value = getattr(self, name)
+            need(
+                _is_number(value) and math.isfinite(value) and value >= 0,
+                f"{name} {value!r} is not a finite non-negative number.",
+                f"set {name} to 0 or more.",
+            )
 
 
 @dataclass
@@ -101,6 +118,10 @@ class FitResult(Record):
     run_dir: str
     overhead: dict[str, float]
     config: dict[str, Any]
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def need(ok: bool, cause: str, fix: str) -> None:

@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
+from repro.data.image_files import class_folders, first_readable, skipped_lines, walk_images
+from repro.data.problems import Problems, log
 from repro.data.training_sets import mnist_format
 from repro.errors import ReproError
 
@@ -94,13 +97,66 @@ def image_folder(root: str, input_size: tuple[int, ...]):  # noqa: ANN201 - torc
     if input_size[0] == 3:
         steps.append(transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD))
     try:
-        return datasets.ImageFolder(str(path), transform=transforms.Compose(steps))
+        dataset = SkippingImageFolder(str(path), transform=transforms.Compose(steps))
     except (FileNotFoundError, RuntimeError) as exc:
         raise ReproError(
             f"{root} is not an ImageFolder dataset: {exc}".replace("\n", " "),
             "arrange the images as ROOT/<class>/<image>.jpg, or pass a folder of MNIST-format "
             "IDX files (train-images-idx3-ubyte[.gz], ...).",
         ) from None
+    for link, target in dataset.loops:
+        log.warning("symlink-loop: %s: leads back to %s; not followed", link, target)
+    return dataset
+
+
+class SkippingImageFolder(datasets.ImageFolder):
+    """torchvision's ImageFolder over the files `repro data verify` counts (repro.data.
+    image_files: links followed, symlink loops not), where an image that does not decode (0
+    bytes, truncated, not an image whatever its suffix) is skipped: the next image in the
+    folder's order that decodes takes its place, so a rank's batch keeps its size under DDP.
+    A sample is (image, class, the skipped images' "path<TAB>why" lines, "" when none), for the
+    rank to count and log (image_folder_batches)."""
+
+    loops: list[tuple[Path, Path]]
+
+    def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
+        classes = class_folders(Path(directory))
+        if not classes:
+            raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
+        return classes, {name: i for i, name in enumerate(classes)}
+
+    def make_dataset(  # type: ignore[override]  # a method: it keeps the loops it found
+        self, directory: str | Path, class_to_idx: dict[str, int], *_: Any, **__: Any
+    ) -> list[tuple[str, int]]:
+        self.loops, samples, empty = [], [], []
+        for name, index in sorted(class_to_idx.items()):
+            walk = walk_images(Path(directory) / name)
+            self.loops += walk.loops
+            samples += [(str(p), index) for p in walk.images]
+            if not walk.images:
+                empty.append(name)
+        if empty:
+            raise FileNotFoundError(f"Found no image file for the classes {', '.join(empty)}.")
+        return samples
+
+    def __getitem__(self, index: int) -> tuple[Any, int, str]:
+        def load(i: int) -> tuple[Any, int]:
+            path, target = self.samples[i]
+            return self.loader(path), target
+
+        (image, target), skipped = first_readable(
+            index, len(self.samples), load, lambda i: self.samples[i][0]
+        )
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, target, "\n".join(skipped)
+
+
+def count_skipped(lines: list[str], skipped: Problems) -> None:
+    """The images a batch's samples skipped (SkippingImageFolder), as corrupt-image problems:
+    counted, and the first of them logged."""
+    for path, why in skipped_lines(lines):
+        skipped.add("corrupt-image", path, f"does not decode ({why}); skipped for the next image")
 
 
 def image_folder_batches(
@@ -111,9 +167,11 @@ def image_folder_batches(
     seed: int,
     shard: Shard,
     workers: int,
+    skipped: Problems | None = None,
 ) -> Iterator[Batch]:
     """Batches of an ImageFolder by step: epoch e is a seeded permutation, rank i takes every
-    ``count``-th index from position i; resuming at ``start_step`` skips indices, not images."""
+    ``count``-th index from position i; resuming at ``start_step`` skips indices, not images.
+    Unreadable images a SkippingImageFolder skipped go to ``skipped``."""
     per_shard = shard_batch_size(batch, shard)
     per_epoch = len(dataset) // batch
     if per_epoch == 0:
@@ -134,5 +192,8 @@ def image_folder_batches(
             pin_memory=torch.cuda.is_available(),
             persistent_workers=False,
         )
-        yield from loader
+        for items in loader:
+            if len(items) == 3:  # a SkippingImageFolder's
+                count_skipped(items[2], skipped if skipped is not None else Problems())
+            yield items[0], items[1]
         epoch, offset = epoch + 1, 0

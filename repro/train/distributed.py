@@ -23,6 +23,8 @@ from typing import Any, TextIO, TypeVar
 
 from repro import tracking
 from repro.errors import ReproError
+from repro.execution import state as ray_state
+from repro.execution.state import CHECKPOINT_PREFIX, EXIT_CODES, signal_name, sigterm_interrupts
 from repro.runtime.vocabulary import PARALLEL
 from repro.tracking.training import absolute_tracking_uri
 from repro.train import loop
@@ -109,19 +111,53 @@ def validate(config: TrainConfig) -> None:
         )
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """A training run stopped by Ctrl-C or SIGTERM; its checkpoints stay for a resumption."""
+
+    def __init__(self, name: str, config: TrainConfig) -> None:
+        super().__init__(name)
+        self.signal_name, self.config = name, config
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.signal_name]
+
+    def message(self) -> str:
+        run_dir = run_dir_of(self.config)
+        found = sorted(p.name for p in run_dir.glob(CHECKPOINT_PREFIX + "*") if p.is_dir())
+        kept = f"its checkpoints are kept in {run_dir}/ (latest {found[-1]})" if found else (
+            f"no checkpoint was written yet (--checkpoint-every), so {run_dir}/ holds none"
+        )  # fmt: skip
+        return (
+            f"interrupted ({self.signal_name}): training run {self.config.run_name} stopped; "
+            f"{kept}; rerun with --name {self.config.run_name} (and the same flags) to resume "
+            "from the latest checkpoint."
+        )
+
+
 def run_training(config: TrainConfig) -> TrainResult:
-    """Train ``config``; returns throughput, history, restarts and overheads."""
+    """Train ``config``; returns throughput, history, restarts and overheads. Ctrl-C or SIGTERM
+    raises :class:`TrainingInterrupted`, with Ray shut down (Ray Train ends its run on Ctrl-C
+    itself, by SystemExit from its own signal handler)."""
     config = resolve(config)
     validate(config)
     if config.tracking_uri:
         tracking.check_tracking_uri(config.tracking_uri)
     launch = {"id": uuid.uuid4().hex[:12], "t_launch": time.time()}
-    if config.workers == 0:
-        out = _in_process(lambda session: train_worker(config, session, launch), run_dir_of(config))
-    else:
-        from repro.execution.train import run_ray_training  # Ray: only for Ray workers
+    with sigterm_interrupts():
+        try:
+            if config.workers == 0:
+                run_dir = run_dir_of(config)
+                out = _in_process(lambda session: train_worker(config, session, launch), run_dir)
+            else:
+                from repro.execution.train import run_ray_training  # Ray: only for Ray workers
 
-        out = run_ray_training(config, launch)
+                out = run_ray_training(config, launch)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            if isinstance(exc, SystemExit) and config.workers == 0:
+                raise
+            ray_state.shutdown()
+            raise TrainingInterrupted(signal_name(exc), config) from None
     return to_result(config, out)
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -97,6 +99,25 @@ def select_device(use_gpu: bool, local_rank: int, precision: str) -> torch.devic
     device = torch.device("cuda", local_rank % torch.cuda.device_count())
     torch.cuda.set_device(device)
     return device
+
+
+def check_input_fits(batch: int, input_size: tuple[int, ...], device: torch.device) -> None:
+    """A rank's input batch alone (fp32), a lower bound of a step's memory, must fit in the
+    memory free now (the GPU's, or the host's available memory): checked before any batch is
+    made, so a batch of a billion is refused rather than tried."""
+    need_bytes = batch * math.prod(input_size) * 4
+    if device.type == "cuda":
+        free = torch.cuda.mem_get_info(device)[0]
+    else:
+        free = psutil.virtual_memory().available
+    if need_bytes > free:
+        raise ReproError(
+            f"--batch-size gives a worker {batch} images of {'x'.join(map(str, input_size))}, "
+            f"at least {need_bytes / 1e9:,.1f} GB on {device.type} for the input alone; "
+            f"{free / 1e9:,.1f} GB is available.",
+            f"pass a --batch-size far below {max(free // (math.prod(input_size) * 4), 1)} (the "
+            "activations need several times the input), or spread it over more workers.",
+        )
 
 
 def device_name(device: torch.device) -> str:

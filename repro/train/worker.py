@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 
+from repro.data.problems import Problems
 from repro.errors import ReproError
 from repro.models import get_model_spec
 from repro.tracking.training import TRAIN_STEP_METRICS, TrainingRun
@@ -64,7 +66,12 @@ def maybe_inject_fault(config: TrainConfig, session: WorkerSession, step: int) -
 
 
 def batches(
-    config: TrainConfig, setup: loop.ModelSetup, shard: Shard, start: int, dataset: Any
+    config: TrainConfig,
+    setup: loop.ModelSetup,
+    shard: Shard,
+    start: int,
+    dataset: Any,
+    skipped: Problems | None = None,
 ) -> Iterator[Batch]:
     if dataset is None:
         batch_at = partial(
@@ -83,6 +90,7 @@ def batches(
         seed=config.seed,
         shard=shard,
         workers=config.loader_workers,
+        skipped=skipped,
     )
 
 
@@ -114,9 +122,17 @@ class StepHooks(Hooks):
 
     def after_step(self, step: int, loss: torch.Tensor, data_s: float, step_s: float) -> None:
         config, step = self.config, self.start + step
+        global_loss = self.pm.global_loss(loss)  # a collective: every rank sees the same value
+        if not math.isfinite(global_loss):
+            raise ReproError(
+                f"the training loss of {config.model} is {global_loss} at step {step} (--lr "
+                f"{config.lr}, {config.precision}): training diverged and stops here.",
+                "lower --lr, or train in --precision fp32 or bf16; checkpoints written before "
+                "this step are kept.",
+            )
         self.history.append({
             "step": step,
-            "loss": self.pm.global_loss(loss),
+            "loss": global_loss,
             "step_s": step_s,
             "data_s": data_s,
             "images": config.batch_size,
@@ -154,6 +170,7 @@ def train_worker(
     setup = loop.build_model_setup(config, len(dataset.classes) if dataset is not None else None)
     pm = parallelize(setup, config, rank=rank, world=world, device=device)
     optimizer = loop.sgd_optimizer(pm.module.parameters(), config)
+    loop.check_input_fits(config.batch_size // pm.shard.count, setup.input_size, pm.device)
     setup_s = time.perf_counter() - t_setup
 
     start, history, resumed_from = 0, [], None
@@ -177,15 +194,19 @@ def train_worker(
 
     commit(start)  # steps a checkpoint committed before a crash kept them out
 
+    unreadable = Problems()  # images of this rank's batches that did not decode
     data = itertools.islice(
-        batches(config, setup, pm.shard, start, dataset), max(config.steps - start, 0)
+        batches(config, setup, pm.shard, start, dataset, unreadable),
+        max(config.steps - start, 0),
     )
     hooks = StepHooks(config, session, pm, optimizer, start, history, commit, attempt)
     epoch = Epoch(data, prepare=lambda x, y, d: loop.prepare_inputs(x, y, d, config.channels_last))
     try:
         try:
             train_epoch(pm, optimizer, epoch, hooks)
-        except torch.OutOfMemoryError:
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+            if isinstance(exc, RuntimeError) and "allocate memory" not in str(exc):
+                raise  # the CPU allocator's out of memory is a RuntimeError saying so
             raise ReproError(
                 f"rank {rank} ran out of memory at step {hooks.step} training {config.model} "
                 f"with a global batch of {config.batch_size} ({config.parallel}, "
@@ -193,7 +214,8 @@ def train_worker(
                 "lower --batch-size, use --precision bf16, or spread the model over more workers.",
             ) from None
         commit(config.steps)
-        summaries = pm.gather({**parameter_summary(pm), "info": pm.info})
+        bad = sorted({p.path for p in unreadable.items})
+        summaries = pm.gather({**parameter_summary(pm), "info": pm.info, "unreadable": bad})
     except BaseException:
         log.close({}, {"restarts": str(attempt)}, "FAILED", step=0)  # a restart reopens it
         raise
@@ -201,9 +223,18 @@ def train_worker(
         return None
     summary = summarize(history)
     finite = all(math.isfinite(e["loss"]) for e in history)
+    skipped_images = len({path for s in summaries for path in s["unreadable"]})
+    if skipped_images:
+        print(
+            f"skipped {skipped_images} unreadable image(s) of {config.data_root} (each time "
+            "replaced by the next image that decodes); `repro data verify imagefolder` lists "
+            "every one",
+            file=sys.stderr,
+        )
     log.close(
         {f"summary.{k}": float(v) for k, v in summary.items()},
-        {"restarts": str(attempt), "resumed_from_step": str(resumed_from), "finite": str(finite)},
+        {"restarts": str(attempt), "resumed_from_step": str(resumed_from), "finite": str(finite)}
+        | ({"skipped_images": str(skipped_images)} if dataset is not None else {}),
         "FINISHED",
         step=0,
     )
@@ -218,6 +249,7 @@ def train_worker(
             "num_classes": setup.num_classes,
             "input_size": "x".join(map(str, setup.input_size)),
             "data": "imagefolder" if dataset is not None else "synthetic",
+            **({"skipped_images": skipped_images} if dataset is not None else {}),
         },
         "checks": {
             "params_per_rank": [s["params"] for s in summaries],
