@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repro.claims import kebab_case
+from repro.claims import key_problem
 from repro.files import printable
 
 log = logging.getLogger("repro.report")
@@ -36,15 +36,8 @@ def result_files(folder: Path) -> list[Path]:
 
 
 def paper_key_problem(value: Any) -> str | None:
-    """Why ``value`` is not a paper key, or None. A key follows the rule of claim ids
-    (:func:`repro.claims.kebab_case`: lowercase letters and digits in words), its words joined
-    by single ``-`` or ``_`` as the paper files are named (``fast_rcnn``)."""
-    if isinstance(value, str) and value and kebab_case(value) == value.replace("_", "-"):
-        return None
-    return (
-        f"paper key {value!r:.80} is not lowercase letters and digits joined by single - or _ "
-        "(a file name without .yaml, never a path)"
-    )
+    """Why ``value`` is not a paper key (repro.claims.KEY_RULE), or None."""
+    return key_problem(value) or None
 
 
 def row_problem(row: Any, columns: Iterable[str] = ROW_COLUMNS) -> str | None:

@@ -75,7 +75,7 @@ def _load(path: Path) -> tuple[dict[str, Any], str]:
         return {}, f"not readable as JSON: {exc}"
     if not isinstance(entry, dict):
         return {}, f"a JSON {type(entry).__name__}, not an object"
-    if entry.get("call") not in KINDS:
+    if not isinstance(entry.get("call"), str) or entry["call"] not in KINDS:
         return entry, f"call {entry.get('call')!r} is none of {', '.join(KINDS)}"
     fields = {"uri": str, **SHAPES[entry["call"]]}
     wrong = [k for k, kind in fields.items() if not isinstance(entry.get(k), kind)]
