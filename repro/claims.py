@@ -13,8 +13,8 @@ from typing import Any, Literal, get_args
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from repro.errors import ClaimFileError
+from repro.files import load_yaml, read_user_file
 from repro.recipes import Recipe, Source, Strict
-from repro.recipes.yaml_input import load_yaml, read_user_file
 
 PAPERS_DIR = Path(__file__).parent / "papers"
 # A paper key and a claim id: lowercase words and digits joined by single dashes or underscores

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from repro.errors import ReproError
-from repro.recipes.yaml_input import load_yaml, read_user_file
+from repro.files import load_yaml, read_user_file
 
 DEFAULT_PARAMS = Path("params.yaml")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"

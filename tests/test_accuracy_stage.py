@@ -17,7 +17,7 @@ import yaml
 
 from pipelines import accuracy as stage_cli
 from repro.cli import main
-from repro.config import AccuracyStageSettings, parse_settings
+from repro.config import AccuracySettings, AccuracyStageSettings, parse_settings
 from repro.data import mnist
 from repro.data.synth import write_mnist
 from repro.errors import ReproError
@@ -200,3 +200,13 @@ def test_the_run_key_sees_an_mnist_format_set_s_content(tmp_path: Path) -> None:
     os.utime(labels, ns=(info.st_atime_ns, info.st_mtime_ns))
     after = run_key.data_fingerprint("mnist", str(root))
     assert before["entries"] == after["entries"] and before["content"] != after["content"]
+
+
+def test_weights_for_an_unregistered_model_are_named(tmp_path: Path) -> None:
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"")
+    accuracy = AccuracySettings(weights={"resnet5O": str(weights)})
+    settings = RunSettings(suites=("accuracy",), out_dir=None, use_ray=False, accuracy=accuracy)
+    with pytest.raises(ReproError, match="weights for 'resnet5O'.*unknown model") as err:
+        plan_run(["lenet"], settings)
+    assert "repro models" in err.value.fix

@@ -27,7 +27,7 @@ from repro.claims import (
 )
 from repro.data.anchors import PARAMS
 from repro.errors import ClaimFileError, ReproError
-from repro.recipes.yaml_input import MAX_FILE_BYTES, load_yaml
+from repro.files import MAX_FILE_BYTES, load_yaml
 
 pytestmark = pytest.mark.faults  # `make faults` records them in benchmarks/results/faults.csv
 

@@ -229,7 +229,8 @@ def build_charts(
         out.bench, out.bench_missing = bench_charts.bench_charts(bench, scaling)
     if demos_dir is not None:
         out.training = bench_charts.training_charts(Path(demos_dir))
-    out.trained = bench_charts.committed_curve_charts([(r.folder, r.label) for r in trained])
+    curves = bench_charts.committed_curve_charts([(r.folder, r.label) for r in trained])
+    out.trained = {paper: c for paper, c in curves.items() if paper in summary}  # shown: drawn
     return out
 
 

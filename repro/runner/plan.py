@@ -6,7 +6,7 @@ nothing, measures nothing, starts no Ray: a bad input stops the run before any f
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +15,7 @@ from repro.claims import Claim, Paper, load_paper
 from repro.data.roots import data_root, dataset_present
 from repro.errors import ReproError
 from repro.execution.state import check_address, is_initialized
+from repro.models import get_model_spec
 from repro.runner.settings import RunSettings
 from repro.suites import get_suite, suite_names, suite_of
 from repro.suites.registry import SuiteSettings
@@ -132,5 +133,20 @@ def plan_run(keys: Sequence[str], settings: RunSettings) -> RunPlan:
     if settings.use_ray and settings.ray_address and not is_initialized():
         check_address(settings.ray_address)
     check_claims(papers, settings.claims)
+    check_weights(settings.accuracy.weights if settings.accuracy else {})
     plans = [plan_paper(p, settings) for p in papers]
     return RunPlan(plans, settings)
+
+
+def check_weights(weights: Mapping[str, str]) -> None:
+    """ReproError naming a weights entry (params.yaml `weights:`, REPRO_WEIGHTS_<MODEL>,
+    --weights) whose model is not registered: it would be ignored without a word."""
+    for model in weights:
+        try:
+            get_model_spec(model)
+        except ReproError as exc:
+            raise ReproError(
+                f"weights for {model!r} (params.yaml weights:, REPRO_WEIGHTS_{model.upper()} or "
+                f"--weights): {exc.cause}",
+                exc.fix,
+            ) from None
