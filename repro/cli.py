@@ -50,8 +50,9 @@ EPILOG = """examples:
   repro screenshot                   open reports/index.html in headless Chromium, check, PNG
 
 exit status: 0 done; 1 some claims failed (their rows say why); 2 bad input or settings;
-3 tracking degraded (results written, MLflow logs spooled: run `repro sync`); 130 interrupted
-(Ctrl-C), 143 terminated (SIGTERM): the papers finished are kept (`repro run --resume`).
+3 tracking degraded (results written, MLflow logs spooled: run `repro sync`); 4 `repro compare`
+found a claim regressed (its gate: --fail-on); 130 interrupted (Ctrl-C), 143 terminated
+(SIGTERM): the papers finished are kept (`repro run --resume`).
 """
 
 

@@ -11,10 +11,18 @@ from mlflow.tracking import MlflowClient
 
 from repro import tracking
 from repro.cli import main
-from repro.report.compare import compare_bench, compare_results, moved_beyond_tolerance
+from repro.report.compare import (
+    EXIT_REGRESSION,
+    compare_bench,
+    compare_results,
+    moved_beyond_tolerance,
+    verdict_change,
+    with_unit,
+)
 from repro.verdicts import RESULT_COLUMNS, GroupOutcome, Result
 
-FIXTURES = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "benchmarks" / "results"
 
 
 def claim(cid: str, measured: str, verdict: str, tolerance: str = "±2%", **extra: str) -> dict:
@@ -50,7 +58,7 @@ B = [
 
 def test_verdict_changes_and_moves_beyond_tolerance_are_found() -> None:
     diff = compare_results(A, B)
-    assert [(a["claim_id"], b["verdict"]) for a, b in diff.changed] == [("flips", "deviates")]
+    assert [(a["claim_id"], b["verdict"]) for a, b in diff.of("worse")] == [("flips", "deviates")]
     assert [a["claim_id"] for a, _ in diff.moved] == ["drifts"]
     assert diff.same == 1
     assert [r["claim_id"] for r in diff.only_a] == ["gone"]
@@ -92,11 +100,97 @@ def test_bench_ratio_is_b_over_a_and_names_what_differs() -> None:
 def test_repro_compare_prints_results_changes(tmp_path: Path, capsys) -> None:
     a, b = write(tmp_path / "a.csv", A), write(tmp_path / "b.csv", B)
     html = tmp_path / "cmp.html"
-    assert main(["compare", str(a), str(b), "--html", str(html)]) == 0
+    assert main(["compare", str(a), str(b), "--html", str(html)]) == EXIT_REGRESSION
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "worse: 1; better: 0; verdict changed: 1; moved beyond tolerance: 1" in out
+    assert (
+        "row flips [vgg_d]: reproduced -> deviates (vgg / flips; measured 101 M -> 120 M, "
+        "claimed 100 M ±2%)" in out
+    )
+    assert (
+        "row drifts [vgg_d]: further from the claim (vgg / drifts; measured 150 M -> 180 M" in out
+    )
+    assert "only in A (1), paper / claim id:\n  vgg / gone" in out
+    assert "only in B (1), paper / claim id:\n  vgg / new" in out
+    assert "regression gate failed: 1 worse, 1 moved" in captured.err
+    page = html.read_text()
+    assert "<svg" in page and "compare-claims" in page
+    # improvements and regressions apart: by colour and by a word
+    assert "worse x1.19" in page and "further x1.2" in page
+    assert "#c62828" in page.lower() or "c62828" in page.lower()
+    # the gate is the caller's to choose
+    assert main(["compare", str(a), str(b), "--fail-on", "none"]) == 0
+    assert main(["compare", str(a), str(b), "--fail-on", "missing"]) == EXIT_REGRESSION
+    assert main(["compare", str(b), str(b), "--fail-on", "worse,moved,dropped,missing"]) == 0
+    assert main(["compare", str(a), str(b), "--fail-on", "worst"]) == 2
+    assert "--fail-on 'worst': worst is no gate check" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "change"),
+    [("reproduced", "deviates", "worse"), ("reproduced", "error", "worse"),
+     ("measured", "error", "worse"), ("not-run", "error", "worse"),
+     ("deviates", "reproduced", "better"), ("error", "deviates", "better"),
+     ("reproduced", "not-run", "dropped"), ("not-run", "deviates", "new"),
+     ("measured", "reproduced", "rejudged"), ("deviates", "deviates", None)],
+)  # fmt: skip
+def test_verdict_changes_are_ranked(a: str, b: str, change: str | None) -> None:
+    assert verdict_change(a, b) == change
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "text"),
+    [("8.29", "%", "8.29%"), ("6", "x", "6x"), ("138", "M", "138 M"), ("96x55x55", "shape",
+     "96x55x55"), ("", "s", "-"), ("63", "count", "63"), ("0.32", "s", "0.32 s")],
+)  # fmt: skip
+def test_values_carry_their_units(value: str, unit: str, text: str) -> None:
+    assert with_unit(value, unit) == text
+
+
+def test_claims_match_across_hardware_and_speed_sits_side_by_side(tmp_path, capsys) -> None:
+    """Another machine: every claim matched; an absolute time is not judged A against B; a
+    speed ratio is judged by its verdict, as the speed suite judges it, not by how far it moved."""
+    cpu, gpu = "cpu (AMD EPYC), fp32, torch 2.14.1", "cuda (NVIDIA H100), fp32, torch 2.14.1"
+    time = dict(kind="speed", metric="time_per_image", unit="s", tolerance="±0.005")
+    ratio = dict(kind="speed", metric="speedup", unit="x", tolerance="±20%")
+    a = [claim("p", "100", "reproduced", hardware=cpu),
+         claim("t", "5.3", "measured", **time, hardware=cpu),
+         claim("r", "110", "reproduced", **ratio, hardware=cpu)]  # fmt: skip
+    b = [claim("p", "100", "reproduced", hardware=gpu),
+         claim("t", "0.05", "measured", **time, hardware=gpu),
+         claim("r", "115", "reproduced", **ratio, hardware=gpu)]  # fmt: skip
+    diff = compare_results(a, b)
+    assert diff.same == 1 and not diff.moved and not diff.only_a and not diff.only_b
+    assert [ra["claim_id"] for ra, _ in diff.side_by_side] == ["t", "r"]
+    assert diff.hardware == {(cpu, gpu): 3}
+    pa, pb = write(tmp_path / "a.csv", a), write(tmp_path / "b.csv", b)
+    assert main(["compare", str(pa), str(pb)]) == 0
     out = capsys.readouterr().out
-    assert "verdict changed: 1; moved beyond tolerance: 1" in out
-    assert "row flips [vgg_d]: reproduced -> deviates" in out
-    assert "<svg" in html.read_text() and "compare-claims" in html.read_text()
+    assert f"hardware: other for 3 claim(s): A {cpu}; B {gpu}" in out
+    assert "measured 5.3 s -> 0.05 s, claimed 100 s ±0.005; B / A x0.00943" in out
+    b[2]["verdict"] = "deviates"  # the speed suite judged the ratio against the claim
+    assert main(["compare", str(pa), str(write(tmp_path / "b.csv", b))]) == EXIT_REGRESSION
+    assert "vgg / r; measured 110x -> 115x" in capsys.readouterr().out
+
+
+def test_the_committed_results_against_themselves_with_one_verdict_worse(
+    tmp_path: Path, capsys
+) -> None:
+    committed = ROOT / "reports" / "results.csv"
+    with committed.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert main(["compare", str(committed), str(committed)]) == 0
+    out = capsys.readouterr().out
+    assert f"claims in both: {len(rows)}; worse: 0;" in out and "only in A: 0; only in B: 0" in out
+    index = next(i for i, r in enumerate(rows) if r["verdict"] == "reproduced")
+    worse = dict(rows[index], verdict="deviates")
+    changed = write(tmp_path / "b.csv", [*rows[:index], worse, *rows[index + 1 :]])
+    assert main(["compare", str(committed), str(changed)]) == EXIT_REGRESSION
+    captured = capsys.readouterr()
+    assert f"claims in both: {len(rows)}; worse: 1;" in captured.out
+    assert f"({worse['paper']} / {worse['claim_id']}; measured" in captured.out
+    assert "regression gate failed: 1 worse" in captured.err
 
 
 def test_repro_compare_of_the_committed_bench_fixture_prints_ratios(capsys) -> None:
@@ -106,7 +200,7 @@ def test_repro_compare_of_the_committed_bench_fixture_prints_ratios(capsys) -> N
     assert other and base, "the committed benchmark files are missing"
     assert main(["compare", str(base[0]), str(other[0])]) == 0
     out = capsys.readouterr().out
-    ratios = re.findall(r"->\s+[\d.e+]+\s+x(\d+\.\d+)", out)
+    ratios = re.findall(r"->\s+[\d.e+]+ images/s\s+x(\d+\.\d+) (?:faster|slower)", out)
     assert len(ratios) >= 3, out
     assert all(float(r) > 0 for r in ratios)
     assert "batch_size" in out  # the settings that differ are named
@@ -154,10 +248,10 @@ def test_mlflow_sessions_runs_and_experiments_are_sides(tmp_path: Path, capsys) 
     first = tracking.log_paper(uri, "vgg", [group(A)], {"device": "cpu"})
     second = tracking.log_paper(uri, "vgg", [group(B)], {"device": "cpu"})
     args = ["--tracking-uri", uri]
-    assert main(["compare", f"mlflow:{first}", f"mlflow:{second}", *args]) == 0
+    assert main(["compare", f"mlflow:{first}", f"mlflow:{second}", *args]) == EXIT_REGRESSION
     assert "verdict changed: 1; moved beyond tolerance: 1" in capsys.readouterr().out
     # an experiment means its newest session: the same as comparing with `second`
-    assert main(["compare", f"mlflow:{first}", "mlflow:repro/vgg", *args]) == 0
+    assert main(["compare", f"mlflow:{first}", "mlflow:repro/vgg", *args]) == EXIT_REGRESSION
     assert "verdict changed: 1;" in capsys.readouterr().out
 
     client = MlflowClient(tracking_uri=uri)

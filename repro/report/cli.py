@@ -9,13 +9,22 @@ from pathlib import Path
 from repro import config, tracking
 from repro.errors import ReproError
 from repro.files import atomic_write_text
-from repro.report.compare import Comparison, Table, compare, read_table
+from repro.report.compare import (
+    DEFAULT_GATE,
+    EXIT_REGRESSION,
+    GATE_CHECKS,
+    Comparison,
+    Table,
+    compare,
+    read_table,
+)
 from repro.report.content import BENCHMARKS_DIR
 from repro.report.html_page import comparison_page
 from repro.report.rows import RowsRead, checked_rows
 from repro.tracking.report import load_results_of
 
-COMPARE_EPILOG = """A and B are each one of:
+COMPARE_EPILOG = (
+    """A and B are each one of:
   reports/results.csv                    a results table (or a measurement folder)
   benchmarks/results/bench_<env>.csv     a benchmark file (another machine's, another setting)
   mlflow:SESSION | mlflow:RUN_ID | mlflow:repro/PAPER   results read back from MLflow
@@ -25,9 +34,20 @@ examples:
   repro compare benchmarks/results/bench_a100.csv benchmarks/results/bench_h100.csv
   repro compare mlflow:3f2a9c1d0e4b mlflow:8c1e77aa0b12 --tracking-uri http://mlflow:5000
   repro compare A.csv B.csv --html compare.html
+  repro compare A.csv B.csv --fail-on worse,moved,dropped   a CI gate; --fail-on none: no gate
 
-exit status: 0 printed; 2 bad input (an unreadable file, two different kinds, an unknown key).
+Claims are matched by (paper, claim id). Where a claim's two rows name other hardware, a speed
+claim's values are shown side by side, not judged against each other: its verdict (a ratio
+judged against the claim, an absolute time recorded) still counts.
+
+the gate (--fail-on, default worse,moved; results tables only):
 """
+    + "".join(f"  {name:<8} {what}\n" for name, what in GATE_CHECKS.items())
+    + f"""
+exit status: 0 printed, the gate passed; 2 bad input (an unreadable file, two different kinds,
+an unknown key or gate check); {EXIT_REGRESSION} the gate failed: a claim regressed (named above).
+"""
+)
 
 MLFLOW_PREFIX = "mlflow:"
 
@@ -73,12 +93,33 @@ def compare_with_current(
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     a, b = (load_side(spec, args.tracking_uri, args.params) for spec in (args.a, args.b))
+    checks = gate_checks(args.fail_on)
     result = compare(a, b)
     print("\n".join(result.lines))
     if args.html:
         atomic_write_text(Path(args.html), comparison_page(result))
         print(f"wrote {args.html}")
+    failed = result.failures(checks)
+    if failed:
+        named = ", ".join(f"{n} {check}" for check, n in failed.items())
+        print(f"regression gate failed: {named} (--fail-on {','.join(checks)}; "
+              "--fail-on none turns the gate off)", file=sys.stderr)  # fmt: skip
+        return EXIT_REGRESSION
     return 0
+
+
+def gate_checks(text: str) -> list[str]:
+    """--fail-on's checks: a comma-separated list of GATE_CHECKS, or none."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["none"]:
+        return []
+    unknown = [n for n in names if n not in GATE_CHECKS]
+    if unknown or not names:
+        raise ReproError(
+            f"--fail-on {text!r}: {', '.join(unknown) or 'no check'} is no gate check.",
+            f"name some of {', '.join(GATE_CHECKS)} (comma-separated), or none.",
+        )
+    return names
 
 
 def _cmd_screenshot(args: argparse.Namespace) -> int:
@@ -114,7 +155,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "compare",
         help="compare two results tables, MLflow sessions or benchmark files",
         description="Compare A (the baseline) with B. Results: the claims whose verdict "
-        "changed and the measured values that moved beyond the claim's tolerance. "
+        "changed and the measured values that moved beyond the claim's tolerance; a regression "
+        f"exits {EXIT_REGRESSION}. "
         "Benchmarks: images/s of B over A per model and mode, naming the settings that differ.",
         epilog=COMPARE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -122,6 +164,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("a", metavar="A", help="the baseline")
     p.add_argument("b", metavar="B", help="compared with A")
     p.add_argument("--html", metavar="FILE", help="also write the comparison, with a chart")
+    p.add_argument(
+        "--fail-on",
+        metavar="CHECKS",
+        default=",".join(DEFAULT_GATE),
+        help=f"exit {EXIT_REGRESSION} when a claim fails one of these checks: "
+        f"{', '.join(GATE_CHECKS)}, comma-separated, or none (default: "
+        f"{','.join(DEFAULT_GATE)})",
+    )
     p.add_argument("--tracking-uri", help="MLflow tracking URI (for mlflow:KEY)")
     p.add_argument("--params", help="params file (default: ./params.yaml if present)")
     p.set_defaults(func=_cmd_compare)

@@ -1,9 +1,12 @@
 """`repro compare A B`: two results tables (claims) or two benchmark files (speed), side by side.
 
-Results: the claims whose verdict changed between A and B, and the measured values that moved
-further than the claim's tolerance (taken around A's value). Benchmarks: per model and mode,
-images/s of B over A, with the settings that differ between the two rows named. Pure functions
-over rows; where rows come from (CSV files, a measurement folder, MLflow) is the caller's.
+Results: claims matched by (paper, claim id), whatever machine measured them; the verdicts that
+worsened or improved, the judged values that moved further than the claim's tolerance (taken
+around A's value), speed claims measured on other hardware side by side, and every claim only
+in one side named. ``ResultsDiff.failures`` is the regression gate `repro compare` exits on.
+Benchmarks: per model and mode, images/s of B over A, with the settings that differ between
+the two rows named. Pure functions over rows; where rows come from (CSV files, a measurement
+folder, MLflow) is the caller's.
 """
 
 from __future__ import annotations
@@ -92,19 +95,73 @@ def read_table(path: Path) -> Table:
 
 # --- Claims -----------------------------------------------------------------------------------
 
+# The gate's checks (`repro compare --fail-on`): what makes the comparison exit EXIT_REGRESSION.
+GATE_CHECKS = {
+    "worse": "a verdict worsened (reproduced -> deviates, anything -> error)",
+    "moved": "a judged value moved beyond its claim's tolerance, its verdict the same",
+    "dropped": "a claim judged in A is not-run in B",
+    "missing": "a claim of A is not in B",
+}
+DEFAULT_GATE = ("worse", "moved")
+EXIT_REGRESSION = 4
+JUDGED = ("reproduced", "deviates")  # verdicts against the claim; `measured` is recorded only
+MEASURED = ("reproduced", "deviates", "measured")
+IMPROVED, WORSENED, NEUTRAL = "#2e7d32", "#c62828", "#757575"
 
-def claim_key(row: dict[str, Any]) -> tuple[str, ...]:
-    return (row.get("paper", ""), row.get("claim_id", ""), row.get("model", ""),
-            row.get("layer", ""), row.get("hardware", ""))  # fmt: skip
+
+def claim_key(row: dict[str, Any]) -> tuple[str, str]:
+    """A claim is the same claim whatever machine, version or session measured it."""
+    return (row.get("paper", ""), row.get("claim_id", ""))
+
+
+def verdict_change(a: str, b: str) -> str | None:
+    """How a claim's verdict went from A to B: worse, better, dropped (now not-run), new (now
+    measured), rejudged (measured <-> judged: the hardware decides that), changed (unknown)."""
+    if a == b:
+        return None
+    if b == "error" or (a, b) == ("reproduced", "deviates"):
+        return "worse"
+    if a == "error" and b in MEASURED or (a, b) == ("deviates", "reproduced"):
+        return "better"
+    if b == "not-run":
+        return "dropped"
+    if a == "not-run" and b in MEASURED:
+        return "new"
+    return "rejudged" if {a, b} <= set(MEASURED) else "changed"
+
+
+def hardware_of(row: dict[str, Any]) -> str:
+    return str(row.get("hardware") or "").strip()
+
+
+def hardware_bound(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """A speed claim's value measured on other hardware: shown side by side, not judged A
+    against B (the speed suite judges ratios against the claim, and so does the verdict)."""
+    return a.get("kind") == "speed" and hardware_of(a) != hardware_of(b)
 
 
 @dataclass
 class ResultsDiff:
-    changed: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    changed: list[tuple[dict[str, Any], dict[str, Any], str]] = field(default_factory=list)
     moved: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    side_by_side: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)
     only_a: list[dict[str, Any]] = field(default_factory=list)
     only_b: list[dict[str, Any]] = field(default_factory=list)
     same: int = 0  # claims in both with the same verdict and a value within tolerance
+    hardware: dict[tuple[str, str], int] = field(default_factory=dict)  # (A's, B's): claims
+
+    def of(self, change: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        return [(ra, rb) for ra, rb, c in self.changed if c == change]
+
+    def failures(self, checks: Sequence[str]) -> dict[str, int]:
+        """Per gate check in ``checks``, the claims that fail it (only those that do)."""
+        found = {
+            "worse": len(self.of("worse")),
+            "moved": len(self.moved),
+            "dropped": len(self.of("dropped")),
+            "missing": len(self.only_a),
+        }
+        return {check: found[check] for check in checks if found.get(check)}
 
 
 def moved_beyond_tolerance(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -116,6 +173,13 @@ def moved_beyond_tolerance(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return abs(vb - va) > max(allowed, 1e-9 * max(abs(va), 1.0))
 
 
+def closer(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether B's measured value is nearer the claimed value than A's."""
+    claimed, va, vb = (number(r.get(k)) for r, k in ((b, "claimed"), (a, "measured"),
+                                                    (b, "measured")))  # fmt: skip
+    return None not in (claimed, va, vb) and abs(vb - claimed) < abs(va - claimed)  # type: ignore[operator]
+
+
 def compare_results(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) -> ResultsDiff:
     in_a = {claim_key(r): r for r in a}
     in_b = {claim_key(r): r for r in b}
@@ -124,9 +188,20 @@ def compare_results(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) ->
         rb = in_b.get(key)
         if rb is None:
             diff.only_a.append(ra)
-        elif ra.get("verdict") != rb.get("verdict"):
-            diff.changed.append((ra, rb))
-        elif moved_beyond_tolerance(ra, rb):
+            continue
+        hardware = (hardware_of(ra), hardware_of(rb))
+        diff.hardware[hardware] = diff.hardware.get(hardware, 0) + 1
+        change = verdict_change(str(ra.get("verdict", "")), str(rb.get("verdict", "")))
+        unjudged = hardware_bound(ra, rb) or ra.get("verdict") not in JUDGED
+        if change is not None:
+            diff.changed.append((ra, rb, change))
+        elif (
+            unjudged
+            and any(str(r.get("measured") or "").strip() for r in (ra, rb))
+            and (hardware[0] != hardware[1] or moved_beyond_tolerance(ra, rb))
+        ):
+            diff.side_by_side.append((ra, rb))
+        elif not unjudged and moved_beyond_tolerance(ra, rb):
             diff.moved.append((ra, rb))
         else:
             diff.same += 1
@@ -134,34 +209,92 @@ def compare_results(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) ->
     return diff
 
 
+def with_unit(value: Any, unit: Any) -> str:
+    """A cell and its claim's unit: '8.29%', '6x', '138 M', '96x55x55'; '-' for none."""
+    text, unit = str(value if value is not None else "").strip(), str(unit or "").strip()
+    if not text:
+        return "-"
+    if unit in ("", "count", "shape") or number(text) is None:
+        return text
+    return f"{text}{unit}" if unit in ("%", "x") else f"{text} {unit}"
+
+
 def _claim(r: dict[str, Any]) -> str:
     where = f" [{r['model']}]" if r.get("model") else ""
     return f"{r.get('paper')}: {r.get('row')}{where}"
 
 
-def results_lines(diff: ResultsDiff, a: str, b: str) -> list[str]:
-    both = diff.same + len(diff.changed) + len(diff.moved)
-    out = [
-        f"claims in both: {both}; verdict changed: {len(diff.changed)}; moved beyond tolerance: "
-        f"{len(diff.moved)}; unchanged: {diff.same}; only in A: {len(diff.only_a)}; only in B: "
-        f"{len(diff.only_b)}  (A = {a}, B = {b})"
-    ]
-    if diff.changed:
-        out += ["", "verdict changed (A -> B):"]
-        out += [
-            f"  {_claim(ra)}: {ra.get('verdict')} -> {rb.get('verdict')} "
-            f"(measured {ra.get('measured') or '-'} -> {rb.get('measured') or '-'}, claimed "
-            f"{rb.get('claimed')})"
-            for ra, rb in diff.changed
-        ]
-    if diff.moved:
-        out += ["", "measured value moved beyond the claim's tolerance (A -> B):"]
-        out += [
-            f"  {_claim(ra)}: {ra.get('measured')} -> {rb.get('measured')} {rb.get('unit', '')} "
-            f"(tolerance {rb.get('tolerance') or 'exact'})"
-            for ra, rb in diff.moved
-        ]
+def _values(ra: dict[str, Any], rb: dict[str, Any]) -> str:
+    """'vgg / conv1-params; measured 1.7 M -> 1.8 M, claimed 1.7 M ±2%'."""
+    unit = rb.get("unit") or ra.get("unit")
+    measured = (with_unit(r.get("measured"), unit) for r in (ra, rb))
+    claimed = f"{with_unit(rb.get('claimed'), unit)} {rb.get('tolerance') or 'exact'}"
+    name = f"{ra.get('paper')} / {ra.get('claim_id')}"
+    return f"{name}; measured {' -> '.join(measured)}, claimed {claimed}"
+
+
+def _named(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Claims as 'paper / claim id', one line per paper."""
+    by_paper: dict[str, list[str]] = {}
+    for r in rows:
+        by_paper.setdefault(str(r.get("paper", "")), []).append(str(r.get("claim_id", "")))
+    return [f"  {paper} / {', '.join(ids)}" for paper, ids in by_paper.items()]
+
+
+CHANGE_HEADINGS = {
+    "worse": "WORSE: verdict worsened (A -> B)",
+    "better": "better: verdict improved (A -> B)",
+    "dropped": "dropped: measured in A, not-run in B",
+    "new": "new: not-run in A, measured in B",
+    "rejudged": "rejudged: recorded on one side, judged on the other (the hardware decides)",
+    "changed": "verdict changed (A -> B)",
+}
+
+
+def _hardware_lines(diff: ResultsDiff) -> list[str]:
+    out = []
+    for (ha, hb), n in sorted(diff.hardware.items(), key=lambda item: -item[1]):
+        if ha == hb:
+            out.append(f"hardware: the same for {n} claim(s): {ha or 'not recorded'}")
+        else:
+            out.append(f"hardware: other for {n} claim(s): A {ha or 'not recorded'}; "
+                       f"B {hb or 'not recorded'}")  # fmt: skip
     return out
+
+
+def results_lines(diff: ResultsDiff, a: str, b: str) -> list[str]:
+    both = diff.same + len(diff.changed) + len(diff.moved) + len(diff.side_by_side)
+    out = [
+        f"claims in both: {both}; worse: {len(diff.of('worse'))}; better: "
+        f"{len(diff.of('better'))}; verdict changed: {len(diff.changed)}; moved beyond "
+        f"tolerance: {len(diff.moved)}; unchanged: {diff.same}; only in A: {len(diff.only_a)}; "
+        f"only in B: {len(diff.only_b)}  (A = {a}, B = {b})",
+        *_hardware_lines(diff),
+    ]
+    for change, heading in CHANGE_HEADINGS.items():
+        pairs = diff.of(change)
+        if pairs:
+            out += ["", f"{heading}:"]
+            out += [f"  {_claim(ra)}: {ra.get('verdict')} -> {rb.get('verdict')} "
+                    f"({_values(ra, rb)})" for ra, rb in pairs]  # fmt: skip
+    if diff.moved:
+        out += ["", "MOVED: measured value moved beyond the claim's tolerance (A -> B):"]
+        out += [f"  {_claim(ra)}: {'closer to' if closer(ra, rb) else 'further from'} the "
+                f"claim ({_values(ra, rb)})" for ra, rb in diff.moved]  # fmt: skip
+    if diff.side_by_side:
+        out += ["", "side by side, not judged A against B (a speed claim on other hardware, "
+                "or a value recorded, not judged):"]  # fmt: skip
+        out += [f"  {_claim(ra)}: {ra.get('verdict')}, {_values(ra, rb)}{_ratio_text(ra, rb)}"
+                for ra, rb in diff.side_by_side]  # fmt: skip
+    for side, rows in (("A", diff.only_a), ("B", diff.only_b)):
+        if rows:
+            out += ["", f"only in {side} ({len(rows)}), paper / claim id:", *_named(rows)]
+    return out
+
+
+def _ratio_text(ra: dict[str, Any], rb: dict[str, Any]) -> str:
+    va, vb = number(ra.get("measured")), number(rb.get("measured"))
+    return f"; B / A x{vb / va:.3g}" if va and vb is not None else ""
 
 
 # --- Benchmarks -------------------------------------------------------------------------------
@@ -221,8 +354,9 @@ def bench_lines(ratios: Sequence[SpeedRatio], only_a: list[str], only_b: list[st
     for r in ratios:
         name = f"{r.model} ({r.mode})"
         out.append(
-            f"  {name:<{width}}  {r.a_images_per_s:>10.4g} -> {r.b_images_per_s:>10.4g}  "
-            f"x{r.ratio:.3f}" + (f"  [{r.differs}]" if r.differs else "")
+            f"  {name:<{width}}  {r.a_images_per_s:>10.4g} -> {r.b_images_per_s:>10.4g} "
+            f"images/s  x{r.ratio:.3f} {'faster' if r.ratio >= 1 else 'slower'}"
+            + (f"  [{r.differs}]" if r.differs else "")
         )
     if ratios:
         geo = math.exp(sum(math.log(r.ratio) for r in ratios) / len(ratios))
@@ -243,8 +377,8 @@ def bench_chart(ratios: Sequence[SpeedRatio], a: str, b: str) -> Chart | None:
             r.ratio,
             f"{r.model} ({r.mode}): {r.a_images_per_s:.4g} -> {r.b_images_per_s:.4g} "
             "images/s" + (f"\n{r.differs}" if r.differs else ""),
-            "#2e7d32" if r.ratio >= 1 else "#c62828",
-            f"x{r.ratio:.2f}",
+            IMPROVED if r.ratio >= 1 else WORSENED,
+            f"{'faster' if r.ratio >= 1 else 'slower'} x{r.ratio:.2f}",
         )  # fmt: skip
         for r in ratios
     ]
@@ -261,6 +395,11 @@ class Comparison:
     b: Table
     lines: list[str]
     chart: Chart | None = None
+    diff: ResultsDiff | None = None  # results tables only: what the gate reads
+
+    def failures(self, checks: Sequence[str]) -> dict[str, int]:
+        """The gate: claims per failed check (none for benchmark files: speed is a setting's)."""
+        return self.diff.failures(checks) if self.diff is not None else {}
 
 
 def compare(a: Table, b: Table) -> Comparison:
@@ -271,6 +410,7 @@ def compare(a: Table, b: Table) -> Comparison:
         )
     left_out = [f"left out of {side}: {line}" for side, t in (("A", a), ("B", b))
                 for line in t.skipped]  # fmt: skip
+    diff = None
     if a.kind == "results":
         diff = compare_results(a.rows, b.rows)
         lines, chart = results_lines(diff, a.name, b.name), results_chart(diff)
@@ -278,27 +418,48 @@ def compare(a: Table, b: Table) -> Comparison:
         ratios, only_a, only_b = compare_bench(a.rows, b.rows)
         lines = bench_lines(ratios, only_a, only_b, a.name, b.name)
         chart = bench_chart(ratios, a.name, b.name)
-    return Comparison(a, b, [printable(line) for line in lines + left_out], chart)
+    return Comparison(a, b, [printable(line) for line in lines + left_out], chart, diff)
+
+
+def _marked(ra: dict[str, Any], rb: dict[str, Any], change: str) -> tuple[str, str]:
+    """The bar's colour and the word beside it: colour alone marks nothing for some readers."""
+    if change == "moved":
+        change = "closer" if closer(ra, rb) else "further"
+    if change in ("worse", "further"):
+        return WORSENED, change
+    if change in ("better", "closer"):
+        return IMPROVED, change
+    return NEUTRAL, change
 
 
 def results_chart(diff: ResultsDiff) -> Chart | None:
-    """B's measured value over A's for the claims that changed verdict or moved."""
-    pairs = [
-        (ra, rb, number(ra.get("measured")), number(rb.get("measured")))
-        for ra, rb in diff.changed + diff.moved
-    ]
-    bars = [
-        RatioBar(
-            shorten(_claim(ra), 60),
+    """B's measured value over A's for the claims that changed verdict or moved: improvements
+    green and worded 'better'/'closer', regressions red and worded 'worse'/'further'."""
+    pairs = [(ra, rb, change) for ra, rb, change in diff.changed]
+    pairs += [(ra, rb, "moved") for ra, rb in diff.moved]
+    bars = []
+    for ra, rb, change in pairs:
+        va, vb = number(ra.get("measured")), number(rb.get("measured"))
+        if not (va and vb and vb / va > 0):
+            continue
+        colour, word = _marked(ra, rb, change)
+        unit = rb.get("unit") or ra.get("unit")
+        bars.append(RatioBar(
+            shorten(f"{ra.get('paper')} / {ra.get('claim_id')}", 60),
             vb / va,
-            f"{_claim(ra)}: {va:g} -> {vb:g} ({ra.get('verdict')} -> {rb.get('verdict')})",
-            "#6a1b9a",
-        )  # fmt: skip
-        for ra, rb, va, vb in pairs
-        if va and vb and vb / va > 0
-    ]
+            f"{_claim(ra)}: {with_unit(ra.get('measured'), unit)} -> "
+            f"{with_unit(rb.get('measured'), unit)} ({ra.get('verdict')} -> {rb.get('verdict')}"
+            f"): {word}",
+            colour,
+            f"{word} x{vb / va:.3g}",
+        ))  # fmt: skip
     if not bars:
         return None
-    caption = f"{len(bars)} claim(s) whose value moved or verdict changed; hover for values."
+    undrawn = len(pairs) - len(bars)
+    caption = (f"{len(bars)} claim(s) whose value moved or verdict changed: green and 'better' or "
+               "'closer' (to the claim) improved, red and 'worse' or 'further' regressed; hover "
+               "for values.")  # fmt: skip
+    if undrawn:
+        caption += f" Not drawn: {undrawn} without a value on both sides."
     return ratio_bars("compare-claims", "Claims that moved", bars,
                       "measured in B / measured in A (log scale)", caption)  # fmt: skip
