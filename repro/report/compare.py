@@ -99,7 +99,7 @@ def read_table(path: Path) -> Table:
 GATE_CHECKS = {
     "worse": "a verdict worsened (reproduced -> deviates, anything -> error)",
     "moved": "a judged value moved beyond its claim's tolerance, its verdict the same",
-    "dropped": "a claim judged in A is not-run in B",
+    "dropped": "a claim measured (or failed) in A is not-run in B",
     "missing": "a claim of A is not in B",
 }
 DEFAULT_GATE = ("worse", "moved")
