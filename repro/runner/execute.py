@@ -60,7 +60,10 @@ def execute(
     work = work_of(run) if work is None else work
     remote = [i for i, (s, _) in enumerate(work) if s.placement != "driver"]
     execution = execution or Execution([])
-    execution.ray_info = {"ray_address": "none (nothing to measure)", "ray_startup_s": 0.0}
+    # with only the driver's suites (the accuracy suite) no Ray task runs, though its training
+    # goes through Ray Train: say that, not "nothing to measure"
+    idle = "no Ray tasks (the driver's suites ran here)" if work else "none (nothing to measure)"
+    execution.ray_info = {"ray_address": idle, "ray_startup_s": 0.0}
     by_index: dict[int, list[GroupOutcome]] = {}
 
     def done(i: int, outcomes: list[GroupOutcome]) -> None:
